@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Sets up ollamalike in ./.venv: builds llama-cpp-python for this machine (CUDA, Metal or CPU),
+# installs the package, and smoke-tests a small quantized model. Safe to run again.
+#
+#   ./install.sh              install
+#   ./install.sh --dev        also the test tools (and Debian's docker-registry for the registry tests)
+#   ./install.sh --rebuild    rebuild llama-cpp-python even if a matching wheel is cached
+#   ./install.sh --service    also install and start the background service (systemd user unit / launchd)
+#   ./install.sh --uninstall  stop and remove the background service
+#
+# Environment: OLLAMALIKE_BACKEND=cpu|cuda|metal|rocm overrides detection; PYTHON picks the interpreter;
+# LLAMA_CMAKE_ARGS adds CMake flags.
+set -euo pipefail
+
+LLAMA_CPP_VERSION="0.3.36"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$ROOT/.venv"
+DEV=0; REBUILD=0; SERVICE=0; UNINSTALL=0
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
+
+for arg in "$@"; do
+  case "$arg" in
+    --dev) DEV=1 ;;
+    --rebuild) REBUILD=1 ;;
+    --service) SERVICE=1 ;;
+    --uninstall) UNINSTALL=1 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option $arg (see --help)" ;;
+  esac
+done
+
+if [ "$UNINSTALL" = 1 ]; then
+  exec "$ROOT/daemon/service.sh" uninstall
+fi
+
+# --- Python -------------------------------------------------------------------------------------
+PYTHON="${PYTHON:-python3}"
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found; install Python 3.10 or newer"
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
+  || die "Python 3.10 or newer is required ($("$PYTHON" --version 2>&1) found)"
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtual environment in .venv"
+  "$PYTHON" -m venv "$VENV" || die "could not create .venv (on Debian/Ubuntu: apt-get install python3-venv)"
+fi
+VPY="$VENV/bin/python"
+"$VPY" -m pip install --quiet --upgrade pip wheel setuptools || die "could not upgrade pip in .venv"
+
+# --- which llama.cpp backend ---------------------------------------------------------------------
+OS="$(uname -s)"; ARCH="$(uname -m)"
+BACKEND="${OLLAMALIKE_BACKEND:-}"
+if [ -z "$BACKEND" ]; then
+  if [ "$OS" = Darwin ] && [ "$ARCH" = arm64 ]; then BACKEND=metal
+  elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
+       && { command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; }; then BACKEND=cuda
+  elif command -v rocminfo >/dev/null 2>&1 && rocminfo >/dev/null 2>&1 && command -v hipcc >/dev/null 2>&1; then BACKEND=rocm
+  else BACKEND=cpu; fi
+fi
+case "$BACKEND" in cpu|cuda|metal|rocm) ;; *) die "OLLAMALIKE_BACKEND must be cpu, cuda, metal or rocm (got $BACKEND)";; esac
+
+# Never -march=native: on machines whose CPU advertises AMX that the OS has not enabled, a native
+# build repacks Q4_0 weights for AMX and dies with SIGILL. Turn on the instruction sets the CPU
+# reports instead, and AMX always off.
+cpu_flags() {
+  local f=""
+  if [ -r /proc/cpuinfo ]; then f="$(grep -m1 '^flags' /proc/cpuinfo || true)"
+  elif [ "$OS" = Darwin ]; then f="$(sysctl -n machdep.cpu.features machdep.cpu.leaf7_features 2>/dev/null | tr 'A-Z.' 'a-z_' || true)"; fi
+  has() { case " $f " in *" $1 "*) return 0;; *) return 1;; esac; }
+  local args="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+  if [ "$ARCH" = x86_64 ] || [ "$ARCH" = amd64 ]; then
+    has avx && args="$args -DGGML_AVX=ON" || args="$args -DGGML_AVX=OFF"
+    has avx2 && args="$args -DGGML_AVX2=ON" || args="$args -DGGML_AVX2=OFF"
+    has fma && args="$args -DGGML_FMA=ON" || args="$args -DGGML_FMA=OFF"
+    has f16c && args="$args -DGGML_F16C=ON" || args="$args -DGGML_F16C=OFF"
+    has bmi2 && args="$args -DGGML_BMI2=ON" || args="$args -DGGML_BMI2=OFF"
+    if has avx512f && has avx512bw && has avx512vl && has avx512dq; then
+      args="$args -DGGML_AVX512=ON"
+      has avx512vbmi && args="$args -DGGML_AVX512_VBMI=ON"
+      has avx512_vnni && args="$args -DGGML_AVX512_VNNI=ON"
+      has avx512_bf16 && args="$args -DGGML_AVX512_BF16=ON"
+    else
+      args="$args -DGGML_AVX512=OFF"
+    fi
+  fi
+  echo "$args"
+}
+
+CMAKE_ARGS_ALL="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF"
+case "$BACKEND" in
+  cpu)   CMAKE_ARGS_ALL="$CMAKE_ARGS_ALL $(cpu_flags)" ;;
+  cuda)  CMAKE_ARGS_ALL="$CMAKE_ARGS_ALL $(cpu_flags) -DGGML_CUDA=ON" ;;
+  rocm)  CMAKE_ARGS_ALL="$CMAKE_ARGS_ALL $(cpu_flags) -DGGML_HIP=ON" ;;
+  metal) CMAKE_ARGS_ALL="$CMAKE_ARGS_ALL -DGGML_METAL=ON" ;;
+esac
+CMAKE_ARGS_ALL="$CMAKE_ARGS_ALL ${LLAMA_CMAKE_ARGS:-}"
+
+# The wheel cache is keyed by version, flags and interpreter, and pip's own cache is bypassed:
+# a wheel built with other flags (say, a native build) can never be picked up by mistake.
+PYTAG="$("$VPY" -c 'import sys, sysconfig; print(f"cp{sys.version_info[0]}{sys.version_info[1]}-{sysconfig.get_platform()}")')"
+KEY="$(printf '%s|%s|%s' "$LLAMA_CPP_VERSION" "$CMAKE_ARGS_ALL" "$PYTAG" | "$VPY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
+WHEEL_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/ollamalike/wheels/$KEY"
+MARKER="$VENV/.llama-cpp-build"
+
+say "llama.cpp backend: $BACKEND"
+if [ "$REBUILD" = 1 ]; then rm -rf "$WHEEL_DIR"; rm -f "$MARKER"; fi
+if ! ls "$WHEEL_DIR"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  say "building llama-cpp-python $LLAMA_CPP_VERSION from source (several minutes; cached afterwards)"
+  say "CMake flags: $CMAKE_ARGS_ALL"
+  mkdir -p "$WHEEL_DIR"
+  if ! CMAKE_ARGS="$CMAKE_ARGS_ALL" CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)}" \
+      "$VPY" -m pip wheel --no-deps --no-cache-dir --no-binary llama-cpp-python \
+      -w "$WHEEL_DIR.tmp" "llama-cpp-python==$LLAMA_CPP_VERSION" >"$WHEEL_DIR.log" 2>&1; then
+    tail -n 30 "$WHEEL_DIR.log" >&2
+    rm -rf "$WHEEL_DIR" "$WHEEL_DIR.tmp"
+    die "building llama-cpp-python failed (full log: $WHEEL_DIR.log). Needs a C++ compiler and cmake."
+  fi
+  mv "$WHEEL_DIR.tmp"/llama_cpp_python-*.whl "$WHEEL_DIR"/ && rm -rf "$WHEEL_DIR.tmp"
+fi
+if [ "$(cat "$MARKER" 2>/dev/null || true)" != "$KEY" ]; then
+  say "installing llama-cpp-python ($KEY)"
+  "$VPY" -m pip install --quiet --force-reinstall --no-deps "$WHEEL_DIR"/llama_cpp_python-*.whl \
+    || die "could not install the llama-cpp-python wheel"
+  echo "$KEY" > "$MARKER"
+fi
+printf '%s\n' "$BACKEND" > "$VENV/.llama-cpp-backend"
+
+# --- the package -----------------------------------------------------------------------------------
+if [ "$DEV" = 1 ]; then
+  say "installing ollamalike with the test tools"
+  "$VPY" -m pip install --quiet -e "$ROOT[dev]" || die "pip install failed"
+  if ! command -v docker-registry >/dev/null 2>&1 && [ ! -x /usr/bin/docker-registry ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      say "installing Debian's docker-registry (for the pull/push tests)"
+      { apt-get install -y -qq docker-registry >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-registry >/dev/null 2>&1; }; } \
+        || say "warning: could not install docker-registry; the registry tests will fail"
+    else
+      say "note: install the docker-registry package for the registry tests"
+    fi
+  fi
+else
+  say "installing ollamalike"
+  "$VPY" -m pip install --quiet -e "$ROOT" || die "pip install failed"
+fi
+
+# --- smoke test: a small Q4_0 model must run (a bad build dies here, not in front of a user) ----
+say "smoke-testing llama.cpp with a small quantized model"
+if ! "$VPY" -m ollamalike.runner.smoke; then
+  die "llama.cpp smoke test failed: this build cannot run quantized models here. Try ./install.sh --rebuild, or set LLAMA_CMAKE_ARGS."
+fi
+
+if [ "$SERVICE" = 1 ]; then
+  "$ROOT/daemon/service.sh" install
+fi
+say "done. Try: $VENV/bin/ollamalike --help"

@@ -1,0 +1,5 @@
+"""Allows ``python -m ollamalike``."""
+
+from ollamalike.cli import main
+
+main()

@@ -1,0 +1,241 @@
+"""Every environment variable and default, as one frozen ``Config``; the only reader of ``os.environ``.
+
+Each ``OLLAMALIKE_*`` variable also accepts Ollama's ``OLLAMA_*`` spelling as an alias, so an
+existing Ollama set-up carries over. ``load_config()`` is cheap and re-reads the environment each
+call (tests change the environment per test); long-lived objects take a ``Config`` explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ollamalike.errors import BadRequest
+
+DEFAULT_PORT = 11434
+
+# Ollama's default allow-list: local origins on any port plus the app schemes of desktop wrappers.
+DEFAULT_ORIGINS: tuple[str, ...] = (
+    "http://localhost",
+    "https://localhost",
+    "http://localhost:*",
+    "https://localhost:*",
+    "http://127.0.0.1",
+    "https://127.0.0.1",
+    "http://127.0.0.1:*",
+    "https://127.0.0.1:*",
+    "http://0.0.0.0",
+    "https://0.0.0.0",
+    "http://0.0.0.0:*",
+    "https://0.0.0.0:*",
+    "app://*",
+    "file://*",
+    "tauri://*",
+    "vscode-webview://*",
+    "vscode-file://*",
+)
+
+_DURATION_RE = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from a number of seconds or a Go duration string ("5m", "1h30m", "-1").
+
+    A negative result means "forever"; 0 means "at once". Used for keep_alive everywhere.
+    """
+    if isinstance(value, bool):
+        raise BadRequest(f"invalid duration: {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    text = value.strip()
+    if not text:
+        raise BadRequest("invalid duration: empty string")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = 1.0
+    if text[0] in "+-":
+        sign = -1.0 if text[0] == "-" else 1.0
+        text = text[1:]
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or pos == 0:
+        raise BadRequest(f"invalid duration: {value!r}")
+    return sign * total
+
+
+def parse_host(value: str) -> tuple[str, int]:
+    """Host and port from OLLAMA_HOST-style values: "0.0.0.0", ":8080", "http://h:1", "[::1]:9"."""
+    text = value.strip()
+    for scheme in ("http://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+    text = text.rstrip("/")
+    host, port = text, DEFAULT_PORT
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise BadRequest(f"invalid host: {value!r}")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        if rest.startswith(":"):
+            port = _port(rest[1:], value)
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = _port(p, value)
+    return (host or "127.0.0.1"), port
+
+
+def _port(text: str, whole: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise BadRequest(f"invalid port in host {whole!r}")
+    return int(text)
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    home: Path = field(default_factory=lambda: Path.home() / ".ollamalike")
+    models_dir: Path = field(default_factory=lambda: Path.home() / ".ollamalike" / "models")
+    keep_alive: float = 300.0
+    num_parallel: int = 4
+    max_loaded_models: int = 3
+    max_queue: int = 512
+    context_length: int = 0  # 0: choose from free memory (hardware planner), as Ollama does
+    origins: tuple[str, ...] = DEFAULT_ORIGINS
+    api_keys: tuple[str, ...] = ()
+    admin_keys: tuple[str, ...] = ()
+    insecure_no_auth: bool = False
+    debug: bool = False
+    log_prompts: bool = False
+    flash_attention: bool = False
+    kv_cache_type: str = "f16"
+    num_threads: int = 0  # 0: physical cores
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_concurrent_pulls: int = 3
+    load_timeout: float = 300.0
+    registry_auth: tuple[tuple[str, str, str], ...] = ()  # (host, username, password)
+    cuda_visible_devices: str | None = None
+    hip_visible_devices: str | None = None
+    gpu_overhead_bytes: int = 0
+    runner_python: str = sys.executable
+    backend_override: str | None = None  # the backend install.sh was told to build
+
+    @property
+    def base_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+        return f"http://{host}:{self.port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Where runner sockets live. Kept short: Unix socket paths are limited to ~100 bytes."""
+        return self.home / "run"
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    for key in (f"OLLAMALIKE_{name}", f"OLLAMA_{name}"):
+        value = env.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None:
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _get(env, name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"OLLAMALIKE_{name} must be an integer, got {value!r}") from None
+
+
+def _keys(value: str | None) -> tuple[str, ...]:
+    """Comma-separated keys, or ``@/path/to/file`` / a path to a file with one key per line."""
+    if not value:
+        return ()
+    text = value.strip()
+    path = Path(text[1:] if text.startswith("@") else text)
+    if text.startswith("@") or (("/" in text) and path.is_file()):
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as e:
+            raise BadRequest(f"cannot read API key file {path}: {e.strerror}") from None
+        return tuple(k.strip() for k in lines if k.strip() and not k.strip().startswith("#"))
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def _registry_auth(value: str | None) -> tuple[tuple[str, str, str], ...]:
+    """``host=user:password`` entries separated by commas."""
+    if not value:
+        return ()
+    out = []
+    for item in value.split(","):
+        host, sep, cred = item.strip().partition("=")
+        user, sep2, password = cred.partition(":")
+        if not sep or not sep2 or not host:
+            raise BadRequest("OLLAMALIKE_REGISTRY_AUTH entries look like host=user:password")
+        out.append((host, user, password))
+    return tuple(out)
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    home_text = env.get("OLLAMALIKE_HOME")
+    home = Path(home_text).expanduser() if home_text else Path.home() / ".ollamalike"
+    models = _get(env, "MODELS")
+    host, port = parse_host(_get(env, "HOST") or "127.0.0.1")
+    keep_alive = _get(env, "KEEP_ALIVE")
+    origins = _get(env, "ORIGINS")
+    extra_origins = tuple(o.strip() for o in origins.split(",") if o.strip()) if origins else ()
+    return Config(
+        host=host,
+        port=port,
+        home=home,
+        models_dir=Path(models).expanduser() if models else home / "models",
+        keep_alive=parse_duration(keep_alive) if keep_alive else 300.0,
+        num_parallel=max(1, _int(env, "NUM_PARALLEL", 4)),
+        max_loaded_models=max(1, _int(env, "MAX_LOADED_MODELS", 3)),
+        max_queue=max(1, _int(env, "MAX_QUEUE", 512)),
+        context_length=max(0, _int(env, "CONTEXT_LENGTH", 0)),
+        origins=extra_origins + DEFAULT_ORIGINS,
+        api_keys=_keys(env.get("OLLAMALIKE_API_KEY")),
+        admin_keys=_keys(env.get("OLLAMALIKE_ADMIN_KEY")),
+        insecure_no_auth=_bool(env.get("OLLAMALIKE_INSECURE_NO_AUTH")),
+        debug=_bool(_get(env, "DEBUG")),
+        log_prompts=_bool(env.get("OLLAMALIKE_LOG_PROMPTS")),
+        flash_attention=_bool(_get(env, "FLASH_ATTENTION")),
+        kv_cache_type=(_get(env, "KV_CACHE_TYPE") or "f16").lower(),
+        num_threads=max(0, _int(env, "NUM_THREADS", 0)),
+        max_body_bytes=max(1024, _int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
+        max_concurrent_pulls=max(1, _int(env, "MAX_CONCURRENT_PULLS", 3)),
+        load_timeout=parse_duration(_get(env, "LOAD_TIMEOUT") or "5m"),
+        registry_auth=_registry_auth(env.get("OLLAMALIKE_REGISTRY_AUTH")),
+        cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
+        hip_visible_devices=env.get("HIP_VISIBLE_DEVICES"),
+        gpu_overhead_bytes=max(0, _int(env, "GPU_OVERHEAD", 0)),
+        runner_python=env.get("OLLAMALIKE_RUNNER_PYTHON") or sys.executable,
+        backend_override=env.get("OLLAMALIKE_BACKEND"),
+    )

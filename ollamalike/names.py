@@ -1,0 +1,121 @@
+"""Parsing, validating and formatting model names, with Ollama's rules and defaults.
+
+A name is ``[host/][namespace/]model[:tag]``; the defaults are ``registry.ollama.ai``, ``library``
+and ``latest``. ``hf.co/<user>/<repo>[:<quant>]`` names a GGUF repository on Hugging Face.
+Every part is checked against a strict character set here, before any code builds a path from it,
+so ``..``, separators and control characters never reach the filesystem.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ollamalike.errors import BadRequest
+
+DEFAULT_HOST = "registry.ollama.ai"
+DEFAULT_NAMESPACE = "library"
+DEFAULT_TAG = "latest"
+HF_HOSTS = ("hf.co", "huggingface.co")
+
+# Ollama's limits: host up to 350 characters, the other parts up to 80.
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,349}(:[0-9]{1,5})?$")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
+_HF_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,79}$")
+DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
+
+
+@dataclass(frozen=True)
+class ModelName:
+    host: str
+    namespace: str
+    model: str
+    tag: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelName:
+        """Parse and validate; raises ``BadRequest`` naming what is wrong."""
+        if not isinstance(text, str):
+            raise BadRequest("model name must be a string")
+        raw = text.strip()
+        if not raw:
+            raise BadRequest("model name is required")
+        if len(raw) > 512:
+            raise BadRequest("invalid model name: too long")
+        for scheme in ("https://", "http://"):
+            if raw.startswith(scheme):
+                raw = raw[len(scheme) :]
+        if "@" in raw:
+            # A digest pin ("model@sha256:…") is accepted and dropped: the tag names the model.
+            raw, _, digest = raw.partition("@")
+            if not DIGEST_RE.match(digest.replace(":", "-", 1)):
+                raise BadRequest(f"invalid model name {text!r}: bad digest")
+        tag = DEFAULT_TAG
+        slash = raw.rfind("/")
+        colon = raw.rfind(":")
+        if colon > slash:
+            raw, tag = raw[:colon], raw[colon + 1 :]
+        parts = raw.split("/")
+        if any(p == "" for p in parts):
+            raise BadRequest(f"invalid model name {text!r}: empty part")
+        if len(parts) > 3:
+            raise BadRequest(f"invalid model name {text!r}: too many parts")
+        host, namespace = DEFAULT_HOST, DEFAULT_NAMESPACE
+        if len(parts) == 3:
+            host, namespace, model = parts
+        elif len(parts) == 2:
+            namespace, model = parts
+        else:
+            (model,) = parts
+        name = cls(host, namespace, model, tag)
+        name.validate(text)
+        return name
+
+    def validate(self, original: str | None = None) -> None:
+        shown = original if original is not None else str(self)
+        checks = (
+            ("host", self.host, _HOST_RE),
+            ("namespace", self.namespace, _HF_NAMESPACE_RE if self.is_huggingface else _NAMESPACE_RE),
+            ("model", self.model, _MODEL_RE),
+            ("tag", self.tag, _TAG_RE),
+        )
+        for label, value, pattern in checks:
+            if ".." in value or not pattern.match(value):
+                raise BadRequest(f"invalid model name {shown!r}: bad {label} {value!r}")
+
+    @property
+    def is_huggingface(self) -> bool:
+        return self.host.lower() in HF_HOSTS
+
+    def key(self) -> str:
+        """The catalog key: names match case-insensitively, as in Ollama."""
+        return str(self).lower()
+
+    def __str__(self) -> str:
+        return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
+
+    @property
+    def display(self) -> str:
+        """The short form ``list`` prints: default host and namespace are left out."""
+        if self.host != DEFAULT_HOST:
+            return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
+        if self.namespace != DEFAULT_NAMESPACE:
+            return f"{self.namespace}/{self.model}:{self.tag}"
+        return f"{self.model}:{self.tag}"
+
+    @property
+    def repository(self) -> str:
+        """``namespace/model``: the repository path used by the registry API."""
+        return f"{self.namespace}/{self.model}"
+
+
+def parse_digest(text: str) -> str:
+    """Normalise ``sha256:<hex>`` or ``sha256-<hex>`` to ``sha256:<hex>``; anything else is rejected."""
+    if not isinstance(text, str):
+        raise BadRequest("digest must be a string")
+    m = DIGEST_RE.match(text.strip())
+    if not m:
+        raise BadRequest(f"invalid digest {text[:100]!r}: expected sha256:<64 lowercase hex digits>")
+    return f"sha256:{m.group(1)}"

@@ -1,0 +1,56 @@
+"""Shared fixtures: every test gets a private data directory; tiny GGUF models are made once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test touches the user's real store: OLLAMALIKE_HOME and the models dir point at a temp dir."""
+    home = tmp_path_factory.mktemp("home")
+    for key in ("OLLAMA_MODELS", "OLLAMA_HOST", "OLLAMALIKE_HOST", "OLLAMALIKE_API_KEY", "OLLAMA_ORIGINS",
+                "OLLAMALIKE_ORIGINS", "OLLAMALIKE_KEEP_ALIVE", "OLLAMA_KEEP_ALIVE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OLLAMALIKE_HOME", str(home))
+    monkeypatch.setenv("OLLAMALIKE_MODELS", str(home / "models"))
+    # Hugging Face must never be reached: tests that need it point HF_ENDPOINT at a local server.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    return home
+
+
+@pytest.fixture
+def models_dir(_private_data_dir: Path) -> Path:
+    return _private_data_dir / "models"
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_gguf(tiny_models_dir: Path) -> Path:
+    """A tiny random-weight llama-architecture chat model (SentencePiece vocab, BOS/EOS, chat template)."""
+    from ollamalike.testmodels import write_tiny_llama
+
+    return write_tiny_llama(tiny_models_dir / "tiny-chat.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_q4_gguf(tiny_models_dir: Path) -> Path:
+    """The same architecture with Q4_0 weights: exercises quantized kernels."""
+    from ollamalike.testmodels import write_tiny_llama
+
+    return write_tiny_llama(tiny_models_dir / "tiny-chat-q4_0.gguf", quant="Q4_0")
+
+
+@pytest.fixture(scope="session")
+def tiny_embed_gguf(tiny_models_dir: Path) -> Path:
+    """A tiny random-weight BERT-architecture embedding model (WordPiece vocab, mean pooling)."""
+    from ollamalike.testmodels import write_tiny_bert
+
+    return write_tiny_bert(tiny_models_dir / "tiny-embed.gguf")
