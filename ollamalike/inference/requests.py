@@ -1,0 +1,299 @@
+"""The inference request dataclasses and their parsing from JSON bodies.
+
+Both the native routes and the OpenAI translation build these objects; every type check of a
+request body happens here, so bad input becomes one clear ``BadRequest`` before any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollamalike.config import parse_duration
+from ollamalike.errors import BadRequest
+
+ROLES = ("system", "user", "assistant", "tool")
+THINK_LEVELS = ("high", "medium", "low", "max")
+
+
+
+@dataclass
+class GenerateRequest:
+    model: str
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    raw: bool = False
+    context: list[int] | None = None
+    format: str | dict[str, Any] | None = None  # None | "json" | a JSON schema
+    options: dict[str, Any] = field(default_factory=dict)
+    stream: bool = True
+    keep_alive: float | None = None  # seconds; negative keeps forever; None: the daemon default
+    think: bool | str | None = None
+    images: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ChatRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None = None
+    format: str | dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    stream: bool = True
+    keep_alive: float | None = None
+    think: bool | str | None = None
+
+
+@dataclass
+class EmbedRequest:
+    model: str
+    input: list[str]
+    truncate: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    keep_alive: float | None = None
+    dimensions: int | None = None
+
+
+def _require_dict(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None or model == "":
+        model = body.get("name")  # Ollama's older alias
+    if model is None or model == "":
+        raise BadRequest("model is required")
+    if not isinstance(model, str):
+        raise BadRequest("model must be a string")
+    return model
+
+
+def _opt_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{key} must be a string")
+    return value
+
+
+def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BadRequest(f"{key} must be a boolean")
+    return value
+
+
+def parse_keep_alive(value: Any) -> float | None:
+    """Seconds from a number or a duration string ("5m", "-1"); None keeps the daemon default."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadRequest("keep_alive must be a duration string (e.g. \"5m\") or a number of seconds")
+    try:
+        return parse_duration(value)
+    except BadRequest:
+        raise BadRequest(f"invalid keep_alive duration: {value!r}") from None
+
+
+def parse_format(value: Any) -> str | dict[str, Any] | None:
+    if value is None or value == "" or value == "null":
+        return None
+    if value == "json":
+        return "json"
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        raise BadRequest(f"invalid format {value!r}: use \"json\" or a JSON schema object")
+    raise BadRequest("format must be \"json\" or a JSON schema object")
+
+
+def parse_think(value: Any) -> bool | str | None:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in THINK_LEVELS:
+        return value.lower()
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise BadRequest(f"invalid think value {value!r}: use true, false, \"high\", \"medium\", \"low\" or \"max\"")
+
+
+def parse_options(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest("options must be a JSON object")
+    from ollamalike.options import validate_options
+
+    return validate_options(value)
+
+
+def _images(value: Any, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise BadRequest(f"{where} must be a list of base64-encoded strings")
+    return list(value)
+
+
+def parse_generate_request(body: Any) -> GenerateRequest:
+    body = _require_dict(body)
+    context = body.get("context")
+    if context is not None and (
+        not isinstance(context, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in context)
+    ):
+        raise BadRequest("context must be a list of integer token ids")
+    return GenerateRequest(
+        model=_model(body),
+        prompt=_opt_str(body, "prompt") or "",
+        suffix=_opt_str(body, "suffix") or None,
+        system=_opt_str(body, "system"),
+        template=_opt_str(body, "template") or None,
+        raw=_bool(body, "raw", False),
+        context=list(context) if context else None,
+        format=parse_format(body.get("format")),
+        options=parse_options(body.get("options")),
+        stream=_bool(body, "stream", True),
+        keep_alive=parse_keep_alive(body.get("keep_alive")),
+        think=parse_think(body.get("think")),
+        images=_images(body.get("images"), "images"),
+    )
+
+
+def _tool_call(call: Any, i: int) -> dict[str, Any]:
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise BadRequest(f"messages[{i}].tool_calls entries need a function with a name")
+    args = fn.get("arguments", {})
+    if isinstance(args, str):
+        # OpenAI-style clients send arguments as a JSON string; the templates want an object.
+        import json
+
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError:
+            raise BadRequest(f"messages[{i}].tool_calls arguments must be a JSON object") from None
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise BadRequest(f"messages[{i}].tool_calls arguments must be a JSON object")
+    out_fn: dict[str, Any] = {"name": fn["name"], "arguments": args}
+    if isinstance(fn.get("index"), int):
+        out_fn["index"] = fn["index"]
+    out: dict[str, Any] = {"function": out_fn}
+    if isinstance(call.get("id"), str):
+        out["id"] = call["id"]
+    return out
+
+
+def parse_message(msg: Any, i: int) -> dict[str, Any]:
+    if not isinstance(msg, dict):
+        raise BadRequest(f"messages[{i}] must be an object with a role and content")
+    role = msg.get("role")
+    if not isinstance(role, str) or not role:
+        raise BadRequest(f"messages[{i}].role is required")
+    if role not in ROLES:
+        raise BadRequest(f"messages[{i}] has invalid role {role!r}: use system, user, assistant or tool")
+    content = msg.get("content")
+    if content is None:
+        content = ""
+    if not isinstance(content, str):
+        raise BadRequest(f"messages[{i}].content must be a string")
+    out: dict[str, Any] = {"role": role, "content": content}
+    images = _images(msg.get("images"), f"messages[{i}].images")
+    if images:
+        out["images"] = images
+    calls = msg.get("tool_calls")
+    if calls is not None:
+        if not isinstance(calls, list):
+            raise BadRequest(f"messages[{i}].tool_calls must be a list")
+        if calls:
+            out["tool_calls"] = [_tool_call(c, i) for c in calls]
+    for key in ("thinking", "tool_name", "tool_call_id"):
+        value = msg.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise BadRequest(f"messages[{i}].{key} must be a string")
+            if value:
+                out[key] = value
+    return out
+
+
+def _tools(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BadRequest("tools must be a list of tool definitions")
+    for i, tool in enumerate(value):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+            raise BadRequest(f"tools[{i}] must be {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}")
+        if tool.get("type", "function") != "function":
+            raise BadRequest(f"tools[{i}].type must be \"function\"")
+        params = fn.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise BadRequest(f"tools[{i}].function.parameters must be a JSON schema object")
+    return [dict(t, type="function") for t in value] or None
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    body = _require_dict(body)
+    messages = body.get("messages")
+    if messages is None:
+        messages = []
+    if not isinstance(messages, list):
+        raise BadRequest("messages must be a list of message objects")
+    return ChatRequest(
+        model=_model(body),
+        messages=[parse_message(m, i) for i, m in enumerate(messages)],
+        tools=_tools(body.get("tools")),
+        format=parse_format(body.get("format")),
+        options=parse_options(body.get("options")),
+        stream=_bool(body, "stream", True),
+        keep_alive=parse_keep_alive(body.get("keep_alive")),
+        think=parse_think(body.get("think")),
+    )
+
+
+def parse_embed_request(body: Any) -> EmbedRequest:
+    body = _require_dict(body)
+    raw = body.get("input")
+    if raw is None:
+        inputs: list[str] = []
+    elif isinstance(raw, str):
+        inputs = [raw]
+    elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+        inputs = list(raw)
+    else:
+        raise BadRequest("input must be a string or a list of strings")
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims <= 0):
+        raise BadRequest("dimensions must be a positive integer")
+    return EmbedRequest(
+        model=_model(body),
+        input=inputs,
+        truncate=_bool(body, "truncate", True),
+        options=parse_options(body.get("options")),
+        keep_alive=parse_keep_alive(body.get("keep_alive")),
+        dimensions=dims,
+    )
+
+
+def parse_embeddings_request(body: Any) -> EmbedRequest:
+    """The legacy ``/api/embeddings`` body: ``{model, prompt}``; an empty prompt embeds nothing."""
+    body = _require_dict(body)
+    prompt = _opt_str(body, "prompt") or ""
+    return EmbedRequest(
+        model=_model(body),
+        input=[prompt] if prompt else [],
+        truncate=True,
+        options=parse_options(body.get("options")),
+        keep_alive=parse_keep_alive(body.get("keep_alive")),
+    )
