@@ -1,0 +1,371 @@
+"""Which runners are loaded: loading on first use, sharing, queueing, keep_alive timers, eviction.
+
+One ``Scheduler`` lives in the daemon. ``acquire`` hands out a ``Lease`` on a model's runner,
+starting the runner on first use (concurrent first requests share ONE load), sharing it among up
+to ``num_parallel`` requests and queueing the rest up to ``max_queue`` (beyond that: 503). When
+the last lease on a model is released, its keep_alive timer starts; 0 unloads at once, a negative
+value keeps it forever. A model whose options need a different runner (context size, GPU layers,
+embedding mode …) is reloaded once its in-flight requests finish; a runner that died is noticed
+and reloaded by the next request. Loading makes room by evicting the least recently used idle
+model when the model count or the memory estimate requires.
+
+Every state change happens under one ``asyncio.Condition`` and wakes every waiter, which then
+re-checks: simple, and the number of waiters is bounded by ``max_queue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ollamalike.config import Config
+from ollamalike.errors import Overloaded, RunnerError
+from ollamalike.scheduler.plan import LoadPlan, available_memory, display_name, plan_load
+
+log = logging.getLogger("ollamalike.scheduler")
+
+StartRunner = Callable[[dict[str, Any], Config], Awaitable[Any]]
+async def _start_real_runner(spec: dict[str, Any], config: Config) -> Any:
+    from ollamalike.runner.client import RunnerProcess, RunnerSpec
+
+    return await RunnerProcess.start(RunnerSpec(**spec), config)
+
+
+def model_key(model: Any) -> str:
+    """The name a loaded model is known by (full form, case-insensitive)."""
+    name = model.name
+    key = getattr(name, "key", None)
+    return str(key()) if callable(key) else str(name).lower()
+
+
+@dataclass
+class _Loaded:
+    key: str
+    model: Any
+    plan: LoadPlan
+    ready: asyncio.Future[None]
+    runner: Any = None
+    active: int = 0
+    keep_alive: float = 300.0
+    expires_at: float | None = None  # wall-clock seconds; None while forever
+    last_used: float = field(default_factory=time.monotonic)
+    draining: bool = False  # no new leases: it is being replaced or unloaded
+    timer: asyncio.TimerHandle | None = None
+    load_duration_ns: int = 0
+
+    @property
+    def loaded(self) -> bool:
+        return self.ready.done() and self.ready.exception() is None and self.runner is not None
+
+    @property
+    def alive(self) -> bool:
+        return self.loaded and bool(getattr(self.runner, "alive", True))
+
+
+class Lease:
+    """A slot on a loaded runner. Release it exactly once (``release`` is idempotent)."""
+
+    def __init__(self, scheduler: Scheduler, entry: _Loaded, load_duration_ns: int) -> None:
+        self._scheduler = scheduler
+        self._entry = entry
+        self.runner: Any = entry.runner
+        self.model: Any = entry.model
+        self.num_ctx: int = entry.plan.num_ctx
+        self.load_duration_ns = load_duration_ns
+        self.released = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self._scheduler._release(self._entry)
+
+    async def __aenter__(self) -> Lease:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: Config,
+        start_runner: StartRunner | None = None,
+        planner: Callable[..., LoadPlan] = plan_load,
+        free_memory: Callable[[], int | None] = available_memory,
+    ) -> None:
+        self.config = config
+        self._start_runner = start_runner or _start_real_runner
+        self._planner = planner
+        self._free_memory = free_memory
+        self._models: dict[str, _Loaded] = {}
+        self._cond = asyncio.Condition()
+        self._waiting = 0
+        self._stopping: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- acquiring -------------------------------------------------------------------------
+    async def acquire(
+        self, model: Any, options: dict[str, Any], keep_alive: float | None, embedding: bool = False
+    ) -> Lease:
+        """A lease on ``model``'s runner, loading it if needed. Full queue -> ``Overloaded``."""
+        plan = self._planner(model, options, self.config, embedding=embedding)
+        key = model_key(model)
+        keep = self.config.keep_alive if keep_alive is None else keep_alive
+        async with self._cond:
+            while True:
+                if self._closed:
+                    raise RunnerError("the server is shutting down")
+                entry = self._models.get(key)
+                if entry is not None and entry.ready.done() and not entry.draining:
+                    if not entry.alive:
+                        log.warning("runner for %s exited unexpectedly; reloading", key)
+                        self._unload_locked(entry)
+                        continue
+                    if entry.plan.spec != plan.spec:
+                        log.info("reloading %s: the request needs different runner options", key)
+                        entry.draining = True
+                        if entry.active == 0:
+                            self._unload_locked(entry)
+                        continue
+                if entry is None:
+                    if not self._make_room_locked(plan):
+                        await self._wait_locked()
+                        continue
+                    entry = self._start_load_locked(key, model, plan)
+                if not entry.ready.done():
+                    await self._wait_for_load(entry)
+                    continue
+                if entry.draining:
+                    await self._wait_locked()
+                    continue
+                if entry.active < self.config.num_parallel:
+                    return self._lease_locked(entry, keep)
+                await self._wait_locked()
+
+    async def _wait_locked(self) -> None:
+        if self._waiting >= self.config.max_queue:
+            raise Overloaded("server busy, please try again.  maximum pending requests exceeded")
+        self._waiting += 1
+        try:
+            await self._cond.wait()
+        finally:
+            self._waiting -= 1
+
+    async def _wait_for_load(self, entry: _Loaded) -> None:
+        """Wait (counting as queued) for a load started by anyone; its failure is this request's too."""
+        if self._waiting >= self.config.max_queue:
+            raise Overloaded("server busy, please try again.  maximum pending requests exceeded")
+        self._waiting += 1
+        self._cond.release()
+        try:
+            await asyncio.shield(entry.ready)
+        finally:
+            self._waiting -= 1
+            await self._cond.acquire()
+
+    def _lease_locked(self, entry: _Loaded, keep_alive: float) -> Lease:
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        entry.active += 1
+        entry.keep_alive = keep_alive
+        entry.expires_at = None if keep_alive < 0 else time.time() + max(keep_alive, 0.0)
+        entry.last_used = time.monotonic()
+        # The first lease after a load reports the load time; later ones loaded nothing.
+        load_ns, entry.load_duration_ns = entry.load_duration_ns, 0
+        return Lease(self, entry, load_ns)
+
+    def _start_load_locked(self, key: str, model: Any, plan: LoadPlan) -> _Loaded:
+        loop = asyncio.get_running_loop()
+        entry = _Loaded(key=key, model=model, plan=plan, ready=loop.create_future())
+        self._models[key] = entry
+        # A task of its own: the requester may disconnect, the others waiting still need the model.
+        task = loop.create_task(self._load(entry))
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+        return entry
+
+    async def _load(self, entry: _Loaded) -> None:
+        started = time.perf_counter_ns()
+        try:
+            runner = await self._start_runner(entry.plan.spec, self.config)
+        except BaseException as e:
+            async with self._cond:
+                if self._models.get(entry.key) is entry:
+                    del self._models[entry.key]
+                err = e if isinstance(e, RunnerError) else RunnerError(f"failed to load model: {e}")
+                if isinstance(e, asyncio.CancelledError):
+                    err = RunnerError("model load was cancelled")
+                entry.ready.set_exception(err)
+                entry.ready.exception()  # retrieved: no "never retrieved" warning if nobody waits
+                self._cond.notify_all()
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return
+        async with self._cond:
+            entry.runner = runner
+            entry.load_duration_ns = time.perf_counter_ns() - started
+            entry.last_used = time.monotonic()
+            entry.ready.set_result(None)
+            if self._closed:
+                self._unload_locked(entry)
+            else:
+                self._after_idle_locked(entry)
+            self._cond.notify_all()
+
+    def _make_room_locked(self, plan: LoadPlan) -> bool:
+        """Evict LRU idle models until the new one fits; False if busy models are in the way."""
+        others = list(self._models.values())
+        while len(others) >= self.config.max_loaded_models:
+            victim = self._lru_idle(others)
+            if victim is None:
+                return False
+            self._unload_locked(victim)
+            others.remove(victim)
+        free = self._free_memory()
+        if free is not None:
+            # Memory held by idle models counts as free: they are ours to evict.
+            while others and plan.size > free:
+                victim = self._lru_idle(others)
+                if victim is None:
+                    busy = any(e.active or not e.ready.done() for e in others)
+                    return not busy
+                log.info("evicting %s to make room for a %d byte model", victim.key, plan.size)
+                free += victim.plan.size
+                self._unload_locked(victim)
+                others.remove(victim)
+        return True
+
+    @staticmethod
+    def _lru_idle(entries: list[_Loaded]) -> _Loaded | None:
+        idle = [e for e in entries if e.ready.done() and e.active == 0]
+        return min(idle, key=lambda e: e.last_used) if idle else None
+
+    # -- releasing and unloading ---------------------------------------------------------
+    def _release(self, entry: _Loaded) -> None:
+        entry.active -= 1
+        entry.last_used = time.monotonic()
+        loop = asyncio.get_running_loop()
+        loop.create_task(self._release_async(entry))
+
+    async def _release_async(self, entry: _Loaded) -> None:
+        async with self._cond:
+            if entry.active == 0:
+                self._after_idle_locked(entry)
+            self._cond.notify_all()
+
+    def _after_idle_locked(self, entry: _Loaded) -> None:
+        if entry.active > 0 or self._models.get(entry.key) is not entry:
+            return
+        if entry.draining or entry.keep_alive == 0 or not entry.alive:
+            self._unload_locked(entry)
+            return
+        if entry.keep_alive < 0:
+            entry.expires_at = None
+            return
+        entry.expires_at = time.time() + entry.keep_alive
+        loop = asyncio.get_running_loop()
+        entry.timer = loop.call_later(entry.keep_alive, lambda: loop.create_task(self._expire(entry)))
+
+    async def _expire(self, entry: _Loaded) -> None:
+        async with self._cond:
+            if entry.active == 0 and self._models.get(entry.key) is entry:
+                log.info("keep_alive expired for %s; unloading", entry.key)
+                self._unload_locked(entry)
+                self._cond.notify_all()
+
+    def _unload_locked(self, entry: _Loaded) -> None:
+        """Forget the entry now and stop its runner in the background (always reaped)."""
+        if self._models.get(entry.key) is entry:
+            del self._models[entry.key]
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        entry.draining = True
+        runner = entry.runner
+        if runner is not None:
+            task = asyncio.get_running_loop().create_task(self._stop_runner(entry.key, runner))
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
+
+    @staticmethod
+    async def _stop_runner(key: str, runner: Any) -> None:
+        try:
+            await runner.stop()
+        except Exception:
+            log.exception("stopping the runner for %s failed", key)
+
+    async def unload(self, model: Any) -> bool:
+        """Unload ``model`` (a ResolvedModel or a name) now, or as soon as its requests finish."""
+        key = model_key(model) if hasattr(model, "name") else str(model).lower()
+        async with self._cond:
+            entry = self._models.get(key)
+            if entry is None:
+                return False
+            entry.keep_alive = 0
+            if entry.ready.done() and entry.active == 0:
+                self._unload_locked(entry)
+            else:
+                entry.draining = True
+            self._cond.notify_all()
+        return True
+
+    def is_loaded(self, model: Any) -> bool:
+        entry = self._models.get(model_key(model))
+        return entry is not None and entry.alive
+
+    async def wait_stopped(self) -> None:
+        """Wait until every runner stop started so far has finished (tests, shutdown)."""
+        while self._stopping:
+            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        async with self._cond:
+            self._closed = True
+            for entry in list(self._models.values()):
+                if entry.ready.done():
+                    self._unload_locked(entry)
+            self._cond.notify_all()
+        await self.wait_stopped()
+
+    # -- reporting -------------------------------------------------------------------------
+    def ps(self) -> list[dict[str, Any]]:
+        """/api/ps entries, most recently used first; dead runners are not listed."""
+        out = []
+        entries = sorted(self._models.values(), key=lambda e: e.last_used, reverse=True)
+        for entry in entries:
+            if not entry.alive:
+                continue
+            memory = getattr(entry.runner, "memory", None) or {}
+            size = int(memory.get("size") or entry.plan.size)
+            size_vram = int(memory.get("size_vram", entry.plan.size_vram))
+            digest = str(entry.model.digest)
+            out.append(
+                {
+                    "name": display_name(entry.model),
+                    "model": display_name(entry.model),
+                    "size": size,
+                    "size_vram": size_vram,
+                    "digest": digest.removeprefix("sha256:"),
+                    "details": dict(getattr(entry.model, "details", None) or {}),
+                    "expires_at": _expires_text(entry),
+                    "context_length": entry.plan.num_ctx,
+                }
+            )
+        return out
+
+
+def _expires_text(entry: _Loaded) -> str:
+    """RFC 3339 in local time; "forever" is a far-future date as Ollama reports it."""
+    local = datetime.now(timezone.utc).astimezone().tzinfo
+    if entry.keep_alive < 0 or entry.expires_at is None:
+        when = datetime.now(local) + timedelta(days=365 * 290)
+    else:
+        when = datetime.fromtimestamp(entry.expires_at, local)
+    return when.isoformat()
