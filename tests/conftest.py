@@ -54,3 +54,39 @@ def tiny_embed_gguf(tiny_models_dir: Path) -> Path:
     from ollamalike.testmodels import write_tiny_bert
 
     return write_tiny_bert(tiny_models_dir / "tiny-embed.gguf")
+
+
+# --- End-to-end daemon fixtures (tests/daemon.py) ------------------------------------------------
+# ``daemon``: the real ``ollamalike serve`` on a free port with this test's private home; stopped with
+# SIGTERM at teardown, asserting exit 0 and no surviving runners. ``daemon_factory(extra_env=None,
+# home=None)`` starts more (other env, e.g. OLLAMALIKE_API_KEY). Daemon logs are printed at teardown,
+# so pytest shows them for a failing test.
+
+
+@pytest.fixture
+def daemon_factory(_private_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    from tests.daemon import Daemon, start_daemon
+
+    started: list[Daemon] = []
+
+    def start(extra_env: dict[str, str] | None = None, home: Path | None = None) -> Daemon:
+        if home is None:
+            home = _private_data_dir if not started else tmp_path_factory.mktemp("daemon-home")
+        d = start_daemon(home, extra_env)
+        started.append(d)
+        return d
+
+    yield start
+    errors = []
+    for d in started:
+        print(f"--- daemon log ({d.base_url}) ---\n{d.logs()}")
+        try:
+            d.stop()
+        except AssertionError as e:
+            errors.append(str(e))
+    assert not errors, "\n".join(errors)
+
+
+@pytest.fixture
+def daemon(daemon_factory):  # type: ignore[no-untyped-def]
+    return daemon_factory()

@@ -1,0 +1,3 @@
+"""The aiohttp daemon: app factory, shared state, middleware and the route modules."""
+
+from __future__ import annotations

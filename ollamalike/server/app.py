@@ -1,0 +1,75 @@
+"""``make_app(config)``: the daemon's aiohttp application, its middleware chain and route modules.
+
+Route modules each expose ``setup(app)``. Middleware is a list so later layers (auth, CORS,
+host checks from ``server/ops.py``) compose with the error middleware, which stays innermost-last
+so it sees every handler error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ollamalike.config import Config
+from ollamalike.server.middleware import MIDDLEWARES
+from ollamalike.server.state import AppState
+
+log = logging.getLogger("ollamalike.server")
+
+ROUTE_MODULES: tuple[str, ...] = (
+    "native_models",
+    "native_infer",
+    "native_registry",
+    "native_render",
+    "openai",
+    "ops",
+)
+
+STATE_KEY = "state"
+
+
+def _route_module(short: str) -> Any:
+    """Import a route module, or None while exactly that module has not been written yet."""
+    name = f"ollamalike.server.{short}"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name == name:
+            log.debug("route module %s not present", name)
+            return None
+        raise
+
+
+def make_app(config: Config, extra_middlewares: list[Callable[..., Any]] | None = None) -> web.Application:
+    modules = [m for m in (_route_module(s) for s in ROUTE_MODULES) if m is not None]
+    # Modules may contribute middleware (auth, CORS); they run before the error middleware's
+    # handler call, and their own errors still reach it because it is listed first.
+    middlewares: list[Callable[..., Any]] = list(MIDDLEWARES)
+    for module in modules:
+        middlewares.extend(getattr(module, "MIDDLEWARES", ()))
+    middlewares.extend(extra_middlewares or ())
+    # Request bodies are read by server/http.py with its own limit; blob uploads stream.
+    app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
+    app["config"] = config
+    app.cleanup_ctx.append(_state_ctx)
+    for module in modules:
+        module.setup(app)
+    return app
+
+
+async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+    state = AppState.create(app["config"])
+    app[STATE_KEY] = state
+    try:
+        yield
+    finally:
+        await state.close()
+
+
+def get_state(request: web.Request) -> AppState:
+    state: AppState = request.app[STATE_KEY]
+    return state

@@ -1,0 +1,216 @@
+"""Request parsing and response helpers shared by every route module.
+
+``read_json`` and the typed getters turn bad input into ``BadRequest`` naming the field;
+``stream_ndjson`` streams an async iterator of dicts as NDJSON and turns an error raised after
+the headers were sent into a final ``{"error": ...}`` line (the status can no longer change).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from ollamalike.errors import BadRequest, OllamalikeError, PayloadTooLarge
+
+log = logging.getLogger("ollamalike.server")
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, UTF-8 kept as is (as Go's encoder does)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=dumps(obj), status=status, content_type="application/json", charset="utf-8", headers=headers
+    )
+
+
+def _max_body(request: web.Request) -> int:
+    state = request.app.get("state")
+    config = getattr(state, "config", None)
+    return int(getattr(config, "max_body_bytes", 64 * 1024 * 1024))
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body, refusing bodies over the configured limit without buffering them."""
+    limit = _max_body(request)
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body too large: {request.content_length} bytes (limit {limit})")
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise PayloadTooLarge(f"request body too large (limit {limit} bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: web.Request, allow_empty: bool = False) -> dict[str, Any]:
+    """The body as a JSON object. ``allow_empty`` lets an empty body mean ``{}``."""
+    raw = await read_body(request)
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise BadRequest("missing request body")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("invalid JSON: body is not UTF-8") from None
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(f"request body must be a JSON object, got {_json_type(data)}")
+    return data
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _invalid(name: str, expected: str, value: Any) -> BadRequest:
+    return BadRequest(f"invalid value for '{name}': expected {expected}, got {_json_type(value)}")
+
+
+def get_str(body: dict[str, Any], name: str, default: Any = None, required: bool = False) -> Any:
+    value = body.get(name, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise BadRequest(f"'{name}' is required")
+        return default
+    if not isinstance(value, str):
+        raise _invalid(name, "a string", value)
+    return value
+
+
+def get_bool(body: dict[str, Any], name: str, default: Any = None) -> Any:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _invalid(name, "a boolean", value)
+    return value
+
+
+def get_int(body: dict[str, Any], name: str, default: Any = None) -> Any:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise _invalid(name, "an integer", value)
+    return int(value)
+
+
+def get_number(body: dict[str, Any], name: str, default: Any = None) -> Any:
+    value = body.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _invalid(name, "a number", value)
+    return value
+
+
+def get_dict(body: dict[str, Any], name: str, default: Any = None) -> Any:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, dict):
+        raise _invalid(name, "an object", value)
+    return value
+
+
+def get_list(body: dict[str, Any], name: str, default: Any = None) -> Any:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, list):
+        raise _invalid(name, "an array", value)
+    return value
+
+
+def model_field(body: dict[str, Any], required: bool = True) -> Any:
+    """``model``, or Ollama's older alias ``name``."""
+    model = get_str(body, "model")
+    if not model:
+        model = get_str(body, "name")
+    if required and not model:
+        raise BadRequest("model is required")
+    return model
+
+
+async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+    """Stream ``chunks`` as NDJSON. The first chunk is awaited before the headers go out, so an
+    error raised before any output still becomes a proper 4xx/5xx through the middleware.
+
+    A client disconnect cancels this handler; closing the iterator then propagates the
+    cancellation to whatever upstream work produced it.
+    """
+    iterator = chunks.__aiter__()
+    response: web.StreamResponse | None = None
+    try:
+        try:
+            first = await iterator.__anext__()
+        except StopAsyncIteration:
+            first = None
+        response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        if first is not None:
+            await response.write((dumps(first) + "\n").encode())
+            while True:
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                await response.write((dumps(chunk) + "\n").encode())
+    except OllamalikeError as e:
+        if response is None:
+            raise
+        await response.write((dumps({"error": e.message}) + "\n").encode())
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as e:
+        if response is None:
+            raise
+        log.exception("error while streaming %s %s", request.method, request.path)
+        await response.write((dumps({"error": f"internal error: {e}"}) + "\n").encode())
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await asyncio.shield(_close_quietly(aclose()))
+    assert response is not None
+    await response.write_eof()
+    return response
+
+
+async def _close_quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.debug("error closing stream iterator", exc_info=True)
+
+
+async def collect_last(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """For ``stream: false`` status streams: run to the end and return the final object."""
+    last: dict[str, Any] = {}
+    async for chunk in chunks:
+        last = chunk
+    return last

@@ -1,0 +1,116 @@
+"""Native model-management routes: /, /api/version, tags, show, create, copy, delete, blobs.
+
+Handlers are thin: parse and type-check the body, call one ``library`` function, serialize.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ollamalike import __version__
+from ollamalike.errors import BadRequest
+from ollamalike.names import parse_digest
+from ollamalike.server.app import get_state
+from ollamalike.server.http import (
+    collect_last,
+    get_bool,
+    get_str,
+    json_response,
+    model_field,
+    read_json,
+    stream_ndjson,
+)
+
+_BLOB_CHUNK = 1024 * 1024
+
+
+def _library() -> Any:
+    from ollamalike import library
+
+    return library
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.Response(text="Ollama is running", content_type="text/plain")
+
+
+async def version(request: web.Request) -> web.Response:
+    return json_response({"version": __version__})
+
+
+async def tags(request: web.Request) -> web.Response:
+    state = get_state(request)
+    return json_response({"models": _library().list_models(state.store)})
+
+
+async def show(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    name = model_field(body)
+    verbose = get_bool(body, "verbose", False)
+    state = get_state(request)
+    return json_response(_library().show_model(state.store, name, verbose=verbose))
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    name = model_field(body)
+    stream = get_bool(body, "stream", True)
+    library = _library()
+    create_request = library.CreateRequest.from_json(body)
+    state = get_state(request)
+    chunks = library.create_model(state.store, name, create_request)
+    if stream:
+        return await stream_ndjson(request, chunks)
+    return json_response(await collect_last(chunks))
+
+
+async def copy(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    source = get_str(body, "source", required=True)
+    destination = get_str(body, "destination", required=True)
+    _library().copy_model(get_state(request).store, source, destination)
+    return web.Response(status=200)
+
+
+async def delete(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    name = model_field(body)
+    _library().delete_model(get_state(request).store, name)
+    return web.Response(status=200)
+
+
+def _digest(request: web.Request) -> str:
+    return parse_digest(request.match_info["digest"])
+
+
+async def head_blob(request: web.Request) -> web.Response:
+    digest = _digest(request)
+    status = 200 if get_state(request).store.has_blob(digest) else 404
+    return web.Response(status=status)
+
+
+async def upload_blob(request: web.Request) -> web.Response:
+    digest = _digest(request)
+    store = get_state(request).store
+    if store.has_blob(digest):
+        # Drain nothing: the client may stop sending; Ollama answers 200 for a blob it already has.
+        return web.Response(status=200)
+    if request.content_length is None and request.headers.get("Transfer-Encoding", "").lower() != "chunked":
+        raise BadRequest("blob upload needs a Content-Length or chunked body")
+    await store.add_blob_stream(request.content.iter_chunked(_BLOB_CHUNK), digest)
+    return web.Response(status=201)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/", root)  # aiohttp answers HEAD for GET routes
+    app.router.add_get("/api/version", version)
+    app.router.add_get("/api/tags", tags)
+    app.router.add_post("/api/show", show)
+    app.router.add_post("/api/create", create)
+    app.router.add_post("/api/copy", copy)
+    app.router.add_delete("/api/delete", delete)
+    # ``.+`` so that a digest with slashes reaches validation (400) instead of routing (404).
+    app.router.add_route("HEAD", "/api/blobs/{digest:.+}", head_blob)
+    app.router.add_post("/api/blobs/{digest:.+}", upload_blob)
