@@ -1,0 +1,481 @@
+"""Translation of OpenAI ``/v1`` request bodies into ``ollamalike.inference`` request objects.
+
+Pure functions, no I/O: each ``parse_*`` checks an OpenAI-shaped body and returns the same
+``ChatRequest`` / ``GenerateRequest`` / ``EmbedRequest`` the native API builds, plus the few
+facts the response side needs (stream, include_usage, encoding). Anything the translation
+cannot honour faithfully (n > 1, echo, logprobs, token-array prompts) is a 400, never ignored.
+
+Request-level extensions Ollama lacks, passed by the openai client's ``extra_body``:
+``options`` (any Ollama option), a top-level ``num_ctx``, and ``keep_alive``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ollamalike.errors import BadRequest
+from ollamalike.inference.requests import (
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    parse_keep_alive,
+    parse_message,
+    parse_options,
+)
+
+# OpenAI's newer "developer" role is its system prompt under another name.
+_ROLE_ALIASES = {"developer": "system"}
+_IMAGE_PREFIXES = ("data:image/jpeg;base64,", "data:image/jpg;base64,", "data:image/png;base64,",
+                   "data:image/webp;base64,", "data:image/gif;base64,", "data:;base64,")
+_REASONING_EFFORTS = ("high", "medium", "low", "none")
+
+
+@dataclass
+class ChatTranslation:
+    request: ChatRequest
+    include_usage: bool
+
+
+@dataclass
+class CompletionTranslation:
+    request: GenerateRequest
+    include_usage: bool
+
+
+@dataclass
+class EmbeddingTranslation:
+    request: EmbedRequest
+    encoding_format: str  # "float" or "base64"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _invalid(name: str, expected: str, value: Any) -> BadRequest:
+    return BadRequest(f"invalid value for '{name}': expected {expected}, got {_type_name(value)}")
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None or model == "":
+        raise BadRequest("'model' is required")
+    if not isinstance(model, str):
+        raise _invalid("model", "a string", model)
+    return model
+
+
+def _number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _invalid(name, "a number", value)
+    return value
+
+
+def _int(body: dict[str, Any], name: str, minimum: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise _invalid(name, "an integer", value)
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"invalid value for '{name}': must be at least {minimum}, got {int(value)}")
+    return int(value)
+
+
+def _bool(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _invalid(name, "a boolean", value)
+    return value
+
+
+def _stop(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return list(value)
+    raise _invalid("stop", "a string or an array of strings", value)
+
+
+def _include_usage(body: dict[str, Any], stream: bool) -> bool:
+    opts = body.get("stream_options")
+    if opts is None:
+        return False
+    if not isinstance(opts, dict):
+        raise _invalid("stream_options", "an object", opts)
+    if not stream:
+        raise BadRequest("'stream_options' is only allowed when 'stream' is true")
+    return _bool(opts, "include_usage", False)
+
+
+def _check_n(body: dict[str, Any]) -> None:
+    n = _int(body, "n", minimum=1)
+    if n is not None and n > 1:
+        raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)")
+
+
+def _sampling_options(body: dict[str, Any]) -> dict[str, Any]:
+    """Ollama options from the request-level ``options``/``num_ctx`` extras and OpenAI's own fields.
+
+    OpenAI's named fields win over the same option in ``options``. Fields left out keep the
+    model's Modelfile parameters (Ollama forces temperature=1/top_p=1 here; a local model's
+    tuned defaults are what a user of it expects).
+    """
+    merged: dict[str, Any] = dict(parse_options(body.get("options")))
+    num_ctx = _int(body, "num_ctx", minimum=1)
+    if num_ctx is not None:
+        merged["num_ctx"] = num_ctx
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        value = _number(body, name)
+        if value is not None:
+            merged[name] = value
+    seed = _int(body, "seed")
+    if seed is not None:
+        merged["seed"] = seed
+    max_tokens = _int(body, "max_completion_tokens", minimum=0)
+    if max_tokens is None:
+        max_tokens = _int(body, "max_tokens", minimum=0)
+    if max_tokens is not None:
+        merged["num_predict"] = max_tokens
+    stop = _stop(body.get("stop"))
+    if stop is not None:
+        merged["stop"] = stop
+    return parse_options(merged)
+
+
+def _reject_logprobs(body: dict[str, Any]) -> None:
+    logprobs = body.get("logprobs")
+    if logprobs not in (None, False):
+        raise BadRequest("'logprobs' is not supported")
+    if body.get("top_logprobs") not in (None, 0):
+        raise BadRequest("'top_logprobs' is not supported")
+
+
+# --- chat -----------------------------------------------------------------------------------
+
+
+def _image(part: dict[str, Any], where: str) -> str:
+    spec = part.get("image_url")
+    url = spec.get("url") if isinstance(spec, dict) else spec
+    if not isinstance(url, str) or not url:
+        raise BadRequest(f"{where}.image_url must be a URL string or {{\"url\": ...}}")
+    for prefix in _IMAGE_PREFIXES:
+        if url.startswith(prefix):
+            data = url[len(prefix):]
+            try:
+                base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError):
+                raise BadRequest(f"{where}: image data is not valid base64") from None
+            return data
+    if url.startswith(("http://", "https://")):
+        raise BadRequest(f"{where}: image URLs are not fetched; send the image as a base64 data URL "
+                         "(data:image/png;base64,...)")
+    raise BadRequest(f"{where}: invalid image input: use a data:image/(png|jpeg|webp|gif);base64,... URL")
+
+
+def _content(content: Any, where: str) -> tuple[str, list[str]]:
+    """Text and base64 images from a string or an array of content parts."""
+    if content is None:
+        return "", []
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise _invalid(f"{where}.content", "a string or an array of content parts", content)
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(content):
+        here = f"{where}.content[{j}]"
+        if not isinstance(part, dict):
+            raise _invalid(here, "a content part object", part)
+        kind = part.get("type")
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise _invalid(f"{here}.text", "a string", text)
+            texts.append(text)
+        elif kind == "image_url":
+            images.append(_image(part, here))
+        else:
+            raise BadRequest(f"{here}: content part type {kind!r} is not supported (use \"text\" or \"image_url\")")
+    return "\n".join(texts), images
+
+
+def _tool_name_for(messages: list[Any], call_id: str) -> str | None:
+    # The last assistant call with this id wins, as ids may repeat across turns.
+    for msg in reversed(messages):
+        calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+        for call in calls if isinstance(calls, list) else []:
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(call, dict) and call.get("id") == call_id and isinstance(fn, dict):
+                name = fn.get("name")
+                return name if isinstance(name, str) else None
+    return None
+
+
+def _message(msg: Any, i: int, messages: list[Any]) -> dict[str, Any]:
+    where = f"messages[{i}]"
+    if not isinstance(msg, dict):
+        raise _invalid(where, "a message object", msg)
+    role = msg.get("role")
+    if isinstance(role, str):
+        role = _ROLE_ALIASES.get(role, role)
+    if role == "function":
+        raise BadRequest(f"{where}: the deprecated 'function' role is not supported; use 'tool'")
+    content = msg.get("content")
+    if content is None and not msg.get("tool_calls") and role != "assistant":
+        raise BadRequest(f"{where}.content is required")
+    text, images = _content(content, where)
+    out: dict[str, Any] = {"role": role, "content": text}
+    if images:
+        out["images"] = images
+    if msg.get("tool_calls") is not None:
+        out["tool_calls"] = msg["tool_calls"]
+    reasoning = msg.get("reasoning", msg.get("reasoning_content"))
+    if isinstance(reasoning, str) and reasoning:
+        out["thinking"] = reasoning
+    if role == "tool":
+        call_id = msg.get("tool_call_id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise _invalid(f"{where}.tool_call_id", "a string", call_id)
+        name = msg.get("name")
+        if name is not None and not isinstance(name, str):
+            raise _invalid(f"{where}.name", "a string", name)
+        if not name and call_id:
+            name = _tool_name_for(messages[:i], call_id)
+        if name:
+            out["tool_name"] = name
+        if call_id:
+            out["tool_call_id"] = call_id
+    return parse_message(out, i)
+
+
+def _tools(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _invalid("tools", "an array of tool objects", value)
+    tools: list[dict[str, Any]] = []
+    for i, tool in enumerate(value):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict):
+            raise BadRequest(f"tools[{i}] must be {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}")
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"tools[{i}].function.name is required")
+        params = fn.get("parameters")
+        if params is not None and not isinstance(params, dict):
+            raise _invalid(f"tools[{i}].function.parameters", "a JSON schema object", params)
+        tools.append({"type": "function", "function": fn})
+    return tools or None
+
+
+def _tool_call_schema(tool: dict[str, Any]) -> dict[str, Any]:
+    fn = tool["function"]
+    params = fn.get("parameters") or {"type": "object"}
+    return {
+        "type": "object",
+        "properties": {"name": {"type": "string", "enum": [fn["name"]]}, "arguments": params},
+        "required": ["name", "arguments"],
+    }
+
+
+def forced_tool_format(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A JSON schema whose every valid instance is a call ``{"name", "arguments"}`` of one of ``tools``.
+
+    Sampling under this schema is how tool_choice "required" or a named function is enforced:
+    the model cannot answer with anything but a call, which the chat template's parser reads back.
+    """
+    schemas = [_tool_call_schema(t) for t in tools]
+    return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+
+
+def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | None, bool]:
+    """(tools to offer, whether a call is forced)."""
+    if value is None or value == "auto":
+        return tools, False
+    if value == "none":
+        return None, False
+    if value == "required":
+        if not tools:
+            raise BadRequest("'tool_choice' is \"required\" but no 'tools' were given")
+        return tools, True
+    if isinstance(value, dict):
+        fn = value.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if value.get("type", "function") != "function" or not isinstance(name, str) or not name:
+            raise BadRequest("'tool_choice' object must be {\"type\": \"function\", \"function\": {\"name\": ...}}")
+        chosen = [t for t in tools or [] if t["function"]["name"] == name]
+        if not chosen:
+            raise BadRequest(f"'tool_choice' names function {name!r}, which is not among 'tools'")
+        return chosen, True
+    raise BadRequest("invalid value for 'tool_choice': use \"none\", \"auto\", \"required\" or a function object")
+
+
+def _response_format(value: Any) -> str | dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _invalid("response_format", "an object", value)
+    kind = value.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise BadRequest("'response_format' of type json_schema needs 'json_schema': {\"name\": ..., \"schema\": {...}}")
+        return schema
+    raise BadRequest(f"invalid 'response_format' type {kind!r}: use \"text\", \"json_object\" or \"json_schema\"")
+
+
+def _think(body: dict[str, Any]) -> bool | str | None:
+    reasoning = body.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else body.get("reasoning_effort")
+    if effort is None:
+        return None
+    if effort not in _REASONING_EFFORTS:
+        raise BadRequest(f"invalid reasoning effort {effort!r}: use \"high\", \"medium\", \"low\" or \"none\"")
+    return False if effort == "none" else str(effort)
+
+
+def parse_chat_completion(body: dict[str, Any]) -> ChatTranslation:
+    model = _model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array of message objects")
+    _check_n(body)
+    _reject_logprobs(body)
+    stream = _bool(body, "stream", False)
+    include_usage = _include_usage(body, stream)
+    tools = _tools(body.get("tools"))
+    tools, forced = _tool_choice(body.get("tool_choice"), tools)
+    fmt = _response_format(body.get("response_format"))
+    if forced and tools:
+        if fmt is not None:
+            raise BadRequest("'response_format' cannot be combined with a forced 'tool_choice'")
+        fmt = forced_tool_format(tools)
+    request = ChatRequest(
+        model=model,
+        messages=[_message(m, i, messages) for i, m in enumerate(messages)],
+        tools=tools,
+        format=fmt,
+        options=_sampling_options(body),
+        stream=stream,
+        keep_alive=parse_keep_alive(body.get("keep_alive")),
+        think=_think(body),
+    )
+    return ChatTranslation(request=request, include_usage=include_usage)
+
+
+# --- completions ----------------------------------------------------------------------------
+
+
+def _prompt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str):
+        return value[0]
+    if isinstance(value, list) and value and all(isinstance(p, str) for p in value):
+        raise BadRequest("'prompt' with several prompts is not supported: send one prompt per request")
+    if isinstance(value, list):
+        raise BadRequest("'prompt' as token ids is not supported: send the prompt as a string")
+    raise _invalid("prompt", "a string", value)
+
+
+def parse_completion(body: dict[str, Any]) -> CompletionTranslation:
+    model = _model(body)
+    _check_n(body)
+    best_of = _int(body, "best_of", minimum=1)
+    if best_of is not None and best_of > 1:
+        raise BadRequest("'best_of' > 1 is not supported")
+    if _bool(body, "echo", False):
+        raise BadRequest("'echo' is not supported")
+    _reject_logprobs(body)
+    stream = _bool(body, "stream", False)
+    include_usage = _include_usage(body, stream)
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise _invalid("suffix", "a string", suffix)
+    request = GenerateRequest(
+        model=model,
+        prompt=_prompt(body.get("prompt")),
+        suffix=suffix or None,
+        options=_sampling_options(body),
+        stream=stream,
+        keep_alive=parse_keep_alive(body.get("keep_alive")),
+    )
+    return CompletionTranslation(request=request, include_usage=include_usage)
+
+
+# --- embeddings -----------------------------------------------------------------------------
+
+
+def parse_embedding(body: dict[str, Any]) -> EmbeddingTranslation:
+    model = _model(body)
+    raw = body.get("input")
+    if isinstance(raw, str):
+        inputs = [raw]
+    elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
+        inputs = list(raw)
+    elif isinstance(raw, list) and raw and all(isinstance(x, (int, list)) and not isinstance(x, bool) for x in raw):
+        raise BadRequest("'input' as token ids is not supported: send strings")
+    elif raw is None or raw == []:
+        raise BadRequest("'input' is required: a string or a non-empty array of strings")
+    else:
+        raise _invalid("input", "a string or an array of strings", raw)
+    if any(not text for text in inputs):
+        raise BadRequest("'input' must not contain empty strings")
+    encoding = body.get("encoding_format")
+    if encoding is None:
+        encoding = "float"
+    if encoding not in ("float", "base64"):
+        raise BadRequest(f"invalid 'encoding_format' {encoding!r}: use \"float\" or \"base64\"")
+    request = EmbedRequest(
+        model=model,
+        input=inputs,
+        truncate=_bool(body, "truncate", True),
+        options=_sampling_options_embed(body),
+        keep_alive=parse_keep_alive(body.get("keep_alive")),
+        dimensions=_int(body, "dimensions", minimum=1),
+    )
+    return EmbeddingTranslation(request=request, encoding_format=encoding)
+
+
+def _sampling_options_embed(body: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = dict(parse_options(body.get("options")))
+    num_ctx = _int(body, "num_ctx", minimum=1)
+    if num_ctx is not None:
+        merged["num_ctx"] = num_ctx
+    return parse_options(merged)
+
+
+def tool_arguments_json(arguments: Any) -> str:
+    """OpenAI carries tool-call arguments as a JSON string; Ollama as an object."""
+    if isinstance(arguments, str):
+        return arguments
+    return json.dumps(arguments if arguments is not None else {}, ensure_ascii=False, separators=(",", ":"))
