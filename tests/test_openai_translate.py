@@ -19,7 +19,7 @@ from ollamalike.server.openai_requests import (
 )
 
 PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -27,7 +27,7 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-TIME = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
+TIME: dict[str, Any] = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}
 
 
 def chat(**extra: Any) -> dict[str, Any]:
