@@ -1,0 +1,300 @@
+"""The model store: content-addressed blobs, Ollama manifests and the SQLite catalog of tags.
+
+``Store`` is the only code that builds paths under the models directory. Tags live in the
+catalog; a manifest is itself a blob (its digest is the sha256 of its bytes, as in OCI). Moving a
+tag and changing the references it implies happen in one transaction, and garbage collection
+only deletes blobs no tagged manifest references. A lock serialises catalog use and GC, and
+``pin`` lets a create in progress protect blobs it has written but not yet referenced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ollamalike.errors import BadRequest, ModelNotFound, NotFound
+from ollamalike.names import ModelName, parse_digest
+from ollamalike.store.blobs import TMP_PREFIX, BlobDir, PartialBlob
+from ollamalike.store.catalog import Catalog, TagRow
+from ollamalike.store.manifest import manifest_blobs, parse_manifest
+
+__all__ = ["Store", "Pins", "TagRow", "PartialBlob", "now_rfc3339", "details_from_config"]
+
+STALE_TEMP_SECONDS = 3600
+
+
+def now_rfc3339() -> str:
+    """Local time with its offset, as Ollama reports modified_at."""
+    return datetime.now(timezone.utc).astimezone().isoformat()
+
+
+def _name(name: ModelName | str) -> ModelName:
+    return name if isinstance(name, ModelName) else ModelName.parse(name)
+
+
+def details_from_config(config: dict[str, Any], parent_model: str = "") -> dict[str, Any]:
+    """The ``details`` object of /api/tags and /api/show, from a manifest's config blob."""
+    family = config.get("model_family") or ""
+    families = config.get("model_families")
+    if not isinstance(families, list):
+        families = [family] if family else None
+    return {
+        "parent_model": parent_model,
+        "format": config.get("model_format") or "gguf",
+        "family": family,
+        "families": families or None,
+        "parameter_size": config.get("model_type") or "",
+        "quantization_level": config.get("file_type") or "",
+    }
+
+
+class Pins:
+    """Blobs a create in progress has written or chosen but not yet referenced from a tag."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.digests: set[str] = set()
+
+    def add(self, digest: str) -> str:
+        d = parse_digest(digest)
+        if d not in self.digests:
+            with self._store._lock:
+                self._store._pins[d] += 1
+            self.digests.add(d)
+        return d
+
+    def release(self) -> None:
+        with self._store._lock:
+            for d in self.digests:
+                self._store._pins[d] -= 1
+                if self._store._pins[d] <= 0:
+                    del self._store._pins[d]
+        self.digests.clear()
+
+
+class Store:
+    def __init__(self, models_dir: Path | str) -> None:
+        self.root = Path(models_dir)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.blobs = BlobDir(self.root / "blobs")
+        self.catalog = Catalog(self.root / "catalog.db")
+        self._lock = threading.RLock()
+        self._pins: Counter[str] = Counter()
+
+    def close(self) -> None:
+        with self._lock:
+            self.catalog.close()
+
+    # --- blobs ---------------------------------------------------------------------------
+
+    def blob_path(self, digest: str) -> Path:
+        return self.blobs.path(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        return self.blobs.has(digest)
+
+    def blob_size(self, digest: str) -> int:
+        return self.blobs.size(digest)
+
+    def read_blob(self, digest: str) -> bytes:
+        return self.blobs.read(digest)
+
+    # ``pins``: a create in progress passes its Pins so the blob is protected from GC from the
+    # moment its digest is known, before it becomes visible.
+
+    def add_blob_file(
+        self, path: Path | str, expected_digest: str | None = None, pins: Pins | None = None
+    ) -> tuple[str, int]:
+        return self.blobs.add_file(Path(path), expected_digest, pins.add if pins else None)
+
+    def add_blob_bytes(
+        self, data: bytes, expected_digest: str | None = None, pins: Pins | None = None
+    ) -> tuple[str, int]:
+        return self.blobs.add_bytes(data, expected_digest, pins.add if pins else None)
+
+    async def add_blob_stream(
+        self,
+        chunks: AsyncIterator[bytes],
+        expected_digest: str,
+        max_size: int | None = None,
+        pins: Pins | None = None,
+    ) -> tuple[str, int]:
+        return await self.blobs.add_stream(chunks, expected_digest, max_size, pins.add if pins else None)
+
+    def partial(self, digest: str, size: int) -> PartialBlob:
+        return self.blobs.partial(digest, size)
+
+    @contextlib.contextmanager
+    def pin(self, digests: Iterable[str] = ()) -> Iterator[Pins]:
+        """Protect blobs from GC until the block ends; ``pins.add(d)`` protects more."""
+        pins = Pins(self)
+        try:
+            for d in digests:
+                pins.add(d)
+            yield pins
+        finally:
+            pins.release()
+
+    # --- manifests and tags --------------------------------------------------------------
+
+    def put_manifest(self, name: ModelName | str, manifest_bytes: bytes, parent_model: str = "") -> str:
+        """Store manifest bytes as received and point the tag at them; returns the manifest digest.
+
+        Every blob the manifest names must already be present. The tag move and the references
+        change in one transaction; blobs the previous manifest alone used are then collected.
+        """
+        model = _name(name)
+        obj = parse_manifest(manifest_bytes)
+        descs = manifest_blobs(obj)
+        for d in descs:
+            if not self.has_blob(d.digest):
+                raise BadRequest(f"manifest references missing blob {d.digest}")
+            actual = self.blob_size(d.digest)
+            if actual != d.size:
+                raise BadRequest(f"blob {d.digest} is {actual} bytes, manifest says {d.size}")
+        try:
+            config = json.loads(self.read_blob(descs[0].digest))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise BadRequest(f"config blob {descs[0].digest} is not JSON") from None
+        if not isinstance(config, dict):
+            raise BadRequest(f"config blob {descs[0].digest} is not a JSON object")
+        details = details_from_config(config, parent_model)
+        size = sum(d.size for d in descs)
+        with self._lock:
+            existed = False
+            digest = ""
+            try:
+                digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
+                existed = self.has_blob(digest)
+                self.add_blob_bytes(manifest_bytes, digest)
+                with self.catalog.transaction():
+                    self.catalog.add_manifest(
+                        digest, size, descs[0].digest, details, parent_model, [d.digest for d in descs]
+                    )
+                    old = self._move_tag(model, digest)
+                    candidates = self._release(old, digest)
+            except BaseException:
+                if digest and not existed:
+                    self.collect([digest])
+                raise
+            self.collect(candidates)
+        return digest
+
+    def _move_tag(self, model: ModelName, digest: str) -> str | None:
+        return self.catalog.set_tag(model.key(), str(model), digest, now_rfc3339())
+
+    def _release(self, old: str | None, new: str | None) -> list[str]:
+        if old is None or old == new:
+            return []
+        return self.catalog.drop_manifest_if_untagged(old)
+
+    def collect(self, candidates: Iterable[str]) -> list[str]:
+        """Delete the given blobs that nothing references and nobody has pinned."""
+        removed = []
+        with self._lock:
+            for d in sorted(set(candidates)):
+                if self._pins.get(d) or self.catalog.is_referenced(d):
+                    continue
+                if self.blobs.remove(d):
+                    removed.append(d)
+                self.catalog.drop_info(d)
+        return removed
+
+    def get_manifest(self, name: ModelName | str) -> tuple[str, dict[str, Any], bytes]:
+        model = _name(name)
+        with self._lock:
+            digest = self.catalog.tag_digest(model.key())
+        if digest is None:
+            raise ModelNotFound(name if isinstance(name, str) else model.display)
+        try:
+            data = self.read_blob(digest)
+        except NotFound:
+            raise ModelNotFound(name if isinstance(name, str) else model.display) from None
+        return digest, json.loads(data), data
+
+    def tag_info(self, name: ModelName | str) -> TagRow:
+        model = _name(name)
+        with self._lock:
+            row = self.catalog.tag(model.key())
+        if row is None:
+            raise ModelNotFound(name if isinstance(name, str) else model.display)
+        return row
+
+    def list_tags(self) -> list[TagRow]:
+        """Newest first."""
+        with self._lock:
+            return self.catalog.tags()
+
+    def copy_tag(self, src: ModelName | str, dst: ModelName | str) -> str:
+        source, target = _name(src), _name(dst)
+        with self._lock:
+            with self.catalog.transaction():
+                row = self.catalog.tag(source.key())
+                if row is None:
+                    raise ModelNotFound(src if isinstance(src, str) else source.display)
+                old = self._move_tag(target, row.digest)
+                candidates = self._release(old, row.digest)
+            self.collect(candidates)
+        return row.digest
+
+    def delete_tag(self, name: ModelName | str) -> list[str]:
+        """Remove a tag, then the blobs nothing references any more; returns the removed blobs."""
+        model = _name(name)
+        with self._lock:
+            with self.catalog.transaction():
+                old = self.catalog.remove_tag(model.key())
+                if old is None:
+                    raise ModelNotFound(name if isinstance(name, str) else model.display)
+                candidates = self._release(old, None)
+            return self.collect(candidates)
+
+    def gc(self) -> list[str]:
+        """Full sweep: every unreferenced, unpinned blob, and temp files of writers long dead."""
+        with self._lock:
+            referenced = self.catalog.referenced_blobs()
+            removed = self.collect(d for d in self.blobs.digests() if d not in referenced)
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for entry in os.scandir(self.blobs.root):
+            if entry.name.startswith(TMP_PREFIX):
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+        return removed
+
+    # --- caches and pull state -----------------------------------------------------------
+
+    def cached_info(self, digest: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.catalog.get_info(parse_digest(digest))
+
+    def cache_info(self, digest: str, info: dict[str, Any]) -> None:
+        """Remember parsed GGUF metadata for a blob that is referenced (GC drops it with the blob)."""
+        d = parse_digest(digest)
+        with self._lock:
+            if self.catalog.is_referenced(d):
+                self.catalog.put_info(d, info)
+
+    def record_pull(self, key: str, state: dict[str, Any]) -> None:
+        with self._lock:
+            self.catalog.record_pull(key, state, now_rfc3339())
+
+    def get_pull(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.catalog.get_pull(key)
+
+    def clear_pull(self, key: str) -> None:
+        with self._lock:
+            self.catalog.clear_pull(key)
+
+    def pulls(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return self.catalog.pulls()

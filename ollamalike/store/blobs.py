@@ -1,0 +1,278 @@
+"""Content-addressed blob files: ``blobs/sha256-<hex>``, never visible half-written.
+
+Every write goes to a temporary file in the same directory while it is hashed, is flushed and
+fsynced, has its digest checked, and only then is renamed into place (``os.replace`` is atomic on
+one filesystem). Temp names start with ``.tmp-`` and partial downloads end in ``-partial``, so
+neither ever looks like a blob. Digests are validated with ``names.parse_digest`` before any path
+is built from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from ollamalike.errors import BadRequest, NotFound, PayloadTooLarge, RegistryError
+from ollamalike.names import parse_digest
+
+CHUNK = 1 << 20
+TMP_PREFIX = ".tmp-"
+PARTIAL_SUFFIX = "-partial"
+
+# Called with a blob's digest as soon as it is known, before the blob is checked for or renamed
+# into place: the store pins it there, so a concurrent GC cannot delete it before it is referenced.
+Claim = Callable[[str], object]
+
+
+def file_name(digest: str) -> str:
+    """``sha256-<hex>`` for a validated digest (``sha256:`` or ``sha256-`` accepted)."""
+    return parse_digest(digest).replace(":", "-", 1)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename durable: the directory entry must reach the disk too."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobDir:
+    """The ``blobs/`` directory. Knows files and digests; nothing about manifests or names."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.root / file_name(digest)
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {parse_digest(digest)} not found") from None
+
+    def read(self, digest: str) -> bytes:
+        try:
+            return self.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"blob {parse_digest(digest)} not found") from None
+
+    def digests(self) -> list[str]:
+        """Every complete blob; temp and partial files are not blobs."""
+        out = []
+        for entry in os.scandir(self.root):
+            name = entry.name
+            if name.startswith("sha256-") and len(name) == 7 + 64 and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(BadRequest):
+                    out.append(parse_digest(name))
+        return sorted(out)
+
+    def remove(self, digest: str) -> bool:
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    # --- writing -------------------------------------------------------------------------
+
+    def _open_temp(self) -> tuple[int, Path]:
+        fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.root)
+        return fd, Path(name)
+
+    def _commit(self, tmp: Path, digest: str) -> None:
+        """Move a verified temp file into place; identical content already there wins."""
+        target = self.path(digest)
+        if target.exists():
+            tmp.unlink(missing_ok=True)
+            return
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        fsync_dir(self.root)
+
+    def add_bytes(self, data: bytes, expected_digest: str | None = None, claim: Claim | None = None) -> tuple[str, int]:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if expected_digest is not None and parse_digest(expected_digest) != digest:
+            raise BadRequest(f"digest mismatch: expected {parse_digest(expected_digest)}, got {digest}")
+        if claim is not None:
+            claim(digest)
+        if self.has(digest):
+            return digest, len(data)
+        fd, tmp = self._open_temp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            self._commit(tmp, digest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return digest, len(data)
+
+    def add_file(self, source: Path, expected_digest: str | None = None, claim: Claim | None = None) -> tuple[str, int]:
+        """Copy a local regular file in while hashing it. Directories, devices, FIFOs are refused."""
+        expected = parse_digest(expected_digest) if expected_digest is not None else None
+        try:
+            st = os.stat(source)
+        except FileNotFoundError:
+            raise BadRequest(f"file not found: {source}") from None
+        except OSError as e:
+            raise BadRequest(f"cannot read {source}: {e.strerror}") from None
+        # stat before open: opening a FIFO for reading would block until a writer appears.
+        if not stat.S_ISREG(st.st_mode):
+            raise BadRequest(f"not a regular file: {source}")
+        if expected is not None:
+            if claim is not None:
+                claim(expected)
+            if self.has(expected):
+                return expected, self.size(expected)
+        fd, tmp = self._open_temp()
+        try:
+            h = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                while chunk := src.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = "sha256:" + h.hexdigest()
+            if expected is not None and digest != expected:
+                raise BadRequest(f"digest mismatch: expected {expected}, got {digest}")
+            if claim is not None:
+                claim(digest)
+            self._commit(tmp, digest)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise BadRequest(f"cannot read {source}: {e.strerror}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return digest, size
+
+    async def add_stream(
+        self,
+        chunks: AsyncIterator[bytes],
+        expected_digest: str,
+        max_size: int | None = None,
+        claim: Claim | None = None,
+    ) -> tuple[str, int]:
+        """An HTTP upload: hashed while written; wrong digest or too big leaves nothing behind."""
+        expected = parse_digest(expected_digest)
+        fd, tmp = self._open_temp()
+        try:
+            h = hashlib.sha256()
+            size = 0
+            with os.fdopen(fd, "wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if max_size is not None and size > max_size:
+                        raise PayloadTooLarge(f"blob larger than the limit of {max_size} bytes")
+                    h.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = "sha256:" + h.hexdigest()
+            if digest != expected:
+                raise BadRequest(f"digest mismatch: expected {expected}, got {digest}")
+            if claim is not None:
+                claim(digest)
+            self._commit(tmp, digest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return digest, size
+
+    def partial(self, digest: str, size: int) -> PartialBlob:
+        return PartialBlob(self, parse_digest(digest), size)
+
+    def remove_stale_temps(self) -> int:
+        """Temp files left by a process that died mid-write (partials are kept: they resume)."""
+        removed = 0
+        for entry in os.scandir(self.root):
+            if entry.name.startswith(TMP_PREFIX) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
+
+
+class PartialBlob:
+    """A resumable download: ``sha256-<hex>-partial`` survives process death and accepts ranged writes.
+
+    Writers may fill disjoint ranges in parallel (each ``write_at`` opens its own descriptor).
+    ``ranges`` records what was written in this process; after a restart ``offset`` (the file's
+    length) is what a sequential downloader resumes from.
+    """
+
+    def __init__(self, blobs: BlobDir, digest: str, size: int) -> None:
+        if size < 0:
+            raise BadRequest(f"invalid blob size {size}")
+        self.blobs = blobs
+        self.digest = digest
+        self.size = size
+        self.path = blobs.root / (file_name(digest) + PARTIAL_SUFFIX)
+        self.ranges: list[tuple[int, int]] = []
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            os.close(fd)
+        elif self.path.stat().st_size > size:
+            # Longer than the blob can be: not ours to resume from.
+            os.truncate(self.path, 0)
+
+    @property
+    def offset(self) -> int:
+        """Bytes present on disk from the start (a sequential download resumes here)."""
+        try:
+            return min(self.path.stat().st_size, self.size)
+        except FileNotFoundError:
+            return 0
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        if offset < 0 or offset + len(data) > self.size:
+            raise RegistryError(
+                f"write of {len(data)} bytes at {offset} is outside blob {self.digest} of {self.size} bytes"
+            )
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            view = memoryview(data)
+            pos = offset
+            while view:
+                n = os.pwrite(fd, view, pos)
+                view = view[n:]
+                pos += n
+        finally:
+            os.close(fd)
+        self.ranges.append((offset, offset + len(data)))
+
+    def finish(self) -> str:
+        """Re-hash the whole file, verify, rename into place. A mismatch deletes the partial."""
+        h = hashlib.sha256()
+        size = 0
+        with open(self.path, "rb") as f:
+            os.fsync(f.fileno())
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+        digest = "sha256:" + h.hexdigest()
+        if digest != self.digest or size != self.size:
+            self.discard()
+            raise RegistryError(f"digest mismatch for {self.digest}: downloaded {size} bytes hashing to {digest}")
+        self.blobs._commit(self.path, digest)
+        return digest
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
