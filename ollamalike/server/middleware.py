@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ollamalike.errors import OllamalikeError
+from ollamalike.errors import ModelNotFound, OllamalikeError
 from ollamalike.server.http import json_response
 
 log = logging.getLogger("ollamalike.server")
@@ -43,10 +43,11 @@ def error_response(
     message: str,
     openai_type: str | None = None,
     headers: dict[str, str] | None = None,
+    openai_code: str | None = None,
 ) -> web.Response:
     if is_openai_path(request.path):
         kind = openai_type or _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": openai_code}}
         return json_response(body, status=status, headers=headers)
     return json_response({"error": message}, status=status, headers=headers)
 
@@ -68,7 +69,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except OllamalikeError as e:
         if e.status >= 500:
             log.error("%s %s -> %d: %s", request.method, request.path, e.status, e.message)
-        return error_response(request, e.status, e.message, e.openai_type)
+        # OpenAI clients recognise an unknown model by this code.
+        code = "model_not_found" if isinstance(e, ModelNotFound) else None
+        return error_response(request, e.status, e.message, e.openai_type, openai_code=code)
     except web.HTTPException as e:
         # Redirects and successes raised as exceptions pass through untouched.
         if e.status < 400:
