@@ -1,0 +1,50 @@
+"""``ollamalike pull``, ``push`` and ``import-ollama``: daemon clients that render progress.
+
+The transfers run inside the daemon (/api/pull, /api/push, /api/import); these commands only
+stream the status lines and draw them (``cli.progress``). Errors end the command with one
+``Error: ...`` line and a non-zero status (``cli.main`` does that).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ollamalike.cli.progress import Progress
+from ollamalike.client import ensure_daemon
+from ollamalike.config import load_config
+
+
+def _run(path: str, body: dict[str, object]) -> None:
+    client = ensure_daemon(load_config())
+    progress = Progress()
+    try:
+        for item in client.stream("POST", path, body):
+            progress.update(item)
+    finally:
+        progress.finish()
+
+
+@click.command()
+@click.argument("model")
+@click.option("--insecure", is_flag=True, help="Use plain HTTP for the registry (no TLS).")
+def pull(model: str, insecure: bool) -> None:
+    """Pull a model from a registry (or hf.co/<user>/<repo>[:quant] from Hugging Face)."""
+    _run("/api/pull", {"model": model, "insecure": insecure, "stream": True})
+
+
+@click.command()
+@click.argument("model")
+@click.option("--insecure", is_flag=True, help="Use plain HTTP for the registry (no TLS).")
+def push(model: str, insecure: bool) -> None:
+    """Push a model to a registry."""
+    _run("/api/push", {"model": model, "insecure": insecure, "stream": True})
+
+
+@click.command("import-ollama")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def import_ollama(directory: Path | None) -> None:
+    """Register the models of an Ollama models directory (default ~/.ollama/models) without copying blobs."""
+    root = (directory or Path("~/.ollama/models")).expanduser().resolve()
+    _run("/api/import", {"path": str(root), "stream": True})

@@ -1,0 +1,104 @@
+"""Registry authentication: parsing ``WWW-Authenticate`` challenges and the Bearer token flow.
+
+Credentials (``config.registry_auth``) and tokens are only ever sent over HTTPS or to a loopback
+host: a registry that names a plain-HTTP realm elsewhere gets an error, never our password.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+
+from ollamalike.errors import RegistryError
+
+_PARAM_RE = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+MAX_TOKEN_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # "bearer" or "basic", lower case
+    params: dict[str, str]
+
+
+def parse_challenge(header: str) -> Challenge:
+    """``Bearer realm="https://auth",service="registry",scope="repository:a/b:pull"`` -> Challenge."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)) for m in _PARAM_RE.finditer(rest)}
+    return Challenge(scheme.lower(), params)
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def is_safe_for_secrets(url: str) -> bool:
+    """True for https:// URLs and for any URL on a loopback host."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))
+
+
+def credentials_for(registry_auth: tuple[tuple[str, str, str], ...], host: str) -> tuple[str, str] | None:
+    """The configured (user, password) for a registry host; ``host`` may carry a port."""
+    bare = host.split(":")[0].lower()
+    for entry_host, user, password in registry_auth:
+        if entry_host.lower() in (host.lower(), bare):
+            return user, password
+    return None
+
+
+def basic_header(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+async def fetch_token(
+    session: aiohttp.ClientSession,
+    challenge: Challenge,
+    default_scope: str,
+    credentials: tuple[str, str] | None,
+) -> str:
+    """Ask the realm the registry named for a Bearer token (with Basic credentials when configured)."""
+    realm = challenge.params.get("realm", "")
+    if not realm:
+        raise RegistryError("registry asked for a token but named no realm")
+    if not is_safe_for_secrets(realm):
+        raise RegistryError(f"refusing to request a registry token over plain HTTP from {realm}")
+    query = {}
+    if challenge.params.get("service"):
+        query["service"] = challenge.params["service"]
+    query["scope"] = challenge.params.get("scope") or default_scope
+    headers = {}
+    if credentials is not None:
+        headers["Authorization"] = basic_header(*credentials)
+    sep = "&" if "?" in realm else "?"
+    try:
+        async with session.get(realm + sep + urlencode(query), headers=headers, allow_redirects=False) as resp:
+            body = await resp.content.read(MAX_TOKEN_BYTES + 1)
+            if resp.status in (401, 403):
+                raise RegistryError(f"registry authentication failed: token server answered {resp.status}")
+            if resp.status != 200:
+                raise RegistryError(f"registry token server answered HTTP {resp.status}")
+    except aiohttp.ClientError as e:
+        raise RegistryError(f"cannot reach registry token server: {e}") from None
+    try:
+        data: Any = json.loads(body[:MAX_TOKEN_BYTES])
+    except ValueError:
+        raise RegistryError("registry token server sent invalid JSON") from None
+    token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
+    if not isinstance(token, str) or not token:
+        raise RegistryError("registry token server sent no token")
+    return token

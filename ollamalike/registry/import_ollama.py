@@ -1,0 +1,127 @@
+"""Importing an existing Ollama models directory (``manifests/<host>/<ns>/<model>/<tag>`` + ``blobs/``).
+
+Every name is validated with ``names``, every manifest with the store's validator, and every blob
+is hashed before it is registered. Blobs are hard-linked into the store when the filesystem
+allows it (no copy; Ollama never rewrites a blob in place), otherwise copied. Names that already
+exist here are skipped, never overwritten. Only the store is written to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ollamalike.errors import BadRequest, ModelNotFound, OllamalikeError
+from ollamalike.names import DIGEST_RE, ModelName
+from ollamalike.store.manifest import manifest_blobs, parse_manifest
+
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+HASH_CHUNK = 4 * 1024 * 1024
+
+
+def find_manifests(root: Path) -> list[tuple[ModelName, Path]]:
+    """Every ``manifests/<host>/<namespace>/<model>/<tag>`` file with a valid name, sorted."""
+    base = root / "manifests"
+    if not base.is_dir():
+        raise BadRequest(f"{root} is not an Ollama models directory (no manifests/ folder)")
+    found = []
+    for path in sorted(base.glob("*/*/*/*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        host, namespace, model, tag = path.relative_to(base).parts
+        try:
+            name = ModelName.parse(f"{host}/{namespace}/{model}:{tag}")
+        except BadRequest:
+            continue
+        found.append((name, path))
+    return found
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _import_blob(store: Any, root: Path, digest: str, size: int) -> str:
+    """Register one blob; returns "present", "linked" or "copied"."""
+    if store.has_blob(digest):
+        return "present"
+    m = DIGEST_RE.match(digest)
+    if m is None:
+        raise BadRequest(f"invalid digest {digest[:80]!r}")
+    source = root / "blobs" / f"sha256-{m.group(1)}"
+    try:
+        st = os.stat(source, follow_symlinks=False)
+    except FileNotFoundError:
+        raise BadRequest(f"blob {digest} is missing from {root / 'blobs'}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadRequest(f"blob {digest} in {root} is not a regular file")
+    if st.st_size != size:
+        raise BadRequest(f"blob {digest} is {st.st_size} bytes, its manifest says {size}")
+    actual = _sha256_file(source)
+    if actual != digest:
+        raise BadRequest(f"blob {digest} in {root} is corrupt (its content hashes to {actual})")
+    target = store.blob_path(digest)
+    try:
+        os.link(source, target)
+        return "linked"
+    except FileExistsError:
+        return "present"
+    except OSError:
+        # Another filesystem (EXDEV) or links not allowed: copy, verified again while copying.
+        store.add_blob_file(source, digest)
+        return "copied"
+
+
+def _import_one(store: Any, root: Path, name: ModelName, path: Path) -> dict[str, int]:
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BadRequest("manifest is too large")
+    body = path.read_bytes()
+    manifest = parse_manifest(body)
+    counts = {"linked": 0, "copied": 0, "present": 0}
+    with store.pin(d.digest for d in manifest_blobs(manifest)):
+        for desc in manifest_blobs(manifest):
+            counts[_import_blob(store, root, desc.digest, desc.size)] += 1
+        store.put_manifest(name, body)
+    return counts
+
+
+def _exists(store: Any, name: ModelName) -> bool:
+    try:
+        store.get_manifest(name)
+    except ModelNotFound:
+        return False
+    return True
+
+
+async def import_models(store: Any, directory: str) -> AsyncIterator[dict[str, Any]]:
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise BadRequest(f"directory not found: {directory}")
+    manifests = await asyncio.to_thread(find_manifests, root)
+    imported, skipped, failed = 0, 0, []
+    for name, path in manifests:
+        if _exists(store, name):
+            skipped += 1
+            yield {"status": f"skipping {name.display}: already exists"}
+            continue
+        yield {"status": f"importing {name.display}"}
+        try:
+            counts = await asyncio.to_thread(_import_one, store, root, name, path)
+        except OllamalikeError as e:
+            failed.append(name.display)
+            yield {"status": f"failed {name.display}: {e.message}"}
+            continue
+        imported += 1
+        yield {"status": f"imported {name.display}", **counts}
+    if failed:
+        raise BadRequest(f"{len(failed)} model(s) could not be imported: {', '.join(failed)}")
+    yield {"status": "success", "imported": imported, "skipped": skipped}

@@ -1,0 +1,228 @@
+"""A small OCI distribution API client: manifests, blob HEAD/GET/upload, auth challenges, retries.
+
+Every request goes through ``request()``, which answers 401 challenges once (Bearer token or Basic
+credentials, see ``auth``), retries transient failures (connection errors, 5xx, 429) with bounded
+exponential backoff, and follows redirects itself so the registry's Authorization header never
+travels to another host (blob storage behind a redirect gets a plain request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from ollamalike.errors import RegistryError
+from ollamalike.names import ModelName
+from ollamalike.registry import auth
+
+log = logging.getLogger("ollamalike.registry")
+
+MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_REDIRECTS = 5
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 6
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, retry_after: str | None = None) -> float:
+        if retry_after and retry_after.strip().isdigit():
+            return min(float(retry_after), self.max_delay)
+        return min(self.base_delay * (2**attempt), self.max_delay)
+
+
+class TransientError(Exception):
+    """A failure worth retrying (the caller decides how often)."""
+
+
+def new_session() -> aiohttp.ClientSession:
+    # No total timeout: a blob download may take hours. Stalls are caught by sock_read instead.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+    connector = aiohttp.TCPConnector(limit=32)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+
+
+class RegistryClient:
+    """One repository on one registry, e.g. ``127.0.0.1:5000/ns/model``."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        name: ModelName,
+        *,
+        insecure: bool = False,
+        registry_auth: tuple[tuple[str, str, str], ...] = (),
+        push: bool = False,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.session = session
+        self.name = name
+        self.scheme = "http" if insecure else "https"
+        self.base = f"{self.scheme}://{name.host}/v2/{name.repository}"
+        self.credentials = auth.credentials_for(registry_auth, name.host)
+        self.scope = f"repository:{name.repository}:{'pull,push' if push else 'pull'}"
+        self.retry = retry or RetryPolicy()
+        self._authorization: str | None = None
+
+    # ---- plumbing -------------------------------------------------------------------------------
+
+    def _same_origin(self, url: str) -> bool:
+        a, b = urlsplit(url), urlsplit(self.base)
+        return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+
+    async def _answer_challenge(self, resp: aiohttp.ClientResponse) -> bool:
+        """Set up authorization from a 401; False when there is nothing more we can try."""
+        header = resp.headers.get("WWW-Authenticate", "")
+        challenge = auth.parse_challenge(header) if header else None
+        if challenge is None:
+            return False
+        if challenge.scheme == "bearer":
+            token = await auth.fetch_token(self.session, challenge, self.scope, self.credentials)
+            new = f"Bearer {token}"
+        elif challenge.scheme == "basic" and self.credentials is not None:
+            if not auth.is_safe_for_secrets(self.base):
+                raise RegistryError(f"refusing to send credentials over plain HTTP to {self.name.host}")
+            new = auth.basic_header(*self.credentials)
+        else:
+            return False
+        if new == self._authorization:
+            return False
+        self._authorization = new
+        return True
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: Callable[[], Any] | None = None,
+        ok: tuple[int, ...] = (200,),
+        follow: bool = True,
+    ) -> aiohttp.ClientResponse:
+        """Send a request with auth, retries and manual redirects; returns an open response in ``ok``.
+
+        ``data`` is a factory so a body can be sent again after a retry or a 401. The caller must
+        release the returned response (``async with`` or ``release()``).
+        """
+        attempt = 0
+        auth_tries = 0
+        redirects = 0
+        target = url
+        while True:
+            hdrs = dict(headers or {})
+            if self._authorization and self._same_origin(target):
+                hdrs["Authorization"] = self._authorization
+            try:
+                resp = await self.session.request(
+                    method, target, headers=hdrs, data=data() if data else None, allow_redirects=False
+                )
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
+                if attempt + 1 >= self.retry.attempts:
+                    raise RegistryError(f"cannot reach registry {self.name.host}: {e or type(e).__name__}") from None
+                await asyncio.sleep(self.retry.delay(attempt))
+                attempt += 1
+                continue
+            if resp.status in ok:
+                return resp
+            resp.release()
+            if resp.status == 401 and self._same_origin(target) and auth_tries < 2:
+                auth_tries += 1
+                if await self._answer_challenge(resp):
+                    continue
+                raise RegistryError(f"registry {self.name.host}: unauthorized (set OLLAMALIKE_REGISTRY_AUTH)")
+            if follow and resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                redirects += 1
+                if redirects > MAX_REDIRECTS:
+                    raise RegistryError(f"registry {self.name.host}: too many redirects")
+                target = urljoin(target, resp.headers["Location"])
+                if resp.status == 303:
+                    method = "GET"
+                continue
+            if resp.status in TRANSIENT_STATUS and attempt + 1 < self.retry.attempts:
+                await asyncio.sleep(self.retry.delay(attempt, resp.headers.get("Retry-After")))
+                attempt += 1
+                continue
+            raise self._status_error(method, target, resp.status)
+
+    def _status_error(self, method: str, url: str, status: int) -> RegistryError:
+        what = urlsplit(url).path
+        if status == 404:
+            return RegistryError(f"registry {self.name.host}: {what} not found")
+        if status in (401, 403):
+            return RegistryError(f"registry {self.name.host}: access denied to {self.name.repository}")
+        return RegistryError(f"registry {self.name.host}: {method} {what} answered HTTP {status}")
+
+    # ---- API ------------------------------------------------------------------------------------
+
+    async def get_manifest(self, reference: str) -> tuple[bytes, str]:
+        """The manifest bytes, exactly as served, and their content type."""
+        headers = {"Accept": f"{MANIFEST_V2}, {OCI_MANIFEST}"}
+        try:
+            resp = await self.request("GET", f"{self.base}/manifests/{reference}", headers=headers)
+        except RegistryError as e:
+            if "not found" in e.message:
+                raise RegistryError(f"pull model manifest: file does not exist: {self.name.display}") from None
+            raise
+        async with resp:
+            declared = resp.content_length
+            if declared is not None and declared > MAX_MANIFEST_BYTES:
+                raise RegistryError("registry manifest is too large")
+            body = await resp.content.read(MAX_MANIFEST_BYTES + 1)
+            if len(body) > MAX_MANIFEST_BYTES:
+                raise RegistryError("registry manifest is too large")
+            return body, resp.headers.get("Content-Type", MANIFEST_V2)
+
+    async def has_blob(self, digest: str) -> bool:
+        try:
+            resp = await self.request("HEAD", f"{self.base}/blobs/{digest}", ok=(200, 404))
+        except RegistryError:
+            return False
+        resp.release()
+        return resp.status == 200
+
+    async def open_blob(self, digest: str, start: int = 0, end: int | None = None) -> aiohttp.ClientResponse:
+        """GET a blob, from ``start`` to ``end`` (exclusive) when given; 200 or 206 response."""
+        headers = {}
+        if start or end is not None:
+            headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
+        return await self.request("GET", f"{self.base}/blobs/{digest}", headers=headers, ok=(200, 206))
+
+    async def upload_blob(self, digest: str, size: int, chunks: Callable[[], AsyncIterator[bytes]]) -> None:
+        """POST an upload session, then one monolithic PUT ?digest= with the body streamed."""
+        resp = await self.request("POST", f"{self.base}/blobs/uploads/", ok=(202, 201))
+        location = resp.headers.get("Location")
+        resp.release()
+        if resp.status == 201:
+            return  # cross-repository mount or already present
+        if not location:
+            raise RegistryError(f"registry {self.name.host}: upload session has no Location")
+        url = urljoin(self.base + "/", location)
+        if not self._same_origin(url) and not auth.is_safe_for_secrets(url):
+            raise RegistryError(f"registry {self.name.host}: upload location {url} is not trusted")
+        url += ("&" if "?" in url else "?") + f"digest={digest}"
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+        put = await self.request("PUT", url, headers=headers, data=chunks, ok=(201, 204), follow=False)
+        put.release()
+
+    async def put_manifest(self, reference: str, body: bytes, media_type: str) -> None:
+        resp = await self.request(
+            "PUT",
+            f"{self.base}/manifests/{reference}",
+            headers={"Content-Type": media_type},
+            data=lambda: body,
+            ok=(200, 201, 202),
+            follow=False,
+        )
+        resp.release()

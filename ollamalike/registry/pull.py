@@ -1,0 +1,176 @@
+"""``pull_model``: fetch a manifest and its blobs from an OCI registry into the store, with progress.
+
+Yields Ollama's status lines: ``pulling manifest``, one ``pulling <12 hex>`` stream per blob (with
+digest, total, completed), ``verifying sha256 digest``, ``writing manifest``, ``success``. Blobs
+download concurrently; the manifest is validated (digests, sizes, media types) before any file is
+written, and the tag only moves after every blob is verified and in place. ``hf.co/…`` names are
+handed to ``registry.hf``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ollamalike.config import Config
+from ollamalike.errors import BadRequest, OllamalikeError, RegistryError
+from ollamalike.names import ModelName
+from ollamalike.registry import oci
+from ollamalike.registry.download import BlobDownload, PartState
+from ollamalike.store.manifest import parse_manifest
+
+PROGRESS_INTERVAL = 0.1  # seconds between progress lines for one blob
+
+# One download per blob at a time across the daemon: two pulls sharing a layer must not both
+# write its partial file. Keyed by (models dir, digest).
+_blob_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+
+def _blob_lock(store: Any, digest: str) -> asyncio.Lock:
+    key = (str(getattr(store, "models_dir", id(store))), digest)
+    lock = _blob_locks.get(key)
+    if lock is None:
+        lock = _blob_locks[key] = asyncio.Lock()
+    return lock
+
+
+def short(digest: str) -> str:
+    return digest.split(":", 1)[-1][:12]
+
+
+def check_manifest(body: bytes) -> dict[str, Any]:
+    try:
+        return parse_manifest(body)
+    except BadRequest as e:
+        raise RegistryError(f"registry sent an {e.message}") from None
+
+
+async def pull_model(
+    store: Any,
+    config: Config,
+    name_text: str,
+    *,
+    insecure: bool = False,
+    session: Any = None,
+    stats: dict[str, int] | None = None,
+) -> AsyncIterator[dict[str, Any]]:
+    name = ModelName.parse(name_text)
+    if name.is_huggingface:
+        from ollamalike.registry import hf
+
+        async for status in hf.pull_hf(store, config, name):
+            yield status
+        return
+    own_session = session is None
+    if own_session:
+        session = oci.new_session()
+    try:
+        client = oci.RegistryClient(session, name, insecure=insecure, registry_auth=config.registry_auth)
+        yield {"status": "pulling manifest"}
+        body, _ = await client.get_manifest(name.tag)
+        manifest = check_manifest(body)
+        blobs = [manifest["config"], *manifest["layers"]]
+        # Pinned so a concurrent delete's garbage collection cannot take blobs not yet tagged.
+        with store.pin(d["digest"] for d in blobs):
+            async for status in _download_all(store, client, blobs, stats):
+                yield status
+            yield {"status": "verifying sha256 digest"}
+            yield {"status": "writing manifest"}
+            await asyncio.to_thread(store.put_manifest, name, body)
+        yield {"status": "success"}
+    finally:
+        if own_session:
+            await session.close()
+
+
+async def _download_all(
+    store: Any, client: oci.RegistryClient, blobs: list[dict[str, Any]], stats: dict[str, int] | None
+) -> AsyncIterator[dict[str, Any]]:
+    """Run every blob's download at once; interleave their progress lines as Ollama does."""
+    queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
+    seen: set[str] = set()
+    unique = []
+    for desc in blobs:
+        if desc["digest"] not in seen:
+            seen.add(desc["digest"])
+            unique.append(desc)
+
+    async def one(desc: dict[str, Any]) -> None:
+        digest, size = desc["digest"], desc["size"]
+        status = f"pulling {short(digest)}"
+        last = 0.0
+        sent = -1
+
+        def progress(completed: int, force: bool = False) -> None:
+            nonlocal last, sent
+            now = time.monotonic()
+            if completed != sent and (force or now - last >= PROGRESS_INTERVAL or completed == size):
+                last, sent = now, completed
+                queue.put_nowait({"status": status, "digest": digest, "total": size, "completed": completed})
+
+        async with _blob_lock(store, digest):
+            if store.has_blob(digest):
+                progress(size, force=True)
+                return
+            partial = store.partial(digest, size)
+            state = _part_state(store)
+            download = BlobDownload(client, partial, digest, size, state, progress)
+            try:
+                await download.run()
+            finally:
+                if stats is not None:
+                    stats["transferred"] = stats.get("transferred", 0) + download.transferred
+            try:
+                await asyncio.to_thread(partial.finish)
+            except OllamalikeError:
+                state.clear(digest)
+                raise
+            state.clear(digest)
+            progress(size, force=True)
+
+    async def runner() -> None:
+        try:
+            await asyncio.gather(*(one(d) for d in unique))
+            queue.put_nowait(None)
+        except BaseException as e:
+            queue.put_nowait(e)
+            raise
+
+    task = asyncio.create_task(runner())
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+class StorePartState:
+    """Part progress of interrupted blob downloads, kept in the store's catalog (survives restarts)."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get(self, digest: str) -> dict[str, Any] | None:
+        state: dict[str, Any] | None = self.store.get_pull(f"blob:{digest}")
+        return state
+
+    def set(self, digest: str, state: dict[str, Any]) -> None:
+        self.store.record_pull(f"blob:{digest}", state)
+
+    def clear(self, digest: str) -> None:
+        self.store.clear_pull(f"blob:{digest}")
+
+
+def _part_state(store: Any) -> PartState:
+    return StorePartState(store)

@@ -1,0 +1,110 @@
+"""``push_model``: upload a model's blobs and its manifest bytes, unchanged, to an OCI registry.
+
+Yields Ollama's status lines: ``retrieving manifest``, one ``pushing <12 hex>`` stream per blob
+(digest, total, completed), ``pushing manifest``, ``success``. Blobs the registry already has
+(HEAD 200) are skipped; the rest go up as one streamed monolithic upload each. The manifest is
+sent byte-for-byte as stored, so its digest on the registry equals the local one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ollamalike.config import Config
+from ollamalike.errors import BadRequest
+from ollamalike.names import ModelName
+from ollamalike.registry import oci
+from ollamalike.registry.pull import PROGRESS_INTERVAL, short
+
+UPLOAD_CHUNK = 1024 * 1024
+
+
+async def push_model(
+    store: Any,
+    config: Config,
+    name_text: str,
+    *,
+    insecure: bool = False,
+    session: Any = None,
+) -> AsyncIterator[dict[str, Any]]:
+    name = ModelName.parse(name_text)
+    if name.is_huggingface:
+        raise BadRequest("pushing to Hugging Face is not supported")
+    yield {"status": "retrieving manifest"}
+    _, manifest, body = store.get_manifest(name)
+    media_type = manifest.get("mediaType") or oci.MANIFEST_V2
+    own_session = session is None
+    if own_session:
+        session = oci.new_session()
+    try:
+        client = oci.RegistryClient(
+            session, name, insecure=insecure, registry_auth=config.registry_auth, push=True
+        )
+        seen: set[str] = set()
+        for desc in [*manifest["layers"], manifest["config"]]:
+            digest, size = desc["digest"], desc["size"]
+            if digest in seen:
+                continue
+            seen.add(digest)
+            async for status in _push_blob(store, client, digest, size):
+                yield status
+        yield {"status": "pushing manifest"}
+        await client.put_manifest(name.tag, body, media_type)
+        yield {"status": "success"}
+    finally:
+        if own_session:
+            await session.close()
+
+
+async def _push_blob(
+    store: Any, client: oci.RegistryClient, digest: str, size: int
+) -> AsyncIterator[dict[str, Any]]:
+    status = f"pushing {short(digest)}"
+    if await client.has_blob(digest):
+        yield {"status": status, "digest": digest, "total": size, "completed": size}
+        return
+    path = store.blob_path(digest)
+    queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
+
+    def chunks() -> AsyncIterator[bytes]:
+        async def gen() -> AsyncIterator[bytes]:
+            sent = 0
+            last = 0.0
+            with open(path, "rb") as f:
+                while chunk := f.read(UPLOAD_CHUNK):
+                    sent += len(chunk)
+                    now = time.monotonic()
+                    if now - last >= PROGRESS_INTERVAL:
+                        last = now
+                        queue.put_nowait(sent)
+                    yield chunk
+
+        return gen()
+
+    async def upload() -> None:
+        try:
+            await client.upload_blob(digest, size, chunks)
+            queue.put_nowait(None)
+        except BaseException as e:
+            queue.put_nowait(e)
+            raise
+
+    yield {"status": status, "digest": digest, "total": size, "completed": 0}
+    task = asyncio.create_task(upload())
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if item < size:
+                yield {"status": status, "digest": digest, "total": size, "completed": item}
+    finally:
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    yield {"status": status, "digest": digest, "total": size, "completed": size}

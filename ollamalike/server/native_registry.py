@@ -1,0 +1,93 @@
+"""Routes for moving models in and out: POST /api/pull, POST /api/push, POST /api/import.
+
+Each streams Ollama-style status lines as NDJSON (``stream: false`` gives only the final object).
+Pulls run inside the daemon; at most ``config.max_concurrent_pulls`` transfers run at once, the
+others wait their turn. ``/api/import`` registers an Ollama models directory on this machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ollamalike.errors import BadRequest, InternalError
+from ollamalike.registry.import_ollama import import_models
+from ollamalike.registry.pull import pull_model
+from ollamalike.registry.push import push_model
+from ollamalike.server.http import get_bool, get_str, json_response, model_field, read_json, stream_ndjson
+
+
+def _state(request: web.Request) -> Any:
+    state = request.app["state"]
+    if state.store is None:
+        raise InternalError("the model store is not available")
+    return state
+
+
+def _limit(state: Any) -> asyncio.Semaphore:
+    sem = state.extras.get("registry_transfers")
+    if sem is None:
+        sem = state.extras["registry_transfers"] = asyncio.Semaphore(state.config.max_concurrent_pulls)
+    return sem  # type: ignore[no-any-return]
+
+
+async def _limited(sem: asyncio.Semaphore, make: Callable[[], AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    async with sem:
+        gen = make()
+        try:
+            async for item in gen:
+                yield item
+        finally:
+            await gen.aclose()  # type: ignore[attr-defined]
+
+
+async def _respond(request: web.Request, stream: bool, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+    if stream:
+        return await stream_ndjson(request, chunks)
+    last: dict[str, Any] = {}
+    async for chunk in chunks:
+        last = chunk
+    return json_response(last or {"status": "success"})
+
+
+async def pull(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    name = model_field(body)
+    insecure = bool(get_bool(body, "insecure", False))
+    stream = bool(get_bool(body, "stream", True))
+    state = _state(request)
+    chunks = _limited(
+        _limit(state), lambda: pull_model(state.store, state.config, name, insecure=insecure)
+    )
+    return await _respond(request, stream, chunks)
+
+
+async def push(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    name = model_field(body)
+    insecure = bool(get_bool(body, "insecure", False))
+    stream = bool(get_bool(body, "stream", True))
+    state = _state(request)
+    chunks = _limited(
+        _limit(state), lambda: push_model(state.store, state.config, name, insecure=insecure)
+    )
+    return await _respond(request, stream, chunks)
+
+
+async def import_ollama(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    path = get_str(body, "path")
+    if not path:
+        raise BadRequest("path is required")
+    stream = bool(get_bool(body, "stream", True))
+    state = _state(request)
+    return await _respond(request, stream, import_models(state.store, path))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/pull", pull)
+    app.router.add_post("/api/push", push)
+    app.router.add_post("/api/import", import_ollama)

@@ -1,0 +1,211 @@
+"""Test helpers for registry tests: a real Debian ``docker-registry`` and small aiohttp fronts for it.
+
+``DockerRegistry`` runs ``/usr/bin/docker-registry`` on 127.0.0.1 with a temporary storage
+directory. ``RegistryProxy`` sits in front of it and can misbehave on purpose: flip bytes of a
+blob, ignore Range, redirect blob GETs elsewhere, fail the first requests with 503, throttle,
+or demand Bearer tokens from its own token endpoint (the Docker token-auth flow).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import ClientSession, web
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def registry_available() -> bool:
+    return shutil.which(REGISTRY_BIN) is not None or Path(REGISTRY_BIN).exists()
+
+
+class DockerRegistry:
+    """A real OCI distribution registry on a free loopback port."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        storage = self.root / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = self.root / "config.yml"
+        config.write_text(
+            "version: 0.1\n"
+            "log:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+        )
+        log = (self.root / "registry.log").open("wb")
+        self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"docker-registry exited: {(self.root / 'registry.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not become ready")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@dataclass
+class ProxyBehaviour:
+    flip_digest: str | None = None  # flip a byte in this blob's body
+    oversize_digest: str | None = None  # send extra bytes after this blob
+    ignore_range: bool = False
+    redirect_blobs: bool = False  # 307 blob GETs to /storage/... on the same proxy
+    fail_first: int = 0  # answer this many requests with 503 first
+    throttle_bytes_per_s: int = 0
+    token_user: str | None = None  # when set, demand Bearer tokens from /token
+    token_password: str = ""
+    realm: str | None = None  # override the realm announced in WWW-Authenticate
+    requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range)
+    tokens_issued: int = 0
+    body_bytes_sent: int = 0
+
+
+class RegistryProxy:
+    """An aiohttp front for ``upstream`` that misbehaves as ``behaviour`` says."""
+
+    def __init__(self, upstream: str, behaviour: ProxyBehaviour | None = None) -> None:
+        self.upstream = upstream
+        self.b = behaviour or ProxyBehaviour()
+        self.port = free_port()
+        self._token = secrets.token_hex(16)
+        self._runner: web.AppRunner | None = None
+        self._session: ClientSession | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=1 << 34)
+        app.router.add_get("/token", self._token_endpoint)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._session = ClientSession(auto_decompress=False)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def _token_endpoint(self, request: web.Request) -> web.Response:
+        expected = "Basic " + base64.b64encode(f"{self.b.token_user}:{self.b.token_password}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return web.json_response({"errors": [{"code": "UNAUTHORIZED"}]}, status=401)
+        self.b.tokens_issued += 1
+        return web.json_response({"token": self._token})
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        b = self.b
+        path = request.path
+        b.requests.append((request.method, path, request.headers.get("Range", "")))
+        if b.fail_first > 0:
+            b.fail_first -= 1
+            return web.Response(status=503, text="try again")
+        if b.token_user is not None and path.startswith("/v2/") and path != "/v2/":
+            if request.headers.get("Authorization") != f"Bearer {self._token}":
+                realm = b.realm or f"http://{self.host}/token"
+                header = f'Bearer realm="{realm}",service="test-registry",scope="repository:x:pull"'
+                return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": header})
+        if path.startswith("/storage/"):
+            path = path[len("/storage") :]
+        elif b.redirect_blobs and request.method == "GET" and "/blobs/sha256:" in path:
+            return web.Response(status=307, headers={"Location": f"/storage{path}"})
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS | {"authorization"}}
+        if b.ignore_range:
+            headers.pop("Range", None)
+        data = await request.read() if request.can_read_body else None
+        assert self._session is not None
+        url = self.upstream + path + (f"?{request.query_string}" if request.query_string else "")
+        async with self._session.request(
+            request.method, url, headers=headers, data=data, allow_redirects=False
+        ) as up:
+            out_headers = {k: v for k, v in up.headers.items() if k.lower() not in HOP_HEADERS}
+            digest = path.rsplit("/", 1)[-1]
+            is_blob_get = request.method == "GET" and "/blobs/" in path
+            oversize = is_blob_get and digest == b.oversize_digest
+            if oversize:
+                out_headers.pop("Content-Length", None)
+            resp = web.StreamResponse(status=up.status, headers=out_headers)
+            if not oversize and up.content_length is not None:
+                resp.content_length = up.content_length
+            await resp.prepare(request)
+            flipped = False
+            async for chunk in up.content.iter_chunked(256 * 1024):
+                if is_blob_get and digest == b.flip_digest and not flipped and chunk:
+                    chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                    flipped = True
+                b.body_bytes_sent += len(chunk)
+                await resp.write(chunk)
+                if b.throttle_bytes_per_s:
+                    await asyncio.sleep(len(chunk) / b.throttle_bytes_per_s)
+            if oversize:
+                await resp.write(b"\0" * 4096)
+            await resp.write_eof()
+            return resp
+
+
+def make_model(store: object, name: str, model_bytes: bytes | None = None, model_file: Path | None = None) -> str:
+    """Put a one-layer model straight into a store (config + model layer + manifest); its manifest digest."""
+    from ollamalike.store.manifest import (
+        CONFIG_MEDIA_TYPE,
+        MEDIA_MODEL,
+        Descriptor,
+        build_config,
+        build_manifest,
+    )
+
+    if model_file is not None:
+        digest, size = store.add_blob_file(model_file)  # type: ignore[attr-defined]
+    else:
+        assert model_bytes is not None
+        digest, size = store.add_blob_bytes(model_bytes)  # type: ignore[attr-defined]
+    config = build_config(model_family="llama", file_type="F32", diff_ids=[digest])
+    config_digest, config_size = store.add_blob_bytes(config)  # type: ignore[attr-defined]
+    manifest = build_manifest(
+        Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size), [Descriptor(MEDIA_MODEL, digest, size)]
+    )
+    return str(store.put_manifest(name, manifest))  # type: ignore[attr-defined]
