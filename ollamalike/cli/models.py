@@ -1,0 +1,261 @@
+"""Model-management commands: ``create``, ``list``/``ls``, ``show``, ``cp``, ``rm``.
+
+They are clients of the daemon (started on demand by ``ensure_daemon``) and import neither aiohttp
+nor llama_cpp. ``create`` parses the Modelfile here, as Ollama's CLI does: local FROM/ADAPTER files
+are uploaded as blobs and the structured request goes to ``POST /api/create``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ollamalike.cli.output import human_bytes, human_time, indented_table, table
+from ollamalike.client import Client, ensure_daemon
+from ollamalike.config import load_config
+from ollamalike.errors import BadRequest
+from ollamalike.names import ModelName
+
+
+def _client() -> Client:
+    return ensure_daemon(load_config())
+
+
+# -- create --------------------------------------------------------------------------------------
+def _resolve_path(value: str, base: Path) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _looks_like_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~", ".\\")) or value.lower().endswith(".gguf") or "\\" in value
+
+
+class _Progress:
+    """``copying file sha256:… NN%``: redrawn in place on a terminal, one final line otherwise."""
+
+    def __init__(self, digest_hint: str) -> None:
+        self.label = f"copying file {digest_hint}"
+        self.tty = sys.stdout.isatty()
+        self.last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = 100 if total == 0 else done * 100 // total
+        if self.tty and percent != self.last:
+            click.echo(f"\r{self.label} {percent}%", nl=False)
+        self.last = percent
+
+    def finish(self) -> None:
+        if self.tty:
+            click.echo(f"\r{self.label} 100%")
+        else:
+            click.echo(f"{self.label} 100%")
+
+
+def _upload(client: Client, path: Path, what: str) -> str:
+    if not path.exists():
+        raise BadRequest(f"{what} file not found: {path}")
+    if path.is_dir():
+        raise BadRequest(f"{what} {path} is a directory: only GGUF files are supported")
+    from ollamalike.client import file_sha256
+
+    try:
+        digest = "sha256:" + file_sha256(path)
+    except OSError as e:
+        raise BadRequest(f"cannot read {path}: {e.strerror}") from None
+    progress = _Progress(digest)
+    uploaded = client.upload_blob(path, progress=progress)
+    progress.finish()
+    return uploaded
+
+
+def build_create_request(client: Client, name: str, modelfile_path: Path) -> dict[str, Any]:
+    """Parse the Modelfile, upload its local files, and return the ``/api/create`` body."""
+    from ollamalike.modelfile import parse
+    from ollamalike.options import params_to_json
+
+    try:
+        text = modelfile_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadRequest(f"specified Modelfile wasn't found: {modelfile_path}") from None
+    except IsADirectoryError:
+        raise BadRequest(f"specified Modelfile is a directory: {modelfile_path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadRequest(f"cannot read Modelfile {modelfile_path}: {e}") from None
+    mf = parse(text)
+    base = modelfile_path.resolve().parent
+    click.echo("gathering model components")
+    body: dict[str, Any] = {"model": name}
+    source = _resolve_path(mf.from_, base)
+    if source.exists() or _looks_like_path(mf.from_):
+        body["files"] = {source.name: _upload(client, source, "FROM")}
+    else:
+        body["from"] = mf.from_
+    if mf.adapters:
+        adapters: dict[str, str] = {}
+        for value in mf.adapters:
+            path = _resolve_path(value, base)
+            adapters[path.name] = _upload(client, path, "ADAPTER")
+        body["adapters"] = adapters
+    if mf.template is not None:
+        body["template"] = mf.template
+    if mf.system is not None:
+        body["system"] = mf.system
+    if mf.license:
+        body["license"] = list(mf.license)
+    if mf.parameters:
+        body["parameters"] = params_to_json(mf.parameters)
+    if mf.messages:
+        body["messages"] = [dict(m) for m in mf.messages]
+    return body
+
+
+@click.command()
+@click.argument("name")
+@click.option("-f", "--file", "file", default=None, help="Name of the Modelfile (default: ./Modelfile).")
+def create(name: str, file: str | None) -> None:
+    """Create a model from a Modelfile."""
+    ModelName.parse(name)
+    path = Path(file).expanduser() if file else Path.cwd() / "Modelfile"
+    client = _client()
+    body = build_create_request(client, name, path)
+    last = None
+    for status in client.stream("POST", "/api/create", body):
+        line = status.get("status")
+        if line and line != last:
+            click.echo(line)
+            last = line
+
+
+# -- list ----------------------------------------------------------------------------------------
+def _short_id(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]
+
+
+@click.command("list")
+@click.argument("prefix", required=False)
+def list_models(prefix: str | None) -> None:
+    """List models."""
+    data = _client().json("GET", "/api/tags")
+    rows = []
+    for m in data.get("models") or []:
+        name = str(m.get("name") or m.get("model") or "")
+        if prefix and not name.lower().startswith(prefix.lower()):
+            continue
+        rows.append([name, _short_id(str(m.get("digest", ""))), human_bytes(m.get("size") or 0), human_time(m.get("modified_at"))])
+    click.echo(table(["NAME", "ID", "SIZE", "MODIFIED"], rows))
+
+
+# -- show ----------------------------------------------------------------------------------------
+_SHOW_FIELDS = ("license", "modelfile", "parameters", "system", "template")
+
+
+def _parameter_rows(text: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key:
+            rows.append([key, value.strip()])
+    return rows
+
+
+def _first_lines(text: str, verbose: bool) -> list[list[str]]:
+    lines = text.strip("\n").splitlines()
+    if not verbose and len(lines) > 2:
+        lines = [*lines[:2], "..."]
+    return [[line] for line in lines]
+
+
+def render_show(resp: dict[str, Any], verbose: bool) -> str:
+    """Ollama's ``show`` layout: Model, Capabilities, Parameters, System, License sections."""
+    info = resp.get("model_info") or {}
+    details = resp.get("details") or {}
+    arch = str(info.get("general.architecture") or details.get("family") or "")
+    model_rows = [["architecture", arch], ["parameters", str(details.get("parameter_size") or "")]]
+    for key, label in (("context_length", "context length"), ("embedding_length", "embedding length")):
+        value = info.get(f"{arch}.{key}")
+        if value is not None:
+            model_rows.append([label, str(value)])
+    model_rows.append(["quantization", str(details.get("quantization_level") or "")])
+    sections: list[tuple[str, list[list[str]]]] = [("Model", [r for r in model_rows if r[1]])]
+    capabilities = resp.get("capabilities") or []
+    if capabilities:
+        sections.append(("Capabilities", [[str(c)] for c in capabilities]))
+    if resp.get("projector_info"):
+        proj = resp["projector_info"]
+        parch = str(proj.get("general.architecture", ""))
+        sections.append(("Projector", [["architecture", parch]]))
+    if resp.get("parameters"):
+        sections.append(("Parameters", _parameter_rows(str(resp["parameters"]))))
+    if resp.get("system"):
+        sections.append(("System", _first_lines(str(resp["system"]), verbose)))
+    if resp.get("license"):
+        sections.append(("License", _first_lines(str(resp["license"]), verbose)))
+    if verbose and info:
+        rows = [[str(k), _metadata_value(v)] for k, v in sorted(info.items())]
+        sections.append(("Metadata", rows))
+    out: list[str] = []
+    for title, rows in sections:
+        if not rows:
+            continue
+        out.append(f"  {title}")
+        out.extend(indented_table(rows))
+        out.append("")
+    return "\n".join(out)
+
+
+def _metadata_value(value: Any) -> str:
+    if isinstance(value, list):
+        shown = ", ".join(str(v) for v in value[:5])
+        return f"[{shown}{', ...' if len(value) > 5 else ''}]"
+    if value is None:
+        return "[...]"
+    return str(value)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--license", "show_license", is_flag=True, help="Show the license of a model.")
+@click.option("--modelfile", is_flag=True, help="Show the Modelfile of a model.")
+@click.option("--parameters", is_flag=True, help="Show the parameters of a model.")
+@click.option("--template", is_flag=True, help="Show the template of a model.")
+@click.option("--system", is_flag=True, help="Show the system message of a model.")
+@click.option("-v", "--verbose", is_flag=True, help="Show detailed model information.")
+def show(
+    name: str, show_license: bool, modelfile: bool, parameters: bool, template: bool, system: bool, verbose: bool
+) -> None:
+    """Show information for a model."""
+    flags = {"license": show_license, "modelfile": modelfile, "parameters": parameters, "system": system, "template": template}
+    chosen = [f for f in _SHOW_FIELDS if flags[f]]
+    if len(chosen) > 1:
+        raise BadRequest("only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified")
+    resp = _client().json("POST", "/api/show", {"model": name, "verbose": verbose})
+    if chosen:
+        value = resp.get(chosen[0]) or ""
+        if value:
+            click.echo(str(value).rstrip("\n"))
+        return
+    click.echo(render_show(resp, verbose))
+
+
+# -- cp / rm -------------------------------------------------------------------------------------
+@click.command()
+@click.argument("source")
+@click.argument("destination")
+def copy(source: str, destination: str) -> None:
+    """Copy a model."""
+    _client().json("POST", "/api/copy", {"source": source, "destination": destination})
+    click.echo(f"copied '{source}' to '{destination}'")
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+def remove(names: tuple[str, ...]) -> None:
+    """Remove one or more models."""
+    client = _client()
+    for name in names:
+        client.json("DELETE", "/api/delete", {"model": name})
+        click.echo(f"deleted '{name}'")
