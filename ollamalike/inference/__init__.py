@@ -17,8 +17,14 @@ from ollamalike.inference.requests import (
     parse_keep_alive,
     parse_message,
 )
+from ollamalike.inference.service import chat, collect, embed, generate, resolve
 
 __all__ = [
+    "chat",
+    "collect",
+    "embed",
+    "generate",
+    "resolve",
     "ChatRequest",
     "EmbedRequest",
     "GenerateRequest",

@@ -1,0 +1,346 @@
+"""generate / chat / embed: resolve the model, merge options, render the prompt, stream from a runner.
+
+Each function yields Ollama's response chunks (dicts); the last one carries ``done: true``, the
+``done_reason`` and measured durations in nanoseconds. The lease on the runner is released when
+the iterator finishes or is closed (a client disconnect closes it), which also cancels the
+sequence in the runner and frees its slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from typing import Any
+
+from ollamalike import options as opts
+from ollamalike.errors import BadRequest, OllamalikeError, RunnerError
+from ollamalike.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
+from ollamalike.inference.stream import ThinkSplitter, ToolBuffer
+
+log = logging.getLogger("ollamalike.inference")
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+async def resolve(state: Any, name: str) -> Any:
+    """The ResolvedModel for ``name`` (ModelNotFound -> 404). Catalog reads run off the event loop."""
+    from ollamalike.library import resolve_model
+
+    if inspect.iscoroutinefunction(resolve_model):
+        return await resolve_model(state.store, name)
+    return await asyncio.to_thread(resolve_model, state.store, name)
+
+
+def _capabilities(model: Any) -> list[str]:
+    return list(getattr(model, "capabilities", None) or [])
+
+
+def _display(name: str, model: Any) -> str:
+    full = getattr(model, "name", None)
+    return str(getattr(full, "display", None) or full or name)
+
+
+def check_think(name: str, model: Any, think: bool | str | None) -> None:
+    if think and "thinking" not in _capabilities(model):
+        raise BadRequest(f'"{name}" does not support thinking')
+
+
+def runner_options(model: Any, request_options: dict[str, Any]) -> dict[str, Any]:
+    """Modelfile parameters overridden by the request; the template's stop words when none are set."""
+    merged = opts.merge_options(getattr(model, "parameters", None) or {}, request_options)
+    if not merged.get("stop"):
+        from ollamalike.template import stop_for
+
+        stops = stop_for(model)
+        if stops:
+            merged["stop"] = list(stops)
+    return merged
+
+
+def _final_fields(done: dict[str, Any], started_ns: int, load_ns: int) -> dict[str, Any]:
+    return {
+        "done": True,
+        "done_reason": done.get("done_reason") or "stop",
+        "total_duration": time.perf_counter_ns() - started_ns,
+        "load_duration": load_ns,
+        "prompt_eval_count": int(done.get("prompt_eval_count") or 0),
+        "prompt_eval_duration": int(done.get("prompt_eval_duration") or 0),
+        "eval_count": int(done.get("eval_count") or 0),
+        "eval_duration": int(done.get("eval_duration") or 0),
+    }
+
+
+async def _load_only(state: Any, req_model: str, model: Any, options: dict[str, Any],
+                     keep_alive: float | None) -> str:
+    """An empty prompt: load the model (or, with keep_alive 0, unload it). Returns the done_reason."""
+    if keep_alive == 0:
+        await state.scheduler.unload(model)
+        return "unload"
+    lease = await state.scheduler.acquire(model, options, keep_alive)
+    lease.release()
+    return "load"
+
+
+# -- truncation --------------------------------------------------------------------------------
+def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]:
+    """Keep the first ``num_keep`` tokens and the tail, so the prompt fits the context (Ollama's rule)."""
+    if len(tokens) <= num_ctx:
+        return tokens
+    keep = max(0, min(num_keep, num_ctx // 2))
+    return tokens[:keep] + tokens[len(tokens) - (num_ctx - keep) :]
+
+
+async def _fit_chat(runner: Any, model: Any, messages: list[dict[str, Any]], tools: Any, think: Any,
+                    num_ctx: int) -> tuple[str, list[int]]:
+    """Render the chat, dropping the oldest non-system messages until the prompt fits num_ctx."""
+    from ollamalike.template import render_chat
+
+    keep = list(messages)
+    while True:
+        prompt = render_chat(model, keep, tools=tools, think=think)
+        tokens = await runner.tokenize(prompt, add_special=True)
+        droppable = [i for i, m in enumerate(keep) if m["role"] != "system"]
+        if len(tokens) <= num_ctx or len(droppable) <= 1:
+            if len(tokens) > num_ctx:
+                # Even the last message alone is too long: keep its tail, as generate does.
+                tokens = truncate_tokens(tokens, num_ctx, 0)
+            if len(keep) < len(messages):
+                log.info("chat prompt truncated: dropped %d oldest messages to fit num_ctx %d",
+                         len(messages) - len(keep), num_ctx)
+            return prompt, tokens
+        del keep[droppable[0]]
+
+
+# -- generate ----------------------------------------------------------------------------------
+async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, Any]]:
+    started = time.perf_counter_ns()
+    model = await resolve(state, req.model)
+    caps = _capabilities(model)
+    if "completion" not in caps and caps:
+        raise BadRequest(f'"{req.model}" does not support generate')
+    check_think(req.model, model, req.think)
+    if req.suffix and "insert" not in caps:
+        raise BadRequest(f'"{req.model}" does not support insert')
+    if req.images and "vision" not in caps:
+        raise BadRequest("this model is missing data required for image input")
+    options = runner_options(model, req.options)
+    if not req.prompt and not req.suffix and not req.context:
+        reason = await _load_only(state, req.model, model, options, req.keep_alive)
+        yield {"model": req.model, "created_at": now_rfc3339(), "response": "", "done": True, "done_reason": reason}
+        return
+
+    if req.raw:
+        prompt = req.prompt
+    else:
+        from ollamalike.template import render_generate
+
+        prompt = render_generate(model, req.prompt, system=req.system, suffix=req.suffix,
+                                 template_override=req.template)
+    lease = await state.scheduler.acquire(model, options, req.keep_alive)
+    try:
+        runner = lease.runner
+        if req.context:
+            prompt = await runner.detokenize(req.context) + prompt
+        tokens = truncate_tokens(await runner.tokenize(prompt, add_special=True), lease.num_ctx,
+                                 int(options.get("num_keep", opts.PARAMETERS["num_keep"].default)))
+        splitter = ThinkSplitter(in_thinking=prompt.rstrip().endswith("<think>")) if req.think else None
+        run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
+        done: dict[str, Any] = {}
+        async with contextlib.aclosing(runner.completion(tokens, run_opts, req.format)) as chunks:
+            async for chunk in chunks:
+                if chunk.get("done"):
+                    done = chunk
+                    break
+                text = chunk.get("content", "")
+                if not text:
+                    continue
+                thinking, content = splitter.feed(text) if splitter else ("", text)
+                if thinking or content:
+                    yield _gen_chunk(req.model, content, thinking)
+        if splitter:
+            thinking, content = splitter.flush()
+            if thinking or content:
+                yield _gen_chunk(req.model, content, thinking)
+        if not done:
+            raise RunnerError("the model runner stopped before finishing the response")
+        final: dict[str, Any] = {"model": req.model, "created_at": now_rfc3339(), "response": ""}
+        final.update(_final_fields(done, started, lease.load_duration_ns))
+        # Ollama puts the context right after done_reason.
+        context = tokens + [int(t) for t in done.get("tokens") or []]
+        final = {**{k: final[k] for k in list(final)[:5]}, "context": context, **dict(list(final.items())[5:])}
+        yield final
+    finally:
+        lease.release()
+
+
+def _gen_chunk(model: str, content: str, thinking: str) -> dict[str, Any]:
+    chunk: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": content}
+    if thinking:
+        chunk["thinking"] = thinking
+    chunk["done"] = False
+    return chunk
+
+
+# -- chat ---------------------------------------------------------------------------------------
+async def chat(state: Any, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
+    started = time.perf_counter_ns()
+    model = await resolve(state, req.model)
+    caps = _capabilities(model)
+    if "completion" not in caps and caps:
+        raise BadRequest(f'"{req.model}" does not support chat')
+    check_think(req.model, model, req.think)
+    if req.tools and "tools" not in caps:
+        raise BadRequest(f'"{req.model}" does not support tools')
+    if any(m.get("images") for m in req.messages) and "vision" not in caps:
+        raise BadRequest("this model is missing data required for image input")
+    options = runner_options(model, req.options)
+    if not req.messages:
+        reason = await _load_only(state, req.model, model, options, req.keep_alive)
+        yield {"model": req.model, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""},
+               "done": True, "done_reason": reason}
+        return
+
+    lease = await state.scheduler.acquire(model, options, req.keep_alive)
+    try:
+        runner = lease.runner
+        prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think, lease.num_ctx)
+        splitter = ThinkSplitter(in_thinking=prompt.rstrip().endswith("<think>")) if req.think else None
+        tool_buffer = ToolBuffer() if req.tools else None
+        run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
+        done: dict[str, Any] = {}
+        async with contextlib.aclosing(runner.completion(tokens, run_opts, req.format)) as chunks:
+            async for chunk in chunks:
+                if chunk.get("done"):
+                    done = chunk
+                    break
+                text = chunk.get("content", "")
+                if not text:
+                    continue
+                thinking, content = splitter.feed(text) if splitter else ("", text)
+                if tool_buffer is not None and content:
+                    content = tool_buffer.feed(content)
+                if thinking or content:
+                    yield _chat_chunk(req.model, content, thinking)
+        thinking, content = splitter.flush() if splitter else ("", "")
+        if tool_buffer is not None:
+            content = tool_buffer.feed(content) if content else ""
+            held = tool_buffer.flush()
+            calls = _parse_tool_calls(model, held) if held.strip() else None
+            if calls:
+                yield _chat_chunk(req.model, "", thinking, tool_calls=calls)
+                thinking = ""
+            else:
+                content += held
+        if thinking or content:
+            yield _chat_chunk(req.model, content, thinking)
+        if not done:
+            raise RunnerError("the model runner stopped before finishing the response")
+        final = {"model": req.model, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""}}
+        final.update(_final_fields(done, started, lease.load_duration_ns))
+        yield final
+    finally:
+        lease.release()
+
+
+def _parse_tool_calls(model: Any, text: str) -> list[dict[str, Any]] | None:
+    from ollamalike.template import parse_tool_calls
+
+    calls = parse_tool_calls(model, text)
+    if not calls:
+        return None
+    for i, call in enumerate(calls):
+        call.setdefault("function", {}).setdefault("index", i)
+    return calls
+
+
+def _chat_chunk(model: str, content: str, thinking: str, tool_calls: list[dict[str, Any]] | None = None
+                ) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
+
+
+# -- embed --------------------------------------------------------------------------------------
+def _shorten(vector: list[float], dims: int | None) -> list[float]:
+    """Matryoshka-style truncation: keep the first ``dims`` values and normalize again."""
+    if dims is None or dims >= len(vector):
+        return vector
+    head = vector[:dims]
+    norm = math.sqrt(sum(v * v for v in head))
+    return [v / norm for v in head] if norm > 0 else head
+
+
+async def embed(state: Any, req: EmbedRequest) -> dict[str, Any]:
+    started = time.perf_counter_ns()
+    model = await resolve(state, req.model)
+    options = opts.merge_options(getattr(model, "parameters", None) or {}, req.options)
+    lease = await state.scheduler.acquire(model, options, req.keep_alive, embedding=True)
+    try:
+        vectors: list[list[float]] = []
+        count = 0
+        if req.input:
+            vectors, count = await lease.runner.embed(req.input, req.truncate)
+        width = len(vectors[0]) if vectors else 0
+        if req.dimensions is not None and vectors and req.dimensions > width:
+            raise BadRequest(f"dimensions {req.dimensions} is larger than the model's embedding size {width}")
+        return {
+            "model": req.model,
+            "embeddings": [_shorten([float(v) for v in vec], req.dimensions) for vec in vectors],
+            "total_duration": time.perf_counter_ns() - started,
+            "load_duration": lease.load_duration_ns,
+            "prompt_eval_count": int(count),
+        }
+    finally:
+        lease.release()
+
+
+# -- non-streamed responses ------------------------------------------------------------------------
+async def collect(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """Join a generate/chat stream into the one object a ``stream: false`` request answers with."""
+    parts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    last: dict[str, Any] = {}
+    is_chat = False
+    async with contextlib.aclosing(chunks) as stream:  # type: ignore[type-var]
+        async for chunk in stream:
+            last = chunk
+            if "message" in chunk:
+                is_chat = True
+                msg = chunk["message"]
+                parts.append(msg.get("content") or "")
+                thinking.append(msg.get("thinking") or "")
+                calls.extend(msg.get("tool_calls") or [])
+            else:
+                parts.append(chunk.get("response") or "")
+                thinking.append(chunk.get("thinking") or "")
+    if not last.get("done"):
+        raise OllamalikeError("the response ended before it was complete")
+    out = dict(last)
+    if is_chat:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(parts)}
+        if any(thinking):
+            message["thinking"] = "".join(thinking)
+        if calls:
+            message["tool_calls"] = calls
+        out["message"] = message
+    else:
+        out["response"] = "".join(parts)
+        if any(thinking):
+            out["thinking"] = "".join(thinking)
+        # Keep Ollama's field order: model, created_at, response, thinking, done, ...
+        out = {k: out[k] for k in ("model", "created_at", "response", "thinking") if k in out} | {
+            k: v for k, v in out.items() if k not in ("model", "created_at", "response", "thinking")
+        }
+    return out

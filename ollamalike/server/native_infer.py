@@ -1,0 +1,68 @@
+"""Native inference routes: /api/generate, /api/chat, /api/embed, /api/embeddings, /api/ps.
+
+Only HTTP lives here: bodies are parsed into the inference request dataclasses, the inference
+service does the work, and responses stream as NDJSON (or are joined when ``stream`` is false).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ollamalike import inference
+from ollamalike.errors import InternalError
+from ollamalike.server.app import get_state
+from ollamalike.server.http import json_response, read_json, stream_ndjson
+
+
+def _state(request: web.Request) -> Any:
+    state = get_state(request)
+    if state.scheduler is None or state.store is None:
+        raise InternalError("inference is not available: the scheduler or the model store is missing")
+    return state
+
+
+async def generate(request: web.Request) -> web.StreamResponse:
+    req = inference.parse_generate_request(await read_json(request))
+    state = _state(request)
+    chunks = inference.generate(state, req)
+    if req.stream:
+        return await stream_ndjson(request, chunks)
+    return json_response(await inference.collect(chunks))
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    req = inference.parse_chat_request(await read_json(request))
+    state = _state(request)
+    chunks = inference.chat(state, req)
+    if req.stream:
+        return await stream_ndjson(request, chunks)
+    return json_response(await inference.collect(chunks))
+
+
+async def embed(request: web.Request) -> web.Response:
+    req = inference.parse_embed_request(await read_json(request))
+    return json_response(await inference.embed(_state(request), req))
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    """The legacy endpoint: one prompt in, ``{"embedding": [...]}`` out."""
+    req = inference.parse_embeddings_request(await read_json(request))
+    result = await inference.embed(_state(request), req)
+    vectors = result["embeddings"]
+    return json_response({"embedding": vectors[0] if vectors else []})
+
+
+async def ps(request: web.Request) -> web.Response:
+    state = get_state(request)
+    models = state.scheduler.ps() if state.scheduler is not None else []
+    return json_response({"models": models})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/generate", generate)
+    app.router.add_post("/api/chat", chat)
+    app.router.add_post("/api/embed", embed)
+    app.router.add_post("/api/embeddings", embeddings)
+    app.router.add_get("/api/ps", ps)
