@@ -1,14 +1,15 @@
 """``make_app(config)``: the daemon's aiohttp application, its middleware chain and route modules.
 
 Route modules each expose ``setup(app)``. Middleware is a list so later layers (auth, CORS,
-host checks from ``server/ops.py``) compose with the error middleware, which stays innermost-last
-so it sees every handler error.
+host checks from ``server/ops.py``) compose with the error middleware, which is listed first
+(outermost) so it turns every error, theirs included, into the API's JSON error shape.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import warnings
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -46,15 +47,14 @@ def _route_module(short: str) -> Any:
 
 def make_app(config: Config, extra_middlewares: list[Callable[..., Any]] | None = None) -> web.Application:
     modules = [m for m in (_route_module(s) for s in ROUTE_MODULES) if m is not None]
-    # Modules may contribute middleware (auth, CORS); they run before the error middleware's
-    # handler call, and their own errors still reach it because it is listed first.
+    # Route modules may contribute middleware (auth, CORS) as a module-level MIDDLEWARES list.
     middlewares: list[Callable[..., Any]] = list(MIDDLEWARES)
     for module in modules:
         middlewares.extend(getattr(module, "MIDDLEWARES", ()))
     middlewares.extend(extra_middlewares or ())
     # Request bodies are read by server/http.py with its own limit; blob uploads stream.
     app = web.Application(middlewares=middlewares, client_max_size=config.max_body_bytes)
-    app["config"] = config
+    _set(app, "config", config)
     app.cleanup_ctx.append(_state_ctx)
     for module in modules:
         module.setup(app)
@@ -63,11 +63,19 @@ def make_app(config: Config, extra_middlewares: list[Callable[..., Any]] | None 
 
 async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
     state = AppState.create(app["config"])
-    app[STATE_KEY] = state
+    _set(app, STATE_KEY, state)
     try:
         yield
     finally:
         await state.close()
+
+
+def _set(app: web.Application, key: str, value: Any) -> None:
+    # The contract is ``app["state"]`` (plain string keys, used by every route module);
+    # aiohttp's advice to use AppKey objects would only add noise to every test run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app[key] = value
 
 
 def get_state(request: web.Request) -> AppState:
