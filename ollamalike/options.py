@@ -1,0 +1,282 @@
+"""The table of model parameters (Ollama's ``Options`` and ``Runner`` fields) and how they are parsed and merged.
+
+Two inputs carry parameters: Modelfile ``PARAMETER`` lines (text, parsed with Go's ``strconv`` rules
+as Ollama does) and the ``options`` object of API requests (JSON values). Both are checked against
+``PARAMETERS`` here, so the runner and the memory planner only ever see well-typed, in-range values.
+Precedence, lowest first: built-in defaults, the model's Modelfile parameters, the request's options.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ollamalike.errors import BadRequest
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter. ``type`` is the element type (``str`` for ``stop``); ``is_list`` marks list values.
+
+    ``load_time`` parameters are fixed when a runner loads the model (changing them means a reload);
+    the others apply per request.
+    """
+
+    name: str
+    type: type
+    default: Any
+    is_list: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+    load_time: bool = False
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def type_name(self) -> str:
+        base = {int: "an integer", float: "a number", bool: "a boolean", str: "a string"}[self.type]
+        return "an array of strings" if self.is_list else base
+
+
+def _p(name: str, typ: type, default: Any, **kw: Any) -> tuple[str, ParamSpec]:
+    return name, ParamSpec(name, typ, default, **kw)
+
+
+# Ollama's DefaultOptions(). num_ctx's default applies only when neither the request, the Modelfile
+# nor the server configuration chose one; num_gpu -1 lets the memory planner decide; seed -1 is random.
+PARAMETERS: dict[str, ParamSpec] = dict(
+    [
+        # Per-request (sampling and prediction).
+        _p("num_keep", int, 4, minimum=-1, maximum=_INT32_MAX),
+        _p("seed", int, -1, minimum=_INT64_MIN, maximum=_INT64_MAX),
+        _p("num_predict", int, -1, minimum=-2, maximum=_INT64_MAX),
+        _p("top_k", int, 40, minimum=0, maximum=_INT32_MAX),
+        _p("top_p", float, 0.9, minimum=0.0, maximum=1.0),
+        _p("min_p", float, 0.0, minimum=0.0, maximum=1.0),
+        _p("typical_p", float, 1.0, minimum=0.0),
+        _p("tfs_z", float, 1.0, minimum=0.0),
+        _p("repeat_last_n", int, 64, minimum=-1, maximum=_INT32_MAX),
+        _p("temperature", float, 0.8, minimum=0.0),
+        _p("repeat_penalty", float, 1.1, minimum=0.0),
+        _p("presence_penalty", float, 0.0),
+        _p("frequency_penalty", float, 0.0),
+        _p("mirostat", int, 0, choices=(0, 1, 2)),
+        _p("mirostat_tau", float, 5.0, minimum=0.0),
+        _p("mirostat_eta", float, 0.1, minimum=0.0),
+        _p("penalize_newline", bool, True),
+        _p("stop", str, [], is_list=True),
+        # Load-time (the Runner struct).
+        _p("numa", bool, False, load_time=True),
+        _p("num_ctx", int, 4096, minimum=1, maximum=_INT32_MAX, load_time=True),
+        _p("num_batch", int, 512, minimum=1, maximum=_INT32_MAX, load_time=True),
+        _p("num_gpu", int, -1, minimum=-1, maximum=_INT32_MAX, load_time=True),
+        _p("main_gpu", int, 0, minimum=0, maximum=_INT32_MAX, load_time=True),
+        _p("low_vram", bool, False, load_time=True),
+        _p("f16_kv", bool, True, load_time=True),
+        _p("logits_all", bool, False, load_time=True),
+        _p("vocab_only", bool, False, load_time=True),
+        _p("use_mmap", bool, True, load_time=True),
+        _p("use_mlock", bool, False, load_time=True),
+        _p("num_thread", int, 0, minimum=0, maximum=_INT32_MAX, load_time=True),
+    ]
+)
+
+LOAD_TIME_OPTIONS = frozenset(name for name, spec in PARAMETERS.items() if spec.load_time)
+
+# Go's strconv.ParseInt (base 10) and ParseFloat (decimal forms), ASCII digits only.
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Go's strconv.ParseBool.
+_TRUE = frozenset({"1", "t", "T", "true", "TRUE", "True"})
+_FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
+
+
+def default_options() -> dict[str, Any]:
+    """Every parameter at its default (lists copied, so callers may mutate the result)."""
+    return {name: list(spec.default) if spec.is_list else spec.default for name, spec in PARAMETERS.items()}
+
+
+def with_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with ``options`` (already validated): what the runner should apply."""
+    out = default_options()
+    out.update(options)
+    return out
+
+
+def _spec(name: str, what: str) -> ParamSpec:
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        raise BadRequest(f'unknown {what} "{_short(name)}"')
+    return spec
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=repr)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_range(spec: ParamSpec, value: Any, label: str) -> Any:
+    if spec.choices is not None and value not in spec.choices:
+        allowed = ", ".join(str(c) for c in spec.choices)
+        raise BadRequest(f'invalid {label} "{spec.name}": must be one of {allowed}, got {value}')
+    if spec.minimum is not None and value < spec.minimum:
+        raise BadRequest(f'invalid {label} "{spec.name}": must be at least {_num(spec.minimum)}, got {value}')
+    if spec.maximum is not None and value > spec.maximum:
+        raise BadRequest(f'invalid {label} "{spec.name}": must be at most {_num(spec.maximum)}, got {value}')
+    return value
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def parse_parameter(name: str, text: str) -> Any:
+    """The typed value of a Modelfile ``PARAMETER name text`` line.
+
+    For list parameters (``stop``) this is one element: each line adds one, see ``params_to_json``.
+    """
+    spec = _spec(name, "parameter")
+    label = "parameter"
+    if spec.type is str:
+        if text == "":
+            raise BadRequest(f'invalid parameter "{name}": value must not be empty')
+        return text
+    if spec.type is bool:
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise BadRequest(f'invalid parameter "{name}": expected true or false, got "{_short(text)}"')
+    if spec.type is int:
+        if not _INT_RE.fullmatch(text):
+            raise BadRequest(f'invalid parameter "{name}": expected an integer, got "{_short(text)}"')
+        return _check_range(spec, int(text), label)
+    if not _FLOAT_RE.fullmatch(text):
+        raise BadRequest(f'invalid parameter "{name}": expected a number, got "{_short(text)}"')
+    value = float(text)
+    if not math.isfinite(value):
+        raise BadRequest(f'invalid parameter "{name}": number out of range "{_short(text)}"')
+    return _check_range(spec, value, label)
+
+
+def _json_value(spec: ParamSpec, value: Any) -> Any:
+    """One JSON request value, type-checked and converted like Ollama's Options.FromMap."""
+    label = "option"
+    wrong = BadRequest(f'invalid option "{spec.name}": expected {spec.type_name}, got {_short(value)}')
+    if spec.is_list:
+        # A lone string is accepted as a one-element list: unambiguous and common in hand-written requests.
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(s, str) for s in items):
+            raise wrong
+        if any(s == "" for s in items):
+            raise BadRequest(f'invalid option "{spec.name}": strings must not be empty')
+        return list(items)
+    if spec.type is bool:
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise wrong
+    if spec.type is int:
+        if isinstance(value, float):
+            # JSON has one number type: 4096.0 means 4096, but 1.5 is not an integer.
+            if not math.isfinite(value) or not value.is_integer():
+                raise BadRequest(f'invalid option "{spec.name}": expected an integer, got {value}')
+            value = int(value)
+        return _check_range(spec, value, label)
+    value = float(value)
+    if not math.isfinite(value):
+        raise BadRequest(f'invalid option "{spec.name}": number must be finite')
+    return _check_range(spec, value, label)
+
+
+def check_options(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+    """Validate a request's ``options`` object: (valid known options, names of unknown options).
+
+    Unknown names are not an error (Ollama logs a warning and ignores them); the caller logs them.
+    A ``null`` value means "not set". Wrong types and out-of-range values raise ``BadRequest``.
+    """
+    if options is None:
+        return {}, []
+    if not isinstance(options, Mapping):
+        raise BadRequest("options must be a JSON object")
+    valid: dict[str, Any] = {}
+    unknown: list[str] = []
+    for name, value in options.items():
+        spec = PARAMETERS.get(name) if isinstance(name, str) else None
+        if spec is None:
+            unknown.append(str(name))
+            continue
+        if value is None:
+            continue
+        valid[name] = _json_value(spec, value)
+    return valid, unknown
+
+
+def validate_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The valid known options of a request (unknown names dropped; see ``check_options``)."""
+    return check_options(options)[0]
+
+
+def merge_options(model_params: Mapping[str, Any] | None, request: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The explicitly chosen options: the model's parameters overridden by the request's.
+
+    A request's list value (``stop``) replaces the model's list rather than extending it. Defaults are
+    not filled in (``with_defaults`` does that), so callers can still tell "unset" from "default";
+    the memory planner needs that for ``num_ctx``.
+    """
+    merged = validate_options(model_params)
+    merged.update(validate_options(request))
+    return merged
+
+
+def params_to_json(params: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Modelfile parameters in file order -> the ``params`` layer object.
+
+    Repeated list parameters accumulate into one list; a repeated scalar keeps the last value, as in Ollama.
+    """
+    out: dict[str, Any] = {}
+    for name, value in params:
+        spec = _spec(name, "parameter")
+        if spec.is_list:
+            items = value if isinstance(value, list) else [value]
+            out.setdefault(name, []).extend(items)
+        else:
+            out[name] = value
+    return out
+
+
+def format_value(value: Any) -> str:
+    """A typed scalar value as Modelfile text that ``parse_parameter`` reads back to the same value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        # repr is the shortest text that reads back to the same float; Go's ParseFloat reads it too.
+        return repr(value)
+    return str(value)
+
+
+def json_to_params(params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The inverse of ``params_to_json``: one (name, value) per Modelfile line, lists expanded."""
+    out: list[tuple[str, Any]] = []
+    for name, value in params.items():
+        if isinstance(value, list):
+            out.extend((name, item) for item in value)
+        else:
+            out.append((name, value))
+    return out
+
+
+def format_show_parameters(params: Mapping[str, Any]) -> str:
+    """The ``parameters`` text of ``/api/show``: one ``name value`` line each, strings JSON-quoted."""
+    lines = []
+    for name, value in json_to_params(params):
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else format_value(value)
+        lines.append(f"{name:<30} {text}")
+    return "\n".join(lines)
