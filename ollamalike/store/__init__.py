@@ -63,12 +63,16 @@ class Pins:
     def __init__(self, store: Store) -> None:
         self._store = store
         self.digests: set[str] = set()
+        # Pinned while absent: blobs this holder is about to create (what a failure must clean up).
+        self.fresh: set[str] = set()
 
     def add(self, digest: str) -> str:
         d = parse_digest(digest)
         if d not in self.digests:
             with self._store._lock:
                 self._store._pins[d] += 1
+                if not self._store.blobs.has(d):
+                    self.fresh.add(d)
             self.digests.add(d)
         return d
 

@@ -1,0 +1,296 @@
+"""Creating a model: from GGUF blobs, a local GGUF (legacy Modelfile) or an existing model.
+
+Everything is validated first (names, Modelfile, files, GGUF headers, template, parameters,
+messages) without writing anything. Then blobs are written pinned against GC, the manifest is
+put, and the tag moves in one transaction. If anything fails, the blobs this create wrote and
+nothing references are deleted again. Blobs never hold timestamps, so the same inputs always give
+the same manifest digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ollamalike import modelfile, options
+from ollamalike.errors import BadRequest, ModelNotFound
+from ollamalike.library.models import Layers, _encode, gguf_info, read_layers
+from ollamalike.library.request import CreateRequest
+from ollamalike.names import ModelName, parse_digest
+from ollamalike.store import Pins, Store
+from ollamalike.store.manifest import (
+    CONFIG_MEDIA_TYPE,
+    MEDIA_ADAPTER,
+    MEDIA_LICENSE,
+    MEDIA_MESSAGES,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+    Descriptor,
+    build_config,
+    build_manifest,
+    go_json,
+)
+
+PROJECTOR_ARCHITECTURES = ("clip",)
+_PATH_SUFFIXES = (".gguf", ".bin", ".safetensors")
+
+
+@dataclass
+class _Source:
+    """A GGUF that becomes a layer: a local file to copy in, or a blob already in the store."""
+
+    media: str
+    info: Any
+    path: Path | None = None
+    digest: str | None = None
+    size: int = 0
+
+
+@dataclass
+class _Plan:
+    sources: list[_Source] = field(default_factory=list)
+    base: Layers | None = None
+    base_descs: list[Descriptor] = field(default_factory=list)
+    base_info: Any = None
+    parent: str = ""
+    template: str | None = None
+    system: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    license: list[str] = field(default_factory=list)
+
+
+async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
+    """A FROM model that is not local. The registry will pull it here (yielding its progress)."""
+    raise ModelNotFound(name)
+    yield {}  # pragma: no cover - makes this an async generator, the shape a pull will have
+
+
+def _check_regular(path: Path, what: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise BadRequest(f"{what} not found: {path}") from None
+    except OSError as e:
+        raise BadRequest(f"cannot read {what} {path}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadRequest(f"{what} is not a regular file: {path}")
+
+
+def _read_info(path: Path) -> Any:
+    from ollamalike.gguf_info import read_gguf_info
+
+    return read_gguf_info(path)
+
+
+def _local_path(spec: str, base_dir: Path) -> Path | None:
+    """A FROM value that names a file (existing, or written like a path); None means a model name."""
+    path = Path(spec).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    looks_like_path = spec.startswith(("/", "./", "../", "~", ".\\")) or spec.lower().endswith(_PATH_SUFFIXES)
+    if looks_like_path or os.path.lexists(path):
+        return path
+    return None
+
+
+def _check_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    valid, unknown = options.check_options(params)
+    if unknown:
+        raise BadRequest(f'unknown parameter "{unknown[0]}"')
+    return valid
+
+
+async def _gguf_source(store: Store, media: str, *, path: Path | None = None, digest: str | None = None) -> _Source:
+    if path is not None:
+        _check_regular(path, "file")
+        info = await asyncio.to_thread(_read_info, path)
+        return _Source(media, info, path=path)
+    assert digest is not None
+    d = parse_digest(digest)
+    if not store.has_blob(d):
+        raise BadRequest(f"blob {d} not found: upload it with POST /api/blobs/{d} first")
+    info = await asyncio.to_thread(_read_info, store.blob_path(d))
+    return _Source(media, info, digest=d, size=store.blob_size(d))
+
+
+def _classify(sources: list[_Source]) -> None:
+    """Files: the one model GGUF, and projectors (vision encoders) beside it."""
+    models = []
+    for s in sources:
+        if s.media == MEDIA_MODEL and getattr(s.info, "architecture", "") in PROJECTOR_ARCHITECTURES:
+            s.media = MEDIA_PROJECTOR
+        if s.media == MEDIA_MODEL:
+            models.append(s)
+    if len(models) != 1:
+        raise BadRequest(f"expected exactly one model GGUF, got {len(models)}")
+    sources.sort(key=lambda s: {MEDIA_MODEL: 0, MEDIA_PROJECTOR: 1}.get(s.media, 2))
+
+
+async def _plan(store: Store, request: CreateRequest) -> tuple[_Plan, str | None]:
+    """Validate everything without writing; returns the plan and a FROM name still to be fetched."""
+    if request.quantize:
+        raise BadRequest("quantization is not supported yet")
+    plan = _Plan()
+    from_name: str | None = request.from_
+    files = dict(request.files)
+    template, system = request.template, request.system
+    license_, messages = request.license, request.messages
+    params: dict[str, Any] = _check_parameters(request.parameters or {})
+    adapter_sources: list[_Source] = []
+    if request.modelfile is not None:
+        if from_name or files:
+            raise BadRequest("give either 'modelfile' or 'from'/'files', not both")
+        mf = modelfile.parse(request.modelfile)
+        base_dir = Path(request.path).expanduser().parent if request.path else Path.cwd()
+        local = _local_path(mf.from_, base_dir)
+        if local is None:
+            from_name = mf.from_
+        else:
+            plan.sources.append(await _gguf_source(store, MEDIA_MODEL, path=local))
+        for spec in mf.adapters:
+            adapter = Path(spec).expanduser()
+            path = adapter if adapter.is_absolute() else base_dir / adapter
+            adapter_sources.append(await _gguf_source(store, MEDIA_ADAPTER, path=path))
+        template = template if template is not None else mf.template
+        system = system if system is not None else mf.system
+        license_ = license_ if license_ is not None else (mf.license or None)
+        messages = messages if messages is not None else (mf.messages or None)
+        params = {**_check_parameters(mf.params), **params}
+    elif from_name and files:
+        raise BadRequest("give either 'from' or 'files', not both")
+    elif not from_name and not files:
+        raise BadRequest("neither 'from' or 'files' was specified")
+    if from_name is not None:
+        ModelName.parse(from_name)
+    for fname in sorted(files):
+        plan.sources.append(await _gguf_source(store, MEDIA_MODEL, digest=files[fname]))
+    for fname in sorted(request.adapters):
+        adapter_sources.append(await _gguf_source(store, MEDIA_ADAPTER, digest=request.adapters[fname]))
+    if plan.sources:
+        _classify(plan.sources)
+    plan.sources.extend(adapter_sources)
+    if template is not None:
+        from ollamalike.template import check_template
+
+        check_template(template)
+    plan.template, plan.system = template, system
+    plan.parameters = params
+    plan.messages = list(messages or [])
+    plan.license = list(license_ or [])
+    return plan, from_name
+
+
+def _inherit(store: Store, plan: _Plan, from_name: str) -> None:
+    """Take the base model's layers; the request's fields override (parameters merge key by key)."""
+    _, manifest, _ = store.get_manifest(from_name)
+    base = read_layers(store, manifest)
+    if base.model is None:
+        raise BadRequest(f"model '{from_name}' has no model layer")
+    plan.base = base
+    plan.parent = ModelName.parse(from_name).display
+    keep = (MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER)
+    plan.base_descs = [
+        Descriptor(layer["mediaType"], layer["digest"], layer["size"])
+        for layer in manifest["layers"]
+        if layer["mediaType"] in keep
+    ]
+    plan.base_info = gguf_info(store, base.model)
+    plan.template = plan.template if plan.template is not None else base.template
+    plan.system = plan.system if plan.system is not None else base.system
+    plan.parameters = {**base.parameters, **plan.parameters}
+    plan.messages = plan.messages or list(base.messages)
+    plan.license = plan.license or list(base.license)
+
+
+async def create_model(store: Store, name: str, request: CreateRequest) -> AsyncIterator[dict[str, Any]]:
+    """/api/create as a stream of Ollama's status objects; the last one is {"status": "success"}."""
+    target = ModelName.parse(name)
+    plan, from_name = await _plan(store, request)
+    if from_name is not None:
+        try:
+            store.get_manifest(from_name)
+        except ModelNotFound:
+            async for status in _missing_base(store, from_name):
+                yield status
+        _inherit(store, plan, from_name)
+    if plan.sources:
+        yield {"status": "parsing GGUF"}
+    with store.pin() as pins:
+        try:
+            async for status in _write(store, target, plan, pins):
+                yield status
+        except BaseException:
+            fresh = set(pins.fresh)
+            pins.release()
+            store.collect(fresh)
+            raise
+    yield {"status": "success"}
+
+
+async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> AsyncIterator[dict[str, Any]]:
+    layers: list[Descriptor] = []
+    for desc in plan.base_descs:
+        pins.add(desc.digest)
+        if not store.has_blob(desc.digest):
+            raise BadRequest(f"base model layer {desc.digest} is missing from the store")
+        layers.append(desc)
+    model_info = plan.base_info
+    for src in plan.sources:
+        if src.path is not None:
+            digest, size = await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
+        else:
+            assert src.digest is not None
+            digest, size = pins.add(src.digest), src.size
+            if not store.has_blob(digest):
+                raise BadRequest(f"blob {digest} not found")
+        if src.media == MEDIA_MODEL:
+            # A new model GGUF replaces the base's model (and its projector/adapters don't fit it).
+            layers = [d for d in layers if d.media_type not in (MEDIA_MODEL, MEDIA_PROJECTOR)]
+            model_info = src.info
+        layers.append(Descriptor(src.media, digest, size))
+    texts: list[tuple[str, bytes]] = []
+    if plan.template is not None:
+        texts.append((MEDIA_TEMPLATE, plan.template.encode()))
+    if plan.system is not None:
+        texts.append((MEDIA_SYSTEM, plan.system.encode()))
+    texts += [(MEDIA_LICENSE, text.encode()) for text in plan.license]
+    if plan.parameters:
+        texts.append((MEDIA_PARAMS, go_json(plan.parameters)))
+    if plan.messages:
+        texts.append((MEDIA_MESSAGES, go_json(plan.messages)))
+    for media, data in texts:
+        digest, size = store.add_blob_bytes(data, pins=pins)
+        layers.append(Descriptor(media, digest, size))
+    for desc in layers:
+        verb = "creating new" if desc.digest in pins.fresh else "using existing"
+        yield {"status": f"{verb} layer {desc.digest}"}
+    family = getattr(model_info, "architecture", "") or ""
+    families = [family] if family else []
+    if any(d.media_type == MEDIA_PROJECTOR for d in layers) and "clip" not in families:
+        families.append("clip")
+    config = build_config(
+        model_family=family,
+        model_families=families,
+        model_type=getattr(model_info, "parameter_size", "") or "",
+        file_type=getattr(model_info, "file_type", "") or "",
+        diff_ids=[d.digest for d in layers],
+    )
+    config_digest, config_size = store.add_blob_bytes(config, pins=pins)
+    manifest = build_manifest(Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size), layers)
+    yield {"status": "writing manifest"}
+    await asyncio.to_thread(store.put_manifest, target, manifest, plan.parent)
+    model_layer = next(d.digest for d in layers if d.media_type == MEDIA_MODEL)
+    if model_info is not None:
+        # Not representable as JSON: resolve parses it once instead.
+        with contextlib.suppress(TypeError):
+            store.cache_info(model_layer, _encode(model_info))

@@ -1,0 +1,314 @@
+"""Reading models out of the store: list, show, copy, delete and resolve (what inference loads).
+
+Text layers (template, system, params, messages, license) are small blobs read on demand; parsed
+GGUF metadata is cached in the catalog per model blob, and resolved models are memoised per
+manifest digest (a digest names immutable content), so resolving on every request is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ollamalike import modelfile, options
+from ollamalike.errors import InternalError
+from ollamalike.names import ModelName
+from ollamalike.store import Store
+from ollamalike.store.manifest import (
+    MEDIA_ADAPTER,
+    MEDIA_LICENSE,
+    MEDIA_MESSAGES,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+)
+
+_INFO_MODULE = "ollamalike.gguf_info"
+
+
+@dataclass
+class ResolvedModel:
+    name: str
+    digest: str
+    model_path: Path
+    adapters: list[Path]
+    projectors: list[Path]
+    template: str | None
+    system: str | None
+    parameters: dict[str, Any]
+    messages: list[dict[str, Any]]
+    info: Any  # gguf_info.GGUFInfo
+    details: dict[str, Any]
+    capabilities: list[str]
+    license: list[str] = field(default_factory=list)
+    model_digest: str = ""
+    modified_at: str = ""
+
+
+@dataclass
+class Layers:
+    """A manifest's layers read back: what every reader of a model needs."""
+
+    model: str | None = None
+    adapters: list[str] = field(default_factory=list)
+    projectors: list[str] = field(default_factory=list)
+    template: str | None = None
+    system: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    license: list[str] = field(default_factory=list)
+
+
+def read_layers(store: Store, manifest: dict[str, Any]) -> Layers:
+    out = Layers()
+    for layer in manifest.get("layers", []):
+        media, digest = layer["mediaType"], layer["digest"]
+        if media == MEDIA_MODEL:
+            out.model = digest
+        elif media == MEDIA_ADAPTER:
+            out.adapters.append(digest)
+        elif media == MEDIA_PROJECTOR:
+            out.projectors.append(digest)
+        elif media == MEDIA_TEMPLATE:
+            out.template = store.read_blob(digest).decode("utf-8")
+        elif media == MEDIA_SYSTEM:
+            out.system = store.read_blob(digest).decode("utf-8")
+        elif media == MEDIA_LICENSE:
+            out.license.append(store.read_blob(digest).decode("utf-8"))
+        elif media == MEDIA_PARAMS:
+            params = json.loads(store.read_blob(digest))
+            out.parameters = params if isinstance(params, dict) else {}
+        elif media == MEDIA_MESSAGES:
+            messages = json.loads(store.read_blob(digest))
+            out.messages = messages if isinstance(messages, list) else []
+    return out
+
+
+# --- GGUF info: parsed once per blob, cached in the catalog as tagged JSON -------------------
+
+
+def _encode(value: Any) -> Any:
+    """JSON for a GGUFInfo, keeping what plain JSON would lose (tuples, int keys, nested dataclasses)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        return {
+            "__dataclass__": cls.__qualname__,
+            "fields": {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)},
+        }
+    if isinstance(value, tuple):
+        return {"__tuple__": [_encode(v) for v in value]}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"__pairs__": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot cache value of type {type(value).__name__}")
+
+
+def _decode(value: Any) -> Any:
+    """The inverse of ``_encode``; only dataclasses defined in gguf_info are ever constructed."""
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__dataclass__" in value:
+        module = importlib.import_module(_INFO_MODULE)
+        cls: Any = getattr(module, value["__dataclass__"], None)
+        if cls is None or not dataclasses.is_dataclass(cls) or cls.__module__ != _INFO_MODULE:
+            raise ValueError(f"unknown cached type {value['__dataclass__']!r}")
+        factory: Any = cls
+        return factory(**{k: _decode(v) for k, v in value["fields"].items()})
+    if "__tuple__" in value:
+        return tuple(_decode(v) for v in value["__tuple__"])
+    if "__pairs__" in value:
+        return {_decode(k): _decode(v) for k, v in value["__pairs__"]}
+    return {k: _decode(v) for k, v in value.items()}
+
+
+def gguf_info(store: Store, digest: str) -> Any:
+    """Parsed metadata of a GGUF blob: from the catalog cache, else parsed and cached."""
+    from ollamalike.gguf_info import read_gguf_info
+
+    cached = store.cached_info(digest)
+    if cached is not None:
+        try:
+            return _decode(cached)
+        except (TypeError, ValueError, KeyError):
+            pass  # written by another version: parse again below
+    info = read_gguf_info(store.blob_path(digest))
+    # Not JSON-representable: still correct, only uncached.
+    with contextlib.suppress(TypeError):
+        store.cache_info(digest, _encode(info))
+    return info
+
+
+# --- capabilities ----------------------------------------------------------------------------
+
+_GO_TOOLS = re.compile(r"\.Tools\b")
+_GO_SUFFIX = re.compile(r"\.Suffix\b")
+_GO_THINK = re.compile(r"\.Think\b")
+_JINJA_TOOLS = re.compile(r"\btools\b")
+_JINJA_THINK = re.compile(r"\b(enable_thinking|reasoning_content)\b")
+
+
+def capabilities(template: str | None, info: Any, projectors: list[str]) -> list[str]:
+    """Ollama's capability list, read from the Go template (or the GGUF's Jinja template without one)."""
+    if getattr(info, "is_embedding_model", False):
+        return ["embedding"]
+    caps = ["completion"]
+    if template is not None:
+        if _GO_TOOLS.search(template):
+            caps.append("tools")
+        if _GO_SUFFIX.search(template):
+            caps.append("insert")
+        if _GO_THINK.search(template):
+            caps.append("thinking")
+    else:
+        jinja = getattr(info, "chat_template", None) or ""
+        if _JINJA_TOOLS.search(jinja):
+            caps.append("tools")
+        if _JINJA_THINK.search(jinja):
+            caps.append("thinking")
+    if projectors:
+        caps.append("vision")
+    return caps
+
+
+# --- resolve ---------------------------------------------------------------------------------
+
+_RESOLVED_MAX = 64
+_resolved: OrderedDict[tuple[str, str], ResolvedModel] = OrderedDict()
+_resolved_lock = threading.Lock()
+
+
+def resolve_model(store: Store, name: str) -> ResolvedModel:
+    """Everything inference needs to load and prompt a model. ModelNotFound when there is no such tag."""
+    model = ModelName.parse(name)
+    row = store.tag_info(name)
+    key = (str(store.root), row.digest)
+    with _resolved_lock:
+        hit = _resolved.get(key)
+        if hit is not None:
+            _resolved.move_to_end(key)
+    if hit is None:
+        hit = _resolve_uncached(store, row.digest)
+        with _resolved_lock:
+            _resolved[key] = hit
+            while len(_resolved) > _RESOLVED_MAX:
+                _resolved.popitem(last=False)
+    # Copies: callers may adjust their model's parameters or messages without touching the memo.
+    return dataclasses.replace(
+        hit,
+        name=model.display,
+        parameters=dict(hit.parameters),
+        messages=[dict(m) for m in hit.messages],
+        details={**row.details},
+        modified_at=row.modified_at,
+    )
+
+
+def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
+    manifest = json.loads(store.read_blob(digest))
+    layers = read_layers(store, manifest)
+    if layers.model is None:
+        raise InternalError(f"manifest {digest} has no model layer")
+    info = gguf_info(store, layers.model)
+    return ResolvedModel(
+        name="",
+        digest=digest,
+        model_path=store.blob_path(layers.model),
+        adapters=[store.blob_path(d) for d in layers.adapters],
+        projectors=[store.blob_path(d) for d in layers.projectors],
+        template=layers.template,
+        system=layers.system,
+        parameters=layers.parameters,
+        messages=layers.messages,
+        info=info,
+        details={},
+        capabilities=capabilities(layers.template, info, layers.projectors),
+        license=layers.license,
+        model_digest=layers.model,
+    )
+
+
+# --- list, show, copy, delete ----------------------------------------------------------------
+
+
+def list_models(store: Store) -> list[dict[str, Any]]:
+    """/api/tags entries, newest first."""
+    out = []
+    for row in store.list_tags():
+        display = ModelName.parse(row.name).display
+        out.append(
+            {
+                "name": display,
+                "model": display,
+                "modified_at": row.modified_at,
+                "size": row.size,
+                "digest": row.digest.split(":", 1)[1],
+                "details": dict(row.details),
+            }
+        )
+    return out
+
+
+def show_modelfile(store: Store, display: str, resolved: ResolvedModel) -> str:
+    """A Modelfile that builds the same model again: blobs by path, the rest verbatim."""
+    mf = modelfile.Modelfile(
+        from_=str(resolved.model_path),
+        parameters=options.json_to_params(resolved.parameters),
+        template=resolved.template,
+        system=resolved.system,
+        adapters=[str(p) for p in resolved.adapters],
+        license=list(resolved.license),
+        messages=[{"role": m.get("role", ""), "content": m.get("content", "")} for m in resolved.messages],
+    )
+    header = (
+        '# Modelfile generated by "ollama show"\n'
+        "# To build a new Modelfile based on this, replace FROM with:\n"
+        f"# FROM {display}\n\n"
+    )
+    return header + modelfile.format(mf)
+
+
+def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, Any]:
+    """/api/show. ``verbose`` is accepted; large tokenizer arrays are never kept, so it changes nothing."""
+    resolved = resolve_model(store, name)
+    model_info = getattr(resolved.info, "model_info", None) or {}
+    out: dict[str, Any] = {
+        "license": "\n".join(resolved.license),
+        "modelfile": show_modelfile(store, resolved.name, resolved),
+        "parameters": options.format_show_parameters(resolved.parameters),
+        "template": resolved.template or "",
+        "details": resolved.details,
+        "model_info": dict(model_info),
+        "capabilities": list(resolved.capabilities),
+        "modified_at": resolved.modified_at,
+    }
+    if resolved.system is not None:
+        out["system"] = resolved.system
+    if resolved.messages:
+        out["messages"] = resolved.messages
+    return out
+
+
+def copy_model(store: Store, src: str, dst: str) -> None:
+    ModelName.parse(dst)  # a bad destination is a 400 before the source is even looked up
+    store.copy_tag(src, dst)
+
+
+def delete_model(store: Store, name: str) -> None:
+    store.delete_tag(name)

@@ -1,0 +1,95 @@
+"""The /api/create request: Ollama's current shape and the legacy Modelfile one, type-checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollamalike.errors import BadRequest
+
+MESSAGE_ROLES = ("system", "user", "assistant", "tool")
+
+
+def _opt_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"'{key}' must be a string")
+    return value
+
+
+def _digest_map(body: dict[str, Any], key: str) -> dict[str, str]:
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise BadRequest(f"'{key}' must be an object mapping file names to digests")
+    return dict(value)
+
+
+def check_messages(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise BadRequest("'messages' must be a list")
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict):
+            raise BadRequest(f"messages[{i}] must be an object")
+        role, content = m.get("role"), m.get("content", "")
+        if role not in MESSAGE_ROLES:
+            raise BadRequest(f"messages[{i}]: role must be one of {', '.join(MESSAGE_ROLES)}")
+        if not isinstance(content, str):
+            raise BadRequest(f"messages[{i}]: content must be a string")
+        out.append({"role": role, "content": content})
+    return out
+
+
+@dataclass
+class CreateRequest:
+    """What to build. ``from_`` is a model name; ``files``/``adapters`` map file names to blob digests."""
+
+    from_: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    adapters: dict[str, str] = field(default_factory=dict)
+    template: str | None = None
+    license: list[str] | None = None
+    system: str | None = None
+    parameters: dict[str, Any] | None = None
+    messages: list[dict[str, str]] | None = None
+    quantize: str | None = None
+    # Legacy shape: Modelfile text, and the path it came from (relative FROM/ADAPTER paths resolve there).
+    modelfile: str | None = None
+    path: str | None = None
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> CreateRequest:
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        license_value = body.get("license")
+        licenses: list[str] | None
+        if license_value is None:
+            licenses = None
+        elif isinstance(license_value, str):
+            licenses = [license_value]
+        elif isinstance(license_value, list) and all(isinstance(x, str) for x in license_value):
+            licenses = list(license_value)
+        else:
+            raise BadRequest("'license' must be a string or a list of strings")
+        parameters = body.get("parameters")
+        if parameters is not None and not isinstance(parameters, dict):
+            raise BadRequest("'parameters' must be an object")
+        messages = body.get("messages")
+        quantize = _opt_str(body, "quantize") or _opt_str(body, "quantization")
+        return cls(
+            from_=_opt_str(body, "from") or None,
+            files=_digest_map(body, "files"),
+            adapters=_digest_map(body, "adapters"),
+            template=_opt_str(body, "template"),
+            license=licenses,
+            system=_opt_str(body, "system"),
+            parameters=dict(parameters) if parameters is not None else None,
+            messages=check_messages(messages) if messages is not None else None,
+            quantize=quantize or None,
+            modelfile=_opt_str(body, "modelfile"),
+            path=_opt_str(body, "path"),
+        )
