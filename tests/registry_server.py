@@ -139,17 +139,24 @@ class RegistryProxy:
         return web.json_response({"token": self._token})
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._forward_inner(request)
+        except ConnectionResetError:
+            # The client under test hung up on purpose (it rejected what we sent).
+            return web.Response(status=499)
+
+    async def _forward_inner(self, request: web.Request) -> web.StreamResponse:
         b = self.b
         path = request.path
         b.requests.append((request.method, path, request.headers.get("Range", "")))
         if b.fail_first > 0:
             b.fail_first -= 1
             return web.Response(status=503, text="try again")
-        if b.token_user is not None and path.startswith("/v2/") and path != "/v2/":
-            if request.headers.get("Authorization") != f"Bearer {self._token}":
-                realm = b.realm or f"http://{self.host}/token"
-                header = f'Bearer realm="{realm}",service="test-registry",scope="repository:x:pull"'
-                return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": header})
+        needs_token = b.token_user is not None and path.startswith("/v2/") and path != "/v2/"
+        if needs_token and request.headers.get("Authorization") != f"Bearer {self._token}":
+            realm = b.realm or f"http://{self.host}/token"
+            header = f'Bearer realm="{realm}",service="test-registry",scope="repository:x:pull"'
+            return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": header})
         if path.startswith("/storage/"):
             path = path[len("/storage") :]
         elif b.redirect_blobs and request.method == "GET" and "/blobs/sha256:" in path:

@@ -39,6 +39,10 @@ class PartState(Protocol):
     def clear(self, digest: str) -> None: ...
 
 
+class IntegrityError(RegistryError):
+    """The server sent something other than the blob: the partial file is worthless."""
+
+
 class RangeIgnored(Exception):
     """The server answered a Range request with the whole blob."""
 
@@ -161,13 +165,13 @@ class BlobDownload:
             limit = part.end - start
             declared = resp.content_length
             if declared is not None and declared > limit:
-                raise RegistryError(
+                raise IntegrityError(
                     f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
                 )
             pos = start
             async for chunk in resp.content.iter_chunked(READ_CHUNK):
                 if pos + len(chunk) > part.end:
-                    raise RegistryError(
+                    raise IntegrityError(
                         f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
                     )
                 self.partial.write_at(pos, chunk)

@@ -50,8 +50,35 @@ def _sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def link_blob(store: Any, source: str | Path, expected_digest: str | None = None) -> tuple[str, int]:
+    """Register a local file as a blob, hard-linked when the filesystem allows, else copied.
+
+    The file is hashed first; a mismatch with ``expected_digest`` raises and writes nothing.
+    Returns (digest, size).
+    """
+    real = Path(os.path.realpath(source))
+    st = os.stat(real)
+    if not stat.S_ISREG(st.st_mode):
+        raise BadRequest(f"not a regular file: {source}")
+    if expected_digest is not None and store.has_blob(expected_digest):
+        return expected_digest, st.st_size
+    digest = _sha256_file(real)
+    if expected_digest is not None and digest != expected_digest:
+        raise BadRequest(f"{source} is corrupt: expected {expected_digest}, its content hashes to {digest}")
+    if store.has_blob(digest):
+        return digest, st.st_size
+    try:
+        os.link(real, store.blob_path(digest))
+    except FileExistsError:
+        pass
+    except OSError:
+        # Another filesystem (EXDEV) or links not allowed: copy, verified again while copying.
+        store.add_blob_file(real, digest)
+    return digest, st.st_size
+
+
 def _import_blob(store: Any, root: Path, digest: str, size: int) -> str:
-    """Register one blob; returns "present", "linked" or "copied"."""
+    """Register one blob; returns "present" or "added"."""
     if store.has_blob(digest):
         return "present"
     m = DIGEST_RE.match(digest)
@@ -66,19 +93,8 @@ def _import_blob(store: Any, root: Path, digest: str, size: int) -> str:
         raise BadRequest(f"blob {digest} in {root} is not a regular file")
     if st.st_size != size:
         raise BadRequest(f"blob {digest} is {st.st_size} bytes, its manifest says {size}")
-    actual = _sha256_file(source)
-    if actual != digest:
-        raise BadRequest(f"blob {digest} in {root} is corrupt (its content hashes to {actual})")
-    target = store.blob_path(digest)
-    try:
-        os.link(source, target)
-        return "linked"
-    except FileExistsError:
-        return "present"
-    except OSError:
-        # Another filesystem (EXDEV) or links not allowed: copy, verified again while copying.
-        store.add_blob_file(source, digest)
-        return "copied"
+    link_blob(store, source, digest)
+    return "added"
 
 
 def _import_one(store: Any, root: Path, name: ModelName, path: Path) -> dict[str, int]:
@@ -86,7 +102,7 @@ def _import_one(store: Any, root: Path, name: ModelName, path: Path) -> dict[str
         raise BadRequest("manifest is too large")
     body = path.read_bytes()
     manifest = parse_manifest(body)
-    counts = {"linked": 0, "copied": 0, "present": 0}
+    counts = {"added": 0, "present": 0}
     with store.pin(d.digest for d in manifest_blobs(manifest)):
         for desc in manifest_blobs(manifest):
             counts[_import_blob(store, root, desc.digest, desc.size)] += 1

@@ -19,7 +19,7 @@ from ollamalike.config import Config
 from ollamalike.errors import BadRequest, OllamalikeError, RegistryError
 from ollamalike.names import ModelName
 from ollamalike.registry import oci
-from ollamalike.registry.download import BlobDownload, PartState
+from ollamalike.registry.download import BlobDownload, IntegrityError, PartState
 from ollamalike.store.manifest import parse_manifest
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress lines for one blob
@@ -30,7 +30,7 @@ _blob_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
 def _blob_lock(store: Any, digest: str) -> asyncio.Lock:
-    key = (str(getattr(store, "models_dir", id(store))), digest)
+    key = (str(getattr(store, "root", id(store))), digest)
     lock = _blob_locks.get(key)
     if lock is None:
         lock = _blob_locks[key] = asyncio.Lock()
@@ -120,6 +120,10 @@ async def _download_all(
             download = BlobDownload(client, partial, digest, size, state, progress)
             try:
                 await download.run()
+            except IntegrityError:
+                partial.discard()
+                state.clear(digest)
+                raise
             finally:
                 if stats is not None:
                     stats["transferred"] = stats.get("transferred", 0) + download.transferred

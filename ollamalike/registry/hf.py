@@ -1,0 +1,203 @@
+"""Hugging Face GGUF pulls: ``hf.co/<user>/<repo>[:<quant>]`` through huggingface_hub.
+
+The quantization tag picks the GGUF file (case-insensitive match on the file name; ``latest``
+means Q4_K_M as in Ollama, falling back to the repository's only/first GGUF). The file is
+fetched with ``hf_hub_download`` (which honours HF_ENDPOINT, HF_TOKEN and its own cache), then
+hard-linked into the store when possible (copied otherwise) and verified against the LFS sha256.
+The manifest gets a template layer and stop parameters when the GGUF's chat template matches a
+named template; otherwise no template, so the GGUF's own Jinja template is used at render time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from ollamalike.config import Config
+from ollamalike.errors import BadRequest, NotFound, OllamalikeError, RegistryError
+from ollamalike.names import ModelName
+from ollamalike.registry.import_ollama import link_blob
+from ollamalike.store.manifest import (
+    CONFIG_MEDIA_TYPE,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_TEMPLATE,
+    Descriptor,
+    build_config,
+    build_manifest,
+)
+
+DEFAULT_QUANT = "Q4_K_M"
+_SPLIT_RE = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
+_QUANT_RE = re.compile(r"(?<![A-Za-z0-9])(I?Q\d(?:_[A-Z0-9]+)*|BF16|F16|F32)(?![A-Za-z0-9])", re.IGNORECASE)
+
+
+def _quant_matches(filename: str, quant: str) -> bool:
+    base = filename.rsplit("/", 1)[-1][: -len(".gguf")]
+    pattern = r"(?:^|[-._])" + re.escape(quant) + r"(?:$|[-.])"
+    return re.search(pattern, base, re.IGNORECASE) is not None
+
+
+def available_quants(ggufs: list[str]) -> list[str]:
+    found: list[str] = []
+    for f in ggufs:
+        m = _QUANT_RE.findall(f.rsplit("/", 1)[-1][: -len(".gguf")].replace(".", "-"))
+        label = m[-1].upper() if m else f
+        if label not in found:
+            found.append(label)
+    return found
+
+
+def choose_gguf(files: list[str], tag: str) -> str:
+    """The repository file for a quantization tag; BadRequest naming the choices when none fits."""
+    ggufs = sorted(
+        (f for f in files if f.lower().endswith(".gguf") and "mmproj" not in f.lower()),
+        key=lambda f: (f.count("/"), f),
+    )
+    if not ggufs:
+        raise BadRequest("this Hugging Face repository has no GGUF files")
+    want = DEFAULT_QUANT if tag.lower() == "latest" else tag
+    matches = [f for f in ggufs if _quant_matches(f, want)]
+    if not matches and tag.lower() == "latest":
+        matches = ggufs
+    if not matches:
+        raise BadRequest(
+            f"no GGUF file for quantization {tag!r} in this repository; available: {', '.join(available_quants(ggufs))}"
+        )
+    chosen = matches[0]
+    if _SPLIT_RE.search(chosen):
+        raise BadRequest(f"split GGUF files are not supported ({chosen})")
+    return chosen
+
+
+def _progress_class(report: Callable[[int, int], None]) -> type:
+    from tqdm.auto import tqdm
+
+    class Reporter(tqdm):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["file"] = io.StringIO()  # huggingface_hub's bar must not draw on the daemon's stderr
+            kwargs.pop("disable", None)
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            out = super().update(n)
+            report(int(self.n), int(self.total or 0))
+            return out
+
+    return Reporter
+
+
+def _hf_errors(e: Exception, repo_id: str) -> OllamalikeError:
+    kind = type(e).__name__
+    if kind in ("RepositoryNotFoundError", "GatedRepoError"):
+        return NotFound(f"Hugging Face repository {repo_id} not found or not accessible")
+    if kind in ("EntryNotFoundError", "RemoteEntryNotFoundError"):
+        return NotFound(f"file not found in Hugging Face repository {repo_id}")
+    if kind == "LocalEntryNotFoundError" or kind == "OfflineModeIsEnabled":
+        return RegistryError(f"cannot reach Hugging Face for {repo_id} (offline?)")
+    return RegistryError(f"Hugging Face download of {repo_id} failed: {e}")
+
+
+async def pull_hf(store: Any, config: Config, name: ModelName) -> AsyncIterator[dict[str, Any]]:
+    import huggingface_hub
+
+    repo_id = f"{name.namespace}/{name.model}"
+    api = huggingface_hub.HfApi()
+    yield {"status": "pulling manifest"}
+    try:
+        files = await asyncio.to_thread(api.list_repo_files, repo_id)
+        filename = choose_gguf(files, name.tag)
+        infos = await asyncio.to_thread(api.get_paths_info, repo_id, [filename])
+    except OllamalikeError:
+        raise
+    except Exception as e:
+        raise _hf_errors(e, repo_id) from None
+    info = infos[0] if infos else None
+    size = int(getattr(info, "size", 0) or 0)
+    lfs = getattr(info, "lfs", None)
+    sha = getattr(lfs, "sha256", None) if lfs is not None else None
+    expected = f"sha256:{sha}" if isinstance(sha, str) and len(sha) == 64 else None
+    status = f"pulling {(sha or filename)[:12]}"
+    queue: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def report(done: int, total: int) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (done, total))
+
+    def download() -> str:
+        return str(
+            huggingface_hub.hf_hub_download(repo_id, filename, tqdm_class=_progress_class(report))
+        )
+
+    task = asyncio.create_task(asyncio.to_thread(download))
+    yield {"status": status, "digest": expected or "", "total": size, "completed": 0}
+    while not task.done():
+        getter = asyncio.create_task(queue.get())
+        await asyncio.wait({task, getter}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            done, total = getter.result()
+            yield {"status": status, "digest": expected or "", "total": total or size, "completed": done}
+        else:
+            getter.cancel()
+    try:
+        path = task.result()
+    except Exception as e:
+        raise _hf_errors(e, repo_id) from None
+    yield {"status": "verifying sha256 digest"}
+    digest, size = await asyncio.to_thread(link_blob, store, path, expected)
+    yield {"status": status, "digest": digest, "total": size, "completed": size}
+    with store.pin([digest]) as pins:
+        manifest = await asyncio.to_thread(_build_manifest, store, pins, path, digest, size)
+        yield {"status": "writing manifest"}
+        await asyncio.to_thread(store.put_manifest, name, manifest)
+    yield {"status": "success"}
+
+
+def _build_manifest(store: Any, pins: Any, path: str, digest: str, size: int) -> bytes:
+    from ollamalike.gguf_info import read_gguf_info
+
+    info = read_gguf_info(path)
+    layers = [Descriptor(MEDIA_MODEL, digest, size)]
+    named = _detect(getattr(info, "chat_template", None))
+    if named is not None:
+        template_text, stops = named
+        t_digest, t_size = store.add_blob_bytes(template_text.encode())
+        pins.add(t_digest)
+        layers.append(Descriptor(MEDIA_TEMPLATE, t_digest, t_size))
+        if stops:
+            p_digest, p_size = store.add_blob_bytes(json.dumps({"stop": stops}, indent=2).encode())
+            pins.add(p_digest)
+            layers.append(Descriptor(MEDIA_PARAMS, p_digest, p_size))
+    architecture = str(getattr(info, "architecture", "") or "")
+    config = build_config(
+        model_family=architecture,
+        model_type=str(getattr(info, "parameter_size", "") or ""),
+        file_type=str(getattr(info, "file_type", "") or ""),
+        diff_ids=[layer.digest for layer in layers],
+    )
+    c_digest, c_size = store.add_blob_bytes(config)
+    pins.add(c_digest)
+    return build_manifest(Descriptor(CONFIG_MEDIA_TYPE, c_digest, c_size), layers)
+
+
+def _detect(chat_template: str | None) -> tuple[str, list[str]] | None:
+    """(Go template text, stop strings) of the named template the GGUF's Jinja template matches."""
+    if not chat_template:
+        return None
+    from ollamalike.template import detect_template
+
+    named = detect_template(chat_template)
+    if named is None:
+        return None
+    if isinstance(named, str):
+        return named, []
+    text = getattr(named, "template", None)
+    params = getattr(named, "parameters", None) or {}
+    stops = getattr(named, "stop", None) or (params.get("stop") if isinstance(params, dict) else None) or []
+    if not isinstance(text, str):
+        return None
+    return text, [str(s) for s in stops]

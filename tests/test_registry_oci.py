@@ -1,0 +1,282 @@
+"""Pull and push against a REAL docker-registry (Debian's), directly through the registry package.
+
+A proxy in front of the registry misbehaves on purpose (corrupted and oversized blobs, ignored
+Range, redirects, 503s, Bearer token auth) to check that verification, fallbacks, retries and the
+credential rules hold, and that a failed pull leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from ollamalike.config import Config
+from ollamalike.errors import OllamalikeError, RegistryError
+from ollamalike.registry import download
+from ollamalike.registry.pull import pull_model
+from ollamalike.registry.push import push_model
+from ollamalike.store import Store
+from tests.helpers import store_snapshot
+from tests.registry_server import (
+    DockerRegistry,
+    ProxyBehaviour,
+    RegistryProxy,
+    free_port,
+    make_model,
+    registry_available,
+)
+
+pytestmark = [
+    pytest.mark.registry,
+    pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry"),
+]
+
+BIG = 6 * 1024 * 1024  # split into several parts with the small part size below
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
+    reg = DockerRegistry(tmp_path_factory.mktemp("registry"))
+    reg.start()
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small parts so a few MiB exercise the parallel ranged path.
+    monkeypatch.setattr(download, "MIN_PART", 1024 * 1024)
+    monkeypatch.setattr(download, "SAVE_EVERY", 256 * 1024)
+
+
+@pytest.fixture(scope="module")
+def model_bytes() -> bytes:
+    return os.urandom(BIG)
+
+
+@pytest.fixture(scope="module")
+def pushed(registry: DockerRegistry, model_bytes: bytes, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A model pushed once to the registry, shared by the pull tests (pushing is its own test)."""
+    import asyncio
+
+    store = Store(tmp_path_factory.mktemp("src") / "models")
+    name = f"{registry.host}/shared/model:v1"
+    digest = make_model(store, name, model_bytes=model_bytes)
+
+    async def go() -> None:
+        async for _ in push_model(store, Config(), name, insecure=True):
+            pass
+
+    asyncio.run(go())
+    _, manifest, body = store.get_manifest(name)
+    return {"name": name, "digest": digest, "manifest": manifest, "body": body}
+
+
+async def collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c async for c in chunks]
+
+
+def fresh_store(tmp_path: Path, label: str = "dst") -> Store:
+    return Store(tmp_path / label / "models")
+
+
+async def test_push_then_pull_round_trip_identical(registry: DockerRegistry, tmp_path: Path, model_bytes: bytes) -> None:
+    src = fresh_store(tmp_path, "src")
+    name = f"{registry.host}/ns/roundtrip:tag"
+    digest = make_model(src, name, model_bytes=model_bytes)
+    pushed = await collect(push_model(src, Config(), name, insecure=True))
+    statuses = [c["status"] for c in pushed]
+    assert statuses[0] == "retrieving manifest" and statuses[-2:] == ["pushing manifest", "success"]
+    layer_lines = [c for c in pushed if c["status"].startswith("pushing ") and "digest" in c]
+    assert all(c["status"] == f"pushing {c['digest'][7:19]}" for c in layer_lines)
+    assert {c["digest"] for c in layer_lines} == {d["digest"] for d in src.get_manifest(name)[1]["layers"]} | {
+        src.get_manifest(name)[1]["config"]["digest"]
+    }
+
+    dst = fresh_store(tmp_path)
+    stats: dict[str, int] = {}
+    lines = await collect(pull_model(dst, Config(), name, insecure=True, stats=stats))
+    statuses = [c["status"] for c in lines]
+    assert statuses[0] == "pulling manifest"
+    assert statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    got_digest, manifest, body = dst.get_manifest(name)
+    assert got_digest == digest
+    assert body == src.get_manifest(name)[2]
+    for desc in [manifest["config"], *manifest["layers"]]:
+        assert hashlib.sha256(dst.read_blob(desc["digest"])).hexdigest() == desc["digest"][7:]
+    assert stats["transferred"] == sum(d["size"] for d in [manifest["config"], *manifest["layers"]])
+    finals = [c for c in lines if c.get("digest") == manifest["layers"][0]["digest"]]
+    assert finals[-1]["completed"] == finals[-1]["total"] == BIG
+    assert dst.pulls() == {}
+
+    # Pulling again transfers nothing.
+    stats = {}
+    await collect(pull_model(dst, Config(), name, insecure=True, stats=stats))
+    assert stats.get("transferred", 0) == 0
+
+
+async def test_push_again_skips_existing_blobs(registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path) -> None:
+    src = fresh_store(tmp_path, "src2")
+    proxy = RegistryProxy(registry.url)
+    await proxy.start()
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        await collect(pull_model(src, Config(), name, insecure=True))
+        proxy.b.requests.clear()
+        await collect(push_model(src, Config(), name, insecure=True))
+    finally:
+        await proxy.stop()
+    methods = [(m, p) for m, p, _ in proxy.b.requests]
+    assert not any(m in ("POST", "PATCH") for m, _ in methods), methods
+    assert sum(1 for m, _ in methods if m == "HEAD") == 2
+    assert ("PUT", "/v2/shared/model/manifests/v1") in methods
+
+
+async def test_pull_uses_parallel_ranges(registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path) -> None:
+    proxy = RegistryProxy(registry.url)
+    await proxy.start()
+    try:
+        await collect(pull_model(fresh_store(tmp_path), Config(), pushed["name"].replace(registry.host, proxy.host), insecure=True))
+    finally:
+        await proxy.stop()
+    layer = pushed["manifest"]["layers"][0]["digest"]
+    ranges = [r for m, p, r in proxy.b.requests if m == "GET" and p.endswith(layer)]
+    assert len(ranges) == BIG // download.MIN_PART and all(r.startswith("bytes=") for r in ranges), ranges
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [
+        ProxyBehaviour(ignore_range=True),
+        ProxyBehaviour(redirect_blobs=True),
+        ProxyBehaviour(fail_first=2),
+    ],
+    ids=["server-ignores-range", "redirect-to-storage", "transient-503"],
+)
+async def test_pull_through_awkward_servers(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path, behaviour: ProxyBehaviour
+) -> None:
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    dst = fresh_store(tmp_path)
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        lines = await collect(pull_model(dst, Config(), name, insecure=True))
+    finally:
+        await proxy.stop()
+    assert lines[-1] == {"status": "success"}
+    assert dst.get_manifest(name)[2] == pushed["body"]
+    if behaviour.redirect_blobs:
+        assert any(p.startswith("/storage/") for _, p, _ in behaviour.requests)
+
+
+@pytest.mark.parametrize("mode", ["flip", "oversize"])
+async def test_corrupt_blob_rejected_nothing_left(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path, mode: str
+) -> None:
+    layer = pushed["manifest"]["layers"][0]["digest"]
+    behaviour = ProxyBehaviour(flip_digest=layer) if mode == "flip" else ProxyBehaviour(oversize_digest=layer)
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    dst = fresh_store(tmp_path)
+    before = store_snapshot(dst.root)
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        with pytest.raises(RegistryError) as err:
+            await collect(pull_model(dst, Config(), name, insecure=True))
+    finally:
+        await proxy.stop()
+    assert ("digest mismatch" if mode == "flip" else "larger than its declared size") in err.value.message
+    files, rows = store_snapshot(dst.root)
+    assert not any(layer[7:] in f for f in files), files  # no blob, no partial
+    assert not dst.has_blob(layer)
+    assert dst.list_tags() == []
+    assert dst.pulls() == {}
+    # Only the config blob, which verified fine, may stay (a later pull reuses it).
+    config_file = "blobs/sha256-" + pushed["manifest"]["config"]["digest"][7:]
+    assert set(files) <= set(before[0]) | {config_file}, files
+
+
+async def test_token_auth_flow(registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path) -> None:
+    behaviour = ProxyBehaviour(token_user="alice", token_password="s3cret")
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        good = Config(registry_auth=((proxy.host, "alice", "s3cret"),))
+        dst = fresh_store(tmp_path)
+        lines = await collect(pull_model(dst, good, name, insecure=True))
+        assert lines[-1] == {"status": "success"}
+        assert behaviour.tokens_issued >= 1
+
+        bad = Config(registry_auth=((proxy.host, "alice", "wrong"),))
+        with pytest.raises(RegistryError, match="authentication failed"):
+            await collect(pull_model(fresh_store(tmp_path, "bad"), bad, name, insecure=True))
+        with pytest.raises(RegistryError, match="authentication failed"):
+            await collect(pull_model(fresh_store(tmp_path, "anon"), Config(), name, insecure=True))
+
+        # A registry naming a plain-HTTP realm on another host never gets our credentials.
+        behaviour.realm = "http://auth.example.invalid/token"
+        issued = behaviour.tokens_issued
+        with pytest.raises(RegistryError, match="refusing"):
+            await collect(pull_model(fresh_store(tmp_path, "evil"), good, name, insecure=True))
+        assert behaviour.tokens_issued == issued
+    finally:
+        await proxy.stop()
+
+
+async def test_manifest_not_found(registry: DockerRegistry, tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="file does not exist"):
+        await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/nothing:here", insecure=True))
+
+
+BAD_MANIFESTS = {
+    "dotdot-digest": {"digest": "sha256:../../../../etc/passwd"},
+    "short-digest": {"digest": "sha256:abc123"},
+    "non-hex-digest": {"digest": "sha256:" + "z" * 64},
+    "unknown-media-type": {"mediaType": "application/x-evil"},
+    "negative-size": {"size": -1},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+async def test_malformed_manifest_rejected_before_any_write(tmp_path: Path, case: str) -> None:
+    layer = {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64, "size": 10}
+    layer.update(BAD_MANIFESTS[case])  # type: ignore[arg-type]
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": "sha256:" + "b" * 64, "size": 2},
+        "layers": [layer],
+    }
+    requests: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        if "/manifests/" in request.path:
+            return web.Response(body=json.dumps(manifest).encode(), content_type="application/vnd.docker.distribution.manifest.v2+json")
+        return web.Response(body=b"x" * 10)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    dst = fresh_store(tmp_path)
+    before = store_snapshot(dst.root)
+    try:
+        with pytest.raises(RegistryError, match="invalid manifest"):
+            await collect(pull_model(dst, Config(), f"127.0.0.1:{port}/ns/evil:tag", insecure=True))
+    finally:
+        await runner.cleanup()
+    assert store_snapshot(dst.root) == before
+    assert not any("/blobs/" in p for p in requests)
+    assert not (tmp_path.parent / "etc").exists()
