@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from ollamalike.config import Config
-from ollamalike.errors import OllamalikeError, RegistryError
+from ollamalike.errors import RegistryError
 from ollamalike.registry import download
 from ollamalike.registry.pull import pull_model
 from ollamalike.registry.push import push_model
