@@ -70,9 +70,13 @@ class _Plan:
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
-    """A FROM model that is not local. The registry will pull it here (yielding its progress)."""
-    raise ModelNotFound(name)
-    yield {}  # pragma: no cover - makes this an async generator, the shape a pull will have
+    """A FROM model that is not local: pull it from its registry or Hugging Face, yielding its progress."""
+    from ollamalike.config import load_config
+    from ollamalike.registry.pull import pull_model
+
+    async for status in pull_model(store, load_config(), name):
+        if status.get("status") != "success":
+            yield status
 
 
 def _check_regular(path: Path, what: str) -> None:

@@ -128,6 +128,9 @@ class RegistryClient:
                 resp = await self.session.request(
                     method, target, headers=hdrs, data=data() if data else None, allow_redirects=False
                 )
+            except aiohttp.ClientConnectorDNSError:
+                # Not transient in any useful sense: the name does not resolve (or we are offline).
+                raise RegistryError(f"cannot reach registry {self.name.host}: host not found") from None
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
                 if attempt + 1 >= self.retry.attempts:
                     raise RegistryError(f"cannot reach registry {self.name.host}: {e or type(e).__name__}") from None
