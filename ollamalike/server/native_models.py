@@ -95,7 +95,10 @@ async def upload_blob(request: web.Request) -> web.Response:
     digest = _digest(request)
     store = get_state(request).store
     if store.has_blob(digest):
-        # Drain nothing: the client may stop sending; Ollama answers 200 for a blob it already has.
+        # Ollama answers 200 for a blob it already has. The body is read and dropped so that a
+        # client still sending (the ollama library never asks HEAD first) gets a clean answer.
+        async for _ in request.content.iter_chunked(_BLOB_CHUNK):
+            pass
         return web.Response(status=200)
     if request.content_length is None and request.headers.get("Transfer-Encoding", "").lower() != "chunked":
         raise BadRequest("blob upload needs a Content-Length or chunked body")
