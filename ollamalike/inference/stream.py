@@ -40,12 +40,19 @@ class ThinkSplitter:
             if self.state == "start":
                 stripped = self.buffer.lstrip()
                 if stripped.startswith(OPEN_THINK):
-                    self.buffer = stripped[len(OPEN_THINK) :].lstrip("\n")
-                    self.state = "thinking"
+                    self.buffer = stripped[len(OPEN_THINK) :]
+                    self.state = "opened"
                     continue
                 if OPEN_THINK.startswith(stripped):
                     return thinking, content  # still undecided
                 self.state = "content"
+                continue
+            if self.state == "opened":
+                # The newline(s) right after <think> are layout, not thinking.
+                self.buffer = self.buffer.lstrip("\n")
+                if not self.buffer:
+                    return thinking, content
+                self.state = "thinking"
                 continue
             if self.state == "thinking":
                 end = self.buffer.find(CLOSE_THINK)
@@ -71,8 +78,8 @@ class ThinkSplitter:
 
     def flush(self) -> tuple[str, str]:
         rest, self.buffer = self.buffer, ""
-        if self.state == "thinking":
-            return rest, ""
+        if self.state in ("thinking", "opened"):
+            return rest.lstrip("\n"), ""
         if self.state == "after":
             return "", rest.lstrip()
         return "", rest

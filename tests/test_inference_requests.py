@@ -1,0 +1,133 @@
+"""Parsing inference request bodies: defaults, normalisation and one clear error per bad field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ollamalike.errors import BadRequest
+from ollamalike.inference import (
+    parse_chat_request,
+    parse_embed_request,
+    parse_embeddings_request,
+    parse_generate_request,
+)
+
+
+def test_generate_defaults_and_fields() -> None:
+    req = parse_generate_request({"model": "m"})
+    assert (req.prompt, req.stream, req.raw, req.keep_alive, req.format, req.options, req.context) == (
+        "", True, False, None, None, {}, None)
+    req = parse_generate_request({
+        "model": "m", "prompt": "hi", "suffix": "end", "system": "s", "template": "{{ .Prompt }}", "raw": True,
+        "context": [1, 2, 3], "format": "json", "options": {"temperature": 0.5, "num_ctx": 256, "bogus": 1},
+        "stream": False, "keep_alive": "10m", "think": True,
+    })
+    assert req.prompt == "hi" and req.suffix == "end" and req.system == "s" and req.raw
+    assert req.context == [1, 2, 3] and req.format == "json" and not req.stream
+    assert req.keep_alive == 600 and req.think is True
+    assert req.options == {"temperature": 0.5, "num_ctx": 256}  # unknown options are ignored, as Ollama does
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [("5m", 300), (0, 0), ("0", 0), (-1, -1), ("-1m", -60), (90, 90), ("1h30m", 5400), (2.5, 2.5), (None, None)],
+)
+def test_keep_alive_values(value: Any, seconds: float | None) -> None:
+    assert parse_generate_request({"model": "m", "keep_alive": value}).keep_alive == seconds
+
+
+def test_format_schema_and_think_levels() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert parse_chat_request({"model": "m", "format": schema}).format == schema
+    assert parse_chat_request({"model": "m", "format": ""}).format is None
+    assert parse_chat_request({"model": "m", "think": "HIGH"}).think == "high"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([], "JSON object"),
+        ({}, "model is required"),
+        ({"model": 3}, "model must be a string"),
+        ({"model": "m", "prompt": 5}, "prompt must be a string"),
+        ({"model": "m", "stream": "yes"}, "stream must be a boolean"),
+        ({"model": "m", "raw": 1}, "raw must be a boolean"),
+        ({"model": "m", "context": "1,2"}, "context"),
+        ({"model": "m", "context": [1, "a"]}, "context"),
+        ({"model": "m", "format": "xml"}, "invalid format"),
+        ({"model": "m", "format": 7}, "format"),
+        ({"model": "m", "keep_alive": "soon"}, "keep_alive"),
+        ({"model": "m", "keep_alive": True}, "keep_alive"),
+        ({"model": "m", "think": "extreme"}, "think"),
+        ({"model": "m", "options": []}, "options must be a JSON object"),
+        ({"model": "m", "options": {"temperature": "hot"}}, "temperature"),
+        ({"model": "m", "options": {"num_ctx": -1}}, "num_ctx"),
+        ({"model": "m", "options": {"stop": 5}}, "stop"),
+        ({"model": "m", "images": "abc"}, "images"),
+    ],
+)
+def test_generate_bad_input(body: Any, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        parse_generate_request(body)
+
+
+def test_chat_messages_are_normalised() -> None:
+    req = parse_chat_request({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+            {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}],
+    })
+    assert [m["role"] for m in req.messages] == ["system", "user", "assistant", "tool"]
+    assert req.messages[2] == {"role": "assistant", "content": "",
+                               "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+    assert req.messages[3]["tool_name"] == "get_weather"
+    assert req.tools is not None and req.tools[0]["function"]["name"] == "get_weather"
+    assert parse_chat_request({"model": "m"}).messages == []
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"model": "m", "messages": "hi"}, "messages must be a list"),
+        ({"model": "m", "messages": ["hi"]}, r"messages\[0\]"),
+        ({"model": "m", "messages": [{"content": "x"}]}, "role is required"),
+        ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "invalid role"),
+        ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "content must be a string"),
+        ({"model": "m", "messages": [{"role": "assistant", "tool_calls": {}}]}, "tool_calls must be a list"),
+        ({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"function": {}}]}]}, "name"),
+        ({"model": "m", "messages": [{"role": "assistant",
+                                      "tool_calls": [{"function": {"name": "f", "arguments": "[1"}}]}]}, "arguments"),
+        ({"model": "m", "tools": {}}, "tools must be a list"),
+        ({"model": "m", "tools": [{"type": "function"}]}, r"tools\[0\]"),
+        ({"model": "m", "tools": [{"type": "retrieval", "function": {"name": "f"}}]}, "type"),
+    ],
+)
+def test_chat_bad_input(body: Any, message: str) -> None:
+    with pytest.raises(BadRequest, match=message):
+        parse_chat_request(body)
+
+
+def test_embed_requests() -> None:
+    assert parse_embed_request({"model": "m", "input": "a"}).input == ["a"]
+    req = parse_embed_request({"model": "m", "input": ["a", "b"], "truncate": False, "dimensions": 8})
+    assert (req.input, req.truncate, req.dimensions) == (["a", "b"], False, 8)
+    assert parse_embed_request({"model": "m"}).input == []
+    assert parse_embeddings_request({"model": "m", "prompt": "x"}).input == ["x"]
+    assert parse_embeddings_request({"model": "m", "prompt": ""}).input == []
+    for body, message in [
+        ({"model": "m", "input": 5}, "input"),
+        ({"model": "m", "input": ["a", 1]}, "input"),
+        ({"model": "m", "input": "a", "dimensions": 0}, "dimensions"),
+        ({"model": "m", "input": "a", "dimensions": "8"}, "dimensions"),
+        ({"model": "m", "input": "a", "truncate": "no"}, "truncate"),
+    ]:
+        with pytest.raises(BadRequest, match=message):
+            parse_embed_request(body)
