@@ -1,0 +1,124 @@
+"""An interrupted pull resumes: a pulling process is SIGKILLed midway, the next pull fetches only the rest.
+
+Runs against a real docker-registry. The first pull goes through a throttling proxy (so it is
+still running when we kill it) in a separate process; the resumed pull runs here and must
+transfer exactly the bytes the saved part state says were missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ollamalike.config import Config
+from ollamalike.registry import download
+from ollamalike.registry.pull import pull_model
+from ollamalike.registry.push import push_model
+from ollamalike.store import Store
+from tests.registry_server import (
+    DockerRegistry,
+    ProxyBehaviour,
+    RegistryProxy,
+    make_model,
+    registry_available,
+)
+
+pytestmark = [
+    pytest.mark.registry,
+    pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry"),
+]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SIZE = 16 * 1024 * 1024
+
+CHILD = """
+import asyncio, sys
+from ollamalike.config import Config
+from ollamalike.registry import download
+from ollamalike.registry.pull import pull_model
+from ollamalike.store import Store
+download.MIN_PART = 1024 * 1024
+download.SAVE_EVERY = 128 * 1024
+async def main():
+    async for _ in pull_model(Store(sys.argv[1]), Config(), sys.argv[2], insecure=True):
+        pass
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
+    reg = DockerRegistry(tmp_path_factory.mktemp("registry"))
+    reg.start()
+    yield reg
+    reg.stop()
+
+
+async def test_killed_pull_resumes_with_only_the_remainder(
+    registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(download, "MIN_PART", 1024 * 1024)
+    src = Store(tmp_path / "src")
+    name = f"{registry.host}/resume/model:big"
+    payload = os.urandom(SIZE)
+    make_model(src, name, model_bytes=payload)
+    async for _ in push_model(src, Config(), name, insecure=True):
+        pass
+    _, manifest, _ = src.get_manifest(name)
+    layer = manifest["layers"][0]["digest"]
+
+    proxy = RegistryProxy(registry.url, ProxyBehaviour(throttle_bytes_per_s=512 * 1024))
+    await proxy.start()
+    dst_dir = tmp_path / "dst"
+    dst = Store(dst_dir)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(dst_dir), name.replace(registry.host, proxy.host)],
+        cwd=REPO_ROOT,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        saved = 0
+        while time.monotonic() < deadline:
+            state = dst.get_pull(f"blob:{layer}")
+            saved = sum(p[2] for p in state["parts"]) if state else 0
+            if saved >= 2 * 1024 * 1024:
+                break
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            await asyncio.sleep(0.02)
+        assert saved >= 2 * 1024 * 1024, "the first pull made no progress"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        await proxy.stop()
+
+    state = dst.get_pull(f"blob:{layer}")
+    assert state is not None and state["size"] == SIZE
+    saved = sum(p[2] for p in state["parts"])
+    assert 0 < saved < SIZE
+    assert not dst.has_blob(layer)
+    assert dst.list_tags() == []
+
+    stats: dict[str, int] = {}
+    config_missing = not dst.has_blob(manifest["config"]["digest"])
+    lines = [c async for c in pull_model(dst, Config(), name, insecure=True, stats=stats)]
+    assert lines[-1] == {"status": "success"}
+    expected = SIZE - saved + (manifest["config"]["size"] if config_missing else 0)
+    assert stats["transferred"] == expected
+    first = next(c for c in lines if c.get("digest") == layer)
+    assert first["completed"] == saved  # progress starts where the killed pull stopped
+    assert hashlib.sha256(dst.read_blob(layer)).hexdigest() == layer[7:]
+    assert dst.read_blob(layer) == payload
+    assert dst.get_pull(f"blob:{layer}") is None
