@@ -1,0 +1,322 @@
+"""The functions Go templates can call: comparison, collections, fmt's print family and Ollama's extras."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Callable
+from typing import Any
+
+from ollamalike.template.govalues import (
+    ExecError,
+    Struct,
+    fmt_v,
+    go_float,
+    go_json,
+    go_type_name,
+    kind_of,
+    truth,
+)
+
+
+def _basic_eq(a: Any, b: Any) -> bool:
+    ka, kb = kind_of(a), kind_of(b)
+    if ka == "nil" or kb == "nil":
+        if ka == kb:
+            return True
+        if ka == "other" or kb == "other":
+            return False
+        raise ExecError("incompatible types for comparison")
+    if ka == "other" or kb == "other":
+        raise ExecError(f"non-comparable type {go_type_name(a if ka == 'other' else b)}")
+    if ka != kb:
+        raise ExecError("incompatible types for comparison")
+    return bool(a == b)
+
+
+def f_eq(arg1: Any, *args: Any) -> bool:
+    if not args:
+        raise ExecError("missing argument for comparison")
+    return any(_basic_eq(arg1, a) for a in args)
+
+
+def f_ne(a: Any, b: Any) -> bool:
+    return not _basic_eq(a, b)
+
+
+def _ordered(a: Any, b: Any) -> tuple[Any, Any]:
+    ka, kb = kind_of(a), kind_of(b)
+    if ka not in ("int", "float", "string") or kb not in ("int", "float", "string"):
+        raise ExecError(f"invalid type for comparison: {go_type_name(a if ka not in ('int', 'float', 'string') else b)}")
+    if ka != kb:
+        raise ExecError("incompatible types for comparison")
+    return a, b
+
+
+def f_lt(a: Any, b: Any) -> bool:
+    x, y = _ordered(a, b)
+    return bool(x < y)
+
+
+def f_le(a: Any, b: Any) -> bool:
+    x, y = _ordered(a, b)
+    return bool(x <= y)
+
+
+def f_gt(a: Any, b: Any) -> bool:
+    x, y = _ordered(a, b)
+    return bool(x > y)
+
+
+def f_ge(a: Any, b: Any) -> bool:
+    x, y = _ordered(a, b)
+    return bool(x >= y)
+
+
+def f_not(a: Any) -> bool:
+    return not truth(a)
+
+
+# ---- collections ----------------------------------------------------------------------------
+
+def f_len(v: Any) -> int:
+    if isinstance(v, str):
+        return len(v.encode("utf-8"))
+    if isinstance(v, (list, tuple, dict)):
+        return len(v)
+    raise ExecError(f"error calling len: len of type {go_type_name(v)}")
+
+
+def _int_index(i: Any) -> int:
+    if isinstance(i, bool) or not isinstance(i, int):
+        raise ExecError(f"cannot index slice/array with type {go_type_name(i)}")
+    return i
+
+
+def f_index(item: Any, *indexes: Any) -> Any:
+    v = item
+    for i in indexes:
+        if isinstance(v, dict):
+            v = v.get(i)
+        elif isinstance(v, (list, tuple, str)):
+            k = _int_index(i)
+            if k < 0 or k >= (len(v.encode()) if isinstance(v, str) else len(v)):
+                raise ExecError(f"error calling index: index out of range: {k}")
+            v = v.encode()[k] if isinstance(v, str) else v[k]
+        elif v is None:
+            raise ExecError("error calling index: index of untyped nil")
+        else:
+            raise ExecError(f"error calling index: can't index item of type {go_type_name(v)}")
+    return v
+
+
+def f_slice(item: Any, *indexes: Any) -> Any:
+    if not isinstance(item, (list, tuple, str)):
+        raise ExecError(f"error calling slice: can't slice item of type {go_type_name(item)}")
+    if len(indexes) > 3 or (isinstance(item, str) and len(indexes) > 2):
+        raise ExecError(f"error calling slice: too many slice indexes: {len(indexes)}")
+    seq: Any = item.encode() if isinstance(item, str) else item
+    idx = [_int_index(i) for i in indexes]
+    start = idx[0] if idx else 0
+    end = idx[1] if len(idx) > 1 else len(seq)
+    if not 0 <= start <= end <= len(seq):
+        raise ExecError(f"error calling slice: index out of range: {end if end > len(seq) else start}")
+    out = seq[start:end]
+    return out.decode("utf-8", "replace") if isinstance(item, str) else list(out)
+
+
+# ---- fmt ------------------------------------------------------------------------------------
+
+def f_print(*args: Any) -> str:
+    out: list[str] = []
+    for i, a in enumerate(args):
+        if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
+            out.append(" ")
+        out.append(fmt_v(a))
+    return "".join(out)
+
+
+def f_println(*args: Any) -> str:
+    return " ".join(fmt_v(a) for a in args) + "\n"
+
+
+_VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
+
+
+def f_printf(fmt: Any, *args: Any) -> str:
+    if not isinstance(fmt, str):
+        raise ExecError(f"wrong type for value; expected string; got {go_type_name(fmt)}")
+    out: list[str] = []
+    pos = 0
+    argi = 0
+    for m in _VERB.finditer(fmt):
+        out.append(fmt[pos:m.start()])
+        pos = m.end()
+        flags, width, prec, verb = m.group(1), m.group(2), m.group(3), m.group(4)
+        if verb == "%":
+            out.append("%")
+            continue
+        if argi >= len(args):
+            out.append(f"%!{verb}(MISSING)")
+            continue
+        arg = args[argi]
+        argi += 1
+        out.append(_format_one(flags, width, prec, verb, arg))
+    out.append(fmt[pos:])
+    if argi < len(args):
+        extra = ", ".join(f"{go_type_name(a)}={fmt_v(a)}" for a in args[argi:])
+        out.append(f"%!(EXTRA {extra})")
+    return "".join(out)
+
+
+def _pad(text: str, flags: str, width: str | None) -> str:
+    if not width or width == "*":
+        return text
+    w = int(width)
+    if "-" in flags:
+        return text.ljust(w)
+    if "0" in flags and text[:1] in "-+0123456789":
+        sign = text[0] if text[0] in "+-" else ""
+        return sign + text[len(sign):].rjust(w - len(sign), "0")
+    return text.rjust(w)
+
+
+def _format_one(flags: str, width: str | None, prec: str | None, verb: str, arg: Any) -> str:
+    kind = kind_of(arg)
+    bad = f"%!{verb}({go_type_name(arg)}={fmt_v(arg)})"
+    if verb == "v":
+        text = go_json(arg) if "#" in flags and isinstance(arg, str) else fmt_v(arg)
+        if "+" in flags and kind in ("int", "float") and not text.startswith("-"):
+            text = "+" + text
+    elif verb == "s":
+        if kind in ("int", "float", "bool") or arg is None:
+            return bad if arg is not None else "%!s(<nil>)"
+        text = fmt_v(arg)
+        if prec is not None and prec != "*":
+            text = text[:int(prec)]
+    elif verb == "q":
+        if kind == "string":
+            text = _go_quote(arg)
+        elif kind == "int":
+            text = "'" + chr(arg) + "'" if 0 <= arg < 0x110000 else bad
+        else:
+            return bad
+    elif verb == "d":
+        if kind != "int":
+            return bad
+        text = ("+" if "+" in flags and arg >= 0 else "") + str(arg)
+    elif verb in "xX":
+        if kind == "int":
+            text = format(arg, "x" if verb == "x" else "X")
+        elif kind == "string":
+            text = arg.encode().hex()
+            text = text.upper() if verb == "X" else text
+        else:
+            return bad
+    elif verb in "feEgG":
+        if kind == "int" and not isinstance(arg, bool):
+            return bad
+        if kind != "float":
+            return bad
+        if verb in "gG" and prec is None:
+            text = go_float(arg)
+        else:
+            p = 6 if prec is None or prec == "*" else int(prec)
+            text = format(arg, f".{p}{verb}")
+            if verb in "eE":
+                text = re.sub(r"([eE][+-])(\d)$", r"\g<1>0\2", text)
+        if "+" in flags and not text.startswith("-"):
+            text = "+" + text
+    elif verb == "t":
+        if kind != "bool":
+            return bad
+        text = fmt_v(arg)
+    elif verb == "c":
+        if kind != "int":
+            return bad
+        text = chr(arg)
+    else:
+        return f"%!{verb}({go_type_name(arg)}={fmt_v(arg)})"
+    return _pad(text, flags, width)
+
+
+def _go_quote(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\r":
+            out.append("\\r")
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\x{code:02x}")
+        elif not ch.isprintable() and code > 0x7F:
+            out.append(f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+# ---- Ollama's extra functions ---------------------------------------------------------------
+
+def f_json(v: Any) -> str:
+    return go_json(v)
+
+
+def f_current_date(*args: str) -> str:
+    return datetime.date.today().strftime("%Y-%m-%d")
+
+
+def f_yesterday_date(*args: str) -> str:
+    return (datetime.date.today() - datetime.timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+def f_to_typescript_type(v: Any) -> str:
+    """A tool parameter's JSON-schema type as a TypeScript type (Ollama uses this in some templates)."""
+    if not isinstance(v, Struct) or v.type_name != "api.ToolProperty":
+        return "any"
+    return _ts_type(v.fields)
+
+
+def _ts_type(fields: dict[str, Any]) -> str:
+    any_of = fields.get("AnyOf") or []
+    if any_of:
+        return " | ".join(_ts_type(p.fields) if isinstance(p, Struct) else "any" for p in any_of)
+    enum = fields.get("Enum") or []
+    if enum:
+        return " | ".join(go_json(e) for e in enum)
+    types = fields.get("Types") or []
+    if not types:
+        return "any"
+    parts = []
+    for t in types:
+        if t == "array":
+            items = fields.get("Items")
+            inner = items.get("type") if isinstance(items, dict) else None
+            parts.append(f"{_ts_scalar(inner) if isinstance(inner, str) else 'any'}[]")
+        else:
+            parts.append(_ts_scalar(t))
+    return " | ".join(parts)
+
+
+def _ts_scalar(t: str) -> str:
+    return {"string": "string", "number": "number", "integer": "number", "boolean": "boolean",
+            "null": "null", "object": "Record<string, any>"}.get(t, "any")
+
+
+BUILTINS: dict[str, Callable[..., Any]] = {
+    "eq": f_eq, "ne": f_ne, "lt": f_lt, "le": f_le, "gt": f_gt, "ge": f_ge, "not": f_not,
+    "len": f_len, "index": f_index, "slice": f_slice,
+    "print": f_print, "printf": f_printf, "println": f_println,
+    "json": f_json, "currentDate": f_current_date, "yesterdayDate": f_yesterday_date,
+    "toTypeScriptType": f_to_typescript_type,
+}
+# and/or are evaluated lazily by the executor (Go short-circuits them); call is not offered.
+FUNC_NAMES = set(BUILTINS) | {"and", "or"}

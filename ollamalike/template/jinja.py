@@ -1,0 +1,204 @@
+"""Rendering a GGUF's own Jinja chat template in jinja2's immutable sandbox, with hard limits.
+
+The template comes from a model file, so it is untrusted: the sandbox blocks attribute access
+outside safe data, ``range`` is capped, string growth (``*``, ``+``, ``**``) is capped, output
+size is capped, and a time budget is checked on every call, operator and output chunk.
+Any violation or template error becomes a one-line ``BadRequest``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import threading
+import time
+from typing import Any
+
+import jinja2
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ollamalike.errors import BadRequest
+
+MAX_RANGE = 100_000
+MAX_STRING = 4 * 1024 * 1024
+MAX_OUTPUT = 32 * 1024 * 1024
+TIME_BUDGET = 2.0
+
+
+class _Limit(Exception):
+    pass
+
+
+class _Env(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def __init__(self) -> None:
+        super().__init__(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"],
+                         undefined=jinja2.Undefined)
+        self._local = threading.local()
+        self.globals["range"] = self._range
+        self.globals["raise_exception"] = _raise_exception
+        self.globals["strftime_now"] = _strftime_now
+        self.filters["tojson"] = _tojson
+
+    def set_deadline(self, deadline: float) -> None:
+        self._local.deadline = deadline
+
+    def check_time(self) -> None:
+        if time.monotonic() > getattr(self._local, "deadline", float("inf")):
+            raise _Limit("chat template took too long to render")
+
+    def _range(self, *args: Any) -> range:
+        self.check_time()
+        r = range(*args)
+        if len(r) > MAX_RANGE:
+            raise _Limit(f"chat template range() is limited to {MAX_RANGE} items")
+        return r
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        self.check_time()
+        if operator == "**":
+            if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64 and abs(left) > 1:
+                raise _Limit("chat template exponent too large")
+            return left**right
+        if operator == "*":
+            size = _seq_len(left) * _as_count(right) + _seq_len(right) * _as_count(left)
+            if size > MAX_STRING:
+                raise _Limit("chat template string or list multiplication too large")
+            return left * right
+        result = left + right
+        if _seq_len(result) > MAX_STRING:
+            raise _Limit("chat template string too large")
+        return result
+
+    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        self.check_time()
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        self.check_time()
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        self.check_time()
+        return super().getitem(obj, argument)
+
+
+def _seq_len(v: Any) -> int:
+    return len(v) if isinstance(v, (str, list, tuple, bytes)) else 0
+
+
+def _as_count(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
+def _raise_exception(message: str) -> None:
+    raise TemplateError(str(message))
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.datetime.now().strftime(str(fmt))
+
+
+def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False, sort_keys: bool = False,
+            separators: Any = None) -> str:
+    # Like transformers' tojson: no HTML escaping, keys in order.
+    return json.dumps(_plain(value), indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys,
+                      separators=separators)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, jinja2.Undefined):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+_ENV = _Env()
+
+
+@functools.lru_cache(maxsize=32)
+def _compile(text: str) -> jinja2.Template:
+    try:
+        return _ENV.from_string(text)
+    except TemplateError as e:
+        raise BadRequest(f"chat template: {_one_line(e)}") from None
+    except RecursionError:
+        raise BadRequest("chat template: nesting too deep") from None
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _jinja_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for m in messages:
+        msg: dict[str, Any] = {"role": m["role"], "content": m["content"]}
+        if m.get("tool_calls"):
+            msg["tool_calls"] = [
+                {"type": "function", **({"id": c["id"]} if c.get("id") else {}),
+                 "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
+                for c in m["tool_calls"]
+            ]
+        if m.get("thinking"):
+            msg["reasoning_content"] = m["thinking"]
+        if m["role"] == "tool":
+            if m.get("tool_name") or m.get("name"):
+                msg["name"] = m.get("tool_name") or m.get("name")
+            if m.get("tool_call_id"):
+                msg["tool_call_id"] = m["tool_call_id"]
+        out.append(msg)
+    return out
+
+
+def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: Any,
+                 bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
+    """Render with ``add_generation_prompt`` (or a prefill when the last message is the assistant's)."""
+    tmpl = _compile(text)
+    prefill = bool(messages) and messages[-1]["role"] == "assistant"
+    ctx: dict[str, Any] = {
+        "messages": _jinja_messages(messages),
+        "add_generation_prompt": not prefill,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+    }
+    if tools:
+        ctx["tools"] = tools
+    if think is not None:
+        ctx["enable_thinking"] = bool(think)
+        if isinstance(think, str):
+            ctx["reasoning_effort"] = think
+    env = tmpl.environment
+    assert isinstance(env, _Env)
+    env.set_deadline(time.monotonic() + budget)
+    size = 0
+    parts: list[str] = []
+    try:
+        for chunk in tmpl.generate(ctx):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise _Limit("chat template output too large")
+            env.check_time()
+            parts.append(chunk)
+    except _Limit as e:
+        raise BadRequest(f"chat template: {e}") from None
+    except SecurityError as e:
+        raise BadRequest(f"chat template: not allowed: {_one_line(e)}") from None
+    except TemplateError as e:
+        raise BadRequest(f"chat template: {_one_line(e)}") from None
+    except RecursionError:
+        raise BadRequest("chat template: recursion too deep") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError) as e:
+        raise BadRequest(f"chat template: {type(e).__name__}: {_one_line(e)}") from None
+    finally:
+        env.set_deadline(float("inf"))
+    result = "".join(parts)
+    if prefill and eos_token and result.endswith(eos_token):
+        result = result[: -len(eos_token)]
+    return result

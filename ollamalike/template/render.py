@@ -1,0 +1,193 @@
+"""Turning a request into prompt text, as Ollama does: Go templates, named templates for well-known
+GGUF chat templates, and the GGUF's own Jinja template as the fallback.
+
+``model`` is anything with ``template``, ``system``, ``messages`` and ``info.chat_template``
+(``info.bos_token``/``eos_token`` optional): ``ModelLike``. The library's ResolvedModel is one.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Protocol
+
+from ollamalike.errors import BadRequest
+from ollamalike.template.detect import NamedTemplate, detect_template
+from ollamalike.template.goexec import GoTemplate, parse_go_template
+from ollamalike.template.goparse import Action, FieldNode, Pipe, Tree
+from ollamalike.template.goparse import Command as GoCommand
+from ollamalike.template.jinja import render_jinja
+from ollamalike.template.values import (
+    collate,
+    message_struct,
+    normalize_messages,
+    tools_value,
+    validate_tools,
+)
+
+DEFAULT_TEMPLATE = "{{ .Prompt }}"
+
+
+class ModelInfoLike(Protocol):
+    chat_template: str | None
+
+
+class ModelLike(Protocol):
+    template: str | None
+    system: str | None
+    messages: list[dict[str, Any]]
+    info: Any
+
+
+def check_template(text: str) -> None:
+    """Raise ``BadRequest("template: line N: …")`` when a TEMPLATE does not parse."""
+    _compile(text)
+
+
+@functools.lru_cache(maxsize=64)
+def _compile(text: str) -> tuple[GoTemplate, frozenset[str]]:
+    tmpl = parse_go_template(text)
+    idents = frozenset(tmpl.identifiers())
+    if "messages" not in idents and "response" not in idents:
+        # Ollama appends {{ .Response }} to templates that mention neither, so history renders.
+        root = [*tmpl.tree.root, Action(Pipe(0, cmds=[GoCommand([FieldNode(["Response"])], 0)]))]
+        tmpl = GoTemplate(text, Tree(root, tmpl.tree.defines))
+    return tmpl, idents
+
+
+def _chat_template_text(model: Any) -> str | None:
+    info = getattr(model, "info", None)
+    text = getattr(info, "chat_template", None) if info is not None else None
+    return text if isinstance(text, str) and text.strip() else None
+
+
+def named_for(model: Any) -> NamedTemplate | None:
+    """The well-known template a model without TEMPLATE gets from its GGUF chat template, if any."""
+    if getattr(model, "template", None):
+        return None
+    jinja_text = _chat_template_text(model)
+    return detect_template(jinja_text) if jinja_text else None
+
+
+def stop_for(model: Any) -> list[str]:
+    """Default stop sequences of the detected named template (a Modelfile's stop params win)."""
+    named = named_for(model)
+    return list(named.stop) if named else []
+
+
+def go_template_for(model: Any) -> str | None:
+    """The Go template text used for a model, or None when its Jinja template renders directly."""
+    if getattr(model, "template", None):
+        return str(model.template)
+    named = named_for(model)
+    if named is not None:
+        return named.template
+    if _chat_template_text(model):
+        return None
+    return DEFAULT_TEMPLATE
+
+
+def _with_model_context(model: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    history = normalize_messages(list(getattr(model, "messages", None) or []))
+    msgs = history + messages
+    system = getattr(model, "system", None) or ""
+    if system and (not messages or messages[0]["role"] != "system"):
+        msgs = [{"role": "system", "content": system, "tool_calls": []}, *msgs]
+    return msgs
+
+
+def _think_values(think: Any) -> dict[str, Any]:
+    if think is None:
+        return {"Think": False, "ThinkLevel": "", "IsThinkSet": False}
+    if isinstance(think, bool):
+        return {"Think": think, "ThinkLevel": "", "IsThinkSet": True}
+    if isinstance(think, str) and think in ("high", "medium", "low"):
+        return {"Think": True, "ThinkLevel": think, "IsThinkSet": True}
+    raise BadRequest(f"invalid think value: {think!r} (use true, false, \"high\", \"medium\" or \"low\")")
+
+
+def render_chat(model: Any, messages: Any, tools: Any = None, think: Any = None) -> str:
+    """The prompt for /api/chat: MESSAGE history and SYSTEM from the model, then the request's messages."""
+    msgs = _with_model_context(model, normalize_messages(messages))
+    tool_list = validate_tools(tools)
+    think_values = _think_values(think)
+    text = go_template_for(model)
+    if text is None:
+        return render_jinja(str(_chat_template_text(model)), msgs, tool_list, think,
+                            bos_token=_token(model, "bos_token"), eos_token=_token(model, "eos_token"))
+    return execute(text, msgs, tool_list, think_values)
+
+
+def render_generate(model: Any, prompt: str, system: str | None = None, suffix: str | None = None,
+                    template_override: str | None = None, include_history: bool = True,
+                    think: Any = None) -> str:
+    """The prompt for /api/generate (not ``raw``): system, MESSAGE history (unless continuing a
+    ``context``), then the prompt as a user message; with a suffix, .Prompt/.Suffix only."""
+    if not isinstance(prompt, str):
+        raise BadRequest("prompt must be a string")
+    think_values = _think_values(think)
+    text = template_override or go_template_for(model)
+    if suffix:
+        if text is None or "suffix" not in _compile(text)[1]:
+            raise BadRequest("this model does not support insert (its template has no .Suffix)")
+        tmpl, _ = _compile(text)
+        return _run(tmpl, {"Prompt": prompt, "Suffix": suffix, "Response": "", **think_values})
+    msgs: list[dict[str, Any]] = []
+    sys_text = system or getattr(model, "system", None) or ""
+    if sys_text:
+        msgs.append({"role": "system", "content": sys_text, "tool_calls": []})
+    if include_history:
+        msgs += normalize_messages(list(getattr(model, "messages", None) or []))
+    msgs.append({"role": "user", "content": prompt, "tool_calls": []})
+    if text is None:
+        return render_jinja(str(_chat_template_text(model)), msgs, [], think,
+                            bos_token=_token(model, "bos_token"), eos_token=_token(model, "eos_token"))
+    return execute(text, msgs, [], think_values)
+
+
+def _token(model: Any, name: str) -> str:
+    info = getattr(model, "info", None)
+    value = getattr(info, name, None) if info is not None else None
+    return value if isinstance(value, str) else ""
+
+
+def _run(tmpl: GoTemplate, data: dict[str, Any]) -> str:
+    try:
+        return tmpl.execute(data)
+    except RecursionError:
+        raise BadRequest("template: nesting too deep") from None
+
+
+def execute(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+            think_values: dict[str, Any]) -> str:
+    """Ollama's Template.Execute over already-prepared messages."""
+    tmpl, idents = _compile(text)
+    system, collated = collate(messages)
+    if "messages" in idents:
+        return _run(tmpl, {
+            "System": system, "Messages": [message_struct(m) for m in collated],
+            "Tools": tools_value(tools), "Response": "", **think_values,
+        })
+    # Legacy .System/.Prompt/.Response templates: one execution per exchange.
+    out: list[str] = []
+    sys_text, prompt, response = "", "", ""
+
+    def flush() -> None:
+        nonlocal sys_text, prompt, response
+        out.append(_run(tmpl, {"System": sys_text, "Prompt": prompt, "Response": response, **think_values}))
+        sys_text, prompt, response = "", "", ""
+
+    for m in collated:
+        if m["role"] == "system":
+            if prompt or response:
+                flush()
+            sys_text = m["content"]
+        elif m["role"] == "user":
+            if response:
+                flush()
+            prompt = m["content"]
+        elif m["role"] == "assistant":
+            response = m["content"]
+    # The last exchange stops right after .Response, so a trailing assistant message is a prefill.
+    out.append(_run(tmpl.cut_after_response(),
+                    {"System": sys_text, "Prompt": prompt, "Response": response, **think_values}))
+    return "".join(out)
