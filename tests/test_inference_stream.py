@@ -1,4 +1,4 @@
-"""Incremental think splitting, tool-call buffering, prompt truncation and stream joining."""
+"""Tool-call buffering, prompt truncation and stream joining."""
 
 from __future__ import annotations
 
@@ -10,45 +10,7 @@ import pytest
 
 from ollamalike.inference import collect
 from ollamalike.inference.service import _shorten, truncate_tokens
-from ollamalike.inference.stream import ThinkSplitter, ToolBuffer
-
-
-def split(pieces: list[str], in_thinking: bool = False) -> tuple[str, str]:
-    s = ThinkSplitter(in_thinking)
-    thinking, content = "", ""
-    for p in pieces:
-        t, c = s.feed(p)
-        thinking, content = thinking + t, content + c
-    t, c = s.flush()
-    return thinking + t, content + c
-
-
-@pytest.mark.parametrize(
-    "pieces, expected",
-    [
-        (["<think>plan</think>answer"], ("plan", "answer")),
-        (["<th", "ink>pl", "an</th", "ink>\n\nans", "wer"], ("plan", "answer")),
-        (["  <think>\nx</think> y"], ("x", "y")),
-        (["no thinking here"], ("", "no thinking here")),
-        (["<", "b>bold</b>"], ("", "<b>bold</b>")),
-        (["<think>unfinished"], ("unfinished", "")),
-        (["a < b"], ("", "a < b")),
-    ],
-)
-def test_think_splitter(pieces: list[str], expected: tuple[str, str]) -> None:
-    assert split(pieces) == expected
-    # Character by character gives the same result: tags split anywhere are recognised.
-    assert split(list("".join(pieces))) == expected
-
-
-def test_think_splitter_prefilled_prompt() -> None:
-    assert split(["reasoning</think>done"], in_thinking=True) == ("reasoning", "done")
-
-
-def test_think_splitter_streams_thinking_before_the_end_tag() -> None:
-    s = ThinkSplitter()
-    assert s.feed("<think>abc</") == ("abc", "")  # only the possible tag start is held back
-    assert s.feed("think>x") == ("", "x")
+from ollamalike.inference.stream import ToolBuffer
 
 
 @pytest.mark.parametrize(

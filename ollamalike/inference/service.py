@@ -21,7 +21,7 @@ from typing import Any
 from ollamalike import options as opts
 from ollamalike.errors import BadRequest, OllamalikeError, RunnerError
 from ollamalike.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
-from ollamalike.inference.stream import ThinkSplitter, ToolBuffer
+from ollamalike.inference.stream import ToolBuffer
 
 log = logging.getLogger("ollamalike.inference")
 
@@ -143,7 +143,8 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
         from ollamalike.template import render_generate
 
         prompt = render_generate(model, req.prompt, system=req.system, suffix=req.suffix,
-                                 template_override=req.template)
+                                 template_override=req.template, include_history=not req.context,
+                                 think=req.think)
     lease = await state.scheduler.acquire(model, options, req.keep_alive)
     try:
         runner = lease.runner
@@ -151,7 +152,7 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
             prompt = await runner.detokenize(req.context) + prompt
         tokens = truncate_tokens(await runner.tokenize(prompt, add_special=True), lease.num_ctx,
                                  int(options.get("num_keep", opts.PARAMETERS["num_keep"].default)))
-        splitter = ThinkSplitter(in_thinking=prompt.rstrip().endswith("<think>")) if req.think else None
+        splitter = _think_parser(prompt) if req.think else None
         run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
         done: dict[str, Any] = {}
         async with contextlib.aclosing(runner.completion(tokens, run_opts, req.format)) as chunks:
@@ -179,6 +180,12 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
         yield final
     finally:
         lease.release()
+
+
+def _think_parser(prompt: str) -> Any:
+    from ollamalike.template import ThinkingParser, prompt_opens_thinking
+
+    return ThinkingParser(started=prompt_opens_thinking(prompt))
 
 
 def _gen_chunk(model: str, content: str, thinking: str) -> dict[str, Any]:
@@ -212,7 +219,7 @@ async def chat(state: Any, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     try:
         runner = lease.runner
         prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think, lease.num_ctx)
-        splitter = ThinkSplitter(in_thinking=prompt.rstrip().endswith("<think>")) if req.think else None
+        splitter = _think_parser(prompt) if req.think else None
         tool_buffer = ToolBuffer() if req.tools else None
         run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
         done: dict[str, Any] = {}
