@@ -1,0 +1,286 @@
+"""The daemon's side of a runner: start the process, talk to it over its Unix socket, stop it.
+
+``RunnerProcess.start(spec, config)`` spawns ``python -m ollamalike.runner`` and returns once the
+model is loaded, or raises ``RunnerError`` with llama.cpp's reason (from the runner's stderr).
+Streams come back as dicts; a runner that dies mid-stream raises ``RunnerError``. Every process
+started here is reaped. This module never imports llama_cpp (the daemon must not load it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ollamalike.config import Config
+from ollamalike.errors import BadRequest, RunnerError
+
+log = logging.getLogger("ollamalike.runner")
+
+_SOCKET_PATH_MAX = 100  # sun_path is 104-108 bytes depending on the OS
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    model_path: str
+    ctx_size: int = 2048  # total: per-slot context x num_parallel
+    num_parallel: int = 1
+    num_batch: int = 512
+    gpu_layers: int = 0
+    threads: int = 0
+    flash_attn: bool = False
+    use_mmap: bool = True
+    embedding: bool = False
+    adapters: list[str] | tuple[str, ...] = field(default_factory=tuple)
+    kv_cache_type: str = "f16"
+
+    def argv(self, socket_path: str) -> list[str]:
+        args = [
+            "--model", str(self.model_path), "--socket", socket_path, "--ctx", str(self.ctx_size),
+            "--parallel", str(self.num_parallel), "--batch", str(self.num_batch),
+            "--gpu-layers", str(self.gpu_layers), "--threads", str(self.threads),
+            "--kv-cache-type", self.kv_cache_type,
+        ]
+        if self.flash_attn:
+            args.append("--flash-attn")
+        if not self.use_mmap:
+            args.append("--no-mmap")
+        if self.embedding:
+            args.append("--embedding")
+        for a in self.adapters:
+            args += ["--adapter", str(a)]
+        return args
+
+
+def _socket_path(config: Config) -> str:
+    name = f"runner-{uuid.uuid4().hex[:12]}.sock"
+    try:
+        config.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = str(config.run_dir / name)
+        if len(path.encode()) <= _SOCKET_PATH_MAX:
+            return path
+    except OSError:
+        pass
+    return str(Path(tempfile.gettempdir()) / name)
+
+
+class RunnerProcess:
+    def __init__(self, spec: RunnerSpec, proc: asyncio.subprocess.Process, socket_path: str) -> None:
+        self.spec = spec
+        self._proc = proc
+        self.socket_path = socket_path
+        self._stderr: deque[str] = deque(maxlen=60)
+        self._stderr_task = asyncio.get_running_loop().create_task(self._read_stderr())
+        self._session = aiohttp.ClientSession(
+            base_url="http://runner", connector=aiohttp.UnixConnector(path=socket_path), timeout=aiohttp.ClientTimeout(total=None)
+        )
+        self.memory: dict[str, int] = {"size": 0, "size_vram": 0}
+        self.health: dict[str, Any] = {}
+        self._stopped = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    async def start(cls, spec: RunnerSpec, config: Config) -> RunnerProcess:
+        path = Path(spec.model_path)
+        if not path.is_file():
+            raise RunnerError(f"model file not found: {path}")
+        socket_path = _socket_path(config)
+        env = dict(os.environ)
+        if config.cuda_visible_devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = config.cuda_visible_devices
+        if config.hip_visible_devices is not None:
+            env["HIP_VISIBLE_DEVICES"] = config.hip_visible_devices
+        proc = await asyncio.create_subprocess_exec(
+            config.runner_python, "-m", "ollamalike.runner", *spec.argv(socket_path),
+            *(["--verbose"] if config.debug else []),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        runner = cls(spec, proc, socket_path)
+        try:
+            await runner._wait_loaded(config.load_timeout)
+        except BaseException:
+            await runner.stop()
+            raise
+        return runner
+
+    async def _wait_loaded(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            if self._proc.returncode is not None:
+                await self._drain_stderr()
+                raise RunnerError(f"llama runner failed to load model: {self._reason()}")
+            if os.path.exists(self.socket_path):
+                with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError):
+                    async with self._session.get("/health", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                        body = await resp.json()
+                    if body.get("status") == "ok":
+                        self.health = body
+                        self.memory = dict(body.get("memory") or self.memory)
+                        return
+                    if body.get("status") == "error":
+                        raise RunnerError(f"llama runner failed to load model: {body.get('error')}")
+            if time.monotonic() > deadline:
+                raise RunnerError(f"timed out after {timeout:.0f}s waiting for the model to load")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+
+    async def stop(self) -> None:
+        """Ask politely, then terminate, then kill; always wait() so no zombie is left."""
+        if self._stopped:
+            return
+        self._stopped = True
+        proc = self._proc
+        if proc.returncode is None:
+            with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                async with self._session.post("/shutdown", timeout=aiohttp.ClientTimeout(total=2)):
+                    pass
+            for sig, wait in ((None, 5.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 10.0)):
+                if sig is not None and proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(sig)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(proc.wait(), wait)
+                if proc.returncode is not None:
+                    break
+        await proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
+        await self._session.close()
+        self._stderr_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._stderr_task
+        with contextlib.suppress(OSError):
+            os.unlink(self.socket_path)
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.returncode is None and not self._stopped
+
+    @property
+    def stderr_tail(self) -> list[str]:
+        return list(self._stderr)
+
+    # --- requests --------------------------------------------------------------------------
+    async def completion(
+        self, prompt: str | list[int], options: dict[str, Any] | None = None, format: str | dict[str, Any] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Chunks {"content": ...}, then one {"done": True, ...}. Stopping early cancels the sequence."""
+        body = {"prompt": prompt, "options": options or {}, "format": format}
+        done = False
+        try:
+            async with self._session.post("/completion", json=body) as resp:
+                await self._check(resp)
+                try:
+                    async for line in resp.content:
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        if "error" in event:
+                            raise RunnerError(str(event["error"]))
+                        if event.get("done"):
+                            done = True
+                        yield event
+                        if done:
+                            return
+                finally:
+                    if not done:
+                        resp.close()  # drop the connection: the runner cancels the sequence at once
+        except (aiohttp.ClientError, OSError, json.JSONDecodeError) as e:
+            raise await self._died(e) from None
+        if not done:
+            raise await self._died(None)
+
+    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        body = await self._call("/tokenize", {"content": text, "add_special": add_special})
+        return list(body["tokens"])
+
+    async def detokenize(self, tokens: list[int]) -> str:
+        body = await self._call("/detokenize", {"tokens": list(tokens)})
+        return str(body["content"])
+
+    async def embed(self, inputs: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
+        body = await self._call("/embedding", {"input": list(inputs), "truncate": truncate})
+        return body["embeddings"], int(body["prompt_eval_count"])
+
+    async def get_health(self) -> dict[str, Any]:
+        return await self._call("/health", None)
+
+    async def _call(self, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+        try:
+            method = self._session.get(path) if payload is None else self._session.post(path, json=payload)
+            async with method as resp:
+                await self._check(resp)
+                data = await resp.json()
+                return data if isinstance(data, dict) else {}
+        except (aiohttp.ClientError, OSError) as e:
+            raise await self._died(e) from None
+
+    async def _check(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status == 200:
+            return
+        try:
+            message = str((await resp.json(content_type=None)).get("error") or resp.reason)
+        except (ValueError, aiohttp.ClientError):
+            message = f"runner answered HTTP {resp.status}"
+        if resp.status == 400:
+            raise BadRequest(message)
+        raise RunnerError(message)
+
+    async def _died(self, cause: BaseException | None) -> RunnerError:
+        """The error for a broken connection: the process's fate and its last words, if it is gone."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._proc.wait(), 2.0)
+        rc = self._proc.returncode
+        if rc is None:
+            return RunnerError(f"lost the connection to the runner: {cause or 'stream ended early'}")
+        await self._drain_stderr()
+        how = f"signal {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals() else f"status {rc}"
+        tail = self._reason(default="")
+        return RunnerError(f"runner process exited unexpectedly ({how})" + (f": {tail}" if tail else ""))
+
+    # --- stderr ----------------------------------------------------------------------------
+    async def _read_stderr(self) -> None:
+        stream = self._proc.stderr
+        if stream is None:
+            return
+        while True:
+            line = await stream.readline()
+            if not line:
+                return
+            text = line.decode("utf-8", errors="replace").rstrip()
+            if text:
+                self._stderr.append(text)
+                log.debug("runner %s: %s", self._proc.pid, text)
+
+    async def _drain_stderr(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(self._stderr_task), 2.0)
+
+    def _reason(self, default: str = "the runner exited without saying why") -> str:
+        lines = list(self._stderr)
+        for line in reversed(lines):
+            if line.startswith("error: "):
+                return line[len("error: "):]
+        for line in reversed(lines):
+            if "error" in line.lower() or "failed" in line.lower() or "Traceback" not in line:
+                return line
+        return default

@@ -1,0 +1,329 @@
+"""The engine loop: continuous batching of many sequences through one llama.cpp context.
+
+One thread owns the context. Each step it builds ONE ``llama_batch``: the next token of every
+generating slot plus prompt chunks of slots still evaluating their prompt (bounded by n_batch),
+calls ``llama_decode`` once, and samples for every slot that asked for logits. A request joins
+between steps, so a new prompt is evaluated while the others keep generating. Finished slots keep
+their tokens/KV so a later request with a shared prefix evaluates only the rest.
+
+Other threads talk to it only through ``submit``/``cancel``/``embed`` (thread-safe); results go back
+through each request's ``emit`` callback, which must itself be thread-safe.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+
+from ollamalike.runner.llama import Loaded
+from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler
+from ollamalike.runner.slots import Slot, choose_slot, keep_count
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Request:
+    """One completion. ``emit`` receives {"content"} chunks, then one {"done": True, ...} or {"error"}."""
+
+    prompt: list[int]
+    params: SamplingParams
+    grammar: str | None
+    emit: Emit
+    cancelled: bool = False
+    truncated: bool = False
+
+
+@dataclass
+class EmbedJob:
+    inputs: list[list[int]]
+    done: Callable[[list[list[float]] | None, str | None], None]
+
+
+@dataclass
+class _Stats:
+    steps: int = 0
+    decoded_tokens: int = 0
+    queued: int = 0
+    busy_slots: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, loaded: Loaded, parallel: int) -> None:
+        self.m = loaded
+        self.slots = [Slot(seq=i) for i in range(max(1, parallel))]
+        self.batch = llama_cpp.llama_batch_init(loaded.n_batch, 0, 1)
+        self._incoming: queue.SimpleQueue[Request | EmbedJob | None] = queue.SimpleQueue()
+        self._waiting: list[Request] = []
+        self._wake = threading.Event()
+        self._stop = False
+        self._pieces: dict[int, bytes] = {}
+        self._piece_buf = (ctypes_char_array(256))()
+        self.stats = _Stats()
+        self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
+
+    # --- thread-safe API -------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, req: Request) -> None:
+        self._incoming.put(req)
+        self._wake.set()
+
+    def cancel(self, req: Request) -> None:
+        req.cancelled = True
+        self._wake.set()
+
+    def embed(self, job: EmbedJob) -> None:
+        self._incoming.put(job)
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._incoming.put(None)
+        self._wake.set()
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout=10)
+
+    # --- the loop --------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                self._drain_incoming()
+                if not self._step():
+                    self._wake.wait(timeout=1.0)
+                    self._wake.clear()
+        finally:
+            for slot in self.slots:
+                if slot.req is not None:
+                    self._finish(slot, error="runner is shutting down")
+            for req in self._waiting:
+                req.emit({"error": "runner is shutting down"})
+            llama_cpp.llama_batch_free(self.batch)
+
+    def _drain_incoming(self) -> None:
+        while True:
+            try:
+                item = self._incoming.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return
+            if isinstance(item, EmbedJob):
+                self._run_embed(item)
+            else:
+                self._waiting.append(item)
+        self._waiting = [r for r in self._waiting if not r.cancelled]
+        while self._waiting:
+            slot = choose_slot(self.slots, self._waiting[0].prompt)
+            if slot is None:
+                break
+            self._admit(slot, self._waiting.pop(0))
+        self.stats.queued = len(self._waiting)
+
+    def _admit(self, slot: Slot, req: Request) -> None:
+        m = self.m
+        prompt = req.prompt
+        if len(prompt) >= m.n_ctx_slot:
+            # As Ollama: keep num_keep tokens, drop the oldest after them, leave room to generate.
+            keep = keep_count(req.params.num_keep, prompt, m.bos if m.add_bos else None, m.n_ctx_slot)
+            discard = len(prompt) - (m.n_ctx_slot - 1)
+            prompt = prompt[:keep] + prompt[keep + discard :]
+            req.prompt = prompt
+            req.truncated = True
+        n = slot.common_prefix(prompt)
+        if n >= len(prompt):
+            n = len(prompt) - 1  # the last prompt token must be evaluated again to get logits
+        if n < len(slot.cache):
+            if not llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, n, -1):
+                n = 0
+                llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, -1, -1)
+            del slot.cache[n:]
+        try:
+            sampler = build_sampler(req.params, m.vocab, m.n_vocab, req.grammar, prompt)
+        except Exception as e:
+            req.emit({"error": str(e)})
+            return
+        slot.begin(req, prompt, n, sampler, TextStream(req.params.stop), self._limit(req.params))
+
+    def _limit(self, p: SamplingParams) -> int:
+        if p.num_predict == -2:
+            return self.m.n_ctx_slot  # "fill the context": ends with "length" when the slot is full
+        if p.num_predict < 0:
+            return 10 * self.m.n_ctx_slot  # unlimited, but never an endless loop (as Ollama)
+        return p.num_predict
+
+    def _step(self) -> bool:
+        """One llama_decode over every active slot. Returns False when there was nothing to do."""
+        m = self.m
+        batch = self.batch
+        n = 0
+        for slot in self.slots:
+            req = slot.req
+            if req is None:
+                continue
+            if req.cancelled:
+                self._finish(slot, reason="cancelled", emit=False)
+                continue
+            if slot.next_token is None:
+                continue
+            if len(slot.cache) >= m.n_ctx_slot and not self._make_room(slot):
+                continue
+            pos = len(slot.cache)
+            batch.token[n] = slot.next_token
+            batch.pos[n] = pos
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = slot.seq
+            batch.logits[n] = 1
+            slot.logit_index = n
+            slot.cache.append(slot.next_token)
+            slot.next_token = None
+            n += 1
+        for slot in sorted((s for s in self.slots if s.req is not None and s.in_prompt), key=lambda s: s.admitted):
+            room = m.n_batch - n
+            if room <= 0:
+                break
+            if slot.t_prompt == 0:
+                slot.t_prompt = time.perf_counter_ns()
+            take = min(room, len(slot.prompt) - slot.prompt_done)
+            last = slot.prompt_done + take == len(slot.prompt)
+            base = len(slot.cache)
+            for i in range(take):
+                batch.token[n] = slot.prompt[slot.prompt_done + i]
+                batch.pos[n] = base + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = slot.seq
+                batch.logits[n] = 0
+                n += 1
+            slot.cache.extend(slot.prompt[slot.prompt_done : slot.prompt_done + take])
+            slot.prompt_done += take
+            slot.prompt_evaluated += take
+            if last:
+                batch.logits[n - 1] = 1
+                slot.logit_index = n - 1
+        if n == 0:
+            return False
+        batch.n_tokens = n
+        rc = llama_cpp.llama_decode(m.ctx, batch)
+        self.stats.steps += 1
+        self.stats.decoded_tokens += n
+        if rc != 0:
+            self._fail_batch(rc)
+            return True
+        now = time.perf_counter_ns()
+        for slot in self.slots:
+            if slot.req is None or slot.logit_index < 0:
+                continue
+            idx, slot.logit_index = slot.logit_index, -1
+            if slot.in_prompt:
+                slot.in_prompt = False
+                slot.prompt_ns = now - slot.t_prompt
+                slot.t_gen = now
+            token = llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx)
+            self._on_token(slot, token)
+        self.stats.busy_slots = sum(1 for s in self.slots if s.req is not None)
+        return True
+
+    def _on_token(self, slot: Slot, token: int) -> None:
+        req = slot.req
+        assert req is not None
+        if llama_cpp.llama_vocab_is_eog(self.m.vocab, token):
+            self._finish(slot, reason="stop")
+            return
+        slot.generated.append(token)
+        text = slot.text.push(self._piece(token))
+        if text:
+            req.emit({"content": text})
+        if slot.text.stopped:
+            self._finish(slot, reason="stop")
+        elif len(slot.generated) >= slot.limit:
+            self._finish(slot, reason="length")
+        else:
+            slot.next_token = token
+
+    def _make_room(self, slot: Slot) -> bool:
+        """The slot's context is full: shift it (Ollama's context shift) or end with "length"."""
+        req = slot.req
+        assert req is not None
+        if req.params.num_predict == -2:
+            self._finish(slot, reason="length")
+            return False
+        m = self.m
+        keep = keep_count(req.params.num_keep, req.prompt, m.bos if m.add_bos else None, m.n_ctx_slot)
+        keep = min(keep, len(slot.cache) - 2)
+        discard = (len(slot.cache) - keep) // 2
+        if discard <= 0 or not llama_cpp.llama_memory_can_shift(m.mem):
+            self._finish(slot, reason="length")
+            return False
+        llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, keep, keep + discard)
+        llama_cpp.llama_memory_seq_add(m.mem, slot.seq, keep + discard, -1, -discard)
+        del slot.cache[keep : keep + discard]
+        return True
+
+    def _fail_batch(self, rc: int) -> None:
+        reason = "out of KV cache space" if rc == 1 else f"llama_decode failed with status {rc}"
+        self.stats.errors.append(reason)
+        for slot in self.slots:
+            if slot.req is not None and (slot.logit_index >= 0 or slot.in_prompt):
+                slot.logit_index = -1
+                llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
+                slot.cache.clear()
+                self._finish(slot, error=reason)
+
+    def _finish(self, slot: Slot, reason: str = "stop", error: str | None = None, emit: bool = True) -> None:
+        req = slot.req
+        if req is None:
+            return
+        if error is not None:
+            req.emit({"error": error})
+        elif emit:
+            tail = slot.text.flush()
+            if tail:
+                req.emit({"content": tail})
+            now = time.perf_counter_ns()
+            req.emit({
+                "done": True,
+                "done_reason": reason,
+                "prompt_eval_count": slot.prompt_evaluated,
+                "prompt_eval_duration": slot.prompt_ns if not slot.in_prompt else now - slot.t_prompt,
+                "eval_count": len(slot.generated),
+                "eval_duration": (now - slot.t_gen) if slot.t_gen else 0,
+                "tokens": list(slot.generated),
+                "prompt_tokens": len(req.prompt),
+                "truncated": req.truncated,
+            })
+        slot.end()
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            buf = self._piece_buf
+            n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, False)
+            if n < 0:
+                buf = ctypes_char_array(-n)()
+                n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, False)
+            piece = bytes(buf[:n])
+            self._pieces[token] = piece
+        return piece
+
+    # --- embeddings ------------------------------------------------------------------------
+    def _run_embed(self, job: EmbedJob) -> None:
+        from ollamalike.runner.embed import embed_batch
+
+        try:
+            job.done(embed_batch(self.m, self.batch, len(self.slots), job.inputs), None)
+        except Exception as e:  # reported to the caller; the engine keeps serving
+            job.done(None, str(e))
+
+
+def ctypes_char_array(n: int) -> Any:
+    import ctypes
+
+    return ctypes.c_char * n

@@ -1,0 +1,223 @@
+"""Loading a model with llama.cpp's low-level API: model, context, log capture, memory figures.
+
+``load_model`` returns a ``Loaded`` bundle (model, context, vocab and the numbers the engine needs)
+or raises ``LoadError`` carrying llama.cpp's own reason, taken from its log.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+
+_KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+_KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
+_LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5
+
+
+class LoadError(Exception):
+    """The model could not be loaded; the message is llama.cpp's reason."""
+
+
+class _LogCapture:
+    """Receives llama.cpp's log: keeps recent warnings/errors for error messages, echoes them to stderr."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.errors: deque[str] = deque(maxlen=20)
+        self._level = 0
+        self._line = ""
+        self._lock = threading.Lock()
+        self.callback = llama_cpp.llama_log_callback(self._on_log)
+
+    def _on_log(self, level: int, text: bytes, _user: Any) -> None:
+        if level != _LOG_CONT:
+            self._level = level
+        if not (self.verbose or self._level >= _LOG_WARN):
+            return
+        chunk = text.decode("utf-8", errors="replace")
+        sys.stderr.write(chunk)
+        if self._level >= _LOG_ERROR:
+            with self._lock:
+                self._line += chunk
+                while "\n" in self._line:
+                    line, self._line = self._line.split("\n", 1)
+                    if line.strip():
+                        self.errors.append(line.strip())
+
+    def reason(self, default: str) -> str:
+        """llama.cpp's first error line (the root cause; later lines only say "failed to load")."""
+        with self._lock:
+            lines = list(self.errors)
+        if not lines:
+            return default
+        func, sep, rest = lines[0].partition(": ")
+        return rest if sep and func.isidentifier() else lines[0]
+
+
+@dataclass
+class LoadOptions:
+    model_path: str
+    ctx_size: int = 2048
+    parallel: int = 1
+    batch: int = 512
+    gpu_layers: int = 0
+    threads: int = 0
+    flash_attn: bool = False
+    use_mmap: bool = True
+    embedding: bool = False
+    adapters: list[str] = field(default_factory=list)
+    kv_cache_type: str = "f16"
+    verbose: bool = False
+
+
+@dataclass
+class Loaded:
+    model: Any
+    ctx: Any
+    vocab: Any
+    mem: Any
+    n_vocab: int
+    n_ctx: int
+    n_ctx_slot: int
+    n_batch: int
+    n_embd: int
+    bos: int
+    add_bos: bool
+    size: int
+    size_vram: int
+    adapters: list[Any]
+
+    def close(self) -> None:
+        for a in self.adapters:
+            llama_cpp.llama_adapter_lora_free(a)
+        self.adapters = []
+        if self.ctx:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            llama_cpp.llama_model_free(self.model)
+            self.model = None
+
+
+_capture: _LogCapture | None = None
+
+
+def install_log_capture(verbose: bool) -> _LogCapture:
+    global _capture
+    if _capture is None:
+        _capture = _LogCapture(verbose)
+        llama_cpp.llama_log_set(_capture.callback, ctypes.c_void_p(0))
+    return _capture
+
+
+def load_model(opts: LoadOptions, progress: list[float]) -> Loaded:
+    """Load the model and create one context with ``parallel`` sequence slots.
+
+    ``progress[0]`` is updated (0..1) while the weights load; /health reports it.
+    """
+    capture = install_log_capture(opts.verbose)
+    if opts.kv_cache_type not in _KV_TYPES:
+        raise LoadError(f"unsupported kv cache type {opts.kv_cache_type!r}: use f16, q8_0 or q4_0")
+    llama_cpp.llama_backend_init()
+    mparams = llama_cpp.llama_model_default_params()
+    mparams.n_gpu_layers = opts.gpu_layers
+    mparams.use_mmap = opts.use_mmap
+
+    def on_progress(value: float, _user: Any) -> bool:
+        progress[0] = float(value)
+        return True
+
+    cb = llama_cpp.llama_progress_callback(on_progress)
+    mparams.progress_callback = cb
+    model = llama_cpp.llama_model_load_from_file(opts.model_path.encode(), mparams)
+    if not model:
+        raise LoadError(capture.reason(f"failed to load model {opts.model_path}"))
+    progress[0] = 1.0
+    adapters: list[Any] = []
+    try:
+        for path in opts.adapters:
+            a = llama_cpp.llama_adapter_lora_init(model, path.encode())
+            if not a:
+                raise LoadError(capture.reason(f"failed to load adapter {path}"))
+            adapters.append(a)
+        ctx, n_batch = _new_context(model, opts)
+        if not ctx:
+            raise LoadError(capture.reason("failed to create the llama.cpp context (out of memory?)"))
+    except BaseException:
+        for a in adapters:
+            llama_cpp.llama_adapter_lora_free(a)
+        llama_cpp.llama_model_free(model)
+        raise
+    if adapters:
+        arr = (llama_cpp.llama_adapter_lora_p_ctypes * len(adapters))(*adapters)
+        scales = (ctypes.c_float * len(adapters))(*([1.0] * len(adapters)))
+        llama_cpp.llama_set_adapters_lora(ctx, arr, len(adapters), scales)
+    vocab = llama_cpp.llama_model_get_vocab(model)
+    n_ctx = llama_cpp.llama_n_ctx(ctx)
+    size, vram = _memory(model, opts, n_ctx)
+    return Loaded(
+        model=model, ctx=ctx, vocab=vocab, mem=llama_cpp.llama_get_memory(ctx),
+        n_vocab=llama_cpp.llama_vocab_n_tokens(vocab), n_ctx=n_ctx,
+        n_ctx_slot=max(1, n_ctx // max(opts.parallel, 1)), n_batch=n_batch,
+        n_embd=llama_cpp.llama_model_n_embd(model), bos=llama_cpp.llama_vocab_bos(vocab),
+        add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)), size=size, size_vram=vram, adapters=adapters,
+    )
+
+
+def _new_context(model: Any, opts: LoadOptions) -> tuple[Any, int]:
+    cparams = llama_cpp.llama_context_default_params()
+    parallel = max(1, opts.parallel)
+    n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
+    cparams.n_ctx = max(opts.ctx_size, 8 * parallel)
+    cparams.n_seq_max = parallel
+    # Each slot gets its own KV stream (Ollama's split cache): attention never scans other slots' cells.
+    cparams.kv_unified = False
+    n_batch = max(1, opts.batch)
+    if opts.embedding:
+        # Non-causal models need a whole input in one micro-batch.
+        n_batch = max(n_batch, min(cparams.n_ctx, n_ctx_train or cparams.n_ctx))
+        cparams.embeddings = True
+    cparams.n_batch = n_batch
+    cparams.n_ubatch = n_batch
+    threads = opts.threads if opts.threads > 0 else _default_threads()
+    cparams.n_threads = threads
+    cparams.n_threads_batch = threads
+    cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    cparams.type_k = _KV_TYPES[opts.kv_cache_type]
+    cparams.type_v = _KV_TYPES[opts.kv_cache_type]
+    cparams.no_perf = True
+    ctx = llama_cpp.llama_init_from_model(model, cparams)
+    if ctx and opts.embedding and llama_cpp.llama_pooling_type(ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
+        # A generative model asked for embeddings: pool by mean, as Ollama does.
+        llama_cpp.llama_free(ctx)
+        cparams.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        ctx = llama_cpp.llama_init_from_model(model, cparams)
+    return ctx, n_batch
+
+
+def _default_threads() -> int:
+    import os
+
+    count = os.cpu_count() or 1
+    return max(1, count // 2) if count > 4 else count
+
+
+def _memory(model: Any, opts: LoadOptions, n_ctx: int) -> tuple[int, int]:
+    """Bytes the model takes: weights plus the KV cache; the VRAM share follows the offloaded layers."""
+    n_layer = max(1, llama_cpp.llama_model_n_layer(model))
+    n_head = max(1, llama_cpp.llama_model_n_head(model))
+    n_head_kv = max(1, llama_cpp.llama_model_n_head_kv(model))
+    head_dim = llama_cpp.llama_model_n_embd(model) // n_head
+    kv = int(2 * n_ctx * n_layer * n_head_kv * head_dim * _KV_BYTES[opts.kv_cache_type])
+    weights = int(llama_cpp.llama_model_size(model))
+    size = weights + kv
+    vram = 0
+    if llama_cpp.llama_supports_gpu_offload() and opts.gpu_layers > 0:
+        vram = int(size * min(1.0, opts.gpu_layers / n_layer))
+    return size, vram

@@ -1,0 +1,185 @@
+"""Per-request sampling: llama.cpp sampler chains, grammars for structured output, and the text stream.
+
+``SamplingParams.from_options`` reads Ollama's option names with Ollama's defaults;
+``build_sampler`` turns them (plus an optional grammar) into one ``llama_sampler`` chain;
+``grammar_for_format`` converts ``format`` ("json" or a JSON schema) into GBNF; ``TextStream``
+turns generated token bytes into text chunks that are always whole UTF-8 characters and never
+contain (or begin to contain) a stop sequence.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from ollamalike.errors import BadRequest
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Ollama's per-request options, with Ollama's defaults."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    mirostat: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    seed: int = -1
+    num_predict: int = -1
+    num_keep: int = 4
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> SamplingParams:
+        opts = options or {}
+        kwargs: dict[str, Any] = {}
+        for name, spec in cls.__dataclass_fields__.items():
+            if name not in opts or opts[name] is None:
+                continue
+            value = opts[name]
+            try:
+                if name == "stop":
+                    items = [value] if isinstance(value, str) else list(value)
+                    kwargs[name] = tuple(str(s) for s in items if str(s))
+                elif isinstance(spec.default, int):
+                    kwargs[name] = int(value)
+                else:
+                    kwargs[name] = float(value)
+            except (TypeError, ValueError):
+                raise BadRequest(f"option {name!r} has an invalid value: {value!r}") from None
+        params = cls(**kwargs)
+        if params.mirostat not in (0, 1, 2):
+            raise BadRequest("option 'mirostat' must be 0, 1 or 2")
+        return params
+
+
+def grammar_for_format(fmt: str | dict[str, Any] | None) -> str | None:
+    """GBNF for Ollama's ``format``: None, "json" or a JSON schema object."""
+    if fmt is None or fmt == "":
+        return None
+    if fmt == "json":
+        return JSON_GBNF
+    if isinstance(fmt, dict):
+        try:
+            return json_schema_to_gbnf(json.dumps(fmt))
+        except Exception as e:  # the converter raises bare Exceptions/ValueErrors on unsupported schemas
+            raise BadRequest(f"invalid JSON schema in format: {e}") from None
+    raise BadRequest(f'invalid format: {fmt!r}; expected "json" or a JSON schema object')
+
+
+def _seed(seed: int) -> int:
+    return llama_cpp.LLAMA_DEFAULT_SEED if seed < 0 else seed & 0xFFFFFFFF
+
+
+def build_sampler(
+    params: SamplingParams, vocab: Any, n_vocab: int, grammar: str | None, history: Sequence[int]
+) -> Any:
+    """A sampler chain for one request. ``history`` (prompt tokens) primes the repetition penalties.
+
+    Order follows Ollama/llama.cpp: grammar first (so every later stage only sees valid tokens),
+    penalties, then either greedy, mirostat, or top_k → typical → top_p → min_p → temperature → dist.
+    """
+    chain_params = llama_cpp.llama_sampler_chain_default_params()
+    chain_params.no_perf = True
+    chain = llama_cpp.llama_sampler_chain_init(chain_params)
+    add = llama_cpp.llama_sampler_chain_add
+    if grammar is not None:
+        g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+        if not g:
+            llama_cpp.llama_sampler_free(chain)
+            raise BadRequest("the format could not be compiled into a grammar")
+        add(chain, g)
+    if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
+        last_n = n_vocab if params.repeat_last_n == -1 else max(params.repeat_last_n, 0)
+        pen = llama_cpp.llama_sampler_init_penalties(
+            n_vocab, last_n, params.repeat_penalty, params.frequency_penalty, params.presence_penalty
+        )
+        for tok in history[-last_n:] if last_n else ():
+            llama_cpp.llama_sampler_accept(pen, tok)
+        add(chain, pen)
+    seed = _seed(params.seed)
+    if params.temperature <= 0.0:
+        add(chain, llama_cpp.llama_sampler_init_greedy())
+    elif params.mirostat == 1:
+        add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
+        add(chain, llama_cpp.llama_sampler_init_mirostat(n_vocab, seed, params.mirostat_tau, params.mirostat_eta, 100))
+    elif params.mirostat == 2:
+        add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
+        add(chain, llama_cpp.llama_sampler_init_mirostat_v2(seed, params.mirostat_tau, params.mirostat_eta))
+    else:
+        if params.top_k > 0:
+            add(chain, llama_cpp.llama_sampler_init_top_k(params.top_k))
+        if 0.0 < params.typical_p < 1.0:
+            add(chain, llama_cpp.llama_sampler_init_typical(params.typical_p, 1))
+        if 0.0 < params.top_p < 1.0:
+            add(chain, llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            add(chain, llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+        add(chain, llama_cpp.llama_sampler_init_temp(params.temperature))
+        add(chain, llama_cpp.llama_sampler_init_dist(seed))
+    return chain
+
+
+class TextStream:
+    """Bytes of generated tokens in, safe text chunks out.
+
+    Incomplete UTF-8 sequences are held until the character is whole, and any tail that could be the
+    beginning of a stop sequence is held until it either completes the stop (then the text ends
+    before it) or diverges (then it is released).
+    """
+
+    def __init__(self, stop: Sequence[str]) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stop = [s for s in stop if s]
+        self._pending = ""
+        self.stopped = False
+
+    def push(self, piece: bytes) -> str:
+        """Feed one token's bytes; returns the text that is now safe to emit ("" if none)."""
+        if self.stopped:
+            return ""
+        self._pending += self._decoder.decode(piece, final=False)
+        if not self._stop:
+            out, self._pending = self._pending, ""
+            return out
+        cut = min((i for i in (self._pending.find(s) for s in self._stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped = True
+            out, self._pending = self._pending[:cut], ""
+            return out
+        hold = self._held_tail()
+        out = self._pending[: len(self._pending) - hold]
+        self._pending = self._pending[len(self._pending) - hold :]
+        return out
+
+    def _held_tail(self) -> int:
+        """Length of the longest suffix of the pending text that is a proper prefix of a stop string."""
+        best = 0
+        text = self._pending
+        for s in self._stop:
+            for n in range(min(len(s) - 1, len(text)), best, -1):
+                if text.endswith(s[:n]):
+                    best = n
+                    break
+        return best
+
+    def flush(self) -> str:
+        """At the end of generation: release held text (an incomplete character becomes U+FFFD)."""
+        if self.stopped:
+            return ""
+        out = self._pending + self._decoder.decode(b"", final=True)
+        self._pending = ""
+        return out

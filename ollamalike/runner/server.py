@@ -1,0 +1,240 @@
+"""The runner's socket server: HTTP with NDJSON streams over a Unix domain socket.
+
+Routes: GET /health (status loading|ok, load progress, memory, slots), POST /completion (NDJSON:
+{"content"} chunks then a {"done": true, ...} object, or an {"error"} line), POST /tokenize,
+POST /detokenize, POST /embedding, POST /shutdown. The model loads in a worker thread while
+/health already answers; the engine runs in its own thread and talks back through
+``loop.call_soon_threadsafe``. A client that goes away cancels its sequence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import sys
+from typing import Any
+
+import llama_cpp
+from aiohttp import web
+
+from ollamalike.errors import BadRequest
+from ollamalike.runner.engine import EmbedJob, Engine, Request
+from ollamalike.runner.llama import Loaded, LoadError, LoadOptions, load_model
+from ollamalike.runner.sampling import SamplingParams, grammar_for_format
+
+NDJSON = "application/x-ndjson"
+
+
+def tokenize(m: Loaded, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
+    data = text.encode("utf-8", errors="replace")
+    cap = len(data) + 8
+    buf = (llama_cpp.llama_token * cap)()
+    n = llama_cpp.llama_tokenize(m.vocab, data, len(data), buf, cap, add_special, parse_special)
+    if n < 0:
+        cap = -n
+        buf = (llama_cpp.llama_token * cap)()
+        n = llama_cpp.llama_tokenize(m.vocab, data, len(data), buf, cap, add_special, parse_special)
+    return list(buf[:n])
+
+
+def detokenize(m: Loaded, tokens: list[int]) -> str:
+    arr = (llama_cpp.llama_token * max(1, len(tokens)))(*tokens)
+    cap = 8 * len(tokens) + 16
+    for _ in range(2):
+        buf = ctypes.create_string_buffer(cap)
+        n = llama_cpp.llama_detokenize(m.vocab, arr, len(tokens), buf, cap, False, False)
+        if n >= 0:
+            return buf.raw[:n].decode("utf-8", errors="replace")
+        cap = -n + 1
+    raise BadRequest("could not detokenize the tokens")
+
+
+class RunnerServer:
+    def __init__(self, opts: LoadOptions) -> None:
+        self.opts = opts
+        self.status = "loading"
+        self.error: str | None = None
+        self.progress = [0.0]
+        self.loaded: Loaded | None = None
+        self.engine: Engine | None = None
+        self.stopping = asyncio.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    async def load(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self.loaded = await loop.run_in_executor(None, load_model, self.opts, self.progress)
+        except LoadError as e:
+            self.status, self.error = "error", str(e)
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            self.stopping.set()
+            return
+        self.engine = Engine(self.loaded, self.opts.parallel)
+        self.engine.start()
+        self.status = "ok"
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+        if self.loaded is not None:
+            self.loaded.close()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_get("/health", self.health)
+        app.router.add_post("/completion", self.completion)
+        app.router.add_post("/tokenize", self.tokenize)
+        app.router.add_post("/detokenize", self.detokenize)
+        app.router.add_post("/embedding", self.embedding)
+        app.router.add_post("/shutdown", self.shutdown)
+        return app
+
+    def _ready(self) -> tuple[Loaded, Engine]:
+        if self.loaded is None or self.engine is None:
+            raise _http_error(503, self.error or "model is still loading")
+        return self.loaded, self.engine
+
+    # --- routes ----------------------------------------------------------------------------
+    async def health(self, _request: web.Request) -> web.Response:
+        body: dict[str, Any] = {"status": self.status, "progress": round(self.progress[0], 4), "pid": os.getpid()}
+        if self.error:
+            body["error"] = self.error
+        if self.loaded is not None and self.engine is not None:
+            m = self.loaded
+            body.update(
+                memory={"size": m.size, "size_vram": m.size_vram},
+                n_ctx=m.n_ctx, n_ctx_slot=m.n_ctx_slot, n_batch=m.n_batch, parallel=len(self.engine.slots),
+                embedding=self.opts.embedding, slots_busy=self.engine.stats.busy_slots,
+                queued=self.engine.stats.queued, steps=self.engine.stats.steps,
+                decoded_tokens=self.engine.stats.decoded_tokens,
+            )
+        return web.json_response(body)
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        m, _ = self._ready()
+        body = await _json(request)
+        content = body.get("content")
+        if not isinstance(content, str):
+            raise _http_error(400, "content must be a string")
+        return web.json_response({"tokens": tokenize(m, content, bool(body.get("add_special", True)))})
+
+    async def detokenize(self, request: web.Request) -> web.Response:
+        m, _ = self._ready()
+        tokens = (await _json(request)).get("tokens")
+        return web.json_response({"content": detokenize(m, _check_tokens(m, tokens))})
+
+    async def embedding(self, request: web.Request) -> web.Response:
+        m, engine = self._ready()
+        if not self.opts.embedding:
+            raise _http_error(400, "this runner was not started for embeddings")
+        body = await _json(request)
+        inputs = body.get("input")
+        if not isinstance(inputs, list) or not all(isinstance(s, str) for s in inputs):
+            raise _http_error(400, "input must be a list of strings")
+        truncate = bool(body.get("truncate", True))
+        limit = min(m.n_ctx_slot, m.n_batch, llama_cpp.llama_model_n_ctx_train(m.model) or m.n_ctx_slot)
+        keep_last = bool(llama_cpp.llama_vocab_get_add_sep(m.vocab) or llama_cpp.llama_vocab_get_add_eos(m.vocab))
+        token_lists = []
+        for text in inputs:
+            toks = tokenize(m, text, True, False) or [m.bos]
+            if len(toks) > limit:
+                if not truncate:
+                    raise _http_error(400, "input length exceeds maximum context length")
+                toks = toks[: limit - 1] + [toks[-1]] if keep_last else toks[:limit]
+            token_lists.append(toks)
+        if not token_lists:
+            return web.json_response({"embeddings": [], "prompt_eval_count": 0})
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[list[float]]] = loop.create_future()
+
+        def done(vectors: list[list[float]] | None, error: str | None) -> None:
+            def settle() -> None:
+                if fut.done():
+                    return
+                if error is not None or vectors is None:
+                    fut.set_exception(_http_error(500, error or "embedding failed"))
+                else:
+                    fut.set_result(vectors)
+
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(settle)
+
+        engine.embed(EmbedJob(token_lists, done))
+        vectors = await fut
+        return web.json_response({"embeddings": vectors, "prompt_eval_count": sum(len(t) for t in token_lists)})
+
+    async def completion(self, request: web.Request) -> web.StreamResponse:
+        m, engine = self._ready()
+        if self.opts.embedding:
+            raise _http_error(400, "this runner serves embeddings only; it cannot generate text")
+        body = await _json(request)
+        prompt = body.get("prompt", "")
+        tokens = tokenize(m, prompt, True, True) if isinstance(prompt, str) else _check_tokens(m, prompt)
+        if not tokens:
+            tokens = [m.bos]
+        options = body.get("options") or {}
+        if not isinstance(options, dict):
+            raise _http_error(400, "options must be an object")
+        try:
+            params = SamplingParams.from_options(options)
+            grammar = grammar_for_format(body.get("format"))
+        except BadRequest as e:
+            raise _http_error(400, str(e)) from None
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        def emit(event: dict[str, Any]) -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(events.put_nowait, event)
+
+        req = Request(prompt=tokens, params=params, grammar=grammar, emit=emit)
+        engine.submit(req)
+        finished = False
+        try:
+            resp = web.StreamResponse(headers={"Content-Type": NDJSON})
+            await resp.prepare(request)
+            while True:
+                event = await events.get()
+                parts = [event]
+                while not events.empty():  # send what piled up in one write
+                    parts.append(events.get_nowait())
+                await resp.write(b"".join(json.dumps(p).encode() + b"\n" for p in parts))
+                if any(p.get("done") or "error" in p for p in parts):
+                    finished = True
+                    break
+            await resp.write_eof()
+            return resp
+        finally:
+            if not finished:
+                engine.cancel(req)
+
+    async def shutdown(self, _request: web.Request) -> web.Response:
+        self.stopping.set()
+        return web.json_response({"status": "stopping"})
+
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _http_error(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _http_error(400, "request body must be a JSON object")
+    return body
+
+
+def _check_tokens(m: Loaded, tokens: Any) -> list[int]:
+    if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+        raise _http_error(400, "tokens must be a list of integers")
+    bad = [t for t in tokens if not 0 <= t < m.n_vocab]
+    if bad:
+        raise _http_error(400, f"token id {bad[0]} is out of range for a vocabulary of {m.n_vocab}")
+    return list(tokens)
+
+
+def _http_error(status: int, message: str) -> web.HTTPException:
+    cls = {400: web.HTTPBadRequest, 500: web.HTTPInternalServerError, 503: web.HTTPServiceUnavailable}[status]
+    return cls(text=json.dumps({"error": message}), content_type="application/json")

@@ -1,0 +1,96 @@
+"""Sequence slots: what one llama.cpp sequence id is doing, and how a request picks a slot.
+
+A slot's ``cache`` lists exactly the tokens whose KV entries live in the context for its sequence
+(position i holds cache[i]); it survives the request so the next one can reuse a shared prefix.
+Pure Python (no llama_cpp), so slot choice and truncation are unit-testable on their own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+_admissions = itertools.count(1)
+
+
+@dataclass
+class Slot:
+    seq: int
+    cache: list[int] = field(default_factory=list)
+    req: Any = None
+    sampler: Any = None
+    text: Any = None
+    prompt: list[int] = field(default_factory=list)
+    prompt_done: int = 0  # prompt tokens already in the cache (reused or evaluated)
+    prompt_evaluated: int = 0  # prompt tokens this request actually evaluated
+    in_prompt: bool = False
+    next_token: int | None = None
+    logit_index: int = -1
+    generated: list[int] = field(default_factory=list)
+    limit: int = 0
+    admitted: int = 0
+    last_used: float = 0.0
+    t_prompt: int = 0
+    prompt_ns: int = 0
+    t_gen: int = 0
+
+    def common_prefix(self, tokens: Sequence[int]) -> int:
+        n = 0
+        for a, b in zip(self.cache, tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        return n
+
+    def begin(self, req: Any, prompt: list[int], reused: int, sampler: Any, text: Any, limit: int) -> None:
+        self.req = req
+        self.prompt = prompt
+        self.prompt_done = reused
+        self.prompt_evaluated = 0
+        self.in_prompt = True
+        self.sampler = sampler
+        self.text = text
+        self.next_token = None
+        self.logit_index = -1
+        self.generated = []
+        self.limit = limit
+        self.admitted = next(_admissions)
+        self.t_prompt = 0
+        self.prompt_ns = 0
+        self.t_gen = 0
+
+    def end(self) -> None:
+        """Free the slot; its cache (and KV) stays for prefix reuse."""
+        if self.sampler is not None:
+            import llama_cpp  # only the runner process gets here
+
+            llama_cpp.llama_sampler_free(self.sampler)
+        self.sampler = None
+        self.req = None
+        self.text = None
+        self.in_prompt = False
+        self.next_token = None
+        self.logit_index = -1
+        self.last_used = time.monotonic()
+
+
+def choose_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> Slot | None:
+    """The free slot sharing the longest prefix with ``prompt``; ties go to the least recently used."""
+    free = [s for s in slots if s.req is None]
+    if not free:
+        return None
+    return max(free, key=lambda s: (s.common_prefix(prompt), -s.last_used))
+
+
+def keep_count(num_keep: int, prompt: Sequence[int], bos: int | None, n_ctx_slot: int) -> int:
+    """Tokens kept at the start when the context overflows (Ollama's num_keep; -1 keeps the prompt).
+
+    A leading BOS is always kept on top of num_keep; the result leaves room to discard something.
+    """
+    keep = len(prompt) if num_keep < 0 else num_keep
+    if bos is not None and prompt and prompt[0] == bos:
+        keep += 1
+    return max(0, min(keep, len(prompt), n_ctx_slot // 2))
