@@ -52,7 +52,7 @@ _RULES: list[tuple[str, Callable[[str], bool]]] = [
     ("chatml", _has("<|im_start|>")),
     ("llama2-chat", _has("[INST]", "<<SYS>>")),
     ("mistral-instruct", _has("[INST]")),
-    ("phi-3", _has("<|user|>", "<|end|>")),
+    ("phi-3", lambda t: "<|end|>" in t and ("<|user|>" in t or "<|assistant|>" in t)),
     ("zephyr", _has("<|user|>")),
     ("openchat", _has("GPT4 Correct")),
     ("codellama-70b-instruct", _has("Source:", "<step>")),
@@ -82,6 +82,16 @@ def detect_name(jinja_text: str) -> str | None:
 
 
 def detect_template(jinja_text: str) -> NamedTemplate | None:
-    """The named template for a GGUF Jinja chat template, or None (render the Jinja instead)."""
+    """The named template for a GGUF Jinja chat template, or None (render the Jinja instead).
+
+    A Jinja template that does more than our named one would (reasoning blocks, or tools when
+    ours has no tool support) is rendered as is rather than mapped to a poorer equivalent."""
     name = detect_name(jinja_text)
-    return named_template(name) if name else None
+    if name is None:
+        return None
+    named = named_template(name)
+    if any(m in jinja_text for m in ("enable_thinking", "<think>", "reasoning_content")):
+        return None
+    if "tools" in jinja_text and ".Tools" not in named.template:
+        return None
+    return named
