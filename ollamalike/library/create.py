@@ -22,7 +22,7 @@ from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.library.models import Layers, _encode, gguf_info, read_layers
 from ollamalike.library.request import CreateRequest
-from ollamalike.names import ModelName, parse_digest
+from ollamalike.names import ModelName
 from ollamalike.store import Pins, Store
 from ollamalike.store.manifest import (
     CONFIG_MEDIA_TYPE,
@@ -114,14 +114,18 @@ def _check_parameters(params: dict[str, Any]) -> dict[str, Any]:
     return valid
 
 
-async def _gguf_source(store: Store, media: str, *, path: Path | None = None, digest: str | None = None) -> _Source:
+async def _gguf_source(
+    store: Store, pins: Pins, media: str, *, path: Path | None = None, digest: str | None = None
+) -> _Source:
     if path is not None:
         _check_regular(path, "file")
         info = await asyncio.to_thread(_read_info, path)
         return _Source(media, info, path=path)
     assert digest is not None
-    d = parse_digest(digest)
+    # Pinned before the existence check: a GC between the check and the manifest cannot take it.
+    d = pins.add(digest)
     if not store.has_blob(d):
+        pins.fresh.discard(d)  # not ours to clean up if it appears meanwhile
         raise BadRequest(f"blob {d} not found: upload it with POST /api/blobs/{d} first")
     info = await asyncio.to_thread(_read_info, store.blob_path(d))
     return _Source(media, info, digest=d, size=store.blob_size(d))
@@ -140,7 +144,7 @@ def _classify(sources: list[_Source]) -> None:
     sources.sort(key=lambda s: {MEDIA_MODEL: 0, MEDIA_PROJECTOR: 1}.get(s.media, 2))
 
 
-async def _plan(store: Store, request: CreateRequest) -> tuple[_Plan, str | None]:
+async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan, str | None]:
     """Validate everything without writing; returns the plan and a FROM name still to be fetched."""
     if request.quantize:
         raise BadRequest("quantization is not supported yet")
@@ -160,11 +164,11 @@ async def _plan(store: Store, request: CreateRequest) -> tuple[_Plan, str | None
         if local is None:
             from_name = mf.from_
         else:
-            plan.sources.append(await _gguf_source(store, MEDIA_MODEL, path=local))
+            plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, path=local))
         for spec in mf.adapters:
             adapter = Path(spec).expanduser()
             path = adapter if adapter.is_absolute() else base_dir / adapter
-            adapter_sources.append(await _gguf_source(store, MEDIA_ADAPTER, path=path))
+            adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, path=path))
         template = template if template is not None else mf.template
         system = system if system is not None else mf.system
         license_ = license_ if license_ is not None else (mf.license or None)
@@ -177,9 +181,9 @@ async def _plan(store: Store, request: CreateRequest) -> tuple[_Plan, str | None
     if from_name is not None:
         ModelName.parse(from_name)
     for fname in sorted(files):
-        plan.sources.append(await _gguf_source(store, MEDIA_MODEL, digest=files[fname]))
+        plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
     for fname in sorted(request.adapters):
-        adapter_sources.append(await _gguf_source(store, MEDIA_ADAPTER, digest=request.adapters[fname]))
+        adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
     if plan.sources:
         _classify(plan.sources)
     plan.sources.extend(adapter_sources)
@@ -194,9 +198,11 @@ async def _plan(store: Store, request: CreateRequest) -> tuple[_Plan, str | None
     return plan, from_name
 
 
-def _inherit(store: Store, plan: _Plan, from_name: str) -> None:
+def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
     """Take the base model's layers; the request's fields override (parameters merge key by key)."""
     _, manifest, _ = store.get_manifest(from_name)
+    for layer in manifest["layers"]:
+        pins.add(layer["digest"])
     base = read_layers(store, manifest)
     if base.model is None:
         raise BadRequest(f"model '{from_name}' has no model layer")
@@ -219,21 +225,22 @@ def _inherit(store: Store, plan: _Plan, from_name: str) -> None:
 async def create_model(store: Store, name: str, request: CreateRequest) -> AsyncIterator[dict[str, Any]]:
     """/api/create as a stream of Ollama's status objects; the last one is {"status": "success"}."""
     target = ModelName.parse(name)
-    plan, from_name = await _plan(store, request)
-    if from_name is not None:
-        try:
-            store.get_manifest(from_name)
-        except ModelNotFound:
-            async for status in _missing_base(store, from_name):
-                yield status
-        _inherit(store, plan, from_name)
-    if plan.sources:
-        yield {"status": "parsing GGUF"}
     with store.pin() as pins:
         try:
+            plan, from_name = await _plan(store, request, pins)
+            if from_name is not None:
+                try:
+                    store.get_manifest(from_name)
+                except ModelNotFound:
+                    async for status in _missing_base(store, from_name):
+                        yield status
+                _inherit(store, plan, from_name, pins)
+            if plan.sources:
+                yield {"status": "parsing GGUF"}
             async for status in _write(store, target, plan, pins):
                 yield status
         except BaseException:
+            # Blobs this create wrote and nothing references go again (the pins must drop first).
             fresh = set(pins.fresh)
             pins.release()
             store.collect(fresh)
@@ -244,7 +251,6 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
 async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> AsyncIterator[dict[str, Any]]:
     layers: list[Descriptor] = []
     for desc in plan.base_descs:
-        pins.add(desc.digest)
         if not store.has_blob(desc.digest):
             raise BadRequest(f"base model layer {desc.digest} is missing from the store")
         layers.append(desc)
