@@ -37,7 +37,7 @@ from ollamalike.template.goparse import (
 from ollamalike.template.govalues import ExecError, Struct, print_value, sorted_keys, truth
 
 MAX_OUTPUT = 32 * 1024 * 1024
-MAX_STEPS = 2_000_000
+MAX_STEPS = 1_000_000
 MAX_DEPTH = 100
 
 

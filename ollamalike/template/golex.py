@@ -117,7 +117,7 @@ def _lex_action(text: str, pos: int, line: int, tokens: list[Token]) -> tuple[in
                 raise template_error(line, "unexpected right paren")
             depth -= 1
             tokens.append(Token("rparen", c, line))
-            pos += 1
+            pos = _lex_field_chain(text, pos + 1, line, tokens)
         elif c == "|":
             tokens.append(Token("pipe", c, line))
             pos += 1

@@ -40,7 +40,7 @@ class JSONList(list):  # type: ignore[type-arg]
 # ---- printing -------------------------------------------------------------------------------
 
 def go_float(f: float, json_mode: bool = False) -> str:
-    """Go's ``%v`` for float64 (shortest repr, %e when exp < -4 or >= 21), or encoding/json's form."""
+    """Go's ``%v`` for float64 (strconv 'g', shortest: %e when exp < -4 or >= 6), or encoding/json's form."""
     if math.isnan(f):
         return "NaN"
     if math.isinf(f):
@@ -52,7 +52,7 @@ def go_float(f: float, json_mode: bool = False) -> str:
     assert isinstance(exp, int)
     dp = len("".join(map(str, digits_t))) + exp  # position of the decimal point
     x = dp - 1
-    use_exp = (abs(f) < 1e-6 or abs(f) >= 1e21) if json_mode else (x < -4 or x >= 21)
+    use_exp = (abs(f) < 1e-6 or abs(f) >= 1e21) if json_mode else (x < -4 or x >= 6)
     prefix = "-" if sign else ""
     if use_exp:
         mant = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
