@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -239,3 +241,19 @@ def test_info_cache_follows_blob_lifetime(store: Store) -> None:
     assert store.cached_info(weights) == {"architecture": "llama"}
     store.delete_tag("m")
     assert store.cached_info(weights) is None
+
+
+def test_temp_and_partial_files_are_not_blobs(store: Store) -> None:
+    root = store.blobs.root
+    fresh_tmp = root / ".tmp-writing-now"
+    stale_tmp = root / ".tmp-dead-writer"
+    for p in (fresh_tmp, stale_tmp):
+        p.write_bytes(b"half")
+    old = time.time() - 2 * 3600
+    os.utime(stale_tmp, (old, old))
+    part = store.partial("sha256:" + "3" * 64, 100)
+    part.write_at(0, b"x" * 10)
+    assert store.blobs.digests() == []
+    assert store.gc() == []
+    # A live writer's temp file and a resumable partial stay; a dead writer's temp file goes.
+    assert fresh_tmp.exists() and part.path.exists() and not stale_tmp.exists()

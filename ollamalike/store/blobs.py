@@ -9,6 +9,7 @@ is built from them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -101,6 +102,14 @@ class BlobDir:
         os.replace(tmp, target)
         fsync_dir(self.root)
 
+    def _sync_and_commit(self, tmp: Path, digest: str) -> None:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._commit(tmp, digest)
+
     def add_bytes(self, data: bytes, expected_digest: str | None = None, claim: Claim | None = None) -> tuple[str, int]:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if expected_digest is not None and parse_digest(expected_digest) != digest:
@@ -183,14 +192,14 @@ class BlobDir:
                         raise PayloadTooLarge(f"blob larger than the limit of {max_size} bytes")
                     h.update(chunk)
                     out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
             digest = "sha256:" + h.hexdigest()
             if digest != expected:
                 raise BadRequest(f"digest mismatch: expected {expected}, got {digest}")
             if claim is not None:
                 claim(digest)
-            self._commit(tmp, digest)
+            # fsync of a large file can take seconds: not on the event loop. The thread opens the
+            # file itself, so a cancellation here cannot close a descriptor it is still using.
+            await asyncio.to_thread(self._sync_and_commit, tmp, digest)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
