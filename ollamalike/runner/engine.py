@@ -305,10 +305,10 @@ class Engine:
         piece = self._pieces.get(token)
         if piece is None:
             buf = self._piece_buf
-            n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, False)
+            n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, True)
             if n < 0:
                 buf = ctypes_char_array(-n)()
-                n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, False)
+                n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, True)
             piece = bytes(buf[:n])
             self._pieces[token] = piece
         return piece

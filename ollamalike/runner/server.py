@@ -40,16 +40,19 @@ def tokenize(m: Loaded, text: str, add_special: bool = True, parse_special: bool
     return list(buf[:n])
 
 
+def token_piece(m: Loaded, token: int) -> bytes:
+    """One token's bytes, special tokens rendered as their text (as Ollama does)."""
+    buf = ctypes.create_string_buffer(64)
+    n = llama_cpp.llama_token_to_piece(m.vocab, token, buf, len(buf), 0, True)
+    if n < 0:
+        buf = ctypes.create_string_buffer(-n)
+        n = llama_cpp.llama_token_to_piece(m.vocab, token, buf, len(buf), 0, True)
+    return buf.raw[:n]
+
+
 def detokenize(m: Loaded, tokens: list[int]) -> str:
-    arr = (llama_cpp.llama_token * max(1, len(tokens)))(*tokens)
-    cap = 8 * len(tokens) + 16
-    for _ in range(2):
-        buf = ctypes.create_string_buffer(cap)
-        n = llama_cpp.llama_detokenize(m.vocab, arr, len(tokens), buf, cap, False, False)
-        if n >= 0:
-            return buf.raw[:n].decode("utf-8", errors="replace")
-        cap = -n + 1
-    raise BadRequest("could not detokenize the tokens")
+    """Concatenated token pieces: the same text a stream of these tokens shows."""
+    return b"".join(token_piece(m, t) for t in tokens).decode("utf-8", errors="replace")
 
 
 class RunnerServer:
