@@ -216,3 +216,101 @@ def make_model(store: object, name: str, model_bytes: bytes | None = None, model
         Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size), [Descriptor(MEDIA_MODEL, digest, size)]
     )
     return str(store.put_manifest(name, manifest))  # type: ignore[attr-defined]
+
+
+class ThreadedServer:
+    """An aiohttp app on its own event loop in a thread, for tests that block (CLI, urllib)."""
+
+    def __init__(self, app: web.Application) -> None:
+        import threading
+
+        self.app = app
+        self.port = free_port()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+        async def up() -> None:
+            self._runner = web.AppRunner(self.app, access_log=None)
+            await self._runner.setup()
+            await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+        asyncio.run_coroutine_threadsafe(up(), self.loop).result(30)
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+
+
+def fake_hub(repos: dict[str, dict[str, bytes]], lfs_min: int = 1024) -> web.Application:
+    """The few Hugging Face Hub endpoints huggingface_hub uses to list and download files.
+
+    ``repos`` maps ``user/repo`` to {path: content}; files of ``lfs_min`` bytes or more are
+    described as LFS files (sha256 oid, X-Linked-Etag/X-Linked-Size), as the Hub does.
+    """
+    import hashlib
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    app = web.Application()
+
+    def entry(path: str, data: bytes) -> dict[str, object]:
+        git_oid = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        item: dict[str, object] = {"type": "file", "path": path, "size": len(data), "oid": git_oid}
+        if len(data) >= lfs_min:
+            item["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 130}
+        return item
+
+    def repo_or_404(request: web.Request) -> dict[str, bytes]:
+        repo = f"{request.match_info['user']}/{request.match_info['repo']}"
+        if repo not in repos:
+            raise web.HTTPNotFound(headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+        return repos[repo]
+
+    async def tree(request: web.Request) -> web.Response:
+        files = repo_or_404(request)
+        return web.json_response([entry(p, d) for p, d in sorted(files.items())])
+
+    async def paths_info(request: web.Request) -> web.Response:
+        files = repo_or_404(request)
+        form = await request.post()
+        wanted = [str(p) for p in form.getall("paths", [])]
+        return web.json_response([entry(p, files[p]) for p in wanted if p in files])
+
+    async def resolve(request: web.Request) -> web.StreamResponse:
+        files = repo_or_404(request)
+        path = request.match_info["path"]
+        if path not in files:
+            raise web.HTTPNotFound(headers={"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"})
+        data = files[path]
+        headers = {"X-Repo-Commit": commit, "Accept-Ranges": "bytes"}
+        if len(data) >= lfs_min:
+            sha = hashlib.sha256(data).hexdigest()
+            headers.update({"X-Linked-Etag": f'"{sha}"', "ETag": f'"{sha}"', "X-Linked-Size": str(len(data))})
+        else:
+            headers["ETag"] = '"' + hashlib.sha1(data).hexdigest() + '"'
+        start = 0
+        rng = request.headers.get("Range", "")
+        status = 200
+        if rng.startswith("bytes=") and rng.endswith("-"):
+            start = int(rng[6:-1])
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(len(data))
+            return web.Response(status=200, headers=headers)
+        return web.Response(status=status, body=data[start:], headers=headers)
+
+    app.router.add_get("/api/models/{user}/{repo}/tree/{rev}", tree)
+    app.router.add_post("/api/models/{user}/{repo}/paths-info/{rev}", paths_info)
+    app.router.add_route("HEAD", "/{user}/{repo}/resolve/{rev}/{path:.+}", resolve)
+    app.router.add_get("/{user}/{repo}/resolve/{rev}/{path:.+}", resolve, allow_head=False)
+    return app

@@ -78,8 +78,8 @@ def test_push_then_pull_between_daemons(
     pulled = b.cli("pull", name, "--insecure")
     assert pulled.returncode == 0, pulled.stderr
     out = pulled.stderr + pulled.stdout
-    for status in ("pulling manifest", "verifying sha256 digest", "writing manifest", "success"):
-        assert status in out
+    for line in ("pulling manifest", "verifying sha256 digest", "writing manifest", "success"):
+        assert line in out
 
     src, dst = Store(a.models_dir), Store(b.models_dir)
     try:

@@ -237,7 +237,7 @@ async def test_manifest_not_found(registry: DockerRegistry, tmp_path: Path) -> N
         await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/nothing:here", insecure=True))
 
 
-BAD_MANIFESTS = {
+BAD_MANIFESTS: dict[str, dict[str, Any]] = {
     "dotdot-digest": {"digest": "sha256:../../../../etc/passwd"},
     "short-digest": {"digest": "sha256:abc123"},
     "non-hex-digest": {"digest": "sha256:" + "z" * 64},
@@ -248,8 +248,8 @@ BAD_MANIFESTS = {
 
 @pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
 async def test_malformed_manifest_rejected_before_any_write(tmp_path: Path, case: str) -> None:
-    layer = {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64, "size": 10}
-    layer.update(BAD_MANIFESTS[case])  # type: ignore[arg-type]
+    layer: dict[str, Any] = {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64, "size": 10}
+    layer.update(BAD_MANIFESTS[case])
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",

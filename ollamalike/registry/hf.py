@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -29,6 +28,7 @@ from ollamalike.store.manifest import (
     Descriptor,
     build_config,
     build_manifest,
+    go_json,
 )
 
 DEFAULT_QUANT = "Q4_K_M"
@@ -169,7 +169,7 @@ def _build_manifest(store: Any, pins: Any, path: str, digest: str, size: int) ->
         pins.add(t_digest)
         layers.append(Descriptor(MEDIA_TEMPLATE, t_digest, t_size))
         if stops:
-            p_digest, p_size = store.add_blob_bytes(json.dumps({"stop": stops}, indent=2).encode())
+            p_digest, p_size = store.add_blob_bytes(go_json({"stop": stops}))
             pins.add(p_digest)
             layers.append(Descriptor(MEDIA_PARAMS, p_digest, p_size))
     architecture = str(getattr(info, "architecture", "") or "")
@@ -193,11 +193,4 @@ def _detect(chat_template: str | None) -> tuple[str, list[str]] | None:
     named = detect_template(chat_template)
     if named is None:
         return None
-    if isinstance(named, str):
-        return named, []
-    text = getattr(named, "template", None)
-    params = getattr(named, "parameters", None) or {}
-    stops = getattr(named, "stop", None) or (params.get("stop") if isinstance(params, dict) else None) or []
-    if not isinstance(text, str):
-        return None
-    return text, [str(s) for s in stops]
+    return named.template, list(named.stop)

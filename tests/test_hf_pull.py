@@ -1,0 +1,158 @@
+"""Hugging Face pulls through the REAL daemon and huggingface_hub, against a local fake Hub (HF_ENDPOINT).
+
+Covers quantization choice (explicit, ``latest`` fallback, unknown quant listing what exists,
+split GGUFs refused), the LFS sha256 check, hard-linking from the HF cache, the template layer
+from detection, ``FROM hf.co/...`` in a Modelfile, and unknown repositories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ollamalike.registry.hf import available_quants, choose_gguf
+from ollamalike.store import Store
+from tests.daemon import Daemon, start_daemon
+from tests.helpers import assert_api_error
+from tests.registry_server import ThreadedServer, fake_hub
+
+REPO = "tester/Tiny-GGUF"
+
+
+@pytest.mark.parametrize(
+    ("files", "tag", "expected"),
+    [
+        (["a/model-Q4_K_M.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf"], "latest", "model-Q4_K_M.gguf"),
+        (["model.q4_k_m.gguf", "model.Q8_0.gguf"], "Q8_0", "model.Q8_0.gguf"),
+        (["model-Q4_K_M.gguf", "model-Q4_K_S.gguf"], "q4_k_s", "model-Q4_K_S.gguf"),
+        (["README.md", "only-F16.gguf"], "latest", "only-F16.gguf"),
+        (["b-Q8_0.gguf", "a-F16.gguf", "mmproj-F16.gguf"], "latest", "a-F16.gguf"),
+        (["model-Q4_K_M.gguf", "model-IQ4_XS.gguf"], "iq4_xs", "model-IQ4_XS.gguf"),
+    ],
+)
+def test_choose_gguf(files: list[str], tag: str, expected: str) -> None:
+    assert choose_gguf(files, tag) == expected
+
+
+@pytest.mark.parametrize(
+    ("files", "tag", "message"),
+    [
+        (["README.md"], "latest", "no GGUF files"),
+        (["m-Q4_K_M.gguf", "m-Q8_0.gguf"], "Q5_K_M", "available: Q4_K_M, Q8_0"),
+        (["m-Q4_K_M.gguf"], "Q4_K", "available: Q4_K_M"),  # a prefix is not a match
+        (["m-Q8_0-00001-of-00002.gguf", "m-Q8_0-00002-of-00002.gguf"], "Q8_0", "split GGUF"),
+    ],
+)
+def test_choose_gguf_errors(files: list[str], tag: str, message: str) -> None:
+    from ollamalike.errors import BadRequest
+
+    with pytest.raises(BadRequest, match=message):
+        choose_gguf(files, tag)
+
+
+def test_available_quants_labels() -> None:
+    assert available_quants(["x-Q4_K_M.gguf", "x.q8_0.gguf", "x-BF16.gguf", "weird.gguf"]) == [
+        "Q4_K_M",
+        "Q8_0",
+        "BF16",
+        "weird.gguf",
+    ]
+
+
+@pytest.fixture(scope="module")
+def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path) -> Iterator[ThreadedServer]:
+    files = {
+        "README.md": b"# tiny\n",
+        "tiny-F32.gguf": tiny_chat_gguf.read_bytes(),
+        "tiny-Q4_0.gguf": tiny_chat_q4_gguf.read_bytes(),
+        "tiny-Q8_0-00001-of-00002.gguf": b"GGUF" + b"\0" * 2000,
+        "tiny-Q8_0-00002-of-00002.gguf": b"GGUF" + b"\0" * 2000,
+    }
+    server = ThreadedServer(fake_hub({REPO: files}))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def daemon(hub: ThreadedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    home = tmp_path_factory.mktemp("hf-home")
+    d = start_daemon(home, {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home / "hf")})
+    yield d
+    d.stop()
+
+
+def test_pull_explicit_quant_links_from_cache(daemon: Daemon, tiny_chat_q4_gguf: Path) -> None:
+    done = daemon.cli("pull", f"hf.co/{REPO}:Q4_0")
+    assert done.returncode == 0, done.stderr
+    out = done.stderr + done.stdout
+    assert "pulling manifest" in out and "success" in out
+    digest = "sha256:" + hashlib.sha256(tiny_chat_q4_gguf.read_bytes()).hexdigest()
+    store = Store(daemon.models_dir)
+    try:
+        _, manifest, _ = store.get_manifest(f"hf.co/{REPO}:Q4_0")
+        media = {layer["mediaType"]: layer for layer in manifest["layers"]}
+        assert media["application/vnd.ollama.image.model"]["digest"] == digest
+        # Not copied: the store's blob is the HF cache's file (same inode).
+        assert os.stat(store.blob_path(digest)).st_nlink >= 2
+        from ollamalike.gguf_info import read_gguf_info
+        from ollamalike.template import detect_template
+
+        named = detect_template(read_gguf_info(tiny_chat_q4_gguf).chat_template or "")
+        if named is None:
+            assert "application/vnd.ollama.image.template" not in media
+        else:
+            template = store.read_blob(media["application/vnd.ollama.image.template"]["digest"]).decode()
+            assert template == named.template
+            params = store.read_blob(media["application/vnd.ollama.image.params"]["digest"])
+            assert b'"stop"' in params
+    finally:
+        store.close()
+    status, shown = daemon.request("POST", "/api/show", {"model": f"hf.co/{REPO}:Q4_0"})
+    assert status == 200, shown
+    assert shown["details"]["format"] == "gguf"
+    status, gen = daemon.request(
+        "POST",
+        "/api/generate",
+        {"model": f"hf.co/{REPO}:Q4_0", "prompt": "hi", "stream": False, "options": {"num_predict": 2}},
+    )
+    assert status == 200 and gen["done"] is True, gen
+
+
+def test_pull_latest_falls_back_to_first_gguf(daemon: Daemon, tiny_chat_gguf: Path) -> None:
+    status, final = daemon.request("POST", "/api/pull", {"model": f"hf.co/{REPO}", "stream": False})
+    assert (status, final) == (200, {"status": "success"})
+    store = Store(daemon.models_dir)
+    try:
+        _, manifest, _ = store.get_manifest(f"hf.co/{REPO}:latest")
+    finally:
+        store.close()
+    model = [layer for layer in manifest["layers"] if layer["mediaType"].endswith(".model")][0]
+    assert model["digest"][7:] == hashlib.sha256(tiny_chat_gguf.read_bytes()).hexdigest()
+
+
+def test_hf_errors(daemon: Daemon) -> None:
+    status, data = daemon.request("POST", "/api/pull", {"model": f"hf.co/{REPO}:Q5_K_M", "stream": False})
+    assert_api_error(status, data, 400, "available: F32, Q4_0, Q8_0")
+    status, data = daemon.request("POST", "/api/pull", {"model": f"hf.co/{REPO}:Q8_0", "stream": False})
+    assert_api_error(status, data, 400, "split GGUF files are not supported")
+    status, data = daemon.request("POST", "/api/pull", {"model": "hf.co/nobody/nothing", "stream": False})
+    assert_api_error(status, data, 404, "not found")
+    bad = daemon.cli("pull", f"hf.co/{REPO}:Q5_K_M")
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+def test_modelfile_from_hf_pulls_base(daemon: Daemon, tmp_path: Path) -> None:
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM hf.co/{REPO}:F32\nSYSTEM You are a test.\n")
+    done = daemon.cli("create", "from-hf", "-f", str(modelfile))
+    assert done.returncode == 0, done.stderr
+    status, shown = daemon.request("POST", "/api/show", {"model": "from-hf"})
+    assert status == 200, shown
+    assert "You are a test." in shown.get("system", "") + shown.get("modelfile", "")
+    status, shown = daemon.request("POST", "/api/show", {"model": f"hf.co/{REPO}:F32"})
+    assert status == 200, shown  # the base was pulled and tagged on the way
