@@ -148,9 +148,11 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
     lease = await state.scheduler.acquire(model, options, req.keep_alive)
     try:
         runner = lease.runner
-        if req.context:
-            prompt = await runner.detokenize(req.context) + prompt
-        tokens = truncate_tokens(await runner.tokenize(prompt, add_special=True), lease.num_ctx,
+        # The previous context stays token-exact (its KV cache can be reused); the new text
+        # continues it, so it gets no second BOS.
+        prefix = [int(t) for t in req.context or []]
+        tokens = prefix + await runner.tokenize(prompt, add_special=not prefix)
+        tokens = truncate_tokens(tokens, lease.num_ctx,
                                  int(options.get("num_keep", opts.PARAMETERS["num_keep"].default)))
         splitter = _think_parser(prompt) if req.think else None
         run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)

@@ -53,8 +53,9 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
     num_ctx = int(requested or config.context_length or DEFAULT_NUM_CTX)
     train_ctx = int(getattr(info, "context_length", 0) or 0)
     if train_ctx and num_ctx > train_ctx:
-        log.warning("requested context size %d is larger than %s's training context %d; using %d",
-                    num_ctx, display_name(model), train_ctx, train_ctx)
+        if requested or config.context_length:
+            log.warning("requested context size %d is larger than %s's training context %d; using %d",
+                        num_ctx, display_name(model), train_ctx, train_ctx)
         num_ctx = train_ctx
     num_ctx = max(num_ctx, 8)
     parallel = config.num_parallel
@@ -76,7 +77,7 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
         "flash_attn": config.flash_attention,
         "use_mmap": bool(options.get("use_mmap", True)),
         "embedding": bool(embedding or getattr(info, "is_embedding_model", False)),
-        "adapters": [str(a) for a in (getattr(model, "adapters", None) or [])],
+        "adapters": tuple(str(a) for a in (getattr(model, "adapters", None) or [])),
         "kv_cache_type": config.kv_cache_type,
     }
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)

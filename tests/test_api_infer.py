@@ -1,0 +1,275 @@
+"""/api/generate, /api/chat, /api/embed, /api/embeddings and /api/ps against the REAL daemon,
+real runner processes and tiny generated models."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.daemon import Daemon
+from tests.helpers import assert_api_error
+from tests.infer_helpers import start_serving_daemon, stream_lines
+
+pytestmark = pytest.mark.e2e
+
+FAST = {"num_predict": 8, "seed": 42, "temperature": 0}
+TIMINGS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
+
+
+@pytest.fixture(scope="module")
+def d(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path, tiny_embed_gguf: Path) -> Iterator[Daemon]:
+    daemon = start_serving_daemon(tmp_path_factory.mktemp("serve"), tiny_chat_gguf, tiny_embed_gguf, tools=True)
+    yield daemon
+    print(daemon.logs())
+    daemon.stop()
+
+
+def post(d: Daemon, path: str, body: Any) -> tuple[int, Any]:
+    return d.request("POST", path, body)
+
+
+def streamed(d: Daemon, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+    objects = []
+    for line in stream_lines(d, path, body):
+        assert line.strip(), "blank line in NDJSON stream"
+        assert b"\n" not in line and b": " not in line[:20], f"not compact JSON: {line[:80]!r}"
+        objects.append(json.loads(line))
+    return objects
+
+
+def check_final(final: dict[str, Any]) -> None:
+    assert final["done"] is True and final["done_reason"] in ("stop", "length")
+    for key in TIMINGS:
+        assert isinstance(final[key], int), key
+    assert final["total_duration"] > 0 and final["prompt_eval_count"] > 0 and final["eval_count"] > 0
+    assert final["eval_duration"] > 0 and final["prompt_eval_duration"] > 0
+    assert final["total_duration"] >= final["eval_duration"]
+
+
+def test_generate_streams_ndjson_with_measured_final_object(d: Daemon) -> None:
+    chunks = streamed(d, "/api/generate", {"model": "tiny", "prompt": "Why is the sky blue?", "options": FAST})
+    *parts, final = chunks
+    assert parts and all(c["done"] is False and c["model"] == "tiny" and "created_at" in c for c in parts)
+    check_final(final)
+    assert final["done_reason"] == "length" and final["eval_count"] == 8
+    assert final["response"] == ""
+    assert isinstance(final["context"], list) and all(isinstance(t, int) for t in final["context"])
+    assert len(final["context"]) == final["prompt_eval_count"] + final["eval_count"]
+    # Same seed, temperature 0: the non-streamed answer is the joined stream.
+    status, one = post(d, "/api/generate", {"model": "tiny", "prompt": "Why is the sky blue?", "options": FAST,
+                                            "stream": False})
+    assert status == 200 and one["response"] == "".join(c["response"] for c in parts)
+    assert one["context"] == final["context"]
+    check_final(one)
+
+
+def test_generate_context_continues_a_conversation(d: Daemon) -> None:
+    _, first = post(d, "/api/generate", {"model": "tiny", "prompt": "hello", "options": FAST, "stream": False})
+    _, second = post(d, "/api/generate", {"model": "tiny", "prompt": "more", "context": first["context"],
+                                          "options": FAST, "stream": False})
+    # The new prompt continues the old context token for token (no second BOS), and only the new
+    # tokens are evaluated: the runner reuses the cached prefix.
+    assert second["context"][: len(first["context"])] == first["context"]
+    new_tokens = len(second["context"]) - len(first["context"]) - second["eval_count"]
+    assert new_tokens > 0 and second["prompt_eval_count"] <= new_tokens + 1
+
+
+def test_generate_raw_and_system_and_template(d: Daemon) -> None:
+    for extra in ({"raw": True}, {"system": "You are terse."}, {"template": "Q: {{ .Prompt }}\nA:"}):
+        status, body = post(d, "/api/generate", {"model": "tiny", "prompt": "hi", "options": FAST, "stream": False,
+                                                 **extra})
+        assert status == 200, body
+        check_final(body)
+    _, raw = post(d, "/api/generate", {"model": "tiny", "prompt": "hi", "raw": True, "options": FAST, "stream": False})
+    _, templated = post(d, "/api/generate", {"model": "tiny", "prompt": "hi", "options": FAST, "stream": False})
+    assert raw["prompt_eval_count"] < templated["prompt_eval_count"]
+
+
+def test_chat_stream_and_non_stream(d: Daemon) -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "How are you?"}]
+    chunks = streamed(d, "/api/chat", {"model": "tiny", "messages": messages, "options": FAST})
+    *parts, final = chunks
+    assert all(c["message"]["role"] == "assistant" for c in chunks)
+    check_final(final)
+    assert final["message"] == {"role": "assistant", "content": ""}
+    status, one = post(d, "/api/chat", {"model": "tiny", "messages": messages, "options": FAST, "stream": False})
+    assert status == 200
+    assert one["message"]["content"] == "".join(c["message"]["content"] for c in parts)
+    check_final(one)
+
+
+def test_format_json_and_schema(d: Daemon) -> None:
+    opts = {"num_predict": 48, "seed": 1, "temperature": 0}
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}, "ok": {"type": "boolean"}},
+              "required": ["n", "ok"]}
+    _, body = post(d, "/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "json"}],
+                                    "format": schema, "options": opts, "stream": False})
+    assert body["done_reason"] == "stop", body
+    jsonschema.validate(json.loads(body["message"]["content"]), schema)
+    _, body = post(d, "/api/generate", {"model": "tiny", "prompt": "json", "format": "json",
+                                        "options": {"num_predict": 64, "seed": 3, "temperature": 0}, "stream": False})
+    if body["done_reason"] == "stop":
+        assert isinstance(json.loads(body["response"]), (dict, list))
+    else:
+        assert body["response"].lstrip().startswith(("{", "["))
+
+
+def test_chat_tool_calls_are_parsed_into_objects(d: Daemon) -> None:
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Weather for a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    # The tiny random model will not choose to call a tool: a grammar makes its output a tool call.
+    call_schema = {"type": "object", "properties": {"name": {"const": "get_weather"},
+                                                    "arguments": {"type": "object", "properties": {
+                                                        "city": {"enum": ["Paris", "Rome"]}},
+                                                        "required": ["city"]}},
+                   "required": ["name", "arguments"]}
+    body = {"model": "tools", "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": tools,
+            "format": call_schema, "options": {"num_predict": 64, "seed": 1, "temperature": 0}}
+    for stream in (False, True):
+        if stream:
+            chunks = streamed(d, "/api/chat", body)
+            calls = [c for ch in chunks for c in ch["message"].get("tool_calls", [])]
+            content = "".join(ch["message"]["content"] for ch in chunks)
+        else:
+            status, out = post(d, "/api/chat", {**body, "stream": False})
+            assert status == 200, out
+            calls, content = out["message"].get("tool_calls", []), out["message"]["content"]
+        assert content == ""
+        assert len(calls) == 1
+        assert calls[0]["function"]["name"] == "get_weather"
+        assert calls[0]["function"]["arguments"]["city"] in ("Paris", "Rome")
+    # A tool result in the history renders and answers.
+    history = [{"role": "user", "content": "Weather in Paris?"},
+               {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather",
+                                                                                 "arguments": {"city": "Paris"}}}]},
+               {"role": "tool", "content": "sunny", "tool_name": "get_weather"}]
+    status, out = post(d, "/api/chat", {"model": "tools", "messages": history, "tools": tools, "options": FAST,
+                                        "stream": False})
+    assert status == 200 and out["done"] is True
+
+
+def test_tools_and_think_need_model_support(d: Daemon) -> None:
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    status, body = post(d, "/api/chat", {"model": "emb", "messages": [{"role": "user", "content": "x"}]})
+    assert_api_error(status, body, 400, "does not support")
+    status, body = post(d, "/api/generate", {"model": "tiny", "prompt": "x", "think": True})
+    assert_api_error(status, body, 400, "does not support thinking")
+    status, body = post(d, "/api/generate", {"model": "tiny", "prompt": "x", "suffix": "y"})
+    assert_api_error(status, body, 400, "insert")
+    status, caps = post(d, "/api/show", {"model": "tiny"})
+    if "tools" not in caps.get("capabilities", []):
+        status, body = post(d, "/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "x"}],
+                                             "tools": tools})
+        assert_api_error(status, body, 400, "does not support tools")
+
+
+def test_long_prompt_is_truncated_to_the_context(d: Daemon) -> None:
+    long_prompt = " ".join(f"word{i}" for i in range(600))
+    _, body = post(d, "/api/generate", {"model": "tiny", "prompt": long_prompt, "stream": False,
+                                        "options": {"num_ctx": 128, "num_predict": 4, "num_keep": 5}})
+    assert body["done"] is True and 0 < body["prompt_eval_count"] <= 128, body
+    history = []
+    for i in range(40):
+        history += [{"role": "user", "content": f"question {i} " * 8}, {"role": "assistant", "content": f"answer {i} " * 8}]
+    messages = [{"role": "system", "content": "You are a test."}, *history, {"role": "user", "content": "last"}]
+    _, body = post(d, "/api/chat", {"model": "tiny", "messages": messages, "stream": False,
+                                    "options": {"num_ctx": 128, "num_predict": 4}})
+    assert body["done"] is True and 0 < body["prompt_eval_count"] <= 128, body
+
+
+def test_empty_prompt_loads_and_keep_alive_zero_unloads(d: Daemon) -> None:
+    status, body = post(d, "/api/generate", {"model": "tiny", "stream": False})
+    assert status == 200 and body["done"] is True and body["done_reason"] == "load" and body["response"] == ""
+    _, ps = d.request("GET", "/api/ps")
+    entry = next(m for m in ps["models"] if m["name"] == "tiny:latest")
+    assert set(entry) >= {"name", "model", "size", "size_vram", "digest", "details", "expires_at", "context_length"}
+    assert entry["size"] > 0 and len(entry["digest"]) == 64 and entry["details"]["family"] == "llama"
+    status, body = post(d, "/api/chat", {"model": "tiny", "messages": [], "keep_alive": 0})
+    assert status == 200 and body["done_reason"] == "unload" and body["message"]["content"] == ""
+    _, ps = d.request("GET", "/api/ps")
+    assert "tiny:latest" not in [m["name"] for m in ps["models"]]
+    # Forever: keep_alive -1 shows a far-future expiry.
+    post(d, "/api/generate", {"model": "tiny", "keep_alive": -1, "stream": False})
+    _, ps = d.request("GET", "/api/ps")
+    entry = next(m for m in ps["models"] if m["name"] == "tiny:latest")
+    assert entry["expires_at"] > "2200"
+    post(d, "/api/generate", {"model": "tiny", "keep_alive": "5m", "stream": False})
+
+
+def test_options_needing_another_runner_reload(d: Daemon) -> None:
+    post(d, "/api/generate", {"model": "tiny", "options": {"num_ctx": 256}, "stream": False})
+    _, ps = d.request("GET", "/api/ps")
+    assert next(m for m in ps["models"] if m["name"] == "tiny:latest")["context_length"] == 256
+    _, body = post(d, "/api/generate", {"model": "tiny", "prompt": "x", "options": {**FAST, "num_ctx": 512},
+                                        "stream": False})
+    assert body["load_duration"] > 0
+    _, ps = d.request("GET", "/api/ps")
+    assert next(m for m in ps["models"] if m["name"] == "tiny:latest")["context_length"] == 512
+
+
+def test_embed_and_legacy_embeddings(d: Daemon) -> None:
+    status, body = post(d, "/api/embed", {"model": "emb", "input": ["hello world", "good morning"]})
+    assert status == 200, body
+    assert body["model"] == "emb" and len(body["embeddings"]) == 2
+    width = len(body["embeddings"][0])
+    assert width > 8 and all(len(v) == width for v in body["embeddings"])
+    assert all(math.isclose(math.sqrt(sum(x * x for x in v)), 1.0, rel_tol=1e-3) for v in body["embeddings"])
+    assert body["prompt_eval_count"] > 0 and body["total_duration"] > 0
+    _, single = post(d, "/api/embed", {"model": "emb", "input": "hello world"})
+    assert single["embeddings"][0] == pytest.approx(body["embeddings"][0], abs=1e-5)
+    _, short = post(d, "/api/embed", {"model": "emb", "input": "hello world", "dimensions": 8})
+    assert len(short["embeddings"][0]) == 8
+    assert math.isclose(math.sqrt(sum(x * x for x in short["embeddings"][0])), 1.0, rel_tol=1e-3)
+    _, empty = post(d, "/api/embed", {"model": "emb", "input": []})
+    assert empty["embeddings"] == []
+    status, legacy = post(d, "/api/embeddings", {"model": "emb", "prompt": "hello world"})
+    assert status == 200 and set(legacy) == {"embedding"} and len(legacy["embedding"]) == width
+    _, legacy_empty = post(d, "/api/embeddings", {"model": "emb", "prompt": ""})
+    assert legacy_empty == {"embedding": []}
+    status, err = post(d, "/api/embed", {"model": "emb", "input": "x", "dimensions": 100000})
+    assert_api_error(status, err, 400, "dimensions")
+
+
+@pytest.mark.parametrize(
+    "path, body, status, message",
+    [
+        ("/api/generate", {"model": "nosuch", "prompt": "x"}, 404, "model 'nosuch' not found"),
+        ("/api/chat", {"model": "nosuch", "messages": [{"role": "user", "content": "x"}]}, 404,
+         "model 'nosuch' not found"),
+        ("/api/embed", {"model": "nosuch", "input": "x"}, 404, "model 'nosuch' not found"),
+        ("/api/embeddings", {"model": "nosuch", "prompt": "x"}, 404, "not found"),
+        ("/api/generate", {"prompt": "x"}, 400, "model is required"),
+        ("/api/generate", {"model": "tiny", "prompt": ["x"]}, 400, "prompt"),
+        ("/api/generate", {"model": "tiny", "prompt": "x", "options": {"num_ctx": -4}}, 400, "num_ctx"),
+        ("/api/generate", {"model": "tiny", "prompt": "x", "options": {"temperature": "hot"}}, 400, "temperature"),
+        ("/api/generate", {"model": "tiny", "prompt": "x", "options": "fast"}, 400, "options"),
+        ("/api/generate", {"model": "tiny", "prompt": "x", "keep_alive": "later"}, 400, "keep_alive"),
+        ("/api/chat", {"model": "tiny", "messages": [{"role": "robot", "content": "x"}]}, 400, "role"),
+        ("/api/chat", {"model": "tiny", "messages": {"role": "user"}}, 400, "messages"),
+        ("/api/chat", {"model": "tiny", "messages": [], "format": "yaml"}, 400, "format"),
+        ("/api/embed", {"model": "emb", "input": 42}, 400, "input"),
+    ],
+)
+def test_bad_requests(d: Daemon, path: str, body: dict[str, Any], status: int, message: str) -> None:
+    got, data = post(d, path, body)
+    assert_api_error(got, data, status, message)
+
+
+def test_malformed_json_body(d: Daemon) -> None:
+    import urllib.error
+    import urllib.request
+
+    for path in ("/api/generate", "/api/chat", "/api/embed", "/api/embeddings"):
+        req = urllib.request.Request(d.base_url + path, data=b'{"model": "tiny",', method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=30)
+        assert_api_error(e.value.code, e.value.read(), 400, "invalid JSON")
