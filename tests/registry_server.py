@@ -91,12 +91,16 @@ class ProxyBehaviour:
     oversize_digest: str | None = None  # send extra bytes after this blob
     ignore_range: bool = False
     redirect_blobs: bool = False  # 307 blob GETs to /storage/... on the same proxy
+    redirect_host: str | None = None  # ...named by this host instead (another origin, e.g. "localhost")
+    basic_user: str | None = None  # when set, demand HTTP Basic credentials
+    basic_password: str = ""
     fail_first: int = 0  # answer this many requests with 503 first
     throttle_bytes_per_s: int = 0
     token_user: str | None = None  # when set, demand Bearer tokens from /token
     token_password: str = ""
     realm: str | None = None  # override the realm announced in WWW-Authenticate
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range)
+    storage_authorization: list[str] = field(default_factory=list)  # Authorization seen by /storage
     tokens_issued: int = 0
     body_bytes_sent: int = 0
 
@@ -157,10 +161,16 @@ class RegistryProxy:
             realm = b.realm or f"http://{self.host}/token"
             header = f'Bearer realm="{realm}",service="test-registry",scope="repository:x:pull"'
             return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": header})
+        if b.basic_user is not None and path.startswith("/v2/") and path != "/v2/":
+            expected = "Basic " + base64.b64encode(f"{b.basic_user}:{b.basic_password}".encode()).decode()
+            if request.headers.get("Authorization") != expected:
+                return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="test"'})
         if path.startswith("/storage/"):
+            b.storage_authorization.append(request.headers.get("Authorization", ""))
             path = path[len("/storage") :]
         elif b.redirect_blobs and request.method == "GET" and "/blobs/sha256:" in path:
-            return web.Response(status=307, headers={"Location": f"/storage{path}"})
+            origin = f"http://{b.redirect_host}:{self.port}" if b.redirect_host else ""
+            return web.Response(status=307, headers={"Location": f"{origin}/storage{path}"})
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS | {"authorization"}}
         if b.ignore_range:
             headers.pop("Range", None)

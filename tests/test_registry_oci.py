@@ -232,6 +232,39 @@ async def test_token_auth_flow(registry: DockerRegistry, pushed: dict[str, Any],
         await proxy.stop()
 
 
+async def test_token_never_follows_a_redirect_to_another_origin(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path
+) -> None:
+    behaviour = ProxyBehaviour(token_user="bob", token_password="pw", redirect_blobs=True, redirect_host="localhost")
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        config = Config(registry_auth=((proxy.host, "bob", "pw"),))
+        lines = await collect(pull_model(fresh_store(tmp_path), config, name, insecure=True))
+    finally:
+        await proxy.stop()
+    assert lines[-1] == {"status": "success"}
+    assert behaviour.storage_authorization and set(behaviour.storage_authorization) == {""}
+
+
+async def test_basic_auth_when_the_registry_asks_for_it(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path
+) -> None:
+    behaviour = ProxyBehaviour(basic_user="carol", basic_password="pw")
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        with pytest.raises(RegistryError, match="unauthorized"):
+            await collect(pull_model(fresh_store(tmp_path, "anon"), Config(), name, insecure=True))
+        config = Config(registry_auth=((proxy.host, "carol", "pw"),))
+        lines = await collect(pull_model(fresh_store(tmp_path), config, name, insecure=True))
+    finally:
+        await proxy.stop()
+    assert lines[-1] == {"status": "success"}
+
+
 async def test_manifest_not_found(registry: DockerRegistry, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="file does not exist"):
         await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/nothing:here", insecure=True))
