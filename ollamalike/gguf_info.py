@@ -1,0 +1,425 @@
+"""Reading GGUF metadata safely: the model facts ``show``/``list``, templates and the memory planner need.
+
+GGUF files come from users and registries, so every count, length, type and offset is checked against
+the file before it is used: a truncated, foreign or hostile file gives
+``BadRequest("invalid GGUF file: …")`` quickly, never a crash, a hang or a huge allocation.
+``gguf.GGUFReader`` cannot promise that (it sizes numpy arrays from the file's own counts), so this
+module walks the header, metadata and tensor index itself, with ``gguf``'s constants (value types,
+quantization block sizes, file types), reading only the metadata region and never the tensor data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import stat
+import struct
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from gguf.constants import (
+    GGML_QUANT_SIZES,
+    GGUF_DEFAULT_ALIGNMENT,
+    GGUF_MAGIC,
+    GGMLQuantizationType,
+    LlamaFileType,
+)
+
+from ollamalike.errors import BadRequest
+
+SUPPORTED_VERSIONS = (2, 3)
+MAX_STRING_BYTES = 16 * 1024 * 1024  # chat templates are kilobytes; tokens are bytes
+MAX_KEY_BYTES = 65535
+MAX_ARRAY_ITEMS = 1 << 22  # 4M: the largest vocabularies and merge lists are well below 1M
+MAX_KV_COUNT = 1 << 20
+MAX_TENSOR_COUNT = 1 << 20
+MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_ARRAY_DEPTH = 3
+SHOW_ARRAY_LIMIT = 64  # longer arrays (vocabularies, merges, scores) are shown as null, as Ollama does
+EMBEDDING_ARCHITECTURES = frozenset(
+    {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"}
+)
+
+_CHUNK = 1 << 20
+_STRING, _ARRAY = 8, 9
+# GGUFValueType -> struct format (little-endian) for the scalar types.
+_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_U64 = struct.Struct("<Q")
+_LAYER_RE = re.compile(r"^blk\.(\d+)\.")
+
+
+class _Invalid(Exception):
+    """A reason the file is not a usable GGUF file (becomes BadRequest)."""
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    type_name: str
+    n_elements: int
+    n_bytes: int
+    offset: int  # absolute position of the data in the file
+
+
+@dataclass
+class GGUFInfo:
+    version: int
+    architecture: str
+    parameter_count: int
+    parameter_size: str
+    file_type: str
+    context_length: int | None
+    embedding_length: int | None
+    block_count: int | None
+    head_count: int | None
+    head_count_kv: int | None
+    chat_template: str | None
+    bos_token: str | None
+    eos_token: str | None
+    is_embedding_model: bool
+    model_info: dict[str, Any]
+    file_size: int
+    alignment: int
+    tensor_count: int
+    tensor_bytes: int  # all tensor data
+    layer_bytes: list[int] = field(default_factory=list)  # blk.N.* bytes, index N
+    non_layer_bytes: int = 0  # token_embd, output, norms and anything not in a block
+    output_bytes: int = 0  # output.weight (or token_embd when the output is tied to it)
+    tensor_types: dict[str, int] = field(default_factory=dict)  # type name -> element count
+
+    @property
+    def details(self) -> dict[str, Any]:
+        """Ollama's ``details`` object (without ``parent_model``, which the catalog knows)."""
+        return {
+            "format": "gguf",
+            "family": self.architecture,
+            "families": [self.architecture],
+            "parameter_size": self.parameter_size,
+            "quantization_level": self.file_type,
+        }
+
+
+class _Cursor:
+    """Sequential little-endian reads from the metadata region, bounded by the file size at every step."""
+
+    def __init__(self, f: BinaryIO, size: int) -> None:
+        self.f = f
+        self.size = size
+        self.pos = 0
+        self._buf = b""
+        self._buf_start = 0
+
+    def read(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > self.size:
+            raise _Invalid(f"file is truncated (needs {n} bytes at offset {self.pos}, file has {self.size})")
+        off = self.pos - self._buf_start
+        if off < 0 or off + n > len(self._buf):
+            self.f.seek(self.pos)
+            self._buf = self.f.read(min(max(n, _CHUNK), self.size - self.pos))
+            self._buf_start = self.pos
+            off = 0
+            if len(self._buf) < n:
+                raise _Invalid(f"file is truncated at offset {self.pos + len(self._buf)}")
+        self.pos += n
+        return self._buf[off : off + n]
+
+    def skip(self, n: int) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise _Invalid(f"file is truncated (needs {n} bytes at offset {self.pos}, file has {self.size})")
+        self.pos += n
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def strings(self, count: int) -> list[str]:
+        """``count`` strings; a fast path slices them straight out of the buffer (vocabularies hold 100k+)."""
+        out: list[str] = []
+        append = out.append
+        unpack_from = _U64.unpack_from
+        for _ in range(count):
+            buf, off = self._buf, self.pos - self._buf_start
+            if off >= 0 and off + 8 <= len(buf):
+                (n,) = unpack_from(buf, off)
+                end = off + 8 + n
+                if n <= MAX_STRING_BYTES and end <= len(buf):
+                    append(buf[off + 8 : end].decode("utf-8", errors="replace"))
+                    self.pos += 8 + n
+                    continue
+            append(self.string())
+        return out
+
+    def string(self, limit: int = MAX_STRING_BYTES) -> str:
+        start = self.pos
+        n = self.unpack("<Q")
+        if n > limit:
+            raise _Invalid(f"string of {n} bytes at offset {start} is longer than allowed ({limit})")
+        if self.pos + n > self.size:
+            raise _Invalid(f"string of {n} bytes at offset {start} runs past the end of the file")
+        return self.read(n).decode("utf-8", errors="replace")
+
+
+def _read_value(cur: _Cursor, vtype: int, key: str, keep_strings: bool, depth: int = 0) -> Any:
+    """One metadata value. Arrays longer than SHOW_ARRAY_LIMIT are skipped (None) unless ``keep_strings``."""
+    fmt = _SCALARS.get(vtype)
+    if fmt is not None:
+        return _clean_float(cur.unpack(fmt), vtype)
+    if vtype == _STRING:
+        return cur.string()
+    if vtype != _ARRAY:
+        raise _Invalid(f"unknown metadata value type {vtype} for key {key!r}")
+    if depth >= MAX_ARRAY_DEPTH:
+        raise _Invalid(f"arrays nested too deeply in key {key!r}")
+    item_type = cur.unpack("<I")
+    count = cur.unpack("<Q")
+    if count > MAX_ARRAY_ITEMS:
+        raise _Invalid(f"array of {count} items in key {key!r} is larger than allowed")
+    item_fmt = _SCALARS.get(item_type)
+    if item_fmt is not None:
+        size = struct.calcsize(item_fmt)
+        if cur.pos + count * size > cur.size:
+            raise _Invalid(f"array {key!r} runs past the end of the file")
+        if count > SHOW_ARRAY_LIMIT:
+            cur.skip(count * size)
+            return None
+        return [_clean_float(v, item_type) for v in struct.unpack(f"<{count}{item_fmt[1]}", cur.read(count * size))]
+    if item_type == _STRING:
+        # Each string has at least its 8-byte length: a count the file cannot hold is rejected up front.
+        if cur.pos + count * 8 > cur.size:
+            raise _Invalid(f"array {key!r} of {count} strings runs past the end of the file")
+        items = cur.strings(count)
+        return items if keep_strings or count <= SHOW_ARRAY_LIMIT else None
+    if item_type == _ARRAY:
+        if cur.pos + count * 12 > cur.size:
+            raise _Invalid(f"array {key!r} runs past the end of the file")
+        nested = [_read_value(cur, _ARRAY, key, False, depth + 1) for _ in range(count)]
+        return nested if count <= SHOW_ARRAY_LIMIT else None
+    raise _Invalid(f"unknown array item type {item_type} for key {key!r}")
+
+
+def _clean_float(value: Any, vtype: int) -> Any:
+    """JSON-safe floats: NaN/inf become None; float32 gets its shortest text (1e-05, not 9.99999974e-06)."""
+    if not isinstance(value, float):
+        return value
+    if not math.isfinite(value):
+        return None
+    if vtype == 6:
+        for digits in range(1, 10):
+            short = float(f"{value:.{digits}g}")
+            if struct.unpack("<f", struct.pack("<f", short))[0] == value:
+                return short
+    return value
+
+
+def _open_regular(path: str | os.PathLike[str]) -> tuple[BinaryIO, int]:
+    """Open only regular files: stat first (a FIFO would block open), then re-check the opened descriptor."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise BadRequest(f"invalid GGUF file: cannot read {os.fspath(path)!r}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BadRequest("invalid GGUF file: it is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadRequest("invalid GGUF file: not a regular file")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise BadRequest(f"invalid GGUF file: cannot read {os.fspath(path)!r}: {e.strerror}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise BadRequest("invalid GGUF file: not a regular file")
+    return os.fdopen(fd, "rb", buffering=0), st.st_size
+
+
+def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
+    """Read and validate a GGUF file's metadata and tensor index; raises ``BadRequest`` when unusable."""
+    f, size = _open_regular(path)
+    try:
+        with f:
+            return _parse(_Cursor(f, size))
+    except _Invalid as e:
+        raise BadRequest(f"invalid GGUF file: {e}") from None
+    except BadRequest:
+        raise
+    except OSError as e:
+        raise BadRequest(f"invalid GGUF file: read error: {e.strerror or e}") from None
+    except Exception as e:  # a file must never take the daemon down, whatever it contains
+        raise BadRequest(f"invalid GGUF file: {type(e).__name__}: {e}") from None
+
+
+def _parse(cur: _Cursor) -> GGUFInfo:
+    if cur.size < 24:
+        raise _Invalid(f"file is too small ({cur.size} bytes) to be a GGUF file")
+    magic = cur.unpack("<I")
+    if magic != GGUF_MAGIC:
+        raise _Invalid("not a GGUF file (bad magic)")
+    version = cur.unpack("<I")
+    if version not in SUPPORTED_VERSIONS:
+        if version & 0xFFFF == 0 and (version >> 24) in SUPPORTED_VERSIONS:
+            raise _Invalid("big-endian GGUF files are not supported")
+        raise _Invalid(f"unsupported GGUF version {version} (supported: 2 and 3)")
+    tensor_count = cur.unpack("<Q")
+    kv_count = cur.unpack("<Q")
+    # Lower bounds on the bytes each entry needs make absurd counts fail before any loop runs.
+    if tensor_count > MAX_TENSOR_COUNT or tensor_count * 32 > cur.size:
+        raise _Invalid(f"tensor count {tensor_count} is impossible for a file of {cur.size} bytes")
+    if kv_count > MAX_KV_COUNT or kv_count * 13 > cur.size:
+        raise _Invalid(f"metadata key count {kv_count} is impossible for a file of {cur.size} bytes")
+
+    kv: dict[str, Any] = {}
+    tokens: list[str] | None = None
+    for _ in range(kv_count):
+        key = cur.string(MAX_KEY_BYTES)
+        if key in kv:
+            raise _Invalid(f"duplicate metadata key {key!r}")
+        vtype = cur.unpack("<I")
+        value = _read_value(cur, vtype, key, keep_strings=key == "tokenizer.ggml.tokens")
+        if key == "tokenizer.ggml.tokens" and isinstance(value, list):
+            tokens = value
+            value = value if len(value) <= SHOW_ARRAY_LIMIT else None
+        kv[key] = value
+
+    alignment = kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
+        raise _Invalid(f"alignment {alignment!r} is not a positive power of two")
+
+    raw_tensors = [_read_tensor_info(cur) for _ in range(tensor_count)]
+    data_start = -(-cur.pos // alignment) * alignment
+    tensors: list[TensorInfo] = []
+    names: set[str] = set()
+    for name, shape, qtype, n_elements, n_bytes, rel in raw_tensors:
+        if name in names:
+            raise _Invalid(f"duplicate tensor {name!r}")
+        names.add(name)
+        if rel % alignment:
+            raise _Invalid(f"tensor {name!r} data offset {rel} is not aligned to {alignment}")
+        start = data_start + rel
+        if start + n_bytes > cur.size:
+            raise _Invalid(f"tensor {name!r} data lies outside the file")
+        tensors.append(TensorInfo(name, shape, qtype.name, n_elements, n_bytes, start))
+    return _summarise(version, kv, tokens, tensors, cur.size, alignment)
+
+
+def _read_tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], GGMLQuantizationType, int, int, int]:
+    name = cur.string(MAX_KEY_BYTES)
+    n_dims = cur.unpack("<I")
+    if not 1 <= n_dims <= MAX_DIMS:
+        raise _Invalid(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+    shape = tuple(cur.unpack("<Q") for _ in range(n_dims))
+    type_id = cur.unpack("<I")
+    rel = cur.unpack("<Q")
+    try:
+        qtype = GGMLQuantizationType(type_id)
+        block, type_size = GGML_QUANT_SIZES[qtype]
+    except (ValueError, KeyError):
+        raise _Invalid(f"tensor {name!r} has unknown type {type_id}") from None
+    n_elements = 1
+    for dim in shape:
+        n_elements *= dim
+    if n_elements >= 1 << 62:
+        raise _Invalid(f"tensor {name!r} shape {list(shape)} is too large")
+    if shape[0] % block:
+        raise _Invalid(f"tensor {name!r} row of {shape[0]} is not a multiple of the {qtype.name} block size {block}")
+    return name, shape, qtype, n_elements, n_elements // block * type_size, rel
+
+
+def _summarise(
+    version: int, kv: dict[str, Any], tokens: list[str] | None, tensors: list[TensorInfo], size: int, alignment: int
+) -> GGUFInfo:
+    arch = kv.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise _Invalid("general.architecture is missing")
+
+    def arch_int(name: str) -> int | None:
+        value = kv.get(f"{arch}.{name}")
+        if isinstance(value, list):  # per-layer values (e.g. head counts that vary by layer)
+            value = max((v for v in value if isinstance(v, int)), default=None)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    parameter_count = sum(t.n_elements for t in tensors)
+    if not parameter_count and isinstance(kv.get("general.parameter_count"), int):
+        parameter_count = kv["general.parameter_count"]
+    model_info = dict(kv)
+    model_info["general.parameter_count"] = parameter_count
+
+    layer_bytes: dict[int, int] = {}
+    non_layer = 0
+    tensor_types: dict[str, int] = {}
+    by_name: dict[str, TensorInfo] = {}
+    for t in tensors:
+        by_name[t.name] = t
+        tensor_types[t.type_name] = tensor_types.get(t.type_name, 0) + t.n_elements
+        m = _LAYER_RE.match(t.name)
+        if m and int(m.group(1)) < 1 << 20:
+            layer_bytes[int(m.group(1))] = layer_bytes.get(int(m.group(1)), 0) + t.n_bytes
+        else:
+            non_layer += t.n_bytes
+    n_layers = max(layer_bytes) + 1 if layer_bytes else 0
+    output = by_name.get("output.weight") or by_name.get("token_embd.weight")
+
+    head_count = arch_int("attention.head_count")
+    head_count_kv = arch_int("attention.head_count_kv")
+    pooling = kv.get(f"{arch}.pooling_type")
+    return GGUFInfo(
+        version=version,
+        architecture=arch,
+        parameter_count=parameter_count,
+        parameter_size=format_parameter_size(parameter_count),
+        file_type=_file_type(kv.get("general.file_type"), tensors),
+        context_length=arch_int("context_length"),
+        embedding_length=arch_int("embedding_length"),
+        block_count=arch_int("block_count"),
+        head_count=head_count,
+        head_count_kv=head_count_kv if head_count_kv is not None else head_count,
+        chat_template=kv.get("tokenizer.chat_template") if isinstance(kv.get("tokenizer.chat_template"), str) else None,
+        bos_token=_token_text(tokens, kv.get("tokenizer.ggml.bos_token_id")),
+        eos_token=_token_text(tokens, kv.get("tokenizer.ggml.eos_token_id")),
+        is_embedding_model=arch in EMBEDDING_ARCHITECTURES or (isinstance(pooling, int) and pooling > 0),
+        model_info=model_info,
+        file_size=size,
+        alignment=alignment,
+        tensor_count=len(tensors),
+        tensor_bytes=sum(t.n_bytes for t in tensors),
+        layer_bytes=[layer_bytes.get(i, 0) for i in range(n_layers)],
+        non_layer_bytes=non_layer,
+        output_bytes=output.n_bytes if output else 0,
+        tensor_types=tensor_types,
+    )
+
+
+def _token_text(tokens: list[str] | None, token_id: Any) -> str | None:
+    if tokens is None or not isinstance(token_id, int) or isinstance(token_id, bool):
+        return None
+    return tokens[token_id] if 0 <= token_id < len(tokens) else None
+
+
+def _file_type(value: Any, tensors: list[TensorInfo]) -> str:
+    """Ollama's name for general.file_type ("Q4_K_M", "F16"); else the type holding most weight elements."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            name = LlamaFileType(value).name
+        except ValueError:
+            name = ""
+        if name and name != "GUESSED":
+            return name.removeprefix("MOSTLY_").removeprefix("ALL_")
+    counts: dict[str, int] = {}
+    for t in tensors:
+        if len(t.shape) >= 2 and t.name.endswith(".weight"):
+            counts[t.type_name] = counts.get(t.type_name, 0) + t.n_elements
+    if not counts:
+        for t in tensors:
+            counts[t.type_name] = counts.get(t.type_name, 0) + t.n_elements
+    return max(counts, key=lambda k: counts[k]) if counts else "unknown"
+
+
+def format_parameter_size(count: int) -> str:
+    """Ollama's short parameter size: "8.0B", "1.2B", "137M", "22K", "999"."""
+    if count >= 1_000_000_000:
+        return f"{count / 1e9:.1f}B"
+    if count >= 1_000_000:
+        return f"{count / 1e6:.0f}M"
+    if count >= 1_000:
+        return f"{count / 1e3:.0f}K"
+    return str(count)
