@@ -25,6 +25,7 @@ MAX_RANGE = 100_000
 MAX_STRING = 4 * 1024 * 1024
 MAX_OUTPUT = 32 * 1024 * 1024
 TIME_BUDGET = 2.0
+MAX_INT_BITS = 1 << 16
 
 
 class _Limit(Exception):
@@ -57,8 +58,17 @@ class _Env(ImmutableSandboxedEnvironment):
             raise _Limit(f"chat template range() is limited to {MAX_RANGE} items")
         return r
 
+    def unsafe_undefined(self, obj: Any, attribute: Any) -> Any:
+        # jinja2 would hand back an Undefined that renders as ""; a template probing internals is
+        # hostile, so refuse outright.
+        raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         self.check_time()
+        if _is_int(left) and _is_int(right) and operator in ("*", "**"):
+            bits = left.bit_length() + right.bit_length() if operator == "*" else left.bit_length() * abs(right)
+            if bits > MAX_INT_BITS and abs(left) > 1:
+                raise _Limit("chat template number too large")
         if operator == "**":
             if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64 and abs(left) > 1:
                 raise _Limit("chat template exponent too large")
@@ -84,6 +94,10 @@ class _Env(ImmutableSandboxedEnvironment):
     def getitem(self, obj: Any, argument: Any) -> Any:
         self.check_time()
         return super().getitem(obj, argument)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _seq_len(v: Any) -> int:

@@ -1,0 +1,95 @@
+"""GGUF Jinja chat templates we do not map to a named template: rendered in jinja2's sandbox,
+with hostile templates rejected quickly as BadRequest."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from ollamalike.errors import BadRequest
+from ollamalike.template import render_chat, render_generate, stop_for
+
+
+def jinja_model(chat_template: str, system: str = "") -> Any:
+    info = SimpleNamespace(chat_template=chat_template, bos_token="<BOS>", eos_token="<EOS>")
+    return SimpleNamespace(template=None, system=system, messages=[], info=info)
+
+
+CUSTOM = (
+    "{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] | trim }}</{{ m['role'] }}>"
+    "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+def test_unknown_jinja_template_renders_directly() -> None:
+    m = jinja_model(CUSTOM, system="S")
+    assert render_chat(m, [{"role": "user", "content": " hi "}]) == "<BOS><system>S</system><user>hi</user><assistant>"
+    assert stop_for(m) == []
+    assert render_generate(m, "p") == "<BOS><system>S</system><user>p</user><assistant>"
+
+
+def test_trailing_assistant_is_a_prefill_without_generation_prompt() -> None:
+    m = jinja_model(CUSTOM)
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "part"}]
+    assert render_chat(m, msgs) == "<BOS><user>q</user><assistant>part</assistant>"
+
+
+def test_tools_tool_calls_helpers_and_thinking_flag() -> None:
+    tmpl = (
+        "{% if tools %}{% for t in tools %}[{{ t.function.name }}:{{ t | tojson }}]{% endfor %}{% endif %}"
+        "{% for m in messages %}{% if m.tool_calls %}{% for c in m.tool_calls %}CALL {{ c.function.name }}"
+        " {{ c.function.arguments | tojson }}{% endfor %}{% elif m.role == 'tool' %}RESULT({{ m.name }}) {{ m.content }}"
+        "{% else %}{{ m.role }}: {{ m.content }}{% endif %}\n{% endfor %}"
+        "{% if enable_thinking is defined and not enable_thinking %}NOTHINK{% endif %}"
+        "{{ strftime_now('%Y') | length }}"
+    )
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    msgs = [{"role": "user", "content": "go"},
+            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"a": "é"}}}]},
+            {"role": "tool", "content": "ok", "tool_name": "f"}]
+    out = render_chat(jinja_model(tmpl), msgs, tools=tools, think=False)
+    # trim_blocks (as transformers renders) eats the newline after each block tag.
+    assert out == ('[f:{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]'
+                   'user: goCALL f {"a": "é"}RESULT(f) okNOTHINK4')
+
+
+def test_raise_exception_is_a_clear_error() -> None:
+    m = jinja_model("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}")
+    with pytest.raises(BadRequest, match="chat template: System role not supported"):
+        render_chat(m, [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}])
+
+
+def test_syntax_error_is_bad_request() -> None:
+    with pytest.raises(BadRequest, match="chat template"):
+        render_chat(jinja_model("{% for m in messages %}"), [{"role": "user", "content": "u"}])
+
+
+HOSTILE = [
+    ("class escape", "{{ ''.__class__.__mro__[1].__subclasses__() }}"),
+    ("globals escape", "{{ raise_exception.__globals__ }}"),
+    ("huge range", "{% for i in range(10**9) %}x{% endfor %}"),
+    ("huge string multiplication", "{{ 'a' * 10**10 }}"),
+    ("huge list multiplication", "{{ ([1] * 10**9) | length }}"),
+    ("exponent bomb", "{{ 10 ** (10 ** 10) }}"),
+    ("squaring bomb", "{% set ns = namespace(x=10) %}{% for i in range(64) %}{% set ns.x = ns.x * ns.x %}{% endfor %}{{ ns.x }}"),
+    ("doubling concatenation", "{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s | length }}"),
+    ("nested loops", "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"),
+    ("output flood", "{% for i in range(100000) %}{% for j in range(100000) %}xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx{% endfor %}{% endfor %}"),
+    ("recursive macro", "{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}"),
+    ("list mutation", "{% set l = [] %}{{ l.append(1) }}"),
+    ("format string attack", "{{ '{0.__class__}'.format(messages) }}"),
+]
+
+
+@pytest.mark.parametrize("name,template", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_jinja_is_rejected_quickly(name: str, template: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(BadRequest) as err:
+        render_chat(jinja_model(template), [{"role": "user", "content": "u"}])
+    elapsed = time.monotonic() - started
+    assert str(err.value).startswith("chat template"), str(err.value)
+    assert "\n" not in str(err.value)
+    assert elapsed < 10, f"{name} took {elapsed:.1f}s"
