@@ -437,3 +437,15 @@ def test_capabilities(template: str, embedding: bool, projectors: list[str], exp
 async def test_embedding_model_capabilities(store: Store, tiny_embed_gguf: Path) -> None:
     await create(store, "emb", {"files": {"e.gguf": upload(store, tiny_embed_gguf)}})
     assert library.show_model(store, "emb")["capabilities"] == ["embedding"]
+
+
+async def test_empty_template_and_system_mean_not_given(store: Store, tiny_chat_gguf: Path) -> None:
+    blob = upload(store, tiny_chat_gguf)
+    await create(store, "base", {"files": {"a": blob}, "template": TEMPLATE, "system": "keep me"})
+    await create(store, "child", {"from": "base", "template": "", "system": "", "license": ""})
+    assert store.get_manifest("child")[0] == store.get_manifest("base")[0]
+    # Same manifest, different lineage: parent_model is per tag.
+    assert library.show_model(store, "base")["details"]["parent_model"] == ""
+    assert library.show_model(store, "child")["details"]["parent_model"] == "base:latest"
+    await create(store, "plain", {"files": {"a": blob}, "system": ""})
+    assert layer_types(store, "plain") == [MEDIA_MODEL]

@@ -48,7 +48,7 @@ def test_migrations_are_idempotent(models_dir: Path) -> None:
     s3 = Store(models_dir)  # open concurrently too
     con = sqlite3.connect(models_dir / "catalog.db")
     applied = con.execute("select name from _sqlite_migrations").fetchall()
-    assert applied == [("m001_initial",)]
+    assert applied == [("m001_initial",), ("m002_parent_model_per_tag",)]
     assert con.execute("pragma journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in con.execute("select name from sqlite_master where type='table'")}
     assert {"tags", "manifests", "refs", "gguf_info", "pulls"} <= tables
@@ -257,3 +257,32 @@ def test_temp_and_partial_files_are_not_blobs(store: Store) -> None:
     assert store.gc() == []
     # A live writer's temp file and a resumable partial stay; a dead writer's temp file goes.
     assert fresh_tmp.exists() and part.path.exists() and not stale_tmp.exists()
+
+
+def test_migration_upgrades_an_old_catalog_keeping_its_data(models_dir: Path) -> None:
+    """A catalog written before m002 (parent_model per manifest) is upgraded in place on open."""
+    from sqlite_utils import Database
+
+    from ollamalike.store.catalog import migrations
+
+    models_dir.mkdir(parents=True)
+    db = Database(models_dir / "catalog.db")
+    migrations.apply(db, stop_before="m002_parent_model_per_tag")
+    db.execute("INSERT INTO manifests VALUES ('sha256:m', 10, 'sha256:c', '{\"family\": \"llama\"}', 'base:latest')")
+    db.execute("INSERT INTO tags VALUES ('k', 'registry.ollama.ai/library/x:latest', 'sha256:m', '2024-01-01T00:00:00+00:00')")
+    db.conn.commit()
+    db.close()
+    store = Store(models_dir)
+    (row,) = store.list_tags()
+    assert row.parent_model == "base:latest"
+    assert row.details == {"family": "llama", "parent_model": "base:latest"}
+    Store(models_dir).close()  # and opening again changes nothing
+
+
+def test_parent_model_belongs_to_the_tag(store: Store) -> None:
+    data = make_model(store, b"same")
+    store.put_manifest("plain", data)
+    store.put_manifest("derived", data, parent_model="plain:latest")
+    store.copy_tag("derived", "copied")
+    parents = {r.name.split("/")[-1]: r.details["parent_model"] for r in store.list_tags()}
+    assert parents == {"plain:latest": "", "derived:latest": "plain:latest", "copied:latest": "plain:latest"}

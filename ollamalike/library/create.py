@@ -169,8 +169,8 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan
             adapter = Path(spec).expanduser()
             path = adapter if adapter.is_absolute() else base_dir / adapter
             adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, path=path))
-        template = template if template is not None else mf.template
-        system = system if system is not None else mf.system
+        template = template if template is not None else (mf.template or None)
+        system = system if system is not None else (mf.system or None)
         license_ = license_ if license_ is not None else (mf.license or None)
         messages = messages if messages is not None else (mf.messages or None)
         params = {**_check_parameters(mf.params), **params}

@@ -70,7 +70,7 @@ class CreateRequest:
         if license_value is None:
             licenses = None
         elif isinstance(license_value, str):
-            licenses = [license_value]
+            licenses = [license_value] if license_value else None
         elif isinstance(license_value, list) and all(isinstance(x, str) for x in license_value):
             licenses = list(license_value)
         else:
@@ -84,9 +84,10 @@ class CreateRequest:
             from_=_opt_str(body, "from") or None,
             files=_digest_map(body, "files"),
             adapters=_digest_map(body, "adapters"),
-            template=_opt_str(body, "template"),
+            # As in Ollama, an empty template or system prompt means "not given" (a base model's is kept).
+            template=_opt_str(body, "template") or None,
             license=licenses,
-            system=_opt_str(body, "system"),
+            system=_opt_str(body, "system") or None,
             parameters=dict(parameters) if parameters is not None else None,
             messages=check_messages(messages) if messages is not None else None,
             quantize=quantize or None,

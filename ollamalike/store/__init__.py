@@ -42,7 +42,8 @@ def _name(name: ModelName | str) -> ModelName:
 
 
 def details_from_config(config: dict[str, Any], parent_model: str = "") -> dict[str, Any]:
-    """The ``details`` object of /api/tags and /api/show, from a manifest's config blob."""
+    """The ``details`` object of /api/tags and /api/show, from a manifest's config blob (the catalog
+    fills in ``parent_model`` per tag)."""
     family = config.get("model_family") or ""
     families = config.get("model_families")
     if not isinstance(families, list):
@@ -171,7 +172,7 @@ class Store:
             raise BadRequest(f"config blob {descs[0].digest} is not JSON") from None
         if not isinstance(config, dict):
             raise BadRequest(f"config blob {descs[0].digest} is not a JSON object")
-        details = details_from_config(config, parent_model)
+        details = details_from_config(config)
         size = sum(d.size for d in descs)
         with self._lock:
             existed = False
@@ -181,10 +182,8 @@ class Store:
                 existed = self.has_blob(digest)
                 self.add_blob_bytes(manifest_bytes, digest)
                 with self.catalog.transaction():
-                    self.catalog.add_manifest(
-                        digest, size, descs[0].digest, details, parent_model, [d.digest for d in descs]
-                    )
-                    old = self._move_tag(model, digest)
+                    self.catalog.add_manifest(digest, size, descs[0].digest, details, [d.digest for d in descs])
+                    old = self._move_tag(model, digest, parent_model)
                     candidates = self._release(old, digest)
             except BaseException:
                 if digest and not existed:
@@ -193,8 +192,8 @@ class Store:
             self.collect(candidates)
         return digest
 
-    def _move_tag(self, model: ModelName, digest: str) -> str | None:
-        return self.catalog.set_tag(model.key(), str(model), digest, now_rfc3339())
+    def _move_tag(self, model: ModelName, digest: str, parent_model: str) -> str | None:
+        return self.catalog.set_tag(model.key(), str(model), digest, now_rfc3339(), parent_model)
 
     def _release(self, old: str | None, new: str | None) -> list[str]:
         if old is None or old == new:
@@ -245,7 +244,7 @@ class Store:
                 row = self.catalog.tag(source.key())
                 if row is None:
                     raise ModelNotFound(src if isinstance(src, str) else source.display)
-                old = self._move_tag(target, row.digest)
+                old = self._move_tag(target, row.digest, row.parent_model)
                 candidates = self._release(old, row.digest)
             self.collect(candidates)
         return row.digest

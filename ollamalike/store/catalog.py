@@ -1,7 +1,7 @@
 """The SQLite catalog (``catalog.db``): the source of truth for tags and what they reference.
 
-Tables: ``tags`` (catalog key -> manifest digest, name, modified_at), ``manifests`` (size and the
-details ``list``/``show`` need, for each tagged manifest), ``refs`` (manifest -> every blob it
+Tables: ``tags`` (catalog key -> manifest digest, name, modified_at, parent_model), ``manifests``
+(size and the details ``list``/``show`` need, for each tagged manifest), ``refs`` (manifest -> every blob it
 needs, itself included), ``gguf_info`` (parsed GGUF metadata cached per model blob) and ``pulls``
 (state of interrupted pulls, for resuming). Schema changes go through ``sqlite_utils.Migrations``,
 so opening the catalog any number of times is harmless. The connection is shared between threads
@@ -45,6 +45,17 @@ def m001_initial(db: Database) -> None:
     )
 
 
+@migrations()
+def m002_parent_model_per_tag(db: Database) -> None:
+    """Two tags can share a manifest yet come from different bases: parent_model belongs to the tag."""
+    db.execute("ALTER TABLE tags ADD COLUMN parent_model TEXT NOT NULL DEFAULT ''")
+    db.execute(
+        "UPDATE tags SET parent_model = COALESCE("
+        "(SELECT m.parent_model FROM manifests m WHERE m.digest = tags.digest), '')"
+    )
+    db.execute("ALTER TABLE manifests DROP COLUMN parent_model")
+
+
 @dataclass(frozen=True)
 class TagRow:
     key: str
@@ -54,6 +65,17 @@ class TagRow:
     size: int
     details: dict[str, Any]
     parent_model: str
+
+
+_TAG_SELECT = (
+    "SELECT t.key, t.name, t.digest, t.modified_at, m.size, m.details, t.parent_model "
+    "FROM tags t JOIN manifests m ON m.digest = t.digest"
+)
+
+
+def _tag_row(r: Any) -> TagRow:
+    details = {**json.loads(r[5]), "parent_model": r[6]}
+    return TagRow(r[0], r[1], r[2], r[3], r[4], details, r[6])
 
 
 class Catalog:
@@ -83,14 +105,14 @@ class Catalog:
         row = self._one("SELECT digest FROM tags WHERE key = ?", (key,))
         return row[0] if row else None
 
-    def set_tag(self, key: str, name: str, digest: str, modified_at: str) -> str | None:
+    def set_tag(self, key: str, name: str, digest: str, modified_at: str, parent_model: str = "") -> str | None:
         """Point a tag at a manifest; returns the digest it pointed at before (or None)."""
         old = self.tag_digest(key)
         self.db.execute(
-            "INSERT INTO tags (key, name, digest, modified_at) VALUES (?, ?, ?, ?) "
+            "INSERT INTO tags (key, name, digest, modified_at, parent_model) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET name = excluded.name, digest = excluded.digest, "
-            "modified_at = excluded.modified_at",
-            (key, name, digest, modified_at),
+            "modified_at = excluded.modified_at, parent_model = excluded.parent_model",
+            (key, name, digest, modified_at, parent_model),
         )
         return old
 
@@ -101,29 +123,21 @@ class Catalog:
 
     def tags(self) -> list[TagRow]:
         rows = self.db.execute(
-            "SELECT t.key, t.name, t.digest, t.modified_at, m.size, m.details, m.parent_model "
-            "FROM tags t JOIN manifests m ON m.digest = t.digest ORDER BY t.modified_at DESC, t.key"
+            f"{_TAG_SELECT} ORDER BY t.modified_at DESC, t.key"
         ).fetchall()
-        return [TagRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [_tag_row(r) for r in rows]
 
     def tag(self, key: str) -> TagRow | None:
-        r = self._one(
-            "SELECT t.key, t.name, t.digest, t.modified_at, m.size, m.details, m.parent_model "
-            "FROM tags t JOIN manifests m ON m.digest = t.digest WHERE t.key = ?",
-            (key,),
-        )
-        return TagRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) if r else None
+        r = self._one(f"{_TAG_SELECT} WHERE t.key = ?", (key,))
+        return _tag_row(r) if r else None
 
     # --- manifests and references --------------------------------------------------------
 
-    def add_manifest(
-        self, digest: str, size: int, config_digest: str, details: dict[str, Any], parent_model: str, blobs: list[str]
-    ) -> None:
+    def add_manifest(self, digest: str, size: int, config_digest: str, details: dict[str, Any], blobs: list[str]) -> None:
         self.db.execute(
-            "INSERT INTO manifests (digest, size, config_digest, details, parent_model) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT(digest) DO UPDATE SET size = excluded.size, details = excluded.details, "
-            "parent_model = excluded.parent_model",
-            (digest, size, config_digest, json.dumps(details, sort_keys=True), parent_model),
+            "INSERT INTO manifests (digest, size, config_digest, details) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(digest) DO UPDATE SET size = excluded.size, details = excluded.details",
+            (digest, size, config_digest, json.dumps(details, sort_keys=True)),
         )
         self.add_refs(digest, blobs)
 
