@@ -51,7 +51,6 @@ class _Stats:
     steps: int = 0
     decoded_tokens: int = 0
     queued: int = 0
-    busy_slots: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -84,6 +83,9 @@ class Engine:
     def embed(self, job: EmbedJob) -> None:
         self._incoming.put(job)
         self._wake.set()
+
+    def busy_slots(self) -> int:
+        return sum(1 for s in self.slots if s.req is not None)
 
     def stop(self) -> None:
         self._stop = True
@@ -228,7 +230,6 @@ class Engine:
                 slot.t_gen = now
             token = llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx)
             self._on_token(slot, token)
-        self.stats.busy_slots = sum(1 for s in self.slots if s.req is not None)
         return True
 
     def _on_token(self, slot: Slot, token: int) -> None:

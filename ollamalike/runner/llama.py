@@ -164,7 +164,7 @@ def load_model(opts: LoadOptions, progress: list[float]) -> Loaded:
     return Loaded(
         model=model, ctx=ctx, vocab=vocab, mem=llama_cpp.llama_get_memory(ctx),
         n_vocab=llama_cpp.llama_vocab_n_tokens(vocab), n_ctx=n_ctx,
-        n_ctx_slot=max(1, n_ctx // max(opts.parallel, 1)), n_batch=n_batch,
+        n_ctx_slot=max(1, min(opts.ctx_size // max(opts.parallel, 1), llama_cpp.llama_n_ctx_seq(ctx))), n_batch=n_batch,
         n_embd=llama_cpp.llama_model_n_embd(model), bos=llama_cpp.llama_vocab_bos(vocab),
         add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)), size=size, size_vram=vram, adapters=adapters,
     )

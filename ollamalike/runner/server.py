@@ -110,7 +110,7 @@ class RunnerServer:
             body.update(
                 memory={"size": m.size, "size_vram": m.size_vram},
                 n_ctx=m.n_ctx, n_ctx_slot=m.n_ctx_slot, n_batch=m.n_batch, parallel=len(self.engine.slots),
-                embedding=self.opts.embedding, slots_busy=self.engine.stats.busy_slots,
+                embedding=self.opts.embedding, slots_busy=self.engine.busy_slots(),
                 queued=self.engine.stats.queued, steps=self.engine.stats.steps,
                 decoded_tokens=self.engine.stats.decoded_tokens,
             )

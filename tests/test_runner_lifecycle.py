@@ -1,0 +1,185 @@
+"""Runner processes as processes: load failures, cancellation, crashes, shutdown, no leftovers;
+and embeddings from a BERT runner."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ollamalike.config import Config
+from ollamalike.errors import BadRequest, RunnerError
+from ollamalike.runner.client import RunnerProcess, RunnerSpec
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(home=tmp_path, models_dir=tmp_path / "models", load_timeout=60)
+
+
+def gone(pid: int) -> bool:
+    """True when the process no longer exists at all (exited AND reaped: no zombie)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_bad_model_file_gives_reason(config: Config, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"NOTAGGUF" + bytes(100))
+    with pytest.raises(RunnerError, match="invalid magic"):
+        await RunnerProcess.start(RunnerSpec(str(bad)), config)
+    with pytest.raises(RunnerError, match="not found"):
+        await RunnerProcess.start(RunnerSpec(str(tmp_path / "missing.gguf")), config)
+    assert not list((config.run_dir).glob("*.sock"))
+
+
+async def test_truncated_model_file(config: Config, tmp_path: Path, tiny_chat_gguf: Path) -> None:
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny_chat_gguf.read_bytes()[: tiny_chat_gguf.stat().st_size // 2])
+    with pytest.raises(RunnerError, match="failed to load model"):
+        await RunnerProcess.start(RunnerSpec(str(cut)), config)
+
+
+async def test_cancel_frees_slot_and_kill_gives_error(config: Config, tiny_chat_gguf: Path) -> None:
+    spec = RunnerSpec(str(tiny_chat_gguf), ctx_size=256, num_parallel=1, threads=1)
+    proc = await RunnerProcess.start(spec, config)
+    try:
+        # Cancellation: a (practically) endless request is abandoned after two chunks.
+        stream = proc.completion("the sky", {"num_predict": -1, "seed": 1})
+        got = 0
+        async for _ in stream:
+            got += 1
+            if got == 2:
+                break
+        await stream.aclose()
+
+        async def idle() -> bool:
+            return (await proc.get_health())["slots_busy"] == 0
+
+        assert await wait_for(idle, 2.0), "the cancelled sequence still holds the slot"
+        chunks = [c async for c in proc.completion("next one", {"num_predict": 3})]
+        assert chunks[-1]["done"] and chunks[-1]["eval_count"] == 3
+
+        # A runner killed mid-stream: the iterator raises RunnerError, and the process is reaped.
+        with pytest.raises(RunnerError, match="exited unexpectedly.*SIGKILL"):
+            async for _ in proc.completion("the moon", {"num_predict": -1, "seed": 2}):
+                os.kill(proc.pid, signal.SIGKILL)
+        assert not proc.alive
+    finally:
+        await proc.stop()
+    assert gone(proc.pid)
+    # A new runner for the same model works.
+    proc2 = await RunnerProcess.start(spec, config)
+    try:
+        chunks = [c async for c in proc2.completion("again", {"num_predict": 2})]
+        assert chunks[-1]["eval_count"] == 2
+    finally:
+        await proc2.stop()
+    assert gone(proc2.pid)
+    assert not list(config.run_dir.glob("*.sock"))
+
+
+async def test_sigterm_and_parent_death_end_the_runner(config: Config, tiny_chat_gguf: Path,
+                                                        tmp_path: Path) -> None:
+    proc = await RunnerProcess.start(RunnerSpec(str(tiny_chat_gguf), threads=1), config)
+    os.kill(proc.pid, signal.SIGTERM)
+    await asyncio.wait_for(proc._proc.wait(), 10)
+    assert proc._proc.returncode == 0
+    await proc.stop()
+    assert gone(proc.pid)
+
+    # The runner's parent dies (SIGKILL, no cleanup): the runner notices and exits by itself.
+    sock = tmp_path / "orphan.sock"
+    script = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'ollamalike.runner', '--model', {str(tiny_chat_gguf)!r},"
+        f" '--socket', {str(sock)!r}, '--threads', '1'], stdin=subprocess.PIPE)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    deadline = time.monotonic() + 30
+    while not sock.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    parent.kill()
+    parent.wait()
+
+    async def child_gone() -> bool:
+        try:
+            with open(f"/proc/{child_pid}/stat") as f:
+                return f.read().split(")")[1].split()[0] == "Z"  # exited; init reaps it
+        except FileNotFoundError:
+            return True
+
+    assert await wait_for(child_gone, 15.0), "orphaned runner kept running"
+
+
+async def test_embeddings(config: Config, tiny_embed_gguf: Path) -> None:
+    spec = RunnerSpec(str(tiny_embed_gguf), ctx_size=256, num_parallel=2, embedding=True, threads=1)
+    proc = await RunnerProcess.start(spec, config)
+    try:
+        texts = ["hello world", "the dog is red", "a", "why is the sky blue"]
+        vectors, count = await proc.embed(texts)
+        assert len(vectors) == 4 and all(len(v) == 64 for v in vectors)
+        for v in vectors:
+            assert math.isclose(math.sqrt(sum(x * x for x in v)), 1.0, rel_tol=1e-5)
+        assert count == sum([len(await proc.tokenize(t)) for t in texts])
+        # The same text alone or in another batch gives the same vector.
+        alone, _ = await proc.embed(["the dog is red"])
+        assert all(math.isclose(a, b, abs_tol=1e-5) for a, b in zip(alone[0], vectors[1], strict=True))
+        assert vectors[0] != vectors[1]
+        # Too long: truncated to the per-slot context, or refused when truncate is false.
+        long_text = "the dog " * 300
+        truncated, n = await proc.embed([long_text])
+        assert n == 128 and len(truncated[0]) == 64
+        with pytest.raises(BadRequest, match="exceeds maximum context length"):
+            await proc.embed([long_text], truncate=False)
+        with pytest.raises(BadRequest, match="embeddings only"):
+            [c async for c in proc.completion("hi", {})]
+        empty, n0 = await proc.embed([])
+        assert empty == [] and n0 == 0
+    finally:
+        await proc.stop()
+    assert gone(proc.pid)
+
+
+def test_runner_cli_rejects_bad_arguments(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "ollamalike.runner", "--model", "x"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "--socket" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "ollamalike.runner", "--model", "x", "--socket", str(tmp_path / "s"),
+                        "--parallel", "0"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--parallel" in r.stderr
+
+
+def test_runner_info() -> None:
+    import json
+
+    r = subprocess.run([sys.executable, "-m", "ollamalike.runner", "--info"], capture_output=True, text=True,
+                       timeout=60)
+    info = json.loads(r.stdout)
+    assert info["backend"] in ("cpu", "cuda", "metal", "rocm", "vulkan", "sycl")
+    assert "system_info" in info and isinstance(info["gpu_offload"], bool)
+
+
+def test_client_module_does_not_import_llama_cpp() -> None:
+    code = "import sys, ollamalike.runner.client; print('llama_cpp' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "False"
