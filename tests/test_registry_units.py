@@ -1,0 +1,158 @@
+"""Unit tests of the registry pieces that need no server: auth rules, part planning, progress display."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from ollamalike.cli.progress import Bar, Progress, human_bytes, human_duration
+from ollamalike.registry import auth, download
+from ollamalike.registry.download import Part, _restore, plan_parts
+
+
+@pytest.mark.parametrize(
+    ("header", "scheme", "params"),
+    [
+        (
+            'Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:a/b:pull"',
+            "bearer",
+            {"realm": "https://auth.example.com/token", "service": "registry.example.com", "scope": "repository:a/b:pull"},
+        ),
+        ('Basic realm="Registry Realm"', "basic", {"realm": "Registry Realm"}),
+        ("bearer realm=https://x/t, scope=repository:a/b:pull,push", "bearer", {"realm": "https://x/t", "scope": "repository:a/b:pull"}),
+        ('Bearer realm="https://x/t",error="invalid_token"', "bearer", {"realm": "https://x/t", "error": "invalid_token"}),
+    ],
+)
+def test_parse_challenge(header: str, scheme: str, params: dict[str, str]) -> None:
+    got = auth.parse_challenge(header)
+    assert got.scheme == scheme
+    for key, value in params.items():
+        assert got.params[key] == value
+
+
+@pytest.mark.parametrize(
+    ("url", "safe"),
+    [
+        ("https://auth.example.com/token", True),
+        ("http://auth.example.com/token", False),
+        ("http://127.0.0.1:5000/token", True),
+        ("http://localhost/token", True),
+        ("http://[::1]:8080/token", True),
+        ("http://10.0.0.1/token", False),
+        ("ftp://127.0.0.1/token", False),
+        ("http://127.0.0.1.evil.com/token", False),
+    ],
+)
+def test_secrets_only_over_https_or_loopback(url: str, safe: bool) -> None:
+    assert auth.is_safe_for_secrets(url) is safe
+
+
+def test_credentials_for_host_with_and_without_port() -> None:
+    entries = (("registry.example.com", "u1", "p1"), ("127.0.0.1:5000", "u2", "p2"))
+    assert auth.credentials_for(entries, "registry.example.com:443") == ("u1", "p1")
+    assert auth.credentials_for(entries, "Registry.Example.com") == ("u1", "p1")
+    assert auth.credentials_for(entries, "127.0.0.1:5000") == ("u2", "p2")
+    assert auth.credentials_for(entries, "127.0.0.1:6000") is None
+    assert auth.credentials_for(entries, "other.example.com") is None
+
+
+@pytest.mark.parametrize(
+    ("size", "count"),
+    [(0, 1), (1, 1), (64 * 2**20 - 1, 1), (64 * 2**20, 1), (200 * 2**20, 3), (4 * 2**30, 8), (10**12, 8)],
+)
+def test_plan_parts_cover_the_blob_exactly(size: int, count: int) -> None:
+    parts = plan_parts(size)
+    assert len(parts) == count
+    assert parts[0].start == 0 and parts[-1].end == size
+    for a, b in zip(parts, parts[1:]):
+        assert a.end == b.start
+    if count > 1:
+        assert all(p.end - p.start >= download.MIN_PART for p in parts)
+
+
+@pytest.mark.parametrize(
+    ("state", "ok"),
+    [
+        ({"size": 100, "parts": [[0, 50, 10], [50, 100, 50]]}, True),
+        ({"size": 100, "parts": [[0, 50, 60], [50, 100, 0]]}, False),  # done beyond the part
+        ({"size": 100, "parts": [[0, 40, 0], [50, 100, 0]]}, False),  # a gap
+        ({"size": 100, "parts": [[0, 50, 0]]}, False),  # does not cover the blob
+        ({"size": 99, "parts": [[0, 99, 0]]}, False),  # another size
+        ({"size": 100, "parts": [[0, 100, -1]]}, False),
+        ({"size": 100, "parts": "nonsense"}, False),
+        (None, False),
+    ],
+)
+def test_restore_rejects_inconsistent_state(state: object, ok: bool) -> None:
+    restored = _restore(state, 100)  # type: ignore[arg-type]
+    assert (restored is not None) is ok
+    if ok:
+        assert restored == [Part(0, 50, 10), Part(50, 100, 50)]
+
+
+@pytest.mark.parametrize(
+    ("n", "text"), [(0, "0 B"), (999, "999 B"), (1500, "1.5 KB"), (4_700_000_000, "4.7 GB"), (12_000_000, "12 MB"), (123_456_789, "123 MB")]
+)
+def test_human_bytes(n: int, text: str) -> None:
+    assert human_bytes(n) == text
+
+
+@pytest.mark.parametrize(("s", "text"), [(0, "0s"), (45, "45s"), (123, "2m3s"), (3720, "1h2m")])
+def test_human_duration(s: float, text: str) -> None:
+    assert human_duration(s) == text
+
+
+def test_bar_shows_size_speed_and_time_left() -> None:
+    bar = Bar("pulling 6a0746a1ec1a", 4_700_000_000)
+    bar.update(0, 4_700_000_000, 100.0)
+    bar.update(1_200_000_000, 4_700_000_000, 200.0)  # 12 MB/s over 100 s
+    line = bar.render(100)
+    assert line.startswith("pulling 6a0746a1ec1a...  25% ▕")
+    assert "1.2 GB/4.7 GB" in line and "12 MB/s" in line and "4m52s" in line
+    bar.update(4_700_000_000, 4_700_000_000, 300.0)
+    done = bar.render(100)
+    assert "100% ▕" + "█" in done and done.endswith("▏ 4.7 GB")
+
+
+def _stream() -> list[dict[str, object]]:
+    d = "sha256:" + "ab" * 32
+    return [
+        {"status": "pulling manifest"},
+        {"status": "pulling ababababab", "digest": d, "total": 1000, "completed": 0},
+        {"status": "pulling ababababab", "digest": d, "total": 1000, "completed": 500},
+        {"status": "pulling ababababab", "digest": d, "total": 1000, "completed": 1000},
+        {"status": "verifying sha256 digest"},
+        {"status": "writing manifest"},
+        {"status": "success"},
+    ]
+
+
+def test_progress_plain_lines_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    progress = Progress(out, tty=False)
+    for item in _stream():
+        progress.update(item)
+    progress.finish()
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "pulling manifest"
+    assert lines[1] == "pulling ababababab (1 KB)"
+    assert lines[2].startswith("pulling ababababab... 100% ▕") and lines[2].endswith(" 1 KB")
+    assert lines[3:] == ["verifying sha256 digest", "writing manifest", "success"]
+    assert "\x1b" not in out.getvalue()
+
+
+def test_progress_redraws_in_place_on_a_terminal() -> None:
+    out = io.StringIO()
+    progress = Progress(out, tty=True)
+    for item in _stream():
+        progress.update(item)
+        progress.redraw()
+    progress.finish()
+    text = out.getvalue()
+    assert "\x1b[" in text and "F" in text  # cursor moved back up to redraw
+    final = text.rsplit("\x1b[5F", 1)[-1]
+    visible = [line.replace("\x1b[2K", "") for line in final.splitlines()]
+    assert visible[0] == "pulling manifest"
+    assert visible[1].startswith("pulling ababababab... 100%")
+    assert visible[2:] == ["verifying sha256 digest", "writing manifest", "success"]
