@@ -65,7 +65,7 @@ def test_plan_parts_cover_the_blob_exactly(size: int, count: int) -> None:
     parts = plan_parts(size)
     assert len(parts) == count
     assert parts[0].start == 0 and parts[-1].end == size
-    for a, b in zip(parts, parts[1:]):
+    for a, b in zip(parts, parts[1:], strict=False):
         assert a.end == b.start
     if count > 1:
         assert all(p.end - p.start >= download.MIN_PART for p in parts)
