@@ -343,3 +343,13 @@ def test_build_manifest_and_config_shape() -> None:
     data = build_manifest(Descriptor(CONFIG_MEDIA_TYPE, D1, 10), [Descriptor(MEDIA_MODEL, D2, 20)])
     assert json.loads(data) == good_manifest()
     assert data == go_json(good_manifest())
+
+
+def test_add_file_of_own_blob_does_not_copy(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    digest, size = store.add_blob_bytes(b"model weights")
+
+    def no_temp_files() -> None:
+        raise AssertionError("copied a blob that is already in the store")
+
+    monkeypatch.setattr(store.blobs, "_open_temp", no_temp_files)
+    assert store.add_blob_file(store.blob_path(digest)) == (digest, size)

@@ -102,6 +102,18 @@ class BlobDir:
         os.replace(tmp, target)
         fsync_dir(self.root)
 
+    def _own_blob_digest(self, source: Path) -> str | None:
+        try:
+            resolved = source.resolve()
+        except (OSError, RuntimeError):
+            return None
+        if resolved.parent != self.root.resolve():
+            return None
+        try:
+            return parse_digest(resolved.name)
+        except BadRequest:
+            return None
+
     def _sync_and_commit(self, tmp: Path, digest: str) -> None:
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -133,6 +145,10 @@ class BlobDir:
     def add_file(self, source: Path, expected_digest: str | None = None, claim: Claim | None = None) -> tuple[str, int]:
         """Copy a local regular file in while hashing it. Directories, devices, FIFOs are refused."""
         expected = parse_digest(expected_digest) if expected_digest is not None else None
+        if expected is None:
+            # One of our own blobs (a Modelfile from ``show`` names them): its name is its verified
+            # digest, so a multi-gigabyte model is not copied just to find it is already here.
+            expected = self._own_blob_digest(source)
         try:
             st = os.stat(source)
         except FileNotFoundError:
