@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ollamalike.errors import BadRequest
 from ollamalike.template import check_template
@@ -195,3 +197,20 @@ def test_output_is_capped() -> None:
     big = {"S": "x" * (1 << 20)}
     with pytest.raises(BadRequest, match="output exceeds"):
         parse_go_template("{{ range 100 }}{{ $.S }}{{ end }}").execute(big)
+
+
+PIECES = ["{{", "}}", "{{-", "-}}", " ", ".Prompt", ".L", "$x", ":=", "=", "if", "else", "end", "range", "with",
+          "(", ")", "|", "eq", "len", "index", "printf", '"s"', "`r`", "1", "-2", "nil", "true", "\n", "text",
+          "break", "/*", "*/", "$", ",", "define", "template", "block"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(PIECES), max_size=30))
+def test_arbitrary_input_only_ever_raises_bad_request(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    try:
+        out = parse_go_template(text).execute(DATA)
+    except BadRequest as e:
+        assert str(e).startswith("template: ") and "\n" not in str(e), str(e)
+        return
+    assert isinstance(out, str)
