@@ -41,7 +41,7 @@ def store_snapshot(models_dir: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
     if db.exists():
         con = sqlite3.connect(db)
         try:
-            tables = [r[0] for r in con.execute("select name from sqlite_master where type='table' and name not like '_%' and name not like 'sqlite_%'")]
+            tables = [r[0] for r in con.execute("select name from sqlite_master where type='table' and name not like '\\_%' escape '\\' and name not like 'sqlite\\_%' escape '\\'")]
             for t in sorted(tables):
                 rows.extend((t, *r) for r in con.execute(f"select * from [{t}] order by 1"))
         finally:

@@ -22,6 +22,12 @@ from tests.daemon import Daemon, daemon_env, free_port, pid_alive
 from tests.helpers import store_snapshot
 
 MODELFILE = '''FROM ./weights/tiny-chat.gguf
+TEMPLATE """{{ if .System }}<|im_start|>system
+{{ .System }}<|im_end|>
+{{ end }}<|im_start|>user
+{{ .Prompt }}<|im_end|>
+<|im_start|>assistant
+"""
 PARAMETER temperature 0.25
 PARAMETER stop "<|im_end|>"
 PARAMETER stop "<|im_start|>"
@@ -176,7 +182,8 @@ def test_create_list_show_cp_rm(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: 
     assert re.search(r"^temperature\s+0\.25$", params, re.M)
     assert _ok(daemon.cli("show", "tiny", "--system")).strip().startswith("You are terse.")
     assert _ok(daemon.cli("show", "tiny", "--license")).startswith("Tiny Test License")
-    assert _ok(daemon.cli("show", "tiny", "--template")).strip()
+    template = _ok(daemon.cli("show", "tiny", "--template"))
+    assert template.startswith("{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>")
     assert _ok(daemon.cli("show", "derived:v1", "--system")).strip() == "Be brief."
 
     assert _ok(daemon.cli("cp", "tiny", "copy/tiny:x")).strip() == "copied 'tiny' to 'copy/tiny:x'"
@@ -208,7 +215,7 @@ def test_cli_bad_inputs(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: Path) ->
         (("create", "x", "-f", modelfile("FROM ./nope.gguf\n")), "not found"),
         (("create", "x", "-f", modelfile("FROM ./notgguf.bin\n")), "GGUF"),
         (("create", "x", "-f", modelfile("FROM ./weights/tiny-chat.gguf\nADAPTER ./none.gguf\n")), "not found"),
-        (("create", "x", "-f", modelfile("FROM no-such-model\n")), "not found"),
+        (("create", "x", "-f", modelfile("FROM 127.0.0.1:1/library/no-such-model\n")), ""),
         (("create", "x", "-f", modelfile("FROM ./weights/tiny-chat.gguf\nPARAMETER temperature hot\n")), "temperature"),
         (("create", "bad/na/me/x", "-f", modelfile("FROM keep\n")), "invalid model name"),
         (("create", "../evil", "-f", modelfile("FROM keep\n")), "invalid model name"),
@@ -221,7 +228,9 @@ def test_cli_bad_inputs(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: Path) ->
     for args, contains in cases:
         cwd = tmp_path if args == ("create", "x") else project
         _one_line_error(daemon.cli(*args, cwd=cwd), contains)
-    assert store_snapshot(daemon.models_dir) == before
+    after = store_snapshot(daemon.models_dir)
+    assert set(after[0]) - set(before[0]) == set(), "extra files"
+    assert after == before
 
     # rm stops at the first unknown name, as Ollama does, after deleting the ones before it
     _ok(daemon.cli("cp", "keep", "keep2"))

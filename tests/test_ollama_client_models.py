@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import ollama
@@ -11,6 +12,8 @@ from tests.daemon import Daemon
 from tests.helpers import store_snapshot
 
 pytestmark = pytest.mark.e2e
+
+TEMPLATE = "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n"
 
 
 def test_ollama_client_create_list_show_copy_delete(daemon: Daemon, tiny_chat_gguf: Path) -> None:
@@ -24,6 +27,7 @@ def test_ollama_client_create_list_show_copy_delete(daemon: Daemon, tiny_chat_gg
         model="tiny",
         files={"tiny-chat.gguf": digest},
         system="You are a tiny test model.",
+        template=TEMPLATE,
         parameters={"temperature": 0.5, "stop": ["<|im_end|>"], "num_ctx": 256},
         license="MIT",
     )
@@ -42,18 +46,18 @@ def test_ollama_client_create_list_show_copy_delete(daemon: Daemon, tiny_chat_gg
     assert entry.details.family == "llama"
 
     shown = client.show("tiny")
-    assert shown.system == "You are a tiny test model."
+    assert shown.modelfile is not None and re.search(r'^SYSTEM "*You are a tiny test model\."*$', shown.modelfile, re.M)
     assert shown.license == "MIT"
     assert shown.parameters is not None and "temperature" in shown.parameters and "0.5" in shown.parameters
     assert shown.modelfile is not None and "FROM " in shown.modelfile
-    assert shown.template
+    assert shown.template == TEMPLATE
     assert shown.modelinfo is not None and shown.modelinfo["general.architecture"] == "llama"
     assert shown.details is not None and shown.details.quantization_level
     assert shown.capabilities is not None and "completion" in shown.capabilities
-    assert client.show("tiny-stream").system == "Other."
+    assert re.search(r'^SYSTEM "*Other\."*$', client.show("tiny-stream").modelfile or "", re.M)
 
     assert client.copy("tiny", "backup/tiny:v2").status == "success"
-    assert client.show("backup/tiny:v2").system == "You are a tiny test model."
+    assert client.show("backup/tiny:v2").modelfile == shown.modelfile.replace("tiny:latest", "backup/tiny:v2")
     assert client.delete("tiny").status == "success"
     assert client.delete("tiny-stream").status == "success"
     assert [m.model for m in client.list().models] == ["backup/tiny:v2"]
@@ -66,8 +70,9 @@ def test_ollama_client_errors(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: Pa
         client.show("ghost")
     assert e.value.status_code == 404 and "not found" in e.value.error
     with pytest.raises(ollama.ResponseError) as e:
-        client.create(model="x", from_="ghost")
-    assert e.value.status_code == 404
+        # an unknown base model is pulled, as in Ollama: from a closed local port, so it fails fast
+        client.create(model="x", from_="127.0.0.1:1/library/ghost")
+    assert e.value.status_code >= 400 and e.value.error
     with pytest.raises(ollama.ResponseError) as e:
         client.create(model="x", files={"w.gguf": "sha256:" + "0" * 64})
     assert 400 <= e.value.status_code < 500

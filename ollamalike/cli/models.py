@@ -63,9 +63,14 @@ def _upload(client: Client, path: Path, what: str) -> str:
     from ollamalike.client import file_sha256
 
     try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
         digest = "sha256:" + file_sha256(path)
     except OSError as e:
         raise BadRequest(f"cannot read {path}: {e.strerror}") from None
+    # Checked before uploading, as Ollama's CLI does: a wrong file costs no transfer and leaves no blob.
+    if magic != b"GGUF":
+        raise BadRequest(f"{what} {path} is not a GGUF file")
     progress = _Progress(digest)
     uploaded = client.upload_blob(path, progress=progress)
     progress.finish()

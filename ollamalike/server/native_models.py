@@ -5,11 +5,9 @@ Handlers are thin: parse and type-check the body, call one ``library`` function,
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
-from ollamalike import __version__
+from ollamalike import __version__, library
 from ollamalike.errors import BadRequest
 from ollamalike.names import parse_digest
 from ollamalike.server.app import get_state
@@ -26,12 +24,6 @@ from ollamalike.server.http import (
 _BLOB_CHUNK = 1024 * 1024
 
 
-def _library() -> Any:
-    from ollamalike import library
-
-    return library
-
-
 async def root(request: web.Request) -> web.Response:
     return web.Response(text="Ollama is running", content_type="text/plain")
 
@@ -42,7 +34,7 @@ async def version(request: web.Request) -> web.Response:
 
 async def tags(request: web.Request) -> web.Response:
     state = get_state(request)
-    return json_response({"models": _library().list_models(state.store)})
+    return json_response({"models": library.list_models(state.store)})
 
 
 async def show(request: web.Request) -> web.Response:
@@ -50,14 +42,13 @@ async def show(request: web.Request) -> web.Response:
     name = model_field(body)
     verbose = get_bool(body, "verbose", False)
     state = get_state(request)
-    return json_response(_library().show_model(state.store, name, verbose=verbose))
+    return json_response(library.show_model(state.store, name, verbose=verbose))
 
 
 async def create(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     name = model_field(body)
     stream = get_bool(body, "stream", True)
-    library = _library()
     create_request = library.CreateRequest.from_json(body)
     state = get_state(request)
     chunks = library.create_model(state.store, name, create_request)
@@ -70,14 +61,14 @@ async def copy(request: web.Request) -> web.Response:
     body = await read_json(request)
     source = get_str(body, "source", required=True)
     destination = get_str(body, "destination", required=True)
-    _library().copy_model(get_state(request).store, source, destination)
+    library.copy_model(get_state(request).store, source, destination)
     return web.Response(status=200)
 
 
 async def delete(request: web.Request) -> web.Response:
     body = await read_json(request)
     name = model_field(body)
-    _library().delete_model(get_state(request).store, name)
+    library.delete_model(get_state(request).store, name)
     return web.Response(status=200)
 
 
