@@ -1,0 +1,105 @@
+"""Unit tests of the runner's pure parts: the text stream (UTF-8 and stops), slots, options, formats."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ollamalike.errors import BadRequest
+from ollamalike.runner.sampling import SamplingParams, TextStream, grammar_for_format
+from ollamalike.runner.slots import Slot, choose_slot, keep_count
+
+
+def run_stream(pieces: list[bytes], stop: list[str]) -> tuple[list[str], bool]:
+    ts = TextStream(stop)
+    out = [ts.push(p) for p in pieces]
+    out.append(ts.flush())
+    return [c for c in out if c], ts.stopped
+
+
+def test_multibyte_characters_are_held_until_whole() -> None:
+    data = "日本 ✓ é".encode()
+    chunks, _ = run_stream([bytes([b]) for b in data], [])
+    assert "".join(chunks) == "日本 ✓ é"
+    assert all("\ufffd" not in c for c in chunks)
+
+
+def test_invalid_bytes_become_replacement_characters() -> None:
+    chunks, _ = run_stream([b"ok", b"\xff", b"\xe6\x97"], [])
+    assert "".join(chunks) == "ok\ufffd\ufffd"
+
+
+@pytest.mark.parametrize(("pieces", "stop", "expected", "stopped"), [
+    ([b"Hel", b"lo wo", b"rld"], ["lo w"], "Hel", True),
+    ([b"a", b"b", b"c", b"d"], ["bc"], "a", True),
+    ([b"ab", b"x"], ["abc"], "abx", False),  # a partial match that diverges is released
+    ([b"end <", b"|stop"], ["<|stop|>"], "end <|stop", False),  # partial at the end is flushed
+    ([b"one", b"\n\n", b"two"], ["\n\n", "one"], "", True),
+    ([b"x"], [], "x", False),
+])
+def test_stop_sequences(pieces: list[bytes], stop: list[str], expected: str, stopped: bool) -> None:
+    chunks, did_stop = run_stream(pieces, stop)
+    assert "".join(chunks) == expected
+    assert did_stop is stopped
+
+
+@given(st.text(alphabet="ab✓é\n", min_size=1, max_size=40), st.lists(st.text(alphabet="ab✓é\n", min_size=1, max_size=4), max_size=1),
+       st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=40))
+def test_stream_never_emits_a_stop_and_matches_reference(text: str, stops: list[str], cuts: list[int]) -> None:
+    data = text.encode()
+    pieces, i, k = [], 0, 0
+    while i < len(data):
+        n = cuts[k % len(cuts)]
+        pieces.append(data[i : i + n])
+        i += n
+        k += 1
+    chunks, stopped = run_stream(pieces, stops)
+    joined = "".join(chunks)
+    hits = [text.find(s) for s in stops if s and s in text]
+    expected = text[: min(hits)] if hits else text
+    assert joined == expected
+    assert stopped == bool(hits)
+    for c in chunks:
+        assert all(s not in c for s in stops if s)
+
+
+def test_choose_slot_prefers_longest_prefix_then_lru() -> None:
+    a, b, c = Slot(0, cache=[1, 2, 3]), Slot(1, cache=[1, 2, 9, 9]), Slot(2, cache=[])
+    a.last_used, b.last_used, c.last_used = 3.0, 2.0, 1.0
+    assert choose_slot([a, b, c], [1, 2, 3, 4]) is a
+    assert choose_slot([a, b, c], [1, 2, 9]) is b
+    assert choose_slot([a, b, c], [7]) is c  # no prefix anywhere: least recently used
+    a.req = b.req = c.req = object()
+    assert choose_slot([a, b, c], [1]) is None
+
+
+def test_keep_count() -> None:
+    prompt = list(range(1, 101))
+    assert keep_count(4, prompt, bos=1, n_ctx_slot=64) == 5  # BOS on top of num_keep
+    assert keep_count(4, prompt, bos=None, n_ctx_slot=64) == 4
+    assert keep_count(-1, prompt, bos=None, n_ctx_slot=64) == 32  # never more than half the slot
+    assert keep_count(0, [], bos=1, n_ctx_slot=64) == 0
+
+
+def test_sampling_params_defaults_and_parsing() -> None:
+    p = SamplingParams.from_options(None)
+    assert (p.temperature, p.top_k, p.top_p, p.repeat_penalty, p.seed, p.num_predict) == (0.8, 40, 0.9, 1.1, -1, -1)
+    q = SamplingParams.from_options({"temperature": 0, "stop": "END", "seed": 7, "num_predict": 5.0})
+    assert q.temperature == 0.0 and q.stop == ("END",) and q.seed == 7 and q.num_predict == 5
+    assert SamplingParams.from_options({"stop": ["a", "", "b"]}).stop == ("a", "b")
+    with pytest.raises(BadRequest, match="top_k"):
+        SamplingParams.from_options({"top_k": "many"})
+    with pytest.raises(BadRequest, match="mirostat"):
+        SamplingParams.from_options({"mirostat": 3})
+
+
+def test_grammar_for_format() -> None:
+    assert grammar_for_format(None) is None and grammar_for_format("") is None
+    assert "root" in (grammar_for_format("json") or "")
+    g = grammar_for_format({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]})
+    assert g is not None and "root" in g
+    with pytest.raises(BadRequest, match="invalid format"):
+        grammar_for_format("xml")
+    with pytest.raises(BadRequest, match="invalid format"):
+        grammar_for_format(["json"])  # type: ignore[arg-type]
