@@ -286,3 +286,117 @@ async def test_invalid_blob_digest_is_400(client: Any, models_dir: Path, digest:
     resp = await client.head(f"/api/blobs/{digest}")
     assert resp.status == 400
     assert store_snapshot(models_dir) == before
+
+
+# -- model management over the real library and store ------------------------------------------
+TEMPLATE = "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n"
+
+
+async def _upload(client: Any, path: Path) -> str:
+    data = path.read_bytes()
+    digest = _digest(data)
+    resp = await client.post(f"/api/blobs/{digest}", data=data)
+    assert resp.status in (200, 201), await resp.text()
+    return digest
+
+
+async def _create(client: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
+    resp = await client.post("/api/create", json=body)
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"].startswith("application/x-ndjson")
+    return [json.loads(line) for line in (await resp.text()).splitlines()]
+
+
+async def test_create_tags_show_copy_delete(client: Any, tiny_chat_gguf: Path, models_dir: Path) -> None:
+    digest = await _upload(client, tiny_chat_gguf)
+    statuses = await _create(
+        client,
+        {
+            "model": "tiny",
+            "files": {"tiny-chat.gguf": digest},
+            "template": TEMPLATE,
+            "system": "Be brief.",
+            "parameters": {"temperature": 0.5, "stop": ["<|im_end|>"]},
+            "license": ["MIT"],
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        },
+    )
+    assert statuses[-1] == {"status": "success"}
+    assert {"status": "writing manifest"} in statuses
+    # stream: false answers one object; ``name`` is accepted for ``model``
+    resp = await client.post("/api/create", json={"name": "tiny2", "from": "tiny", "stream": False})
+    assert resp.status == 200
+    assert resp.content_type == "application/json"
+    assert await resp.json() == {"status": "success"}
+
+    resp = await client.get("/api/tags")
+    assert resp.status == 200
+    models = (await resp.json())["models"]
+    assert sorted(m["name"] for m in models) == ["tiny2:latest", "tiny:latest"]
+    entry = next(m for m in models if m["name"] == "tiny:latest")
+    assert entry["model"] == "tiny:latest"
+    assert len(entry["digest"]) == 64 and entry["size"] > tiny_chat_gguf.stat().st_size
+    assert entry["details"]["format"] == "gguf" and entry["details"]["family"] == "llama"
+    assert "T" in entry["modified_at"]
+
+    resp = await client.post("/api/show", json={"model": "tiny"})
+    assert resp.status == 200
+    shown = await resp.json()
+    assert shown["template"] == TEMPLATE
+    assert shown["system"] == "Be brief."
+    assert shown["license"] == "MIT"
+    assert "temperature" in shown["parameters"]
+    assert shown["model_info"]["general.architecture"] == "llama"
+    assert shown["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    resp = await client.post("/api/show", json={"name": "tiny", "verbose": True})
+    assert resp.status == 200
+
+    resp = await client.post("/api/copy", json={"source": "tiny", "destination": "other/tiny:v2"})
+    assert resp.status == 200
+    resp = await client.post("/api/show", json={"model": "other/tiny:v2"})
+    assert (await resp.json())["system"] == "Be brief."
+
+    for name in ("tiny", "tiny2", "other/tiny:v2"):
+        resp = await client.delete("/api/delete", json={"model": name})
+        assert resp.status == 200, await resp.text()
+    resp = await client.get("/api/tags")
+    assert (await resp.json()) == {"models": []}
+    # deleting the last reference collects the blobs
+    assert not [p for p in (models_dir / "blobs").iterdir() if p.is_file()]
+
+
+async def test_model_route_errors_leave_store_unchanged(client: Any, tiny_chat_gguf: Path, models_dir: Path, tmp_path: Path) -> None:
+    digest = await _upload(client, tiny_chat_gguf)
+    await _create(client, {"model": "keep", "files": {"w.gguf": digest}})
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not a gguf file" * 50)
+    junk_digest = await _upload(client, junk)
+    before = store_snapshot(models_dir)
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
+        ("POST", "/api/show", {"model": "ghost"}, 404, "model 'ghost' not found"),
+        ("POST", "/api/show", {"model": "bad name!"}, 400, "invalid model name"),
+        ("DELETE", "/api/delete", {"model": "ghost"}, 404, "not found"),
+        ("DELETE", "/api/delete", {"model": "../../etc"}, 400, "invalid model name"),
+        ("POST", "/api/copy", {"source": "ghost", "destination": "x"}, 404, "not found"),
+        ("POST", "/api/copy", {"source": "keep", "destination": "a/b/c/d"}, 400, "invalid model name"),
+        ("POST", "/api/create", {"model": "x"}, 400, ""),  # neither from nor files
+        ("POST", "/api/create", {"model": "bad/na/me/x", "from": "keep"}, 400, "invalid model name"),
+        ("POST", "/api/create", {"model": "x", "files": {"w.gguf": "sha256:" + "0" * 64}}, 400, ""),
+        ("POST", "/api/create", {"model": "x", "files": {"w.gguf": "sha256:../x"}}, 400, ""),
+        ("POST", "/api/create", {"model": "x", "files": {"junk.gguf": junk_digest}}, 400, "GGUF"),
+        ("POST", "/api/create", {"model": "x", "files": ["w.gguf"]}, 400, "files"),
+        ("POST", "/api/create", {"model": "x", "from": "keep", "parameters": {"temperature": "hot"}}, 400, "temperature"),
+        ("POST", "/api/create", {"model": "x", "from": "keep", "parameters": {"no_such_option": 1}}, 400, "no_such_option"),
+        ("POST", "/api/create", {"model": "x", "from": "keep", "template": "{{ .Prompt "}, 400, "template"),
+        ("POST", "/api/create", {"model": "x", "from": "keep", "messages": [{"role": "wizard", "content": "x"}]}, 400, "role"),
+        ("POST", "/api/create", {"model": "x", "from": "keep", "license": 5}, 400, "license"),
+        ("POST", "/api/create", {"model": "x", "modelfile": "FROM keep\nBOGUS x\n"}, 400, "line 2"),
+        ("POST", "/api/create", {"model": "x", "modelfile": "SYSTEM hi\n"}, 400, "FROM"),
+        ("POST", "/api/create", {"model": "x", "from": "keep", "stream": False, "system": 7}, 400, "system"),
+    ]
+    for method, path, body, status, contains in cases:
+        resp = await client.request(method, path, json=body)
+        raw = await resp.read()
+        assert resp.status != 200, (body, raw)
+        assert_api_error(resp.status, raw, status, contains)
+        assert store_snapshot(models_dir) == before, (path, body)
