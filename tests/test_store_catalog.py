@@ -286,3 +286,4 @@ def test_parent_model_belongs_to_the_tag(store: Store) -> None:
     store.copy_tag("derived", "copied")
     parents = {r.name.split("/")[-1]: r.details["parent_model"] for r in store.list_tags()}
     assert parents == {"plain:latest": "", "derived:latest": "plain:latest", "copied:latest": "plain:latest"}
+

@@ -85,7 +85,15 @@ class Catalog:
         self.db = Database(conn)
         self.db.execute("PRAGMA busy_timeout=30000")
         self.db.enable_wal()
-        migrations.apply(self.db)
+        # BEGIN IMMEDIATE takes SQLite's write lock first, so two processes opening a new catalog at
+        # once apply each migration exactly once (the second sees them applied when it gets the lock).
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(self.db)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()
