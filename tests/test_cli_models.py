@@ -322,3 +322,13 @@ def test_graceful_shutdown_stops_runners(
     assert "ollamalike stopped" in daemon.logs()
 
 
+
+
+@pytest.mark.e2e
+def test_serve_on_a_busy_port_is_one_clear_error(daemon: Daemon) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ollamalike", "serve"], capture_output=True, text=True, env=daemon.env, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"Error: listen tcp 127.0.0.1:{daemon.port}: bind: address already in use"
+    assert "listening on" not in result.stderr

@@ -1,19 +1,28 @@
 """``ollamalike serve``: run the daemon in the foreground until SIGINT/SIGTERM.
 
-The only CLI command that imports aiohttp (lazily, inside the command). Shutdown runs the app's
-cleanup, which stops every runner process before the daemon exits.
+The only CLI command that imports aiohttp (lazily, inside the command). The address is bound
+before the startup line is logged, so a busy port is one clear error. Shutdown runs the app's
+cleanup, which stops every runner process before the daemon exits with status 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
 import sys
 
 import click
 
 from ollamalike import __version__
-from ollamalike.config import load_config
+from ollamalike.config import Config, load_config
 from ollamalike.errors import InternalError
+
+log = logging.getLogger("ollamalike.server")
+
+# Open connections (a streaming generate) get this long to finish once a shutdown signal arrives.
+SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 @click.command()
@@ -27,29 +36,32 @@ def serve() -> None:
     )
     # aiohttp's per-request access log is noise at INFO; keep it for debugging only.
     logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if config.debug else logging.WARNING)
+    asyncio.run(_serve(config))
+    log.info("ollamalike stopped")
+
+
+async def _serve(config: Config) -> None:
     from aiohttp import web
 
     from ollamalike.server.app import make_app
 
-    app = make_app(config)
-    log = logging.getLogger("ollamalike.server")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
 
-    async def _announce(_app: web.Application) -> None:
-        log.info(
-            "ollamalike %s listening on %s:%d (models: %s)", __version__, config.host, config.port, config.models_dir
-        )
-
-    app.on_startup.append(_announce)
+    runner = web.AppRunner(make_app(config), access_log=logging.getLogger("aiohttp.access"),
+                           shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
     try:
-        web.run_app(
-            app,
-            host=config.host or None,
-            port=config.port,
-            print=None,
-            shutdown_timeout=5.0,
-            handle_signals=True,
-            access_log=logging.getLogger("aiohttp.access"),
-        )
-    except OSError as e:
-        raise InternalError(f"listen tcp {config.host}:{config.port}: {e.strerror or e}") from None
-    log.info("ollamalike stopped")
+        site = web.TCPSite(runner, config.host or None, config.port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+        try:
+            await site.start()
+        except OSError as e:
+            reason = os.strerror(e.errno).lower() if e.errno else str(e)
+            raise InternalError(f"listen tcp {config.host}:{config.port}: bind: {reason}") from None
+        log.info("ollamalike %s listening on %s:%d (models: %s)", __version__, config.host, config.port, config.models_dir)
+        await stop.wait()
+        log.info("shutting down: stopping runners")
+    finally:
+        await runner.cleanup()
