@@ -339,3 +339,9 @@ def test_every_reference_template_parses() -> None:
     for path in files:
         check_template(path.read_text())
         assert render_chat(model(path.read_text()), EXCHANGE)
+
+
+def test_legacy_condition_on_response_does_not_cut() -> None:
+    tmpl = "[{{ .Prompt }}]{{ if .Response }}R:{{ end }}{{ .Response }}<end>"
+    msgs = [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"}]
+    assert render_chat(model(tmpl), msgs) == "[u1]R:a1<end>[u2]"

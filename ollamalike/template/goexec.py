@@ -65,6 +65,7 @@ class GoTemplate:
     def __init__(self, text: str, tree: Tree | None = None) -> None:
         self.text = text
         self.tree = tree if tree is not None else parse_tree(text, FUNC_NAMES)
+        self._cut: GoTemplate | None = None
 
     def identifiers(self) -> set[str]:
         """Lower-cased field and variable names used anywhere (Ollama's ``Vars``)."""
@@ -76,10 +77,10 @@ class GoTemplate:
     def cut_after_response(self) -> GoTemplate:
         """A copy that keeps everything up to and including the first ``.Response`` and drops the rest
         (Ollama renders the last turn of a legacy template this way, so a prefill stays open)."""
-        root = copy.deepcopy(self.tree.root)
-        state = {"cut": False}
-        root = _cut_list(root, state)
-        return GoTemplate(self.text, Tree(root, self.tree.defines))
+        if self._cut is None:
+            root = _cut_list(copy.deepcopy(self.tree.root), {"cut": False})
+            self._cut = GoTemplate(self.text, Tree(root, self.tree.defines))
+        return self._cut
 
     def execute(self, data: Any) -> str:
         ex = _Executor(self.tree)
@@ -130,7 +131,7 @@ def _cut_list(nodes: list[Node], state: dict[str, bool]) -> list[Node]:
             if pipe is not None:
                 kept.append(Action(pipe))
         elif isinstance(n, Branch):
-            n.pipe = _cut_pipe(n.pipe, state) or n.pipe
+            # As in Ollama, only the branch bodies are searched; a condition on .Response does not cut.
             n.body = _cut_list(n.body, state)
             if n.else_body is not None:
                 n.else_body = _cut_list(n.else_body, state)

@@ -384,8 +384,7 @@ def parse_number(text: str, line: int) -> int | float:
         if clean.lower().lstrip("+-").startswith(("0x", "0b", "0o")):
             return int(clean, 0)
         if any(c in clean for c in ".eE"):
-            value = float(clean)
-            return int(value) if value.is_integer() and "." not in clean and abs(value) < 2**63 else value
+            return float(clean)  # Go evaluates a constant written with . or an exponent as float64
         if len(clean.lstrip("+-")) > 1 and clean.lstrip("+-").startswith("0"):
             return int(clean.lstrip("+-"), 8) * (-1 if clean.startswith("-") else 1)
         return int(clean)
