@@ -160,8 +160,8 @@ class _Cursor:
         return self.read(n).decode("utf-8", errors="replace")
 
 
-def _read_value(cur: _Cursor, vtype: int, key: str, keep_strings: bool, depth: int = 0) -> Any:
-    """One metadata value. Arrays longer than SHOW_ARRAY_LIMIT are skipped (None) unless ``keep_strings``."""
+def _read_value(cur: _Cursor, vtype: int, key: str, keep: bool, depth: int = 0) -> Any:
+    """One metadata value. Arrays longer than SHOW_ARRAY_LIMIT are skipped (None) unless ``keep``."""
     fmt = _SCALARS.get(vtype)
     if fmt is not None:
         return _clean_float(cur.unpack(fmt), vtype)
@@ -180,7 +180,7 @@ def _read_value(cur: _Cursor, vtype: int, key: str, keep_strings: bool, depth: i
         size = struct.calcsize(item_fmt)
         if cur.pos + count * size > cur.size:
             raise _Invalid(f"array {key!r} runs past the end of the file")
-        if count > SHOW_ARRAY_LIMIT:
+        if count > SHOW_ARRAY_LIMIT and not keep:
             cur.skip(count * size)
             return None
         return [_clean_float(v, item_type) for v in struct.unpack(f"<{count}{item_fmt[1]}", cur.read(count * size))]
@@ -189,12 +189,12 @@ def _read_value(cur: _Cursor, vtype: int, key: str, keep_strings: bool, depth: i
         if cur.pos + count * 8 > cur.size:
             raise _Invalid(f"array {key!r} of {count} strings runs past the end of the file")
         items = cur.strings(count)
-        return items if keep_strings or count <= SHOW_ARRAY_LIMIT else None
+        return items if keep or count <= SHOW_ARRAY_LIMIT else None
     if item_type == _ARRAY:
         if cur.pos + count * 12 > cur.size:
             raise _Invalid(f"array {key!r} runs past the end of the file")
-        nested = [_read_value(cur, _ARRAY, key, False, depth + 1) for _ in range(count)]
-        return nested if count <= SHOW_ARRAY_LIMIT else None
+        nested = [_read_value(cur, _ARRAY, key, keep, depth + 1) for _ in range(count)]
+        return nested if keep or count <= SHOW_ARRAY_LIMIT else None
     raise _Invalid(f"unknown array item type {item_type} for key {key!r}")
 
 
@@ -216,8 +216,9 @@ def _open_regular(path: str | os.PathLike[str]) -> tuple[BinaryIO, int]:
     """Open only regular files: stat first (a FIFO would block open), then re-check the opened descriptor."""
     try:
         st = os.stat(path)
-    except OSError as e:
-        raise BadRequest(f"invalid GGUF file: cannot read {os.fspath(path)!r}: {e.strerror}") from None
+    except (OSError, ValueError, TypeError) as e:  # ValueError: a NUL in the path
+        reason = e.strerror if isinstance(e, OSError) else str(e)
+        raise BadRequest(f"invalid GGUF file: cannot read {str(path)[:200]!r}: {reason}") from None
     if stat.S_ISDIR(st.st_mode):
         raise BadRequest("invalid GGUF file: it is a directory")
     if not stat.S_ISREG(st.st_mode):
@@ -225,7 +226,7 @@ def _open_regular(path: str | os.PathLike[str]) -> tuple[BinaryIO, int]:
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
-        raise BadRequest(f"invalid GGUF file: cannot read {os.fspath(path)!r}: {e.strerror}") from None
+        raise BadRequest(f"invalid GGUF file: cannot read {str(path)[:200]!r}: {e.strerror}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -233,12 +234,16 @@ def _open_regular(path: str | os.PathLike[str]) -> tuple[BinaryIO, int]:
     return os.fdopen(fd, "rb", buffering=0), st.st_size
 
 
-def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
-    """Read and validate a GGUF file's metadata and tensor index; raises ``BadRequest`` when unusable."""
+def read_gguf_info(path: str | os.PathLike[str], verbose: bool = False) -> GGUFInfo:
+    """Read and validate a GGUF file's metadata and tensor index; raises ``BadRequest`` when unusable.
+
+    ``verbose`` keeps every array in ``model_info`` (``/api/show`` with ``verbose: true``); otherwise
+    arrays longer than SHOW_ARRAY_LIMIT items are null there.
+    """
     f, size = _open_regular(path)
     try:
         with f:
-            return _parse(_Cursor(f, size))
+            return _parse(_Cursor(f, size), verbose)
     except _Invalid as e:
         raise BadRequest(f"invalid GGUF file: {e}") from None
     except BadRequest:
@@ -249,7 +254,7 @@ def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
         raise BadRequest(f"invalid GGUF file: {type(e).__name__}: {e}") from None
 
 
-def _parse(cur: _Cursor) -> GGUFInfo:
+def _parse(cur: _Cursor, verbose: bool) -> GGUFInfo:
     if cur.size < 24:
         raise _Invalid(f"file is too small ({cur.size} bytes) to be a GGUF file")
     magic = cur.unpack("<I")
@@ -275,10 +280,10 @@ def _parse(cur: _Cursor) -> GGUFInfo:
         if key in kv:
             raise _Invalid(f"duplicate metadata key {key!r}")
         vtype = cur.unpack("<I")
-        value = _read_value(cur, vtype, key, keep_strings=key == "tokenizer.ggml.tokens")
+        value = _read_value(cur, vtype, key, keep=verbose or key == "tokenizer.ggml.tokens")
         if key == "tokenizer.ggml.tokens" and isinstance(value, list):
             tokens = value
-            value = value if len(value) <= SHOW_ARRAY_LIMIT else None
+            value = value if verbose or len(value) <= SHOW_ARRAY_LIMIT else None
         kv[key] = value
 
     alignment = kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)

@@ -8,6 +8,7 @@ Precedence, lowest first: built-in defaults, the model's Modelfile parameters, t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -229,9 +230,14 @@ def merge_options(model_params: Mapping[str, Any] | None, request: Mapping[str, 
 
     A request's list value (``stop``) replaces the model's list rather than extending it. Defaults are
     not filled in (``with_defaults`` does that), so callers can still tell "unset" from "default";
-    the memory planner needs that for ``num_ctx``.
+    the memory planner needs that for ``num_ctx``. A bad request value is the caller's error
+    (BadRequest); a stored model parameter this version does not accept (a model made elsewhere) is
+    skipped rather than making the model unusable.
     """
-    merged = validate_options(model_params)
+    merged: dict[str, Any] = {}
+    for name, value in (model_params or {}).items():
+        with contextlib.suppress(BadRequest):
+            merged.update(validate_options({name: value}))
     merged.update(validate_options(request))
     return merged
 

@@ -307,3 +307,16 @@ def test_mutated_real_file(tmp_path: Path, llama_path: Path, mutate: Callable[[b
     path = tmp_path / "m.gguf"
     path.write_bytes(mutate(llama_path.read_bytes()))
     read_bad(path)
+
+
+def test_verbose_keeps_every_array(llama_path: Path) -> None:
+    mi = read_gguf_info(llama_path, verbose=True).model_info
+    assert mi["tokenizer.ggml.tokens"][:3] == ["<unk>", "<s>", "</s>"] and len(mi["tokenizer.ggml.tokens"]) == 100
+    assert mi["tokenizer.ggml.scores"] == [0.0] * 100
+    assert mi["tokenizer.ggml.token_type"] == [1] * 100
+
+
+@pytest.mark.parametrize("path", ["bad\0path.gguf", ""])
+def test_unusable_paths(path: str) -> None:
+    with pytest.raises(BadRequest, match="^invalid GGUF file: cannot read"):
+        read_gguf_info(path)

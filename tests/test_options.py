@@ -232,6 +232,11 @@ def test_merge_does_not_alias_model_lists() -> None:
     assert model == {"stop": ["a"]}
 
 
+def test_merge_skips_stored_model_params_it_cannot_use() -> None:
+    # A model made by another tool may carry values this version rejects: the model stays usable.
+    assert merge_options({"num_ctx": 0, "mirostat": 7, "temperature": 0.2, "num_gqa": 8}, None) == {"temperature": 0.2}
+
+
 def test_merge_rejects_bad_request_values() -> None:
     with pytest.raises(BadRequest, match="num_ctx"):
         merge_options({"num_ctx": 8192}, {"num_ctx": -5})
