@@ -140,6 +140,13 @@ def test_create_list_show_cp_rm(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: 
     assert "using existing layer sha256:" in out
     assert out.splitlines()[-1] == "success"
 
+    # -q quantizes while creating
+    out = _ok(daemon.cli("create", "tiny-q", "-q", "q4_0", cwd=project))
+    assert "quantizing F32 model to Q4_0" in out
+    assert re.search(r"^    quantization\s+Q4_0$", _ok(daemon.cli("show", "tiny-q")), re.M)
+    _one_line_error(daemon.cli("create", "tiny-bad", "-q", "q9_9", cwd=project), "unsupported quantization type")
+    _ok(daemon.cli("rm", "tiny-q"))
+
     # a model built FROM another model by name
     (tmp_path / "Derived").write_text("FROM tiny\nSYSTEM Be brief.\nPARAMETER num_ctx 512\n")
     _ok(daemon.cli("create", "derived:v1", "-f", str(tmp_path / "Derived")))

@@ -121,12 +121,15 @@ def build_create_request(client: Client, name: str, modelfile_path: Path) -> dic
 @click.command()
 @click.argument("name")
 @click.option("-f", "--file", "file", default=None, help="Name of the Modelfile (default: ./Modelfile).")
-def create(name: str, file: str | None) -> None:
+@click.option("-q", "--quantize", default=None, help="Quantize model to this level (e.g. q4_0).")
+def create(name: str, file: str | None, quantize: str | None) -> None:
     """Create a model from a Modelfile."""
     ModelName.parse(name)
     path = Path(file).expanduser() if file else Path.cwd() / "Modelfile"
     client = _client()
     body = build_create_request(client, name, path)
+    if quantize:
+        body["quantize"] = quantize
     last = None
     for status in client.stream("POST", "/api/create", body):
         line = status.get("status")
