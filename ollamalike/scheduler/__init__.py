@@ -57,6 +57,7 @@ class _Loaded:
     draining: bool = False  # no new leases: it is being replaced or unloaded
     timer: asyncio.TimerHandle | None = None
     load_duration_ns: int = 0
+    load_waiters: int = 0
 
     @property
     def loaded(self) -> bool:
@@ -158,15 +159,19 @@ class Scheduler:
             self._waiting -= 1
 
     async def _wait_for_load(self, entry: _Loaded) -> None:
-        """Wait (counting as queued) for a load started by anyone; its failure is this request's too."""
-        if self._waiting >= self.config.max_queue:
+        """Wait for a load started by anyone; its failure is this request's too. The first
+        ``num_parallel`` waiters will get a slot once it is loaded; only the others count as queued."""
+        queued = entry.load_waiters >= self.config.num_parallel
+        if queued and self._waiting >= self.config.max_queue:
             raise Overloaded("server busy, please try again.  maximum pending requests exceeded")
-        self._waiting += 1
+        entry.load_waiters += 1
+        self._waiting += int(queued)
         self._cond.release()
         try:
             await asyncio.shield(entry.ready)
         finally:
-            self._waiting -= 1
+            entry.load_waiters -= 1
+            self._waiting -= int(queued)
             await self._cond.acquire()
 
     def _lease_locked(self, entry: _Loaded, keep_alive: float) -> Lease:
