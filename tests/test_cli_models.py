@@ -248,11 +248,14 @@ def test_cli_bad_inputs(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: Path) ->
 
 
 def test_cli_reports_unreachable_remote_server(tmp_path: Path) -> None:
-    env = daemon_env(tmp_path / "home", free_port(), {"OLLAMALIKE_HOST": "http://192.0.2.1:9"})
+    # 127.0.0.2 is loopback (nothing leaves the machine) but not an address the CLI autostarts for
+    port = free_port()
+    env = daemon_env(tmp_path / "home", port, {"OLLAMALIKE_HOST": f"http://127.0.0.2:{port}"})
     result = subprocess.run(
         [sys.executable, "-m", "ollamalike", "list"], capture_output=True, text=True, env=env, timeout=60
     )
-    _one_line_error(result, "could not connect to ollamalike server at http://192.0.2.1:9")
+    _one_line_error(result, f"could not connect to ollamalike server at http://127.0.0.2:{port}")
+    assert not (tmp_path / "home" / "logs" / "server.log").exists()
 
 
 def _serve_pids(home: Path) -> list[int]:
