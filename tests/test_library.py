@@ -280,15 +280,16 @@ async def test_create_replaces_tag_and_collects_old_layers(store: Store, tiny_ch
 
 
 @pytest.fixture
-def prepared(store: Store, tiny_chat_gguf: Path, tmp_path: Path) -> dict[str, Any]:
-    """An existing model, an uploaded GGUF, and assorted bad files."""
+def prepared(store: Store, tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path, tmp_path: Path) -> dict[str, Any]:
+    """An existing model, uploaded GGUFs, and assorted bad files."""
     good = upload(store, tiny_chat_gguf)
+    q4 = upload(store, tiny_chat_q4_gguf)
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"this is not a GGUF file at all" * 10)
     junk_blob = upload(store, junk)
     (tmp_path / "dir.gguf").mkdir()
     os.mkfifo(tmp_path / "fifo.gguf")
-    return {"good": good, "junk": junk, "junk_blob": junk_blob, "dir": tmp_path}
+    return {"good": good, "q4": q4, "junk": junk, "junk_blob": junk_blob, "dir": tmp_path}
 
 
 BAD_CREATES: list[tuple[str, str, Any, type[OllamalikeError], str]] = [
@@ -309,7 +310,8 @@ BAD_CREATES: list[tuple[str, str, Any, type[OllamalikeError], str]] = [
     ("unknown parameter", "x", lambda p: {"files": {"a": p["good"]}, "parameters": {"nope": 1}}, BadRequest, "nope"),
     ("bad parameter type", "x", lambda p: {"files": {"a": p["good"]}, "parameters": {"top_k": "many"}}, BadRequest, "top_k"),
     ("bad modelfile parameter", "x", lambda p: {"modelfile": "FROM ghost\nPARAMETER top_k many"}, BadRequest, "top_k"),
-    ("quantize", "x", lambda p: {"files": {"a": p["good"]}, "quantize": "q4_K_M"}, BadRequest, "quantization"),
+    ("quantize type", "x", lambda p: {"files": {"a": p["good"]}, "quantize": "q9_Z"}, BadRequest, "quantization type"),
+    ("quantize quantized", "x", lambda p: {"files": {"a": p["q4"]}, "quantize": "q8_0"}, BadRequest, "F16 and F32"),
     ("nothing to build", "x", lambda p: {"system": "s"}, BadRequest, "neither"),
     ("from and files", "x", lambda p: {"from": "m", "files": {"a": p["good"]}}, BadRequest, "either"),
     ("two models", "x", lambda p: {"files": {"a": p["good"], "b": p["good"]}}, BadRequest, "exactly one"),
@@ -449,3 +451,40 @@ async def test_empty_template_and_system_mean_not_given(store: Store, tiny_chat_
     assert library.show_model(store, "child")["details"]["parent_model"] == "base:latest"
     await create(store, "plain", {"files": {"a": blob}, "system": ""})
     assert layer_types(store, "plain") == [MEDIA_MODEL]
+
+
+async def test_quantize_from_file_and_from_model(store: Store, models_dir: Path, tiny_chat_gguf: Path) -> None:
+    statuses = await create(store, "q8", {"modelfile": f"FROM {tiny_chat_gguf}\nSYSTEM s", "quantize": "q8_0"})
+    assert {"status": "quantizing F32 model to Q8_0"} in statuses
+    assert statuses[-1] == {"status": "success"}
+    r = library.resolve_model(store, "q8")
+    assert r.info.file_type == "Q8_0" and r.details["quantization_level"] == "Q8_0"
+    assert r.model_path.stat().st_size < tiny_chat_gguf.stat().st_size
+    # The F32 original was quantized in place, never copied into the store; no scratch files remain.
+    _, manifest, _ = store.get_manifest("q8")
+    expected = {store.get_manifest("q8")[0], manifest["config"]["digest"], *(x["digest"] for x in manifest["layers"])}
+    assert set(store.blobs.digests()) == expected
+    assert sorted(os.listdir(store.blobs.root)) == sorted("sha256-" + d[7:] for d in expected)
+    # Deterministic: the same request again, and FROM an F32 model with the same quantization.
+    await create(store, "q8-again", {"modelfile": f"FROM {tiny_chat_gguf}\nSYSTEM s", "quantize": "Q8_0"})
+    assert store.get_manifest("q8-again")[0] == store.get_manifest("q8")[0]
+    await create(store, "f32", {"files": {"m": upload(store, tiny_chat_gguf)}, "system": "s"})
+    await create(store, "q8-from-model", {"from": "f32", "quantize": "q8_0"})
+    assert library.resolve_model(store, "q8-from-model").model_path == r.model_path
+
+
+async def test_quantize_failure_leaves_nothing(store: Store, models_dir: Path, tmp_path: Path) -> None:
+    """llama.cpp refusing the model (an architecture it does not know) fails the create cleanly."""
+    path = tmp_path / "alien.gguf"
+    w = gguf.GGUFWriter(str(path), "alienarch")
+    w.add_block_count(1)
+    w.add_tensor("blk.0.ffn_up.weight", np.ones((32, 64), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    before = store_snapshot(models_dir)
+    with pytest.raises(OllamalikeError, match="quantization failed") as info:
+        await create(store, "bad", {"modelfile": f"FROM {path}", "quantize": "q8_0"})
+    assert "alienarch" in str(info.value) and "\n" not in str(info.value)
+    assert store_snapshot(models_dir) == before

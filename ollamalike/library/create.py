@@ -21,6 +21,7 @@ from typing import Any
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.library.models import Layers, _encode, gguf_info, read_layers
+from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import CreateRequest
 from ollamalike.names import ModelName
 from ollamalike.store import Pins, Store
@@ -67,6 +68,7 @@ class _Plan:
     parameters: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
+    quantize: str | None = None
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
@@ -146,9 +148,7 @@ def _classify(sources: list[_Source]) -> None:
 
 async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan, str | None]:
     """Validate everything without writing; returns the plan and a FROM name still to be fetched."""
-    if request.quantize:
-        raise BadRequest("quantization is not supported yet")
-    plan = _Plan()
+    plan = _Plan(quantize=quantize_type(request.quantize) if request.quantize else None)
     from_name: str | None = request.from_
     files = dict(request.files)
     template, system = request.template, request.system
@@ -235,6 +235,8 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
                     async for status in _missing_base(store, from_name):
                         yield status
                 _inherit(store, plan, from_name, pins)
+            if plan.quantize:
+                check_quantizable(_model_info(plan))
             if plan.sources:
                 yield {"status": "parsing GGUF"}
             async for status in _write(store, target, plan, pins):
@@ -248,15 +250,32 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
     yield {"status": "success"}
 
 
+def _model_info(plan: _Plan) -> Any:
+    """GGUF info of the model the new one is built on: a new model file, else the base model's."""
+    for src in plan.sources:
+        if src.media == MEDIA_MODEL:
+            return src.info
+    return plan.base_info
+
+
 async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> AsyncIterator[dict[str, Any]]:
     layers: list[Descriptor] = []
+    model_info = plan.base_info
     for desc in plan.base_descs:
         if not store.has_blob(desc.digest):
             raise BadRequest(f"base model layer {desc.digest} is missing from the store")
+        if desc.media_type == MEDIA_MODEL and plan.quantize and not any(s.media == MEDIA_MODEL for s in plan.sources):
+            yield {"status": f"quantizing {model_info.file_type} model to {plan.quantize}"}
+            digest, size, model_info = await quantize_model(store, pins, store.blob_path(desc.digest), plan.quantize)
+            desc = Descriptor(MEDIA_MODEL, digest, size)
         layers.append(desc)
-    model_info = plan.base_info
     for src in plan.sources:
-        if src.path is not None:
+        if src.media == MEDIA_MODEL and plan.quantize:
+            # Straight from the source file: an F16 original is never copied into the store.
+            source = src.path if src.path is not None else store.blob_path(src.digest or "")
+            yield {"status": f"quantizing {src.info.file_type} model to {plan.quantize}"}
+            digest, size, src.info = await quantize_model(store, pins, source, plan.quantize)
+        elif src.path is not None:
             digest, size = await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
         else:
             assert src.digest is not None

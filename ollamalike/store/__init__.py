@@ -138,6 +138,14 @@ class Store:
     def partial(self, digest: str, size: int) -> PartialBlob:
         return self.blobs.partial(digest, size)
 
+    def temp_file(self, hint: str = "work") -> contextlib.AbstractContextManager[Path]:
+        """A scratch path inside the store for tools that write a file (the quantizer); see ``adopt``."""
+        return self.blobs.temp_file(hint)
+
+    def adopt(self, path: Path, pins: Pins | None = None) -> tuple[str, int]:
+        """Make a finished ``temp_file`` a blob without copying it."""
+        return self.blobs.adopt(path, pins.add if pins else None)
+
     @contextlib.contextmanager
     def pin(self, digests: Iterable[str] = ()) -> Iterator[Pins]:
         """Protect blobs from GC until the block ends; ``pins.add(d)`` protects more."""

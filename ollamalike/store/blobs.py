@@ -15,7 +15,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from ollamalike.errors import BadRequest, NotFound, PayloadTooLarge, RegistryError
@@ -219,6 +219,36 @@ class BlobDir:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        return digest, size
+
+    @contextlib.contextmanager
+    def temp_file(self, hint: str = "work") -> Iterator[Path]:
+        """A fresh path in ``blobs/`` for a tool to write (a quantizer); gone at exit unless adopted."""
+        if not hint.isalnum():
+            raise ValueError(f"invalid temp file hint {hint!r}")
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{hint}-", dir=self.root)
+        os.close(fd)
+        path = Path(tmp)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def adopt(self, tmp: Path, claim: Claim | None = None) -> tuple[str, int]:
+        """Turn a finished temp file from ``temp_file`` into a blob: hashed and renamed, not copied."""
+        if tmp.parent != self.root or not tmp.name.startswith(TMP_PREFIX):
+            raise ValueError(f"{tmp} is not a temp file of this store")
+        h = hashlib.sha256()
+        size = 0
+        with open(tmp, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+            os.fsync(f.fileno())
+        digest = "sha256:" + h.hexdigest()
+        if claim is not None:
+            claim(digest)
+        self._commit(tmp, digest)
         return digest, size
 
     def partial(self, digest: str, size: int) -> PartialBlob:
