@@ -25,7 +25,7 @@ log = logging.getLogger("ollamalike.registry")
 
 MIN_PART = 64 * 1024 * 1024
 MAX_PARTS = 8
-READ_CHUNK = 1024 * 1024
+WRITE_CHUNK = 4 * 1024 * 1024
 SAVE_EVERY = 8 * 1024 * 1024
 
 
@@ -169,18 +169,34 @@ class BlobDownload:
                     f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
                 )
             pos = start
-            async for chunk in resp.content.iter_chunked(READ_CHUNK):
-                if pos + len(chunk) > part.end:
-                    raise IntegrityError(
-                        f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
-                    )
-                self.partial.write_at(pos, chunk)
-                pos += len(chunk)
-                part.done += len(chunk)
-                self.transferred += len(chunk)
-                self._unsaved += len(chunk)
-                if self._unsaved >= SAVE_EVERY:
-                    self._save()
-                self.progress(self.completed)
+            buffer = bytearray()
+            try:
+                async for chunk in resp.content.iter_any():
+                    if pos + len(buffer) + len(chunk) > part.end:
+                        raise IntegrityError(
+                            f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
+                        )
+                    buffer += chunk
+                    self.transferred += len(chunk)
+                    # Network reads arrive in small pieces; write in big ones (one syscall per MiBs).
+                    if len(buffer) >= WRITE_CHUNK:
+                        pos = await self._write(part, pos, buffer)
+                        buffer = bytearray()
+            finally:
+                if buffer:
+                    pos = await self._write(part, pos, buffer)
             if pos < part.end:
                 raise aiohttp.ClientPayloadError(f"connection closed after {pos - start} of {limit} bytes")
+
+    async def _write(self, part: Part, pos: int, data: bytearray) -> int:
+        """Write at ``pos``, count it as done (only once it is in the kernel's hands), maybe save.
+
+        The write runs in a thread: a slow disk must not stall the other parts' sockets.
+        """
+        await asyncio.to_thread(self.partial.write_at, pos, data)
+        part.done += len(data)
+        self._unsaved += len(data)
+        if self._unsaved >= SAVE_EVERY:
+            self._save()
+        self.progress(self.completed)
+        return pos + len(data)

@@ -1,0 +1,110 @@
+"""Benchmark: our registry pull (parallel ranged parts + sha256 verification) against curl.
+
+Starts Debian's docker-registry on 127.0.0.1, pushes a model whose layer is a random blob
+(1 GiB by default), then alternates: ``pull_model`` into a fresh store, and ``curl`` downloading
+the same blob to disk. Prints a markdown table of median MB/s and the ratio ours/curl.
+
+    .venv/bin/python bench/pull.py [--size-mib 1024] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from ollamalike.config import Config  # noqa: E402
+from ollamalike.registry.pull import pull_model  # noqa: E402
+from ollamalike.registry.push import push_model  # noqa: E402
+from ollamalike.store import Store  # noqa: E402
+from tests.registry_server import DockerRegistry, make_model  # noqa: E402
+
+
+def write_random(path: Path, size: int) -> None:
+    chunk = 16 * 1024 * 1024
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(chunk, left)
+            f.write(os.urandom(n))
+            left -= n
+
+
+async def ours(name: str, root: Path) -> float:
+    store = Store(root)
+    start = time.perf_counter()
+    async for _ in pull_model(store, Config(), name, insecure=True):
+        pass
+    elapsed = time.perf_counter() - start
+    store.close()
+    return elapsed
+
+
+def curl(url: str, out: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(["curl", "-sSf", "-o", str(out), url], check=True)
+    return time.perf_counter() - start
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    size = args.size_mib * 1024 * 1024
+    work = Path(tempfile.mkdtemp(prefix="bench-pull-"))
+    registry = DockerRegistry(work / "registry")
+    registry.start()
+    try:
+        blob = work / "blob.bin"
+        write_random(blob, size)
+        src = Store(work / "src")
+        name = f"{registry.host}/bench/blob:latest"
+        make_model(src, name, model_file=blob)
+        blob.unlink()
+        async for _ in push_model(src, Config(), name, insecure=True):
+            pass
+        _, manifest, _ = src.get_manifest(name)
+        src.close()
+        shutil.rmtree(work / "src")
+        layer = manifest["layers"][0]["digest"]
+        url = f"{registry.url}/v2/bench/blob/blobs/{layer}"
+
+        ours_s: list[float] = []
+        curl_s: list[float] = []
+        for i in range(args.runs):
+            dest = work / f"pull-{i}"
+            ours_s.append(await ours(name, dest))
+            shutil.rmtree(dest)
+            out = work / f"curl-{i}.bin"
+            curl_s.append(curl(url, out))
+            out.unlink()
+    finally:
+        registry.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    mb = size / 1e6
+    ours_rate = mb / statistics.median(ours_s)
+    curl_rate = mb / statistics.median(curl_s)
+    print(f"Pull of a {args.size_mib} MiB blob from a local docker-registry, median of {args.runs} alternating runs\n")
+    print("| method | median time (s) | median MB/s | runs (s) |")
+    print("|---|---:|---:|---|")
+    print(f"| ollamalike pull (ranged parts + sha256 verify) | {statistics.median(ours_s):.2f} | {ours_rate:.0f} | "
+          f"{', '.join(f'{t:.2f}' for t in ours_s)} |")
+    print(f"| curl -o file (no verification) | {statistics.median(curl_s):.2f} | {curl_rate:.0f} | "
+          f"{', '.join(f'{t:.2f}' for t in curl_s)} |")
+    print(f"\nratio ours/curl: {ours_rate / curl_rate:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
