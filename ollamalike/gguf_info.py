@@ -32,6 +32,8 @@ SUPPORTED_VERSIONS = (2, 3)
 MAX_STRING_BYTES = 16 * 1024 * 1024  # chat templates are kilobytes; tokens are bytes
 MAX_KEY_BYTES = 65535
 MAX_ARRAY_ITEMS = 1 << 22  # 4M: the largest vocabularies and merge lists are well below 1M
+# Strings and nested arrays are walked one by one; this bounds the whole file's walk (a few seconds at worst).
+MAX_WALKED_ITEMS = 1 << 22
 MAX_KV_COUNT = 1 << 20
 MAX_TENSOR_COUNT = 1 << 20
 MAX_DIMS = 4  # GGML_MAX_DIMS
@@ -110,6 +112,12 @@ class _Cursor:
         self.pos = 0
         self._buf = b""
         self._buf_start = 0
+        self.walked = 0  # items walked one by one so far (see MAX_WALKED_ITEMS)
+
+    def walk(self, count: int) -> None:
+        self.walked += count
+        if self.walked > MAX_WALKED_ITEMS:
+            raise _Invalid(f"metadata holds more than {MAX_WALKED_ITEMS} strings and arrays")
 
     def read(self, n: int) -> bytes:
         if n < 0 or self.pos + n > self.size:
@@ -188,11 +196,13 @@ def _read_value(cur: _Cursor, vtype: int, key: str, keep: bool, depth: int = 0) 
         # Each string has at least its 8-byte length: a count the file cannot hold is rejected up front.
         if cur.pos + count * 8 > cur.size:
             raise _Invalid(f"array {key!r} of {count} strings runs past the end of the file")
+        cur.walk(count)
         items = cur.strings(count)
         return items if keep or count <= SHOW_ARRAY_LIMIT else None
     if item_type == _ARRAY:
         if cur.pos + count * 12 > cur.size:
             raise _Invalid(f"array {key!r} runs past the end of the file")
+        cur.walk(count)
         nested = [_read_value(cur, _ARRAY, key, keep, depth + 1) for _ in range(count)]
         return nested if keep or count <= SHOW_ARRAY_LIMIT else None
     raise _Invalid(f"unknown array item type {item_type} for key {key!r}")

@@ -320,3 +320,17 @@ def test_verbose_keeps_every_array(llama_path: Path) -> None:
 def test_unusable_paths(path: str) -> None:
     with pytest.raises(BadRequest, match="^invalid GGUF file: cannot read"):
         read_gguf_info(path)
+
+
+def test_walk_budget_bounds_many_small_arrays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Strings are walked one by one, so the total over all arrays is capped, not just each array."""
+    import ollamalike.gguf_info as gi
+
+    monkeypatch.setattr(gi, "MAX_WALKED_ITEMS", 100)
+    strings = struct.pack("<IQ", 8, 70) + gstr("") * 70
+    one = minimal([ARCH, gstr("a") + struct.pack("<I", 9) + strings], [])
+    path = tmp_path / "one.gguf"
+    path.write_bytes(one)
+    assert read_gguf_info(path).model_info["a"] is None  # 70 items: under the budget, shown as null
+    path.write_bytes(minimal([ARCH, gstr("a") + struct.pack("<I", 9) + strings, gstr("b") + struct.pack("<I", 9) + strings], []))
+    read_bad(path, "more than 100 strings and arrays")
