@@ -27,11 +27,10 @@ from ollamalike.template.values import (
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
 
 
-class ModelInfoLike(Protocol):
-    chat_template: str | None
-
-
 class ModelLike(Protocol):
+    """What rendering needs from a model. ``info`` has ``chat_template`` and may have
+    ``bos_token``/``eos_token`` (a GGUFInfo)."""
+
     template: str | None
     system: str | None
     messages: list[dict[str, Any]]
@@ -60,7 +59,7 @@ def _chat_template_text(model: Any) -> str | None:
     return text if isinstance(text, str) and text.strip() else None
 
 
-def named_for(model: Any) -> NamedTemplate | None:
+def named_for(model: ModelLike) -> NamedTemplate | None:
     """The well-known template a model without TEMPLATE gets from its GGUF chat template, if any."""
     if getattr(model, "template", None):
         return None
@@ -68,13 +67,13 @@ def named_for(model: Any) -> NamedTemplate | None:
     return detect_template(jinja_text) if jinja_text else None
 
 
-def stop_for(model: Any) -> list[str]:
+def stop_for(model: ModelLike) -> list[str]:
     """Default stop sequences of the detected named template (a Modelfile's stop params win)."""
     named = named_for(model)
     return list(named.stop) if named else []
 
 
-def go_template_for(model: Any) -> str | None:
+def go_template_for(model: ModelLike) -> str | None:
     """The Go template text used for a model, or None when its Jinja template renders directly."""
     if getattr(model, "template", None):
         return str(model.template)
@@ -86,7 +85,7 @@ def go_template_for(model: Any) -> str | None:
     return DEFAULT_TEMPLATE
 
 
-def _with_model_context(model: Any, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_model_context(model: ModelLike, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     history = normalize_messages(list(getattr(model, "messages", None) or []))
     msgs = history + messages
     system = getattr(model, "system", None) or ""
@@ -105,7 +104,7 @@ def _think_values(think: Any) -> dict[str, Any]:
     raise BadRequest(f"invalid think value: {think!r} (use true, false, \"high\", \"medium\" or \"low\")")
 
 
-def render_chat(model: Any, messages: Any, tools: Any = None, think: Any = None) -> str:
+def render_chat(model: ModelLike, messages: Any, tools: Any = None, think: Any = None) -> str:
     """The prompt for /api/chat: MESSAGE history and SYSTEM from the model, then the request's messages."""
     msgs = _with_model_context(model, normalize_messages(messages))
     tool_list = validate_tools(tools)
@@ -117,7 +116,7 @@ def render_chat(model: Any, messages: Any, tools: Any = None, think: Any = None)
     return execute(text, msgs, tool_list, think_values)
 
 
-def render_generate(model: Any, prompt: str, system: str | None = None, suffix: str | None = None,
+def render_generate(model: ModelLike, prompt: str, system: str | None = None, suffix: str | None = None,
                     template_override: str | None = None, include_history: bool = True,
                     think: Any = None) -> str:
     """The prompt for /api/generate (not ``raw``): system, MESSAGE history (unless continuing a
