@@ -265,6 +265,11 @@ async def test_basic_auth_when_the_registry_asks_for_it(
     assert lines[-1] == {"status": "success"}
 
 
+async def test_plain_http_registry_without_insecure_fails_fast(registry: DockerRegistry, tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="needs --insecure"):
+        await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/model:tag"))
+
+
 async def test_manifest_not_found(registry: DockerRegistry, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="file does not exist"):
         await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/nothing:here", insecure=True))

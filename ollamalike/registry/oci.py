@@ -128,6 +128,9 @@ class RegistryClient:
                 resp = await self.session.request(
                     method, target, headers=hdrs, data=data() if data else None, allow_redirects=False
                 )
+            except aiohttp.ClientSSLError as e:
+                hint = " (a plain-HTTP registry needs --insecure)" if self.scheme == "https" else ""
+                raise RegistryError(f"TLS connection to registry {self.name.host} failed{hint}: {e}") from None
             except aiohttp.ClientConnectorDNSError:
                 # Not transient in any useful sense: the name does not resolve (or we are offline).
                 raise RegistryError(f"cannot reach registry {self.name.host}: host not found") from None
