@@ -33,9 +33,9 @@ MAX_STRING_BYTES = 16 * 1024 * 1024  # chat templates are kilobytes; tokens are 
 MAX_KEY_BYTES = 65535
 MAX_ARRAY_ITEMS = 1 << 22  # 4M: the largest vocabularies and merge lists are well below 1M
 # Strings and nested arrays are walked one by one; this bounds the whole file's walk (a few seconds at worst).
-MAX_WALKED_ITEMS = 1 << 22
-MAX_KV_COUNT = 1 << 20
-MAX_TENSOR_COUNT = 1 << 20
+MAX_WALKED_ITEMS = 1 << 21  # 2M: real vocabularies plus merges stay under 1M
+MAX_KV_COUNT = 1 << 16  # real models carry tens of keys
+MAX_TENSOR_COUNT = 1 << 16  # the largest MoE models have a few thousand tensors
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_ARRAY_DEPTH = 3
 SHOW_ARRAY_LIMIT = 64  # longer arrays (vocabularies, merges, scores) are shown as null, as Ollama does
