@@ -3,7 +3,9 @@ with hostile templates rejected quickly as BadRequest."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -56,6 +58,12 @@ def test_tools_tool_calls_helpers_and_thinking_flag() -> None:
                    'user: goCALL f {"a": "é"}RESULT(f) okNOTHINK4')
 
 
+def test_generation_tag_renders_its_body() -> None:
+    tmpl = "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}[{{ m.content }}]{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}"
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}, {"role": "user", "content": "r"}]
+    assert render_chat(jinja_model(tmpl), msgs) == "q[a]r"
+
+
 def test_raise_exception_is_a_clear_error() -> None:
     m = jinja_model("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}")
     with pytest.raises(BadRequest, match="chat template: System role not supported"):
@@ -93,3 +101,22 @@ def test_hostile_jinja_is_rejected_quickly(name: str, template: str) -> None:
     assert str(err.value).startswith("chat template"), str(err.value)
     assert "\n" not in str(err.value)
     assert elapsed < 10, f"{name} took {elapsed:.1f}s"
+
+
+REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "ollama-templates"
+
+
+@pytest.mark.skipif(not (REFERENCE / "index.json").is_file(), reason="shared/reference is not checked out")
+def test_real_world_jinja_templates_render_in_the_sandbox() -> None:
+    from ollamalike.template.jinja import render_jinja
+
+    exchange = [{"role": "user", "content": "Hello", "tool_calls": []},
+                {"role": "assistant", "content": "Hi there", "tool_calls": []},
+                {"role": "user", "content": "How are you?", "tool_calls": []}]
+    tools = [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object", "properties": {}}}}]
+    entries = json.loads((REFERENCE / "index.json").read_text())
+    for entry in entries:
+        for tool_list in ([], tools):
+            out = render_jinja(entry["template"], exchange, tool_list, None, bos_token="<s>", eos_token="</s>")
+            assert "Hello" in out and "Hi there" in out and "How are you?" in out, (entry["name"], out)
+            assert out.index("Hello") < out.index("Hi there") < out.index("How are you?")
