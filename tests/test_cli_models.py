@@ -342,3 +342,20 @@ def test_serve_on_a_busy_port_is_one_clear_error(daemon: Daemon) -> None:
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"Error: listen tcp 127.0.0.1:{daemon.port}: bind: address already in use"
     assert "listening on" not in result.stderr
+
+
+@pytest.mark.e2e
+def test_rm_unloads_a_running_model(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    status, _ = daemon.request("POST", "/api/generate", {})
+    if status == 404:
+        pytest.skip("inference routes are not part of this build yet")
+    _load_a_runner(daemon, tiny_chat_gguf, tmp_path)
+    runners = set(daemon.children_seen)
+    status, ps = daemon.request("GET", "/api/ps")
+    assert [m["name"] for m in ps["models"]] == ["tiny:latest"]
+    assert _ok(daemon.cli("rm", "tiny")).strip() == "deleted 'tiny'"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (daemon.request("GET", "/api/ps")[1]["models"] or any(map(pid_alive, runners))):
+        time.sleep(0.05)
+    assert daemon.request("GET", "/api/ps")[1]["models"] == []
+    assert not any(pid_alive(p) for p in runners)

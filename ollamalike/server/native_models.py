@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ollamalike import __version__, library
 from ollamalike.errors import BadRequest
-from ollamalike.names import parse_digest
+from ollamalike.names import ModelName, parse_digest
 from ollamalike.server.app import get_state
 from ollamalike.server.http import (
     collect_last,
@@ -68,7 +68,11 @@ async def copy(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     body = await read_json(request)
     name = model_field(body)
-    library.delete_model(get_state(request).store, name)
+    state = get_state(request)
+    library.delete_model(state.store, name)
+    if state.scheduler is not None:
+        # A deleted model should not keep its memory until keep_alive runs out (Ollama unloads it too).
+        await state.scheduler.unload(ModelName.parse(name).display)
     return web.Response(status=200)
 
 
