@@ -1,13 +1,13 @@
-"""Modelfile parsing (errors name the line) and writing back, with Ollama's syntax rules.
+'''Modelfile parsing (errors name the line) and writing back, with Ollama's syntax rules.
 
 A Modelfile is a sequence of instructions, case-insensitive: FROM (exactly one), ADAPTER, TEMPLATE,
-SYSTEM, PARAMETER, MESSAGE and LICENSE. Lines whose first non-blank character is ``#`` are comments.
-A value runs to the end of the line, or is quoted: ``"..."`` or ``\"\"\"...\"\"\"``, and a quoted value may
-span lines. As in Ollama, a quoted value ends at the first line end where the text so far, trimmed,
-ends with its closing quote; there are no escape sequences. One extension makes every value
-writable: inside a triple-quoted value, a line ending in ``\"\"\"`` followed by one or more backslashes
-loses one backslash, so ``format`` can write a line ending in ``\"\"\"`` as ``\"\"\"\\``.
-"""
+SYSTEM, PARAMETER, MESSAGE and LICENSE. Lines whose first non-blank character is # are comments.
+A value runs to the end of the line, or is quoted with " or """ and may then span lines. As in
+Ollama, a quoted value ends at the first line end where the text so far, trimmed, ends with its
+closing quote; there are no escape sequences. One extension makes every value writable: inside a
+"""-quoted value, a line ending in """ followed by one or more backslashes loses one backslash, so
+``format`` writes a value line that ends in """ as """\\ (Ollama cannot write such values at all).
+'''
 
 from __future__ import annotations
 
