@@ -33,6 +33,17 @@ def test_parse_tool_calls(name: str, text: str, expected: list[dict[str, Any]] |
     assert parse_tool_calls(None, text) == expected
 
 
+def test_prefix_from_the_models_template() -> None:
+    from types import SimpleNamespace
+
+    tmpl = ('{{ range .Messages }}{{ .Content }}{{ range .ToolCalls }}<<CALL>>{"name": "{{ .Function.Name }}", '
+            '"arguments": {{ .Function.Arguments }}}{{ end }}{{ end }}')
+    m = SimpleNamespace(template=tmpl, system="", messages=[], info=SimpleNamespace(chat_template=None))
+    text = 'Checking. <<CALL>>{"name": "get_weather", "arguments": {"city": "Paris"}}'
+    assert parse_tool_calls(m, text) == [WEATHER]
+    assert parse_tool_calls(None, text) is None  # without the template, the prefix means nothing
+
+
 def test_several_calls_are_indexed() -> None:
     text = ('<tool_call>{"name": "a", "arguments": {}}</tool_call>\n'
             '<tool_call>{"name": "b", "arguments": {"x": 1}}</tool_call>')

@@ -63,13 +63,38 @@ def _collect(values: list[Any]) -> list[dict[str, Any]]:
     return calls
 
 
-def parse_tool_text(text: str) -> list[dict[str, Any]] | None:
+def template_prefix(template: str | None) -> str | None:
+    """The literal a Go template writes before each tool call (``{{ range .ToolCalls }}<call>{…``),
+    found the way Ollama does: the text after the ``.ToolCalls`` action, up to the JSON."""
+    if not template:
+        return None
+    at = template.find(".ToolCalls")
+    for _ in range(3):
+        if at < 0:
+            return None
+        end = template.find("}}", at)
+        if end < 0:
+            return None
+        nxt = template.find("{{", end)
+        literal = template[end + 2:nxt if nxt >= 0 else len(template)]
+        cut = min((i for i in (literal.find("{"), literal.find("[")) if i >= 0), default=len(literal))
+        prefix = literal[:cut].strip()
+        if prefix:
+            return prefix
+        if literal.strip() or nxt < 0:
+            return None
+        at = nxt
+    return None
+
+
+def parse_tool_text(text: str, extra_prefixes: tuple[str, ...] = ()) -> list[dict[str, Any]] | None:
     """Tool calls in ``text`` or None when the output is plain content."""
     stripped = text.strip()
-    positions = [p for p in (stripped.find(x) for x in PREFIXES) if p >= 0]
+    prefixes = extra_prefixes + PREFIXES
+    positions = [p for p in (stripped.find(x) for x in prefixes) if p >= 0]
     if positions:
         body = stripped[min(positions):]
-        for prefix in PREFIXES:
+        for prefix in prefixes:
             body = body.replace(prefix, " ")
     elif stripped.startswith(("{", "[", "```json", "Action:")):
         body = stripped
@@ -85,7 +110,9 @@ def parse_tool_text(text: str) -> list[dict[str, Any]] | None:
 def parse_tool_calls(model: Any, text: str) -> list[dict[str, Any]] | None:
     """``[{"function": {"name", "arguments": dict, "index"}}]`` parsed from a model's output, or None.
 
-    ``model`` is accepted for the contract (a model-specific prefix comes from its template); the
-    prefixes of every template we know are recognised for all models."""
-    del model
-    return parse_tool_text(text)
+    The prefix the model's Go template writes before tool calls is recognised, and so are the
+    prefixes of every well-known format."""
+    from ollamalike.template.render import go_template_for
+
+    prefix = template_prefix(go_template_for(model)) if model is not None else None
+    return parse_tool_text(text, (prefix,) if prefix else ())
