@@ -95,6 +95,7 @@ class ProxyBehaviour:
     basic_user: str | None = None  # when set, demand HTTP Basic credentials
     basic_password: str = ""
     fail_first: int = 0  # answer this many requests with 503 first
+    drop_after: int = 0  # cut the first blob GET's connection after this many body bytes
     throttle_bytes_per_s: int = 0
     token_user: str | None = None  # when set, demand Bearer tokens from /token
     token_password: str = ""
@@ -191,10 +192,19 @@ class RegistryProxy:
                 resp.content_length = up.content_length
             await resp.prepare(request)
             flipped = False
+            sent = 0
             async for chunk in up.content.iter_chunked(256 * 1024):
                 if is_blob_get and digest == b.flip_digest and not flipped and chunk:
                     chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
                     flipped = True
+                if is_blob_get and b.drop_after and sent + len(chunk) > b.drop_after:
+                    keep = max(1, b.drop_after - sent)
+                    b.drop_after = 0
+                    await resp.write(chunk[:keep])
+                    assert request.transport is not None
+                    request.transport.close()  # a lost connection, mid-body
+                    return resp
+                sent += len(chunk)
                 b.body_bytes_sent += len(chunk)
                 await resp.write(chunk)
                 if b.throttle_bytes_per_s:

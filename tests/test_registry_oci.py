@@ -20,6 +20,7 @@ from aiohttp import web
 from ollamalike.config import Config
 from ollamalike.errors import RegistryError
 from ollamalike.registry import download
+from ollamalike.registry.download import plan_parts
 from ollamalike.registry.pull import pull_model
 from ollamalike.registry.push import push_model
 from ollamalike.store import Store
@@ -263,6 +264,30 @@ async def test_basic_auth_when_the_registry_asks_for_it(
     finally:
         await proxy.stop()
     assert lines[-1] == {"status": "success"}
+
+
+async def test_lost_connection_resumes_the_part_without_refetching(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path
+) -> None:
+    behaviour = ProxyBehaviour(drop_after=300 * 1024)
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    dst = fresh_store(tmp_path)
+    stats: dict[str, int] = {}
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        lines = await collect(pull_model(dst, Config(), name, insecure=True, stats=stats))
+    finally:
+        await proxy.stop()
+    assert lines[-1] == {"status": "success"}
+    assert behaviour.drop_after == 0  # the connection was cut
+    manifest = pushed["manifest"]
+    assert stats["transferred"] == manifest["config"]["size"] + manifest["layers"][0]["size"]
+    # The cut part was asked for again from where it stopped, not from its start.
+    gets = [r for m, p, r in behaviour.requests if m == "GET" and "/blobs/" in p and r]
+    starts = {int(r[6:].split("-")[0]) for r in gets}
+    assert len(gets) == len(plan_parts(BIG)) + 1
+    assert len(starts - {p.start for p in plan_parts(BIG)}) == 1
 
 
 async def test_plain_http_registry_without_insecure_fails_fast(registry: DockerRegistry, tmp_path: Path) -> None:
