@@ -77,8 +77,9 @@ def template_prefix(template: str | None) -> str | None:
             return None
         nxt = template.find("{{", end)
         literal = template[end + 2:nxt if nxt >= 0 else len(template)]
-        cut = min((i for i in (literal.find("{"), literal.find("[")) if i >= 0), default=len(literal))
-        prefix = literal[:cut].strip()
+        # The JSON starts at the first "{"; a "[" right before it opens a list of calls.
+        brace = literal.find("{")
+        prefix = (literal[:brace] if brace >= 0 else literal).strip().rstrip("[ \t\n")
         if prefix:
             return prefix
         if literal.strip() or nxt < 0:
