@@ -83,3 +83,12 @@ def test_content_that_merely_starts_like_the_tag() -> None:
 def test_prompt_opens_thinking() -> None:
     assert prompt_opens_thinking("<|im_start|>assistant\n<think>\n")
     assert not prompt_opens_thinking("<|im_start|>assistant\n")
+
+
+@pytest.mark.parametrize("name,prefix", [("chatml", "<tool_call>"), ("mistral-instruct", "[TOOL_CALLS]"),
+                                         ("command-r", "Action: ```json"), ("llama3-instruct", None)])
+def test_template_prefix_of_named_templates(name: str, prefix: str | None) -> None:
+    from ollamalike.template import named_template
+    from ollamalike.template.tools import template_prefix
+
+    assert template_prefix(named_template(name).template) == prefix
