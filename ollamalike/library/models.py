@@ -21,7 +21,7 @@ from typing import Any
 from ollamalike import modelfile, options
 from ollamalike.errors import InternalError
 from ollamalike.names import ModelName
-from ollamalike.store import Store
+from ollamalike.store import Store, local_rfc3339
 from ollamalike.store.manifest import (
     MEDIA_ADAPTER,
     MEDIA_LICENSE,
@@ -216,7 +216,7 @@ def resolve_model(store: Store, name: str) -> ResolvedModel:
         parameters=dict(hit.parameters),
         messages=[dict(m) for m in hit.messages],
         details={**row.details},
-        modified_at=row.modified_at,
+        modified_at=local_rfc3339(row.modified_at),
     )
 
 
@@ -256,7 +256,7 @@ def list_models(store: Store) -> list[dict[str, Any]]:
             {
                 "name": display,
                 "model": display,
-                "modified_at": row.modified_at,
+                "modified_at": local_rfc3339(row.modified_at),
                 "size": row.size,
                 "digest": row.digest.split(":", 1)[1],
                 "details": dict(row.details),

@@ -27,14 +27,22 @@ from ollamalike.store.blobs import TMP_PREFIX, BlobDir, PartialBlob
 from ollamalike.store.catalog import Catalog, TagRow
 from ollamalike.store.manifest import manifest_blobs, parse_manifest
 
-__all__ = ["Store", "Pins", "TagRow", "PartialBlob", "now_rfc3339", "details_from_config"]
+__all__ = ["Store", "Pins", "TagRow", "PartialBlob", "now_rfc3339", "local_rfc3339", "details_from_config"]
 
 STALE_TEMP_SECONDS = 3600
 
 
 def now_rfc3339() -> str:
-    """Local time with its offset, as Ollama reports modified_at."""
-    return datetime.now(timezone.utc).astimezone().isoformat()
+    """UTC, as stored in the catalog: strings sort in time order even across DST changes."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+def local_rfc3339(text: str) -> str:
+    """A stored time in local time with its offset, as Ollama reports modified_at."""
+    try:
+        return datetime.fromisoformat(text).astimezone().isoformat()
+    except ValueError:
+        return text
 
 
 def _name(name: ModelName | str) -> ModelName:
