@@ -273,8 +273,10 @@ def test_detected_template_and_stops() -> None:
     m = model(None, chat_template=jinja)
     assert render_chat(m, SINGLE) == FORMATS["chatml"][0]
     assert stop_for(m) == ["<|im_start|>", "<|im_end|>"]
-    # A Modelfile TEMPLATE wins over the GGUF's template; then no default stops apply.
+    # A Modelfile TEMPLATE wins over the GGUF's template; then no default stops apply...
     assert stop_for(model("{{ .Prompt }}", chat_template=jinja)) == []
+    # ...unless it is exactly one of the named templates (what a pull stores).
+    assert stop_for(model(named_template("phi-3").template)) == ["<|end|>", "<|system|>", "<|user|>", "<|assistant|>"]
 
 
 @needs_reference

@@ -11,7 +11,7 @@ import functools
 from typing import Any, Protocol
 
 from ollamalike.errors import BadRequest
-from ollamalike.template.detect import NamedTemplate, detect_template
+from ollamalike.template.detect import NamedTemplate, detect_template, named_template, named_templates
 from ollamalike.template.goexec import GoTemplate, parse_go_template
 from ollamalike.template.goparse import Action, FieldNode, Pipe, Tree
 from ollamalike.template.goparse import Command as GoCommand
@@ -68,9 +68,17 @@ def named_for(model: ModelLike) -> NamedTemplate | None:
 
 
 def stop_for(model: ModelLike) -> list[str]:
-    """Default stop sequences of the detected named template (a Modelfile's stop params win)."""
+    """Default stop sequences of the named template in use: detected from the GGUF, or a TEMPLATE
+    that is exactly one of ours (as a pulled model carries). A Modelfile's stop params win."""
     named = named_for(model)
+    if named is None and getattr(model, "template", None):
+        named = _named_by_text().get(str(model.template))
     return list(named.stop) if named else []
+
+
+@functools.lru_cache(maxsize=1)
+def _named_by_text() -> dict[str, NamedTemplate]:
+    return {nt.template: nt for nt in (named_template(n) for n in named_templates())}
 
 
 def go_template_for(model: ModelLike) -> str | None:
