@@ -3,20 +3,18 @@
 GGUF files come from users and registries, so every count, length, type and offset is checked against
 the file before it is used: a truncated, foreign or hostile file gives
 ``BadRequest("invalid GGUF file: …")`` quickly, never a crash, a hang or a huge allocation.
-``gguf.GGUFReader`` cannot promise that (it sizes numpy arrays from the file's own counts), so this
-module walks the header, metadata and tensor index itself, with ``gguf``'s constants (value types,
-quantization block sizes, file types), reading only the metadata region and never the tensor data.
+``gguf.GGUFReader`` cannot promise that (it sizes numpy arrays from the file's own counts, and takes
+~30 s on a 150k-token vocabulary), so this module walks the header, metadata and tensor index itself
+(bounded reading in ``gguf_walk``), with ``gguf``'s constants (quantization block sizes, file types),
+reading only the metadata region and never the tensor data.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import stat
-import struct
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 from gguf.constants import (
     GGML_QUANT_SIZES,
@@ -27,32 +25,24 @@ from gguf.constants import (
 )
 
 from ollamalike.errors import BadRequest
+from ollamalike.gguf_walk import (
+    MAX_KEY_BYTES,
+    SHOW_ARRAY_LIMIT,
+    Cursor,
+    InvalidGGUF,
+    open_regular,
+    read_value,
+)
 
 SUPPORTED_VERSIONS = (2, 3)
-MAX_STRING_BYTES = 16 * 1024 * 1024  # chat templates are kilobytes; tokens are bytes
-MAX_KEY_BYTES = 65535
-MAX_ARRAY_ITEMS = 1 << 22  # 4M: the largest vocabularies and merge lists are well below 1M
-# Strings and nested arrays are walked one by one; this bounds the whole file's walk (a few seconds at worst).
-MAX_WALKED_ITEMS = 1 << 21  # 2M: real vocabularies plus merges stay under 1M
 MAX_KV_COUNT = 1 << 16  # real models carry tens of keys
 MAX_TENSOR_COUNT = 1 << 16  # the largest MoE models have a few thousand tensors
 MAX_DIMS = 4  # GGML_MAX_DIMS
-MAX_ARRAY_DEPTH = 3
-SHOW_ARRAY_LIMIT = 64  # longer arrays (vocabularies, merges, scores) are shown as null, as Ollama does
 EMBEDDING_ARCHITECTURES = frozenset(
     {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"}
 )
 
-_CHUNK = 1 << 20
-_STRING, _ARRAY = 8, 9
-# GGUFValueType -> struct format (little-endian) for the scalar types.
-_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_U64 = struct.Struct("<Q")
 _LAYER_RE = re.compile(r"^blk\.(\d+)\.")
-
-
-class _Invalid(Exception):
-    """A reason the file is not a usable GGUF file (becomes BadRequest)."""
 
 
 @dataclass
@@ -103,158 +93,17 @@ class GGUFInfo:
         }
 
 
-class _Cursor:
-    """Sequential little-endian reads from the metadata region, bounded by the file size at every step."""
-
-    def __init__(self, f: BinaryIO, size: int) -> None:
-        self.f = f
-        self.size = size
-        self.pos = 0
-        self._buf = b""
-        self._buf_start = 0
-        self.walked = 0  # items walked one by one so far (see MAX_WALKED_ITEMS)
-
-    def walk(self, count: int) -> None:
-        self.walked += count
-        if self.walked > MAX_WALKED_ITEMS:
-            raise _Invalid(f"metadata holds more than {MAX_WALKED_ITEMS} strings and arrays")
-
-    def read(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > self.size:
-            raise _Invalid(f"file is truncated (needs {n} bytes at offset {self.pos}, file has {self.size})")
-        off = self.pos - self._buf_start
-        if off < 0 or off + n > len(self._buf):
-            self.f.seek(self.pos)
-            self._buf = self.f.read(min(max(n, _CHUNK), self.size - self.pos))
-            self._buf_start = self.pos
-            off = 0
-            if len(self._buf) < n:
-                raise _Invalid(f"file is truncated at offset {self.pos + len(self._buf)}")
-        self.pos += n
-        return self._buf[off : off + n]
-
-    def skip(self, n: int) -> None:
-        if n < 0 or self.pos + n > self.size:
-            raise _Invalid(f"file is truncated (needs {n} bytes at offset {self.pos}, file has {self.size})")
-        self.pos += n
-
-    def unpack(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
-
-    def strings(self, count: int) -> list[str]:
-        """``count`` strings; a fast path slices them straight out of the buffer (vocabularies hold 100k+)."""
-        out: list[str] = []
-        append = out.append
-        unpack_from = _U64.unpack_from
-        for _ in range(count):
-            buf, off = self._buf, self.pos - self._buf_start
-            if off >= 0 and off + 8 <= len(buf):
-                (n,) = unpack_from(buf, off)
-                end = off + 8 + n
-                if n <= MAX_STRING_BYTES and end <= len(buf):
-                    append(buf[off + 8 : end].decode("utf-8", errors="replace"))
-                    self.pos += 8 + n
-                    continue
-            append(self.string())
-        return out
-
-    def string(self, limit: int = MAX_STRING_BYTES) -> str:
-        start = self.pos
-        n = self.unpack("<Q")
-        if n > limit:
-            raise _Invalid(f"string of {n} bytes at offset {start} is longer than allowed ({limit})")
-        if self.pos + n > self.size:
-            raise _Invalid(f"string of {n} bytes at offset {start} runs past the end of the file")
-        return self.read(n).decode("utf-8", errors="replace")
-
-
-def _read_value(cur: _Cursor, vtype: int, key: str, keep: bool, depth: int = 0) -> Any:
-    """One metadata value. Arrays longer than SHOW_ARRAY_LIMIT are skipped (None) unless ``keep``."""
-    fmt = _SCALARS.get(vtype)
-    if fmt is not None:
-        return _clean_float(cur.unpack(fmt), vtype)
-    if vtype == _STRING:
-        return cur.string()
-    if vtype != _ARRAY:
-        raise _Invalid(f"unknown metadata value type {vtype} for key {key!r}")
-    if depth >= MAX_ARRAY_DEPTH:
-        raise _Invalid(f"arrays nested too deeply in key {key!r}")
-    item_type = cur.unpack("<I")
-    count = cur.unpack("<Q")
-    if count > MAX_ARRAY_ITEMS:
-        raise _Invalid(f"array of {count} items in key {key!r} is larger than allowed")
-    item_fmt = _SCALARS.get(item_type)
-    if item_fmt is not None:
-        size = struct.calcsize(item_fmt)
-        if cur.pos + count * size > cur.size:
-            raise _Invalid(f"array {key!r} runs past the end of the file")
-        if count > SHOW_ARRAY_LIMIT and not keep:
-            cur.skip(count * size)
-            return None
-        return [_clean_float(v, item_type) for v in struct.unpack(f"<{count}{item_fmt[1]}", cur.read(count * size))]
-    if item_type == _STRING:
-        # Each string has at least its 8-byte length: a count the file cannot hold is rejected up front.
-        if cur.pos + count * 8 > cur.size:
-            raise _Invalid(f"array {key!r} of {count} strings runs past the end of the file")
-        cur.walk(count)
-        items = cur.strings(count)
-        return items if keep or count <= SHOW_ARRAY_LIMIT else None
-    if item_type == _ARRAY:
-        if cur.pos + count * 12 > cur.size:
-            raise _Invalid(f"array {key!r} runs past the end of the file")
-        cur.walk(count)
-        nested = [_read_value(cur, _ARRAY, key, keep, depth + 1) for _ in range(count)]
-        return nested if keep or count <= SHOW_ARRAY_LIMIT else None
-    raise _Invalid(f"unknown array item type {item_type} for key {key!r}")
-
-
-def _clean_float(value: Any, vtype: int) -> Any:
-    """JSON-safe floats: NaN/inf become None; float32 gets its shortest text (1e-05, not 9.99999974e-06)."""
-    if not isinstance(value, float):
-        return value
-    if not math.isfinite(value):
-        return None
-    if vtype == 6:
-        for digits in range(1, 10):
-            short = float(f"{value:.{digits}g}")
-            if struct.unpack("<f", struct.pack("<f", short))[0] == value:
-                return short
-    return value
-
-
-def _open_regular(path: str | os.PathLike[str]) -> tuple[BinaryIO, int]:
-    """Open only regular files: stat first (a FIFO would block open), then re-check the opened descriptor."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError, TypeError) as e:  # ValueError: a NUL in the path
-        reason = e.strerror if isinstance(e, OSError) else str(e)
-        raise BadRequest(f"invalid GGUF file: cannot read {str(path)[:200]!r}: {reason}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise BadRequest("invalid GGUF file: it is a directory")
-    if not stat.S_ISREG(st.st_mode):
-        raise BadRequest("invalid GGUF file: not a regular file")
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    except OSError as e:
-        raise BadRequest(f"invalid GGUF file: cannot read {str(path)[:200]!r}: {e.strerror}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode):
-        os.close(fd)
-        raise BadRequest("invalid GGUF file: not a regular file")
-    return os.fdopen(fd, "rb", buffering=0), st.st_size
-
-
 def read_gguf_info(path: str | os.PathLike[str], verbose: bool = False) -> GGUFInfo:
     """Read and validate a GGUF file's metadata and tensor index; raises ``BadRequest`` when unusable.
 
     ``verbose`` keeps every array in ``model_info`` (``/api/show`` with ``verbose: true``); otherwise
     arrays longer than SHOW_ARRAY_LIMIT items are null there.
     """
-    f, size = _open_regular(path)
+    f, size = open_regular(path)
     try:
         with f:
-            return _parse(_Cursor(f, size), verbose)
-    except _Invalid as e:
+            return _parse(Cursor(f, size), verbose)
+    except InvalidGGUF as e:
         raise BadRequest(f"invalid GGUF file: {e}") from None
     except BadRequest:
         raise
@@ -264,33 +113,33 @@ def read_gguf_info(path: str | os.PathLike[str], verbose: bool = False) -> GGUFI
         raise BadRequest(f"invalid GGUF file: {type(e).__name__}: {e}") from None
 
 
-def _parse(cur: _Cursor, verbose: bool) -> GGUFInfo:
+def _parse(cur: Cursor, verbose: bool) -> GGUFInfo:
     if cur.size < 24:
-        raise _Invalid(f"file is too small ({cur.size} bytes) to be a GGUF file")
+        raise InvalidGGUF(f"file is too small ({cur.size} bytes) to be a GGUF file")
     magic = cur.unpack("<I")
     if magic != GGUF_MAGIC:
-        raise _Invalid("not a GGUF file (bad magic)")
+        raise InvalidGGUF("not a GGUF file (bad magic)")
     version = cur.unpack("<I")
     if version not in SUPPORTED_VERSIONS:
         if version & 0xFFFF == 0 and (version >> 24) in SUPPORTED_VERSIONS:
-            raise _Invalid("big-endian GGUF files are not supported")
-        raise _Invalid(f"unsupported GGUF version {version} (supported: 2 and 3)")
+            raise InvalidGGUF("big-endian GGUF files are not supported")
+        raise InvalidGGUF(f"unsupported GGUF version {version} (supported: 2 and 3)")
     tensor_count = cur.unpack("<Q")
     kv_count = cur.unpack("<Q")
     # Lower bounds on the bytes each entry needs make absurd counts fail before any loop runs.
     if tensor_count > MAX_TENSOR_COUNT or tensor_count * 32 > cur.size:
-        raise _Invalid(f"tensor count {tensor_count} is impossible for a file of {cur.size} bytes")
+        raise InvalidGGUF(f"tensor count {tensor_count} is impossible for a file of {cur.size} bytes")
     if kv_count > MAX_KV_COUNT or kv_count * 13 > cur.size:
-        raise _Invalid(f"metadata key count {kv_count} is impossible for a file of {cur.size} bytes")
+        raise InvalidGGUF(f"metadata key count {kv_count} is impossible for a file of {cur.size} bytes")
 
     kv: dict[str, Any] = {}
     tokens: list[str] | None = None
     for _ in range(kv_count):
         key = cur.string(MAX_KEY_BYTES)
         if key in kv:
-            raise _Invalid(f"duplicate metadata key {key!r}")
+            raise InvalidGGUF(f"duplicate metadata key {key!r}")
         vtype = cur.unpack("<I")
-        value = _read_value(cur, vtype, key, keep=verbose or key == "tokenizer.ggml.tokens")
+        value = read_value(cur, vtype, key, keep=verbose or key == "tokenizer.ggml.tokens")
         if key == "tokenizer.ggml.tokens" and isinstance(value, list):
             tokens = value
             value = value if verbose or len(value) <= SHOW_ARRAY_LIMIT else None
@@ -298,7 +147,7 @@ def _parse(cur: _Cursor, verbose: bool) -> GGUFInfo:
 
     alignment = kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
     if not isinstance(alignment, int) or isinstance(alignment, bool) or alignment <= 0 or alignment & (alignment - 1):
-        raise _Invalid(f"alignment {alignment!r} is not a positive power of two")
+        raise InvalidGGUF(f"alignment {alignment!r} is not a positive power of two")
 
     raw_tensors = [_read_tensor_info(cur) for _ in range(tensor_count)]
     data_start = -(-cur.pos // alignment) * alignment
@@ -306,22 +155,22 @@ def _parse(cur: _Cursor, verbose: bool) -> GGUFInfo:
     names: set[str] = set()
     for name, shape, qtype, n_elements, n_bytes, rel in raw_tensors:
         if name in names:
-            raise _Invalid(f"duplicate tensor {name!r}")
+            raise InvalidGGUF(f"duplicate tensor {name!r}")
         names.add(name)
         if rel % alignment:
-            raise _Invalid(f"tensor {name!r} data offset {rel} is not aligned to {alignment}")
+            raise InvalidGGUF(f"tensor {name!r} data offset {rel} is not aligned to {alignment}")
         start = data_start + rel
         if start + n_bytes > cur.size:
-            raise _Invalid(f"tensor {name!r} data lies outside the file")
+            raise InvalidGGUF(f"tensor {name!r} data lies outside the file")
         tensors.append(TensorInfo(name, shape, qtype.name, n_elements, n_bytes, start))
     return _summarise(version, kv, tokens, tensors, cur.size, alignment)
 
 
-def _read_tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], GGMLQuantizationType, int, int, int]:
+def _read_tensor_info(cur: Cursor) -> tuple[str, tuple[int, ...], GGMLQuantizationType, int, int, int]:
     name = cur.string(MAX_KEY_BYTES)
     n_dims = cur.unpack("<I")
     if not 1 <= n_dims <= MAX_DIMS:
-        raise _Invalid(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+        raise InvalidGGUF(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
     shape = tuple(cur.unpack("<Q") for _ in range(n_dims))
     type_id = cur.unpack("<I")
     rel = cur.unpack("<Q")
@@ -329,14 +178,14 @@ def _read_tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], GGMLQuantizat
         qtype = GGMLQuantizationType(type_id)
         block, type_size = GGML_QUANT_SIZES[qtype]
     except (ValueError, KeyError):
-        raise _Invalid(f"tensor {name!r} has unknown type {type_id}") from None
+        raise InvalidGGUF(f"tensor {name!r} has unknown type {type_id}") from None
     n_elements = 1
     for dim in shape:
         n_elements *= dim
     if n_elements >= 1 << 62:
-        raise _Invalid(f"tensor {name!r} shape {list(shape)} is too large")
+        raise InvalidGGUF(f"tensor {name!r} shape {list(shape)} is too large")
     if shape[0] % block:
-        raise _Invalid(f"tensor {name!r} row of {shape[0]} is not a multiple of the {qtype.name} block size {block}")
+        raise InvalidGGUF(f"tensor {name!r} row of {shape[0]} is not a multiple of the {qtype.name} block size {block}")
     return name, shape, qtype, n_elements, n_elements // block * type_size, rel
 
 
@@ -345,7 +194,7 @@ def _summarise(
 ) -> GGUFInfo:
     arch = kv.get("general.architecture")
     if not isinstance(arch, str) or not arch:
-        raise _Invalid("general.architecture is missing")
+        raise InvalidGGUF("general.architecture is missing")
 
     def arch_int(name: str) -> int | None:
         value = kv.get(f"{arch}.{name}")

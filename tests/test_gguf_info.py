@@ -324,9 +324,9 @@ def test_unusable_paths(path: str) -> None:
 
 def test_walk_budget_bounds_many_small_arrays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Strings are walked one by one, so the total over all arrays is capped, not just each array."""
-    import ollamalike.gguf_info as gi
+    import ollamalike.gguf_walk
 
-    monkeypatch.setattr(gi, "MAX_WALKED_ITEMS", 100)
+    monkeypatch.setattr(ollamalike.gguf_walk, "MAX_WALKED_ITEMS", 100)
     strings = struct.pack("<IQ", 8, 70) + gstr("") * 70
     one = minimal([ARCH, gstr("a") + struct.pack("<I", 9) + strings], [])
     path = tmp_path / "one.gguf"
