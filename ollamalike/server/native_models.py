@@ -70,9 +70,8 @@ async def delete(request: web.Request) -> web.Response:
     name = model_field(body)
     state = get_state(request)
     library.delete_model(state.store, name)
-    if state.scheduler is not None:
-        # A deleted model should not keep its memory until keep_alive runs out (Ollama unloads it too).
-        await state.scheduler.unload(ModelName.parse(name).display)
+    # A deleted model should not keep its memory until keep_alive runs out (Ollama unloads it too).
+    await state.scheduler.unload(ModelName.parse(name).display)
     return web.Response(status=200)
 
 
