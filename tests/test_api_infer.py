@@ -14,17 +14,23 @@ import pytest
 
 from tests.daemon import Daemon
 from tests.helpers import assert_api_error
-from tests.infer_helpers import start_serving_daemon, stream_lines
+from tests.infer_helpers import create_model, start_serving_daemon, stream_lines
 
 pytestmark = pytest.mark.e2e
 
 FAST = {"num_predict": 8, "seed": 42, "temperature": 0}
+# A template that opens a think block when thinking is on: the model's output starts inside it.
+THINK_TEMPLATE = ("{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant: "
+                  "{{ if .Think }}<think>{{ end }}")
 TIMINGS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
 
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path, tiny_embed_gguf: Path) -> Iterator[Daemon]:
     daemon = start_serving_daemon(tmp_path_factory.mktemp("serve"), tiny_chat_gguf, tiny_embed_gguf, tools=True)
+    create_model(daemon, "fim", f'FROM {tiny_chat_gguf}\nTEMPLATE """<PRE> {{{{ .Prompt }}}} <SUF>{{{{ .Suffix }}}} <MID>"""\n',
+                 daemon.home)
+    create_model(daemon, "thinker", f'FROM {tiny_chat_gguf}\nTEMPLATE """{THINK_TEMPLATE}"""\n', daemon.home)
     yield daemon
     print(daemon.logs())
     daemon.stop()
@@ -273,3 +279,28 @@ def test_malformed_json_body(d: Daemon) -> None:
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=30)
         assert_api_error(e.value.code, e.value.read(), 400, "invalid JSON")
+
+
+def test_suffix_fills_in_the_middle(d: Daemon) -> None:
+    status, body = post(d, "/api/generate", {"model": "fim", "prompt": "def add(a, b):", "suffix": "    return c",
+                                             "options": FAST, "stream": False})
+    assert status == 200, body
+    check_final(body)
+    _, plain = post(d, "/api/generate", {"model": "fim", "prompt": "def add(a, b):", "options": FAST,
+                                         "stream": False})
+    assert body["prompt_eval_count"] > plain["prompt_eval_count"]  # the suffix is part of the prompt
+
+
+def test_think_splits_thinking_from_content(d: Daemon) -> None:
+    msgs = [{"role": "user", "content": "think about it"}]
+    # The template opens <think>; the tiny model never closes it, so everything is thinking.
+    chunks = streamed(d, "/api/chat", {"model": "thinker", "messages": msgs, "think": True, "options": FAST})
+    thinking = "".join(c["message"].get("thinking", "") for c in chunks)
+    assert thinking and all(c["message"]["content"] == "" for c in chunks)
+    check_final(chunks[-1])
+    _, one = post(d, "/api/generate", {"model": "thinker", "prompt": "x", "think": True, "options": FAST,
+                                       "stream": False})
+    assert one["thinking"] and one["response"] == ""
+    _, off = post(d, "/api/chat", {"model": "thinker", "messages": msgs, "think": False, "options": {**FAST, "temperature": 1},
+                                   "stream": False})
+    assert off["eval_count"] > 0 and "thinking" not in off["message"], off
