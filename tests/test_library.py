@@ -488,3 +488,19 @@ async def test_quantize_failure_leaves_nothing(store: Store, models_dir: Path, t
         await create(store, "bad", {"modelfile": f"FROM {path}", "quantize": "q8_0"})
     assert "alienarch" in str(info.value) and "\n" not in str(info.value)
     assert store_snapshot(models_dir) == before
+
+
+async def test_create_racing_delete_of_a_model_sharing_its_blob(store: Store, tiny_chat_gguf: Path) -> None:
+    """Deleting the only model that references an uploaded GGUF while another create uses it: the pin wins."""
+    import asyncio
+
+    blob = upload(store, tiny_chat_gguf)
+    for i in range(8):
+        await create(store, "old", {"files": {"m": blob}, "system": f"old {i}"})
+        delete = asyncio.to_thread(library.delete_model, store, "old")
+        _, statuses = await asyncio.gather(delete, create(store, f"new{i}", {"files": {"m": blob}, "system": f"new {i}"}))
+        assert statuses[-1] == {"status": "success"}
+        assert library.resolve_model(store, f"new{i}").model_path.exists()
+        library.delete_model(store, f"new{i}")
+        assert not store.has_blob(blob)  # the last reference went: collected
+        blob = upload(store, tiny_chat_gguf)

@@ -353,3 +353,23 @@ def test_add_file_of_own_blob_does_not_copy(store: Store, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(store.blobs, "_open_temp", no_temp_files)
     assert store.add_blob_file(store.blob_path(digest)) == (digest, size)
+
+
+def test_go_json_properties() -> None:
+    """Any JSON value: parses back to itself, and never carries a raw <, >, &, U+2028 or U+2029."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.text()
+    values = st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
+
+    @settings(max_examples=200, deadline=None)
+    @given(values)
+    def check(value: object) -> None:
+        data = go_json(value)
+        assert json.loads(data) == value
+        text = data.decode("utf-8")
+        assert not any(c in text for c in "<>&\u2028\u2029")
+        assert go_json(json.loads(data)) == data
+
+    check()
