@@ -352,7 +352,7 @@ def test_num_ctx_and_keep_alive_via_extra_body(client: Any, daemon: Daemon) -> N
     client.chat.completions.create(model=CHAT, messages=USER, max_tokens=2, extra_body={"num_ctx": 320})
     assert _ps(daemon)[f"{CHAT}:latest"]["context_length"] == 320
     client.completions.create(model=CHAT, prompt="hi", max_tokens=2, extra_body={"keep_alive": 0})
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while f"{CHAT}:latest" in _ps(daemon):
         assert time.monotonic() < deadline, "keep_alive 0 did not unload the model"
         time.sleep(0.05)
