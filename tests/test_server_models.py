@@ -400,3 +400,24 @@ async def test_model_route_errors_leave_store_unchanged(client: Any, tiny_chat_g
         assert resp.status != 200, (body, raw)
         assert_api_error(resp.status, raw, status, contains)
         assert store_snapshot(models_dir) == before, (path, body)
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    ["/api/blobs/sha256:../../../etc/passwd", "/api/blobs/../../../etc/passwd", "/api/blobs/sha256-..%2f..%2fcatalog.db"],
+)
+async def test_raw_traversal_paths_never_reach_the_filesystem(client: Any, models_dir: Path, raw_path: str) -> None:
+    """Sent byte for byte (no client-side path normalisation)."""
+    before = store_snapshot(models_dir)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        f"POST {raw_path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndata".encode()
+    )
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert status in (400, 404), response
+    assert_api_error(status, body, status)
+    assert store_snapshot(models_dir) == before

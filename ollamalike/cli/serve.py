@@ -61,6 +61,15 @@ async def _serve(config: Config) -> None:
             reason = os.strerror(e.errno).lower() if e.errno else str(e)
             raise InternalError(f"listen tcp {config.host}:{config.port}: bind: {reason}") from None
         log.info("ollamalike %s listening on %s:%d (models: %s)", __version__, config.host, config.port, config.models_dir)
+        log.info(
+            "config: keep_alive=%ss num_parallel=%d max_loaded_models=%d max_queue=%d context_length=%s auth=%s",
+            config.keep_alive,
+            config.num_parallel,
+            config.max_loaded_models,
+            config.max_queue,
+            config.context_length or "auto",
+            "on" if config.api_keys else "off",
+        )
         await stop.wait()
         log.info("shutting down: stopping runners")
     finally:
