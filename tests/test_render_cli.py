@@ -159,21 +159,24 @@ def test_render_cli_byte_exact(daemon: Any, tiny_chat_gguf: Path, tmp_path: Path
     assert out.stdout == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 
 
-@pytest.mark.e2e
-@pytest.mark.parametrize("args,stdin,fragment", [
+CLI_ERRORS: list[tuple[list[str], str | None, str]] = [
     (["render", "nope"], '{"messages": []}', "not found"),
     (["render", "pirate"], "{not json", "not valid JSON"),
     (["render", "pirate"], "[1, 2]", "JSON object"),
     (["render", "pirate", "-f", "/nonexistent/req.json"], None, "cannot read"),
     (["render", "pirate"], '{"messages": [{"content": "x"}]}', "role is required"),
-])
-def test_render_cli_errors(daemon: Any, tiny_chat_gguf: Path, tmp_path: Path, args: list[str], stdin: str | None,
-                           fragment: str) -> None:
+    (["render", "pirate"], '{"prompt": "x", "suffix": "y"}', "insert"),
+]
+
+
+@pytest.mark.e2e
+def test_render_cli_errors(daemon: Any, tiny_chat_gguf: Path, tmp_path: Path) -> None:
     (tmp_path / "Modelfile").write_text(f'FROM {tiny_chat_gguf}\nTEMPLATE "{{{{ .Prompt }}}}"\n')
     assert daemon.cli("create", "pirate", "-f", str(tmp_path / "Modelfile")).returncode == 0
-    result = daemon.cli(*args, input=stdin if stdin is not None else "")
-    assert result.returncode == 1, result
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    assert fragment.lower() in lines[0].lower(), lines[0]
-    assert result.stdout == ""
+    for args, stdin, fragment in CLI_ERRORS:
+        result = daemon.cli(*args, input=stdin if stdin is not None else "")
+        assert result.returncode == 1, (args, result)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: "), (args, result.stderr)
+        assert fragment.lower() in lines[0].lower(), (args, lines[0])
+        assert result.stdout == ""
