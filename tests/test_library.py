@@ -504,3 +504,21 @@ async def test_create_racing_delete_of_a_model_sharing_its_blob(store: Store, ti
         library.delete_model(store, f"new{i}")
         assert not store.has_blob(blob)  # the last reference went: collected
         blob = upload(store, tiny_chat_gguf)
+
+
+def test_gguf_info_cache_encoding_round_trips(tiny_chat_gguf: Path) -> None:
+    import dataclasses
+
+    from ollamalike.gguf_info import read_gguf_info
+
+    info = read_gguf_info(tiny_chat_gguf)
+    tricky_info: Any = {"t": (1, (2, 3)), 7: ["x", {"__y": None}]}
+    tricky = dataclasses.replace(info, model_info=tricky_info, layer_bytes=[1, 2])
+    for value in (info, tricky):
+        stored = json.loads(json.dumps(models_mod.encode_info(value)))
+        assert models_mod.decode_info(stored) == value
+    # Only gguf_info's own dataclasses are ever constructed from the catalog.
+    with pytest.raises(ValueError):
+        models_mod.decode_info({"__dataclass__": "Path", "fields": {}})
+    with pytest.raises(TypeError):
+        models_mod.encode_info({"x": object()})

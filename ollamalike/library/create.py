@@ -20,7 +20,7 @@ from typing import Any
 
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
-from ollamalike.library.models import Layers, _encode, gguf_info, read_layers
+from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import CreateRequest
 from ollamalike.names import ModelName
@@ -322,4 +322,4 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
     if model_info is not None:
         # Not representable as JSON: resolve parses it once instead.
         with contextlib.suppress(TypeError):
-            store.cache_info(model_layer, _encode(model_info))
+            store.cache_info(model_layer, encode_info(model_info))

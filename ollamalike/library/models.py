@@ -97,31 +97,31 @@ def read_layers(store: Store, manifest: dict[str, Any]) -> Layers:
 # --- GGUF info: parsed once per blob, cached in the catalog as tagged JSON -------------------
 
 
-def _encode(value: Any) -> Any:
+def encode_info(value: Any) -> Any:
     """JSON for a GGUFInfo, keeping what plain JSON would lose (tuples, int keys, nested dataclasses)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
         return {
             "__dataclass__": cls.__qualname__,
-            "fields": {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)},
+            "fields": {f.name: encode_info(getattr(value, f.name)) for f in dataclasses.fields(value)},
         }
     if isinstance(value, tuple):
-        return {"__tuple__": [_encode(v) for v in value]}
+        return {"__tuple__": [encode_info(v) for v in value]}
     if isinstance(value, dict):
         if all(isinstance(k, str) and not k.startswith("__") for k in value):
-            return {k: _encode(v) for k, v in value.items()}
-        return {"__pairs__": [[_encode(k), _encode(v)] for k, v in value.items()]}
+            return {k: encode_info(v) for k, v in value.items()}
+        return {"__pairs__": [[encode_info(k), encode_info(v)] for k, v in value.items()]}
     if isinstance(value, list):
-        return [_encode(v) for v in value]
+        return [encode_info(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     raise TypeError(f"cannot cache value of type {type(value).__name__}")
 
 
-def _decode(value: Any) -> Any:
-    """The inverse of ``_encode``; only dataclasses defined in gguf_info are ever constructed."""
+def decode_info(value: Any) -> Any:
+    """The inverse of ``encode_info``; only dataclasses defined in gguf_info are ever constructed."""
     if isinstance(value, list):
-        return [_decode(v) for v in value]
+        return [decode_info(v) for v in value]
     if not isinstance(value, dict):
         return value
     if "__dataclass__" in value:
@@ -130,12 +130,12 @@ def _decode(value: Any) -> Any:
         if cls is None or not dataclasses.is_dataclass(cls) or cls.__module__ != _INFO_MODULE:
             raise ValueError(f"unknown cached type {value['__dataclass__']!r}")
         factory: Any = cls
-        return factory(**{k: _decode(v) for k, v in value["fields"].items()})
+        return factory(**{k: decode_info(v) for k, v in value["fields"].items()})
     if "__tuple__" in value:
-        return tuple(_decode(v) for v in value["__tuple__"])
+        return tuple(decode_info(v) for v in value["__tuple__"])
     if "__pairs__" in value:
-        return {_decode(k): _decode(v) for k, v in value["__pairs__"]}
-    return {k: _decode(v) for k, v in value.items()}
+        return {decode_info(k): decode_info(v) for k, v in value["__pairs__"]}
+    return {k: decode_info(v) for k, v in value.items()}
 
 
 def gguf_info(store: Store, digest: str) -> Any:
@@ -145,13 +145,13 @@ def gguf_info(store: Store, digest: str) -> Any:
     cached = store.cached_info(digest)
     if cached is not None:
         try:
-            return _decode(cached)
+            return decode_info(cached)
         except (TypeError, ValueError, KeyError):
             pass  # written by another version: parse again below
     info = read_gguf_info(store.blob_path(digest))
     # Not JSON-representable: still correct, only uncached.
     with contextlib.suppress(TypeError):
-        store.cache_info(digest, _encode(info))
+        store.cache_info(digest, encode_info(info))
     return info
 
 
