@@ -288,3 +288,27 @@ def test_plan_num_ctx_rules(tmp_path: Path) -> None:
         plan_load(m, {"num_ctx": -5}, config)
     small, big = plan_load(m, {"num_ctx": 128}, config), plan_load(m, {"num_ctx": 2048}, config)
     assert big.size > small.size > 100  # file size plus a KV estimate that grows with the context
+
+
+async def test_default_keep_alive_comes_from_config(tmp_path: Path) -> None:
+    starter = Starter()
+    sched = make(starter, keep_alive=0.05)  # OLLAMALIKE_KEEP_ALIVE
+    (await sched.acquire(model(tmp_path), {}, None)).release()
+    await wait_until(lambda: starter.started[0].stopped)
+    assert sched.ps() == []
+
+
+async def test_shutdown_stops_a_model_still_loading(tmp_path: Path) -> None:
+    starter = Starter()
+    starter.gate = asyncio.Event()
+    sched = make(starter)
+    pending = asyncio.create_task(sched.acquire(model(tmp_path), {}, None))
+    await asyncio.sleep(0.01)
+    closing = asyncio.create_task(sched.shutdown())
+    starter.gate.set()
+    await asyncio.wait_for(closing, 5)
+    assert starter.started and starter.started[0].stopped
+    with pytest.raises(RunnerError, match="shutting down"):
+        await asyncio.wait_for(pending, 5)
+    with pytest.raises(RunnerError, match="shutting down"):
+        await sched.acquire(model(tmp_path), {}, None)

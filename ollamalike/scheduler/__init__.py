@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -107,7 +107,7 @@ class Scheduler:
         self._models: dict[str, _Loaded] = {}
         self._cond = asyncio.Condition()
         self._waiting = 0
-        self._stopping: set[asyncio.Task[None]] = set()
+        self._stopping: set[asyncio.Task[None]] = set()  # background work: loads, releases, stops
         self._closed = False
 
     # -- acquiring -------------------------------------------------------------------------
@@ -191,9 +191,7 @@ class Scheduler:
         entry = _Loaded(key=key, model=model, plan=plan, ready=loop.create_future())
         self._models[key] = entry
         # A task of its own: the requester may disconnect, the others waiting still need the model.
-        task = loop.create_task(self._load(entry))
-        self._stopping.add(task)
-        task.add_done_callback(self._stopping.discard)
+        self._spawn(self._load(entry))
         return entry
 
     async def _load(self, entry: _Loaded) -> None:
@@ -256,8 +254,7 @@ class Scheduler:
     def _release(self, entry: _Loaded) -> None:
         entry.active -= 1
         entry.last_used = time.monotonic()
-        loop = asyncio.get_running_loop()
-        loop.create_task(self._release_async(entry))
+        self._spawn(self._release_async(entry))
 
     async def _release_async(self, entry: _Loaded) -> None:
         async with self._cond:
@@ -276,7 +273,7 @@ class Scheduler:
             return
         entry.expires_at = time.time() + entry.keep_alive
         loop = asyncio.get_running_loop()
-        entry.timer = loop.call_later(entry.keep_alive, lambda: loop.create_task(self._expire(entry)))
+        entry.timer = loop.call_later(entry.keep_alive, lambda: self._spawn(self._expire(entry)))
 
     async def _expire(self, entry: _Loaded) -> None:
         async with self._cond:
@@ -295,9 +292,13 @@ class Scheduler:
         entry.draining = True
         runner = entry.runner
         if runner is not None:
-            task = asyncio.get_running_loop().create_task(self._stop_runner(entry.key, runner))
-            self._stopping.add(task)
-            task.add_done_callback(self._stopping.discard)
+            self._spawn(self._stop_runner(entry.key, runner))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a task we hold on to (the loop keeps only weak references to tasks)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     @staticmethod
     async def _stop_runner(key: str, runner: Any) -> None:
