@@ -359,3 +359,18 @@ def test_rm_unloads_a_running_model(daemon: Daemon, tiny_chat_gguf: Path, tmp_pa
         time.sleep(0.05)
     assert daemon.request("GET", "/api/ps")[1]["models"] == []
     assert not any(pid_alive(p) for p in runners)
+
+
+@pytest.mark.e2e
+def test_autostart_failure_points_at_the_log(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the models directory should be")
+    env = daemon_env(home, free_port(), {"OLLAMALIKE_MODELS": str(blocker)})
+    result = subprocess.run(
+        [sys.executable, "-m", "ollamalike", "list"], capture_output=True, text=True, env=env, timeout=90
+    )
+    log_path = home / "logs" / "server.log"
+    _one_line_error(result, f"see {log_path}")
+    assert "exited with status 1" in result.stderr
+    assert log_path.read_text().strip()
