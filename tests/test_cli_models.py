@@ -373,4 +373,4 @@ def test_autostart_failure_points_at_the_log(tmp_path: Path) -> None:
     log_path = home / "logs" / "server.log"
     _one_line_error(result, f"see {log_path}")
     assert "exited with status 1" in result.stderr
-    assert log_path.read_text().strip()
+    assert f"Error: cannot use models directory {blocker}" in log_path.read_text()

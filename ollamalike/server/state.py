@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollamalike.config import Config
+from ollamalike.errors import InternalError
 from ollamalike.scheduler import Scheduler
 from ollamalike.store import Store
 
@@ -29,8 +30,13 @@ class AppState:
 
     @classmethod
     def create(cls, config: Config) -> AppState:
-        config.home.mkdir(parents=True, exist_ok=True)
-        return cls(config=config, store=Store(config.models_dir), scheduler=Scheduler(config))
+        try:
+            config.home.mkdir(parents=True, exist_ok=True)
+            store = Store(config.models_dir)
+        except OSError as e:
+            where = e.filename or config.models_dir
+            raise InternalError(f"cannot use models directory {config.models_dir}: {e.strerror} ({where})") from None
+        return cls(config=config, store=store, scheduler=Scheduler(config))
 
     async def close(self) -> None:
         """Stop every runner, then close the catalog; errors are logged, never raised, so shutdown completes."""
