@@ -214,3 +214,9 @@ def test_arbitrary_input_only_ever_raises_bad_request(pieces: list[str]) -> None
         assert str(e).startswith("template: ") and "\n" not in str(e), str(e)
         return
     assert isinstance(out, str)
+
+
+def test_template_redefinition() -> None:
+    assert parse_go_template('{{ define "a" }}{{ end }}{{ define "a" }}x{{ end }}{{ template "a" }}').execute({}) == "x"
+    with pytest.raises(BadRequest, match="multiple definition"):
+        check_template('{{ define "a" }}x{{ end }}{{ define "a" }}y{{ end }}')

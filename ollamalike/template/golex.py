@@ -242,3 +242,19 @@ def _unquote(quoted: str, line: int) -> str:
         else:
             raise template_error(line, f"invalid syntax in string {quoted}")
     return "".join(out)
+
+
+def parse_number(text: str, line: int) -> int | float:
+    clean = text.replace("_", "")
+    if clean.endswith("i"):
+        raise template_error(line, f"complex numbers are not supported: {text}")
+    try:
+        if clean.lower().lstrip("+-").startswith(("0x", "0b", "0o")):
+            return int(clean, 0)
+        if any(c in clean for c in ".eE"):
+            return float(clean)  # Go evaluates a constant written with . or an exponent as float64
+        if len(clean.lstrip("+-")) > 1 and clean.lstrip("+-").startswith("0"):
+            return int(clean.lstrip("+-"), 8) * (-1 if clean.startswith("-") else 1)
+        return int(clean)
+    except ValueError:
+        raise template_error(line, f"bad number syntax: {text}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
-from ollamalike.template.golex import Token, lex, template_error
+from ollamalike.template.golex import Token, lex, parse_number, template_error
 
 
 @dataclass
@@ -239,11 +239,12 @@ class Parser:
         if end.value != "end":
             raise template_error(end.line, f"unexpected {{{{else}}}} in {kw}")
         self.expect("rbrace", "end")
-        if name in self.defines and any(not (isinstance(n, Text) and not n.text.strip()) for n in self.defines[name]):
-            if any(not (isinstance(n, Text) and not n.text.strip()) for n in body):
+        # Go allows redefining a template only when one of the two bodies is empty.
+        if name in self.defines and not _is_empty(self.defines[name]):
+            if not _is_empty(body):
                 raise template_error(line, f"template: multiple definition of template {name!r}")
-            return TemplateCall(name, pipe, line) if kw == "block" else None
-        self.defines[name] = body
+        else:
+            self.defines[name] = body
         return TemplateCall(name, pipe, line) if kw == "block" else None
 
     def parse_pipe(self, context: str, line: int, is_range: bool = False) -> Pipe:
@@ -362,6 +363,10 @@ class Parser:
         return chain
 
 
+def _is_empty(nodes: list[Node]) -> bool:
+    return all(isinstance(n, Text) and not n.text.strip() for n in nodes)
+
+
 def _arg_text(arg: Arg) -> str:
     if isinstance(arg, Literal):
         return repr(arg.value) if isinstance(arg.value, str) else str(arg.value)
@@ -374,22 +379,6 @@ def describe(tok: Token) -> str:
     if tok.kind == "eof":
         return "EOF"
     return f"<{tok.value}>"
-
-
-def parse_number(text: str, line: int) -> int | float:
-    clean = text.replace("_", "")
-    if clean.endswith("i"):
-        raise template_error(line, f"complex numbers are not supported: {text}")
-    try:
-        if clean.lower().lstrip("+-").startswith(("0x", "0b", "0o")):
-            return int(clean, 0)
-        if any(c in clean for c in ".eE"):
-            return float(clean)  # Go evaluates a constant written with . or an exponent as float64
-        if len(clean.lstrip("+-")) > 1 and clean.lstrip("+-").startswith("0"):
-            return int(clean.lstrip("+-"), 8) * (-1 if clean.startswith("-") else 1)
-        return int(clean)
-    except ValueError:
-        raise template_error(line, f"bad number syntax: {text}") from None
 
 
 def parse_tree(text: str, funcs: set[str]) -> Tree:
