@@ -522,3 +522,15 @@ def test_gguf_info_cache_encoding_round_trips(tiny_chat_gguf: Path) -> None:
         models_mod.decode_info({"__dataclass__": "Path", "fields": {}})
     with pytest.raises(TypeError):
         models_mod.encode_info({"x": object()})
+
+
+async def test_show_without_template_layer_reports_the_effective_template(store: Store, tiny_chat_gguf: Path) -> None:
+    from ollamalike.template import go_template_for
+
+    await create(store, "plain", {"files": {"m": upload(store, tiny_chat_gguf)}})
+    r = library.resolve_model(store, "plain")
+    assert r.template is None
+    shown = library.show_model(store, "plain")
+    expected = go_template_for(r) or r.info.chat_template
+    assert expected and shown["template"] == expected
+    assert "TEMPLATE" not in shown["modelfile"]  # the Modelfile rebuilds the same layers, nothing more

@@ -165,7 +165,8 @@ _JINJA_THINK = re.compile(r"\b(enable_thinking|reasoning_content)\b")
 
 
 def capabilities(template: str | None, info: Any, projectors: list[str]) -> list[str]:
-    """Ollama's capability list, read from the Go template (or the GGUF's Jinja template without one)."""
+    """Ollama's capability list, read from the effective Go template (or the GGUF's Jinja template
+    when that is rendered directly)."""
     if getattr(info, "is_embedding_model", False):
         return ["embedding"]
     caps = ["completion"]
@@ -226,7 +227,7 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     if layers.model is None:
         raise InternalError(f"manifest {digest} has no model layer")
     info = gguf_info(store, layers.model)
-    return ResolvedModel(
+    resolved = ResolvedModel(
         name="",
         digest=digest,
         model_path=store.blob_path(layers.model),
@@ -238,10 +239,20 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
         messages=layers.messages,
         info=info,
         details={},
-        capabilities=capabilities(layers.template, info, layers.projectors),
+        capabilities=[],
         license=layers.license,
         model_digest=layers.model,
     )
+    resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors)
+    return resolved
+
+
+def effective_template(resolved: ResolvedModel) -> str | None:
+    """The Go template prompts are rendered with (the TEMPLATE layer, else the one detected from the
+    GGUF's chat template); None when the GGUF's Jinja template is rendered directly."""
+    from ollamalike.template import go_template_for
+
+    return go_template_for(resolved)
 
 
 # --- list, show, copy, delete ----------------------------------------------------------------
@@ -292,7 +303,8 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, Any]
         "license": "\n".join(resolved.license),
         "modelfile": show_modelfile(store, resolved.name, resolved),
         "parameters": options.format_show_parameters(resolved.parameters),
-        "template": resolved.template or "",
+        # What prompts are actually rendered with, as Ollama shows it (the Modelfile keeps layers only).
+        "template": effective_template(resolved) or getattr(resolved.info, "chat_template", None) or "",
         "details": resolved.details,
         "model_info": dict(model_info),
         "capabilities": list(resolved.capabilities),
