@@ -181,3 +181,26 @@ def test_repl_ctrl_c_and_ctrl_d(d: Daemon) -> None:
     assert child.exitstatus == 0
     history = (d.home / "history").read_text()
     assert "tell me everything" in history
+
+
+@pytest.mark.registry
+def test_run_pulls_a_missing_model_first(d: Daemon, tmp_path: Path) -> None:
+    from tests.registry_server import DockerRegistry, registry_available
+
+    if not registry_available():
+        pytest.skip("docker-registry is not installed (install.sh --dev installs it)")
+    registry = DockerRegistry(tmp_path / "registry")
+    registry.start()
+    try:
+        remote = f"{registry.host}/test/short:latest"
+        for args in (("cp", "short", remote), ("push", remote, "--insecure"), ("rm", remote)):
+            result = d.cli(*args)
+            assert result.returncode == 0, (args, result.stderr)
+        result = d.cli("run", remote, "hello", "--insecure")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip()
+        assert "pulling" in result.stderr and "success" in result.stderr
+        listed = d.request("GET", "/api/tags")[1]
+        assert any(m["name"] == remote for m in listed["models"]), listed
+    finally:
+        registry.stop()

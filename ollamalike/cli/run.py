@@ -198,7 +198,7 @@ def stream_chat(client: Client, body: dict[str, Any], printer: Printer) -> tuple
 
 
 # -- model presence ----------------------------------------------------------------------------------
-def show_or_pull(client: Client, model: str) -> dict[str, Any]:
+def show_or_pull(client: Client, model: str, insecure: bool = False) -> dict[str, Any]:
     """/api/show for ``model``, pulling it first when it is not present locally (as Ollama's run does)."""
     ModelName.parse(model)
     try:
@@ -211,7 +211,7 @@ def show_or_pull(client: Client, model: str) -> dict[str, Any]:
     click.echo(f"pulling model '{model}'", err=True)
     progress = Progress(out=sys.stderr)
     try:
-        for item in client.stream("POST", "/api/pull", {"model": model, "stream": True}):
+        for item in client.stream("POST", "/api/pull", {"model": model, "insecure": insecure, "stream": True}):
             progress.update(item)
     finally:
         progress.finish()
@@ -243,8 +243,9 @@ def _read_stdin() -> str:
 @click.option("--nowordwrap", is_flag=True, help="Don't wrap words to the next line automatically.")
 @click.option("--think/--nothink", default=None, help="Enable or disable thinking for thinking models.")
 @click.option("--hidethinking", is_flag=True, help="Hide the thinking output (if the model thinks).")
+@click.option("--insecure", is_flag=True, help="Use plain HTTP if the model has to be pulled from a registry.")
 def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | None, verbose: bool,
-        nowordwrap: bool, think: bool | None, hidethinking: bool) -> None:
+        nowordwrap: bool, think: bool | None, hidethinking: bool, insecure: bool) -> None:
     """Run a model: answer PROMPT, or start an interactive chat when there is none."""
     if fmt is not None and fmt != "json":
         raise BadRequest(f"invalid format {fmt!r}: only \"json\" is supported")
@@ -252,7 +253,7 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
     piped = _read_stdin()
     parts = ([piped] if piped else []) + list(prompt)
     client = _client()
-    info = show_or_pull(client, model)
+    info = show_or_pull(client, model, insecure)
     caps = info.get("capabilities") or []
     if parts and "completion" not in caps and "embedding" in caps:
         result = client.json("POST", "/api/embed", {"model": model, "input": " ".join(parts),
