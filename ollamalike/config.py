@@ -39,7 +39,7 @@ DEFAULT_ORIGINS: tuple[str, ...] = (
     "vscode-file://*",
 )
 
-_DURATION_RE = re.compile(r"(-?\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_RE = re.compile(r"(-?\d+(?:\.\d+)?|-?\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -65,7 +65,9 @@ def parse_duration(value: str | int | float) -> float:
         text = text[1:]
     pos, total = 0, 0.0
     for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
+        # Only the leading sign applies, as in Go: "1h-5m" and "--5m" are invalid.
+        if m.start() != pos or m.group(1).startswith("-"):
+            pos = -1
             break
         total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         pos = m.end()

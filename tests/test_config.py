@@ -38,7 +38,7 @@ def test_parse_duration(value: str | int | float, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("value", ["", "   ", "abc", "5x", "m", "5m3", "five minutes", "5 m", True, False, "1d"])
+@pytest.mark.parametrize("value", ["", "   ", "abc", "5x", "m", "5m3", "five minutes", "5 m", True, False, "1d", "1h-5m", "--5m", "+-5m"])
 def test_parse_duration_rejects(value: str | bool) -> None:
     with pytest.raises(BadRequest, match="invalid duration"):
         parse_duration(value)
