@@ -421,3 +421,26 @@ async def test_raw_traversal_paths_never_reach_the_filesystem(client: Any, model
     assert status in (400, 404), response
     assert_api_error(status, body, status)
     assert store_snapshot(models_dir) == before
+
+
+async def test_interrupted_blob_upload_leaves_nothing(client: Any, models_dir: Path) -> None:
+    data = b"y" * 1_000_000
+    digest = _digest(data)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(f"POST /api/blobs/{digest} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(data)}\r\n\r\n".encode())
+    writer.write(data[:100_000])
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.transport.abort()
+    blobs = models_dir / "blobs"
+    for _ in range(200):
+        leftovers = [p.name for p in blobs.iterdir()] if blobs.exists() else []
+        if not leftovers:
+            break
+        await asyncio.sleep(0.02)
+    assert leftovers == []
+    resp = await client.head(f"/api/blobs/{digest}")
+    assert resp.status == 404
+    # and the daemon is fine: the full upload works afterwards
+    resp = await client.post(f"/api/blobs/{digest}", data=data)
+    assert resp.status == 201
