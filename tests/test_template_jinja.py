@@ -36,7 +36,13 @@ def test_unknown_jinja_template_renders_directly() -> None:
 def test_trailing_assistant_is_a_prefill_without_generation_prompt() -> None:
     m = jinja_model(CUSTOM)
     msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "part"}]
-    assert render_chat(m, msgs) == "<BOS><user>q</user><assistant>part</assistant>"
+    assert render_chat(m, msgs) == "<BOS><user>q</user><assistant>part"
+    # The end-of-turn markup after the final message is dropped too (transformers' continue_final_message).
+    from ollamalike.template.jinja import render_jinja
+
+    chatml = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+              "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    assert render_jinja(chatml, msgs, [], None) == "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\npart"
 
 
 def test_tools_tool_calls_helpers_and_thinking_flag() -> None:

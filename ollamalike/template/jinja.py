@@ -226,6 +226,13 @@ def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str
     finally:
         env.set_deadline(float("inf"))
     result = "".join(parts)
-    if prefill and eos_token and result.endswith(eos_token):
-        result = result[: -len(eos_token)]
+    if prefill:
+        # Like transformers' continue_final_message: stop right after the final message's text,
+        # dropping whatever end-of-turn markup the template put after it.
+        final = messages[-1]["content"].strip()
+        at = result.rfind(final) if final else -1
+        if at >= 0:
+            result = result[:at + len(final)]
+        elif eos_token and result.endswith(eos_token):
+            result = result[: -len(eos_token)]
     return result
