@@ -21,6 +21,8 @@ from ollamalike.errors import BadRequest
 def _read_body(file: str | None) -> dict[str, Any]:
     try:
         if file is None or file == "-":
+            if sys.stdin.isatty():
+                raise BadRequest("give the JSON request body with -f FILE or on stdin")
             raw = sys.stdin.buffer.read()
             source = "stdin"
         else:
