@@ -180,3 +180,17 @@ def test_render_cli_errors(daemon: Any, tiny_chat_gguf: Path, tmp_path: Path) ->
         assert len(lines) == 1 and lines[0].startswith("Error: "), (args, result.stderr)
         assert fragment.lower() in lines[0].lower(), (args, lines[0])
         assert result.stdout == ""
+
+
+def test_render_cli_on_a_terminal_without_body(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    import pexpect
+
+    env = dict(os.environ, OLLAMALIKE_HOST="127.0.0.1:9")
+    child = pexpect.spawn(sys.executable, ["-m", "ollamalike", "render", "m"], env=env, timeout=60, encoding="utf-8")
+    child.expect("Error: give the JSON request body with -f FILE or on stdin")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1
