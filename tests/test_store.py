@@ -373,3 +373,19 @@ def test_go_json_properties() -> None:
         assert go_json(json.loads(data)) == data
 
     check()
+
+
+def test_disk_full_while_adding_a_file_is_not_blamed_on_the_file(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "f"
+    src.write_bytes(b"x" * 1000)
+
+    def full(_fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(blobs_mod.os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        store.add_blob_file(src)
+    assert not isinstance(info.value, BadRequest)
+    assert blob_dir_listing(store) == []

@@ -17,6 +17,7 @@ import stat
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ollamalike.errors import BadRequest, NotFound, PayloadTooLarge, RegistryError
 from ollamalike.names import parse_digest
@@ -42,6 +43,35 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _open_regular(source: Path) -> BinaryIO:
+    """Open a regular file for reading; anything else is a BadRequest, and nothing blocks.
+
+    stat first, so devices and FIFOs are never opened; O_NONBLOCK and a second (fstat) check cover
+    a file swapped for a FIFO in between.
+    """
+    try:
+        st = os.stat(source)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadRequest(f"not a regular file: {source}")
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise BadRequest(f"file not found: {source}") from None
+    except OSError as e:
+        raise BadRequest(f"cannot read {source}: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BadRequest(f"not a regular file: {source}")
+    return os.fdopen(fd, "rb")
+
+
+def _read(src: BinaryIO, source: Path) -> bytes:
+    """A read error is the source's problem (400); write errors in the store are not (they propagate)."""
+    try:
+        return src.read(CHUNK)
+    except OSError as e:
+        raise BadRequest(f"cannot read {source}: {e.strerror}") from None
 
 
 class BlobDir:
@@ -149,43 +179,33 @@ class BlobDir:
             # One of our own blobs (a Modelfile from ``show`` names them): its name is its verified
             # digest, so a multi-gigabyte model is not copied just to find it is already here.
             expected = self._own_blob_digest(source)
-        try:
-            st = os.stat(source)
-        except FileNotFoundError:
-            raise BadRequest(f"file not found: {source}") from None
-        except OSError as e:
-            raise BadRequest(f"cannot read {source}: {e.strerror}") from None
-        # stat before open: opening a FIFO for reading would block until a writer appears.
-        if not stat.S_ISREG(st.st_mode):
-            raise BadRequest(f"not a regular file: {source}")
-        if expected is not None:
-            if claim is not None:
-                claim(expected)
-            if self.has(expected):
-                return expected, self.size(expected)
-        fd, tmp = self._open_temp()
-        try:
-            h = hashlib.sha256()
-            size = 0
-            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-                while chunk := src.read(CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            digest = "sha256:" + h.hexdigest()
-            if expected is not None and digest != expected:
-                raise BadRequest(f"digest mismatch: expected {expected}, got {digest}")
-            if claim is not None:
-                claim(digest)
-            self._commit(tmp, digest)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise BadRequest(f"cannot read {source}: {e.strerror}") from None
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        src = _open_regular(source)
+        with src:
+            if expected is not None:
+                if claim is not None:
+                    claim(expected)
+                if self.has(expected):
+                    return expected, self.size(expected)
+            fd, tmp = self._open_temp()
+            try:
+                h = hashlib.sha256()
+                size = 0
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := _read(src, source):
+                        h.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+                digest = "sha256:" + h.hexdigest()
+                if expected is not None and digest != expected:
+                    raise BadRequest(f"digest mismatch: expected {expected}, got {digest}")
+                if claim is not None:
+                    claim(digest)
+                self._commit(tmp, digest)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         return digest, size
 
     async def add_stream(
