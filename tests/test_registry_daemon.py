@@ -110,6 +110,15 @@ def test_push_then_pull_between_daemons(
     assert all(line["status"] == "pulling " + line["digest"][7:19] for line in layer_lines)
     status, final = b.request("POST", "/api/pull", {"model": name, "insecure": True, "stream": False})
     assert (status, final) == (200, {"status": "success"})
+
+    # Ollama's own Python client understands the streams.
+    import ollama
+
+    client = ollama.Client(host=b.base_url)
+    parts = list(client.pull(name, insecure=True, stream=True))
+    assert parts[0].status == "pulling manifest" and parts[-1].status == "success"
+    assert any(p.digest and p.total for p in parts)
+    assert ollama.Client(host=a.base_url).push(name, insecure=True).status == "success"
     status, final = a.request("POST", "/api/push", {"model": name, "insecure": True, "stream": False})
     assert (status, final) == (200, {"status": "success"})
 
