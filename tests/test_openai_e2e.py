@@ -137,6 +137,19 @@ def test_models_list_and_retrieve(client: Any) -> None:
     assert info.value.status_code == 404 and info.value.code == "model_not_found"
 
 
+def test_namespaced_model_is_owned_by_its_namespace(client: Any, daemon: Daemon) -> None:
+    status, body = daemon.request("POST", "/api/copy", {"source": CHAT, "destination": "alice/tiny-copy:v1"})
+    assert status == 200, body
+    try:
+        got = client.models.retrieve("alice/tiny-copy:v1")
+        assert got.id == "alice/tiny-copy:v1" and got.owned_by == "alice"
+        assert "alice/tiny-copy:v1" in {m.id for m in client.models.list()}
+    finally:
+        daemon.request("DELETE", "/api/delete", {"model": "alice/tiny-copy:v1"})
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("alice/tiny-copy:v1")
+
+
 # --- chat -----------------------------------------------------------------------------------------
 
 
@@ -200,6 +213,19 @@ async def test_async_streaming_chat_with_usage(aclient: Any, client: Any) -> Non
     whole = client.chat.completions.create(model=CHAT, messages=USER, max_tokens=10, **GREEDY)
     assert whole.choices[0].message.content == text
     assert whole.usage is not None and whole.usage.completion_tokens == usage_chunk.usage.completion_tokens
+
+
+def test_abandoned_streams_free_their_slots(client: Any) -> None:
+    # The daemon has 2 parallel slots: closing streams mid-answer must not wedge it (the route-level
+    # test checks deterministically that a disconnect closes the inference stream).
+    for _ in range(3):
+        stream = client.chat.completions.create(model=CHAT, messages=USER, max_tokens=100000, stream=True)
+        first = next(iter(stream))
+        assert first.choices[0].delta.role == "assistant"
+        stream.close()
+    quick = openai.OpenAI(base_url=client.base_url, api_key="x", max_retries=0, timeout=60)
+    resp = quick.chat.completions.create(model=CHAT, messages=USER, max_tokens=3)
+    assert resp.choices[0].finish_reason in ("stop", "length")
 
 
 def test_sync_stream_without_usage(client: Any) -> None:

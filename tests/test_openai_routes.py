@@ -5,6 +5,7 @@ handlers pass the translated request to inference. The real path is covered by t
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -128,6 +129,21 @@ async def test_error_mid_stream_is_an_error_event(client: TestClient, fake: Fake
     last = json.loads(events[-1])
     assert last["error"]["message"] == "runner process died" and last["error"]["type"] == "server_error"
     assert fake.closed
+
+
+async def test_client_disconnect_closes_the_inference_stream(client: TestClient, fake: FakeInference) -> None:
+    # An endless answer: only the client going away can end it, by closing the inference iterator
+    # (which cancels the sequence in the runner).
+    fake.script = [msg("word ")] * 1_000_000
+    resp = await client.post("/v1/chat/completions",
+                             json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]})
+    assert resp.status == 200
+    assert (await resp.content.readline()).startswith(b"data: ")
+    resp.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not fake.closed:
+        assert asyncio.get_running_loop().time() < deadline, "the inference stream was not closed"
+        await asyncio.sleep(0.01)
 
 
 async def test_bad_requests_never_reach_inference(client: TestClient, fake: FakeInference) -> None:

@@ -118,21 +118,22 @@ async def embeddings(request: web.Request) -> web.Response:
     return json_response(out.embedding_list(translation.request.model, result, translation.encoding_format))
 
 
-def _models(request: web.Request) -> list[dict[str, Any]]:
+async def _models(request: web.Request) -> list[dict[str, Any]]:
     from ollamalike import library
 
-    entries: list[dict[str, Any]] = library.list_models(get_state(request).store)
+    # Catalog reads are blocking SQLite calls: keep them off the event loop.
+    entries: list[dict[str, Any]] = await asyncio.to_thread(library.list_models, get_state(request).store)
     return entries
 
 
 async def list_models(request: web.Request) -> web.Response:
-    return json_response({"object": "list", "data": [out.model_object(e) for e in _models(request)]})
+    return json_response({"object": "list", "data": [out.model_object(e) for e in await _models(request)]})
 
 
 async def retrieve_model(request: web.Request) -> web.Response:
     wanted = request.match_info["model"]
     key = ModelName.parse(wanted).key()
-    for entry in _models(request):
+    for entry in await _models(request):
         name = str(entry.get("name") or entry.get("model") or "")
         if ModelName.parse(name).key() == key:
             return json_response(dict(out.model_object(entry), id=wanted))
