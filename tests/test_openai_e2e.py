@@ -73,7 +73,7 @@ TIME_TOOL: dict[str, Any] = {
         },
     },
 }
-USER = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Why is the sky blue?"}]
+USER: Any = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Why is the sky blue?"}]
 
 
 def _upload(d: Daemon, path: Path) -> str:
