@@ -276,7 +276,7 @@ def list_models(store: Store) -> list[dict[str, Any]]:
     return out
 
 
-def show_modelfile(store: Store, display: str, resolved: ResolvedModel) -> str:
+def show_modelfile(display: str, resolved: ResolvedModel) -> str:
     """A Modelfile that builds the same model again: blobs by path, the rest verbatim."""
     mf = modelfile.Modelfile(
         from_=str(resolved.model_path),
@@ -301,7 +301,7 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, Any]
     model_info = getattr(resolved.info, "model_info", None) or {}
     out: dict[str, Any] = {
         "license": "\n".join(resolved.license),
-        "modelfile": show_modelfile(store, resolved.name, resolved),
+        "modelfile": show_modelfile(resolved.name, resolved),
         "parameters": options.format_show_parameters(resolved.parameters),
         # What prompts are actually rendered with, as Ollama shows it (the Modelfile keeps layers only).
         "template": effective_template(resolved) or getattr(resolved.info, "chat_template", None) or "",

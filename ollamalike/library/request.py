@@ -7,7 +7,8 @@ from typing import Any
 
 from ollamalike.errors import BadRequest
 
-MESSAGE_ROLES = ("system", "user", "assistant", "tool")
+# The roles a Modelfile MESSAGE can carry, so `show --modelfile` always rebuilds the model.
+MESSAGE_ROLES = ("system", "user", "assistant")
 
 
 def _opt_str(body: dict[str, Any], key: str) -> str | None:
