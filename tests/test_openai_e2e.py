@@ -8,6 +8,7 @@ shapes, counts, constraints (JSON, schemas, tool calls) and equality with the na
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -426,3 +427,36 @@ def test_error_cases(client: Any, daemon: Daemon) -> None:
     status, body = daemon.request("POST", "/v1/embeddings", {"model": "nope", "input": "x"})
     assert_openai_error(status, body, 404, "not found")
     assert body["error"]["code"] == "model_not_found"
+
+
+async def test_full_queue_is_503(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path) -> None:
+    """One slot, a queue of one: with a request running and one waiting, the next gets OpenAI's 503."""
+    d = start_daemon(tmp_path_factory.mktemp("openai-busy"),
+                     extra_env={"OLLAMALIKE_NUM_PARALLEL": "1", "OLLAMALIKE_MAX_QUEUE": "1"})
+    try:
+        _create(d, CHAT, tiny_chat_gguf)
+        aclient: Any = openai.AsyncOpenAI(base_url=f"{d.base_url}/v1", api_key="x", max_retries=0, timeout=120)
+        same_ctx = {"num_ctx": 8192}
+        # A schema whose only valid answer is thousands of tokens long: the slot stays busy until closed.
+        long_answer: Any = {"type": "json_schema", "json_schema": {
+            "name": "long", "schema": {"type": "string", "enum": ["hello world " * 1500]}}}
+        running = await aclient.chat.completions.create(
+            model=CHAT, messages=USER, stream=True, response_format=long_answer, extra_body=same_ctx)
+        assert (await running.__anext__()).choices[0].delta.role == "assistant"
+
+        async def short() -> Any:
+            return await aclient.chat.completions.create(model=CHAT, messages=USER, max_tokens=2, extra_body=same_ctx)
+
+        tasks = [asyncio.create_task(short()), asyncio.create_task(short())]
+        done, pending = await asyncio.wait(tasks, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        assert len(done) == 1 and len(pending) == 1
+        refused = done.pop().exception()
+        assert isinstance(refused, openai.InternalServerError) and refused.status_code == 503, refused
+        assert refused.type == "server_error" and "busy" in refused.message
+        await running.close()
+        # Closing the running stream frees the slot for the queued request.
+        answer = await asyncio.wait_for(pending.pop(), timeout=60)
+        assert answer.choices[0].finish_reason in ("stop", "length")
+        await aclient.close()
+    finally:
+        d.stop()
