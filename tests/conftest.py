@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.daemon import Daemon
 
 
 @pytest.fixture(autouse=True)
@@ -64,8 +69,10 @@ def tiny_embed_gguf(tiny_models_dir: Path) -> Path:
 
 
 @pytest.fixture
-def daemon_factory(_private_data_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from tests.daemon import Daemon, start_daemon
+def daemon_factory(
+    _private_data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Daemon]]:
+    from tests.daemon import start_daemon
 
     started: list[Daemon] = []
 
@@ -88,5 +95,5 @@ def daemon_factory(_private_data_dir: Path, tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.fixture
-def daemon(daemon_factory):  # type: ignore[no-untyped-def]
+def daemon(daemon_factory: Callable[..., Daemon]) -> Daemon:
     return daemon_factory()
