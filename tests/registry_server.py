@@ -271,7 +271,9 @@ class ThreadedServer:
         self._thread.join(30)
 
 
-def fake_hub(repos: dict[str, dict[str, bytes]], lfs_min: int = 1024) -> web.Application:
+def fake_hub(
+    repos: dict[str, dict[str, bytes]], lfs_min: int = 1024, seen_auth: list[str] | None = None
+) -> web.Application:
     """The few Hugging Face Hub endpoints huggingface_hub uses to list and download files.
 
     ``repos`` maps ``user/repo`` to {path: content}; files of ``lfs_min`` bytes or more are
@@ -290,6 +292,8 @@ def fake_hub(repos: dict[str, dict[str, bytes]], lfs_min: int = 1024) -> web.App
         return item
 
     def repo_or_404(request: web.Request) -> dict[str, bytes]:
+        if seen_auth is not None:
+            seen_auth.append(request.headers.get("Authorization", ""))
         repo = f"{request.match_info['user']}/{request.match_info['repo']}"
         if repo not in repos:
             raise web.HTTPNotFound(headers={"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})

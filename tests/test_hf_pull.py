@@ -21,6 +21,8 @@ from tests.helpers import assert_api_error
 from tests.registry_server import ThreadedServer, fake_hub
 
 REPO = "tester/Tiny-GGUF"
+HF_TOKEN = "hf_localtesttoken"
+SEEN_AUTH: list[str] = []
 
 
 @pytest.mark.parametrize(
@@ -72,7 +74,7 @@ def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path) -> Iterator[ThreadedServe
         "tiny-Q8_0-00001-of-00002.gguf": b"GGUF" + b"\0" * 2000,
         "tiny-Q8_0-00002-of-00002.gguf": b"GGUF" + b"\0" * 2000,
     }
-    server = ThreadedServer(fake_hub({REPO: files}))
+    server = ThreadedServer(fake_hub({REPO: files}, seen_auth=SEEN_AUTH))
     server.start()
     yield server
     server.stop()
@@ -81,7 +83,8 @@ def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path) -> Iterator[ThreadedServe
 @pytest.fixture(scope="module")
 def daemon(hub: ThreadedServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("hf-home")
-    d = start_daemon(home, {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home / "hf")})
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home / "hf"), "HF_TOKEN": HF_TOKEN}
+    d = start_daemon(home, env)
     yield d
     d.stop()
 
@@ -124,8 +127,22 @@ def test_pull_explicit_quant_links_from_cache(daemon: Daemon, tiny_chat_q4_gguf:
 
 
 def test_pull_latest_falls_back_to_first_gguf(daemon: Daemon, tiny_chat_gguf: Path) -> None:
-    status, final = daemon.request("POST", "/api/pull", {"model": f"hf.co/{REPO}", "stream": False})
-    assert (status, final) == (200, {"status": "success"})
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        daemon.base_url + "/api/pull", data=json.dumps({"model": f"hf.co/{REPO}"}).encode(), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        lines = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+    sha = hashlib.sha256(tiny_chat_gguf.read_bytes()).hexdigest()
+    assert lines[0] == {"status": "pulling manifest"} and lines[-1] == {"status": "success"}
+    layer = [line for line in lines if line.get("status") == f"pulling {sha[:12]}"]
+    assert layer and layer[-1]["completed"] == layer[-1]["total"] == tiny_chat_gguf.stat().st_size
+    assert layer[-1]["digest"] == f"sha256:{sha}"
+    assert {"verifying sha256 digest", "writing manifest"} <= {line["status"] for line in lines}
+    # HF_TOKEN from the daemon's environment reached the Hub.
+    assert f"Bearer {HF_TOKEN}" in SEEN_AUTH
     store = Store(daemon.models_dir)
     try:
         _, manifest, _ = store.get_manifest(f"hf.co/{REPO}:latest")

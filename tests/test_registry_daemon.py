@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,6 +123,30 @@ def test_push_then_pull_between_daemons(
     assert ollama.Client(host=a.base_url).push(name, insecure=True).status == "success"
     status, final = a.request("POST", "/api/push", {"model": name, "insecure": True, "stream": False})
     assert (status, final) == (200, {"status": "success"})
+
+
+def test_cli_progress_redraws_in_place_on_a_terminal(
+    registry: DockerRegistry, daemons: tuple[Daemon, Daemon], tiny_chat_gguf: Path, tmp_path: Path
+) -> None:
+    import pexpect
+
+    a, b = daemons
+    name = f"{registry.host}/e2e/tty:v1"
+    (tmp_path / "Modelfile").write_text(f"FROM {tiny_chat_gguf}\nSYSTEM terminal test\n")
+    assert a.cli("create", name, "-f", str(tmp_path / "Modelfile")).returncode == 0
+    status, _ = a.request("POST", "/api/push", {"model": name, "insecure": True, "stream": False})
+    assert status == 200
+    child = pexpect.spawn(
+        sys.executable, ["-m", "ollamalike", "pull", name, "--insecure"], env=b.env, encoding="utf-8", timeout=120,
+        dimensions=(24, 120),
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    out = child.before or ""
+    assert child.exitstatus == 0, out
+    assert "\x1b[2K" in out  # lines are cleared and redrawn, not appended
+    assert re.search(r"pulling [0-9a-f]{12}\.\.\. 100% ▕█+▏ \d", out), out
+    assert "success" in out
 
 
 def test_pull_push_bad_inputs(registry: DockerRegistry, daemons: tuple[Daemon, Daemon]) -> None:

@@ -217,6 +217,13 @@ async def test_token_auth_flow(registry: DockerRegistry, pushed: dict[str, Any],
         assert lines[-1] == {"status": "success"}
         assert behaviour.tokens_issued >= 1
 
+        # Push needs a pull,push token; the same credentials get one.
+        src = fresh_store(tmp_path, "push-src")
+        make_model(src, name.replace(":v1", ":pushed"), model_bytes=b"pushed through token auth")
+        issued = behaviour.tokens_issued
+        lines = await collect(push_model(src, good, name.replace(":v1", ":pushed"), insecure=True))
+        assert lines[-1] == {"status": "success"} and behaviour.tokens_issued > issued
+
         bad = Config(registry_auth=((proxy.host, "alice", "wrong"),))
         with pytest.raises(RegistryError, match="authentication failed"):
             await collect(pull_model(fresh_store(tmp_path, "bad"), bad, name, insecure=True))
