@@ -534,3 +534,29 @@ async def test_show_without_template_layer_reports_the_effective_template(store:
     expected = go_template_for(r) or r.info.chat_template
     assert expected and shown["template"] == expected
     assert "TEMPLATE" not in shown["modelfile"]  # the Modelfile rebuilds the same layers, nothing more
+
+
+def test_show_modelfile_round_trip_property(models_dir: Path, tiny_chat_gguf: Path) -> None:
+    """Any system prompt, template text, license and messages: show's Modelfile rebuilds the same digest."""
+    import asyncio
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    store = Store(models_dir)
+    blob = upload(store, tiny_chat_gguf)
+    text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00{}"), min_size=1, max_size=40)
+    message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": text})
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(system=text, template=text, license=st.lists(text, max_size=2), messages=st.lists(message, max_size=2))
+    def check(system: str, template: str, license: list[str], messages: list[dict[str, str]]) -> None:
+        async def run() -> None:
+            body = {"files": {"m": blob}, "system": system, "template": template, "license": license, "messages": messages}
+            await create(store, "orig", body)
+            await create(store, "again", {"modelfile": library.show_model(store, "orig")["modelfile"]})
+            assert store.get_manifest("again")[0] == store.get_manifest("orig")[0]
+
+        asyncio.run(run())
+
+    check()
