@@ -545,7 +545,7 @@ def test_show_modelfile_round_trip_property(models_dir: Path, tiny_chat_gguf: Pa
 
     store = Store(models_dir)
     blob = upload(store, tiny_chat_gguf)
-    text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00{}"), min_size=1, max_size=40)
+    text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00{}"), min_size=1, max_size=40)
     message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": text})
 
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
