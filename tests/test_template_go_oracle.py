@@ -52,10 +52,13 @@ func (pt PropertyType) String() string {
 }
 
 type ToolProperty struct {
-	Type        PropertyType `json:"type,omitempty"`
-	Items       any          `json:"items,omitempty"`
-	Description string       `json:"description,omitempty"`
-	Enum        []any        `json:"enum,omitempty"`
+	AnyOf       []ToolProperty `json:"anyOf,omitempty"`
+	Type        PropertyType   `json:"type,omitempty"`
+	Items       any            `json:"items,omitempty"`
+	Description string         `json:"description,omitempty"`
+	Enum        []any          `json:"enum,omitempty"`
+	Properties  *props         `json:"properties,omitempty"`
+	Required    []string       `json:"required,omitempty"`
 }
 type props map[string]ToolProperty
 
@@ -198,8 +201,18 @@ CONVERSATIONS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]] | None
 }
 
 
+# Printing Ollama's template values directly (Go's %v of structs, Stringer fields, nil slices).
+VALUE_PRINTING = (
+    "{{ range .Tools }}{{ .Function }}|{{ range $k, $p := .Function.Parameters.Properties }}{{ $k }}={{ $p }};"
+    "{{ $p.Type }};{{ end }}{{ .Function.Parameters.Properties }}{{ end }}\n"
+    "{{ range .Messages }}{{ . }}|{{ len .ToolCalls }}|{{ range .ToolCalls }}{{ . }}{{ .Function }}{{ end }}\n{{ end }}"
+    "{{ json .Messages }}\n{{ .Tools }}\n{{ json .Tools }}\n{{ printf \"%v|%s|%q\" .System .System .System }}"
+)
+
+
 def _templates() -> dict[str, str]:
     found = {f"named/{n}": named_template(n).template for n in named_templates()}
+    found["values"] = VALUE_PRINTING
     if REFERENCE.is_dir():
         found.update({f"ref/{p.name}": p.read_text() for p in sorted(REFERENCE.glob("*.gotmpl"))})
     return found
@@ -227,5 +240,5 @@ def test_renders_match_go(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     go = json.loads(result.stdout)
     differing = [k for k in ours if go[k] != ours[k]]
-    assert not differing, [(k, go[k], ours[k]) for k in differing[:3]]
+    assert not differing, "\n".join(f"{k}:\n go:   {go[k]!r}\n ours: {ours[k]!r}" for k in differing[:3])
     assert len(ours) >= 19 * len(CONVERSATIONS)

@@ -282,23 +282,24 @@ def f_to_typescript_type(v: Any) -> str:
     """A tool parameter's JSON-schema type as a TypeScript type (Ollama uses this in some templates)."""
     if not isinstance(v, Struct) or v.type_name != "api.ToolProperty":
         return "any"
-    return _ts_type(v.fields)
+    return _ts_type(v)
 
 
-def _ts_type(fields: dict[str, Any]) -> str:
-    any_of = fields.get("AnyOf") or []
+def _ts_type(prop: Struct) -> str:
+    any_of = prop.fields.get("AnyOf") or []
     if any_of:
-        return " | ".join(_ts_type(p.fields) if isinstance(p, Struct) else "any" for p in any_of)
-    enum = fields.get("Enum") or []
+        return " | ".join(_ts_type(p) if isinstance(p, Struct) else "any" for p in any_of)
+    enum = prop.fields.get("Enum") or []
     if enum:
         return " | ".join(go_json(e) for e in enum)
-    types = fields.get("Types") or []
+    raw = dict((name, value) for name, value, _ in prop.json_fields or []).get("type")
+    types = [raw] if isinstance(raw, str) else [t for t in raw or [] if isinstance(t, str)]
     if not types:
         return "any"
     parts = []
     for t in types:
         if t == "array":
-            items = fields.get("Items")
+            items = prop.fields.get("Items")
             inner = items.get("type") if isinstance(items, dict) else None
             parts.append(f"{_ts_scalar(inner) if isinstance(inner, str) else 'any'}[]")
         else:

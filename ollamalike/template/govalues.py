@@ -33,8 +33,16 @@ class JSONMap(dict):  # type: ignore[type-arg]
     """A Go map with a ``String()`` method returning its JSON (tool-call arguments, tool properties)."""
 
 
+class NilSlice(list):  # type: ignore[type-arg]
+    """An empty Go slice that is nil: prints as ``[]``, has length 0, encodes to JSON as ``null``."""
+
+
 class JSONList(list):  # type: ignore[type-arg]
     """A Go slice with a ``String()`` method returning its JSON (``.Tools``)."""
+
+
+class NilJSONList(JSONList, NilSlice):
+    """``.Tools`` when a request has none: false in ``if``, printed (and encoded) as ``null``."""
 
 
 # ---- printing -------------------------------------------------------------------------------
@@ -82,6 +90,7 @@ def fmt_v(value: Any, top: bool = True) -> str:
     if isinstance(value, Struct):
         if value.stringer:
             return go_json(value)
+        # text/template dereferences pointers before printing, so no "&" even for *templateMessage.
         return "{" + " ".join(fmt_v(v, False) for v in value.fields.values()) + "}"
     if isinstance(value, dict):
         return "map[" + " ".join(f"{fmt_v(k, False)}:{fmt_v(value[k], False)}" for k in sorted_keys(value)) + "]"
@@ -110,7 +119,7 @@ def go_json(value: Any) -> str:
 
 
 def _json_parts(value: Any) -> list[str]:
-    if value is None:
+    if value is None or (isinstance(value, NilSlice) and not value):
         return ["null"]
     if isinstance(value, bool):
         return ["true" if value else "false"]

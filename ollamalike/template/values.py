@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from ollamalike.errors import BadRequest
-from ollamalike.template.govalues import JSONList, JSONMap, Struct
+from ollamalike.template.govalues import JSONList, JSONMap, NilJSONList, NilSlice, Struct
 
 
 def normalize_messages(messages: Any) -> list[dict[str, Any]]:
@@ -95,8 +95,8 @@ def message_struct(m: dict[str, Any]) -> Struct:
         "Role": m["role"],
         "Content": m["content"],
         "Thinking": m.get("thinking") or "",
-        "Images": list(m.get("images") or []),
-        "ToolCalls": calls,
+        "Images": list(m.get("images") or []) or NilSlice(),
+        "ToolCalls": calls or NilSlice(),
         "ToolName": m.get("tool_name") or m.get("name") or "",
         "ToolCallID": m.get("tool_call_id") or "",
     })
@@ -127,7 +127,6 @@ def property_struct(p: Any) -> Any:
     fields = {
         "AnyOf": [property_struct(x) for x in p.get("anyOf") or []],
         "Type": type_value,
-        "Types": types,
         "Items": p.get("items"),
         "Description": p.get("description") or "",
         "Enum": list(p.get("enum") or []),
@@ -146,9 +145,9 @@ def property_struct(p: Any) -> Any:
     return Struct("api.ToolProperty", fields, json_fields, stringer=False)
 
 
-def tools_value(tools: list[dict[str, Any]]) -> JSONList | None:
+def tools_value(tools: list[dict[str, Any]]) -> JSONList:
     if not tools:
-        return None
+        return NilJSONList()
     out = JSONList()
     for t in tools:
         fn = t["function"]
