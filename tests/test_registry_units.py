@@ -156,3 +156,12 @@ def test_progress_redraws_in_place_on_a_terminal() -> None:
     assert visible[0] == "pulling manifest"
     assert visible[1].startswith("pulling ababababab... 100%")
     assert visible[2:] == ["verifying sha256 digest", "writing manifest", "success"]
+
+
+@pytest.mark.parametrize(
+    ("header", "start", "ok"),
+    [("bytes 100-199/1000", 100, True), ("bytes 0-9/10", 0, True), ("bytes 101-199/1000", 100, False),
+     ("", 0, False), ("items 0-9/10", 0, False), ("bytes */1000", 0, False)],
+)
+def test_content_range_must_start_where_asked(header: str, start: int, ok: bool) -> None:
+    assert download._range_starts_at(header, start) is ok

@@ -82,6 +82,13 @@ def _restore(state: dict[str, Any] | None, size: int) -> list[Part] | None:
     return parts if pos == size else None
 
 
+def _range_starts_at(content_range: str, start: int) -> bool:
+    """``bytes 100-199/1000`` starts at 100."""
+    unit, _, rest = content_range.strip().partition(" ")
+    first = rest.partition("-")[0]
+    return unit == "bytes" and first.isdigit() and int(first) == start
+
+
 class BlobDownload:
     """Fetch ``digest`` of ``size`` bytes into ``partial``; ``progress(completed)`` after each chunk."""
 
@@ -162,6 +169,8 @@ class BlobDownload:
                 raise RangeIgnored()
             if resp.status == 200 and ranged and part.end != self.size:
                 raise RangeIgnored()
+            if resp.status == 206 and not _range_starts_at(resp.headers.get("Content-Range", ""), start):
+                raise IntegrityError(f"registry answered blob {self.digest[7:19]} with the wrong range")
             limit = part.end - start
             declared = resp.content_length
             if declared is not None and declared > limit:
