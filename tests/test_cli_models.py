@@ -161,6 +161,9 @@ def test_create_list_show_cp_rm(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: 
         assert m, row
         assert m.group(5) in ("Less than a second ago", "1 second ago") or m.group(5).endswith("seconds ago")
     assert _ok(daemon.cli("ls", "der")).splitlines()[1].startswith("derived:v1")
+    # Ollama's OLLAMA_HOST picks the server too
+    via_alias = daemon.cli("ls", env={"OLLAMALIKE_HOST": "", "OLLAMA_HOST": f"http://127.0.0.1:{daemon.port}"})
+    assert [r.split()[:2] for r in _ok(via_alias).splitlines()] == [r.split()[:2] for r in out.splitlines()]
 
     out = _ok(daemon.cli("show", "tiny"))
     assert re.search(r"^  Model$", out, re.M)
