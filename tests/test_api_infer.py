@@ -262,6 +262,9 @@ def test_embed_and_legacy_embeddings(d: Daemon) -> None:
         ("/api/chat", {"model": "tiny", "messages": {"role": "user"}}, 400, "messages"),
         ("/api/chat", {"model": "tiny", "messages": [], "format": "yaml"}, 400, "format"),
         ("/api/embed", {"model": "emb", "input": 42}, 400, "input"),
+        ("/api/generate", {"model": "tiny", "prompt": "x", "images": ["aGk="]}, 400, "image"),
+        ("/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, 400,
+         "image"),
     ],
 )
 def test_bad_requests(d: Daemon, path: str, body: dict[str, Any], status: int, message: str) -> None:

@@ -50,6 +50,16 @@ class OpenStream:
         self.conn.close()
 
 
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process in clock ticks (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def quick(d: Daemon, timeout: float = 60) -> tuple[int, Any]:
     return d.request("POST", "/api/generate", {"model": "tiny", "prompt": "hi", "stream": False,
                                                "options": {"num_predict": 4, "num_ctx": 2048}}, timeout=timeout)
@@ -67,11 +77,16 @@ def test_client_disconnect_frees_the_slot(d: Daemon) -> None:
 
 
 def test_abandoned_non_streamed_request_frees_the_slot(d: Daemon) -> None:
+    quick(d)  # loaded
+    pids = runner_pids(d)
+    before = sum(cpu_ticks(p) for p in pids)
     conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=120)
     conn.request("POST", "/api/generate", json.dumps({"model": "tiny", "prompt": "story", "stream": False,
                                                       "options": LONG}), {"Content-Type": "application/json"})
     # Nothing is written until the end for stream: false; the daemon must still notice the hang-up.
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while sum(cpu_ticks(p) for p in pids) < before + 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
     conn.close()
     status, body = quick(d, timeout=30)
     assert status == 200 and body["done"] is True, body
@@ -112,6 +127,28 @@ def test_killed_runner_errors_mid_stream_and_next_request_reloads(d: Daemon) -> 
     status, body = quick(d)
     assert status == 200 and body["done"] is True and body["load_duration"] > 0, body
     assert set(runner_pids(d)).isdisjoint(pids)
+
+
+def test_killed_runner_fails_a_non_streamed_request_with_500(d: Daemon) -> None:
+    quick(d)  # loaded
+    results: list[tuple[int, Any]] = []
+    body = {"model": "tiny", "prompt": "story", "stream": False, "options": LONG}
+    worker = threading.Thread(target=lambda: results.append(d.request("POST", "/api/generate", body)))
+    pids = runner_pids(d)
+    assert pids
+    before = sum(cpu_ticks(p) for p in pids)
+    worker.start()
+    # Kill only once the runner is generating for this request (it burns CPU; idle, it does not).
+    deadline = time.monotonic() + 30
+    while sum(cpu_ticks(p) for p in pids) < before + 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    worker.join(60)
+    assert results, "the request did not finish after its runner was killed"
+    assert_api_error(results[0][0], results[0][1], 500, "runner")
+    status, again = quick(d)
+    assert status == 200 and again["load_duration"] > 0
 
 
 def test_killed_idle_runner_is_noticed(d: Daemon) -> None:
