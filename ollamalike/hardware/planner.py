@@ -1,0 +1,208 @@
+"""The memory planner: how much a model needs and how many of its layers go to which GPU.
+
+The estimate follows Ollama's: each repeating layer's weights plus its share of the KV cache
+(n_ctx x (n_embd_k_gqa + n_embd_v_gqa) at the cache type's bytes per element), the non-layer
+tensors (the token embedding stays in RAM), the output layer, and the compute graph (proportional
+to the batch and to n_ctx x heads or the vocabulary). Layers fill the GPUs with the most free memory
+first after a reserve per GPU; what does not fit runs on the CPU. A model that fits neither is
+refused with the sizes in the message. ``num_gpu`` overrides the layer count (-1 = auto, 0 = CPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ollamalike.config import Config
+from ollamalike.errors import BadRequest, InternalError
+from ollamalike.hardware import SystemInfo
+from ollamalike.hardware.discovery import GIB, GPU, MIB
+
+log = logging.getLogger("ollamalike.hardware")
+
+# Bytes per KV cache element: ggml's block sizes (q8_0: 34 bytes per 32 values, q4_0: 18).
+KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32}
+# Kept free on each GPU besides OLLAMALIKE_GPU_OVERHEAD: the driver's and llama.cpp's own buffers.
+MINIMUM_GPU_RESERVE = {"cuda": 457 * MIB, "rocm": 457 * MIB, "metal": 512 * MIB}
+DEFAULT_VOCAB = 32000
+DEFAULT_BATCH = 512
+MIN_CTX = 8
+
+
+class InsufficientMemory(InternalError):
+    """The model fits in neither the free RAM nor RAM plus VRAM (Ollama answers 500 too)."""
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    gpu_layers: int  # llama.cpp n_gpu_layers: repeating layers offloaded, +1 when the output layer is too
+    num_ctx: int  # per request slot
+    size: int  # bytes, everything
+    size_vram: int  # bytes of ``size`` on GPUs
+    tensor_split: tuple[float, ...]  # share of the offloaded layers per usable GPU, in device order; () for one
+    processor: str  # "100% GPU", "48%/52% CPU/GPU", "100% CPU" as ``ollama ps`` shows it
+
+
+@dataclass(frozen=True)
+class Estimate:
+    layers: tuple[int, ...]  # bytes per repeating layer: weights + KV cache
+    non_layer: int  # token embedding, norms … (stays in RAM)
+    output: int  # the output layer
+    graph: int  # compute buffers
+    kv: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.layers) + self.non_layer + self.output + self.graph
+
+
+def processor_text(size: int, size_vram: int) -> str:
+    if size_vram <= 0 or size <= 0:
+        return "100% CPU"
+    if size_vram >= size:
+        return "100% GPU"
+    gpu = round(size_vram * 100 / size)
+    return f"{100 - gpu}%/{gpu}% CPU/GPU"
+
+
+def default_num_ctx(system: SystemInfo) -> int:
+    """Ollama's VRAM tiers (with its slightly lower 23/47 GiB thresholds for rounding)."""
+    vram = sum(g.total for g in system.usable_gpus)
+    if vram >= 47 * GIB:
+        return 262144
+    if vram >= 23 * GIB:
+        return 32768
+    return 4096
+
+
+def choose_num_ctx(info: Any, options: dict[str, Any], config: Config, system: SystemInfo) -> int:
+    """Per-slot context: num_ctx option, else OLLAMALIKE_CONTEXT_LENGTH, else by VRAM; capped at training."""
+    requested = options.get("num_ctx")
+    if requested is not None and int(requested) < 0:
+        raise BadRequest(f"invalid num_ctx {requested}: must be a positive number of tokens")
+    num_ctx = int(requested or config.context_length or default_num_ctx(system))
+    train = int(getattr(info, "context_length", 0) or 0)
+    if train and num_ctx > train:
+        if requested or config.context_length:
+            log.warning("requested context size %d is larger than the model's training context %d; using %d",
+                        num_ctx, train, train)
+        num_ctx = train
+    return max(num_ctx, MIN_CTX)
+
+
+def _model_value(info: Any, suffix: str) -> int:
+    values = getattr(info, "model_info", None) or {}
+    value = values.get(f"{getattr(info, 'architecture', '')}.{suffix}")
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _vocab_size(info: Any) -> int:
+    values = getattr(info, "model_info", None) or {}
+    tokens = values.get("tokenizer.ggml.tokens")
+    if isinstance(tokens, list) and tokens:
+        return len(tokens)
+    return _model_value(info, "vocab_size") or DEFAULT_VOCAB
+
+
+def estimate(info: Any, ctx_total: int, cache_type: str = "f16", batch: int = DEFAULT_BATCH) -> Estimate:
+    """Memory for ``ctx_total`` tokens of KV cache (num_ctx x num_parallel)."""
+    n_layer = int(getattr(info, "block_count", 0) or 0)
+    embd = int(getattr(info, "embedding_length", 0) or 0)
+    heads = int(getattr(info, "head_count", 0) or 0)
+    heads_kv = int(getattr(info, "head_count_kv", 0) or heads)
+    head_k = _model_value(info, "attention.key_length") or (embd // heads if heads else 0)
+    head_v = _model_value(info, "attention.value_length") or head_k
+    kv_layer = int(ctx_total * (head_k + head_v) * heads_kv * KV_BYTES.get(cache_type, 2.0))
+    weights = list(getattr(info, "layer_bytes", None) or [])
+    if len(weights) < n_layer:
+        weights += [0] * (n_layer - len(weights))
+    output = int(getattr(info, "output_bytes", 0) or 0)
+    non_layer = int(getattr(info, "non_layer_bytes", 0) or 0)
+    if not weights and not non_layer:
+        non_layer = int(getattr(info, "file_size", 0) or 0)  # no tensor index: the file is the weights
+    vocab = _vocab_size(info)
+    graph = max(4 * batch * (1 + 4 * embd + ctx_total * (1 + heads)), 4 * batch * (embd + vocab))
+    layers = tuple(w + kv_layer for w in weights[:n_layer] or weights)
+    return Estimate(layers, max(0, non_layer - output), output, graph, kv_layer * len(layers))
+
+
+def plan_load(info: Any, options: dict[str, Any], system: SystemInfo, config: Config,
+              num_parallel: int | None = None) -> LoadPlan:
+    """Choose num_ctx and the GPU layout for loading ``info`` (a GGUFInfo) with ``options``."""
+    num_ctx = choose_num_ctx(info, options, config, system)
+    parallel = num_parallel or config.num_parallel
+    cache = config.kv_cache_type if config.flash_attention else "f16"  # quantized KV needs flash attention
+    est = estimate(info, num_ctx * parallel, cache, int(options.get("num_batch") or DEFAULT_BATCH))
+    gpus = sorted(system.usable_gpus, key=lambda g: g.free, reverse=True)
+    requested = options.get("num_gpu")
+    requested = -1 if requested is None else int(requested)
+    n_layer = len(est.layers)
+    if requested == 0 or not gpus or n_layer == 0:
+        gpu_layers, placed = 0, {}
+    elif requested > 0:
+        gpu_layers = min(requested, n_layer + 1)
+        placed = _split(est, gpus, gpu_layers)
+    else:
+        gpu_layers, placed = _fit(est, gpus, config)
+    size = est.total
+    size_vram = 0
+    if gpu_layers:
+        offloaded = est.layers[n_layer - min(gpu_layers, n_layer):]
+        size_vram = sum(offloaded) + est.graph + (est.output if gpu_layers > n_layer else 0)
+    _check_ram(size - size_vram, system, size)
+    order = [g for g in system.usable_gpus if placed.get(g.id)]
+    layers_placed = sum(placed.values()) or 1
+    split = tuple(placed[g.id] / layers_placed for g in order) if len(order) > 1 else ()
+    return LoadPlan(gpu_layers, num_ctx, size, size_vram, split, processor_text(size, size_vram))
+
+
+def _reserve(gpu: GPU, config: Config) -> int:
+    return config.gpu_overhead_bytes + MINIMUM_GPU_RESERVE.get(gpu.library, 457 * MIB)
+
+
+def _fit(est: Estimate, gpus: list[GPU], config: Config) -> tuple[int, dict[str, int]]:
+    """As many layers as fit, the last ones first (llama.cpp offloads from the end); each GPU that
+    takes layers also holds a compute graph. The output layer follows when every layer fits."""
+    room = {g.id: g.free - _reserve(g, config) - est.graph for g in gpus}
+    placed: dict[str, int] = {}
+    count = 0
+    for size in reversed(est.layers):
+        target = max(gpus, key=lambda g: room[g.id])
+        if room[target.id] < size:
+            break
+        room[target.id] -= size
+        placed[target.id] = placed.get(target.id, 0) + 1
+        count += 1
+    if count == len(est.layers):
+        target = max(gpus, key=lambda g: room[g.id])
+        if room[target.id] >= est.output:
+            count += 1
+    return count, placed
+
+
+def _split(est: Estimate, gpus: list[GPU], layers: int) -> dict[str, int]:
+    """A forced layer count (num_gpu) spread over the GPUs in proportion to their free memory."""
+    total_free = sum(max(g.free, 1) for g in gpus)
+    placed: dict[str, int] = {}
+    left = min(layers, len(est.layers))
+    for i, g in enumerate(gpus):
+        share = left if i == len(gpus) - 1 else round(min(layers, len(est.layers)) * max(g.free, 1) / total_free)
+        share = min(share, left)
+        placed[g.id] = share
+        left -= share
+    return placed
+
+
+def _check_ram(needed: int, system: SystemInfo, size: int) -> None:
+    available = system.cpu.free_memory + system.cpu.free_swap
+    if system.cpu.total_memory and needed > available:
+        if system.usable_gpus:
+            raise InsufficientMemory(f"model requires more system memory ({_gib(needed)}) than is available "
+                                     f"({_gib(available)}); the model needs {_gib(size)} in all and the GPUs "
+                                     f"have {_gib(sum(g.free for g in system.usable_gpus))} free")
+        raise InsufficientMemory(f"model requires more system memory ({_gib(needed)}) than is available ({_gib(available)})")
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
