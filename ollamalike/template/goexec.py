@@ -278,6 +278,8 @@ class _Executor:
         try:
             if isinstance(head, IdentNode):
                 return self.call(head.name, cmd, dot, vars, final, has_final)
+            if isinstance(head, Literal) and head.value is None:
+                raise ExecError("nil is not a command")
             if len(cmd.args) > 1 or has_final:
                 raise ExecError(f"can't give argument to non-function {_describe(head)}")
             return self.eval_arg(head, dot, vars)

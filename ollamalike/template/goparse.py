@@ -299,12 +299,11 @@ class Parser:
         if not pipe.is_assign:
             for d in pipe.decls:
                 self.vars.append(d)
+        # Go rejects only constants after a "|" at parse time; other mistakes fail when executed,
+        # so a template Ollama accepts is accepted here too.
         for i, cmd in enumerate(pipe.cmds):
-            first = cmd.args[0]
-            if i > 0 and not isinstance(first, IdentNode):
+            if i > 0 and isinstance(cmd.args[0], (Literal, DotNode)):
                 raise template_error(cmd.line, f"non executable command in pipeline stage {i + 1}")
-            if isinstance(first, Literal) and len(cmd.args) == 1 and first.value is None:
-                raise template_error(cmd.line, "nil is not a command")
         return pipe
 
     def parse_command(self) -> Command:
