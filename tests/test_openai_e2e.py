@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 CHAT = "tiny"
 TOOLS = "tiny-tools"
 EMBED = "tiny-embed"
+PLAIN = "tiny-plain"  # a Go template without .Tools: no "tools" capability
 
 # A ChatML template in Ollama's Go syntax that offers tools and renders past calls as
 # {"name": ..., "arguments": {...}}: the form the tool-call parser reads back from the output.
@@ -99,6 +100,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path, tiny_
         _create(d, CHAT, tiny_chat_gguf)
         _create(d, TOOLS, tiny_chat_gguf, template=TOOLS_TEMPLATE)
         _create(d, EMBED, tiny_embed_gguf)
+        _create(d, PLAIN, tiny_chat_gguf, template="{{ if .System }}{{ .System }} {{ end }}{{ .Prompt }}")
         yield d
     except BaseException:
         print(d.logs())
@@ -418,8 +420,8 @@ def test_error_cases(client: Any, daemon: Daemon) -> None:
     ]}]
     with pytest.raises(openai.BadRequestError, match="image"):
         client.chat.completions.create(model=CHAT, messages=image)
-    with pytest.raises(openai.BadRequestError, match="tools"):
-        client.chat.completions.create(model=CHAT, messages=USER, tools=[WEATHER_TOOL])
+    with pytest.raises(openai.BadRequestError, match="does not support tools"):
+        client.chat.completions.create(model=PLAIN, messages=USER, tools=[WEATHER_TOOL])
     # Raw HTTP: the exact error object.
     status, body = daemon.request("POST", "/v1/chat/completions", {"model": CHAT, "messages": "hi"})
     assert_openai_error(status, body, 400, "messages")
