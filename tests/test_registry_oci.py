@@ -307,6 +307,38 @@ async def test_manifest_not_found(registry: DockerRegistry, tmp_path: Path) -> N
         await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/nothing:here", insecure=True))
 
 
+async def test_pull_refuses_what_cannot_fit_on_disk(tmp_path: Path) -> None:
+    from ollamalike.errors import InternalError
+
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": "sha256:" + "b" * 64, "size": 2},
+        "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64, "size": 2**62}],
+    }
+    requests: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(body=json.dumps(manifest).encode(), content_type="application/vnd.docker.distribution.manifest.v2+json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    dst = fresh_store(tmp_path)
+    before = store_snapshot(dst.root)
+    try:
+        with pytest.raises(InternalError, match="not enough disk space"):
+            await collect(pull_model(dst, Config(), f"127.0.0.1:{port}/ns/huge:tag", insecure=True))
+    finally:
+        await runner.cleanup()
+    assert store_snapshot(dst.root) == before
+    assert not any("/blobs/" in p for p in requests)
+
+
 BAD_MANIFESTS: dict[str, dict[str, Any]] = {
     "dotdot-digest": {"digest": "sha256:../../../../etc/passwd"},
     "short-digest": {"digest": "sha256:abc123"},

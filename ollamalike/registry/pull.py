@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ollamalike.config import Config
-from ollamalike.errors import BadRequest, OllamalikeError, RegistryError
+from ollamalike.errors import BadRequest, InternalError, OllamalikeError, RegistryError
 from ollamalike.names import ModelName
 from ollamalike.registry import oci
 from ollamalike.registry.download import BlobDownload, IntegrityError, PartState
@@ -73,6 +74,7 @@ async def pull_model(
         body, _ = await client.get_manifest(name.tag)
         manifest = check_manifest(body)
         blobs = [manifest["config"], *manifest["layers"]]
+        _check_disk_space(store, blobs)
         # Pinned so a concurrent delete's garbage collection cannot take blobs not yet tagged.
         with store.pin(d["digest"] for d in blobs):
             async for status in _download_all(store, client, blobs, stats):
@@ -84,6 +86,17 @@ async def pull_model(
     finally:
         if own_session:
             await session.close()
+
+
+def _check_disk_space(store: Any, blobs: list[dict[str, Any]]) -> None:
+    """Refuse up front what cannot fit, rather than filling the disk and failing at the end."""
+    missing = {d["digest"]: d["size"] for d in blobs if not store.has_blob(d["digest"])}
+    need = sum(missing.values())
+    if not need:
+        return
+    free = shutil.disk_usage(store.root).free
+    if need > free:
+        raise InternalError(f"not enough disk space to pull: need {need} bytes, {free} bytes free")
 
 
 async def _download_all(
