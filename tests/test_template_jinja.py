@@ -84,6 +84,11 @@ def test_syntax_error_is_bad_request() -> None:
 HOSTILE = [
     ("class escape", "{{ ''.__class__.__mro__[1].__subclasses__() }}"),
     ("globals escape", "{{ raise_exception.__globals__ }}"),
+    ("builtin global escape", "{{ cycler.__init__.__globals__.os }}"),
+    ("lipsum escape", "{{ lipsum.__globals__['os'].popen('id').read() }}"),
+    ("bound method escape", "{{ range.__self__ }}"),
+    ("template self escape", "{{ self.__init__.__globals__ }}"),
+    ("mro via attr filter", "{{ (messages|attr('__class__')).__mro__ }}"),
     ("huge range", "{% for i in range(10**9) %}x{% endfor %}"),
     ("huge string multiplication", "{{ 'a' * 10**10 }}"),
     ("huge list multiplication", "{{ ([1] * 10**9) | length }}"),
