@@ -280,16 +280,36 @@ async def test_create_replaces_tag_and_collects_old_layers(store: Store, tiny_ch
 
 
 @pytest.fixture
-def prepared(store: Store, tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path, tmp_path: Path) -> dict[str, Any]:
+def prepared(
+    store: Store, tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path, adapter_gguf: Path, tmp_path: Path
+) -> dict[str, Any]:
     """An existing model, uploaded GGUFs, and assorted bad files."""
     good = upload(store, tiny_chat_gguf)
     q4 = upload(store, tiny_chat_q4_gguf)
+    adapter = upload(store, adapter_gguf)
+    bert_adapter_path = tmp_path / "bert-lora.gguf"
+    w = gguf.GGUFWriter(str(bert_adapter_path), "bert")
+    w.add_string("general.type", "adapter")
+    w.add_tensor("blk.0.attn_q.weight.lora_a", np.full((4, 64), 0.01, dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    bert_adapter = upload(store, bert_adapter_path)
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"this is not a GGUF file at all" * 10)
     junk_blob = upload(store, junk)
     (tmp_path / "dir.gguf").mkdir()
     os.mkfifo(tmp_path / "fifo.gguf")
-    return {"good": good, "q4": q4, "junk": junk, "junk_blob": junk_blob, "dir": tmp_path}
+    return {
+        "good": good,
+        "q4": q4,
+        "adapter": adapter,
+        "bert_adapter": bert_adapter,
+        "junk": junk,
+        "junk_blob": junk_blob,
+        "dir": tmp_path,
+    }
 
 
 BAD_CREATES: list[tuple[str, str, Any, type[OllamalikeError], str]] = [
@@ -317,6 +337,9 @@ BAD_CREATES: list[tuple[str, str, Any, type[OllamalikeError], str]] = [
     ("two models", "x", lambda p: {"files": {"a": p["good"], "b": p["good"]}}, BadRequest, "exactly one"),
     ("bad messages", "x", lambda p: {"files": {"a": p["good"]}, "messages": [{"role": "wizard"}]}, BadRequest, "role"),
     ("bad license", "x", lambda p: {"files": {"a": p["good"]}, "license": 5}, BadRequest, "license"),
+    ("adapter as model", "x", lambda p: {"files": {"a": p["adapter"]}}, BadRequest, "LoRA adapter"),
+    ("model as adapter", "x", lambda p: {"files": {"a": p["good"]}, "adapters": {"b": p["good"]}}, BadRequest, "not a LoRA"),
+    ("adapter for another arch", "x", lambda p: {"from": "m", "adapters": {"b": p["bert_adapter"]}}, BadRequest, "architecture"),
 ]
 
 

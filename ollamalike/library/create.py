@@ -235,6 +235,7 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
                     async for status in _missing_base(store, from_name):
                         yield status
                 _inherit(store, plan, from_name, pins)
+            _check_kinds(plan)
             if plan.quantize:
                 check_quantizable(_model_info(plan))
             if plan.sources:
@@ -248,6 +249,26 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
             store.collect(fresh)
             raise
     yield {"status": "success"}
+
+
+def _gguf_type(info: Any) -> str:
+    return str((getattr(info, "model_info", None) or {}).get("general.type") or "model")
+
+
+def _check_kinds(plan: _Plan) -> None:
+    """A LoRA adapter given as the model, or a model given as an adapter, would only fail at load time."""
+    model = _model_info(plan)
+    if _gguf_type(model) == "adapter":
+        raise BadRequest("the model file is a LoRA adapter: give it as ADAPTER (or 'adapters') on top of a model")
+    for src in plan.sources:
+        if src.media != MEDIA_ADAPTER:
+            continue
+        meta = getattr(src.info, "model_info", None) or {}
+        if _gguf_type(src.info) != "adapter" and "adapter.type" not in meta:
+            raise BadRequest(f"adapter file is not a LoRA adapter (its general.type is {_gguf_type(src.info)!r})")
+        arch, base_arch = getattr(src.info, "architecture", ""), getattr(model, "architecture", "")
+        if arch and base_arch and arch != base_arch:
+            raise BadRequest(f"adapter is for architecture {arch!r} but the model is {base_arch!r}")
 
 
 def _model_info(plan: _Plan) -> Any:
