@@ -49,3 +49,21 @@ async def test_a_single_overlong_message_keeps_its_tail() -> None:
     msgs = [{"role": "user", "content": " ".join(f"t{i}" for i in range(500))}]
     _, tokens = await _fit_chat(WordTokenizer(), MODEL, msgs, None, None, 50)
     assert len(tokens) == 50
+
+
+class CountingTokenizer(WordTokenizer):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        self.calls += 1
+        return await super().tokenize(text, add_special)
+
+
+async def test_long_histories_need_few_tokenizations() -> None:
+    tok = CountingTokenizer()
+    prompt, tokens = await _fit_chat(tok, MODEL, conversation(500), None, None, 100)
+    assert len(tokens) <= 100 and "LAST question" in prompt and "A499" in prompt
+    assert tok.calls <= 14
+    # Minimal dropping: a message is 10 words, so one more would not have fitted.
+    assert len(tokens) > 100 - 10

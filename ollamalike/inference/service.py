@@ -100,23 +100,41 @@ def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]
 
 async def _fit_chat(runner: Any, model: Any, messages: list[dict[str, Any]], tools: Any, think: Any,
                     num_ctx: int) -> tuple[str, list[int]]:
-    """Render the chat, dropping the oldest non-system messages until the prompt fits num_ctx."""
+    """Render the chat, dropping the oldest non-system messages until the prompt fits num_ctx.
+
+    Dropping more messages never makes the prompt longer, so the smallest number to drop is found
+    by bisection: a few tokenizations even for a very long history.
+    """
     from ollamalike.template import render_chat
 
-    keep = list(messages)
-    while True:
-        prompt = render_chat(model, keep, tools=tools, think=think)
-        tokens = await runner.tokenize(prompt, add_special=True)
-        droppable = [i for i, m in enumerate(keep) if m["role"] != "system"]
-        if len(tokens) <= num_ctx or len(droppable) <= 1:
-            if len(tokens) > num_ctx:
-                # Even the last message alone is too long: keep its tail, as generate does.
-                tokens = truncate_tokens(tokens, num_ctx, 0)
-            if len(keep) < len(messages):
-                log.info("chat prompt truncated: dropped %d oldest messages to fit num_ctx %d",
-                         len(messages) - len(keep), num_ctx)
-            return prompt, tokens
-        del keep[droppable[0]]
+    droppable = [i for i, m in enumerate(messages) if m["role"] != "system"]
+    rendered: dict[int, tuple[str, list[int]]] = {}
+
+    async def attempt(k: int) -> tuple[str, list[int]]:
+        if k not in rendered:
+            gone = set(droppable[:k])
+            keep = [m for i, m in enumerate(messages) if i not in gone]
+            prompt = render_chat(model, keep, tools=tools, think=think)
+            rendered[k] = (prompt, await runner.tokenize(prompt, add_special=True))
+        return rendered[k]
+
+    prompt, tokens = await attempt(0)
+    if len(tokens) <= num_ctx:
+        return prompt, tokens
+    lo, hi = 1, max(len(droppable) - 1, 0)  # the latest message always stays
+    if hi < lo or len((await attempt(hi))[1]) > num_ctx:
+        # Even the latest message alone is too long: keep its tail, as generate does.
+        prompt, tokens = await attempt(max(hi, 0))
+        log.info("chat prompt truncated to the last %d tokens to fit num_ctx %d", num_ctx, num_ctx)
+        return prompt, truncate_tokens(tokens, num_ctx, 0)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len((await attempt(mid))[1]) <= num_ctx:
+            hi = mid
+        else:
+            lo = mid + 1
+    log.info("chat prompt truncated: dropped the %d oldest messages to fit num_ctx %d", lo, num_ctx)
+    return await attempt(lo)
 
 
 # -- generate ----------------------------------------------------------------------------------
