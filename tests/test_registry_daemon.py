@@ -169,9 +169,12 @@ def test_pull_push_bad_inputs(registry: DockerRegistry, daemons: tuple[Daemon, D
         assert_api_error(status, data, code, text)
     assert store_snapshot(b.models_dir) == before
 
-    bad = b.cli("pull", "bad name with spaces")
-    assert bad.returncode != 0
-    assert bad.stderr.strip().splitlines()[-1].startswith("Error: ")
+    for args in (("pull", "bad name with spaces"), ("push", "no-such-model"), ("import-ollama", "/nonexistent/ollama")):
+        bad = b.cli(*args)
+        assert bad.returncode != 0, args
+        assert bad.stderr.strip().splitlines()[-1].startswith("Error: "), bad.stderr
+    remote = b.cli("import-ollama", str(b.home), env={"OLLAMALIKE_HOST": "10.9.8.7:11434"})
+    assert remote.returncode != 0 and "on this machine" in remote.stderr
 
 
 def _ollama_dir(src: Store, root: Path, names: list[str]) -> None:

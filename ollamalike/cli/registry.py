@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 
 from ollamalike.cli.progress import Progress
-from ollamalike.client import ensure_daemon
+from ollamalike.client import LOCAL_HOSTS, ensure_daemon
 from ollamalike.config import load_config
+from ollamalike.errors import BadRequest
 
 
 def _run(path: str, body: dict[str, object]) -> None:
@@ -46,5 +47,11 @@ def push(model: str, insecure: bool) -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def import_ollama(directory: Path | None) -> None:
     """Register the models of an Ollama models directory (default ~/.ollama/models) without copying blobs."""
+    config = load_config()
+    if config.host not in LOCAL_HOSTS:
+        # The daemon reads the directory itself: a remote one would look on its own disk.
+        raise BadRequest(f"import-ollama needs the ollamalike server on this machine (OLLAMALIKE_HOST is {config.host})")
     root = (directory or Path("~/.ollama/models")).expanduser().resolve()
+    if not root.is_dir():
+        raise BadRequest(f"directory not found: {root}")
     _run("/api/import", {"path": str(root), "stream": True})
