@@ -287,3 +287,20 @@ def test_parent_model_belongs_to_the_tag(store: Store) -> None:
     parents = {r.name.split("/")[-1]: r.details["parent_model"] for r in store.list_tags()}
     assert parents == {"plain:latest": "", "derived:latest": "plain:latest", "copied:latest": "plain:latest"}
 
+
+
+def test_gc_never_deletes_blobs_of_an_ollama_manifest_tree_in_the_same_dir(store: Store, models_dir: Path) -> None:
+    """OLLAMA_MODELS may point at a real Ollama directory: its manifests keep their blobs alive."""
+    data = make_model(store, b"shared with ollama")
+    obj = json.loads(data)
+    ollama_manifest = models_dir / "manifests" / "registry.ollama.ai" / "library" / "m" / "latest"
+    ollama_manifest.parent.mkdir(parents=True)
+    ollama_manifest.write_bytes(data)
+    (models_dir / "manifests" / "junk").write_bytes(b"not a manifest")
+    store.put_manifest("ours", data)
+    store.delete_tag("ours")
+    assert store.gc() == []
+    for d in [obj["config"], *obj["layers"]]:
+        assert store.has_blob(d["digest"])
+    ollama_manifest.unlink()
+    assert len(store.gc()) == 1 + len(obj["layers"]) + 1  # config, layers, and our manifest blob

@@ -218,15 +218,40 @@ class Store:
 
     def collect(self, candidates: Iterable[str]) -> list[str]:
         """Delete the given blobs that nothing references and nobody has pinned."""
-        removed = []
+        removed: list[str] = []
+        wanted = sorted(set(candidates))
+        if not wanted:
+            return removed
         with self._lock:
-            for d in sorted(set(candidates)):
-                if self._pins.get(d) or self.catalog.is_referenced(d):
+            ollama_refs = self._ollama_refs()
+            for d in wanted:
+                if self._pins.get(d) or d in ollama_refs or self.catalog.is_referenced(d):
                     continue
                 if self.blobs.remove(d):
                     removed.append(d)
                 self.catalog.drop_info(d)
         return removed
+
+    def _ollama_refs(self) -> set[str]:
+        """Blobs an Ollama ``manifests/`` tree in the same directory references (OLLAMA_MODELS pointed
+        here): never ours to delete. Unreadable or foreign files there are skipped, never trusted."""
+        tree = self.root / "manifests"
+        refs: set[str] = set()
+        if not tree.is_dir():
+            return refs
+        for dirpath, _dirs, files in os.walk(tree):
+            for fname in files:
+                path = Path(dirpath) / fname
+                try:
+                    if not path.is_file() or path.is_symlink() or path.stat().st_size > 1 << 20:
+                        continue
+                    data = path.read_bytes()
+                    descs = manifest_blobs(parse_manifest(data))
+                except (OSError, BadRequest):
+                    continue
+                refs.add("sha256:" + hashlib.sha256(data).hexdigest())
+                refs.update(d.digest for d in descs)
+        return refs
 
     def get_manifest(self, name: ModelName | str) -> tuple[str, dict[str, Any], bytes]:
         model = _name(name)
