@@ -242,6 +242,11 @@ def test_embed_and_legacy_embeddings(d: Daemon) -> None:
     assert legacy_empty == {"embedding": []}
     status, err = post(d, "/api/embed", {"model": "emb", "input": "x", "dimensions": 100000})
     assert_api_error(status, err, 400, "dimensions")
+    too_long = " ".join(["hello world"] * 600)  # past the model's 512-token context
+    status, body = post(d, "/api/embed", {"model": "emb", "input": too_long})
+    assert status == 200 and len(body["embeddings"][0]) == width and body["prompt_eval_count"] <= 512
+    status, err = post(d, "/api/embed", {"model": "emb", "input": too_long, "truncate": False})
+    assert_api_error(status, err, 400)
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,8 @@ def test_repl_session(d: Daemon) -> None:
         assert "Set format to 'json' mode." in ask(child, "/set format json")
         assert "Disabled format." in ask(child, "/set noformat")
         assert "Set 'nowordwrap' mode." in ask(child, "/set nowordwrap")
+        assert "FROM " in ask(child, "/show modelfile")
+        assert ask(child, "/show template").strip() != "/show template"
         info = ask(child, "/show info")
         assert "Model" in info and "llama" in info
         assert "/set" in ask(child, "/?") and "Ctrl + d" in ask(child, "/? shortcuts")
