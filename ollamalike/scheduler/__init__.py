@@ -24,12 +24,17 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ollamalike.config import Config
-from ollamalike.errors import Overloaded, RunnerError
-from ollamalike.scheduler.plan import LoadPlan, available_memory, display_name, plan_load
+from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
+from ollamalike.hardware.planner import InsufficientMemory
+from ollamalike.scheduler.plan import LoadPlan, available_memory, display_name, layout_load, plan_load
 
 log = logging.getLogger("ollamalike.scheduler")
 
 StartRunner = Callable[[dict[str, Any], Config], Awaitable[Any]]
+Layout = Callable[[LoadPlan, Any, Config], LoadPlan]
+# How long an eviction made for room may take before the load goes ahead anyway.
+EVICTION_WAIT_SECONDS = 30.0
+
 async def _start_real_runner(spec: dict[str, Any], config: Config) -> Any:
     from ollamalike.runner.client import RunnerProcess, RunnerSpec
 
@@ -47,8 +52,9 @@ def model_key(model: Any) -> str:
 class _Loaded:
     key: str
     model: Any
-    plan: LoadPlan
+    plan: LoadPlan  # as laid out at load time (GPU layers, memory)
     ready: asyncio.Future[None]
+    requested: dict[str, Any] = field(default_factory=dict)  # the request plan's spec: what sharing compares
     runner: Any = None
     active: int = 0
     keep_alive: float = 300.0
@@ -99,11 +105,13 @@ class Scheduler:
         start_runner: StartRunner | None = None,
         planner: Callable[..., LoadPlan] = plan_load,
         free_memory: Callable[[], int | None] = available_memory,
+        layout: Layout = layout_load,
     ) -> None:
         self.config = config
         self._start_runner = start_runner or _start_real_runner
         self._planner = planner
         self._free_memory = free_memory
+        self._layout = layout
         self._models: dict[str, _Loaded] = {}
         self._cond = asyncio.Condition()
         self._waiting = 0
@@ -128,7 +136,7 @@ class Scheduler:
                         log.warning("runner for %s exited unexpectedly; reloading", key)
                         self._unload_locked(entry)
                         continue
-                    if entry.plan.spec != plan.spec:
+                    if entry.requested != plan.spec:
                         log.info("reloading %s: the request needs different runner options", key)
                         entry.draining = True
                         if entry.active == 0:
@@ -188,7 +196,7 @@ class Scheduler:
 
     def _start_load_locked(self, key: str, model: Any, plan: LoadPlan) -> _Loaded:
         loop = asyncio.get_running_loop()
-        entry = _Loaded(key=key, model=model, plan=plan, ready=loop.create_future())
+        entry = _Loaded(key=key, model=model, plan=plan, ready=loop.create_future(), requested=plan.spec)
         self._models[key] = entry
         # A task of its own: the requester may disconnect, the others waiting still need the model.
         self._spawn(self._load(entry))
@@ -197,12 +205,13 @@ class Scheduler:
     async def _load(self, entry: _Loaded) -> None:
         started = time.perf_counter_ns()
         try:
+            entry.plan = await self._fit(entry)
             runner = await self._start_runner(entry.plan.spec, self.config)
         except BaseException as e:
             async with self._cond:
                 if self._models.get(entry.key) is entry:
                     del self._models[entry.key]
-                err = e if isinstance(e, RunnerError) else RunnerError(f"failed to load model: {e}")
+                err = e if isinstance(e, OllamalikeError) else RunnerError(f"failed to load model: {e}")
                 if isinstance(e, asyncio.CancelledError):
                     err = RunnerError("model load was cancelled")
                 entry.ready.set_exception(err)
@@ -221,6 +230,26 @@ class Scheduler:
             else:
                 self._after_idle_locked(entry)
             self._cond.notify_all()
+
+    async def _fit(self, entry: _Loaded) -> LoadPlan:
+        """Lay the model out against the memory free now; when it does not fit, evict idle models
+        (least recently used first), wait for their runners to exit, and try again."""
+        while True:
+            try:
+                return await asyncio.to_thread(self._layout, entry.plan, entry.model, self.config)
+            except InsufficientMemory:
+                async with self._cond:
+                    victim = self._lru_idle([e for e in self._models.values() if e is not entry])
+                    if victim is None:
+                        raise
+                    log.info("evicting %s to make room for %s", victim.key, entry.key)
+                    runner = victim.runner
+                    self._unload_locked(victim)
+                    self._cond.notify_all()
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + EVICTION_WAIT_SECONDS
+                while runner is not None and getattr(runner, "alive", False) and loop.time() < deadline:
+                    await asyncio.sleep(0.05)
 
     def _make_room_locked(self, plan: LoadPlan) -> bool:
         """Evict LRU idle models until the new one fits; False if busy models are in the way."""

@@ -1,18 +1,21 @@
 """How a model's runner is started: context size, GPU layers and the memory estimate.
 
-``plan_load`` is the one function the hardware planner replaces: the scheduler only needs a
-``LoadPlan`` whose ``spec`` (the RunnerSpec fields) decides whether two requests can share a runner.
+Two steps, both built on ``ollamalike.hardware.planner``: ``plan_load`` (every request) gives the
+``LoadPlan`` whose ``spec`` (the RunnerSpec fields) decides whether two requests can share a
+runner; ``layout_load`` (once per load, against the memory free then) picks the GPU layers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from ollamalike import hardware
 from ollamalike.config import Config
-from ollamalike.errors import BadRequest
+from ollamalike.hardware import planner
 
 log = logging.getLogger("ollamalike.scheduler")
 
@@ -21,10 +24,6 @@ def display_name(model: Any) -> str:
     name = model.name
     display = getattr(name, "display", None)
     return str(display) if display is not None else str(name)
-
-
-DEFAULT_NUM_CTX = 4096
-_KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 1.0625, "q4_0": 0.5625, "q4_1": 0.625}
 
 
 @dataclass(frozen=True)
@@ -41,37 +40,29 @@ class LoadPlan:
 
 
 def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bool = False) -> LoadPlan:
-    """The simple rule until ``hardware.plan_load`` takes over (swap this one function).
+    """What a request asks of a runner. It must not depend on free memory (a loaded model would
+    change its own plan and reload forever): the GPU layout is chosen by ``layout_load`` at load.
 
-    num_ctx: the request/Modelfile option, else OLLAMALIKE_CONTEXT_LENGTH, else 4096, capped at
-    the model's training context. size: the GGUF file plus an estimate of the KV cache.
+    num_ctx: the request/Modelfile option, else OLLAMALIKE_CONTEXT_LENGTH, else by total VRAM as
+    Ollama does, capped at the model's training context. ``spec["gpu_layers"]`` is the requested
+    num_gpu here (-1 = auto) and the chosen count once laid out.
     """
     info = getattr(model, "info", None)
-    requested = options.get("num_ctx")
-    if requested is not None and int(requested) < 0:
-        raise BadRequest(f"invalid num_ctx {requested}: must be a positive number of tokens")
-    num_ctx = int(requested or config.context_length or DEFAULT_NUM_CTX)
-    train_ctx = int(getattr(info, "context_length", 0) or 0)
-    if train_ctx and num_ctx > train_ctx:
-        if requested or config.context_length:
-            log.warning("requested context size %d is larger than %s's training context %d; using %d",
-                        num_ctx, display_name(model), train_ctx, train_ctx)
-        num_ctx = train_ctx
-    num_ctx = max(num_ctx, 8)
+    num_ctx = planner.choose_num_ctx(info, options, config, hardware.system(config))
     parallel = config.num_parallel
-    gpu_layers = int(options.get("num_gpu", -1))
-    if gpu_layers < 0:
-        gpu_layers = 999  # llama.cpp clamps to the layer count; a CPU build ignores it
-    try:
-        file_size = os.path.getsize(model.model_path)
-    except OSError:
-        file_size = 0
-    size = file_size + _kv_estimate(info, num_ctx * parallel, config.kv_cache_type)
+    requested_gpu = options.get("num_gpu")
+    gpu_layers = -1 if requested_gpu is None or int(requested_gpu) < 0 else int(requested_gpu)
+    num_batch = int(options.get("num_batch") or 512)
+    cache = config.kv_cache_type if config.flash_attention else "f16"
+    size = planner.estimate(info, num_ctx * parallel, cache, num_batch).total
+    if not getattr(info, "layer_bytes", None):
+        with contextlib.suppress(OSError):
+            size += os.path.getsize(model.model_path)  # no tensor index known: the file is the weights
     spec = {
         "model_path": str(model.model_path),
         "ctx_size": num_ctx * parallel,
         "num_parallel": parallel,
-        "num_batch": int(options.get("num_batch") or 512),
+        "num_batch": num_batch,
         "gpu_layers": gpu_layers,
         "threads": int(options.get("num_thread") or config.num_threads or 0),
         "flash_attn": config.flash_attention,
@@ -83,13 +74,23 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
 
 
-def _kv_estimate(info: Any, ctx: int, cache_type: str) -> int:
-    layers = int(getattr(info, "block_count", 0) or 0)
-    embd = int(getattr(info, "embedding_length", 0) or 0)
-    heads = int(getattr(info, "head_count", 0) or 0)
-    heads_kv = int(getattr(info, "head_count_kv", 0) or heads)
-    kv_embd = embd * heads_kv // heads if heads else embd
-    return int(2 * layers * ctx * kv_embd * _KV_BYTES.get(cache_type, 2.0))
+def layout_load(plan: LoadPlan, model: Any, config: Config) -> LoadPlan:
+    """``plan`` with the GPU layout chosen against the memory free right now (blocking: the
+    scheduler runs it in a thread). Raises ``hardware.planner.InsufficientMemory`` when it does not fit."""
+    spec = plan.spec
+    info = getattr(model, "info", None)
+    options: dict[str, Any] = {"num_ctx": plan.num_ctx, "num_batch": spec["num_batch"]}
+    if spec["gpu_layers"] >= 0:
+        options["num_gpu"] = spec["gpu_layers"]
+    system = hardware.system(config, refresh=True)
+    hp = planner.plan_load(info, options, system, config, num_parallel=spec["num_parallel"])
+    size = hp.size if getattr(info, "layer_bytes", None) else plan.size
+    size_vram = min(hp.size_vram, size)
+    processor = planner.processor_text(size, size_vram)
+    log.info("%s: %d layers on the GPU, context %d x %d slots, %.2f GiB, %s", display_name(model), hp.gpu_layers,
+             plan.num_ctx, spec["num_parallel"], size / 2**30, processor)
+    return LoadPlan(num_ctx=plan.num_ctx, gpu_layers=hp.gpu_layers, size=size, size_vram=size_vram,
+                    processor=processor, spec={**spec, "gpu_layers": hp.gpu_layers})
 
 
 def available_memory() -> int | None:
