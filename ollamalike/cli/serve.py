@@ -40,6 +40,16 @@ def serve() -> None:
     log.info("ollamalike stopped")
 
 
+async def _log_hardware(config: Config) -> None:
+    """One line per device found, the llama.cpp backend, and a build/hardware mismatch if any."""
+    from ollamalike import hardware
+
+    try:
+        await asyncio.to_thread(hardware.log_startup, config)
+    except Exception:
+        log.exception("hardware discovery failed; models will be planned for the CPU")
+
+
 async def _serve(config: Config) -> None:
     from aiohttp import web
 
@@ -70,6 +80,7 @@ async def _serve(config: Config) -> None:
             config.context_length or "auto",
             "on" if config.api_keys else "off",
         )
+        await _log_hardware(config)
         await stop.wait()
         log.info("shutting down: stopping runners")
     finally:
