@@ -361,9 +361,9 @@ def test_go_json_properties() -> None:
     from hypothesis import strategies as st
 
     scalars = st.none() | st.booleans() | st.integers() | st.text()
-    values = st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20)
+    values = st.recursive(scalars, lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=10)
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=100, deadline=None)
     @given(values)
     def check(value: object) -> None:
         data = go_json(value)
