@@ -304,3 +304,13 @@ def test_gc_never_deletes_blobs_of_an_ollama_manifest_tree_in_the_same_dir(store
         assert store.has_blob(d["digest"])
     ollama_manifest.unlink()
     assert len(store.gc()) == 1 + len(obj["layers"]) + 1  # config, layers, and our manifest blob
+
+
+def test_put_manifest_refuses_a_huge_config_without_reading_it(store: Store, models_dir: Path) -> None:
+    big, size = store.add_blob_bytes(b" " * ((1 << 20) + 1))
+    weights, wsize = store.add_blob_bytes(b"w")
+    data = build_manifest(Descriptor(CONFIG_MEDIA_TYPE, big, size), [Descriptor(MEDIA_MODEL, weights, wsize)])
+    before = store_snapshot(models_dir)
+    with pytest.raises(BadRequest, match="config"):
+        store.put_manifest("huge", data)
+    assert store_snapshot(models_dir) == before

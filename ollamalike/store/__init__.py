@@ -30,6 +30,8 @@ from ollamalike.store.manifest import manifest_blobs, parse_manifest
 __all__ = ["Store", "Pins", "TagRow", "PartialBlob", "now_rfc3339", "local_rfc3339", "details_from_config"]
 
 STALE_TEMP_SECONDS = 3600
+# A config blob is a few hundred bytes of JSON; a huge one is hostile and must not be read into memory.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def now_rfc3339() -> str:
@@ -182,6 +184,8 @@ class Store:
             actual = self.blob_size(d.digest)
             if actual != d.size:
                 raise BadRequest(f"blob {d.digest} is {actual} bytes, manifest says {d.size}")
+        if descs[0].size > MAX_CONFIG_BYTES:
+            raise BadRequest(f"config blob {descs[0].digest} is {descs[0].size} bytes; configs are small JSON")
         try:
             config = json.loads(self.read_blob(descs[0].digest))
         except (UnicodeDecodeError, json.JSONDecodeError):
