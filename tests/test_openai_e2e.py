@@ -364,6 +364,15 @@ def test_embeddings_float_and_base64_agree(client: Any, daemon: Daemon) -> None:
     status, native = daemon.request("POST", "/api/embed", {"model": EMBED, "input": texts})
     assert status == 200
     assert native["embeddings"][1] == pytest.approx(floats.data[1].embedding, abs=1e-6)
+    short = client.embeddings.create(model=EMBED, input="hello world", dimensions=4, encoding_format="float")
+    assert len(short.data[0].embedding) == 4
+    assert sum(v * v for v in short.data[0].embedding) == pytest.approx(1.0, abs=1e-5)
+    # Over-long input: truncated to the context by default, refused with extra_body truncate=false.
+    long_text = "hello world " * 2000
+    cut = client.embeddings.create(model=EMBED, input=long_text, encoding_format="float")
+    assert cut.usage.prompt_tokens > 0 and len(cut.data) == 1
+    with pytest.raises(openai.BadRequestError, match="context length"):
+        client.embeddings.create(model=EMBED, input=long_text, extra_body={"truncate": False})
 
 
 # --- request-level context size and keep_alive (extra_body) -----------------------------------------

@@ -347,6 +347,15 @@ def test_chat_stream_first_chunk_has_role_even_when_empty_and_tool_calls_finish(
     assert len(end) == 1 and end[0]["choices"][0]["finish_reason"] == "tool_calls"
 
 
+def test_reasoning_is_carried_in_stream_and_answer() -> None:
+    thought = {"model": "m", "done": False, "message": {"role": "assistant", "content": "", "thinking": "hmm"}}
+    enc = out.ChatStream("m", include_usage=False)
+    (first,) = enc.feed(thought)
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": "", "reasoning": "hmm"}
+    obj = out.chat_completion("m", [thought, piece("42"), final()])
+    assert obj["choices"][0]["message"] == {"role": "assistant", "content": "42", "reasoning": "hmm"}
+
+
 def test_completion_objects() -> None:
     chunks = [{"response": "a", "done": False}, {"response": "b", "done": False},
               {"response": "", "done": True, "done_reason": "stop", "prompt_eval_count": 2, "eval_count": 2}]
