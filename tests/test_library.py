@@ -583,3 +583,9 @@ def test_show_modelfile_round_trip_property(models_dir: Path, tiny_chat_gguf: Pa
         asyncio.run(run())
 
     check()
+
+
+def test_huge_text_layer_is_refused_before_reading(store: Store) -> None:
+    manifest = {"layers": [{"mediaType": MEDIA_SYSTEM, "digest": "sha256:" + "5" * 64, "size": 1 << 40}]}
+    with pytest.raises(BadRequest, match="too large"):
+        models_mod.read_layers(store, manifest)

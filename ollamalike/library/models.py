@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ollamalike import modelfile, options
-from ollamalike.errors import InternalError
+from ollamalike.errors import BadRequest, InternalError
 from ollamalike.names import ModelName
 from ollamalike.store import Store, local_rfc3339
 from ollamalike.store.manifest import (
@@ -69,10 +69,18 @@ class Layers:
     license: list[str] = field(default_factory=list)
 
 
+# Template, system, params, messages and license layers are read into memory: a pulled model with a
+# gigabyte "system prompt" must fail clearly rather than exhaust the daemon's memory.
+MAX_TEXT_LAYER_BYTES = 32 << 20
+_BINARY_LAYERS = (MEDIA_MODEL, MEDIA_ADAPTER, MEDIA_PROJECTOR)
+
+
 def read_layers(store: Store, manifest: dict[str, Any]) -> Layers:
     out = Layers()
     for layer in manifest.get("layers", []):
         media, digest = layer["mediaType"], layer["digest"]
+        if media not in _BINARY_LAYERS and layer.get("size", 0) > MAX_TEXT_LAYER_BYTES:
+            raise BadRequest(f"{media} layer {digest} is {layer['size']} bytes: too large to be a text layer")
         if media == MEDIA_MODEL:
             out.model = digest
         elif media == MEDIA_ADAPTER:
