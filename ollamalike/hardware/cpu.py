@@ -20,6 +20,9 @@ NOTABLE_FLAGS = ("sse3", "ssse3", "avx", "avx2", "f16c", "fma", "avx_vnni", "avx
                  "avx512_bf16", "amx_tile", "amx_int8", "neon", "asimd", "asimddp", "fphp", "i8mm", "sve", "sve2",
                  "bf16", "dotprod")
 _FLAG_ALIASES = {"pni": "sse3", "avx512vnni": "avx512_vnni"}
+# Arm Ltd. (implementer 0x41) part numbers: ARM Linux's /proc/cpuinfo names no model.
+_ARM_PARTS = {"0xd03": "Cortex-A53", "0xd07": "Cortex-A57", "0xd08": "Cortex-A72", "0xd0b": "Cortex-A76",
+              "0xd0c": "Neoverse-N1", "0xd40": "Neoverse-V1", "0xd49": "Neoverse-N2", "0xd4f": "Neoverse-V2"}
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,13 @@ def parse_cpuinfo(text: str) -> tuple[str, int, int, tuple[str, ...]]:
         if "core id" in fields:
             cores.add((fields.get("physical id", "0"), fields["core id"]))
         name = name or fields.get("model name", "")
+        if not name and fields.get("cpu implementer") == "0x41":
+            name = _ARM_PARTS.get(fields.get("cpu part", ""), "")
         flags.update(_FLAG_ALIASES.get(f, f) for f in (fields.get("flags") or fields.get("features") or "").lower().split())
     # Header-only fields on ARM ("Hardware", "Model") sit in their own block without "processor".
-    if not name:
-        m = re.search(r"^(?:Model|Hardware)\s*:\s*(.+)$", text, re.MULTILINE)
-        name = m.group(1).strip() if m else ""
+    m = re.search(r"^(?:Model|Hardware)\s*:\s*(.+)$", text, re.MULTILINE)
+    if m:
+        name = f"{m.group(1).strip()} ({name})" if name else m.group(1).strip()
     physical = len(cores) or threads
     notable = tuple(f for f in NOTABLE_FLAGS if f in flags)
     return name, physical, threads, notable
@@ -93,8 +98,8 @@ def darwin_cpu(sysctl_text: str, vm_stat_text: str, machine: str) -> CPU:
     flags: set[str] = set()
     for key, value in values.items():
         if key.startswith("hw.optional.") and value == "1":
-            flag = key.removeprefix("hw.optional.").removeprefix("arm.feat_").removeprefix("arm.").lower()
-            flags.add({"neon": "neon", "advsimd": "asimd", "dotprod": "dotprod", "i8mm": "i8mm"}.get(flag, flag))
+            flag = key.lower().removeprefix("hw.optional.").removeprefix("arm.feat_").removeprefix("arm.")
+            flags.add({"advsimd": "asimd", "fp16": "fphp"}.get(flag, flag))
         if key in ("machdep.cpu.features", "machdep.cpu.leaf7_features"):
             flags.update(value.lower().replace(".", "_").split())
     threads = _int(values.get("hw.logicalcpu")) or os.cpu_count() or 1
