@@ -589,3 +589,12 @@ def test_huge_text_layer_is_refused_before_reading(store: Store) -> None:
     manifest = {"layers": [{"mediaType": MEDIA_SYSTEM, "digest": "sha256:" + "5" * 64, "size": 1 << 40}]}
     with pytest.raises(BadRequest, match="too large"):
         models_mod.read_layers(store, manifest)
+
+
+def test_undecodable_pulled_layers_fail_clearly(store: Store) -> None:
+    bad_json, n = store.add_blob_bytes(b"\xff{not json")
+    bad_text, m = store.add_blob_bytes(b"caf\xe9")
+    layers = models_mod.read_layers(store, {"layers": [{"mediaType": MEDIA_SYSTEM, "digest": bad_text, "size": m}]})
+    assert layers.system == "caf\ufffd"
+    with pytest.raises(BadRequest, match="invalid params layer"):
+        models_mod.read_layers(store, {"layers": [{"mediaType": MEDIA_PARAMS, "digest": bad_json, "size": n}]})

@@ -75,6 +75,18 @@ MAX_TEXT_LAYER_BYTES = 32 << 20
 _BINARY_LAYERS = (MEDIA_MODEL, MEDIA_ADAPTER, MEDIA_PROJECTOR)
 
 
+def _text(store: Store, digest: str) -> str:
+    # Pulled layers are untrusted bytes: undecodable ones still show, never crash a request.
+    return store.read_blob(digest).decode("utf-8", errors="replace")
+
+
+def _json(store: Store, media: str, digest: str) -> Any:
+    try:
+        return json.loads(store.read_blob(digest))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BadRequest(f"model has an invalid {media.rsplit('.', 1)[-1]} layer {digest}") from None
+
+
 def read_layers(store: Store, manifest: dict[str, Any]) -> Layers:
     out = Layers()
     for layer in manifest.get("layers", []):
@@ -88,17 +100,17 @@ def read_layers(store: Store, manifest: dict[str, Any]) -> Layers:
         elif media == MEDIA_PROJECTOR:
             out.projectors.append(digest)
         elif media == MEDIA_TEMPLATE:
-            out.template = store.read_blob(digest).decode("utf-8")
+            out.template = _text(store, digest)
         elif media == MEDIA_SYSTEM:
-            out.system = store.read_blob(digest).decode("utf-8")
+            out.system = _text(store, digest)
         elif media == MEDIA_LICENSE:
-            out.license.append(store.read_blob(digest).decode("utf-8"))
+            out.license.append(_text(store, digest))
         elif media == MEDIA_PARAMS:
-            params = json.loads(store.read_blob(digest))
+            params = _json(store, media, digest)
             out.parameters = params if isinstance(params, dict) else {}
         elif media == MEDIA_MESSAGES:
-            messages = json.loads(store.read_blob(digest))
-            out.messages = messages if isinstance(messages, list) else []
+            messages = _json(store, media, digest)
+            out.messages = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
     return out
 
 
