@@ -28,6 +28,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# aiohttp pauses a socket once 2x this is buffered; its 64 KiB default pauses a fast blob stream
+# constantly. Per connection, so a pull of 8 parts buffers at most 16 MiB.
+READ_BUFFER = 1024 * 1024
 
 
 @dataclass
@@ -50,7 +53,7 @@ def new_session() -> aiohttp.ClientSession:
     # No total timeout: a blob download may take hours. Stalls are caught by sock_read instead.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
     connector = aiohttp.TCPConnector(limit=32)
-    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False, read_bufsize=READ_BUFFER)
 
 
 class RegistryClient:
