@@ -389,3 +389,50 @@ def test_disk_full_while_adding_a_file_is_not_blamed_on_the_file(
         store.add_blob_file(src)
     assert not isinstance(info.value, BadRequest)
     assert blob_dir_listing(store) == []
+
+
+def test_sigkill_mid_write_leaves_no_blob(models_dir: Path, tmp_path: Path) -> None:
+    """A process killed while copying a blob in leaves only a temp file: never a blob, and GC clears it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(4 * blobs_mod.CHUNK))
+    child = (
+        "import hashlib, sys, threading\n"
+        "from ollamalike.store import Store, blobs\n"
+        "real = hashlib.sha256\n"
+        "class Stalling:\n"
+        "    def __init__(self): self.h = real(); self.n = 0\n"
+        "    def update(self, d):\n"
+        "        self.n += 1\n"
+        "        if self.n == 2: threading.Event().wait()  # parked mid-copy until killed\n"
+        "        self.h.update(d)\n"
+        "    def hexdigest(self): return self.h.hexdigest()\n"
+        "blobs.hashlib.sha256 = Stalling\n"
+        "Store(sys.argv[1]).add_blob_file(sys.argv[2])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child, str(models_dir), str(src)])
+    blob_root = models_dir / "blobs"
+    deadline = time.monotonic() + 60
+    try:
+        while True:  # poll for the half-written temp file, then kill
+            temps = [p for p in blob_root.glob(".tmp-*") if p.stat().st_size > 0] if blob_root.exists() else []
+            if temps:
+                break
+            assert proc.poll() is None, "writer exited early"
+            assert time.monotonic() < deadline, "writer never started"
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    store = Store(models_dir)
+    assert store.blobs.digests() == []
+    assert not store.has_blob("sha256:" + hashlib.sha256(src.read_bytes()).hexdigest())
+    old = time.time() - 2 * 3600
+    for t in temps:
+        os.utime(t, (old, old))
+    store.gc()
+    assert os.listdir(blob_root) == []
