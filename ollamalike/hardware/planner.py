@@ -145,11 +145,13 @@ def plan_load(info: Any, options: dict[str, Any], system: SystemInfo, config: Co
         placed = _split(est, gpus, gpu_layers)
     else:
         gpu_layers, placed = _fit(est, gpus, config)
-    size = est.total
+    used = sum(1 for n in placed.values() if n)
+    size = est.total + est.graph * max(0, used - 1)  # every GPU holding layers has its own graph
     size_vram = 0
-    if gpu_layers:
-        offloaded = est.layers[n_layer - min(gpu_layers, n_layer):]
-        size_vram = sum(offloaded) + est.graph + (est.output if gpu_layers > n_layer else 0)
+    if gpu_layers > n_layer:
+        size_vram = size  # all on the GPUs; the token embedding lookup is too small to matter (Ollama: 100% GPU)
+    elif gpu_layers:
+        size_vram = sum(est.layers[n_layer - gpu_layers:]) + est.graph * used
     _check_ram(size - size_vram, system, size)
     order = [g for g in system.usable_gpus if placed.get(g.id)]
     layers_placed = sum(placed.values()) or 1
