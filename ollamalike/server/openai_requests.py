@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +23,17 @@ from ollamalike.inference.requests import (
     GenerateRequest,
     parse_keep_alive,
     parse_message,
-    parse_options,
+)
+from ollamalike.server.openai_fields import (
+    boolean,
+    check_n,
+    context_options,
+    integer,
+    invalid,
+    model_name,
+    reject_logprobs,
+    sampling_options,
+    wants_usage,
 )
 
 # OpenAI's newer "developer" role is its system prompt under another name.
@@ -50,126 +59,6 @@ class CompletionTranslation:
 class EmbeddingTranslation:
     request: EmbedRequest
     encoding_format: str  # "float" or "base64"
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _invalid(name: str, expected: str, value: Any) -> BadRequest:
-    return BadRequest(f"invalid value for '{name}': expected {expected}, got {_type_name(value)}")
-
-
-def _model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if model is None or model == "":
-        raise BadRequest("'model' is required")
-    if not isinstance(model, str):
-        raise _invalid("model", "a string", model)
-    return model
-
-
-def _number(body: dict[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _invalid(name, "a number", value)
-    return value
-
-
-def _int(body: dict[str, Any], name: str, minimum: int | None = None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise _invalid(name, "an integer", value)
-    if minimum is not None and value < minimum:
-        raise BadRequest(f"invalid value for '{name}': must be at least {minimum}, got {int(value)}")
-    return int(value)
-
-
-def _bool(body: dict[str, Any], name: str, default: bool) -> bool:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise _invalid(name, "a boolean", value)
-    return value
-
-
-def _stop(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(s, str) for s in value):
-        return list(value)
-    raise _invalid("stop", "a string or an array of strings", value)
-
-
-def _include_usage(body: dict[str, Any], stream: bool) -> bool:
-    opts = body.get("stream_options")
-    if opts is None:
-        return False
-    if not isinstance(opts, dict):
-        raise _invalid("stream_options", "an object", opts)
-    if not stream:
-        raise BadRequest("'stream_options' is only allowed when 'stream' is true")
-    return _bool(opts, "include_usage", False)
-
-
-def _check_n(body: dict[str, Any]) -> None:
-    n = _int(body, "n", minimum=1)
-    if n is not None and n > 1:
-        raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)")
-
-
-def _sampling_options(body: dict[str, Any]) -> dict[str, Any]:
-    """Ollama options from the request-level ``options``/``num_ctx`` extras and OpenAI's own fields.
-
-    OpenAI's named fields win over the same option in ``options``. Fields left out keep the
-    model's Modelfile parameters (Ollama forces temperature=1/top_p=1 here; a local model's
-    tuned defaults are what a user of it expects).
-    """
-    merged: dict[str, Any] = dict(parse_options(body.get("options")))
-    num_ctx = _int(body, "num_ctx", minimum=1)
-    if num_ctx is not None:
-        merged["num_ctx"] = num_ctx
-    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
-        value = _number(body, name)
-        if value is not None:
-            merged[name] = value
-    seed = _int(body, "seed")
-    if seed is not None:
-        merged["seed"] = seed
-    max_tokens = _int(body, "max_completion_tokens", minimum=0)
-    if max_tokens is None:
-        max_tokens = _int(body, "max_tokens", minimum=0)
-    if max_tokens is not None:
-        merged["num_predict"] = max_tokens
-    stop = _stop(body.get("stop"))
-    if stop is not None:
-        merged["stop"] = stop
-    return parse_options(merged)
-
-
-def _reject_logprobs(body: dict[str, Any]) -> None:
-    logprobs = body.get("logprobs")
-    if logprobs not in (None, False):
-        raise BadRequest("'logprobs' is not supported")
-    if body.get("top_logprobs") not in (None, 0):
-        raise BadRequest("'top_logprobs' is not supported")
 
 
 # --- chat -----------------------------------------------------------------------------------
@@ -201,18 +90,18 @@ def _content(content: Any, where: str) -> tuple[str, list[str]]:
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
-        raise _invalid(f"{where}.content", "a string or an array of content parts", content)
+        raise invalid(f"{where}.content", "a string or an array of content parts", content)
     texts: list[str] = []
     images: list[str] = []
     for j, part in enumerate(content):
         here = f"{where}.content[{j}]"
         if not isinstance(part, dict):
-            raise _invalid(here, "a content part object", part)
+            raise invalid(here, "a content part object", part)
         kind = part.get("type")
         if kind == "text":
             text = part.get("text")
             if not isinstance(text, str):
-                raise _invalid(f"{here}.text", "a string", text)
+                raise invalid(f"{here}.text", "a string", text)
             texts.append(text)
         elif kind == "image_url":
             images.append(_image(part, here))
@@ -236,7 +125,7 @@ def _tool_name_for(messages: list[Any], call_id: str) -> str | None:
 def _message(msg: Any, i: int, messages: list[Any]) -> dict[str, Any]:
     where = f"messages[{i}]"
     if not isinstance(msg, dict):
-        raise _invalid(where, "a message object", msg)
+        raise invalid(where, "a message object", msg)
     role = msg.get("role")
     if isinstance(role, str):
         role = _ROLE_ALIASES.get(role, role)
@@ -257,10 +146,10 @@ def _message(msg: Any, i: int, messages: list[Any]) -> dict[str, Any]:
     if role == "tool":
         call_id = msg.get("tool_call_id")
         if call_id is not None and not isinstance(call_id, str):
-            raise _invalid(f"{where}.tool_call_id", "a string", call_id)
+            raise invalid(f"{where}.tool_call_id", "a string", call_id)
         name = msg.get("name")
         if name is not None and not isinstance(name, str):
-            raise _invalid(f"{where}.name", "a string", name)
+            raise invalid(f"{where}.name", "a string", name)
         if not name and call_id:
             name = _tool_name_for(messages[:i], call_id)
         if name:
@@ -274,7 +163,7 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise _invalid("tools", "an array of tool objects", value)
+        raise invalid("tools", "an array of tool objects", value)
     tools: list[dict[str, Any]] = []
     for i, tool in enumerate(value):
         fn = tool.get("function") if isinstance(tool, dict) else None
@@ -285,7 +174,7 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
             raise BadRequest(f"tools[{i}].function.name is required")
         params = fn.get("parameters")
         if params is not None and not isinstance(params, dict):
-            raise _invalid(f"tools[{i}].function.parameters", "a JSON schema object", params)
+            raise invalid(f"tools[{i}].function.parameters", "a JSON schema object", params)
         tools.append({"type": "function", "function": fn})
     return tools or None
 
@@ -336,7 +225,7 @@ def _response_format(value: Any) -> str | dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise _invalid("response_format", "an object", value)
+        raise invalid("response_format", "an object", value)
     kind = value.get("type")
     if kind == "text":
         return None
@@ -362,14 +251,14 @@ def _think(body: dict[str, Any]) -> bool | str | None:
 
 
 def parse_chat_completion(body: dict[str, Any]) -> ChatTranslation:
-    model = _model(body)
+    model = model_name(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array of message objects")
-    _check_n(body)
-    _reject_logprobs(body)
-    stream = _bool(body, "stream", False)
-    include_usage = _include_usage(body, stream)
+    check_n(body)
+    reject_logprobs(body)
+    stream = boolean(body, "stream", False)
+    usage = wants_usage(body, stream)
     tools = _tools(body.get("tools"))
     tools, forced = _tool_choice(body.get("tool_choice"), tools)
     fmt = _response_format(body.get("response_format"))
@@ -382,12 +271,12 @@ def parse_chat_completion(body: dict[str, Any]) -> ChatTranslation:
         messages=[_message(m, i, messages) for i, m in enumerate(messages)],
         tools=tools,
         format=fmt,
-        options=_sampling_options(body),
+        options=sampling_options(body),
         stream=stream,
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=_think(body),
     )
-    return ChatTranslation(request=request, include_usage=include_usage)
+    return ChatTranslation(request=request, include_usage=usage)
 
 
 # --- completions ----------------------------------------------------------------------------
@@ -404,39 +293,39 @@ def _prompt(value: Any) -> str:
         raise BadRequest("'prompt' with several prompts is not supported: send one prompt per request")
     if isinstance(value, list):
         raise BadRequest("'prompt' as token ids is not supported: send the prompt as a string")
-    raise _invalid("prompt", "a string", value)
+    raise invalid("prompt", "a string", value)
 
 
 def parse_completion(body: dict[str, Any]) -> CompletionTranslation:
-    model = _model(body)
-    _check_n(body)
-    best_of = _int(body, "best_of", minimum=1)
+    model = model_name(body)
+    check_n(body)
+    best_of = integer(body, "best_of", minimum=1)
     if best_of is not None and best_of > 1:
         raise BadRequest("'best_of' > 1 is not supported")
-    if _bool(body, "echo", False):
+    if boolean(body, "echo", False):
         raise BadRequest("'echo' is not supported")
-    _reject_logprobs(body)
-    stream = _bool(body, "stream", False)
-    include_usage = _include_usage(body, stream)
+    reject_logprobs(body)
+    stream = boolean(body, "stream", False)
+    usage = wants_usage(body, stream)
     suffix = body.get("suffix")
     if suffix is not None and not isinstance(suffix, str):
-        raise _invalid("suffix", "a string", suffix)
+        raise invalid("suffix", "a string", suffix)
     request = GenerateRequest(
         model=model,
         prompt=_prompt(body.get("prompt")),
         suffix=suffix or None,
-        options=_sampling_options(body),
+        options=sampling_options(body),
         stream=stream,
         keep_alive=parse_keep_alive(body.get("keep_alive")),
     )
-    return CompletionTranslation(request=request, include_usage=include_usage)
+    return CompletionTranslation(request=request, include_usage=usage)
 
 
 # --- embeddings -----------------------------------------------------------------------------
 
 
 def parse_embedding(body: dict[str, Any]) -> EmbeddingTranslation:
-    model = _model(body)
+    model = model_name(body)
     raw = body.get("input")
     if isinstance(raw, str):
         inputs = [raw]
@@ -447,7 +336,7 @@ def parse_embedding(body: dict[str, Any]) -> EmbeddingTranslation:
     elif raw is None or raw == []:
         raise BadRequest("'input' is required: a string or a non-empty array of strings")
     else:
-        raise _invalid("input", "a string or an array of strings", raw)
+        raise invalid("input", "a string or an array of strings", raw)
     if any(not text for text in inputs):
         raise BadRequest("'input' must not contain empty strings")
     encoding = body.get("encoding_format")
@@ -458,24 +347,9 @@ def parse_embedding(body: dict[str, Any]) -> EmbeddingTranslation:
     request = EmbedRequest(
         model=model,
         input=inputs,
-        truncate=_bool(body, "truncate", True),
-        options=_sampling_options_embed(body),
+        truncate=boolean(body, "truncate", True),
+        options=context_options(body),
         keep_alive=parse_keep_alive(body.get("keep_alive")),
-        dimensions=_int(body, "dimensions", minimum=1),
+        dimensions=integer(body, "dimensions", minimum=1),
     )
     return EmbeddingTranslation(request=request, encoding_format=encoding)
-
-
-def _sampling_options_embed(body: dict[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = dict(parse_options(body.get("options")))
-    num_ctx = _int(body, "num_ctx", minimum=1)
-    if num_ctx is not None:
-        merged["num_ctx"] = num_ctx
-    return parse_options(merged)
-
-
-def tool_arguments_json(arguments: Any) -> str:
-    """OpenAI carries tool-call arguments as a JSON string; Ollama as an object."""
-    if isinstance(arguments, str):
-        return arguments
-    return json.dumps(arguments if arguments is not None else {}, ensure_ascii=False, separators=(",", ":"))

@@ -18,7 +18,7 @@ import numpy as np
 
 from ollamalike.errors import BadRequest, ModelNotFound, OllamalikeError
 from ollamalike.names import ModelName
-from ollamalike.server.openai_requests import tool_arguments_json
+from ollamalike.server.openai_fields import tool_arguments_json
 
 SYSTEM_FINGERPRINT = "fp_ollamalike"
 

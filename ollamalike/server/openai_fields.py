@@ -1,0 +1,147 @@
+"""Type checks and option mapping shared by the ``/v1`` request translations.
+
+Each check names the OpenAI field it rejects (``invalid value for 'temperature': expected a number,
+got a string``). ``sampling_options`` maps OpenAI's sampling fields and the request-level extras
+(``options``, ``num_ctx``) onto Ollama options, validated like the native API's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ollamalike.errors import BadRequest
+from ollamalike.inference.requests import parse_options
+
+
+def type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def invalid(name: str, expected: str, value: Any) -> BadRequest:
+    return BadRequest(f"invalid value for '{name}': expected {expected}, got {type_name(value)}")
+
+
+def model_name(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if model is None or model == "":
+        raise BadRequest("'model' is required")
+    if not isinstance(model, str):
+        raise invalid("model", "a string", model)
+    return model
+
+
+def number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise invalid(name, "a number", value)
+    return value
+
+
+def integer(body: dict[str, Any], name: str, minimum: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise invalid(name, "an integer", value)
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"invalid value for '{name}': must be at least {minimum}, got {int(value)}")
+    return int(value)
+
+
+def boolean(body: dict[str, Any], name: str, default: bool) -> bool:
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid(name, "a boolean", value)
+    return value
+
+
+def stop_list(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return list(value)
+    raise invalid("stop", "a string or an array of strings", value)
+
+
+def wants_usage(body: dict[str, Any], stream: bool) -> bool:
+    opts = body.get("stream_options")
+    if opts is None:
+        return False
+    if not isinstance(opts, dict):
+        raise invalid("stream_options", "an object", opts)
+    if not stream:
+        raise BadRequest("'stream_options' is only allowed when 'stream' is true")
+    return boolean(opts, "include_usage", False)
+
+
+def check_n(body: dict[str, Any]) -> None:
+    n = integer(body, "n", minimum=1)
+    if n is not None and n > 1:
+        raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)")
+
+
+def sampling_options(body: dict[str, Any]) -> dict[str, Any]:
+    """Ollama options from the request-level ``options``/``num_ctx`` extras and OpenAI's own fields.
+
+    OpenAI's named fields win over the same option in ``options``. Fields left out keep the
+    model's Modelfile parameters (Ollama forces temperature=1/top_p=1 here; a local model's
+    tuned defaults are what a user of it expects).
+    """
+    merged = context_options(body)
+    for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
+        value = number(body, name)
+        if value is not None:
+            merged[name] = value
+    seed = integer(body, "seed")
+    if seed is not None:
+        merged["seed"] = seed
+    max_tokens = integer(body, "max_completion_tokens", minimum=0)
+    if max_tokens is None:
+        max_tokens = integer(body, "max_tokens", minimum=0)
+    if max_tokens is not None:
+        merged["num_predict"] = max_tokens
+    stop = stop_list(body.get("stop"))
+    if stop is not None:
+        merged["stop"] = stop
+    return parse_options(merged)
+
+
+def reject_logprobs(body: dict[str, Any]) -> None:
+    logprobs = body.get("logprobs")
+    if logprobs not in (None, False):
+        raise BadRequest("'logprobs' is not supported")
+    if body.get("top_logprobs") not in (None, 0):
+        raise BadRequest("'top_logprobs' is not supported")
+
+
+def context_options(body: dict[str, Any]) -> dict[str, Any]:
+    """Only the extras (``options`` and a top-level ``num_ctx``): what embeddings take."""
+    merged: dict[str, Any] = dict(parse_options(body.get("options")))
+    num_ctx = integer(body, "num_ctx", minimum=1)
+    if num_ctx is not None:
+        merged["num_ctx"] = num_ctx
+    return parse_options(merged)
+
+
+def tool_arguments_json(arguments: Any) -> str:
+    """OpenAI carries tool-call arguments as a JSON string; Ollama as an object."""
+    if isinstance(arguments, str):
+        return arguments
+    return json.dumps(arguments if arguments is not None else {}, ensure_ascii=False, separators=(",", ":"))
