@@ -185,8 +185,14 @@ async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, An
         if response is None:
             raise
         await response.write((dumps({"error": e.message}) + "\n").encode())
-    except (asyncio.CancelledError, ConnectionResetError):
+    except asyncio.CancelledError:
         raise
+    except ConnectionResetError:
+        # The client hung up mid-stream: nothing more can be sent, and it is not a server error.
+        if response is None:
+            raise
+        log.info("client disconnected during %s %s", request.method, request.path)
+        return response
     except Exception as e:
         if response is None:
             raise
