@@ -62,7 +62,7 @@ def test_chat_minimal() -> None:
         ({"num_ctx": 4096}, {"num_ctx": 4096}),
         ({"num_ctx": 4096, "options": {"num_ctx": 1024}}, {"num_ctx": 4096}),
         ({"temperature": 0.1, "options": {"temperature": 0.9}}, {"temperature": 0.1}),
-        ({"n": 1, "user": "me", "parallel_tool_calls": True, "store": False}, {}),
+        ({"n": 1, "user": "me", "parallel_tool_calls": True, "store": False, "logit_bias": {}, "logprobs": False}, {}),
     ],
 )
 def test_chat_sampling_fields_become_options(extra: dict[str, Any], options: dict[str, Any]) -> None:
@@ -94,6 +94,10 @@ def test_chat_sampling_fields_become_options(extra: dict[str, Any], options: dic
         ({"keep_alive": "forever"}, "keep_alive"),
         ({"keep_alive": [1]}, "keep_alive"),
         ({"logprobs": True}, "logprobs"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"functions": [{"name": "f"}]}, "tools"),
+        ({"function_call": "auto"}, "function_call"),
         ({"tools": {"a": 1}}, "tools"),
         ({"tools": [{"type": "retrieval"}]}, "tools[0]"),
         ({"tools": [{"type": "function", "function": {}}]}, "name"),

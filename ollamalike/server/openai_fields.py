@@ -129,6 +129,8 @@ def reject_logprobs(body: dict[str, Any]) -> None:
         raise BadRequest("'logprobs' is not supported")
     if body.get("top_logprobs") not in (None, 0):
         raise BadRequest("'top_logprobs' is not supported")
+    if body.get("logit_bias") not in (None, {}):
+        raise BadRequest("'logit_bias' is not supported")
 
 
 def context_options(body: dict[str, Any]) -> dict[str, Any]:

@@ -257,6 +257,9 @@ def parse_chat_completion(body: dict[str, Any]) -> ChatTranslation:
         raise BadRequest("'messages' must be a non-empty array of message objects")
     check_n(body)
     reject_logprobs(body)
+    for legacy in ("functions", "function_call"):
+        if body.get(legacy) is not None:
+            raise BadRequest(f"'{legacy}' (deprecated by OpenAI) is not supported: use 'tools' and 'tool_choice'")
     stream = boolean(body, "stream", False)
     usage = wants_usage(body, stream)
     tools = _tools(body.get("tools"))
