@@ -346,3 +346,20 @@ def test_system_cache_refreshes_free_memory_only() -> None:
     fresh = hardware.system(config, refresh=True, probe=probe(files=files)[0])
     assert fresh.cpu.free_memory == (812340 + 150236 + 1650124) * 1024
     assert fresh.cpu.name == first.cpu.name == "Intel(R) Xeon(R) Gold 6348 CPU @ 2.60GHz"
+
+
+def test_info_text_shows_gpus_and_the_rebuild_fix() -> None:
+    from ollamalike.cli.info import info_text
+
+    gpus = tuple(parse_nvidia_smi(recorded("nvidia-smi-2gpu.csv")))
+    text = info_text(SystemInfo(CPU_X86, gpus, {**CPU_BUILD, "system_info": "CPU : AVX2 = 1 |"}))
+    lines = text.splitlines()
+    assert lines[2] == "Memory:   64.0 GiB total, 48.0 GiB available"
+    assert lines[3].startswith("GPUs:     cuda:0 NVIDIA A100-SXM4-80GB: 80.0 GiB total, 79.1 GiB free")
+    assert lines[4].startswith("          cuda:1 NVIDIA A100-SXM4-80GB: 80.0 GiB total, 39.3 GiB free")
+    assert "Backend:  llama.cpp cpu (llama-cpp-python 0.3.36, GPU offload: no)" in lines
+    assert "Context:  4096 tokens by default (no usable VRAM)" in lines  # the CPU build cannot use them
+    assert lines[-1] == ("Warning:  an NVIDIA GPU is present but llama-cpp-python was built for the CPU only, so models "
+                         "run on the CPU; rebuild it with: OLLAMALIKE_BACKEND=cuda ./install.sh --rebuild")
+    cuda = info_text(SystemInfo(CPU_X86, gpus, CUDA_BUILD))
+    assert "Warning" not in cuda and "Context:  262144 tokens by default (160.0 GiB of usable VRAM)" in cuda
