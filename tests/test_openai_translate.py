@@ -8,6 +8,8 @@ import struct
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ollamalike.errors import BadRequest, ModelNotFound, Overloaded
 from ollamalike.server import openai_responses as out
@@ -416,3 +418,33 @@ def test_error_object() -> None:
                              "code": "model_not_found"}}
     assert out.error_object(503, "busy", Overloaded("busy"))["error"]["type"] == "server_error"
     assert out.error_object(500, "boom")["error"]["type"] == "server_error"
+
+
+# --- robustness: any JSON body is either translated or a BadRequest, never another exception --------
+
+_scalars = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False, width=32) | st.text(max_size=5)
+_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                     max_leaves=8)
+_part = st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "audio"])},
+                              optional={"text": _json, "image_url": _json})
+_msg = st.fixed_dictionaries({}, optional={
+    "role": st.sampled_from(["system", "user", "assistant", "tool", "developer", "x"]) | _json,
+    "content": st.text(max_size=5) | st.lists(_part, max_size=2) | _json,
+    "tool_calls": _json, "tool_call_id": _json, "name": _json,
+})
+_fields = {name: _json for name in (
+    "temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n", "stream", "stream_options",
+    "response_format", "tools", "tool_choice", "options", "num_ctx", "keep_alive", "prompt", "suffix", "echo",
+    "input", "encoding_format", "dimensions", "logprobs", "reasoning_effort")}
+_bodies = st.fixed_dictionaries({"model": st.just("m") | _json}, optional={"messages": st.lists(_msg, max_size=3) | _json,
+                                                                             **_fields})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_bodies)
+def test_any_body_is_translated_or_rejected_cleanly(body: dict[str, Any]) -> None:
+    for parse in (parse_chat_completion, parse_completion, parse_embedding):
+        try:
+            parse(body)
+        except BadRequest as e:
+            assert e.message.strip()
