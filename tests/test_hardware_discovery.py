@@ -363,3 +363,14 @@ def test_info_text_shows_gpus_and_the_rebuild_fix() -> None:
                          "run on the CPU; rebuild it with: OLLAMALIKE_BACKEND=cuda ./install.sh --rebuild")
     cuda = info_text(SystemInfo(CPU_X86, gpus, CUDA_BUILD))
     assert "Warning" not in cuda and "Context:  262144 tokens by default (160.0 GiB of usable VRAM)" in cuda
+
+
+def test_system_refresh_rereads_gpu_free_memory() -> None:
+    config = load_config({"CUDA_VISIBLE_DEVICES": "0,1"})  # its own cache entry
+    first = hardware.system(config, probe=probe({"nvidia-smi": recorded("nvidia-smi-2gpu.csv")})[0])
+    assert [g.free // MIB for g in first.gpus] == [81037, 40210]
+    assert first.backend is not None and first.backend["backend"] == "cpu"  # probed because GPUs were found
+    busier = recorded("nvidia-smi-2gpu.csv").replace("81037", "1024")
+    fresh = hardware.system(config, refresh=True, probe=probe({"nvidia-smi": busier})[0])
+    assert [g.free // MIB for g in fresh.gpus] == [1024, 40210] and fresh.backend == first.backend
+    assert build_mismatch(fresh) is not None and fresh.usable_gpus == ()

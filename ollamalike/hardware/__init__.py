@@ -93,7 +93,9 @@ def system(config: Config, refresh: bool = False, probe: Probe | None = None) ->
             cached = dataclasses.replace(found, backend=backend)
         elif refresh:
             probe = probe or Probe()
-            gpus = tuple(discover_gpus(probe, config.cuda_visible_devices, config.hip_visible_devices)) if cached.gpus else ()
+            gpus = cached.gpus
+            if any(g.library != "metal" for g in gpus):  # Metal's working set is fixed: no re-probe
+                gpus = tuple(discover_gpus(probe, config.cuda_visible_devices, config.hip_visible_devices))
             available, swap = free_memory(probe)
             cpu = dataclasses.replace(cached.cpu, free_memory=available, free_swap=swap)
             cached = dataclasses.replace(cached, cpu=cpu, gpus=gpus)
