@@ -165,3 +165,30 @@ def test_progress_redraws_in_place_on_a_terminal() -> None:
 )
 def test_content_range_must_start_where_asked(header: str, start: int, ok: bool) -> None:
     assert download._range_starts_at(header, start) is ok
+
+
+async def test_ordered_hasher_out_of_order_parts(tmp_path: object) -> None:
+    import hashlib
+    import os
+    import random
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "partial"
+    blob = os.urandom(300_000)
+    path.write_bytes(b"\0" * len(blob))
+    parts = [Part(0, 100_000), Part(100_000, 200_000), Part(200_000, 300_000)]
+    hasher = download.OrderedHasher(path, parts)
+    # Pieces of every part, written in a shuffled order that keeps each part sequential.
+    queues = [[(p.start + i, blob[p.start + i : p.start + i + 7_000]) for i in range(0, p.end - p.start, 7_000)] for p in parts]
+    rng = random.Random(7)
+    with open(path, "r+b") as f:
+        while any(queues):
+            q = rng.choice([q for q in queues if q])
+            pos, data = q.pop(0)
+            f.seek(pos)
+            f.write(data)
+            f.flush()
+            part = next(p for p in parts if p.start <= pos < p.end)
+            part.done += len(data)
+            await hasher.written(pos, data)
+    assert hasher.digest(len(blob)) == "sha256:" + hashlib.sha256(blob).hexdigest()

@@ -4,13 +4,15 @@ A large blob is split into up to ``MAX_PARTS`` parts of at least ``MIN_PART`` by
 Range requests and written at their offsets into the store's partial file. How far each part got
 is saved (``PartState``) every few MiB, so a killed process or a lost connection resumes where it
 stopped; the saved count never runs ahead of bytes already handed to the kernel. A server that
-ignores Range (200 instead of 206) makes us fall back to one sequential stream. Nothing becomes
-visible until ``PartialBlob.finish()`` has re-hashed the file and matched the digest.
+ignores Range (200 instead of 206) makes us fall back to one sequential stream. Bytes are hashed
+in blob order as they land (``OrderedHasher``), so the digest is known when the last part ends;
+nothing becomes visible until ``PartialBlob.finish()`` has matched it against the expected one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -89,6 +91,60 @@ def _range_starts_at(content_range: str, start: int) -> bool:
     return unit == "bytes" and first.isdigit() and int(first) == start
 
 
+class OrderedHasher:
+    """sha256 of the blob in byte order while its parts arrive out of order.
+
+    Bytes landing at the frontier are hashed straight from memory; a part that ran ahead is read
+    back from the partial file once the frontier reaches it (usually from the page cache). The
+    download thus ends with its digest known, and the store need not read the file again.
+    """
+
+    def __init__(self, path: Any, parts: list[Part]) -> None:
+        self.path = path
+        self.reset(parts)
+
+    def reset(self, parts: list[Part]) -> None:
+        self.parts = parts
+        self.sha = hashlib.sha256()
+        self.frontier = 0
+        self.lock = asyncio.Lock()
+
+    async def written(self, pos: int, data: bytes | bytearray) -> None:
+        """Called after ``data`` was written at ``pos`` and counted in its part's ``done``."""
+        async with self.lock:
+            if pos == self.frontier:
+                await asyncio.to_thread(self.sha.update, data)
+                self.frontier += len(data)
+            await self._catch_up()
+
+    async def catch_up(self) -> None:
+        async with self.lock:
+            await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        while True:
+            part = next((p for p in self.parts if p.start <= self.frontier < p.start + p.done), None)
+            if part is None:
+                return
+            end = part.start + part.done
+            await asyncio.to_thread(self._hash_file, self.frontier, end)
+            self.frontier = end
+
+    def _hash_file(self, start: int, end: int) -> None:
+        with open(self.path, "rb") as f:
+            f.seek(start)
+            left = end - start
+            while left > 0:
+                chunk = f.read(min(WRITE_CHUNK, left))
+                if not chunk:
+                    raise IntegrityError("partial file is shorter than the bytes written to it")
+                self.sha.update(chunk)
+                left -= len(chunk)
+
+    def digest(self, size: int) -> str | None:
+        return "sha256:" + self.sha.hexdigest() if self.frontier == size else None
+
+
 class BlobDownload:
     """Fetch ``digest`` of ``size`` bytes into ``partial``; ``progress(completed)`` after each chunk."""
 
@@ -110,6 +166,12 @@ class BlobDownload:
         self.parts: list[Part] = []
         self.transferred = 0  # bytes received over the network in this run
         self._unsaved = 0
+        self.hasher = OrderedHasher(partial.path, self.parts)
+
+    @property
+    def hashed(self) -> str | None:
+        """The digest of what was written, once every byte has been hashed in order."""
+        return self.hasher.digest(self.size)
 
     @property
     def completed(self) -> int:
@@ -124,12 +186,15 @@ class BlobDownload:
         self.parts = restored if restored is not None else plan_parts(self.size)
         if restored is None:
             self._save()
+        self.hasher.reset(self.parts)
+        await self.hasher.catch_up()  # what a killed pull already wrote
         self.progress(self.completed)
         try:
             await self._fetch_all()
         except RangeIgnored:
             log.info("registry ignores Range for %s: one sequential stream", self.digest)
             self.parts = [Part(0, self.size)]
+            self.hasher.reset(self.parts)
             self._save()
             self.progress(0)
             await self._fetch_part(self.parts[0], ranged=False)
@@ -204,6 +269,7 @@ class BlobDownload:
         """
         await asyncio.to_thread(self.partial.write_at, pos, data)
         part.done += len(data)
+        await self.hasher.written(pos, data)
         self._unsaved += len(data)
         if self._unsaved >= SAVE_EVERY:
             self._save()

@@ -141,7 +141,7 @@ async def _download_all(
                 if stats is not None:
                     stats["transferred"] = stats.get("transferred", 0) + download.transferred
             try:
-                await asyncio.to_thread(partial.finish)
+                await asyncio.to_thread(partial.finish, download.hashed)
             except OllamalikeError:
                 state.clear(digest)
                 raise

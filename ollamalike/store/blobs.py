@@ -333,16 +333,24 @@ class PartialBlob:
             os.close(fd)
         self.ranges.append((offset, offset + len(data)))
 
-    def finish(self) -> str:
-        """Re-hash the whole file, verify, rename into place. A mismatch deletes the partial."""
-        h = hashlib.sha256()
-        size = 0
+    def finish(self, hashed: str | None = None) -> str:
+        """Re-hash the whole file, verify, rename into place. A mismatch deletes the partial.
+
+        ``hashed`` is the digest of exactly the bytes the caller wrote, computed as it wrote them
+        (the registry's downloader hashes in order while parts arrive); it saves a second full read.
+        """
         with open(self.path, "rb") as f:
             os.fsync(f.fileno())
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-        digest = "sha256:" + h.hexdigest()
+            if hashed is not None:
+                size = os.fstat(f.fileno()).st_size
+                digest = parse_digest(hashed)
+            else:
+                h = hashlib.sha256()
+                size = 0
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+                digest = "sha256:" + h.hexdigest()
         if digest != self.digest or size != self.size:
             self.discard()
             raise RegistryError(f"digest mismatch for {self.digest}: downloaded {size} bytes hashing to {digest}")
