@@ -13,8 +13,10 @@ through each request's ``emit`` callback, which must itself be thread-safe.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,8 +100,14 @@ class Engine:
     def _run(self) -> None:
         try:
             while not self._stop:
-                self._drain_incoming()
-                if not self._step():
+                try:
+                    self._drain_incoming()
+                    busy = self._step()
+                except Exception as e:  # a bug must not hang every client: fail the active requests, go on
+                    traceback.print_exc(file=sys.stderr)
+                    self._fail_active(f"internal error in the runner: {e}")
+                    busy = False
+                if not busy:
                     self._wake.wait(timeout=1.0)
                     self._wake.clear()
         finally:
@@ -228,6 +236,9 @@ class Engine:
                 slot.in_prompt = False
                 slot.prompt_ns = now - slot.t_prompt
                 slot.t_gen = now
+            if slot.limit <= 0:
+                self._finish(slot, reason="length")
+                continue
             token = llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx)
             self._on_token(slot, token)
         return True
@@ -267,6 +278,14 @@ class Engine:
         llama_cpp.llama_memory_seq_add(m.mem, slot.seq, keep + discard, -1, -discard)
         del slot.cache[keep : keep + discard]
         return True
+
+    def _fail_active(self, reason: str) -> None:
+        for slot in self.slots:
+            if slot.req is not None:
+                slot.logit_index = -1
+                llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
+                slot.cache.clear()
+                self._finish(slot, error=reason)
 
     def _fail_batch(self, rc: int) -> None:
         reason = "out of KV cache space" if rc == 1 else f"llama_decode failed with status {rc}"
