@@ -225,7 +225,9 @@ def _reason(e: BaseException) -> str:
 
 
 def client_for(config: Config) -> Client:
-    return Client(config.base_url, api_key=config.api_keys[0] if config.api_keys else None)
+    # The admin key is accepted everywhere, so a CLI that has it can also create, pull and delete.
+    keys = config.admin_keys or config.api_keys
+    return Client(config.base_url, api_key=keys[0] if keys else None)
 
 
 def ensure_daemon(config: Config, timeout: float = 60.0) -> Client:

@@ -116,6 +116,7 @@ class Config:
     max_queue: int = 512
     context_length: int = 0  # 0: choose from free memory (hardware planner), as Ollama does
     origins: tuple[str, ...] = DEFAULT_ORIGINS
+    allowed_hosts: tuple[str, ...] = ()  # extra Host header names accepted (DNS-rebinding check)
     api_keys: tuple[str, ...] = ()
     admin_keys: tuple[str, ...] = ()
     insecure_no_auth: bool = False
@@ -223,6 +224,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_queue=max(1, _int(env, "MAX_QUEUE", 512)),
         context_length=max(0, _int(env, "CONTEXT_LENGTH", 0)),
         origins=extra_origins + DEFAULT_ORIGINS,
+        allowed_hosts=tuple(h.strip() for h in (env.get("OLLAMALIKE_ALLOWED_HOSTS") or "").split(",") if h.strip()),
         api_keys=_keys(env.get("OLLAMALIKE_API_KEY")),
         admin_keys=_keys(env.get("OLLAMALIKE_ADMIN_KEY")),
         insecure_no_auth=_bool(env.get("OLLAMALIKE_INSECURE_NO_AUTH")),

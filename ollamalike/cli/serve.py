@@ -17,7 +17,7 @@ import click
 
 from ollamalike import __version__
 from ollamalike.config import Config, load_config
-from ollamalike.errors import InternalError
+from ollamalike.errors import BadRequest, InternalError
 
 log = logging.getLogger("ollamalike.server")
 
@@ -26,9 +26,12 @@ SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 @click.command()
-def serve() -> None:
+@click.option("--insecure-no-auth", is_flag=True,
+              help="Allow listening on a non-loopback address without OLLAMALIKE_API_KEY.")
+def serve(insecure_no_auth: bool) -> None:
     """Start the ollamalike daemon (OLLAMALIKE_HOST picks the address)."""
     config = load_config()
+    check_bind(config, insecure_no_auth)
     logging.basicConfig(
         level=logging.DEBUG if config.debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -38,6 +41,16 @@ def serve() -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.DEBUG if config.debug else logging.WARNING)
     asyncio.run(_serve(config))
     log.info("ollamalike stopped")
+
+
+def check_bind(config: Config, insecure_no_auth: bool) -> None:
+    """Refuse to expose the API beyond this machine without a key, unless told to."""
+    from ollamalike.server.security import is_loopback_host
+
+    if is_loopback_host(config.host) or config.api_keys or insecure_no_auth or config.insecure_no_auth:
+        return
+    raise BadRequest(f"refusing to listen on {config.host or '0.0.0.0'} (not loopback) without an API key: "
+                     "set OLLAMALIKE_API_KEY, or pass --insecure-no-auth")
 
 
 async def _log_hardware(config: Config) -> None:

@@ -65,6 +65,16 @@ def runner_options(model: Any, request_options: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def _observe(state: Any, req: Any, final: dict[str, Any]) -> None:
+    """Hand a finished request's final fields to the metrics/access log (server/ops.py), if installed."""
+    observer = getattr(state, "extras", {}).get("inference_observer")
+    if observer is not None:
+        try:
+            observer(req, final)
+        except Exception:
+            log.exception("inference observer failed")
+
+
 def _final_fields(done: dict[str, Any], started_ns: int, load_ns: int) -> dict[str, Any]:
     return {
         "done": True,
@@ -197,6 +207,7 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
         # Ollama puts the context right after done_reason.
         context = tokens + [int(t) for t in done.get("tokens") or []]
         final = {**{k: final[k] for k in list(final)[:5]}, "context": context, **dict(list(final.items())[5:])}
+        _observe(state, req, final)
         yield final
     finally:
         lease.release()
@@ -272,6 +283,7 @@ async def chat(state: Any, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
             raise RunnerError("the model runner stopped before finishing the response")
         final = {"model": req.model, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""}}
         final.update(_final_fields(done, started, lease.load_duration_ns))
+        _observe(state, req, final)
         yield final
     finally:
         lease.release()
@@ -321,13 +333,15 @@ async def embed(state: Any, req: EmbedRequest) -> dict[str, Any]:
         width = len(vectors[0]) if vectors else 0
         if req.dimensions is not None and vectors and req.dimensions > width:
             raise BadRequest(f"dimensions {req.dimensions} is larger than the model's embedding size {width}")
-        return {
+        result = {
             "model": req.model,
             "embeddings": [_shorten([float(v) for v in vec], req.dimensions) for vec in vectors],
             "total_duration": time.perf_counter_ns() - started,
             "load_duration": lease.load_duration_ns,
             "prompt_eval_count": int(count),
         }
+        _observe(state, req, result)
+        return result
     finally:
         lease.release()
 

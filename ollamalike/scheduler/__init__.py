@@ -370,6 +370,11 @@ class Scheduler:
         await self.wait_stopped()
 
     # -- reporting -------------------------------------------------------------------------
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot or a load (what ``max_queue`` bounds); read by /metrics."""
+        return self._waiting
+
     def ps(self) -> list[dict[str, Any]]:
         """/api/ps entries, most recently used first; dead runners are not listed."""
         out = []

@@ -1,8 +1,8 @@
 """Routes for moving models in and out: POST /api/pull, POST /api/push, POST /api/import.
 
 Each streams Ollama-style status lines as NDJSON (``stream: false`` gives only the final object).
-Pulls run inside the daemon; at most ``config.max_concurrent_pulls`` transfers run at once, the
-others wait their turn. ``/api/import`` registers an Ollama models directory on this machine.
+Pulls run inside the daemon; at most ``config.max_concurrent_pulls`` transfers run at once;
+a pull beyond that is refused with 503 (pushes wait their turn). ``/api/import`` registers an Ollama models directory on this machine.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ollamalike.errors import BadRequest, InternalError
+from ollamalike.errors import BadRequest, InternalError, Overloaded
 from ollamalike.registry.import_ollama import import_models
 from ollamalike.registry.pull import pull_model
 from ollamalike.registry.push import push_model
@@ -59,9 +59,13 @@ async def pull(request: web.Request) -> web.StreamResponse:
     insecure = bool(get_bool(body, "insecure", False))
     stream = bool(get_bool(body, "stream", True))
     state = _state(request)
-    chunks = _limited(
-        _limit(state), lambda: pull_model(state.store, state.config, name, insecure=insecure)
-    )
+    sem = _limit(state)
+    if sem.locked():
+        limit = state.config.max_concurrent_pulls
+        raise Overloaded(f"too many concurrent pulls (limit {limit}, OLLAMALIKE_MAX_CONCURRENT_PULLS); try again later")
+    # Shared with /metrics (server/ops.py): pull_model adds each blob's downloaded bytes to it.
+    stats = state.extras.setdefault("pull_stats", {"transferred": 0})
+    chunks = _limited(sem, lambda: pull_model(state.store, state.config, name, insecure=insecure, stats=stats))
     return await _respond(request, stream, chunks)
 
 
