@@ -183,3 +183,38 @@ def test_client_module_does_not_import_llama_cpp() -> None:
     code = "import sys, ollamalike.runner.client; print('llama_cpp' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("kv", ["q8_0", "q4_0"])
+async def test_quantized_kv_cache_with_flash_attention(config: Config, tmp_path: Path, kv: str) -> None:
+    from ollamalike.testmodels import write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "hd32.gguf", quant="Q4_0", n_head=2, n_head_kv=1)  # head size 32
+    spec = RunnerSpec(str(model), ctx_size=512, num_parallel=2, threads=1, flash_attn=True,
+                      kv_cache_type=kv, use_mmap=False)
+    proc = await RunnerProcess.start(spec, config)
+    try:
+        results = await asyncio.gather(*(
+            _final(proc, f"kv {kv} request {i}", {"temperature": 0, "num_predict": 6}) for i in range(3)
+        ))
+        assert [r["eval_count"] for r in results] == [6, 6, 6]
+        assert not any("using f16" in line for line in proc.stderr_tail)
+    finally:
+        await proc.stop()
+
+
+async def test_quantized_kv_cache_falls_back_to_f16(config: Config, tiny_chat_gguf: Path) -> None:
+    # Head size 16 cannot use 32-wide q8_0 blocks: the runner keeps an f16 cache instead of failing.
+    spec = RunnerSpec(str(tiny_chat_gguf), ctx_size=256, threads=1, flash_attn=True, kv_cache_type="q8_0")
+    proc = await RunnerProcess.start(spec, config)
+    try:
+        assert (await _final(proc, "fallback", {"num_predict": 3}))["eval_count"] == 3
+        assert any("using f16" in line for line in proc.stderr_tail)
+    finally:
+        await proc.stop()
+
+
+async def _final(proc: RunnerProcess, prompt: str, options: dict[str, object]) -> dict[str, object]:
+    chunks = [c async for c in proc.completion(prompt, dict(options))]
+    assert chunks[-1]["done"] is True
+    return chunks[-1]

@@ -189,8 +189,9 @@ def _new_context(model: Any, opts: LoadOptions) -> tuple[Any, int]:
     cparams.n_threads = threads
     cparams.n_threads_batch = threads
     cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-    cparams.type_k = _KV_TYPES[opts.kv_cache_type]
-    cparams.type_v = _KV_TYPES[opts.kv_cache_type]
+    kv = _effective_kv_type(model, opts)
+    cparams.type_k = _KV_TYPES[kv]
+    cparams.type_v = _KV_TYPES[kv]
     cparams.no_perf = True
     ctx = llama_cpp.llama_init_from_model(model, cparams)
     if ctx and opts.embedding and llama_cpp.llama_pooling_type(ctx) == llama_cpp.LLAMA_POOLING_TYPE_NONE:
@@ -199,6 +200,20 @@ def _new_context(model: Any, opts: LoadOptions) -> tuple[Any, int]:
         cparams.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_MEAN
         ctx = llama_cpp.llama_init_from_model(model, cparams)
     return ctx, n_batch
+
+
+def _effective_kv_type(model: Any, opts: LoadOptions) -> str:
+    """As Ollama: a quantized KV cache needs flash attention and head sizes that fit its 32-wide
+    blocks; otherwise the cache stays f16 (with a warning) instead of failing the load."""
+    kv = opts.kv_cache_type
+    if kv == "f16":
+        return kv
+    head_dim = llama_cpp.llama_model_n_embd(model) // max(1, llama_cpp.llama_model_n_head(model))
+    if not opts.flash_attn or head_dim % 32:
+        why = "flash attention is off" if not opts.flash_attn else f"head size {head_dim} is not a multiple of 32"
+        print(f"warning: kv cache type {kv} not used ({why}); using f16", file=sys.stderr, flush=True)
+        return "f16"
+    return kv
 
 
 def _default_threads() -> int:
