@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from ollamalike.errors import OllamalikeError
@@ -182,8 +183,10 @@ def _log_request(request: web.Request, status: int, elapsed: float, info: dict[s
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    body = generate_latest(_metrics(request.app).registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # Negotiated from Accept: the classic 0.0.4 text format by default, OpenMetrics when asked.
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encoder(_metrics(request.app).registry)
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _install_observers(app: web.Application) -> None:
