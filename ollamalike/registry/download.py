@@ -111,6 +111,10 @@ class OrderedHasher:
 
     async def written(self, pos: int, data: bytes | bytearray) -> None:
         """Called after ``data`` was written at ``pos`` and counted in its part's ``done``."""
+        if pos > self.frontier:
+            # Ahead of the frontier: read back later by whoever moves the frontier here. Returning
+            # at once keeps this part's socket flowing instead of queueing behind the hashing.
+            return
         async with self.lock:
             if pos == self.frontier:
                 await asyncio.to_thread(self.sha.update, data)
