@@ -6,7 +6,10 @@
 #   daemon/service.sh uninstall   stop, disable and remove it
 #   daemon/service.sh print       print the unit that would be installed (changes nothing)
 #
-# SERVICE_DRY_RUN=1 writes the files but runs no systemctl/launchctl (used by the tests).
+# SERVICE_DRY_RUN=1 writes the files but runs no systemctl/launchctl (used by the tests);
+# SERVICE_OS=Linux|Darwin overrides `uname -s` (the tests render the launchd agent on Linux).
+# The unit sets only OLLAMALIKE_HOME; add OLLAMALIKE_API_KEY, OLLAMALIKE_HOST, ... with
+# `systemctl --user edit ollamalike` (Linux) or in the plist's EnvironmentVariables (macOS).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,27 +20,36 @@ say() { printf '==> %s\n' "$*"; }
 die() { printf 'service.sh: error: %s\n' "$*" >&2; exit 1; }
 run() { if [ "$DRY" = 1 ]; then say "(dry run) $*"; else "$@"; fi; }
 
-render() {
-  local escaped_bin escaped_home
-  escaped_bin=$(printf '%s' "$BIN" | sed 's/[&|\\]/\\&/g')
-  escaped_home=$(printf '%s' "$HOME" | sed 's/[&|\\]/\\&/g')
-  sed -e "s|@OLLAMALIKE@|$escaped_bin|g" -e "s|@HOME_DIR@|$escaped_home|g" "$1"
+# Escape a value for the file format: systemd (inside "..."; % starts a specifier) or XML.
+quote_for() {
+  case "$1" in
+    systemd) printf '%s' "$2" | sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/%/%%/g' ;;
+    plist) printf '%s' "$2" | sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g' ;;
+  esac
 }
 
-case "$(uname -s)" in
+# Fill in a template; the values are then escaped once more for sed's replacement text.
+render() {
+  local kind="$1" src="$2" escaped_bin escaped_home
+  escaped_bin=$(quote_for "$kind" "$BIN" | sed 's/[&|\\]/\\&/g')
+  escaped_home=$(quote_for "$kind" "$HOME" | sed 's/[&|\\]/\\&/g')
+  sed -e "s|@OLLAMALIKE@|$escaped_bin|g" -e "s|@HOME_DIR@|$escaped_home|g" "$src"
+}
+
+case "${SERVICE_OS:-$(uname -s)}" in
   Linux)
     SRC="$ROOT/daemon/ollamalike.service"
     DEST="${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user/ollamalike.service"
     case "$ACTION" in
-      print) render "$SRC" ;;
+      print) render systemd "$SRC" ;;
       install)
         [ -x "$BIN" ] || die "$BIN not found: run ./install.sh first"
-        mkdir -p "$(dirname "$DEST")" "$HOME/.ollamalike/logs"
-        render "$SRC" > "$DEST.tmp" && mv "$DEST.tmp" "$DEST"
-        say "wrote $DEST"
         if [ "$DRY" != 1 ] && ! command -v systemctl >/dev/null 2>&1; then
           die "systemctl not found: start the daemon yourself with '$BIN serve'"
         fi
+        mkdir -p "$(dirname "$DEST")" "$HOME/.ollamalike/logs"
+        render systemd "$SRC" > "$DEST.tmp" && mv "$DEST.tmp" "$DEST"
+        say "wrote $DEST"
         run systemctl --user daemon-reload
         run systemctl --user enable --now ollamalike.service
         say "service started; logs: journalctl --user -u ollamalike" ;;
@@ -58,11 +70,11 @@ case "$(uname -s)" in
     SRC="$ROOT/daemon/com.ollamalike.serve.plist"
     DEST="$HOME/Library/LaunchAgents/com.ollamalike.serve.plist"
     case "$ACTION" in
-      print) render "$SRC" ;;
+      print) render plist "$SRC" ;;
       install)
         [ -x "$BIN" ] || die "$BIN not found: run ./install.sh first"
         mkdir -p "$(dirname "$DEST")" "$HOME/.ollamalike/logs"
-        render "$SRC" > "$DEST.tmp" && mv "$DEST.tmp" "$DEST"
+        render plist "$SRC" > "$DEST.tmp" && mv "$DEST.tmp" "$DEST"
         say "wrote $DEST"
         run launchctl bootout "gui/$(id -u)" "$DEST" 2>/dev/null || true
         run launchctl bootstrap "gui/$(id -u)" "$DEST"
@@ -77,5 +89,5 @@ case "$(uname -s)" in
         fi ;;
       *) die "usage: daemon/service.sh install|uninstall|print" ;;
     esac ;;
-  *) die "unsupported system $(uname -s): run '$BIN serve' yourself" ;;
+  *) die "unsupported system ${SERVICE_OS:-$(uname -s)}: run '$BIN serve' yourself" ;;
 esac
