@@ -169,6 +169,27 @@ def write_tiny_llama(
     return path
 
 
+def write_tiny_lora(
+    path: str | Path, n_layer: int = 2, n_embd: int = 64, rank: int = 4, alpha: float = 8.0, seed: int = 777
+) -> Path:
+    """A LoRA adapter (attn_q/attn_v of every layer) for ``write_tiny_llama``'s default shapes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(str(_tmp(path)), "llama")
+    w.add_type("adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", alpha)
+    for i in range(n_layer):
+        for t in ("attn_q", "attn_v"):
+            out = n_embd if t == "attn_q" else n_embd // 2  # GQA: attn_v has n_head_kv * head_dim rows
+            # ggml shapes: lora_a [n_in, rank], lora_b [rank, n_out]; numpy arrays are row-major reversed.
+            w.add_tensor(f"blk.{i}.{t}.weight.lora_a", _weights(rng, (rank, n_embd), 0.5))
+            w.add_tensor(f"blk.{i}.{t}.weight.lora_b", _weights(rng, (out, rank), 0.5))
+    _write(w, path)
+    return path
+
+
 def write_bench_llama(path: str | Path, quant: str = "Q4_0") -> Path:
     """A ~100M-parameter llama (768 wide, 12 layers) for benchmarks; same vocabulary as the tiny one."""
     return write_tiny_llama(

@@ -218,3 +218,24 @@ async def _final(proc: RunnerProcess, prompt: str, options: dict[str, object]) -
     chunks = [c async for c in proc.completion(prompt, dict(options))]
     assert chunks[-1]["done"] is True
     return chunks[-1]
+
+
+async def test_lora_adapter_changes_output(config: Config, tmp_path: Path, tiny_chat_gguf: Path) -> None:
+    from ollamalike.testmodels import write_tiny_lora
+
+    lora = write_tiny_lora(tmp_path / "lora.gguf")
+    greedy = {"temperature": 0, "num_predict": 8}
+    base = await RunnerProcess.start(RunnerSpec(str(tiny_chat_gguf), threads=1), config)
+    try:
+        base_tokens = (await _final(base, "Hello world", greedy))["tokens"]
+    finally:
+        await base.stop()
+    adapted = await RunnerProcess.start(RunnerSpec(str(tiny_chat_gguf), threads=1, adapters=[str(lora)]), config)
+    try:
+        assert (await _final(adapted, "Hello world", greedy))["tokens"] != base_tokens
+    finally:
+        await adapted.stop()
+    bad = tmp_path / "bad-lora.gguf"
+    bad.write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(RunnerError, match="failed to load model"):
+        await RunnerProcess.start(RunnerSpec(str(tiny_chat_gguf), threads=1, adapters=[str(bad)]), config)

@@ -83,3 +83,14 @@ def test_bert_is_deterministic(tmp_path: Path, tiny_embed_gguf: Path) -> None:
     r = gguf.GGUFReader(tiny_embed_gguf)
     assert _field(r, "general.architecture") == "bert"
     assert _field(r, "bert.pooling_type") == int(gguf.PoolingType.MEAN)
+
+
+def test_lora_adapter_metadata(tmp_path: Path) -> None:
+    from ollamalike.testmodels import write_tiny_lora
+
+    a = write_tiny_lora(tmp_path / "a.gguf")
+    assert a.read_bytes() == write_tiny_lora(tmp_path / "b.gguf").read_bytes()
+    r = gguf.GGUFReader(a)
+    assert _field(r, "general.type") == "adapter" and _field(r, "adapter.type") == "lora"
+    names = {t.name for t in r.tensors}
+    assert "blk.0.attn_q.weight.lora_a" in names and "blk.1.attn_v.weight.lora_b" in names
