@@ -26,7 +26,15 @@ def _digest_map(body: dict[str, Any], key: str) -> dict[str, str]:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise BadRequest(f"'{key}' must be an object mapping file names to digests")
+    for name in value:
+        if not _valid_file_name(name):
+            raise BadRequest(f"invalid file name in '{key}': {name!r} (must be a relative path without '..')")
     return dict(value)
+
+
+def _valid_file_name(name: str) -> bool:
+    """Like Go's fs.ValidPath, which Ollama checks ``files`` names with: relative, no empty, '.' or '..' elements."""
+    return "\\" not in name and "\0" not in name and all(part not in ("", ".", "..") for part in name.split("/"))
 
 
 def check_messages(value: Any) -> list[dict[str, str]]:
