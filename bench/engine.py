@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python bench/engine.py [--threads N] [--runs N] [--tokens N]``.
 A ~100M-parameter random llama (Q4_0) is generated once under bench/out/. Measured:
   1. single-stream decode tokens/s: our runner (one request) vs ``Llama.generate`` (greedy, same prompt);
-  2. aggregate tokens/s with 1, 2, 4, 8 concurrent requests vs the same requests one after another.
+  2. aggregate tokens/s with 1, 2, 4, 8 concurrent requests vs the same requests one after another;
+  3. bare llama_decode with 1, 2, 4, 8 sequences per batch: what batching can gain on this CPU at all.
 Prints a markdown table of medians over several runs, with ratios. Targets: single stream >= 95% of
 Llama, 8 concurrent >= 2.5x the sequential aggregate.
 """
@@ -38,25 +39,44 @@ def model_path() -> Path:
     return path
 
 
-def llama_single(path: Path, threads: int, tokens: int, runs: int) -> list[float]:
+def llama_rate(llm: object, prompt: list[int], tokens: int) -> float:
     """Decode rate of Llama.generate: tokens after the first, over the time since the first."""
-    from llama_cpp import Llama
+    n, first = 0, 0.0
+    for _tok in llm.generate(prompt, temp=0.0, repeat_penalty=1.0, reset=True):  # type: ignore[attr-defined]
+        n += 1
+        if n == 1:
+            first = time.perf_counter()
+        if n == tokens:
+            break
+    return (n - 1) / (time.perf_counter() - first)
 
-    llm = Llama(str(path), n_ctx=1024, n_batch=512, n_threads=threads, n_threads_batch=threads, verbose=False)
-    prompt = llm.tokenize(PROMPT.encode())
-    rates = []
-    for _ in range(runs + 1):  # the first run warms up
-        llm.reset()
-        n, first = 0, 0.0
-        for _tok in llm.generate(prompt, temp=0.0, repeat_penalty=1.0, reset=True):
-            n += 1
-            if n == 1:
-                first = time.perf_counter()
-            if n == tokens:
-                break
-        rates.append((n - 1) / (time.perf_counter() - first))
-    del llm
-    return rates[1:]
+
+def raw_decode_scaling(path: Path, threads: int, steps: int = 20) -> dict[int, float]:
+    """Tokens/s of bare llama_decode with 1, 2, 4, 8 sequences per batch: the ceiling batching can reach."""
+    import llama_cpp
+
+    from ollamalike.runner.llama import LoadOptions, load_model
+
+    m = load_model(LoadOptions(str(path), ctx_size=8 * 512, parallel=8, threads=threads), [0.0])
+    batch = llama_cpp.llama_batch_init(8, 0, 1)
+    rates: dict[int, float] = {}
+    try:
+        for n in (1, 2, 4, 8):
+            times = []
+            for pos in range(steps):
+                for i in range(n):
+                    batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = 100 + i, pos, 1, 1
+                    batch.seq_id[i][0] = i
+                batch.n_tokens = n
+                t = time.perf_counter()
+                llama_cpp.llama_decode(m.ctx, batch)
+                times.append(time.perf_counter() - t)
+            rates[n] = n / statistics.median(times)
+            llama_cpp.llama_memory_clear(m.mem, True)
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        m.close()
+    return rates
 
 
 async def one(proc: RunnerProcess, prompt: str, tokens: int) -> tuple[int, float]:
@@ -71,14 +91,25 @@ async def one(proc: RunnerProcess, prompt: str, tokens: int) -> tuple[int, float
     raise RuntimeError("stream ended without done")
 
 
-async def runner_bench(path: Path, threads: int, tokens: int, runs: int) -> tuple[list[float], dict[int, tuple[float, float]]]:
+async def runner_bench(
+    path: Path, threads: int, tokens: int, runs: int
+) -> tuple[list[float], list[float], dict[int, tuple[float, float]]]:
+    from llama_cpp import Llama
+
     home = OUT / "home"
     config = Config(home=home, models_dir=home / "models")
     spec = RunnerSpec(str(path), ctx_size=8 * 512, num_parallel=8, num_batch=512, threads=threads)
+    llm = Llama(str(path), n_ctx=1024, n_batch=512, n_threads=threads, n_threads_batch=threads, verbose=False)
+    llama_prompt = llm.tokenize(PROMPT.encode())
     proc = await RunnerProcess.start(spec, config)
     try:
         await one(proc, PROMPT + " warm", tokens)
-        single = [(await one(proc, f"{PROMPT} {i}", tokens))[1] for i in range(runs)]
+        llama_rate(llm, llama_prompt, tokens)
+        # Interleaved, so both see the same machine load (a shared machine's load drifts).
+        ours, ref = [], []
+        for i in range(runs):
+            ours.append((await one(proc, f"{PROMPT} {i}", tokens))[1])
+            ref.append(llama_rate(llm, llama_prompt, tokens))
         table: dict[int, tuple[float, float]] = {}
         for conc in (1, 2, 4, 8):
             par, seq = [], []
@@ -93,20 +124,23 @@ async def runner_bench(path: Path, threads: int, tokens: int, runs: int) -> tupl
                     total += (await one(proc, p + " seq", tokens))[0]
                 seq.append(total / (time.perf_counter() - t))
             table[conc] = (statistics.median(par), statistics.median(seq))
-        return single, table
+        return ours, ref, table
     finally:
         await proc.stop()
+        del llm
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 8))
-    ap.add_argument("--runs", type=int, default=3)
+    # Physical cores are best; on a shared or small machine use fewer threads than free cores, or ggml's
+    # spinning thread barriers stall whenever one of its threads is preempted.
+    ap.add_argument("--threads", type=int, default=max(1, min((os.cpu_count() or 2) // 2, 8)))
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=64)
     args = ap.parse_args()
     path = model_path()
-    single_ours, table = asyncio.run(runner_bench(path, args.threads, args.tokens, args.runs))
-    single_llama = llama_single(path, args.threads, args.tokens, args.runs)
+    single_ours, single_llama, table = asyncio.run(runner_bench(path, args.threads, args.tokens, args.runs))
+    raw = raw_decode_scaling(path, args.threads)
     ours, ref = statistics.median(single_ours), statistics.median(single_llama)
     size_mb = path.stat().st_size / 1e6
     print(f"model: {path.name} ({size_mb:.0f} MB, ~100M params, Q4_0), threads={args.threads}, "
@@ -117,6 +151,9 @@ def main() -> int:
     for conc, (par, seq) in table.items():
         target = ">= 2.5" if conc == 8 else ""
         print(f"| {conc} concurrent: aggregate tok/s vs sequential | {par:.1f} | {seq:.1f} | {par / seq:.2f}x | {target} |")
+    for n, rate in raw.items():
+        print(f"| raw llama_decode, {n} sequences per batch (tok/s) vs 1 per batch | {rate:.1f} | {raw[1]:.1f} "
+              f"| {rate / raw[1]:.2f}x | ceiling |")
     return 0
 
 
