@@ -235,3 +235,24 @@ async def test_tokenize_detokenize_roundtrip(runner: RunnerProcess) -> None:
         await runner.detokenize([-5])
     with pytest.raises(BadRequest, match="embeddings"):
         await runner.embed(["hi"])
+
+
+async def test_new_request_joins_while_others_generate(runner: RunnerProcess) -> None:
+    order: list[str] = []
+
+    async def run(name: str, prompt: str, n: int, started: asyncio.Event | None = None) -> None:
+        count = 0
+        async for ev in runner.completion(prompt, {"temperature": 0.7, "seed": 4, "num_predict": n}):
+            count += 1
+            if started is not None and count == 3:
+                started.set()
+            if ev.get("done"):
+                order.append(name)
+
+    started = asyncio.Event()
+    long_task = asyncio.create_task(run("long", "a long story about the sea", 150, started))
+    await asyncio.wait_for(started.wait(), 30)
+    await run("short", "a short one", 5)
+    assert order == ["short"], "the short request had to wait for the long one"
+    await long_task
+    assert order == ["short", "long"]
