@@ -21,7 +21,10 @@ from tests.infer_helpers import runner_pids, start_serving_daemon
 
 pytestmark = pytest.mark.e2e
 
-LONG = {"num_predict": 100000, "seed": 1, "temperature": 1.0, "num_ctx": 2048}
+# Greedy decoding of this raw prompt runs thousands of tokens without an end-of-sequence token
+# (checked against the tiny model), so these requests are still generating when a test acts.
+LONG = {"num_predict": 100000, "temperature": 0, "num_ctx": 2048}
+LONG_REQUEST = {"model": "tiny", "prompt": "tell me a long story", "raw": True, "options": LONG}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def quick(d: Daemon, timeout: float = 60) -> tuple[int, Any]:
 
 
 def test_client_disconnect_frees_the_slot(d: Daemon) -> None:
-    stream = OpenStream(d, {"model": "tiny", "prompt": "tell me a long story", "options": LONG})
+    stream = OpenStream(d, LONG_REQUEST)
     assert stream.first["done"] is False
     stream.close()
     # With one slot, this request can only run once the abandoned sequence has been cancelled.
@@ -81,8 +84,7 @@ def test_abandoned_non_streamed_request_frees_the_slot(d: Daemon) -> None:
     pids = runner_pids(d)
     before = sum(cpu_ticks(p) for p in pids)
     conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=120)
-    conn.request("POST", "/api/generate", json.dumps({"model": "tiny", "prompt": "story", "stream": False,
-                                                      "options": LONG}), {"Content-Type": "application/json"})
+    conn.request("POST", "/api/generate", json.dumps({**LONG_REQUEST, "stream": False}), {"Content-Type": "application/json"})
     # Nothing is written until the end for stream: false; the daemon must still notice the hang-up.
     deadline = time.monotonic() + 30
     while sum(cpu_ticks(p) for p in pids) < before + 20 and time.monotonic() < deadline:
@@ -93,7 +95,7 @@ def test_abandoned_non_streamed_request_frees_the_slot(d: Daemon) -> None:
 
 
 def test_full_queue_answers_503_and_queued_request_completes(d: Daemon) -> None:
-    stream = OpenStream(d, {"model": "tiny", "prompt": "story", "options": LONG})  # holds the only slot
+    stream = OpenStream(d, LONG_REQUEST)  # holds the only slot
     results: list[tuple[int, Any]] = []
     threads = [threading.Thread(target=lambda: results.append(quick(d))) for _ in range(2)]
     try:
@@ -113,7 +115,7 @@ def test_full_queue_answers_503_and_queued_request_completes(d: Daemon) -> None:
 
 
 def test_killed_runner_errors_mid_stream_and_next_request_reloads(d: Daemon) -> None:
-    stream = OpenStream(d, {"model": "tiny", "prompt": "story", "options": LONG})
+    stream = OpenStream(d, LONG_REQUEST)
     pids = runner_pids(d)
     assert pids, "no runner process found"
     for pid in pids:
@@ -132,7 +134,7 @@ def test_killed_runner_errors_mid_stream_and_next_request_reloads(d: Daemon) -> 
 def test_killed_runner_fails_a_non_streamed_request_with_500(d: Daemon) -> None:
     quick(d)  # loaded
     results: list[tuple[int, Any]] = []
-    body = {"model": "tiny", "prompt": "story", "stream": False, "options": LONG}
+    body = {**LONG_REQUEST, "stream": False}
     worker = threading.Thread(target=lambda: results.append(d.request("POST", "/api/generate", body)))
     pids = runner_pids(d)
     assert pids

@@ -73,8 +73,10 @@ async def _serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    # handler_cancellation: a client that goes away cancels its handler, so a queued or
+    # non-streamed generation stops and frees its runner slot instead of running on for nobody.
     runner = web.AppRunner(make_app(config), access_log=logging.getLogger("aiohttp.access"),
-                           shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+                           shutdown_timeout=SHUTDOWN_GRACE_SECONDS, handler_cancellation=True)
     await runner.setup()
     try:
         site = web.TCPSite(runner, config.host or None, config.port, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
