@@ -207,6 +207,9 @@ async def test_preflight_needs_no_key_and_errors_carry_cors_headers(make_client:
     ("0.0.0.0", "10.0.0.7:11434", True),
     ("0.0.0.0", "[fe80::1]:11434", True),
     ("0.0.0.0", "evil.example", False),
+    ("0.0.0.0", "host.docker.internal:11434", True),
+    ("0.0.0.0", "mybox.local", True),
+    ("127.0.0.1", "host.docker.internal", False),
     ("::", "203.0.113.5", True),
 ])
 def test_host_allowed_table(bind: str, host: str, allowed: bool) -> None:

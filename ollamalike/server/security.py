@@ -86,8 +86,9 @@ def host_allowed(header: str, config: Config) -> bool:
         return True
     bind_ip = _ip(bind) if bind else ipaddress.ip_address("0.0.0.0")
     if bind_ip is not None and bind_ip.is_unspecified:
-        # Listening on every interface: any address of this machine, or its name, is legitimate.
-        return ip is not None or name in _machine_names()
+        # Listening on every interface: any address of this machine, or its name, is legitimate;
+        # so are the local-only TLDs Ollama accepts (host.docker.internal from containers, mDNS .local).
+        return ip is not None or name in _machine_names() or name.endswith((".internal", ".local"))
     return False
 
 
