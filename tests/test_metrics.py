@@ -190,3 +190,13 @@ def test_pull_bytes_counted(daemon_factory: Callable[..., Daemon], tiny_chat_ggu
         assert value(scrape(a), "ollamalike_pull_bytes_total") == 0
     finally:
         registry.stop()
+
+
+async def test_debug_access_log_has_client_details(aiohttp_client: Any, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(load_config({"OLLAMALIKE_HOME": str(tmp_path / "home"), "OLLAMALIKE_DEBUG": "1"}))
+    client = await aiohttp_client(app)
+    with caplog.at_level(logging.INFO, logger="ollamalike.access"):
+        await client.get("/api/version", headers={"User-Agent": "probe/1.0"})
+    line = next(r.getMessage() for r in caplog.records if r.name == "ollamalike.access")
+    assert line.startswith("GET /api/version 200 ") and "remote=127.0.0.1" in line and "ua='probe/1.0'" in line
