@@ -287,6 +287,8 @@ async def test_concurrent_pull_limit_is_a_clear_503(make_client: Any) -> None:
 def test_check_bind() -> None:
     from ollamalike.cli.serve import check_bind
 
+    assert load_config({}).host == "127.0.0.1"  # loopback unless told otherwise
+    check_bind(load_config({}), False)
     check_bind(load_config({"OLLAMALIKE_HOST": "127.0.0.1"}), False)
     check_bind(load_config({"OLLAMALIKE_HOST": "localhost:9000"}), False)
     check_bind(load_config({"OLLAMALIKE_HOST": "[::1]:9000"}), False)
