@@ -1,12 +1,13 @@
 """Downloading one blob into the store: parallel ranged parts, resume, verification, retries.
 
-A large blob is split into up to ``MAX_PARTS`` parts of at least ``MIN_PART`` bytes, fetched with
-Range requests and written at their offsets into the store's partial file. How far each part got
-is saved (``PartState``) every few MiB, so a killed process or a lost connection resumes where it
-stopped; the saved count never runs ahead of bytes already handed to the kernel. A server that
-ignores Range (200 instead of 206) makes us fall back to one sequential stream. Bytes are hashed
-in blob order as they land (``OrderedHasher``), so the digest is known when the last part ends;
-nothing becomes visible until ``PartialBlob.finish()`` has matched it against the expected one.
+A large blob is split into parts of at least ``MIN_PART`` bytes (at most ``MAX_CHUNKS`` of them),
+fetched in order by up to ``MAX_PARTS`` concurrent Range requests and written at their offsets
+into the store's partial file. Taking parts in order keeps the data arriving roughly in order, so
+the in-order hash (``OrderedHasher``) keeps up with the download instead of trailing it. How far
+each part got is saved (``PartState``) every few MiB, so a killed process or a lost connection
+resumes where it stopped; the saved count never runs ahead of bytes already handed to the kernel.
+A server that ignores Range (200 instead of 206) makes us fall back to one sequential stream.
+Nothing becomes visible until ``PartialBlob.finish()`` has matched the digest.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from ollamalike.registry.oci import RegistryClient
 
 log = logging.getLogger("ollamalike.registry")
 
-MIN_PART = 64 * 1024 * 1024
-MAX_PARTS = 8
+MIN_PART = 16 * 1024 * 1024
+MAX_CHUNKS = 1024
+MAX_PARTS = 8  # concurrent ranged requests per blob
 WRITE_CHUNK = 4 * 1024 * 1024
 SAVE_EVERY = 8 * 1024 * 1024
 
@@ -61,10 +63,9 @@ class Part:
 
 
 def plan_parts(size: int) -> list[Part]:
-    count = max(1, min(MAX_PARTS, size // MIN_PART))
-    step = -(-size // count) if size else 0
-    parts = [Part(i * step, min(size, (i + 1) * step)) for i in range(count)]
-    return [p for p in parts if p.end > p.start] or [Part(0, size)]
+    step = max(MIN_PART, -(-size // MAX_CHUNKS))
+    parts = [Part(start, min(size, start + step)) for start in range(0, size, step)]
+    return parts or [Part(0, size)]
 
 
 def _restore(state: dict[str, Any] | None, size: int) -> list[Part] | None:
@@ -209,7 +210,13 @@ class BlobDownload:
         if not todo:
             return
         ranged = len(self.parts) > 1 or self.parts[0].done > 0
-        tasks = [asyncio.create_task(self._fetch_part(p, ranged)) for p in todo]
+        queue = iter(todo)  # shared: each worker takes the next part in blob order
+
+        async def worker() -> None:
+            for part in queue:
+                await self._fetch_part(part, ranged)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(min(MAX_PARTS, len(todo)))]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -275,7 +282,7 @@ class BlobDownload:
         part.done += len(data)
         await self.hasher.written(pos, data)
         self._unsaved += len(data)
-        if self._unsaved >= SAVE_EVERY:
+        if self._unsaved >= max(SAVE_EVERY, self.size // 512):
             self._save()
         self.progress(self.completed)
         return pos + len(data)

@@ -137,6 +137,11 @@ async def _download_all(
                 partial.discard()
                 state.clear(digest)
                 raise
+            except asyncio.CancelledError:
+                if download.completed == 0:  # nothing worth resuming: leave no trace
+                    partial.discard()
+                    state.clear(digest)
+                raise
             finally:
                 if stats is not None:
                     stats["transferred"] = stats.get("transferred", 0) + download.transferred
@@ -149,12 +154,18 @@ async def _download_all(
             progress(size, force=True)
 
     async def runner() -> None:
+        tasks = [asyncio.create_task(one(d)) for d in unique]
         try:
-            await asyncio.gather(*(one(d) for d in unique))
+            await asyncio.gather(*tasks)
             queue.put_nowait(None)
         except BaseException as e:
             queue.put_nowait(e)
             raise
+        finally:
+            # One blob failing stops the others (gather alone would leave them running).
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     task = asyncio.create_task(runner())
     try:
