@@ -20,13 +20,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ollamalike.config import Config
 from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
 from ollamalike.hardware.planner import InsufficientMemory
-from ollamalike.scheduler.plan import LoadPlan, available_memory, display_name, layout_load, plan_load
+from ollamalike.scheduler.plan import LoadPlan, available_memory, layout_load, plan_load
+from ollamalike.scheduler.report import ps_entry
 
 log = logging.getLogger("ollamalike.scheduler")
 
@@ -382,30 +382,6 @@ class Scheduler:
         for entry in entries:
             if not entry.alive:
                 continue
-            memory = getattr(entry.runner, "memory", None) or {}
-            size = int(memory.get("size") or entry.plan.size)
-            size_vram = int(memory.get("size_vram", entry.plan.size_vram))
-            digest = str(entry.model.digest)
-            out.append(
-                {
-                    "name": display_name(entry.model),
-                    "model": display_name(entry.model),
-                    "size": size,
-                    "size_vram": size_vram,
-                    "digest": digest.removeprefix("sha256:"),
-                    "details": dict(getattr(entry.model, "details", None) or {}),
-                    "expires_at": _expires_text(entry),
-                    "context_length": entry.plan.num_ctx,
-                }
-            )
+            out.append(ps_entry(entry.model, entry.runner, entry.plan, entry.keep_alive, entry.expires_at))
         return out
 
-
-def _expires_text(entry: _Loaded) -> str:
-    """RFC 3339 in local time; "forever" is a far-future date as Ollama reports it."""
-    local = datetime.now(timezone.utc).astimezone().tzinfo
-    if entry.keep_alive < 0 or entry.expires_at is None:
-        when = datetime.now(local) + timedelta(days=365 * 290)
-    else:
-        when = datetime.fromtimestamp(entry.expires_at, local)
-    return when.isoformat()
