@@ -206,3 +206,21 @@ def test_run_pulls_a_missing_model_first(d: Daemon, tmp_path: Path) -> None:
         assert any(m["name"] == remote for m in listed["models"]), listed
     finally:
         registry.stop()
+
+
+def test_one_shot_on_a_terminal_wraps_words(d: Daemon) -> None:
+    create = d.request("POST", "/api/create", {"model": "wordy", "from": "tiny", "stream": False,
+                                               "parameters": {"num_predict": 60, "seed": 2, "temperature": 0}})
+    assert create[0] == 200, create
+    outputs = {}
+    for flag in ((), ("--nowordwrap",)):
+        child = pexpect.spawn(sys.executable, ["-m", "ollamalike", "run", "wordy", "hello", *flag], env=d.env,
+                              encoding="utf-8", timeout=60, dimensions=(24, 40))
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0, child.before
+        outputs[flag] = str(child.before).replace("\r\n", "\n")
+    wrapped, raw = outputs[()], outputs[("--nowordwrap",)]
+    assert all(len(line) <= 40 for line in wrapped.split("\n")), wrapped
+    assert wrapped.split() == raw.split()  # same words, only line breaks differ
+    assert max(len(line) for line in raw.split("\n")) > 40, raw  # wrapping was needed
