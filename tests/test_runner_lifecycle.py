@@ -45,6 +45,8 @@ async def test_bad_model_file_gives_reason(config: Config, tmp_path: Path) -> No
         await RunnerProcess.start(RunnerSpec(str(bad)), config)
     with pytest.raises(RunnerError, match="not found"):
         await RunnerProcess.start(RunnerSpec(str(tmp_path / "missing.gguf")), config)
+    with pytest.raises(RunnerError, match="invalid choice: 'q5_9'"):
+        await RunnerProcess.start(RunnerSpec(str(bad), kv_cache_type="q5_9"), config)
     assert not list((config.run_dir).glob("*.sock"))
 
 

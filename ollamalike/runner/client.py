@@ -280,7 +280,5 @@ class RunnerProcess:
         for line in reversed(lines):
             if line.startswith("error: "):
                 return line[len("error: "):]
-        for line in reversed(lines):
-            if "error" in line.lower() or "failed" in line.lower() or "Traceback" not in line:
-                return line
-        return default
+        # Otherwise the last line: for a Python failure that is the exception itself.
+        return lines[-1] if lines else default
