@@ -312,3 +312,29 @@ def test_think_splits_thinking_from_content(d: Daemon) -> None:
     _, off = post(d, "/api/chat", {"model": "thinker", "messages": msgs, "think": False, "options": {**FAST, "temperature": 1},
                                    "stream": False})
     assert off["eval_count"] > 0 and "thinking" not in off["message"], off
+
+
+def test_parallel_requests_share_one_runner(d: Daemon) -> None:
+    import threading
+
+    from tests.infer_helpers import runner_pids
+
+    post(d, "/api/generate", {"model": "tiny", "keep_alive": "5m", "stream": False})
+    before = set(runner_pids(d))
+    results: list[Any] = []
+
+    def one(i: int) -> None:
+        results.append(streamed(d, "/api/generate", {"model": "tiny", "prompt": f"request {i}",
+                                                     "options": {"num_predict": 8, "seed": i}}))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 6
+    for chunks in results:
+        final = chunks[-1]
+        check_final(final)
+        assert final["eval_count"] == 8 or final["done_reason"] == "stop"
+    assert set(runner_pids(d)) <= before  # no new runner: the loaded one served them all
