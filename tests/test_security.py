@@ -311,8 +311,8 @@ def test_serve_refuses_a_public_bind_without_a_key(tmp_path: Path) -> None:
                             timeout=60)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("Error: refusing to listen on 0.0.0.0"), result.stderr
-    assert "OLLAMALIKE_API_KEY" in lines[-1] and "--insecure-no-auth" in lines[-1]
+    assert len(lines) == 1 and lines[0].startswith("Error: refusing to listen on 0.0.0.0"), result.stderr
+    assert "OLLAMALIKE_API_KEY" in lines[0] and "--insecure-no-auth" in lines[0]
 
 
 # -- the real daemon with a key ------------------------------------------------------------------
@@ -341,3 +341,50 @@ def test_daemon_with_key_and_cli(daemon_factory: Callable[..., Daemon], tiny_cha
         client.json("DELETE", "/api/delete", {"model": "tiny"})
     with pytest.raises(Unauthorized):
         Client(d.base_url, api_key="nope").json("GET", "/api/tags", None)
+
+
+@pytest.mark.e2e
+def test_daemon_refuses_a_pull_beyond_the_limit(daemon_factory: Callable[..., Daemon]) -> None:
+    """A registry that holds the first pull's manifest request: a second pull meanwhile gets 503."""
+    import asyncio
+    import threading
+    import urllib.request
+
+    from aiohttp import web
+
+    from tests.registry_server import ThreadedServer
+
+    arrived, release = threading.Event(), threading.Event()
+
+    async def registry(request: web.Request) -> web.Response:
+        if "/manifests/" in request.path:
+            arrived.set()
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 60)
+        return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "unknown"}]}, status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", registry)
+    server = ThreadedServer(app)
+    server.start()
+    d = daemon_factory({"OLLAMALIKE_MAX_CONCURRENT_PULLS": "1"})
+    name = f"127.0.0.1:{server.port}/ns/model:tag"
+    first: list[tuple[int, Any]] = []
+    try:
+        worker = threading.Thread(target=lambda: first.append(
+            d.request("POST", "/api/pull", {"model": name, "insecure": True, "stream": False})))
+        worker.start()
+        assert arrived.wait(30), "the first pull never reached the registry"
+        status, body = d.request("POST", "/api/pull", {"model": name, "insecure": True})
+        assert_api_error(status, body, 503, "too many concurrent pulls (limit 1")
+        with urllib.request.urlopen(d.base_url + "/metrics", timeout=30) as resp:
+            assert 'ollamalike_http_requests_total{endpoint="/api/pull",method="POST",status="503"} 1.0' in \
+                resp.read().decode()
+        release.set()
+        worker.join(60)
+        # The registry's answer (no such manifest), not the limit.
+        assert first and first[0][0] != 503 and "file does not exist" in first[0][1]["error"], first
+        status, body = d.request("POST", "/api/pull", {"model": name, "insecure": True, "stream": False})
+        assert status != 503 and "file does not exist" in body["error"], body  # the slot is free again
+    finally:
+        release.set()
+        server.stop()
