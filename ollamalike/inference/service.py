@@ -124,7 +124,8 @@ async def _fit_chat(runner: Any, model: Any, messages: list[dict[str, Any]], too
         if k not in rendered:
             gone = set(droppable[:k])
             keep = [m for i, m in enumerate(messages) if i not in gone]
-            prompt = render_chat(model, keep, tools=tools, think=think)
+            # Off the event loop: a pathological template may take its whole time budget.
+            prompt = await asyncio.to_thread(render_chat, model, keep, tools=tools, think=think)
             rendered[k] = (prompt, await runner.tokenize(prompt, add_special=True))
         return rendered[k]
 
@@ -170,9 +171,9 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
     else:
         from ollamalike.template import render_generate
 
-        prompt = render_generate(model, req.prompt, system=req.system, suffix=req.suffix,
-                                 template_override=req.template, include_history=not req.context,
-                                 think=req.think)
+        prompt = await asyncio.to_thread(
+            render_generate, model, req.prompt, system=req.system, suffix=req.suffix,
+            template_override=req.template, include_history=not req.context, think=req.think)
     lease = await state.scheduler.acquire(model, options, req.keep_alive)
     try:
         runner = lease.runner
