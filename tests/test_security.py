@@ -342,6 +342,20 @@ def test_daemon_with_key_and_cli(daemon_factory: Callable[..., Daemon], tiny_cha
     with pytest.raises(Unauthorized):
         Client(d.base_url, api_key="nope").json("GET", "/api/tags", None)
 
+    # Real clients: Ollama's Python client with a header, the OpenAI SDK with its api_key.
+    import ollama
+    import openai
+
+    listed = ollama.Client(host=d.base_url, headers={"Authorization": f"Bearer {KEY}"}).list()
+    assert [m.model for m in listed.models] == ["tiny:latest"]
+    with pytest.raises(ollama.ResponseError) as err:
+        ollama.Client(host=d.base_url).list()
+    assert err.value.status_code == 401
+    sdk = openai.OpenAI(base_url=d.base_url + "/v1", api_key=KEY, max_retries=0)
+    assert [m.id for m in sdk.models.list()] == ["tiny:latest"]
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=d.base_url + "/v1", api_key="wrong", max_retries=0).models.list()
+
 
 @pytest.mark.e2e
 def test_daemon_refuses_a_pull_beyond_the_limit(daemon_factory: Callable[..., Daemon]) -> None:
