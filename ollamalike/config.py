@@ -134,6 +134,7 @@ class Config:
     gpu_overhead_bytes: int = 0
     runner_python: str = sys.executable
     backend_override: str | None = None  # the backend install.sh was told to build
+    noprune: bool = False  # keep unreferenced blobs at start-up
 
     @property
     def base_url(self) -> str:
@@ -242,4 +243,5 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         gpu_overhead_bytes=max(0, _int(env, "GPU_OVERHEAD", 0)),
         runner_python=env.get("OLLAMALIKE_RUNNER_PYTHON") or sys.executable,
         backend_override=env.get("OLLAMALIKE_BACKEND"),
+        noprune=_bool(_get(env, "NOPRUNE")),
     )

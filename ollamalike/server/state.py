@@ -36,6 +36,12 @@ class AppState:
         except OSError as e:
             where = e.filename or config.models_dir
             raise InternalError(f"cannot use models directory {config.models_dir}: {e.strerror} ({where})") from None
+        if not config.noprune:
+            # As Ollama does at start-up: blobs no model references (an abandoned upload, a model
+            # deleted while the daemon was down) are removed. OLLAMALIKE_NOPRUNE=1 keeps them.
+            removed = store.gc()
+            if removed:
+                log.info("pruned %d unused blob(s) from %s", len(removed), config.models_dir)
         return cls(config=config, store=store, scheduler=Scheduler(config))
 
     async def close(self) -> None:
