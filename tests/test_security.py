@@ -4,6 +4,7 @@ plus the bind check of ``ollamalike serve`` and the real daemon with a key."""
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import subprocess
 import sys
@@ -402,3 +403,31 @@ def test_daemon_refuses_a_pull_beyond_the_limit(daemon_factory: Callable[..., Da
     finally:
         release.set()
         server.stop()
+
+
+@pytest.mark.e2e
+def test_daemon_on_all_interfaces_with_a_key(tmp_path: Path) -> None:
+    import socket
+
+    from tests.daemon import start_daemon
+
+    port = free_port()
+    d = start_daemon(tmp_path / "home", {"OLLAMALIKE_HOST": f"0.0.0.0:{port}", "OLLAMALIKE_API_KEY": KEY}, port=port)
+    try:
+        def get(host: str, key: str | None = KEY) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                conn.request("GET", "/api/tags", headers={"Host": host, **(bearer(key) if key else {})})
+                resp = conn.getresponse()
+                return resp.status, resp.read()
+            finally:
+                conn.close()
+
+        assert get(f"{socket.gethostname()}:{port}")[0] == 200
+        assert get(f"10.1.2.3:{port}")[0] == 200
+        assert get(f"127.0.0.1:{port}", key=None)[0] == 401
+        status, body = get("rebound.attacker.example")
+        assert_api_error(status, body, 403, "host not allowed")
+        assert "listening on 0.0.0.0" in d.logs() and "auth=on" in d.logs()
+    finally:
+        d.stop()
