@@ -256,3 +256,11 @@ async def test_new_request_joins_while_others_generate(runner: RunnerProcess) ->
     assert order == ["short"], "the short request had to wait for the long one"
     await long_task
     assert order == ["short", "long"]
+
+
+async def test_empty_prompt_starts_from_bos(runner: RunnerProcess) -> None:
+    for prompt in ("", []):
+        _, final = await collect(runner, prompt, {"temperature": 0, "num_predict": 2})
+        assert final["prompt_tokens"] == 1 and final["eval_count"] == 2
+    _, zero = await collect(runner, "nothing to generate", {"num_predict": 0})
+    assert zero["eval_count"] == 0 and zero["done_reason"] == "length"

@@ -142,7 +142,9 @@ class RunnerServer:
         keep_last = bool(llama_cpp.llama_vocab_get_add_sep(m.vocab) or llama_cpp.llama_vocab_get_add_eos(m.vocab))
         token_lists = []
         for text in inputs:
-            toks = tokenize(m, text, True, False) or [m.bos]
+            toks = tokenize(m, text, True, False) or ([m.bos] if m.bos >= 0 else [])
+            if not toks:
+                raise _http_error(400, "cannot embed an empty input with this model")
             if len(toks) > limit:
                 if not truncate:
                     raise _http_error(400, "input length exceeds maximum context length")
@@ -177,6 +179,8 @@ class RunnerServer:
         prompt = body.get("prompt", "")
         tokens = tokenize(m, prompt, True, True) if isinstance(prompt, str) else _check_tokens(m, prompt)
         if not tokens:
+            if m.bos < 0:
+                raise _http_error(400, "the prompt is empty and this model has no BOS token to start from")
             tokens = [m.bos]
         options = body.get("options") or {}
         if not isinstance(options, dict):
