@@ -23,6 +23,7 @@ from typing import Any
 
 import llama_cpp
 
+from ollamalike.runner.constrained import Candidates, build_grammar
 from ollamalike.runner.llama import Loaded
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
@@ -68,6 +69,7 @@ class Engine:
         self._pieces: dict[int, bytes] = {}
         self._piece_buf = (ctypes_char_array(256))()
         self.stats = _Stats()
+        self._candidates: Candidates | None = None
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
 
     # --- thread-safe API -------------------------------------------------------------------
@@ -157,11 +159,12 @@ class Engine:
                 llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, -1, -1)
             del slot.cache[n:]
         try:
-            sampler = build_sampler(req.params, m.vocab, m.n_vocab, req.grammar, prompt)
+            grammar = build_grammar(m.vocab, req.grammar) if req.grammar is not None else None
         except Exception as e:
             req.emit({"error": str(e)})
             return
-        slot.begin(req, prompt, n, sampler, TextStream(req.params.stop), self._limit(req.params))
+        sampler = build_sampler(req.params, m.vocab, m.n_vocab, prompt)
+        slot.begin(req, prompt, n, sampler, TextStream(req.params.stop), self._limit(req.params), grammar)
 
     def _limit(self, p: SamplingParams) -> int:
         if p.num_predict == -2:
@@ -239,7 +242,12 @@ class Engine:
             if slot.limit <= 0:
                 self._finish(slot, reason="length")
                 continue
-            token = llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx)
+            if slot.grammar is not None:
+                if self._candidates is None:
+                    self._candidates = Candidates(m.n_vocab)
+                token = self._candidates.sample(slot.sampler, slot.grammar, m.ctx, idx)
+            else:
+                token = llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx)
             self._on_token(slot, token)
         return True
 

@@ -1,7 +1,7 @@
 """Per-request sampling: llama.cpp sampler chains, grammars for structured output, and the text stream.
 
 ``SamplingParams.from_options`` reads Ollama's option names with Ollama's defaults;
-``build_sampler`` turns them (plus an optional grammar) into one ``llama_sampler`` chain;
+``build_sampler`` turns them into one ``llama_sampler`` chain (grammars live in ``constrained``);
 ``grammar_for_format`` converts ``format`` ("json" or a JSON schema) into GBNF; ``TextStream``
 turns generated token bytes into text chunks that are always whole UTF-8 characters and never
 contain (or begin to contain) a stop sequence.
@@ -84,24 +84,18 @@ def _seed(seed: int) -> int:
     return llama_cpp.LLAMA_DEFAULT_SEED if seed < 0 else seed & 0xFFFFFFFF
 
 
-def build_sampler(
-    params: SamplingParams, vocab: Any, n_vocab: int, grammar: str | None, history: Sequence[int]
-) -> Any:
+def build_sampler(params: SamplingParams, vocab: Any, n_vocab: int, history: Sequence[int]) -> Any:
     """A sampler chain for one request. ``history`` (prompt tokens) primes the repetition penalties.
 
-    Order follows Ollama/llama.cpp: grammar first (so every later stage only sees valid tokens),
-    penalties, then either greedy, mirostat, or top_k → typical → top_p → min_p → temperature → dist.
+    Order follows Ollama/llama.cpp: penalties, then either greedy, mirostat, or
+    top_k → typical → top_p → min_p → temperature → dist. A grammar is kept outside the chain
+    (see ``constrained``) so it is only consulted for the token the chain picked.
     """
+    del vocab  # the chain's samplers need no vocabulary; kept for a uniform call site
     chain_params = llama_cpp.llama_sampler_chain_default_params()
     chain_params.no_perf = True
     chain = llama_cpp.llama_sampler_chain_init(chain_params)
     add = llama_cpp.llama_sampler_chain_add
-    if grammar is not None:
-        g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
-        if not g:
-            llama_cpp.llama_sampler_free(chain)
-            raise BadRequest("the format could not be compiled into a grammar")
-        add(chain, g)
     if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
         last_n = n_vocab if params.repeat_last_n == -1 else max(params.repeat_last_n, 0)
         pen = llama_cpp.llama_sampler_init_penalties(

@@ -22,6 +22,7 @@ class Slot:
     cache: list[int] = field(default_factory=list)
     req: Any = None
     sampler: Any = None
+    grammar: Any = None
     text: Any = None
     prompt: list[int] = field(default_factory=list)
     prompt_done: int = 0  # prompt tokens already in the cache (reused or evaluated)
@@ -45,8 +46,11 @@ class Slot:
             n += 1
         return n
 
-    def begin(self, req: Any, prompt: list[int], reused: int, sampler: Any, text: Any, limit: int) -> None:
+    def begin(
+        self, req: Any, prompt: list[int], reused: int, sampler: Any, text: Any, limit: int, grammar: Any = None
+    ) -> None:
         self.req = req
+        self.grammar = grammar
         self.prompt = prompt
         self.prompt_done = reused
         self.prompt_evaluated = 0
@@ -64,11 +68,14 @@ class Slot:
 
     def end(self) -> None:
         """Free the slot; its cache (and KV) stays for prefix reuse."""
-        if self.sampler is not None:
+        if self.sampler is not None or self.grammar is not None:
             import llama_cpp  # only the runner process gets here
 
-            llama_cpp.llama_sampler_free(self.sampler)
+            for s in (self.sampler, self.grammar):
+                if s is not None:
+                    llama_cpp.llama_sampler_free(s)
         self.sampler = None
+        self.grammar = None
         self.req = None
         self.text = None
         self.in_prompt = False
