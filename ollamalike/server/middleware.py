@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ollamalike.errors import ModelNotFound, OllamalikeError
+from ollamalike.errors import ModelNotFound, OllamalikeError, Overloaded
 from ollamalike.server.http import json_response
 
 log = logging.getLogger("ollamalike.server")
@@ -68,7 +68,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except OllamalikeError as e:
         if e.status >= 500:
-            log.error("%s %s -> %d: %s", request.method, request.path, e.status, e.message)
+            # An overloaded queue is expected under load and the client is told to retry: not an error.
+            level = logging.WARNING if isinstance(e, Overloaded) else logging.ERROR
+            log.log(level, "%s %s -> %d: %s", request.method, request.path, e.status, e.message)
         # OpenAI clients recognise an unknown model by this code.
         code = "model_not_found" if isinstance(e, ModelNotFound) else None
         return error_response(request, e.status, e.message, e.openai_type, openai_code=code)
