@@ -30,7 +30,8 @@ MIN_PART = 16 * 1024 * 1024
 MAX_CHUNKS = 1024
 MAX_PARTS = 8  # concurrent ranged requests per blob
 WRITE_CHUNK = 4 * 1024 * 1024
-SAVE_EVERY = 8 * 1024 * 1024
+SAVE_EVERY = 32 * 1024 * 1024
+PENDING_LIMIT = 128 * 1024 * 1024  # bytes ahead of the hash frontier kept in memory per blob
 
 
 class PartState(Protocol):
@@ -109,12 +110,19 @@ class OrderedHasher:
         self.sha = hashlib.sha256()
         self.frontier = 0
         self.lock = asyncio.Lock()
+        # Writes that landed ahead of the frontier, kept (up to a bound) so they need not be
+        # read back from the file: offset -> bytes.
+        self.pending: dict[int, bytes] = {}
+        self.pending_bytes = 0
 
-    async def written(self, pos: int, data: bytes | bytearray) -> None:
+    async def written(self, pos: int, data: bytes) -> None:
         """Called after ``data`` was written at ``pos`` and counted in its part's ``done``."""
         if pos > self.frontier:
-            # Ahead of the frontier: read back later by whoever moves the frontier here. Returning
+            # Ahead of the frontier: hashed later by whoever moves the frontier here. Returning
             # at once keeps this part's socket flowing instead of queueing behind the hashing.
+            if self.pending_bytes + len(data) <= PENDING_LIMIT:
+                self.pending[pos] = data
+                self.pending_bytes += len(data)
             return
         async with self.lock:
             if pos == self.frontier:
@@ -128,12 +136,21 @@ class OrderedHasher:
 
     async def _catch_up(self) -> None:
         while True:
+            data = self.pending.pop(self.frontier, None)
+            if data is not None:
+                self.pending_bytes -= len(data)
+                await asyncio.to_thread(self.sha.update, data)
+                self.frontier += len(data)
+                continue
             part = next((p for p in self.parts if p.start <= self.frontier < p.start + p.done), None)
             if part is None:
-                return
-            end = part.start + part.done
+                break
+            # Read back from the file only up to the next piece still held in memory.
+            end = min([part.start + part.done, *(p for p in self.pending if p > self.frontier)])
             await asyncio.to_thread(self._hash_file, self.frontier, end)
             self.frontier = end
+        for stale in [p for p in self.pending if p < self.frontier]:
+            self.pending_bytes -= len(self.pending.pop(stale))
 
     def _hash_file(self, start: int, end: int) -> None:
         with open(self.path, "rb") as f:
@@ -182,12 +199,17 @@ class BlobDownload:
     def completed(self) -> int:
         return sum(p.done for p in self.parts)
 
+    def _snapshot(self) -> dict[str, Any]:
+        return {"size": self.size, "parts": [[p.start, p.end, p.done] for p in self.parts]}
+
     def _save(self) -> None:
-        self.state.set(self.digest, {"size": self.size, "parts": [[p.start, p.end, p.done] for p in self.parts]})
+        self.state.set(self.digest, self._snapshot())
         self._unsaved = 0
 
     async def run(self) -> None:
         restored = _restore(self.state.get(self.digest), self.size)
+        if restored is not None and max((p.start + p.done for p in restored if p.done), default=0) > self.partial.offset:
+            restored = None  # the file is shorter than the state claims: it is not that file
         self.parts = restored if restored is not None else plan_parts(self.size)
         if restored is None:
             self._save()
@@ -254,26 +276,29 @@ class BlobDownload:
                     f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
                 )
             pos = start
-            buffer = bytearray()
+            # Network reads arrive in small pieces; write them in big ones. A list joined once
+            # copies each byte once (growing a bytearray copies it several times over).
+            pending: list[bytes] = []
+            buffered = 0
             try:
                 async for chunk in resp.content.iter_any():
-                    if pos + len(buffer) + len(chunk) > part.end:
+                    if pos + buffered + len(chunk) > part.end:
                         raise IntegrityError(
                             f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
                         )
-                    buffer += chunk
+                    pending.append(chunk)
+                    buffered += len(chunk)
                     self.transferred += len(chunk)
-                    # Network reads arrive in small pieces; write in big ones (one syscall per MiBs).
-                    if len(buffer) >= WRITE_CHUNK:
-                        pos = await self._write(part, pos, buffer)
-                        buffer = bytearray()
+                    if buffered >= WRITE_CHUNK:
+                        pos = await self._write(part, pos, b"".join(pending))
+                        pending, buffered = [], 0
             finally:
-                if buffer:
-                    pos = await self._write(part, pos, buffer)
+                if pending:
+                    pos = await self._write(part, pos, b"".join(pending))
             if pos < part.end:
                 raise aiohttp.ClientPayloadError(f"connection closed after {pos - start} of {limit} bytes")
 
-    async def _write(self, part: Part, pos: int, data: bytearray) -> int:
+    async def _write(self, part: Part, pos: int, data: bytes) -> int:
         """Write at ``pos``, count it as done (only once it is in the kernel's hands), maybe save.
 
         The write runs in a thread: a slow disk must not stall the other parts' sockets.
@@ -283,6 +308,10 @@ class BlobDownload:
         await self.hasher.written(pos, data)
         self._unsaved += len(data)
         if self._unsaved >= max(SAVE_EVERY, self.size // 512):
-            self._save()
+            # The snapshot is taken here; a slow catalog commit (fsync) then waits in a thread.
+            # Concurrent saves may land out of order, which only ever under-states progress.
+            snapshot = self._snapshot()
+            self._unsaved = 0
+            await asyncio.to_thread(self.state.set, self.digest, snapshot)
         self.progress(self.completed)
         return pos + len(data)
