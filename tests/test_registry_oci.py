@@ -297,6 +297,20 @@ async def test_lost_connection_resumes_the_part_without_refetching(
     assert len(starts - {p.start for p in plan_parts(BIG)}) == 1
 
 
+async def test_saved_state_without_its_partial_file_is_ignored(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path
+) -> None:
+    layer = pushed["manifest"]["layers"][0]["digest"]
+    dst = fresh_store(tmp_path)
+    # State claiming half the blob, but no partial file behind it (e.g. a save that landed late).
+    dst.record_pull(f"blob:{layer}", {"size": BIG, "parts": [[0, BIG, BIG // 2]]})
+    stats: dict[str, int] = {}
+    lines = await collect(pull_model(dst, Config(), pushed["name"], insecure=True, stats=stats))
+    assert lines[-1] == {"status": "success"}
+    assert stats["transferred"] == BIG + pushed["manifest"]["config"]["size"]
+    assert dst.pulls() == {}
+
+
 async def test_plain_http_registry_without_insecure_fails_fast(registry: DockerRegistry, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="needs --insecure"):
         await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/model:tag"))
