@@ -1,0 +1,221 @@
+"""Shared helpers for the serving benchmark: the bench model, child-process memory, HTTP stream timing, tables.
+
+Everything here talks only to 127.0.0.1. A ``Timed`` records what one streamed request looked like from
+the client: when the first text arrived, when the stream ended, how many tokens the server says it
+generated and why it stopped, so throughput and latency are measured the same way for every server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(__file__).resolve().parent / "out"
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from ollamalike.testmodels import write_bench_llama  # noqa: E402
+
+
+def bench_model() -> Path:
+    """The ~100M-parameter Q4_0 random llama under bench/out/ (the same file bench/engine.py uses)."""
+    path = OUT / "bench-100m-q4_0.gguf"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        # Written next to the target and renamed, so an interrupted run never leaves a truncated model.
+        tmp = path.with_suffix(".gguf.tmp")
+        write_bench_llama(tmp)
+        tmp.replace(path)
+        print(f"generated {path.name} in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+    return path
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    """A ``kB`` field of /proc/<pid>/status (VmHWM: peak resident set, VmRSS: current), in KiB; 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return 0
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    """Poll ``url`` until it answers 200; fail at once if ``proc`` exits, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2.0) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f}s")
+
+
+@dataclass
+class Timed:
+    """One streamed request as the client saw it (times are time.perf_counter() seconds)."""
+
+    start: float
+    first: float  # first chunk carrying text
+    end: float  # stream finished
+    tokens: int  # generated tokens, as the server counted them (or derived from finish_reason "length")
+    finish: str  # "length" when the token budget was used up, else the server's reason
+    exact: bool  # tokens is the server's own count or implied by "length", not an estimate
+
+    @property
+    def ttft(self) -> float:
+        return self.first - self.start
+
+    @property
+    def latency(self) -> float:
+        return self.end - self.start
+
+    @property
+    def decode_rate(self) -> float:
+        """Tokens after the first over the time after the first: the client-side decode speed."""
+        return (self.tokens - 1) / max(self.end - self.first, 1e-9)
+
+
+async def ndjson(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    async for raw in resp.content:
+        line = raw.strip()
+        if line:
+            yield json.loads(line)
+
+
+async def sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
+    """The JSON payloads of a server-sent event stream, up to ``data: [DONE]``."""
+    async for raw in resp.content:
+        line = raw.strip()
+        if not line.startswith(b"data:"):
+            continue  # comments/pings (": ping ...") and blank separators
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            return
+        yield json.loads(data)
+
+
+async def post_stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    resp = await session.post(url, json=body)
+    if resp.status != 200:
+        text = await resp.text()
+        resp.release()
+        raise RuntimeError(f"POST {url} -> {resp.status}: {text[:300]}")
+    return resp
+
+
+async def timed_ollama_generate(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Timed:
+    """Ollama's native /api/generate stream: text in ``response``, counts on the final ``done`` line."""
+    start = time.perf_counter()
+    first = 0.0
+    async with await post_stream(session, url, body) as resp:
+        async for chunk in ndjson(resp):
+            if "error" in chunk:
+                raise RuntimeError(f"{url}: {chunk['error']}")
+            if not first and chunk.get("response"):
+                first = time.perf_counter()
+            if chunk.get("done"):
+                end = time.perf_counter()
+                return Timed(start, first or end, end, int(chunk["eval_count"]), str(chunk.get("done_reason")), True)
+    raise RuntimeError(f"{url}: stream ended without a done line")
+
+
+async def timed_openai(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: dict[str, Any],
+    count_text: Callable[[str], int],
+) -> Timed:
+    """An OpenAI-style SSE stream (/v1/completions or /v1/chat/completions).
+
+    The token count comes from ``usage`` when the server sends it (stream_options.include_usage),
+    else from finish_reason "length" (exactly max_tokens); a stream that stopped early without usage
+    is counted with ``count_text`` on its text and marked inexact.
+    """
+    start = time.perf_counter()
+    first = 0.0
+    finish = ""
+    usage: int | None = None
+    parts: list[str] = []
+    async with await post_stream(session, url, body) as resp:
+        async for event in sse(resp):
+            if "error" in event:
+                raise RuntimeError(f"{url}: {event['error']}")
+            if event.get("usage"):
+                usage = int(event["usage"]["completion_tokens"])
+            for choice in event.get("choices") or []:
+                text = choice.get("text")
+                if text is None:
+                    text = (choice.get("delta") or {}).get("content")
+                if text:
+                    parts.append(text)
+                    if not first:
+                        first = time.perf_counter()
+                if choice.get("finish_reason"):
+                    finish = str(choice["finish_reason"])
+    end = time.perf_counter()
+    if not finish:
+        raise RuntimeError(f"{url}: stream ended without a finish_reason")
+    if usage is not None:
+        return Timed(start, first or end, end, usage, finish, True)
+    if finish == "length":
+        return Timed(start, first or end, end, int(body["max_tokens"]), finish, True)
+    return Timed(start, first or end, end, count_text("".join(parts)), finish, False)
+
+
+async def run_concurrent(jobs: Sequence[Callable[[], Any]]) -> tuple[list[Timed], float]:
+    """Start all jobs together; (their results, wall time from the first start to the last end)."""
+    start = time.perf_counter()
+    results: list[Timed] = await asyncio.gather(*(job() for job in jobs))
+    return results, time.perf_counter() - start
+
+
+def median(values: Iterable[float]) -> float:
+    data = list(values)
+    return statistics.median(data) if data else float("nan")
+
+
+def ratio(a: float, b: float) -> str:
+    if not b or b != b or a != a:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def winner(ours: float, theirs: float, higher_is_better: bool, tie: float = 0.05) -> str:
+    """Which server wins a metric; within ``tie`` (relative) it is a tie: these machines are noisy."""
+    if ours != ours or theirs != theirs or not theirs:
+        return "-"
+    rel = ours / theirs
+    if abs(rel - 1.0) <= tie:
+        return "tie"
+    return "ours" if (rel > 1.0) == higher_is_better else "llama_cpp.server"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align_right_from: int = 1) -> str:
+    out = ["| " + " | ".join(headers) + " |"]
+    out.append("|" + "|".join("---" if i < align_right_from else "---:" for i in range(len(headers))) + "|")
+    out.extend("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(out)
