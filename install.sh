@@ -7,6 +7,7 @@
 #   ./install.sh --rebuild    rebuild llama-cpp-python even if a matching wheel is cached
 #   ./install.sh --service    also install and start the background service (systemd user unit / launchd)
 #   ./install.sh --uninstall  stop and remove the background service
+#   ./install.sh --print-build-flags   print the backend, CMake flags and wheel cache dir, change nothing
 #
 # Environment: OLLAMALIKE_BACKEND=cpu|cuda|metal|rocm overrides detection; PYTHON picks the interpreter;
 # LLAMA_CMAKE_ARGS adds CMake flags.
@@ -15,7 +16,7 @@ set -euo pipefail
 LLAMA_CPP_VERSION="0.3.36"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
-DEV=0; REBUILD=0; SERVICE=0; UNINSTALL=0
+DEV=0; REBUILD=0; SERVICE=0; UNINSTALL=0; PRINT=0
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -26,7 +27,8 @@ for arg in "$@"; do
     --rebuild) REBUILD=1 ;;
     --service) SERVICE=1 ;;
     --uninstall) UNINSTALL=1 ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --print-build-flags) PRINT=1 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) die "unknown option $arg (see --help)" ;;
   esac
 done
@@ -40,12 +42,15 @@ PYTHON="${PYTHON:-python3}"
 command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found; install Python 3.10 or newer"
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' \
   || die "Python 3.10 or newer is required ($("$PYTHON" --version 2>&1) found)"
-if [ ! -x "$VENV/bin/python" ]; then
+if [ ! -x "$VENV/bin/python" ] && [ "$PRINT" = 0 ]; then
   say "creating virtual environment in .venv"
   "$PYTHON" -m venv "$VENV" || die "could not create .venv (on Debian/Ubuntu: apt-get install python3-venv)"
 fi
 VPY="$VENV/bin/python"
-"$VPY" -m pip install --quiet --upgrade pip wheel setuptools || die "could not upgrade pip in .venv"
+[ -x "$VPY" ] || VPY="$(command -v "$PYTHON")"
+if [ "$PRINT" = 0 ]; then
+  "$VPY" -m pip install --quiet --upgrade pip wheel setuptools || die "could not upgrade pip in .venv"
+fi
 
 # --- which llama.cpp backend ---------------------------------------------------------------------
 OS="$(uname -s)"; ARCH="$(uname -m)"
@@ -101,6 +106,10 @@ PYTAG="$("$VPY" -c 'import sys, sysconfig; print(f"cp{sys.version_info[0]}{sys.v
 KEY="$(printf '%s|%s|%s' "$LLAMA_CPP_VERSION" "$CMAKE_ARGS_ALL" "$PYTAG" | "$VPY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:16])')"
 WHEEL_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/ollamalike/wheels/$KEY"
 MARKER="$VENV/.llama-cpp-build"
+if [ "$PRINT" = 1 ]; then
+  printf 'backend=%s\ncmake_args=%s\nwheel_dir=%s\n' "$BACKEND" "$CMAKE_ARGS_ALL" "$WHEEL_DIR"
+  exit 0
+fi
 
 say "llama.cpp backend: $BACKEND"
 if [ "$REBUILD" = 1 ]; then rm -rf "$WHEEL_DIR"; rm -f "$MARKER"; fi
