@@ -7,46 +7,27 @@ host checks from ``server/ops.py``) compose with the error middleware, which is 
 
 from __future__ import annotations
 
-import importlib
 import logging
 import warnings
 from collections.abc import AsyncIterator, Callable
+from types import ModuleType
 from typing import Any
 
 from aiohttp import web
 
 from ollamalike.config import Config
+from ollamalike.server import native_infer, native_models, native_registry, native_render, openai, ops
 from ollamalike.server.middleware import MIDDLEWARES
-from ollamalike.server.state import AppState
+from ollamalike.server.state import STATE_KEY, AppState, get_state
 
 log = logging.getLogger("ollamalike.server")
 
-ROUTE_MODULES: tuple[str, ...] = (
-    "native_models",
-    "native_infer",
-    "native_registry",
-    "native_render",
-    "openai",
-    "ops",
-)
+__all__ = ["ROUTE_MODULES", "STATE_KEY", "get_state", "make_app"]
 
-STATE_KEY = "state"
-
-
-def _route_module(short: str) -> Any:
-    """Import a route module, or None while exactly that module has not been written yet."""
-    name = f"ollamalike.server.{short}"
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name == name:
-            log.debug("route module %s not present", name)
-            return None
-        raise
-
+ROUTE_MODULES: tuple[ModuleType, ...] = (native_models, native_infer, native_registry, native_render, openai, ops)
 
 def make_app(config: Config, extra_middlewares: list[Callable[..., Any]] | None = None) -> web.Application:
-    modules = [m for m in (_route_module(s) for s in ROUTE_MODULES) if m is not None]
+    modules = ROUTE_MODULES
     # Route modules may contribute middleware (auth, CORS) as a module-level MIDDLEWARES list.
     middlewares: list[Callable[..., Any]] = list(MIDDLEWARES)
     for module in modules:
@@ -76,8 +57,3 @@ def _set(app: web.Application, key: str, value: Any) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", web.NotAppKeyWarning)
         app[key] = value
-
-
-def get_state(request: web.Request) -> AppState:
-    state: AppState = request.app[STATE_KEY]
-    return state

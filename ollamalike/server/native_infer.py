@@ -12,8 +12,8 @@ from aiohttp import web
 
 from ollamalike import inference
 from ollamalike.errors import InternalError
-from ollamalike.server.app import get_state
 from ollamalike.server.http import json_response, read_json, stream_ndjson
+from ollamalike.server.state import get_state
 
 
 def _state(request: web.Request) -> Any:

@@ -10,7 +10,6 @@ from aiohttp import web
 from ollamalike import __version__, library
 from ollamalike.errors import BadRequest
 from ollamalike.names import ModelName, parse_digest
-from ollamalike.server.app import get_state
 from ollamalike.server.http import (
     collect_last,
     get_bool,
@@ -20,6 +19,7 @@ from ollamalike.server.http import (
     read_json,
     stream_ndjson,
 )
+from ollamalike.server.state import get_state
 
 _BLOB_CHUNK = 1024 * 1024
 

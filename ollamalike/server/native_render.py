@@ -10,8 +10,8 @@ from aiohttp import web
 
 from ollamalike import library
 from ollamalike.errors import BadRequest
-from ollamalike.server.app import get_state
 from ollamalike.server.http import get_list, get_str, json_response, model_field, read_json
+from ollamalike.server.state import get_state
 
 
 def render_request(model: Any, body: dict[str, Any]) -> str:

@@ -20,9 +20,9 @@ from ollamalike import inference
 from ollamalike.errors import ModelNotFound, OllamalikeError
 from ollamalike.names import ModelName
 from ollamalike.server import openai_responses as out
-from ollamalike.server.app import get_state
 from ollamalike.server.http import dumps, json_response, read_json
 from ollamalike.server.openai_requests import parse_chat_completion, parse_completion, parse_embedding
+from ollamalike.server.state import get_state
 
 log = logging.getLogger("ollamalike.server")
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollamalike.config import Config
 from ollamalike.errors import InternalError
 from ollamalike.scheduler import Scheduler
 from ollamalike.store import Store
 
+if TYPE_CHECKING:
+    from aiohttp import web
+
 log = logging.getLogger("ollamalike.server")
+
+STATE_KEY = "state"
 
 
 @dataclass
@@ -54,3 +59,9 @@ class AppState:
             self.store.close()
         except Exception:
             log.exception("store close failed")
+
+
+def get_state(request: web.Request) -> AppState:
+    """The state of the app serving ``request`` (route modules use this, never ``app`` internals)."""
+    state: AppState = request.app[STATE_KEY]
+    return state
