@@ -65,7 +65,25 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     try:
-        return cli.main(args=argv, prog_name="ollamalike", standalone_mode=True)
+        result = cli.main(args=argv, prog_name="ollamalike", standalone_mode=False)
     except OllamalikeError as e:
         click.echo(f"Error: {e.message}", err=True)
         sys.exit(1)
+    except click.UsageError as e:
+        if not (argv if argv is not None else sys.argv[1:]):
+            # Plain `ollamalike`: the help, as Ollama prints it.
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
+        # One line, like every other error; the hint names the command's help.
+        sub = e.ctx.info_name if e.ctx is not None and e.ctx.parent is not None else None
+        where = f"ollamalike {sub} --help" if sub else "ollamalike --help"
+        click.echo(f"Error: {e.format_message()} (see '{where}')", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        click.echo(f"Error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("", err=True)
+        sys.exit(130)
+    # Commands signal failure by raising; an int result is an explicit exit status (e.g. --help's 0).
+    sys.exit(result if isinstance(result, int) else 0)
