@@ -138,16 +138,20 @@ printf '%s\n' "$BACKEND" > "$VENV/.llama-cpp-backend"
 if [ "$DEV" = 1 ]; then
   say "installing ollamalike with the test tools"
   "$VPY" -m pip install --quiet -e "$ROOT[dev]" || die "pip install failed"
-  if ! command -v docker-registry >/dev/null 2>&1 && [ ! -x /usr/bin/docker-registry ]; then
+  # Test peers from Debian: a real OCI registry for pull/push, and Go to check our Go-template engine
+  # against Go's own text/template.
+  for pkg in docker-registry:docker-registry golang-go:go; do
+    name="${pkg%%:*}"; cmd="${pkg##*:}"
+    command -v "$cmd" >/dev/null 2>&1 && continue
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      say "installing Debian's docker-registry (for the pull/push tests)"
-      { apt-get install -y -qq docker-registry >/dev/null 2>&1 \
-        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq docker-registry >/dev/null 2>&1; }; } \
-        || say "warning: could not install docker-registry; the registry tests will fail"
+      say "installing Debian's $name (for the tests)"
+      { apt-get install -y -qq "$name" >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq "$name" >/dev/null 2>&1; }; } \
+        || say "warning: could not install $name; the tests that need it will fail or skip"
     else
-      say "note: install the docker-registry package for the registry tests"
+      say "note: install the $name package for the tests that use it"
     fi
-  fi
+  done
 else
   say "installing ollamalike"
   "$VPY" -m pip install --quiet -e "$ROOT" || die "pip install failed"
