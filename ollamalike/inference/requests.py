@@ -11,6 +11,7 @@ from typing import Any
 
 from ollamalike.config import parse_duration
 from ollamalike.errors import BadRequest
+from ollamalike.jsonfields import get_bool, get_str, model_field
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -60,35 +61,6 @@ def _require_dict(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
-
-
-def _model(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if model is None or model == "":
-        model = body.get("name")  # Ollama's older alias
-    if model is None or model == "":
-        raise BadRequest("model is required")
-    if not isinstance(model, str):
-        raise BadRequest("model must be a string")
-    return model
-
-
-def _opt_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"{key} must be a string")
-    return value
-
-
-def _bool(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise BadRequest(f"{key} must be a boolean")
-    return value
 
 
 def parse_keep_alive(value: Any) -> float | None:
@@ -151,16 +123,16 @@ def parse_generate_request(body: Any) -> GenerateRequest:
     ):
         raise BadRequest("context must be a list of integer token ids")
     return GenerateRequest(
-        model=_model(body),
-        prompt=_opt_str(body, "prompt") or "",
-        suffix=_opt_str(body, "suffix") or None,
-        system=_opt_str(body, "system"),
-        template=_opt_str(body, "template") or None,
-        raw=_bool(body, "raw", False),
+        model=model_field(body),
+        prompt=get_str(body, "prompt") or "",
+        suffix=get_str(body, "suffix") or None,
+        system=get_str(body, "system"),
+        template=get_str(body, "template") or None,
+        raw=get_bool(body, "raw", False),
         context=list(context) if context else None,
         format=parse_format(body.get("format")),
         options=parse_options(body.get("options")),
-        stream=_bool(body, "stream", True),
+        stream=get_bool(body, "stream", True),
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=parse_think(body.get("think")),
         images=_images(body.get("images"), "images"),
@@ -251,12 +223,12 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if not isinstance(messages, list):
         raise BadRequest("messages must be a list of message objects")
     return ChatRequest(
-        model=_model(body),
+        model=model_field(body),
         messages=[parse_message(m, i) for i, m in enumerate(messages)],
         tools=_tools(body.get("tools")),
         format=parse_format(body.get("format")),
         options=parse_options(body.get("options")),
-        stream=_bool(body, "stream", True),
+        stream=get_bool(body, "stream", True),
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=parse_think(body.get("think")),
     )
@@ -277,9 +249,9 @@ def parse_embed_request(body: Any) -> EmbedRequest:
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims <= 0):
         raise BadRequest("dimensions must be a positive integer")
     return EmbedRequest(
-        model=_model(body),
+        model=model_field(body),
         input=inputs,
-        truncate=_bool(body, "truncate", True),
+        truncate=get_bool(body, "truncate", True),
         options=parse_options(body.get("options")),
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         dimensions=dims,
@@ -289,9 +261,9 @@ def parse_embed_request(body: Any) -> EmbedRequest:
 def parse_embeddings_request(body: Any) -> EmbedRequest:
     """The legacy ``/api/embeddings`` body: ``{model, prompt}``; an empty prompt embeds nothing."""
     body = _require_dict(body)
-    prompt = _opt_str(body, "prompt") or ""
+    prompt = get_str(body, "prompt") or ""
     return EmbedRequest(
-        model=_model(body),
+        model=model_field(body),
         input=[prompt] if prompt else [],
         truncate=True,
         options=parse_options(body.get("options")),

@@ -6,18 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollamalike.errors import BadRequest
+from ollamalike.jsonfields import get_str
 
 # The roles a Modelfile MESSAGE can carry, so `show --modelfile` always rebuilds the model.
 MESSAGE_ROLES = ("system", "user", "assistant")
-
-
-def _opt_str(body: dict[str, Any], key: str) -> str | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"'{key}' must be a string")
-    return value
 
 
 def _digest_map(body: dict[str, Any], key: str) -> dict[str, str]:
@@ -88,18 +80,18 @@ class CreateRequest:
         if parameters is not None and not isinstance(parameters, dict):
             raise BadRequest("'parameters' must be an object")
         messages = body.get("messages")
-        quantize = _opt_str(body, "quantize") or _opt_str(body, "quantization")
+        quantize = get_str(body, "quantize") or get_str(body, "quantization")
         return cls(
-            from_=_opt_str(body, "from") or None,
+            from_=get_str(body, "from") or None,
             files=_digest_map(body, "files"),
             adapters=_digest_map(body, "adapters"),
             # As in Ollama, an empty template or system prompt means "not given" (a base model's is kept).
-            template=_opt_str(body, "template") or None,
+            template=get_str(body, "template") or None,
             license=licenses,
-            system=_opt_str(body, "system") or None,
+            system=get_str(body, "system") or None,
             parameters=dict(parameters) if parameters is not None else None,
             messages=check_messages(messages) if messages is not None else None,
             quantize=quantize or None,
-            modelfile=_opt_str(body, "modelfile"),
-            path=_opt_str(body, "path"),
+            modelfile=get_str(body, "modelfile"),
+            path=get_str(body, "path"),
         )

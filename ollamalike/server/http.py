@@ -11,16 +11,40 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
 from ollamalike.errors import BadRequest, OllamalikeError, PayloadTooLarge
+from ollamalike.jsonfields import (
+    get_bool,
+    get_dict,
+    get_int,
+    get_list,
+    get_number,
+    get_str,
+    model_field,
+    type_name,
+)
+
+# The field getters are re-exported: route modules take them from here with the other request helpers.
+__all__ = [
+    "collect_last",
+    "dumps",
+    "get_bool",
+    "get_dict",
+    "get_int",
+    "get_list",
+    "get_number",
+    "get_str",
+    "json_response",
+    "model_field",
+    "read_body",
+    "read_json",
+    "stream_ndjson",
+]
 
 log = logging.getLogger("ollamalike.server")
-
-T = TypeVar("T")
-_MISSING: Any = object()
 
 
 def dumps(obj: Any) -> str:
@@ -69,92 +93,8 @@ async def read_json(request: web.Request, allow_empty: bool = False) -> dict[str
     except json.JSONDecodeError as e:
         raise BadRequest(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     if not isinstance(data, dict):
-        raise BadRequest(f"request body must be a JSON object, got {_json_type(data)}")
+        raise BadRequest(f"request body must be a JSON object, got {type_name(data)}")
     return data
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _invalid(name: str, expected: str, value: Any) -> BadRequest:
-    return BadRequest(f"invalid value for '{name}': expected {expected}, got {_json_type(value)}")
-
-
-def get_str(body: dict[str, Any], name: str, default: Any = None, required: bool = False) -> Any:
-    value = body.get(name, _MISSING)
-    if value is _MISSING or value is None:
-        if required:
-            raise BadRequest(f"'{name}' is required")
-        return default
-    if not isinstance(value, str):
-        raise _invalid(name, "a string", value)
-    return value
-
-
-def get_bool(body: dict[str, Any], name: str, default: Any = None) -> Any:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise _invalid(name, "a boolean", value)
-    return value
-
-
-def get_int(body: dict[str, Any], name: str, default: Any = None) -> Any:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise _invalid(name, "an integer", value)
-    return int(value)
-
-
-def get_number(body: dict[str, Any], name: str, default: Any = None) -> Any:
-    value = body.get(name)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _invalid(name, "a number", value)
-    return value
-
-
-def get_dict(body: dict[str, Any], name: str, default: Any = None) -> Any:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, dict):
-        raise _invalid(name, "an object", value)
-    return value
-
-
-def get_list(body: dict[str, Any], name: str, default: Any = None) -> Any:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, list):
-        raise _invalid(name, "an array", value)
-    return value
-
-
-def model_field(body: dict[str, Any], required: bool = True) -> Any:
-    """``model``, or Ollama's older alias ``name``."""
-    model = get_str(body, "model")
-    if not model:
-        model = get_str(body, "name")
-    if required and not model:
-        raise BadRequest("model is required")
-    return model
 
 
 async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:

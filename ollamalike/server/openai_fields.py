@@ -12,62 +12,14 @@ from typing import Any
 
 from ollamalike.errors import BadRequest
 from ollamalike.inference.requests import parse_options
-
-
-def type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def invalid(name: str, expected: str, value: Any) -> BadRequest:
-    return BadRequest(f"invalid value for '{name}': expected {expected}, got {type_name(value)}")
+from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid
 
 
 def model_name(body: dict[str, Any]) -> str:
-    model = body.get("model")
-    if model is None or model == "":
+    model = get_str(body, "model")
+    if not model:
         raise BadRequest("'model' is required")
-    if not isinstance(model, str):
-        raise invalid("model", "a string", model)
-    return model
-
-
-def number(body: dict[str, Any], name: str) -> float | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid(name, "a number", value)
-    return value
-
-
-def integer(body: dict[str, Any], name: str, minimum: int | None = None) -> int | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-        raise invalid(name, "an integer", value)
-    if minimum is not None and value < minimum:
-        raise BadRequest(f"invalid value for '{name}': must be at least {minimum}, got {int(value)}")
-    return int(value)
-
-
-def boolean(body: dict[str, Any], name: str, default: bool) -> bool:
-    value = body.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise invalid(name, "a boolean", value)
-    return value
+    return str(model)
 
 
 def stop_list(value: Any) -> list[str] | None:
@@ -88,11 +40,11 @@ def wants_usage(body: dict[str, Any], stream: bool) -> bool:
         raise invalid("stream_options", "an object", opts)
     if not stream:
         raise BadRequest("'stream_options' is only allowed when 'stream' is true")
-    return boolean(opts, "include_usage", False)
+    return bool(get_bool(opts, "include_usage", False))
 
 
 def check_n(body: dict[str, Any]) -> None:
-    n = integer(body, "n", minimum=1)
+    n = get_int(body, "n", minimum=1)
     if n is not None and n > 1:
         raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)")
 
@@ -106,15 +58,15 @@ def sampling_options(body: dict[str, Any]) -> dict[str, Any]:
     """
     merged = context_options(body)
     for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
-        value = number(body, name)
+        value = get_number(body, name)
         if value is not None:
             merged[name] = value
-    seed = integer(body, "seed")
+    seed = get_int(body, "seed")
     if seed is not None:
         merged["seed"] = seed
-    max_tokens = integer(body, "max_completion_tokens", minimum=0)
+    max_tokens = get_int(body, "max_completion_tokens", minimum=0)
     if max_tokens is None:
-        max_tokens = integer(body, "max_tokens", minimum=0)
+        max_tokens = get_int(body, "max_tokens", minimum=0)
     if max_tokens is not None:
         merged["num_predict"] = max_tokens
     stop = stop_list(body.get("stop"))
@@ -136,7 +88,7 @@ def reject_logprobs(body: dict[str, Any]) -> None:
 def context_options(body: dict[str, Any]) -> dict[str, Any]:
     """Only the extras (``options`` and a top-level ``num_ctx``): what embeddings take."""
     merged: dict[str, Any] = dict(parse_options(body.get("options")))
-    num_ctx = integer(body, "num_ctx", minimum=1)
+    num_ctx = get_int(body, "num_ctx", minimum=1)
     if num_ctx is not None:
         merged["num_ctx"] = num_ctx
     return parse_options(merged)

@@ -24,12 +24,10 @@ from ollamalike.inference.requests import (
     parse_keep_alive,
     parse_message,
 )
+from ollamalike.jsonfields import get_bool, get_int, invalid
 from ollamalike.server.openai_fields import (
-    boolean,
     check_n,
     context_options,
-    integer,
-    invalid,
     model_name,
     reject_logprobs,
     sampling_options,
@@ -260,7 +258,7 @@ def parse_chat_completion(body: dict[str, Any]) -> ChatTranslation:
     for legacy in ("functions", "function_call"):
         if body.get(legacy) is not None:
             raise BadRequest(f"'{legacy}' (deprecated by OpenAI) is not supported: use 'tools' and 'tool_choice'")
-    stream = boolean(body, "stream", False)
+    stream = get_bool(body, "stream", False)
     usage = wants_usage(body, stream)
     tools = _tools(body.get("tools"))
     tools, forced = _tool_choice(body.get("tool_choice"), tools)
@@ -302,13 +300,13 @@ def _prompt(value: Any) -> str:
 def parse_completion(body: dict[str, Any]) -> CompletionTranslation:
     model = model_name(body)
     check_n(body)
-    best_of = integer(body, "best_of", minimum=1)
+    best_of = get_int(body, "best_of", minimum=1)
     if best_of is not None and best_of > 1:
         raise BadRequest("'best_of' > 1 is not supported")
-    if boolean(body, "echo", False):
+    if get_bool(body, "echo", False):
         raise BadRequest("'echo' is not supported")
     reject_logprobs(body)
-    stream = boolean(body, "stream", False)
+    stream = get_bool(body, "stream", False)
     usage = wants_usage(body, stream)
     suffix = body.get("suffix")
     if suffix is not None and not isinstance(suffix, str):
@@ -350,9 +348,9 @@ def parse_embedding(body: dict[str, Any]) -> EmbeddingTranslation:
     request = EmbedRequest(
         model=model,
         input=inputs,
-        truncate=boolean(body, "truncate", True),
+        truncate=get_bool(body, "truncate", True),
         options=context_options(body),
         keep_alive=parse_keep_alive(body.get("keep_alive")),
-        dimensions=integer(body, "dimensions", minimum=1),
+        dimensions=get_int(body, "dimensions", minimum=1),
     )
     return EmbeddingTranslation(request=request, encoding_format=encoding)
