@@ -14,7 +14,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -75,8 +75,15 @@ def _observe(state: Any, req: Any, final: dict[str, Any]) -> None:
             log.exception("inference observer failed")
 
 
-def _final_fields(done: dict[str, Any], started_ns: int, load_ns: int) -> dict[str, Any]:
+def _final_chunk(model: str, head: dict[str, Any], done: dict[str, Any], started_ns: int,
+                 load_ns: int) -> dict[str, Any]:
+    """The last chunk: ``head`` (the empty response or message) then the runner's stats and durations."""
+    if not done:
+        raise RunnerError("the model runner stopped before finishing the response")
     return {
+        "model": model,
+        "created_at": now_rfc3339(),
+        **head,
         "done": True,
         "done_reason": done.get("done_reason") or "stop",
         "total_duration": time.perf_counter_ns() - started_ns,
@@ -86,6 +93,19 @@ def _final_fields(done: dict[str, Any], started_ns: int, load_ns: int) -> dict[s
         "eval_count": int(done.get("eval_count") or 0),
         "eval_duration": int(done.get("eval_duration") or 0),
     }
+
+
+async def _pieces(runner: Any, tokens: list[int], run_opts: dict[str, Any], fmt: Any, splitter: Any,
+                  done: dict[str, Any]) -> AsyncGenerator[tuple[str, str], None]:
+    """The runner's text as (thinking, content) pieces; its final chunk is stored into ``done``."""
+    async with contextlib.aclosing(runner.completion(tokens, run_opts, fmt)) as chunks:
+        async for chunk in chunks:
+            if chunk.get("done"):
+                done.update(chunk)
+                return
+            text = chunk.get("content", "")
+            if text:
+                yield splitter.feed(text) if splitter else ("", text)
 
 
 async def _load_only(state: Any, req_model: str, model: Any, options: dict[str, Any],
@@ -186,25 +206,15 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
         splitter = _think_parser(prompt) if req.think else None
         run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
         done: dict[str, Any] = {}
-        async with contextlib.aclosing(runner.completion(tokens, run_opts, req.format)) as chunks:
-            async for chunk in chunks:
-                if chunk.get("done"):
-                    done = chunk
-                    break
-                text = chunk.get("content", "")
-                if not text:
-                    continue
-                thinking, content = splitter.feed(text) if splitter else ("", text)
+        async with contextlib.aclosing(_pieces(runner, tokens, run_opts, req.format, splitter, done)) as pieces:
+            async for thinking, content in pieces:
                 if thinking or content:
                     yield _gen_chunk(req.model, content, thinking)
         if splitter:
             thinking, content = splitter.flush()
             if thinking or content:
                 yield _gen_chunk(req.model, content, thinking)
-        if not done:
-            raise RunnerError("the model runner stopped before finishing the response")
-        final: dict[str, Any] = {"model": req.model, "created_at": now_rfc3339(), "response": ""}
-        final.update(_final_fields(done, started, lease.load_duration_ns))
+        final = _final_chunk(req.model, {"response": ""}, done, started, lease.load_duration_ns)
         # Ollama puts the context right after done_reason.
         context = tokens + [int(t) for t in done.get("tokens") or []]
         final = {**{k: final[k] for k in list(final)[:5]}, "context": context, **dict(list(final.items())[5:])}
@@ -255,15 +265,8 @@ async def chat(state: Any, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
         tool_buffer = ToolBuffer() if req.tools else None
         run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
         done: dict[str, Any] = {}
-        async with contextlib.aclosing(runner.completion(tokens, run_opts, req.format)) as chunks:
-            async for chunk in chunks:
-                if chunk.get("done"):
-                    done = chunk
-                    break
-                text = chunk.get("content", "")
-                if not text:
-                    continue
-                thinking, content = splitter.feed(text) if splitter else ("", text)
+        async with contextlib.aclosing(_pieces(runner, tokens, run_opts, req.format, splitter, done)) as pieces:
+            async for thinking, content in pieces:
                 if tool_buffer is not None and content:
                     content = tool_buffer.feed(content)
                 if thinking or content:
@@ -280,10 +283,8 @@ async def chat(state: Any, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
                 content += held
         if thinking or content:
             yield _chat_chunk(req.model, content, thinking)
-        if not done:
-            raise RunnerError("the model runner stopped before finishing the response")
-        final = {"model": req.model, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""}}
-        final.update(_final_fields(done, started, lease.load_duration_ns))
+        final = _final_chunk(req.model, {"message": {"role": "assistant", "content": ""}}, done, started,
+                             lease.load_duration_ns)
         _observe(state, req, final)
         yield final
     finally:
