@@ -7,6 +7,7 @@ import io
 import pytest
 
 from ollamalike.cli.progress import Bar, Progress, human_bytes, human_duration
+from ollamalike.errors import RegistryError
 from ollamalike.registry import auth, download
 from ollamalike.registry.download import Part, _restore, plan_parts
 
@@ -178,7 +179,7 @@ async def test_ordered_hasher_out_of_order_parts(tmp_path: object) -> None:
     parts = [Part(0, 100_000), Part(100_000, 200_000), Part(200_000, 300_000)]
     hasher = download.OrderedHasher(path, parts)
     # Pieces of every part, written in a shuffled order that keeps each part sequential.
-    queues = [[(p.start + i, blob[p.start + i : p.start + i + 7_000]) for i in range(0, p.end - p.start, 7_000)] for p in parts]
+    queues = [[(p.start + i, blob[p.start + i : min(p.end, p.start + i + 7_000)]) for i in range(0, p.end - p.start, 7_000)] for p in parts]
     rng = random.Random(7)
     with open(path, "r+b") as f:
         while any(queues):
@@ -189,5 +190,59 @@ async def test_ordered_hasher_out_of_order_parts(tmp_path: object) -> None:
             f.flush()
             part = next(p for p in parts if p.start <= pos < p.end)
             part.done += len(data)
-            await hasher.written(pos, data)
+            hasher.written(pos, [data])
     assert hasher.digest(len(blob)) == "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+@pytest.mark.parametrize("limit", [1 << 30, 10_000])
+def test_ordered_hasher_reads_back_what_it_could_not_keep(tmp_path: object, limit: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import os
+    from pathlib import Path
+
+    monkeypatch.setattr(download, "PENDING_LIMIT", limit)
+    path = Path(str(tmp_path)) / "partial"
+    blob = os.urandom(90_000)
+    path.write_bytes(blob[:30_000] + b"\0" * 60_000)
+    # A resumed pull: part 0 already on disk, then part 2 lands before part 1.
+    parts = [Part(0, 30_000, done=30_000), Part(30_000, 60_000), Part(60_000, 90_000)]
+    hasher = download.OrderedHasher(path, parts)
+    assert hasher.frontier == 30_000
+    with open(path, "r+b") as f:
+        for pos in (60_000, 75_000, 30_000, 45_000):
+            f.seek(pos)
+            f.write(blob[pos : pos + 15_000])
+            f.flush()
+            hasher.written(pos, [blob[pos : pos + 5_000], blob[pos + 5_000 : pos + 15_000]])
+    assert hasher.digest(len(blob)) == "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert hasher.ahead == {} and hasher.ahead_bytes == 0
+
+
+def test_partial_blob_writes_many_chunks_at_once(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from ollamalike.store import Store
+
+    store = Store(Path(str(tmp_path)) / "models")
+    try:
+        part = store.partial("sha256:" + "a" * 64, 2_000)
+        chunks = [bytes([i]) * (i + 1) for i in range(40)]
+        part.write_chunks_at(100, chunks)
+        many = [b"z"] * 1_000  # above IOV_MAX: split over several pwritev calls
+        part.write_chunks_at(1_000, many)
+        data = part.path.read_bytes()
+        assert data[100 : 100 + sum(map(len, chunks))] == b"".join(chunks)
+        assert data[1_000:2_000] == b"z" * 1_000
+        with pytest.raises(RegistryError):
+            part.write_chunks_at(1_999, [b"a", b"b"])
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [("127.0.0.1:5000", True), ("localhost", True), ("[::1]:5000", True), ("::1", True),
+     ("registry.ollama.ai", False), ("10.0.0.1:5000", False), ("[fe80::1]:80", False)],
+)
+def test_loopback_registries_get_fewer_streams(host: str, local: bool) -> None:
+    assert download._is_loopback(host) is local

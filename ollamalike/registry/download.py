@@ -1,9 +1,11 @@
 """Downloading one blob into the store: parallel ranged parts, resume, verification, retries.
 
 A large blob is split into parts of at least ``MIN_PART`` bytes (at most ``MAX_CHUNKS`` of them),
-fetched in order by up to ``MAX_PARTS`` concurrent Range requests and written at their offsets
-into the store's partial file. Taking parts in order keeps the data arriving roughly in order, so
-the in-order hash (``OrderedHasher``) keeps up with the download instead of trailing it. How far
+fetched in order by up to ``MAX_PARTS`` concurrent Range requests (``LOCAL_PARTS`` for a registry
+on this machine) and written at their offsets into the store's partial file by one writer thread
+per blob, which also hashes in order (``OrderedHasher``) while the event loop keeps reading.
+Taking parts in order keeps the data arriving roughly in order, so the hash keeps up with the
+download instead of trailing it. How far
 each part got is saved (``PartState``) every few MiB, so a killed process or a lost connection
 resumes where it stopped; the saved count never runs ahead of bytes already handed to the kernel.
 A server that ignores Range (200 instead of 206) makes us fall back to one sequential stream.
@@ -14,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,7 +34,12 @@ log = logging.getLogger("ollamalike.registry")
 MIN_PART = 16 * 1024 * 1024
 MAX_CHUNKS = 1024
 MAX_PARTS = 8  # concurrent ranged requests per blob
-WRITE_CHUNK = 4 * 1024 * 1024
+# A registry on this machine is limited by CPU, not by the network: extra streams only add
+# per-connection overhead (and compete with the registry process for the same cores).
+LOCAL_PARTS = 2
+WRITE_CHUNK = 4 * 1024 * 1024  # bytes per write+hash batch handed to the writer thread
+MAX_BATCH = 256  # network pieces per batch (one pwritev)
+MAX_INFLIGHT = 4  # batches per part queued for the writer thread before reading waits
 SAVE_EVERY = 32 * 1024 * 1024
 PENDING_LIMIT = 128 * 1024 * 1024  # bytes ahead of the hash frontier kept in memory per blob
 
@@ -93,12 +103,29 @@ def _range_starts_at(content_range: str, start: int) -> bool:
     return unit == "bytes" and first.isdigit() and int(first) == start
 
 
+def _is_loopback(host: str) -> bool:
+    """``127.0.0.1:5000``, ``[::1]:5000`` or ``localhost``: a registry on this machine."""
+    name = host.lower()
+    if name.startswith("[") and "]" in name:
+        name = name[1 : name.index("]")]
+    elif name.count(":") == 1:
+        name = name.rsplit(":", 1)[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class OrderedHasher:
     """sha256 of the blob in byte order while its parts arrive out of order.
 
-    Bytes landing at the frontier are hashed straight from memory; a part that ran ahead is read
-    back from the partial file once the frontier reaches it (usually from the page cache). The
-    download thus ends with its digest known, and the store need not read the file again.
+    Called only from the blob's one writer thread, right after each write, so it needs no lock and
+    the event loop never waits on hashing. Bytes landing at the frontier are hashed straight from
+    memory; a run that landed ahead is kept in memory (up to ``PENDING_LIMIT``) or, beyond that,
+    read back from the partial file (usually from the page cache) once the frontier reaches it.
+    The download thus ends with its digest known, and the store need not read the file again.
     """
 
     def __init__(self, path: Any, parts: list[Part]) -> None:
@@ -106,51 +133,40 @@ class OrderedHasher:
         self.reset(parts)
 
     def reset(self, parts: list[Part]) -> None:
-        self.parts = parts
+        """Start over; bytes already in the file (a resumed pull's ``done``) are hashed from it."""
         self.sha = hashlib.sha256()
         self.frontier = 0
-        self.lock = asyncio.Lock()
-        # Writes that landed ahead of the frontier, kept (up to a bound) so they need not be
-        # read back from the file: offset -> bytes.
-        self.pending: dict[int, bytes] = {}
-        self.pending_bytes = 0
+        # Written runs ahead of the frontier, keyed by offset: their bytes, or their length when
+        # they must be read back from the file. Writes within a part chain offset to offset.
+        self.ahead: dict[int, list[bytes] | int] = {p.start: p.done for p in parts if p.done}
+        self.ahead_bytes = 0
+        self._catch_up()
 
-    async def written(self, pos: int, data: bytes) -> None:
-        """Called after ``data`` was written at ``pos`` and counted in its part's ``done``."""
-        if pos > self.frontier:
-            # Ahead of the frontier: hashed later by whoever moves the frontier here. Returning
-            # at once keeps this part's socket flowing instead of queueing behind the hashing.
-            if self.pending_bytes + len(data) <= PENDING_LIMIT:
-                self.pending[pos] = data
-                self.pending_bytes += len(data)
-            return
-        async with self.lock:
-            if pos == self.frontier:
-                await asyncio.to_thread(self.sha.update, data)
-                self.frontier += len(data)
-            await self._catch_up()
+    def written(self, pos: int, chunks: Sequence[bytes]) -> None:
+        """``chunks`` were just written back to back from ``pos``."""
+        size = sum(len(c) for c in chunks)
+        if pos == self.frontier:
+            for c in chunks:
+                self.sha.update(c)
+            self.frontier += size
+            self._catch_up()
+        elif pos > self.frontier:
+            if self.ahead_bytes + size <= PENDING_LIMIT:
+                self.ahead[pos] = list(chunks)
+                self.ahead_bytes += size
+            else:
+                self.ahead[pos] = size
 
-    async def catch_up(self) -> None:
-        async with self.lock:
-            await self._catch_up()
-
-    async def _catch_up(self) -> None:
-        while True:
-            data = self.pending.pop(self.frontier, None)
-            if data is not None:
-                self.pending_bytes -= len(data)
-                await asyncio.to_thread(self.sha.update, data)
-                self.frontier += len(data)
+    def _catch_up(self) -> None:
+        while (item := self.ahead.pop(self.frontier, None)) is not None:
+            if isinstance(item, int):
+                self._hash_file(self.frontier, self.frontier + item)
+                self.frontier += item
                 continue
-            part = next((p for p in self.parts if p.start <= self.frontier < p.start + p.done), None)
-            if part is None:
-                break
-            # Read back from the file only up to the next piece still held in memory.
-            end = min([part.start + part.done, *(p for p in self.pending if p > self.frontier)])
-            await asyncio.to_thread(self._hash_file, self.frontier, end)
-            self.frontier = end
-        for stale in [p for p in self.pending if p < self.frontier]:
-            self.pending_bytes -= len(self.pending.pop(stale))
+            for c in item:
+                self.sha.update(c)
+                self.frontier += len(c)
+                self.ahead_bytes -= len(c)
 
     def _hash_file(self, start: int, end: int) -> None:
         with open(self.path, "rb") as f:
@@ -189,6 +205,7 @@ class BlobDownload:
         self.transferred = 0  # bytes received over the network in this run
         self._unsaved = 0
         self.hasher = OrderedHasher(partial.path, self.parts)
+        self._disk: ThreadPoolExecutor | None = None
 
     @property
     def hashed(self) -> str | None:
@@ -213,19 +230,33 @@ class BlobDownload:
         self.parts = restored if restored is not None else plan_parts(self.size)
         if restored is None:
             self._save()
-        self.hasher.reset(self.parts)
-        await self.hasher.catch_up()  # what a killed pull already wrote
-        self.progress(self.completed)
+        # One thread per blob writes and hashes, in submission order, while the event loop keeps
+        # reading sockets: on few cores this overlap is most of the speed.
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
         try:
-            await self._fetch_all()
-        except RangeIgnored:
-            log.info("registry ignores Range for %s: one sequential stream", self.digest)
-            self.parts = [Part(0, self.size)]
-            self.hasher.reset(self.parts)
-            self._save()
-            self.progress(0)
-            await self._fetch_part(self.parts[0], ranged=False)
+            await self._on_disk(self.hasher.reset, self.parts)  # what a killed pull already wrote
+            self.progress(self.completed)
+            try:
+                await self._fetch_all()
+            except RangeIgnored:
+                log.info("registry ignores Range for %s: one sequential stream", self.digest)
+                self.parts = [Part(0, self.size)]
+                # Queued behind any write still pending from the abandoned parts.
+                await self._on_disk(self.hasher.reset, self.parts)
+                self._save()
+                self.progress(0)
+                await self._fetch_part(self.parts[0], ranged=False)
+        finally:
+            self._disk.shutdown(wait=False, cancel_futures=True)
         self._save()
+
+    def _on_disk(self, fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+        assert self._disk is not None
+        return asyncio.get_running_loop().run_in_executor(self._disk, fn, *args)
+
+    def _write_and_hash(self, pos: int, chunks: list[bytes]) -> None:
+        self.partial.write_chunks_at(pos, chunks)
+        self.hasher.written(pos, chunks)
 
     async def _fetch_all(self) -> None:
         todo = [p for p in self.parts if p.remaining > 0]
@@ -238,7 +269,8 @@ class BlobDownload:
             for part in queue:
                 await self._fetch_part(part, ranged)
 
-        tasks = [asyncio.create_task(worker()) for _ in range(min(MAX_PARTS, len(todo)))]
+        width = LOCAL_PARTS if _is_loopback(self.client.name.host) else MAX_PARTS
+        tasks = [asyncio.create_task(worker()) for _ in range(min(width, len(todo)))]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -276,37 +308,41 @@ class BlobDownload:
                     f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
                 )
             pos = start
-            # Network reads arrive in small pieces; write them in big ones. A list joined once
-            # copies each byte once (growing a bytearray copies it several times over).
-            pending: list[bytes] = []
+            # Network reads arrive in pieces of up to 256 KiB; they are written (pwritev, no join)
+            # and hashed in batches on the writer thread while this coroutine reads on. Batches
+            # count as done only once written, in order, so the saved state never runs ahead.
+            batch: list[bytes] = []
             buffered = 0
+            inflight: deque[tuple[asyncio.Future[None], int]] = deque()
             try:
                 async for chunk in resp.content.iter_any():
                     if pos + buffered + len(chunk) > part.end:
                         raise IntegrityError(
                             f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
                         )
-                    pending.append(chunk)
+                    batch.append(chunk)
                     buffered += len(chunk)
                     self.transferred += len(chunk)
-                    if buffered >= WRITE_CHUNK:
-                        pos = await self._write(part, pos, b"".join(pending))
-                        pending, buffered = [], 0
+                    if buffered >= WRITE_CHUNK or len(batch) >= MAX_BATCH:
+                        inflight.append((self._on_disk(self._write_and_hash, pos, batch), buffered))
+                        pos += buffered
+                        batch, buffered = [], 0
+                        while inflight and (inflight[0][0].done() or len(inflight) > MAX_INFLIGHT):
+                            await self._settle(part, *inflight.popleft())
             finally:
-                if pending:
-                    pos = await self._write(part, pos, b"".join(pending))
+                if batch:
+                    inflight.append((self._on_disk(self._write_and_hash, pos, batch), buffered))
+                    pos += buffered
+                while inflight:
+                    await self._settle(part, *inflight.popleft())
             if pos < part.end:
                 raise aiohttp.ClientPayloadError(f"connection closed after {pos - start} of {limit} bytes")
 
-    async def _write(self, part: Part, pos: int, data: bytes) -> int:
-        """Write at ``pos``, count it as done (only once it is in the kernel's hands), maybe save.
-
-        The write runs in a thread: a slow disk must not stall the other parts' sockets.
-        """
-        await asyncio.to_thread(self.partial.write_at, pos, data)
-        part.done += len(data)
-        await self.hasher.written(pos, data)
-        self._unsaved += len(data)
+    async def _settle(self, part: Part, write: asyncio.Future[None], size: int) -> None:
+        """Wait for a batch's write, count it as done (only now is it in the kernel's hands), maybe save."""
+        await write
+        part.done += size
+        self._unsaved += size
         if self._unsaved >= max(SAVE_EVERY, self.size // 512):
             # The snapshot is taken here; a slow catalog commit (fsync) then waits in a thread.
             # Concurrent saves may land out of order, which only ever under-states progress.
@@ -314,4 +350,3 @@ class BlobDownload:
             self._unsaved = 0
             await asyncio.to_thread(self.state.set, self.digest, snapshot)
         self.progress(self.completed)
-        return pos + len(data)

@@ -15,7 +15,7 @@ import hashlib
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,6 +23,7 @@ from ollamalike.errors import BadRequest, NotFound, PayloadTooLarge, RegistryErr
 from ollamalike.names import parse_digest
 
 CHUNK = 1 << 20
+IOV_MAX = 512  # buffers per pwritev call; POSIX guarantees at least 16, Linux allows 1024
 TMP_PREFIX = ".tmp-"
 PARTIAL_SUFFIX = "-partial"
 
@@ -317,21 +318,31 @@ class PartialBlob:
             return 0
 
     def write_at(self, offset: int, data: bytes) -> None:
-        if offset < 0 or offset + len(data) > self.size:
+        self.write_chunks_at(offset, [data])
+
+    def write_chunks_at(self, offset: int, chunks: Sequence[bytes]) -> None:
+        """Write ``chunks`` back to back from ``offset`` in one ``pwritev`` (no joining copy)."""
+        size = sum(len(c) for c in chunks)
+        if offset < 0 or offset + size > self.size:
             raise RegistryError(
-                f"write of {len(data)} bytes at {offset} is outside blob {self.digest} of {self.size} bytes"
+                f"write of {size} bytes at {offset} is outside blob {self.digest} of {self.size} bytes"
             )
         fd = os.open(self.path, os.O_WRONLY)
         try:
-            view = memoryview(data)
+            views = [memoryview(c) for c in chunks if c]
             pos = offset
-            while view:
-                n = os.pwrite(fd, view, pos)
-                view = view[n:]
+            while views:
+                n = os.pwritev(fd, views[:IOV_MAX], pos)
                 pos += n
+                # A short write stops anywhere, even inside a chunk: drop what went out.
+                while views and n >= len(views[0]):
+                    n -= len(views[0])
+                    views.pop(0)
+                if n:
+                    views[0] = views[0][n:]
         finally:
             os.close(fd)
-        self.ranges.append((offset, offset + len(data)))
+        self.ranges.append((offset, offset + size))
 
     def finish(self, hashed: str | None = None) -> str:
         """Re-hash the whole file, verify, rename into place. A mismatch deletes the partial.
