@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,22 @@ def proc_status_kib(pid: int, field: str) -> int:
     except (OSError, ValueError, IndexError):
         return 0
     return 0
+
+
+def memory_mib(pids: list[int]) -> tuple[float, float]:
+    """(sum of VmHWM, sum of VmRSS) in MiB over the processes."""
+    return (sum(proc_status_kib(p, "VmHWM") for p in pids) / 1024, sum(proc_status_kib(p, "VmRSS") for p in pids) / 1024)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s; always reaped."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:

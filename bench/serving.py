@@ -19,9 +19,9 @@ import argparse
 import asyncio
 import datetime
 import hashlib
+import json
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,9 +37,11 @@ from common import (  # type: ignore[import-not-found]
     bench_model,
     markdown_table,
     median,
+    memory_mib,
     proc_status_kib,
     ratio,
     run_concurrent,
+    stop_process,
     timed_ollama_generate,
     timed_openai,
     wait_http,
@@ -129,16 +131,6 @@ def start_llama_server(path: Path, port: int, ctx: int, threads: int, log: Path)
         return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def create_model(session: aiohttp.ClientSession, base: str, path: Path, ctx: int) -> None:
     """Upload the GGUF as a blob and create the model from it, as `ollamalike create` would."""
     sha = hashlib.sha256()
@@ -191,47 +183,69 @@ def runners(session: aiohttp.ClientSession, ours: str, server: str, raw: Raw) ->
             ("completion", "raw"): raw_completion, ("chat", "raw"): raw_chat}
 
 
-def screened_tag(raw: Raw, kind: str, base: str) -> str:
-    """The first ``base.i`` tag whose prompt starts its answer with whole text (see ``Raw.first_text``)."""
-    for i in range(50):
-        tag = f"{base}.{i}"
-        if raw.first_text(kind, prompt(tag)):
-            return tag
-    return f"{base}.0"  # measured anyway; the TTFT of that request may then include held-back text
+def good_prompts(raw: Raw, count: int, n: int, model: Path) -> list[str]:
+    """``count`` prompts whose greedy answer runs the full ``n`` tokens (no EOS) both as a completion
+    and as a chat, and starts with whole text (``Raw.first_text``), so every request asks for the
+    same work. Found once with the raw model and cached in bench/out/ next to the model."""
+    import llama_cpp
+
+    cache = OUT / "serving-prompts.json"
+    stat = model.stat()
+    key = {"model": [stat.st_size, stat.st_mtime_ns], "tokens": n, "llama_cpp": llama_cpp.__version__}
+    good: list[str] = []
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        if saved.get("key") == key:
+            good = saved["prompts"]
+    tried = len(good)
+    start = time.perf_counter()
+    i = int(good[-1].split(":")[0][1:]) + 1 if good else 0
+    while len(good) < count and tried < 20 * count:
+        text = prompt(f"q{i}")
+        i += 1
+        tried += 1
+        if (raw.completion(text, n).finish == "length" and raw.first_text("completion", text)
+                and raw.chat(text, n).finish == "length" and raw.first_text("chat", text)):
+            good.append(text)
+            if len(good) % 20 == 0:
+                print(f"  screening prompts (once, cached): {len(good)}/{count}", file=sys.stderr)
+    if time.perf_counter() - start > 1:
+        print(f"  screened prompts: {len(good)} good ({time.perf_counter() - start:.0f}s)", file=sys.stderr)
+        cache.write_text(json.dumps({"key": key, "prompts": good}, indent=1))
+    if len(good) < count:
+        raise RuntimeError(f"only {len(good)} of {count} prompts run {n} tokens without EOS")
+    return good[:count]
 
 
 Results = dict[tuple[str, str], list[Timed]]  # (kind, who) -> requests
 Concurrent = dict[tuple[str, str, int], list[tuple[list[Timed], float]]]  # (kind, who, clients) -> batches
 
 
-async def measure(run: dict[tuple[str, str], Runner], raw: Raw, args: argparse.Namespace) -> tuple[Results, Concurrent]:
+async def measure(run: dict[tuple[str, str], Runner], prompts: list[str], args: argparse.Namespace,
+                  ) -> tuple[Results, Concurrent]:
     n = args.tokens
+    texts = iter(prompts)  # every request gets its own prompt, shared by the servers compared
     for key in run:  # warm-up: loads our model, fills caches and thread pools everywhere
         await run[key](prompt(f"warm {key[0]} {key[1]}"), n)
     single: Results = {key: [] for key in run}
     for rep in range(args.reps):
         order: tuple[str, ...] = WHO if rep % 2 == 0 else WHO[::-1]
         for kind in KINDS:
-            tag = screened_tag(raw, kind, f"single {rep}")
+            text = next(texts)
             for who in order:
-                single[(kind, who)].append(await run[(kind, who)](prompt(tag), n))
+                single[(kind, who)].append(await run[(kind, who)](text, n))
         print(f"  single stream: repetition {rep + 1}/{args.reps} done", file=sys.stderr)
     conc: Concurrent = {}
     for rep in range(args.reps):
         for clients in args.clients:
             for kind in KINDS:
                 pair = ("ours", "server") if (rep + clients) % 2 == 0 else ("server", "ours")
+                batch = [next(texts) for _ in range(clients)]
                 for who in pair:
-                    texts = [prompt(f"r{rep} c{clients} q{i}") for i in range(clients)]
-                    jobs = [lambda t=t, f=run[(kind, who)]: f(t, n) for t in texts]  # type: ignore[misc]
+                    jobs = [lambda t=t, f=run[(kind, who)]: f(t, n) for t in batch]  # type: ignore[misc]
                     conc.setdefault((kind, who, clients), []).append(await run_concurrent(jobs))
         print(f"  concurrency: repetition {rep + 1}/{args.reps} done", file=sys.stderr)
     return single, conc
-
-
-def memory_mib(pids: list[int]) -> tuple[float, float]:
-    """(sum of VmHWM, sum of VmRSS) in MiB over the processes."""
-    return (sum(proc_status_kib(p, "VmHWM") for p in pids) / 1024, sum(proc_status_kib(p, "VmRSS") for p in pids) / 1024)
 
 
 def report(single: Results, conc: Concurrent, mem: dict[str, Any], raw: Raw, args: argparse.Namespace) -> str:
@@ -287,7 +301,7 @@ def plot(conc: Concurrent, single: Results, clients: list[int], path: Path) -> N
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5.5))
     styles = {"ours": "-o", "server": "--s"}
     for kind in KINDS:
         for who in ("ours", "server"):
@@ -301,7 +315,7 @@ def plot(conc: Concurrent, single: Results, clients: list[int], path: Path) -> N
     ax.set_xticks(clients)
     ax.set_ylim(bottom=0)
     ax.set_title("Serving throughput, ~100M Q4_0 llama on CPU")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -312,6 +326,7 @@ async def run_all(args: argparse.Namespace) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
     raw = Raw(path, args.ctx, args.threads)
+    prompts = good_prompts(raw, args.reps * (len(KINDS) + len(KINDS) * sum(args.clients)), args.tokens, path)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         home = Path(tmp)
         port = free_port()
@@ -326,7 +341,7 @@ async def run_all(args: argparse.Namespace) -> int:
             timeout = aiohttp.ClientTimeout(total=600)
             async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
                 await create_model(session, daemon.base_url, path, args.ctx)
-                single, conc = await measure(runners(session, daemon.base_url, server_url, raw), raw, args)
+                single, conc = await measure(runners(session, daemon.base_url, server_url, raw), prompts, args)
             daemon.note_children()
             kids = descendants(daemon.proc.pid)
             pids = [daemon.proc.pid, *kids]
@@ -354,14 +369,14 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer tokens and repetitions (about 2 minutes)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--tokens", type=int, default=None, help="tokens per request (default 64, quick 32)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 2)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5, quick 3)")
     ap.add_argument("--clients", default="1,4,8", help="concurrency levels, comma-separated")
     ap.add_argument("--ctx", type=int, default=512, help="context per request (per slot)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment for all three (e.g. OMP_WAIT_POLICY=PASSIVE); repeatable")
     args = ap.parse_args()
     args.tokens = args.tokens or (32 if args.quick else 64)
-    args.reps = args.reps or (2 if args.quick else 3)
+    args.reps = args.reps or (3 if args.quick else 5)
     try:
         args.clients = sorted({int(c) for c in args.clients.split(",")})
     except ValueError:
