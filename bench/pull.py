@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,20 +42,34 @@ def write_random(path: Path, size: int) -> None:
             left -= n
 
 
-async def ours(name: str, root: Path) -> float:
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def ours(name: str, root: Path) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all threads) of one pull into a fresh store."""
     store = Store(root)
-    start = time.perf_counter()
-    async for _ in pull_model(store, Config(), name, insecure=True):
-        pass
-    elapsed = time.perf_counter() - start
-    store.close()
-    return elapsed
+    try:
+        cpu = cpu_seconds(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        async for _ in pull_model(store, Config(), name, insecure=True):
+            pass
+        return time.perf_counter() - start, cpu_seconds(resource.RUSAGE_SELF) - cpu
+    finally:
+        store.close()
 
 
-def curl(url: str, out: Path) -> float:
+def curl(url: str, out: Path) -> tuple[float, float]:
+    cpu = cpu_seconds(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(["curl", "-sSf", "-o", str(out), url], check=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds(resource.RUSAGE_CHILDREN) - cpu
+
+
+def _terminated(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C so the finally below stops the registry and deletes the 1 GiB files.
+    raise KeyboardInterrupt
 
 
 async def main() -> None:
@@ -64,8 +80,8 @@ async def main() -> None:
     size = args.size_mib * 1024 * 1024
     work = Path(tempfile.mkdtemp(prefix="bench-pull-"))
     registry = DockerRegistry(work / "registry")
-    registry.start()
     try:
+        registry.start()
         blob = work / "blob.bin"
         write_random(blob, size)
         src = Store(work / "src")
@@ -82,29 +98,43 @@ async def main() -> None:
 
         ours_s: list[float] = []
         curl_s: list[float] = []
+        ours_cpu: list[float] = []
+        curl_cpu: list[float] = []
         for i in range(args.runs):
             dest = work / f"pull-{i}"
-            ours_s.append(await ours(name, dest))
+            wall, cpu = await ours(name, dest)
+            ours_s.append(wall)
+            ours_cpu.append(cpu)
             shutil.rmtree(dest)
             out = work / f"curl-{i}.bin"
-            curl_s.append(curl(url, out))
+            wall, cpu = curl(url, out)
+            curl_s.append(wall)
+            curl_cpu.append(cpu)
             out.unlink()
     finally:
-        registry.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            registry.stop()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     mb = size / 1e6
     ours_rate = mb / statistics.median(ours_s)
     curl_rate = mb / statistics.median(curl_s)
     print(f"Pull of a {args.size_mib} MiB blob from a local docker-registry, median of {args.runs} alternating runs\n")
-    print("| method | median time (s) | median MB/s | runs (s) |")
-    print("|---|---:|---:|---|")
+    gib = size / 2**30
+    print("| method | median time (s) | median MB/s | median CPU s/GiB | runs (s) |")
+    print("|---|---:|---:|---:|---|")
     print(f"| ollamalike pull (ranged parts + sha256 verify) | {statistics.median(ours_s):.2f} | {ours_rate:.0f} | "
-          f"{', '.join(f'{t:.2f}' for t in ours_s)} |")
+          f"{statistics.median(ours_cpu) / gib:.2f} | {', '.join(f'{t:.2f}' for t in ours_s)} |")
     print(f"| curl -o file (no verification) | {statistics.median(curl_s):.2f} | {curl_rate:.0f} | "
-          f"{', '.join(f'{t:.2f}' for t in curl_s)} |")
+          f"{statistics.median(curl_cpu) / gib:.2f} | {', '.join(f'{t:.2f}' for t in curl_s)} |")
     print(f"\nratio ours/curl: {ours_rate / curl_rate:.2f}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(130)
