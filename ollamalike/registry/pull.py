@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import shutil
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError, OllamalikeError, RegistryError
@@ -22,6 +22,8 @@ from ollamalike.names import ModelName
 from ollamalike.registry import oci
 from ollamalike.registry.download import BlobDownload, IntegrityError, PartState
 from ollamalike.store.manifest import parse_manifest
+
+T = TypeVar("T")
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress lines for one blob
 
@@ -153,21 +155,36 @@ async def _download_all(
             state.clear(digest)
             progress(size, force=True)
 
-    async def runner() -> None:
+    async def fetch_all() -> None:
         tasks = [asyncio.create_task(one(d)) for d in unique]
         try:
             await asyncio.gather(*tasks)
-            queue.put_nowait(None)
-        except BaseException as e:
-            queue.put_nowait(e)
-            raise
         finally:
             # One blob failing stops the others (gather alone would leave them running).
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    task = asyncio.create_task(runner())
+    async with contextlib.aclosing(relay(queue, fetch_all())) as items:
+        async for item in items:
+            yield item
+
+
+async def relay(
+    queue: asyncio.Queue[T | BaseException | None], work: Coroutine[Any, Any, None]
+) -> AsyncGenerator[T, None]:
+    """Run ``work`` as a task and yield what it puts on ``queue`` until it ends; its error is raised
+    here. Closing the generator (a client gone) cancels the work."""
+
+    async def run() -> None:
+        try:
+            await work
+            queue.put_nowait(None)
+        except BaseException as e:
+            queue.put_nowait(e)
+            raise
+
+    task = asyncio.create_task(run())
     try:
         while True:
             item = await queue.get()
@@ -179,8 +196,7 @@ async def _download_all(
     finally:
         if not task.done():
             task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+        await asyncio.gather(task, return_exceptions=True)
 
 
 class StorePartState:

@@ -9,6 +9,7 @@ sent byte-for-byte as stored, so its digest on the registry equals the local one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,7 @@ from ollamalike.config import Config
 from ollamalike.errors import BadRequest
 from ollamalike.names import ModelName
 from ollamalike.registry import oci
-from ollamalike.registry.pull import PROGRESS_INTERVAL, short
+from ollamalike.registry.pull import PROGRESS_INTERVAL, relay, short
 
 UPLOAD_CHUNK = 1024 * 1024
 
@@ -84,27 +85,9 @@ async def _push_blob(
 
         return gen()
 
-    async def upload() -> None:
-        try:
-            await client.upload_blob(digest, size, chunks)
-            queue.put_nowait(None)
-        except BaseException as e:
-            queue.put_nowait(e)
-            raise
-
     yield {"status": status, "digest": digest, "total": size, "completed": 0}
-    task = asyncio.create_task(upload())
-    try:
-        while True:
-            item = await queue.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            if item < size:
-                yield {"status": status, "digest": digest, "total": size, "completed": item}
-    finally:
-        if not task.done():
-            task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    async with contextlib.aclosing(relay(queue, client.upload_blob(digest, size, chunks))) as progress:
+        async for sent in progress:
+            if sent < size:
+                yield {"status": status, "digest": digest, "total": size, "completed": sent}
     yield {"status": status, "digest": digest, "total": size, "completed": size}
