@@ -29,6 +29,7 @@ from ollamalike.jsonfields import (
 
 # The field getters are re-exported: route modules take them from here with the other request helpers.
 __all__ = [
+    "close_quietly",
     "collect_last",
     "dumps",
     "get_bool",
@@ -141,13 +142,14 @@ async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, An
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
-            await asyncio.shield(_close_quietly(aclose()))
+            await asyncio.shield(close_quietly(aclose()))
     assert response is not None
     await response.write_eof()
     return response
 
 
-async def _close_quietly(awaitable: Any) -> None:
+async def close_quietly(awaitable: Any) -> None:
+    """Await a stream iterator's ``aclose()``; an error there is only logged (the response is done)."""
     try:
         await awaitable
     except Exception:

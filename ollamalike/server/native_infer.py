@@ -6,6 +6,7 @@ service does the work, and responses stream as NDJSON (or are joined when ``stre
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -23,22 +24,21 @@ def _state(request: web.Request) -> Any:
     return state
 
 
-async def generate(request: web.Request) -> web.StreamResponse:
-    req = inference.parse_generate_request(await read_json(request))
-    state = _state(request)
-    chunks = inference.generate(state, req)
-    if req.stream:
+async def _respond(request: web.Request, stream: bool, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+    """NDJSON chunks, or with ``stream: false`` the chunks folded into one response."""
+    if stream:
         return await stream_ndjson(request, chunks)
     return json_response(await inference.collect(chunks))
+
+
+async def generate(request: web.Request) -> web.StreamResponse:
+    req = inference.parse_generate_request(await read_json(request))
+    return await _respond(request, req.stream, inference.generate(_state(request), req))
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     req = inference.parse_chat_request(await read_json(request))
-    state = _state(request)
-    chunks = inference.chat(state, req)
-    if req.stream:
-        return await stream_ndjson(request, chunks)
-    return json_response(await inference.collect(chunks))
+    return await _respond(request, req.stream, inference.chat(_state(request), req))
 
 
 async def embed(request: web.Request) -> web.Response:

@@ -17,7 +17,15 @@ from ollamalike.errors import BadRequest, InternalError, Overloaded
 from ollamalike.registry.import_ollama import import_models
 from ollamalike.registry.pull import pull_model
 from ollamalike.registry.push import push_model
-from ollamalike.server.http import get_bool, get_str, json_response, model_field, read_json, stream_ndjson
+from ollamalike.server.http import (
+    collect_last,
+    get_bool,
+    get_str,
+    json_response,
+    model_field,
+    read_json,
+    stream_ndjson,
+)
 
 
 def _state(request: web.Request) -> Any:
@@ -47,18 +55,20 @@ async def _limited(sem: asyncio.Semaphore, make: Callable[[], AsyncIterator[dict
 async def _respond(request: web.Request, stream: bool, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
     if stream:
         return await stream_ndjson(request, chunks)
-    last: dict[str, Any] = {}
-    async for chunk in chunks:
-        last = chunk
-    return json_response(last or {"status": "success"})
+    return json_response(await collect_last(chunks) or {"status": "success"})
 
 
-async def pull(request: web.Request) -> web.StreamResponse:
+async def _transfer_request(request: web.Request) -> tuple[Any, str, bool, bool]:
+    """The store's state, the model name and the ``insecure``/``stream`` flags of a pull or push."""
     body = await read_json(request)
     name = model_field(body)
     insecure = bool(get_bool(body, "insecure", False))
     stream = bool(get_bool(body, "stream", True))
-    state = _state(request)
+    return _state(request), name, insecure, stream
+
+
+async def pull(request: web.Request) -> web.StreamResponse:
+    state, name, insecure, stream = await _transfer_request(request)
     sem = _limit(state)
     if sem.locked():
         limit = state.config.max_concurrent_pulls
@@ -70,11 +80,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
 
 
 async def push(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request)
-    name = model_field(body)
-    insecure = bool(get_bool(body, "insecure", False))
-    stream = bool(get_bool(body, "stream", True))
-    state = _state(request)
+    state, name, insecure, stream = await _transfer_request(request)
     chunks = _limited(
         _limit(state), lambda: push_model(state.store, state.config, name, insecure=insecure)
     )

@@ -20,7 +20,7 @@ from ollamalike import inference
 from ollamalike.errors import ModelNotFound, OllamalikeError
 from ollamalike.names import ModelName
 from ollamalike.server import openai_responses as out
-from ollamalike.server.http import dumps, json_response, read_json
+from ollamalike.server.http import close_quietly, dumps, json_response, read_json
 from ollamalike.server.openai_requests import parse_chat_completion, parse_completion, parse_embedding
 from ollamalike.server.state import get_state
 
@@ -76,16 +76,9 @@ async def stream_sse(
         # Closing the inference iterator cancels the sequence in the runner (client gone or error).
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
-            await asyncio.shield(_close_quietly(aclose()))
+            await asyncio.shield(close_quietly(aclose()))
     await response.write_eof()
     return response
-
-
-async def _close_quietly(awaitable: Any) -> None:
-    try:
-        await awaitable
-    except Exception:
-        log.debug("error closing inference stream", exc_info=True)
 
 
 async def _collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
