@@ -10,6 +10,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.daemon import Daemon
+    from tests.registry_server import DockerRegistry
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +98,18 @@ def daemon_factory(
 @pytest.fixture
 def daemon(daemon_factory: Callable[..., Daemon]) -> Daemon:
     return daemon_factory()
+
+
+# --- Registry fixture (tests/registry_server.py) ---------------------------------------------------
+# ``registry``: a real Debian docker-registry on a free loopback port, one per test module; modules
+# using it skip themselves when /usr/bin/docker-registry is missing (``registry_available()``).
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
+    from tests.registry_server import DockerRegistry
+
+    reg = DockerRegistry(tmp_path_factory.mktemp("registry"))
+    reg.start()
+    yield reg
+    reg.stop()

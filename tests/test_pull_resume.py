@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,14 +52,6 @@ async def main():
         pass
 asyncio.run(main())
 """
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
-    reg = DockerRegistry(tmp_path_factory.mktemp("registry"))
-    reg.start()
-    yield reg
-    reg.stop()
 
 
 async def test_killed_pull_resumes_with_only_the_remainder(

@@ -32,14 +32,6 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
-    reg = DockerRegistry(tmp_path_factory.mktemp("registry"))
-    reg.start()
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Daemon]]:
     a = start_daemon(tmp_path_factory.mktemp("home-a"))
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,6 @@ pytestmark = [
 ]
 
 BIG = 6 * 1024 * 1024  # split into several parts with the small part size below
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
-    reg = DockerRegistry(tmp_path_factory.mktemp("registry"))
-    reg.start()
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -321,57 +313,18 @@ async def test_manifest_not_found(registry: DockerRegistry, tmp_path: Path) -> N
         await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/nothing:here", insecure=True))
 
 
-async def test_pull_refuses_what_cannot_fit_on_disk(tmp_path: Path) -> None:
-    from ollamalike.errors import InternalError
-
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": "sha256:" + "b" * 64, "size": 2},
-        "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64, "size": 2**62}],
-    }
-    requests: list[str] = []
-
-    async def handler(request: web.Request) -> web.Response:
-        requests.append(request.path)
-        return web.Response(body=json.dumps(manifest).encode(), content_type="application/vnd.docker.distribution.manifest.v2+json")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    dst = fresh_store(tmp_path)
-    before = store_snapshot(dst.root)
-    try:
-        with pytest.raises(InternalError, match="not enough disk space"):
-            await collect(pull_model(dst, Config(), f"127.0.0.1:{port}/ns/huge:tag", insecure=True))
-    finally:
-        await runner.cleanup()
-    assert store_snapshot(dst.root) == before
-    assert not any("/blobs/" in p for p in requests)
-
-
-BAD_MANIFESTS: dict[str, dict[str, Any]] = {
-    "dotdot-digest": {"digest": "sha256:../../../../etc/passwd"},
-    "short-digest": {"digest": "sha256:abc123"},
-    "non-hex-digest": {"digest": "sha256:" + "z" * 64},
-    "unknown-media-type": {"mediaType": "application/x-evil"},
-    "negative-size": {"size": -1},
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
-async def test_malformed_manifest_rejected_before_any_write(tmp_path: Path, case: str) -> None:
-    layer: dict[str, Any] = {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64, "size": 10}
-    layer.update(BAD_MANIFESTS[case])
-    manifest = {
+def _manifest(layer: dict[str, Any]) -> dict[str, Any]:
+    return {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
         "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": "sha256:" + "b" * 64, "size": 2},
         "layers": [layer],
     }
+
+
+async def _pull_refused(tmp_path: Path, manifest: dict[str, Any], error: type[Exception], match: str) -> None:
+    """Pull from a fake registry serving ``manifest``: it must fail with ``error``, having asked for no
+    blob and left the store exactly as it was."""
     requests: list[str] = []
 
     async def handler(request: web.Request) -> web.Response:
@@ -389,10 +342,33 @@ async def test_malformed_manifest_rejected_before_any_write(tmp_path: Path, case
     dst = fresh_store(tmp_path)
     before = store_snapshot(dst.root)
     try:
-        with pytest.raises(RegistryError, match="invalid manifest"):
-            await collect(pull_model(dst, Config(), f"127.0.0.1:{port}/ns/evil:tag", insecure=True))
+        with pytest.raises(error, match=match):
+            await collect(pull_model(dst, Config(), f"127.0.0.1:{port}/ns/model:tag", insecure=True))
     finally:
         await runner.cleanup()
     assert store_snapshot(dst.root) == before
     assert not any("/blobs/" in p for p in requests)
+
+
+async def test_pull_refuses_what_cannot_fit_on_disk(tmp_path: Path) -> None:
+    from ollamalike.errors import InternalError
+
+    layer = {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64, "size": 2**62}
+    await _pull_refused(tmp_path, _manifest(layer), InternalError, "not enough disk space")
+
+
+BAD_MANIFESTS: dict[str, dict[str, Any]] = {
+    "dotdot-digest": {"digest": "sha256:../../../../etc/passwd"},
+    "short-digest": {"digest": "sha256:abc123"},
+    "non-hex-digest": {"digest": "sha256:" + "z" * 64},
+    "unknown-media-type": {"mediaType": "application/x-evil"},
+    "negative-size": {"size": -1},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+async def test_malformed_manifest_rejected_before_any_write(tmp_path: Path, case: str) -> None:
+    layer: dict[str, Any] = {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64, "size": 10}
+    layer.update(BAD_MANIFESTS[case])
+    await _pull_refused(tmp_path, _manifest(layer), RegistryError, "invalid manifest")
     assert not (tmp_path.parent / "etc").exists()
