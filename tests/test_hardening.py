@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from tests.daemon import Daemon, start_daemon
+from tests.daemon import Daemon
 from tests.gguf_bytes import MAGIC, gstr, header, kv_str, kv_u32, minimal, tensor_info
 from tests.helpers import assert_api_error, store_snapshot
-from tests.infer_helpers import create_model
+from tests.infer_helpers import start_serving_daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +30,8 @@ MAX_BODY = 65536
 @pytest.fixture(scope="module")
 def d(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("hardening-home")
-    daemon = start_daemon(home, {"OLLAMALIKE_MAX_BODY_BYTES": str(MAX_BODY)})
+    daemon = start_serving_daemon(home, tiny_chat_gguf, env={"OLLAMALIKE_MAX_BODY_BYTES": str(MAX_BODY)})
     try:
-        create_model(daemon, "tiny", f"FROM {tiny_chat_gguf}\n", home)
         yield daemon
     finally:
         print(daemon.logs())

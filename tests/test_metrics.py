@@ -15,8 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ollamalike.config import load_config
 from ollamalike.server.app import make_app
-from tests.daemon import Daemon, start_daemon
-from tests.infer_helpers import create_model
+from tests.daemon import Daemon
+from tests.infer_helpers import create_model, start_serving_daemon
 from tests.registry_server import DockerRegistry, registry_available
 
 
@@ -110,9 +110,8 @@ async def test_access_log_line_per_request(client: Any, caplog: pytest.LogCaptur
 @pytest.fixture(scope="module")
 def d(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("metrics-home")
-    daemon = start_daemon(home, {"OLLAMALIKE_NUM_PARALLEL": "2"})
+    daemon = start_serving_daemon(home, tiny_chat_gguf, env={"OLLAMALIKE_NUM_PARALLEL": "2"})
     try:
-        create_model(daemon, "tiny", f"FROM {tiny_chat_gguf}\n", home)
         yield daemon
     finally:
         print(daemon.logs())
