@@ -11,6 +11,14 @@ import numpy as np
 MAGIC = struct.pack("<I", gguf.GGUF_MAGIC)
 
 
+def save(w: gguf.GGUFWriter) -> None:
+    """Write out everything added to ``w`` (header, metadata, tensors) and close the file."""
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def write_llama(path: Path, *, n_layer: int = 2, vocab: int = 100, file_type: int | None = 1, arch: str = "llama",
                 pooling: int | None = None, dtype: type = np.float16) -> Path:
     """A llama-style model: metadata, a vocabulary and F16 2-D weights with F32 norms (all zeros)."""
@@ -42,10 +50,7 @@ def write_llama(path: Path, *, n_layer: int = 2, vocab: int = 100, file_type: in
         w.add_tensor(f"blk.{b}.ffn_up.weight", np.zeros((128, 64), dtype))
     w.add_tensor("output_norm.weight", np.ones(64, np.float32))
     w.add_tensor("output.weight", np.zeros((vocab, 64), dtype))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    save(w)
     return path
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from ollamalike.errors import BadRequest
 from ollamalike.gguf_info import GGUFInfo, format_parameter_size, read_gguf_info
-from tests.gguf_bytes import gstr, header, kv_str, kv_u32, minimal, tensor_info, write_llama
+from tests.gguf_bytes import gstr, header, kv_str, kv_u32, minimal, save, tensor_info, write_llama
 
 TIME_BOUND_S = 2.0  # generous on a loaded machine; a hang or a full scan of a huge count would blow it
 
@@ -130,10 +130,7 @@ def test_q4_0_tensors(tmp_path: Path) -> None:
     data = np.zeros((64, 18 * 2), np.uint8)  # 64 rows of 64 elements = 2 Q4_0 blocks of 18 bytes
     w.add_tensor("blk.0.attn_q.weight", data, raw_dtype=gguf.GGMLQuantizationType.Q4_0)
     w.add_tensor("token_embd.weight", np.zeros((10, 64), np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    save(w)
     info = read_gguf_info(tmp_path / "q.gguf")
     assert info.file_type == "Q4_0"
     assert info.layer_bytes == [64 * 2 * 18]
@@ -287,10 +284,7 @@ def _huge_vocab(tmp_path: Path) -> Path:
     w = gguf.GGUFWriter(str(tmp_path / "vocab.gguf"), "llama")
     w.add_token_list([f"token-{i}" for i in range(150_000)])
     w.add_bos_token_id(149_999)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    save(w)
     return tmp_path / "vocab.gguf"
 
 

@@ -29,6 +29,7 @@ from ollamalike.store.manifest import (
     MEDIA_SYSTEM,
     MEDIA_TEMPLATE,
 )
+from tests.gguf_bytes import save
 from tests.helpers import store_snapshot
 
 TEMPLATE = "{{ if .System }}<|system|>{{ .System }}{{ end }}{{ range .Messages }}<|{{ .Role }}|>{{ .Content }}{{ end }}"
@@ -44,10 +45,7 @@ def adapter_gguf(tiny_models_dir: Path) -> Path:
     w.add_float32("adapter.lora.alpha", 16.0)
     w.add_tensor("blk.0.attn_q.weight.lora_a", np.full((4, 64), 0.01, dtype=np.float32))
     w.add_tensor("blk.0.attn_q.weight.lora_b", np.full((64, 4), 0.01, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    save(w)
     return path
 
 
@@ -59,10 +57,7 @@ def projector_gguf(tiny_models_dir: Path) -> Path:
     w.add_string("general.type", "projector")
     w.add_bool("clip.has_vision_encoder", True)
     w.add_tensor("v.patch_embd.weight", np.full((8, 8), 0.5, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    save(w)
     return path
 
 
@@ -291,10 +286,7 @@ def prepared(
     w = gguf.GGUFWriter(str(bert_adapter_path), "bert")
     w.add_string("general.type", "adapter")
     w.add_tensor("blk.0.attn_q.weight.lora_a", np.full((4, 64), 0.01, dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    save(w)
     bert_adapter = upload(store, bert_adapter_path)
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"this is not a GGUF file at all" * 10)
@@ -502,10 +494,7 @@ async def test_quantize_failure_leaves_nothing(store: Store, models_dir: Path, t
     w = gguf.GGUFWriter(str(path), "alienarch")
     w.add_block_count(1)
     w.add_tensor("blk.0.ffn_up.weight", np.ones((32, 64), dtype=np.float32))
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
+    save(w)
     before = store_snapshot(models_dir)
     with pytest.raises(OllamalikeError, match="quantization failed") as info:
         await create(store, "bad", {"modelfile": f"FROM {path}", "quantize": "q8_0"})
