@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollamalike.errors import BadRequest
-from ollamalike.jsonfields import get_str
+from ollamalike.jsonfields import get_dict, get_str
 
 # The roles a Modelfile MESSAGE can carry, so `show --modelfile` always rebuilds the model.
 MESSAGE_ROLES = ("system", "user", "assistant")
@@ -76,9 +76,7 @@ class CreateRequest:
             licenses = list(license_value)
         else:
             raise BadRequest("'license' must be a string or a list of strings")
-        parameters = body.get("parameters")
-        if parameters is not None and not isinstance(parameters, dict):
-            raise BadRequest("'parameters' must be an object")
+        parameters = get_dict(body, "parameters")
         messages = body.get("messages")
         quantize = get_str(body, "quantize") or get_str(body, "quantization")
         return cls(
