@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ollamalike.errors import BadRequest
+from ollamalike.jsonfields import invalid
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _INT32_MAX = 2**31 - 1
@@ -206,7 +207,7 @@ def check_options(options: Mapping[str, Any] | None) -> tuple[dict[str, Any], li
     if options is None:
         return {}, []
     if not isinstance(options, Mapping):
-        raise BadRequest("options must be a JSON object")
+        raise invalid("options", "an object", options)
     valid: dict[str, Any] = {}
     unknown: list[str] = []
     for name, value in options.items():

@@ -61,7 +61,7 @@ def test_format_schema_and_think_levels() -> None:
         ({"model": "m", "keep_alive": "soon"}, "keep_alive"),
         ({"model": "m", "keep_alive": True}, "keep_alive"),
         ({"model": "m", "think": "extreme"}, "think"),
-        ({"model": "m", "options": []}, "options must be a JSON object"),
+        ({"model": "m", "options": []}, "invalid value for 'options': expected an object, got an array"),
         ({"model": "m", "options": {"temperature": "hot"}}, "temperature"),
         ({"model": "m", "options": {"num_ctx": -1}}, "num_ctx"),
         ({"model": "m", "options": {"stop": 5}}, "stop"),
@@ -96,7 +96,7 @@ def test_chat_messages_are_normalised() -> None:
 @pytest.mark.parametrize(
     "body, message",
     [
-        ({"model": "m", "messages": "hi"}, "messages must be a list"),
+        ({"model": "m", "messages": "hi"}, "invalid value for 'messages': expected an array of message objects, got a string"),
         ({"model": "m", "messages": ["hi"]}, r"messages\[0\]"),
         ({"model": "m", "messages": [{"content": "x"}]}, "role is required"),
         ({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}, "invalid role"),
@@ -105,7 +105,7 @@ def test_chat_messages_are_normalised() -> None:
         ({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"function": {}}]}]}, "name"),
         ({"model": "m", "messages": [{"role": "assistant",
                                       "tool_calls": [{"function": {"name": "f", "arguments": "[1"}}]}]}, "arguments"),
-        ({"model": "m", "tools": {}}, "tools must be a list"),
+        ({"model": "m", "tools": {}}, "invalid value for 'tools': expected an array of tool definitions, got an object"),
         ({"model": "m", "tools": [{"type": "function"}]}, r"tools\[0\]"),
         ({"model": "m", "tools": [{"type": "retrieval", "function": {"name": "f"}}]}, "type"),
     ],
@@ -123,7 +123,7 @@ def test_embed_requests() -> None:
     assert parse_embeddings_request({"model": "m", "prompt": "x"}).input == ["x"]
     assert parse_embeddings_request({"model": "m", "prompt": ""}).input == []
     for body, message in [
-        ({"model": "m", "input": 5}, "input"),
+        ({"model": "m", "input": 5}, "invalid value for 'input': expected a string or an array of strings, got a number"),
         ({"model": "m", "input": ["a", 1]}, "input"),
         ({"model": "m", "input": "a", "dimensions": 0}, "dimensions"),
         ({"model": "m", "input": "a", "dimensions": "8"}, "dimensions"),

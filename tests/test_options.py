@@ -197,7 +197,7 @@ def test_validate_options_errors(opts: dict[str, Any], message: str) -> None:
 
 
 def test_options_must_be_an_object() -> None:
-    with pytest.raises(BadRequest, match="options must be a JSON object"):
+    with pytest.raises(BadRequest, match="invalid value for 'options': expected an object, got an array"):
         validate_options(["temperature", 1])  # type: ignore[arg-type]
 
 

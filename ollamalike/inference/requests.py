@@ -11,7 +11,7 @@ from typing import Any
 
 from ollamalike.config import parse_duration
 from ollamalike.errors import BadRequest
-from ollamalike.jsonfields import get_bool, get_str, model_field
+from ollamalike.jsonfields import get_bool, get_str, invalid, model_field
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -101,7 +101,7 @@ def parse_options(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise BadRequest("options must be a JSON object")
+        raise invalid("options", "an object", value)
     from ollamalike.options import validate_options
 
     return validate_options(value)
@@ -202,7 +202,7 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
     if value is None:
         return None
     if not isinstance(value, list):
-        raise BadRequest("tools must be a list of tool definitions")
+        raise invalid("tools", "an array of tool definitions", value)
     for i, tool in enumerate(value):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
@@ -221,7 +221,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if messages is None:
         messages = []
     if not isinstance(messages, list):
-        raise BadRequest("messages must be a list of message objects")
+        raise invalid("messages", "an array of message objects", messages)
     return ChatRequest(
         model=model_field(body),
         messages=[parse_message(m, i) for i, m in enumerate(messages)],
@@ -244,7 +244,7 @@ def parse_embed_request(body: Any) -> EmbedRequest:
     elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
         inputs = list(raw)
     else:
-        raise BadRequest("input must be a string or a list of strings")
+        raise invalid("input", "a string or an array of strings", raw)
     dims = body.get("dimensions")
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims <= 0):
         raise BadRequest("dimensions must be a positive integer")
