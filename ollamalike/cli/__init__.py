@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.UsageError as e:
         if not (argv if argv is not None else sys.argv[1:]):
             # Plain `ollamalike`: the help, as Ollama prints it.
-            click.echo(e.ctx.get_help())
+            click.echo(e.ctx.get_help() if e.ctx is not None else cli.get_help(click.Context(cli)))
             sys.exit(0)
         # One line, like every other error; the hint names the command's help.
         sub = e.ctx.info_name if e.ctx is not None and e.ctx.parent is not None else None
