@@ -230,6 +230,7 @@ def test_partial_blob_writes_many_chunks_at_once(tmp_path: object) -> None:
         part.write_chunks_at(100, chunks)
         many = [b"z"] * 1_000  # above IOV_MAX: split over several pwritev calls
         part.write_chunks_at(1_000, many)
+        part.flush()  # what the downloader runs in the background every FLUSH_EVERY bytes
         data = part.path.read_bytes()
         assert data[100 : 100 + sum(map(len, chunks))] == b"".join(chunks)
         assert data[1_000:2_000] == b"z" * 1_000

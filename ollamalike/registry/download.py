@@ -39,6 +39,7 @@ MAX_PARTS = 8  # concurrent ranged requests per blob
 LOCAL_PARTS = 2
 WRITE_CHUNK = 4 * 1024 * 1024  # bytes per write+hash batch handed to the writer thread
 MAX_BATCH = 256  # network pieces per batch (one pwritev)
+FLUSH_EVERY = 128 * 1024 * 1024  # bytes between background fdatasyncs of the partial file
 RECV_SIZE = 1024 * 1024  # bytes per socket read on the event loop
 MAX_INFLIGHT = 4  # batches per part queued for the writer thread before reading waits
 SAVE_EVERY = 32 * 1024 * 1024
@@ -219,6 +220,8 @@ class BlobDownload:
         self._unsaved = 0
         self.hasher = OrderedHasher(partial.path, self.parts)
         self._disk: ThreadPoolExecutor | None = None
+        self._flushing: asyncio.Future[None] | None = None
+        self._unflushed = 0
 
     @property
     def hashed(self) -> str | None:
@@ -261,6 +264,8 @@ class BlobDownload:
                 await self._fetch_part(self.parts[0], ranged=False)
         finally:
             self._disk.shutdown(wait=False, cancel_futures=True)
+            if self._flushing is not None:
+                await asyncio.gather(self._flushing, return_exceptions=True)
         self._save()
 
     def _on_disk(self, fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
@@ -357,6 +362,12 @@ class BlobDownload:
         await write
         part.done += size
         self._unsaved += size
+        self._unflushed += size
+        if FLUSH_EVERY and self._unflushed >= FLUSH_EVERY and (self._flushing is None or self._flushing.done()):
+            # Disk write-out overlaps the download instead of all waiting for the final fsync.
+            # Not awaited: it only shortens that fsync, which still guarantees durability.
+            self._unflushed = 0
+            self._flushing = asyncio.get_running_loop().run_in_executor(None, self.partial.flush)
         if self._unsaved >= max(SAVE_EVERY, self.size // 512):
             # The snapshot is taken here; a slow catalog commit (fsync) then waits in a thread.
             # Concurrent saves may land out of order, which only ever under-states progress.

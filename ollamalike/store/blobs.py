@@ -344,6 +344,14 @@ class PartialBlob:
             os.close(fd)
         self.ranges.append((offset, offset + size))
 
+    def flush(self) -> None:
+        """Push what was written so far to disk, so ``finish()``'s fsync has little left to do."""
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
     def finish(self, hashed: str | None = None) -> str:
         """Re-hash the whole file, verify, rename into place. A mismatch deletes the partial.
 
