@@ -338,7 +338,13 @@ async def run_all(args: argparse.Namespace) -> int:
                 "OLLAMALIKE_NUM_PARALLEL": str(max(args.clients)), "OLLAMALIKE_NUM_THREADS": str(args.threads),
                 "OLLAMALIKE_KEEP_ALIVE": "-1", "OLLAMALIKE_MAX_LOADED_MODELS": "1"})
             server_url = f"http://127.0.0.1:{port}"
-            wait_http(f"{server_url}/v1/models", server, 120, "llama_cpp.server")
+            try:
+                wait_http(f"{server_url}/v1/models", server, 120, "llama_cpp.server")
+            except RuntimeError as e:
+                # Its log lives in the temporary home, gone after this block: show why it failed now.
+                tail = (home / "llama-server.log").read_text(errors="replace").splitlines()[-15:]
+                raise RuntimeError("\n".join([str(e), *tail, "(is the bench extra installed? "
+                                              ".venv/bin/pip install -e '.[bench]')"])) from None
             timeout = aiohttp.ClientTimeout(total=600)
             async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
                 await create_model(session, daemon.base_url, path, args.ctx)
