@@ -247,3 +247,10 @@ def test_partial_blob_writes_many_chunks_at_once(tmp_path: object) -> None:
 )
 def test_loopback_registries_get_fewer_streams(host: str, local: bool) -> None:
     assert download._is_loopback(host) is local
+
+
+def test_local_plan_uses_few_large_parts() -> None:
+    parts = plan_parts(1 << 30, download.LOCAL_CHUNKS)
+    assert len(parts) == download.LOCAL_CHUNKS and parts[0].start == 0 and parts[-1].end == 1 << 30
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
+    assert plan_parts(3 * download.MIN_PART, download.LOCAL_CHUNKS) == plan_parts(3 * download.MIN_PART)

@@ -37,6 +37,9 @@ MAX_PARTS = 8  # concurrent ranged requests per blob
 # A registry on this machine is limited by CPU, not by the network: extra streams only add
 # per-connection overhead (and compete with the registry process for the same cores).
 LOCAL_PARTS = 2
+# ...and every request costs it far more than the bytes do (measured: a 1 GiB pull in 16 MiB parts
+# took twice as long as in 128 MiB parts), so a local blob is cut in a few large parts.
+LOCAL_CHUNKS = 8
 WRITE_CHUNK = 4 * 1024 * 1024  # bytes per write+hash batch handed to the writer thread
 MAX_BATCH = 256  # network pieces per batch (one pwritev)
 FLUSH_EVERY = 128 * 1024 * 1024  # bytes between background fdatasyncs of the partial file
@@ -75,8 +78,8 @@ class Part:
         return self.end - self.start - self.done
 
 
-def plan_parts(size: int) -> list[Part]:
-    step = max(MIN_PART, -(-size // MAX_CHUNKS))
+def plan_parts(size: int, chunks: int = MAX_CHUNKS) -> list[Part]:
+    step = max(MIN_PART, -(-size // chunks))
     parts = [Part(start, min(size, start + step)) for start in range(0, size, step)]
     return parts or [Part(0, size)]
 
@@ -243,7 +246,8 @@ class BlobDownload:
         restored = _restore(self.state.get(self.digest), self.size)
         if restored is not None and max((p.start + p.done for p in restored if p.done), default=0) > self.partial.offset:
             restored = None  # the file is shorter than the state claims: it is not that file
-        self.parts = restored if restored is not None else plan_parts(self.size)
+        local = _is_loopback(self.client.name.host)
+        self.parts = restored if restored is not None else plan_parts(self.size, LOCAL_CHUNKS if local else MAX_CHUNKS)
         if restored is None:
             self._save()
         # One thread per blob writes and hashes, in submission order, while the event loop keeps
