@@ -19,27 +19,28 @@ import llama_cpp
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from ollamalike.errors import BadRequest
+from ollamalike.options import PARAMETERS
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Ollama's per-request options, with Ollama's defaults."""
+    """Ollama's per-request options; the defaults are the option table's (``ollamalike.options``)."""
 
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.9
-    min_p: float = 0.0
-    typical_p: float = 1.0
-    repeat_penalty: float = 1.1
-    repeat_last_n: int = 64
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    mirostat: int = 0
-    mirostat_tau: float = 5.0
-    mirostat_eta: float = 0.1
-    seed: int = -1
-    num_predict: int = -1
-    num_keep: int = 4
+    temperature: float = PARAMETERS["temperature"].default
+    top_k: int = PARAMETERS["top_k"].default
+    top_p: float = PARAMETERS["top_p"].default
+    min_p: float = PARAMETERS["min_p"].default
+    typical_p: float = PARAMETERS["typical_p"].default
+    repeat_penalty: float = PARAMETERS["repeat_penalty"].default
+    repeat_last_n: int = PARAMETERS["repeat_last_n"].default
+    presence_penalty: float = PARAMETERS["presence_penalty"].default
+    frequency_penalty: float = PARAMETERS["frequency_penalty"].default
+    mirostat: int = PARAMETERS["mirostat"].default
+    mirostat_tau: float = PARAMETERS["mirostat_tau"].default
+    mirostat_eta: float = PARAMETERS["mirostat_eta"].default
+    seed: int = PARAMETERS["seed"].default
+    num_predict: int = PARAMETERS["num_predict"].default
+    num_keep: int = PARAMETERS["num_keep"].default
     stop: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
