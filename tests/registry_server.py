@@ -13,6 +13,7 @@ import base64
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -23,6 +24,17 @@ from aiohttp import ClientSession, web
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host", "content-length"}
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for 127.0.0.1 (made with the openssl command)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
 
 
 def free_port() -> int:
@@ -38,9 +50,10 @@ def registry_available() -> bool:
 class DockerRegistry:
     """A real OCI distribution registry on a free loopback port."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls: tuple[Path, Path] | None = None) -> None:
         self.root = root
         self.port = free_port()
+        self.tls = tls  # (certificate, key): serve HTTPS
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -49,7 +62,7 @@ class DockerRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def start(self, timeout: float = 30.0) -> None:
         storage = self.root / "storage"
@@ -61,6 +74,11 @@ class DockerRegistry:
             f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
         )
+        if self.tls:
+            config.write_text(
+                config.read_text() + f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n"
+            )
+        context = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else None
         log = (self.root / "registry.log").open("wb")
         self.proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
@@ -68,7 +86,7 @@ class DockerRegistry:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"docker-registry exited: {(self.root / 'registry.log').read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1) as resp:
+                with urllib.request.urlopen(f"{self.url}/v2/", timeout=1, context=context) as resp:
                     if resp.status == 200:
                         return
             except OSError:
@@ -97,6 +115,7 @@ class ProxyBehaviour:
     fail_first: int = 0  # answer this many requests with 503 first
     drop_after: int = 0  # cut the first blob GET's connection after this many body bytes
     throttle_bytes_per_s: int = 0
+    chunked: bool = False  # send bodies without Content-Length (so a pull reads them through aiohttp)
     token_user: str | None = None  # when set, demand Bearer tokens from /token
     token_password: str = ""
     realm: str | None = None  # override the realm announced in WWW-Authenticate
@@ -188,7 +207,7 @@ class RegistryProxy:
             if oversize:
                 out_headers.pop("Content-Length", None)
             resp = web.StreamResponse(status=up.status, headers=out_headers)
-            if not oversize and up.content_length is not None:
+            if not oversize and not b.chunked and up.content_length is not None:
                 resp.content_length = up.content_length
             await resp.prepare(request)
             flipped = False

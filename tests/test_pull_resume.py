@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from ollamalike.config import Config
-from ollamalike.registry import download
+from ollamalike.registry import parts
 from ollamalike.registry.pull import pull_model
 from ollamalike.registry.push import push_model
 from ollamalike.store import Store
@@ -42,10 +42,10 @@ SIZE = 16 * 1024 * 1024
 CHILD = """
 import asyncio, sys
 from ollamalike.config import Config
-from ollamalike.registry import download
+from ollamalike.registry import download, parts
 from ollamalike.registry.pull import pull_model
 from ollamalike.store import Store
-download.MIN_PART = 1024 * 1024
+parts.MIN_PART = 1024 * 1024
 download.SAVE_EVERY = 128 * 1024
 async def main():
     async for _ in pull_model(Store(sys.argv[1]), Config(), sys.argv[2], insecure=True):
@@ -57,7 +57,7 @@ asyncio.run(main())
 async def test_killed_pull_resumes_with_only_the_remainder(
     registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(download, "MIN_PART", 1024 * 1024)
+    monkeypatch.setattr(parts, "MIN_PART", 1024 * 1024)
     src = Store(tmp_path / "src")
     name = f"{registry.host}/resume/model:big"
     payload = os.urandom(SIZE)

@@ -7,9 +7,12 @@ credential rules hold, and that a failed pull leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,8 @@ from aiohttp import web
 
 from ollamalike.config import Config
 from ollamalike.errors import RegistryError
-from ollamalike.registry import download
-from ollamalike.registry.download import plan_parts
+from ollamalike.registry import download, parts, rawbody
+from ollamalike.registry.parts import plan_parts
 from ollamalike.registry.pull import pull_model
 from ollamalike.registry.push import push_model
 from ollamalike.store import Store
@@ -45,7 +48,7 @@ BIG = 6 * 1024 * 1024  # split into several parts with the small part size below
 @pytest.fixture(autouse=True)
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
     # Small parts so a few MiB exercise the parallel ranged path.
-    monkeypatch.setattr(download, "MIN_PART", 1024 * 1024)
+    monkeypatch.setattr(parts, "MIN_PART", 1024 * 1024)
     monkeypatch.setattr(download, "SAVE_EVERY", 256 * 1024)
 
 
@@ -141,7 +144,7 @@ async def test_pull_uses_parallel_ranges(registry: DockerRegistry, pushed: dict[
         await proxy.stop()
     layer = pushed["manifest"]["layers"][0]["digest"]
     ranges = [r for m, p, r in proxy.b.requests if m == "GET" and p.endswith(layer)]
-    assert len(ranges) == BIG // download.MIN_PART and all(r.startswith("bytes=") for r in ranges), ranges
+    assert len(ranges) == BIG // parts.MIN_PART and all(r.startswith("bytes=") for r in ranges), ranges
 
 
 @pytest.mark.parametrize(
@@ -150,12 +153,27 @@ async def test_pull_uses_parallel_ranges(registry: DockerRegistry, pushed: dict[
         ProxyBehaviour(ignore_range=True),
         ProxyBehaviour(redirect_blobs=True),
         ProxyBehaviour(fail_first=2),
+        ProxyBehaviour(chunked=True),
+        ProxyBehaviour(chunked=True, ignore_range=True),
     ],
-    ids=["server-ignores-range", "redirect-to-storage", "transient-503"],
+    ids=["server-ignores-range", "redirect-to-storage", "transient-503", "chunked-bodies", "chunked-whole-blob"],
 )
 async def test_pull_through_awkward_servers(
-    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path, behaviour: ProxyBehaviour
+    registry: DockerRegistry,
+    pushed: dict[str, Any],
+    tmp_path: Path,
+    behaviour: ProxyBehaviour,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    taken_over: list[bool] = []
+    real_detach = rawbody.detach
+
+    def detach(resp: Any) -> Any:
+        detached = real_detach(resp)
+        taken_over.append(detached is not None)
+        return detached
+
+    monkeypatch.setattr(rawbody, "detach", detach)
     proxy = RegistryProxy(registry.url, behaviour)
     await proxy.start()
     dst = fresh_store(tmp_path)
@@ -168,14 +186,20 @@ async def test_pull_through_awkward_servers(
     assert dst.get_manifest(name)[2] == pushed["body"]
     if behaviour.redirect_blobs:
         assert any(p.startswith("/storage/") for _, p, _ in behaviour.requests)
+    # Plain-HTTP bodies with a length are read off the socket (but for a small one that aiohttp
+    # has already read whole); chunked ones through aiohttp.
+    assert any(taken_over) is not behaviour.chunked, taken_over
 
 
-@pytest.mark.parametrize("mode", ["flip", "oversize"])
+@pytest.mark.parametrize("mode", ["flip", "flip-chunked", "oversize"])
 async def test_corrupt_blob_rejected_nothing_left(
     registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path, mode: str
 ) -> None:
     layer = pushed["manifest"]["layers"][0]["digest"]
-    behaviour = ProxyBehaviour(flip_digest=layer) if mode == "flip" else ProxyBehaviour(oversize_digest=layer)
+    if mode == "oversize":
+        behaviour = ProxyBehaviour(oversize_digest=layer)
+    else:  # read off the socket by the pump, or (chunked) through aiohttp
+        behaviour = ProxyBehaviour(flip_digest=layer, chunked=mode == "flip-chunked")
     proxy = RegistryProxy(registry.url, behaviour)
     await proxy.start()
     dst = fresh_store(tmp_path)
@@ -186,7 +210,7 @@ async def test_corrupt_blob_rejected_nothing_left(
             await collect(pull_model(dst, Config(), name, insecure=True))
     finally:
         await proxy.stop()
-    assert ("digest mismatch" if mode == "flip" else "larger than its declared size") in err.value.message
+    assert ("larger than its declared size" if mode == "oversize" else "digest mismatch") in err.value.message
     files, rows = store_snapshot(dst.root)
     assert not any(layer[7:] in f for f in files), files  # no blob, no partial
     assert not dst.has_blob(layer)
@@ -287,6 +311,50 @@ async def test_lost_connection_resumes_the_part_without_refetching(
     starts = {int(r[6:].split("-")[0]) for r in gets}
     assert len(gets) == len(plan_parts(BIG)) + 1
     assert len(starts - {p.start for p in plan_parts(BIG)}) == 1
+
+
+async def test_cancelled_pull_stops_its_readers_and_resumes_later(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that goes away mid-blob: the reader thread ends at once, the progress is kept."""
+    monkeypatch.setattr(download, "SAVE_EVERY", 1 << 40)  # so only the save on the way out counts
+    layer = pushed["manifest"]["layers"][0]["digest"]
+    slow = ProxyBehaviour(throttle_bytes_per_s=2 * 1024 * 1024)
+    proxy = RegistryProxy(registry.url, slow)
+    await proxy.start()
+    dst = fresh_store(tmp_path)
+    name = pushed["name"].replace(registry.host, proxy.host)
+    midway = asyncio.Event()
+
+    async def pull() -> None:
+        async for line in pull_model(dst, Config(), name, insecure=True):
+            if line.get("digest") == layer and line.get("completed", 0) >= 1024 * 1024:
+                midway.set()
+
+    task = asyncio.create_task(pull())
+    try:
+        await asyncio.wait_for(midway.wait(), 30)
+        assert any(t.name.startswith("blob-reader") for t in threading.enumerate())
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - started < 3
+        deadline = time.monotonic() + 5
+        while any(t.name.startswith("blob-reader") for t in threading.enumerate()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert not any(t.name.startswith("blob-reader") for t in threading.enumerate())
+    finally:
+        task.cancel()
+        await proxy.stop()
+    assert not dst.has_blob(layer)
+    saved = dst.pulls()[f"blob:{layer}"]
+    assert sum(done for _, _, done in saved["parts"]) >= 1024 * 1024  # saved on the way out, not only every few MiB
+    stats: dict[str, int] = {}
+    lines = await collect(pull_model(dst, Config(), pushed["name"], insecure=True, stats=stats))
+    assert lines[-1] == {"status": "success"}
+    assert dst.has_blob(layer) and dst.pulls() == {}
+    assert stats["transferred"] < BIG  # only what was missing
 
 
 async def test_saved_state_without_its_partial_file_is_ignored(

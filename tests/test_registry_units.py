@@ -9,7 +9,8 @@ import pytest
 from ollamalike.cli.progress import Bar, Progress, human_bytes, human_duration
 from ollamalike.errors import RegistryError
 from ollamalike.registry import auth, download
-from ollamalike.registry.download import Part, _restore, plan_parts
+from ollamalike.registry import parts as parts_mod
+from ollamalike.registry.parts import MIN_PART, OrderedHasher, Part, plan_parts, restore_parts
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_plan_parts_cover_the_blob_exactly(size: int, count: int) -> None:
     assert parts[0].start == 0 and parts[-1].end == size
     for a, b in zip(parts, parts[1:], strict=False):
         assert a.end == b.start
-    assert all(p.end - p.start >= download.MIN_PART for p in parts[:-1])
+    assert all(p.end - p.start >= MIN_PART for p in parts[:-1])
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_plan_parts_cover_the_blob_exactly(size: int, count: int) -> None:
     ],
 )
 def test_restore_rejects_inconsistent_state(state: object, ok: bool) -> None:
-    restored = _restore(state, 100)  # type: ignore[arg-type]
+    restored = restore_parts(state, 100)  # type: ignore[arg-type]
     assert (restored is not None) is ok
     if ok:
         assert restored == [Part(0, 50, 10), Part(50, 100, 50)]
@@ -177,7 +178,7 @@ async def test_ordered_hasher_out_of_order_parts(tmp_path: object) -> None:
     blob = os.urandom(300_000)
     path.write_bytes(b"\0" * len(blob))
     parts = [Part(0, 100_000), Part(100_000, 200_000), Part(200_000, 300_000)]
-    hasher = download.OrderedHasher(path, parts)
+    hasher = OrderedHasher(path, parts)
     # Pieces of every part, written in a shuffled order that keeps each part sequential.
     queues = [[(p.start + i, blob[p.start + i : min(p.end, p.start + i + 7_000)]) for i in range(0, p.end - p.start, 7_000)] for p in parts]
     rng = random.Random(7)
@@ -200,13 +201,13 @@ def test_ordered_hasher_reads_back_what_it_could_not_keep(tmp_path: object, limi
     import os
     from pathlib import Path
 
-    monkeypatch.setattr(download, "PENDING_LIMIT", limit)
+    monkeypatch.setattr(parts_mod, "PENDING_LIMIT", limit)
     path = Path(str(tmp_path)) / "partial"
     blob = os.urandom(90_000)
     path.write_bytes(blob[:30_000] + b"\0" * 60_000)
     # A resumed pull: part 0 already on disk, then part 2 lands before part 1.
     parts = [Part(0, 30_000, done=30_000), Part(30_000, 60_000), Part(60_000, 90_000)]
-    hasher = download.OrderedHasher(path, parts)
+    hasher = OrderedHasher(path, parts)
     assert hasher.frontier == 30_000
     with open(path, "r+b") as f:
         for pos in (60_000, 75_000, 30_000, 45_000):
@@ -250,7 +251,7 @@ def test_loopback_registries_get_fewer_streams(host: str, local: bool) -> None:
 
 
 def test_local_plan_uses_few_large_parts() -> None:
-    parts = plan_parts(1 << 30, download.LOCAL_CHUNKS)
-    assert len(parts) == download.LOCAL_CHUNKS and parts[0].start == 0 and parts[-1].end == 1 << 30
-    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
-    assert plan_parts(3 * download.MIN_PART, download.LOCAL_CHUNKS) == plan_parts(3 * download.MIN_PART)
+    planned = plan_parts(1 << 30, download.LOCAL_CHUNKS)
+    assert len(planned) == download.LOCAL_CHUNKS and planned[0].start == 0 and planned[-1].end == 1 << 30
+    assert all(a.end == b.start for a, b in zip(planned, planned[1:], strict=False))
+    assert plan_parts(3 * MIN_PART, download.LOCAL_CHUNKS) == plan_parts(3 * MIN_PART)

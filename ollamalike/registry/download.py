@@ -1,13 +1,14 @@
 """Downloading one blob into the store: parallel ranged parts, resume, verification, retries.
 
-A large blob is split into parts of at least ``MIN_PART`` bytes (at most ``MAX_CHUNKS`` of them),
-fetched in order by up to ``MAX_PARTS`` concurrent Range requests (``LOCAL_PARTS`` for a registry
-on this machine) and written at their offsets into the store's partial file by one writer thread
-per blob, which also hashes in order (``OrderedHasher``) while the event loop keeps reading.
-Taking parts in order keeps the data arriving roughly in order, so the hash keeps up with the
-download instead of trailing it. How far
-each part got is saved (``PartState``) every few MiB, so a killed process or a lost connection
-resumes where it stopped; the saved count never runs ahead of bytes already handed to the kernel.
+A large blob is split into parts (``parts.plan_parts``), fetched in order by up to ``MAX_PARTS``
+concurrent Range requests (``LOCAL_PARTS`` for a registry on this machine) and written at their
+offsets into the store's partial file. One thread per blob hashes in order (``OrderedHasher``);
+taking parts in order keeps the data arriving roughly in order, so the hash keeps up with the
+download instead of trailing it. A plain-HTTP body is read off its socket by a reader thread per
+stream (``rawbody``); a TLS or chunked one through aiohttp, whose pieces the blob's thread both
+writes and hashes. How far each part got is saved (``PartState``) every few MiB, so a killed
+process or a lost connection resumes where it stopped; the saved count never runs ahead of bytes
+already handed to the kernel.
 A server that ignores Range (200 instead of 206) makes us fall back to one sequential stream.
 Nothing becomes visible until ``PartialBlob.finish()`` has matched the digest.
 """
@@ -15,24 +16,29 @@ Nothing becomes visible until ``PartialBlob.finish()`` has matched the digest.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
 from ollamalike.errors import RegistryError
+from ollamalike.registry import rawbody
 from ollamalike.registry.oci import RegistryClient
+from ollamalike.registry.parts import (
+    MAX_CHUNKS,
+    IntegrityError,
+    OrderedHasher,
+    Part,
+    plan_parts,
+    restore_parts,
+)
 
 log = logging.getLogger("ollamalike.registry")
 
-MIN_PART = 16 * 1024 * 1024
-MAX_CHUNKS = 1024
 MAX_PARTS = 8  # concurrent ranged requests per blob
 # A registry on this machine is limited by CPU, not by the network: extra streams only add
 # per-connection overhead and compete with the registry process for the same cores (measured on
@@ -41,13 +47,14 @@ LOCAL_PARTS = 1
 # ...and every request costs it far more than the bytes do (measured: a 1 GiB pull in 16 MiB parts
 # took twice as long as in 128 MiB parts), so a local blob is cut in a few large parts.
 LOCAL_CHUNKS = 8
-WRITE_CHUNK = 4 * 1024 * 1024  # bytes per write+hash batch handed to the writer thread
+# Bytes per write+hash batch handed to the blob's thread. Small enough that a batch is still in
+# the CPU cache when it is hashed (4 MiB batches measured 30% slower on a 1 GiB local pull).
+WRITE_CHUNK = 1024 * 1024
 MAX_BATCH = 256  # network pieces per batch (one pwritev)
 FLUSH_EVERY = 128 * 1024 * 1024  # bytes between background fdatasyncs of the partial file
 RECV_SIZE = 1024 * 1024  # bytes per socket read on the event loop
-MAX_INFLIGHT = 4  # batches per part queued for the writer thread before reading waits
+MAX_INFLIGHT = 4  # batches per part queued for the blob's thread before reading waits
 SAVE_EVERY = 32 * 1024 * 1024
-PENDING_LIMIT = 128 * 1024 * 1024  # bytes ahead of the hash frontier kept in memory per blob
 
 
 class PartState(Protocol):
@@ -60,46 +67,8 @@ class PartState(Protocol):
     def clear(self, digest: str) -> None: ...
 
 
-class IntegrityError(RegistryError):
-    """The server sent something other than the blob: the partial file is worthless."""
-
-
 class RangeIgnored(Exception):
     """The server answered a Range request with the whole blob."""
-
-
-@dataclass
-class Part:
-    start: int
-    end: int  # exclusive
-    done: int = 0
-
-    @property
-    def remaining(self) -> int:
-        return self.end - self.start - self.done
-
-
-def plan_parts(size: int, chunks: int = MAX_CHUNKS) -> list[Part]:
-    step = max(MIN_PART, -(-size // chunks))
-    parts = [Part(start, min(size, start + step)) for start in range(0, size, step)]
-    return parts or [Part(0, size)]
-
-
-def _restore(state: dict[str, Any] | None, size: int) -> list[Part] | None:
-    """Parts from a saved state, or None when it does not describe this blob sanely."""
-    if not isinstance(state, dict) or state.get("size") != size or not isinstance(state.get("parts"), list):
-        return None
-    parts: list[Part] = []
-    pos = 0
-    for item in state["parts"]:
-        if not (isinstance(item, list) and len(item) == 3 and all(isinstance(x, int) for x in item)):
-            return None
-        start, end, done = item
-        if start != pos or end <= start or not 0 <= done <= end - start:
-            return None
-        parts.append(Part(start, end, done))
-        pos = end
-    return parts if pos == size else None
 
 
 def _range_starts_at(content_range: str, start: int) -> bool:
@@ -136,71 +105,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class OrderedHasher:
-    """sha256 of the blob in byte order while its parts arrive out of order.
-
-    Called only from the blob's one writer thread, right after each write, so it needs no lock and
-    the event loop never waits on hashing. Bytes landing at the frontier are hashed straight from
-    memory; a run that landed ahead is kept in memory (up to ``PENDING_LIMIT``) or, beyond that,
-    read back from the partial file (usually from the page cache) once the frontier reaches it.
-    The download thus ends with its digest known, and the store need not read the file again.
-    """
-
-    def __init__(self, path: Any, parts: list[Part]) -> None:
-        self.path = path
-        self.reset(parts)
-
-    def reset(self, parts: list[Part]) -> None:
-        """Start over; bytes already in the file (a resumed pull's ``done``) are hashed from it."""
-        self.sha = hashlib.sha256()
-        self.frontier = 0
-        # Written runs ahead of the frontier, keyed by offset: their bytes, or their length when
-        # they must be read back from the file. Writes within a part chain offset to offset.
-        self.ahead: dict[int, list[bytes] | int] = {p.start: p.done for p in parts if p.done}
-        self.ahead_bytes = 0
-        self._catch_up()
-
-    def written(self, pos: int, chunks: Sequence[bytes]) -> None:
-        """``chunks`` were just written back to back from ``pos``."""
-        size = sum(len(c) for c in chunks)
-        if pos == self.frontier:
-            for c in chunks:
-                self.sha.update(c)
-            self.frontier += size
-            self._catch_up()
-        elif pos > self.frontier:
-            if self.ahead_bytes + size <= PENDING_LIMIT:
-                self.ahead[pos] = list(chunks)
-                self.ahead_bytes += size
-            else:
-                self.ahead[pos] = size
-
-    def _catch_up(self) -> None:
-        while (item := self.ahead.pop(self.frontier, None)) is not None:
-            if isinstance(item, int):
-                self._hash_file(self.frontier, self.frontier + item)
-                self.frontier += item
-                continue
-            for c in item:
-                self.sha.update(c)
-                self.frontier += len(c)
-                self.ahead_bytes -= len(c)
-
-    def _hash_file(self, start: int, end: int) -> None:
-        with open(self.path, "rb") as f:
-            f.seek(start)
-            left = end - start
-            while left > 0:
-                chunk = f.read(min(WRITE_CHUNK, left))
-                if not chunk:
-                    raise IntegrityError("partial file is shorter than the bytes written to it")
-                self.sha.update(chunk)
-                left -= len(chunk)
-
-    def digest(self, size: int) -> str | None:
-        return "sha256:" + self.sha.hexdigest() if self.frontier == size else None
-
-
 class BlobDownload:
     """Fetch ``digest`` of ``size`` bytes into ``partial``; ``progress(completed)`` after each chunk."""
 
@@ -221,11 +125,14 @@ class BlobDownload:
         self.progress = progress
         self.parts: list[Part] = []
         self.transferred = 0  # bytes received over the network in this run
-        self._unsaved = 0
         self.hasher = OrderedHasher(partial.path, self.parts)
-        self._disk: ThreadPoolExecutor | None = None
-        self._flushing: asyncio.Future[None] | None = None
+        self._disk: ThreadPoolExecutor | None = None  # the blob's one thread: hashing, aiohttp's writes
+        self._readers: ThreadPoolExecutor | None = None  # one thread per plain-HTTP stream
+        self._hash_error: BaseException | None = None
+        self._unsaved = 0
+        self._saving: asyncio.Future[None] | None = None
         self._unflushed = 0
+        self._flushing: asyncio.Future[None] | None = None
 
     @property
     def hashed(self) -> str | None:
@@ -244,16 +151,15 @@ class BlobDownload:
         self._unsaved = 0
 
     async def run(self) -> None:
-        restored = _restore(self.state.get(self.digest), self.size)
+        restored = restore_parts(self.state.get(self.digest), self.size)
         if restored is not None and max((p.start + p.done for p in restored if p.done), default=0) > self.partial.offset:
             restored = None  # the file is shorter than the state claims: it is not that file
         local = _is_loopback(self.client.name.host)
         self.parts = restored if restored is not None else plan_parts(self.size, LOCAL_CHUNKS if local else MAX_CHUNKS)
         if restored is None:
             self._save()
-        # One thread per blob writes and hashes, in submission order, while the event loop keeps
-        # reading sockets: on few cores this overlap is most of the speed.
-        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-writer")
+        self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hasher")
+        self._readers = ThreadPoolExecutor(max_workers=MAX_PARTS, thread_name_prefix="blob-reader")
         try:
             await self._on_disk(self.hasher.reset, self.parts)  # what a killed pull already wrote
             self.progress(self.completed)
@@ -267,11 +173,16 @@ class BlobDownload:
                 self._save()
                 self.progress(0)
                 await self._fetch_part(self.parts[0], ranged=False)
+            await self._on_disk(self._check_hashing)  # every hash queued so far has run
         finally:
+            self._readers.shutdown(wait=False, cancel_futures=True)
             self._disk.shutdown(wait=False, cancel_futures=True)
-            if self._flushing is not None:
-                await asyncio.gather(self._flushing, return_exceptions=True)
-        self._save()
+            pending = [f for f in (self._flushing, self._saving) if f is not None]
+            await asyncio.gather(*pending, return_exceptions=True)
+            # Where every part got, also when stopped or failed midway: the next pull resumes there.
+            self._save()
+        if self._saving is not None:
+            self._saving.result()  # a failed progress save fails the pull
 
     def _on_disk(self, fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
         assert self._disk is not None
@@ -280,6 +191,19 @@ class BlobDownload:
     def _write_and_hash(self, pos: int, chunks: list[bytes]) -> None:
         self.partial.write_chunks_at(pos, chunks)
         self.hasher.written(pos, chunks)
+
+    def _hash_and_release(self, pos: int, data: memoryview, release: Callable[[], None]) -> None:
+        try:
+            if self._hash_error is None:
+                self.hasher.written(pos, [data], keep=False)
+        except BaseException as e:  # reported by _check_hashing; the reader must not wait forever
+            self._hash_error = e
+        finally:
+            release()
+
+    def _check_hashing(self) -> None:
+        if self._hash_error is not None:
+            raise self._hash_error
 
     async def _fetch_all(self) -> None:
         todo = [p for p in self.parts if p.remaining > 0]
@@ -330,53 +254,96 @@ class BlobDownload:
                 raise IntegrityError(
                     f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
                 )
-            _widen_reads(resp)
-            pos = start
-            # Network reads arrive in pieces of up to 256 KiB; they are written (pwritev, no join)
-            # and hashed in batches on the writer thread while this coroutine reads on. Batches
-            # count as done only once written, in order, so the saved state never runs ahead.
-            batch: list[bytes] = []
-            buffered = 0
-            inflight: deque[tuple[asyncio.Future[None], int]] = deque()
+            detached = rawbody.detach(resp)
+            if detached is not None and declared is not None:
+                await self._pump(part, declared, *detached)
+            else:
+                await self._read_with_aiohttp(part, resp)
+            if part.remaining > 0:
+                raise aiohttp.ClientPayloadError(f"connection closed after {part.start + part.done - start} of {limit} bytes")
+
+    async def _pump(self, part: Part, length: int, head: bytes, sock: Any) -> None:
+        """Read the rest of a detached plain-HTTP body of ``length`` bytes in a reader thread."""
+        pump = rawbody.Pump(sock, self.client.session.timeout.sock_read)
+        try:
+            if head:
+                write = self._on_disk(self._write_and_hash, part.start + part.done, [head])
+                await self._settle(part, write, len(head))
+            loop = asyncio.get_running_loop()
+
+            def sink(at: int, data: memoryview, release: Callable[[], None]) -> None:
+                # Reader thread: write first (then the bytes are the kernel's), hash later in order.
+                self.partial.write_chunks_at(at, [data])
+                assert self._disk is not None
+                self._disk.submit(self._hash_and_release, at, data, release)
+                loop.call_soon_threadsafe(self._arrived, part, len(data))
+
+            assert self._readers is not None
+            reading = self._readers.submit(pump.run, part.start + part.done, length - len(head), sink)
+            job = asyncio.wrap_future(reading)
             try:
-                async for chunk in resp.content.iter_any():
-                    if pos + buffered + len(chunk) > part.end:
-                        raise IntegrityError(
-                            f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
-                        )
-                    batch.append(chunk)
-                    buffered += len(chunk)
-                    self.transferred += len(chunk)
-                    if buffered >= WRITE_CHUNK or len(batch) >= MAX_BATCH:
-                        inflight.append((self._on_disk(self._write_and_hash, pos, batch), buffered))
-                        pos += buffered
-                        batch, buffered = [], 0
-                        while inflight and (inflight[0][0].done() or len(inflight) > MAX_INFLIGHT):
-                            await self._settle(part, *inflight.popleft())
-            finally:
-                if batch:
+                # All of the reader's _arrived callbacks run before this await returns: they were
+                # queued on the loop before the one that completes ``job``.
+                await asyncio.shield(job)
+            except asyncio.CancelledError:
+                pump.stop()
+                await asyncio.gather(job, return_exceptions=True)
+                raise
+        finally:
+            pump.close()
+
+    async def _read_with_aiohttp(self, part: Part, resp: aiohttp.ClientResponse) -> None:
+        """Read a TLS or chunked body through aiohttp; the blob's thread writes and hashes it."""
+        _widen_reads(resp)
+        pos = part.start + part.done
+        # Network reads arrive in pieces of up to RECV_SIZE; they are written (pwritev, no join)
+        # and hashed in batches on the blob's thread while this coroutine reads on. Batches count
+        # as done only once written, in order, so the saved state never runs ahead.
+        batch: list[bytes] = []
+        buffered = 0
+        inflight: deque[tuple[asyncio.Future[None], int]] = deque()
+        try:
+            async for chunk in resp.content.iter_any():
+                if pos + buffered + len(chunk) > part.end:
+                    raise IntegrityError(
+                        f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"
+                    )
+                batch.append(chunk)
+                buffered += len(chunk)
+                if buffered >= WRITE_CHUNK or len(batch) >= MAX_BATCH:
                     inflight.append((self._on_disk(self._write_and_hash, pos, batch), buffered))
                     pos += buffered
-                while inflight:
-                    await self._settle(part, *inflight.popleft())
-            if pos < part.end:
-                raise aiohttp.ClientPayloadError(f"connection closed after {pos - start} of {limit} bytes")
+                    batch, buffered = [], 0
+                    while inflight and (inflight[0][0].done() or len(inflight) > MAX_INFLIGHT):
+                        await self._settle(part, *inflight.popleft())
+        finally:
+            if batch:
+                inflight.append((self._on_disk(self._write_and_hash, pos, batch), buffered))
+            while inflight:
+                await self._settle(part, *inflight.popleft())
 
     async def _settle(self, part: Part, write: asyncio.Future[None], size: int) -> None:
-        """Wait for a batch's write, count it as done (only now is it in the kernel's hands), maybe save."""
+        """Wait for a batch's write, then count it (only now is it in the kernel's hands)."""
         await write
+        self._arrived(part, size)
+
+    def _arrived(self, part: Part, size: int) -> None:
+        """``size`` more bytes of ``part`` are written: count them, maybe flush or save progress."""
         part.done += size
+        self.transferred += size
         self._unsaved += size
         self._unflushed += size
+        loop = asyncio.get_running_loop()
         if FLUSH_EVERY and self._unflushed >= FLUSH_EVERY and (self._flushing is None or self._flushing.done()):
             # Disk write-out overlaps the download instead of all waiting for the final fsync.
             # Not awaited: it only shortens that fsync, which still guarantees durability.
             self._unflushed = 0
-            self._flushing = asyncio.get_running_loop().run_in_executor(None, self.partial.flush)
-        if self._unsaved >= max(SAVE_EVERY, self.size // 512):
-            # The snapshot is taken here; a slow catalog commit (fsync) then waits in a thread.
-            # Concurrent saves may land out of order, which only ever under-states progress.
-            snapshot = self._snapshot()
+            self._flushing = loop.run_in_executor(None, self.partial.flush)
+        if self._unsaved >= max(SAVE_EVERY, self.size // 512) and (self._saving is None or self._saving.done()):
+            if self._saving is not None:
+                self._saving.result()  # surface a failed save now rather than at the end
+            # The snapshot is taken here; the catalog commit (an fsync) runs in a thread. Only one
+            # at a time, so saves land in order and never overstate progress.
             self._unsaved = 0
-            await asyncio.to_thread(self.state.set, self.digest, snapshot)
+            self._saving = asyncio.ensure_future(asyncio.to_thread(self.state.set, self.digest, self._snapshot()))
         self.progress(self.completed)

@@ -20,7 +20,8 @@ from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError, OllamalikeError, RegistryError
 from ollamalike.names import ModelName
 from ollamalike.registry import oci
-from ollamalike.registry.download import BlobDownload, IntegrityError, PartState
+from ollamalike.registry.download import BlobDownload, PartState
+from ollamalike.registry.parts import IntegrityError
 from ollamalike.store.manifest import parse_manifest
 
 T = TypeVar("T")
