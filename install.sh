@@ -138,9 +138,9 @@ printf '%s\n' "$BACKEND" > "$VENV/.llama-cpp-backend"
 if [ "$DEV" = 1 ]; then
   say "installing ollamalike with the test tools"
   "$VPY" -m pip install --quiet -e "$ROOT[dev]" || die "pip install failed"
-  # Test peers from Debian: a real OCI registry for pull/push, and Go to check our Go-template engine
-  # against Go's own text/template.
-  for pkg in docker-registry:docker-registry golang-go:go; do
+  # Test peers from Debian: a real OCI registry for pull/push, Go to check our Go-template engine
+  # against Go's own text/template, and openssl for the throwaway certificates of the TLS tests.
+  for pkg in docker-registry:docker-registry golang-go:go openssl:openssl; do
     name="${pkg%%:*}"; cmd="${pkg##*:}"
     command -v "$cmd" >/dev/null 2>&1 && continue
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
