@@ -119,6 +119,7 @@ class ProxyBehaviour:
     token_user: str | None = None  # when set, demand Bearer tokens from /token
     token_password: str = ""
     realm: str | None = None  # override the realm announced in WWW-Authenticate
+    token_uses: int = 0  # when set, a token expires after this many requests (short-lived tokens)
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range)
     storage_authorization: list[str] = field(default_factory=list)  # Authorization seen by /storage
     tokens_issued: int = 0
@@ -133,6 +134,7 @@ class RegistryProxy:
         self.b = behaviour or ProxyBehaviour()
         self.port = free_port()
         self._token = secrets.token_hex(16)
+        self._token_used = 0
         self._runner: web.AppRunner | None = None
         self._session: ClientSession | None = None
 
@@ -181,6 +183,10 @@ class RegistryProxy:
             realm = b.realm or f"http://{self.host}/token"
             header = f'Bearer realm="{realm}",service="test-registry",scope="repository:x:pull"'
             return web.json_response({"errors": []}, status=401, headers={"WWW-Authenticate": header})
+        if needs_token and b.token_uses:
+            self._token_used += 1
+            if self._token_used >= b.token_uses:
+                self._token, self._token_used = secrets.token_hex(16), 0  # the next request needs a new one
         if b.basic_user is not None and path.startswith("/v2/") and path != "/v2/":
             expected = "Basic " + base64.b64encode(f"{b.basic_user}:{b.basic_password}".encode()).decode()
             if request.headers.get("Authorization") != expected:

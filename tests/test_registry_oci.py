@@ -256,6 +256,36 @@ async def test_token_auth_flow(registry: DockerRegistry, pushed: dict[str, Any],
         await proxy.stop()
 
 
+async def test_expired_tokens_are_renewed_during_a_pull_and_a_push(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path
+) -> None:
+    # Every token is good for two requests: a pull of several parts and a push (HEAD, POST, PUT,
+    # manifest) each outlive many tokens and must fetch new ones as they expire midway.
+    behaviour = ProxyBehaviour(token_user="dana", token_password="pw", token_uses=2)
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        config = Config(registry_auth=((proxy.host, "dana", "pw"),))
+        dst = fresh_store(tmp_path)
+        lines = await collect(pull_model(dst, config, name, insecure=True))
+        assert lines[-1] == {"status": "success"}
+        assert dst.get_manifest(name)[2] == pushed["body"]
+        assert behaviour.tokens_issued >= len(plan_parts(BIG)) // 2
+
+        src = fresh_store(tmp_path, "push-src")
+        target = name.replace(":v1", ":renewed")
+        make_model(src, target, model_bytes=os.urandom(2 * 1024 * 1024))
+        issued = behaviour.tokens_issued
+        lines = await collect(push_model(src, config, target, insecure=True))
+        assert lines[-1] == {"status": "success"} and behaviour.tokens_issued >= issued + 2
+        again = fresh_store(tmp_path, "again")
+        await collect(pull_model(again, config, target, insecure=True))
+        assert again.get_manifest(target)[0] == src.get_manifest(target)[0]
+    finally:
+        await proxy.stop()
+
+
 async def test_token_never_follows_a_redirect_to_another_origin(
     registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -84,8 +84,11 @@ class RegistryClient:
         a, b = urlsplit(url), urlsplit(self.base)
         return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
 
-    async def _answer_challenge(self, resp: aiohttp.ClientResponse) -> bool:
-        """Set up authorization from a 401; False when there is nothing more we can try."""
+    async def _answer_challenge(self, resp: aiohttp.ClientResponse, sent: str | None) -> bool:
+        """Set up authorization from a 401 to a request sent with ``sent``; False when nothing is left to try."""
+        if self._authorization != sent:
+            # Another request renewed it meanwhile (parallel parts all meet an expired token at once).
+            return True
         header = resp.headers.get("WWW-Authenticate", "")
         challenge = auth.parse_challenge(header) if header else None
         if challenge is None:
@@ -99,8 +102,8 @@ class RegistryClient:
             new = auth.basic_header(*self.credentials)
         else:
             return False
-        if new == self._authorization:
-            return False
+        if new == sent:
+            return False  # the same credentials again: they are refused
         self._authorization = new
         return True
 
@@ -125,8 +128,9 @@ class RegistryClient:
         target = url
         while True:
             hdrs = dict(headers or {})
-            if self._authorization and self._same_origin(target):
-                hdrs["Authorization"] = self._authorization
+            sent = self._authorization
+            if sent and self._same_origin(target):
+                hdrs["Authorization"] = sent
             try:
                 resp = await self.session.request(
                     method, target, headers=hdrs, data=data() if data else None, allow_redirects=False
@@ -148,7 +152,7 @@ class RegistryClient:
             resp.release()
             if resp.status == 401 and self._same_origin(target) and auth_tries < 2:
                 auth_tries += 1
-                if await self._answer_challenge(resp):
+                if await self._answer_challenge(resp, sent):
                     continue
                 raise RegistryError(f"registry {self.name.host}: unauthorized (set OLLAMALIKE_REGISTRY_AUTH)")
             if follow and resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
