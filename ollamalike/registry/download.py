@@ -55,6 +55,7 @@ FLUSH_EVERY = 128 * 1024 * 1024  # bytes between background fdatasyncs of the pa
 RECV_SIZE = 1024 * 1024  # bytes per socket read on the event loop
 MAX_INFLIGHT = 4  # batches per part queued for the blob's thread before reading waits
 SAVE_EVERY = 32 * 1024 * 1024
+REPORT_EVERY = 4 * 1024 * 1024  # bytes a reader thread writes between progress reports to the loop
 
 
 class PartState(Protocol):
@@ -270,17 +271,32 @@ class BlobDownload:
                 write = self._on_disk(self._write_and_hash, part.start + part.done, [head])
                 await self._settle(part, write, len(head))
             loop = asyncio.get_running_loop()
+            unreported = 0  # written by the reader, not yet counted by the loop
+
+            def report() -> None:
+                nonlocal unreported
+                if unreported:
+                    loop.call_soon_threadsafe(self._arrived, part, unreported)
+                    unreported = 0
 
             def sink(at: int, data: memoryview, release: Callable[[], None]) -> None:
                 # Reader thread: write first (then the bytes are the kernel's), hash later in order.
+                nonlocal unreported
                 self.partial.write_chunks_at(at, [data])
                 assert self._disk is not None
                 self._disk.submit(self._hash_and_release, at, data, release)
-                loop.call_soon_threadsafe(self._arrived, part, len(data))
+                unreported += len(data)
+                if unreported >= REPORT_EVERY:
+                    report()  # fewer wake-ups of the event loop than one per buffer
+
+            def read() -> None:
+                try:
+                    pump.run(part.start + part.done, length - len(head), sink)
+                finally:
+                    report()
 
             assert self._readers is not None
-            reading = self._readers.submit(pump.run, part.start + part.done, length - len(head), sink)
-            job = asyncio.wrap_future(reading)
+            job = asyncio.wrap_future(self._readers.submit(read))
             try:
                 # All of the reader's _arrived callbacks run before this await returns: they were
                 # queued on the loop before the one that completes ``job``.
