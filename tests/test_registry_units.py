@@ -255,3 +255,19 @@ def test_local_plan_uses_few_large_parts() -> None:
     assert len(planned) == download.LOCAL_CHUNKS and planned[0].start == 0 and planned[-1].end == 1 << 30
     assert all(a.end == b.start for a, b in zip(planned, planned[1:], strict=False))
     assert plan_parts(3 * MIN_PART, download.LOCAL_CHUNKS) == plan_parts(3 * MIN_PART)
+
+
+def test_ordered_hasher_copies_what_it_keeps_from_reused_buffers(tmp_path: object) -> None:
+    import hashlib
+    import os
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "partial"
+    blob = os.urandom(40_000)
+    path.write_bytes(blob)
+    hasher = OrderedHasher(path, [Part(0, 20_000), Part(20_000, 40_000)])
+    buffer = bytearray(blob[20_000:])
+    hasher.written(20_000, [memoryview(buffer)], copy=True)  # ahead of the frontier: kept
+    buffer[:] = b"\xff" * len(buffer)  # the reader reuses its buffer for the next read
+    hasher.written(0, [blob[:20_000]])
+    assert hasher.digest(len(blob)) == "sha256:" + hashlib.sha256(blob).hexdigest()

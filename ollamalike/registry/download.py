@@ -196,7 +196,7 @@ class BlobDownload:
     def _hash_and_release(self, pos: int, data: memoryview, release: Callable[[], None]) -> None:
         try:
             if self._hash_error is None:
-                self.hasher.written(pos, [data], keep=False)
+                self.hasher.written(pos, [data], copy=True)
         except BaseException as e:  # reported by _check_hashing; the reader must not wait forever
             self._hash_error = e
         finally:

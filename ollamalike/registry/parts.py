@@ -82,11 +82,11 @@ class OrderedHasher:
         self.ahead_bytes = 0
         self._catch_up()
 
-    def written(self, pos: int, chunks: Sequence[bytes | memoryview], keep: bool = True) -> None:
+    def written(self, pos: int, chunks: Sequence[bytes | memoryview], copy: bool = False) -> None:
         """``chunks`` were just written back to back from ``pos``.
 
-        ``keep=False``: the chunks' memory is about to be reused, so a run that landed ahead of the
-        frontier is read back from the file later instead of being kept.
+        ``copy=True``: the chunks' memory is reused after this call, so a run that landed ahead of
+        the frontier is kept as a copy (still cheaper than reading it back from the file).
         """
         size = sum(len(c) for c in chunks)
         if pos == self.frontier:
@@ -95,8 +95,8 @@ class OrderedHasher:
             self.frontier += size
             self._catch_up()
         elif pos > self.frontier:
-            if keep and self.ahead_bytes + size <= PENDING_LIMIT:
-                self.ahead[pos] = list(chunks)
+            if self.ahead_bytes + size <= PENDING_LIMIT:
+                self.ahead[pos] = [bytes(c) for c in chunks] if copy else list(chunks)
                 self.ahead_bytes += size
             else:
                 self.ahead[pos] = size
