@@ -124,6 +124,8 @@ class ProxyBehaviour:
     storage_authorization: list[str] = field(default_factory=list)  # Authorization seen by /storage
     tokens_issued: int = 0
     body_bytes_sent: int = 0
+    blob_gets_open: int = 0  # blob GETs being answered right now...
+    blob_gets_peak: int = 0  # ...and the most at once (parallel ranged parts)
 
 
 class RegistryProxy:
@@ -165,11 +167,18 @@ class RegistryProxy:
         return web.json_response({"token": self._token})
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        blob_get = request.method == "GET" and "/blobs/sha256:" in request.path
+        if blob_get:
+            self.b.blob_gets_open += 1
+            self.b.blob_gets_peak = max(self.b.blob_gets_peak, self.b.blob_gets_open)
         try:
             return await self._forward_inner(request)
         except ConnectionResetError:
             # The client under test hung up on purpose (it rejected what we sent).
             return web.Response(status=499)
+        finally:
+            if blob_get:
+                self.b.blob_gets_open -= 1
 
     async def _forward_inner(self, request: web.Request) -> web.StreamResponse:
         b = self.b

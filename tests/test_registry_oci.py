@@ -147,6 +147,27 @@ async def test_pull_uses_parallel_ranges(registry: DockerRegistry, pushed: dict[
     assert len(ranges) == BIG // parts.MIN_PART and all(r.startswith("bytes=") for r in ranges), ranges
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["reader-threads", "aiohttp"])
+async def test_remote_registry_gets_parallel_streams_hashed_in_order(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    # As if the registry were on another machine: parts stream in parallel and land out of order.
+    monkeypatch.setattr(download, "_is_loopback", lambda host: False)
+    behaviour = ProxyBehaviour(throttle_bytes_per_s=4 * 1024 * 1024, chunked=chunked)
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    dst = fresh_store(tmp_path)
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        lines = await collect(pull_model(dst, Config(), name, insecure=True))
+    finally:
+        await proxy.stop()
+    assert lines[-1] == {"status": "success"}
+    assert dst.get_manifest(name)[2] == pushed["body"]
+    assert dst.has_blob(pushed["manifest"]["layers"][0]["digest"])  # verified: hashed in byte order
+    assert behaviour.blob_gets_peak >= 4, behaviour.blob_gets_peak
+
+
 @pytest.mark.parametrize(
     "behaviour",
     [
