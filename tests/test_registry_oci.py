@@ -118,6 +118,37 @@ async def test_push_then_pull_round_trip_identical(registry: DockerRegistry, tmp
     assert stats.get("transferred", 0) == 0
 
 
+async def test_push_reads_blobs_off_the_event_loop(
+    registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ollamalike.registry import push
+
+    readers: set[str] = set()
+
+    class Recording:
+        def __init__(self, f: Any) -> None:
+            self.f = f
+
+        def __enter__(self) -> Recording:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.f.close()
+
+        def read(self, n: int) -> bytes:
+            readers.add(threading.current_thread().name)
+            return bytes(self.f.read(n))
+
+    monkeypatch.setattr(push, "open", lambda path, mode: Recording(open(path, mode)), raising=False)  # noqa: SIM115
+    src = fresh_store(tmp_path, "src")
+    name = f"{registry.host}/ns/offloop:tag"
+    make_model(src, name, model_bytes=os.urandom(3 * 1024 * 1024))
+    lines = await collect(push_model(src, Config(), name, insecure=True))
+    assert lines[-1] == {"status": "success"}
+    # A cold model on a slow disk would otherwise stall every other request of the daemon.
+    assert readers and threading.main_thread().name not in readers, readers
+
+
 async def test_push_again_skips_existing_blobs(registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path) -> None:
     src = fresh_store(tmp_path, "src2")
     proxy = RegistryProxy(registry.url)

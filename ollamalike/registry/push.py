@@ -74,8 +74,10 @@ async def _push_blob(
         async def gen() -> AsyncIterator[bytes]:
             sent = 0
             last = 0.0
+            loop = asyncio.get_running_loop()
             with open(path, "rb") as f:
-                while chunk := f.read(UPLOAD_CHUNK):
+                # Read in a thread: a model not in the page cache would stall the daemon's loop.
+                while chunk := await loop.run_in_executor(None, f.read, UPLOAD_CHUNK):
                     sent += len(chunk)
                     now = time.monotonic()
                     if now - last >= PROGRESS_INTERVAL:
