@@ -83,6 +83,23 @@ def fresh_store(tmp_path: Path, label: str = "dst") -> Store:
     return Store(tmp_path / label / "models")
 
 
+async def pull_through_proxy(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path, behaviour: ProxyBehaviour
+) -> Store:
+    """Pull the shared model through a proxy behaving so into a fresh store; it must succeed whole."""
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    dst = fresh_store(tmp_path)
+    try:
+        name = pushed["name"].replace(registry.host, proxy.host)
+        lines = await collect(pull_model(dst, Config(), name, insecure=True))
+    finally:
+        await proxy.stop()
+    assert lines[-1] == {"status": "success"}
+    assert dst.get_manifest(name)[2] == pushed["body"]
+    return dst
+
+
 async def test_push_then_pull_round_trip_identical(registry: DockerRegistry, tmp_path: Path, model_bytes: bytes) -> None:
     src = fresh_store(tmp_path, "src")
     name = f"{registry.host}/ns/roundtrip:tag"
@@ -185,16 +202,7 @@ async def test_remote_registry_gets_parallel_streams_hashed_in_order(
     # As if the registry were on another machine: parts stream in parallel and land out of order.
     monkeypatch.setattr(download, "_is_loopback", lambda host: False)
     behaviour = ProxyBehaviour(throttle_bytes_per_s=4 * 1024 * 1024, chunked=chunked)
-    proxy = RegistryProxy(registry.url, behaviour)
-    await proxy.start()
-    dst = fresh_store(tmp_path)
-    try:
-        name = pushed["name"].replace(registry.host, proxy.host)
-        lines = await collect(pull_model(dst, Config(), name, insecure=True))
-    finally:
-        await proxy.stop()
-    assert lines[-1] == {"status": "success"}
-    assert dst.get_manifest(name)[2] == pushed["body"]
+    dst = await pull_through_proxy(registry, pushed, tmp_path, behaviour)
     assert dst.has_blob(pushed["manifest"]["layers"][0]["digest"])  # verified: hashed in byte order
     assert behaviour.blob_gets_peak >= 4, behaviour.blob_gets_peak
 
@@ -226,16 +234,7 @@ async def test_pull_through_awkward_servers(
         return detached
 
     monkeypatch.setattr(rawbody, "detach", detach)
-    proxy = RegistryProxy(registry.url, behaviour)
-    await proxy.start()
-    dst = fresh_store(tmp_path)
-    try:
-        name = pushed["name"].replace(registry.host, proxy.host)
-        lines = await collect(pull_model(dst, Config(), name, insecure=True))
-    finally:
-        await proxy.stop()
-    assert lines[-1] == {"status": "success"}
-    assert dst.get_manifest(name)[2] == pushed["body"]
+    await pull_through_proxy(registry, pushed, tmp_path, behaviour)
     if behaviour.redirect_blobs:
         assert any(p.startswith("/storage/") for _, p, _ in behaviour.requests)
     # Plain-HTTP bodies with a length are read off the socket (but for a small one that aiohttp
