@@ -120,6 +120,9 @@ class ProxyBehaviour:
     token_password: str = ""
     realm: str | None = None  # override the realm announced in WWW-Authenticate
     token_uses: int = 0  # when set, a token expires after this many requests (short-lived tokens)
+    fail_patch: int = 0  # the Nth upload PATCH fails with a 500...
+    fail_patch_passes: float = 0.5  # ...after passing on this share of its bytes (0: none landed)
+    patch_ranges: list[str] = field(default_factory=list)  # Content-Range of every upload PATCH
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range)
     storage_authorization: list[str] = field(default_factory=list)  # Authorization seen by /storage
     tokens_issued: int = 0
@@ -212,10 +215,23 @@ class RegistryProxy:
         data = await request.read() if request.can_read_body else None
         assert self._session is not None
         url = self.upstream + path + (f"?{request.query_string}" if request.query_string else "")
+        if request.method == "PATCH":
+            b.patch_ranges.append(request.headers.get("Content-Range", ""))
+            if len(b.patch_ranges) == b.fail_patch and data:
+                start = int(request.headers["Content-Range"].split("-")[0])
+                landed = int(len(data) * b.fail_patch_passes)
+                if landed:
+                    headers["Content-Range"] = f"{start}-{start + landed - 1}"
+                    async with self._session.request("PATCH", url, headers=headers, data=data[:landed]) as up:
+                        await up.read()
+                return web.Response(status=500, text="lost midway")
         async with self._session.request(
             request.method, url, headers=headers, data=data, allow_redirects=False
         ) as up:
             out_headers = {k: v for k, v in up.headers.items() if k.lower() not in HOP_HEADERS}
+            if out_headers.get("Location", "").startswith(self.upstream):
+                # Keep the client on this proxy (the registry names itself in upload locations).
+                out_headers["Location"] = f"http://{self.host}" + out_headers["Location"][len(self.upstream) :]
             digest = path.rsplit("/", 1)[-1]
             is_blob_get = request.method == "GET" and "/blobs/" in path
             oversize = is_blob_get and digest == b.oversize_digest

@@ -135,6 +135,60 @@ async def test_push_then_pull_round_trip_identical(registry: DockerRegistry, tmp
     assert stats.get("transferred", 0) == 0
 
 
+MIB = 1024 * 1024
+CHUNKED_SIZE = 3 * MIB + MIB // 2
+
+
+def chunk_ranges(*starts: int) -> list[str]:
+    """Content-Range headers of 1 MiB upload chunks starting at these offsets."""
+    return [f"{a}-{min(a + MIB, CHUNKED_SIZE) - 1}" for a in starts]
+
+
+@pytest.mark.parametrize(
+    ("fail_patch", "passes", "expected"),
+    [
+        (0, 0.0, chunk_ranges(0, MIB, 2 * MIB, 3 * MIB)),
+        # The 2nd chunk fails before any byte lands: the upload's status says 1 MiB, go on there.
+        (2, 0.0, chunk_ranges(0, MIB, MIB, 2 * MIB, 3 * MIB)),
+        # It fails after half landed: the distribution registry then forgets the upload (its
+        # location names the old offset), so a new upload starts over.
+        (2, 0.5, chunk_ranges(0, MIB, 0, MIB, 2 * MIB, 3 * MIB)),
+    ],
+    ids=["in-order", "chunk-failed-resumed", "chunk-half-landed-restarted"],
+)
+async def test_large_blob_goes_up_in_chunks_and_survives_a_failed_one(
+    registry: DockerRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fail_patch: int,
+    passes: float,
+    expected: list[str],
+) -> None:
+    from ollamalike.registry import oci
+
+    monkeypatch.setattr(oci, "UPLOAD_PART", MIB)
+    monkeypatch.setattr(oci.RetryPolicy, "base_delay", 0.01)
+    behaviour = ProxyBehaviour(fail_patch=fail_patch, fail_patch_passes=passes)
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    src = fresh_store(tmp_path, "src")
+    name = f"{proxy.host}/ns/chunked:case{fail_patch}{int(passes * 10)}"
+    digest = make_model(src, name, model_bytes=os.urandom(CHUNKED_SIZE))
+    try:
+        lines = await collect(push_model(src, Config(), name, insecure=True))
+        assert lines[-1] == {"status": "success"}
+        dst = fresh_store(tmp_path)
+        await collect(pull_model(dst, Config(), name, insecure=True))
+    finally:
+        await proxy.stop()
+    assert behaviour.patch_ranges == expected
+    assert dst.get_manifest(name)[0] == digest  # the registry put the chunks together right
+    layer = src.get_manifest(name)[1]["layers"][0]["digest"]
+    assert hashlib.sha256(dst.read_blob(layer)).hexdigest() == layer[7:]
+    pushed_up = [c for c in lines if c.get("digest") == layer]
+    assert pushed_up[-1]["completed"] == pushed_up[-1]["total"] == CHUNKED_SIZE
+
+
 async def test_push_reads_blobs_off_the_event_loop(
     registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -151,6 +205,9 @@ async def test_push_reads_blobs_off_the_event_loop(
 
         def __exit__(self, *exc: object) -> None:
             self.f.close()
+
+        def seek(self, pos: int) -> int:
+            return int(self.f.seek(pos))
 
         def read(self, n: int) -> bytes:
             readers.add(threading.current_thread().name)

@@ -271,3 +271,17 @@ def test_ordered_hasher_copies_what_it_keeps_from_reused_buffers(tmp_path: objec
     buffer[:] = b"\xff" * len(buffer)  # the reader reuses its buffer for the next read
     hasher.written(0, [blob[:20_000]])
     assert hasher.digest(len(blob)) == "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [(None, 0), ("", 0), ("0-0", 0), ("0-9", 10), ("bytes=0-1048575", 1048576), ("5-9", None), ("0-x", None), ("junk", None)],
+)
+def test_upload_status_range(header: str | None, expected: int | None) -> None:
+    from ollamalike.registry import oci
+
+    if expected is None:
+        with pytest.raises(RegistryError, match="unreadable upload range"):
+            oci._uploaded(header)
+    else:
+        assert oci._uploaded(header) == expected

@@ -2,8 +2,9 @@
 
 Yields Ollama's status lines: ``retrieving manifest``, one ``pushing <12 hex>`` stream per blob
 (digest, total, completed), ``pushing manifest``, ``success``. Blobs the registry already has
-(HEAD 200) are skipped; the rest go up as one streamed monolithic upload each. The manifest is
-sent byte-for-byte as stored, so its digest on the registry equals the local one.
+(HEAD 200) are skipped; the rest are streamed up from the store (large ones in chunks that
+resume after a failure, see ``oci.RegistryClient.upload_blob``). The manifest is sent
+byte-for-byte as stored, so its digest on the registry equals the local one.
 """
 
 from __future__ import annotations
@@ -70,25 +71,26 @@ async def _push_blob(
     path = store.blob_path(digest)
     queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
 
-    def chunks() -> AsyncIterator[bytes]:
-        async def gen() -> AsyncIterator[bytes]:
-            sent = 0
-            last = 0.0
-            loop = asyncio.get_running_loop()
-            with open(path, "rb") as f:
-                # Read in a thread: a model not in the page cache would stall the daemon's loop.
-                while chunk := await loop.run_in_executor(None, f.read, UPLOAD_CHUNK):
-                    sent += len(chunk)
-                    now = time.monotonic()
-                    if now - last >= PROGRESS_INTERVAL:
-                        last = now
-                        queue.put_nowait(sent)
-                    yield chunk
+    last = 0.0
 
-        return gen()
+    async def body(start: int, end: int) -> AsyncIterator[bytes]:
+        """Bytes ``[start, end)`` of the blob; progress counts from the blob's start."""
+        nonlocal last
+        sent = start
+        loop = asyncio.get_running_loop()
+        with open(path, "rb") as f:
+            f.seek(start)
+            # Read in a thread: a model not in the page cache would stall the daemon's loop.
+            while sent < end and (chunk := await loop.run_in_executor(None, f.read, min(UPLOAD_CHUNK, end - sent))):
+                sent += len(chunk)
+                now = time.monotonic()
+                if now - last >= PROGRESS_INTERVAL:
+                    last = now
+                    queue.put_nowait(sent)
+                yield chunk
 
     yield {"status": status, "digest": digest, "total": size, "completed": 0}
-    async with contextlib.aclosing(relay(queue, client.upload_blob(digest, size, chunks))) as progress:
+    async with contextlib.aclosing(relay(queue, client.upload_blob(digest, size, body))) as progress:
         async for sent in progress:
             if sent < size:
                 yield {"status": status, "digest": digest, "total": size, "completed": sent}
