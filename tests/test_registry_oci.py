@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from ollamalike.config import Config
-from ollamalike.errors import RegistryError
+from ollamalike.errors import InternalError, RegistryError
 from ollamalike.registry import download, parts, rawbody
 from ollamalike.registry.parts import plan_parts
 from ollamalike.registry.pull import pull_model
@@ -192,28 +192,14 @@ async def test_large_blob_goes_up_in_chunks_and_survives_a_failed_one(
 async def test_push_reads_blobs_off_the_event_loop(
     registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ollamalike.registry import push
-
     readers: set[str] = set()
+    real_pread = os.pread
 
-    class Recording:
-        def __init__(self, f: Any) -> None:
-            self.f = f
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        readers.add(threading.current_thread().name)
+        return real_pread(fd, n, offset)
 
-        def __enter__(self) -> Recording:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            self.f.close()
-
-        def seek(self, pos: int) -> int:
-            return int(self.f.seek(pos))
-
-        def read(self, n: int) -> bytes:
-            readers.add(threading.current_thread().name)
-            return bytes(self.f.read(n))
-
-    monkeypatch.setattr(push, "open", lambda path, mode: Recording(open(path, mode)), raising=False)  # noqa: SIM115
+    monkeypatch.setattr(os, "pread", pread)
     src = fresh_store(tmp_path, "src")
     name = f"{registry.host}/ns/offloop:tag"
     make_model(src, name, model_bytes=os.urandom(3 * 1024 * 1024))
@@ -221,6 +207,23 @@ async def test_push_reads_blobs_off_the_event_loop(
     assert lines[-1] == {"status": "success"}
     # A cold model on a slow disk would otherwise stall every other request of the daemon.
     assert readers and threading.main_thread().name not in readers, readers
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+async def test_push_of_a_damaged_store_is_a_clear_error(registry: DockerRegistry, tmp_path: Path, damage: str) -> None:
+    src = fresh_store(tmp_path, "src")
+    name = f"{registry.host}/ns/damaged:{damage}"
+    make_model(src, name, model_bytes=os.urandom(100_000))
+    layer = src.get_manifest(name)[1]["layers"][0]["digest"]
+    path = src.blob_path(layer)
+    if damage == "missing":
+        path.unlink()
+    else:
+        os.truncate(path, 1000)
+    with pytest.raises(InternalError, match="missing from the store" if damage == "missing" else "is not 100000 bytes"):
+        await collect(push_model(src, Config(), name, insecure=True))
+    with pytest.raises(RegistryError, match="file does not exist"):  # no manifest went up
+        await collect(pull_model(fresh_store(tmp_path), Config(), name, insecure=True))
 
 
 async def test_push_again_skips_existing_blobs(registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path) -> None:

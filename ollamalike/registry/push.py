@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ollamalike.config import Config
-from ollamalike.errors import BadRequest
+from ollamalike.errors import BadRequest, InternalError
 from ollamalike.names import ModelName
 from ollamalike.registry import oci
 from ollamalike.registry.pull import PROGRESS_INTERVAL, relay, short
@@ -69,8 +70,20 @@ async def _push_blob(
         yield {"status": status, "digest": digest, "total": size, "completed": size}
         return
     path = store.blob_path(digest)
-    queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
+    try:
+        blob = open(path, "rb")  # noqa: SIM115 (closed below, after the upload that reads it)
+    except OSError as e:
+        raise InternalError(f"blob {short(digest)} is missing from the store ({e.strerror}); pull or create the model again") from None
+    with blob:
+        if os.fstat(blob.fileno()).st_size != size:
+            raise InternalError(f"blob {short(digest)} in the store is not {size} bytes as its manifest says")
+        async for line in _upload(client, digest, size, blob.fileno()):
+            yield line
 
+
+async def _upload(client: oci.RegistryClient, digest: str, size: int, fd: int) -> AsyncIterator[dict[str, Any]]:
+    status = f"pushing {short(digest)}"
+    queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
     last = 0.0
 
     async def body(start: int, end: int) -> AsyncIterator[bytes]:
@@ -78,16 +91,14 @@ async def _push_blob(
         nonlocal last
         sent = start
         loop = asyncio.get_running_loop()
-        with open(path, "rb") as f:
-            f.seek(start)
-            # Read in a thread: a model not in the page cache would stall the daemon's loop.
-            while sent < end and (chunk := await loop.run_in_executor(None, f.read, min(UPLOAD_CHUNK, end - sent))):
-                sent += len(chunk)
-                now = time.monotonic()
-                if now - last >= PROGRESS_INTERVAL:
-                    last = now
-                    queue.put_nowait(sent)
-                yield chunk
+        # Read in a thread: a model not in the page cache would stall the daemon's loop.
+        while sent < end and (chunk := await loop.run_in_executor(None, os.pread, fd, min(UPLOAD_CHUNK, end - sent), sent)):
+            sent += len(chunk)
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL:
+                last = now
+                queue.put_nowait(sent)
+            yield chunk
 
     yield {"status": status, "digest": digest, "total": size, "completed": 0}
     async with contextlib.aclosing(relay(queue, client.upload_blob(digest, size, body))) as progress:
