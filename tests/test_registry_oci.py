@@ -512,6 +512,16 @@ async def test_saved_state_without_its_partial_file_is_ignored(
     assert dst.pulls() == {}
 
 
+async def test_registry_that_is_down_fails_fast(tmp_path: Path) -> None:
+    store = fresh_store(tmp_path)
+    before = store_snapshot(store.root)
+    started = time.monotonic()
+    with pytest.raises(RegistryError, match="cannot reach registry 127.0.0.1:"):
+        await collect(pull_model(store, Config(), f"127.0.0.1:{free_port()}/ns/model:tag", insecure=True))
+    assert time.monotonic() - started < 3  # a few quick tries, not the whole retry budget
+    assert store_snapshot(store.root) == before
+
+
 async def test_plain_http_registry_without_insecure_fails_fast(registry: DockerRegistry, tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="needs --insecure"):
         await collect(pull_model(fresh_store(tmp_path), Config(), f"{registry.host}/ns/model:tag"))

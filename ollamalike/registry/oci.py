@@ -28,6 +28,7 @@ MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
+FIRST_CONTACT_ATTEMPTS = 3  # connection attempts before a registry that never answered is called unreachable
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # aiohttp pauses a socket once 2x this is buffered; its 64 KiB default pauses a fast blob stream
 # constantly. Per connection, so a pull of 8 parts buffers at most 16 MiB.
@@ -95,6 +96,7 @@ class RegistryClient:
         self.scope = f"repository:{name.repository}:{'pull,push' if push else 'pull'}"
         self.retry = retry or RetryPolicy()
         self._authorization: str | None = None
+        self._reached = False  # whether the registry has answered anything yet
 
     # ---- plumbing -------------------------------------------------------------------------------
 
@@ -163,11 +165,15 @@ class RegistryClient:
                 # Not transient in any useful sense: the name does not resolve (or we are offline).
                 raise RegistryError(f"cannot reach registry {self.name.host}: host not found") from None
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
-                if not retry or attempt + 1 >= self.retry.attempts:
+                # A registry never reached yet is most likely down: say so soon. Once it has
+                # answered, a failure is more likely a blip worth the whole retry budget.
+                budget = self.retry.attempts if self._reached else min(self.retry.attempts, FIRST_CONTACT_ATTEMPTS)
+                if not retry or attempt + 1 >= budget:
                     raise RegistryError(f"cannot reach registry {self.name.host}: {e or type(e).__name__}") from None
                 await asyncio.sleep(self.retry.delay(attempt))
                 attempt += 1
                 continue
+            self._reached = True
             if resp.status in ok:
                 return resp
             resp.release()
