@@ -184,6 +184,8 @@ def test_create_list_show_cp_rm(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: 
     assert "Third line of the system prompt." in out
     assert re.search(r"^  Metadata$", out, re.M)
     assert re.search(r"^    general\.architecture\s+llama$", out, re.M), out
+    # The vocabulary is read for -v only, and shown abbreviated.
+    assert re.search(r"^    tokenizer\.ggml\.tokens\s+\[<unk>, <s>, </s>, .*, \.\.\.\]$", out, re.M), out
 
     modelfile = _ok(daemon.cli("show", "tiny", "--modelfile"))
     assert re.search(r"^FROM ", modelfile, re.M)

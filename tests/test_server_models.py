@@ -348,8 +348,11 @@ async def test_create_tags_show_copy_delete(client: Any, tiny_chat_gguf: Path, m
     assert "temperature" in shown["parameters"]
     assert shown["model_info"]["general.architecture"] == "llama"
     assert shown["messages"] == [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    assert shown["model_info"]["tokenizer.ggml.tokens"] is None  # the vocabulary only when verbose
     resp = await client.post("/api/show", json={"name": "tiny", "verbose": True})
     assert resp.status == 200
+    tokens = (await resp.json())["model_info"]["tokenizer.ggml.tokens"]
+    assert isinstance(tokens, list) and len(tokens) > 1000 and "<s>" in tokens
 
     resp = await client.post("/api/copy", json={"source": "tiny", "destination": "other/tiny:v2"})
     assert resp.status == 200

@@ -316,9 +316,14 @@ def show_modelfile(display: str, resolved: ResolvedModel) -> str:
 
 
 def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, Any]:
-    """/api/show. ``verbose`` is accepted; large tokenizer arrays are never kept, so it changes nothing."""
+    """/api/show. ``verbose`` reads the GGUF again for every array (the vocabulary too), which the
+    cached metadata leaves out; it can take a moment on a large vocabulary, so call it off the loop."""
     resolved = resolve_model(store, name)
     model_info = getattr(resolved.info, "model_info", None) or {}
+    if verbose:
+        from ollamalike.gguf_info import read_gguf_info
+
+        model_info = read_gguf_info(resolved.model_path, verbose=True).model_info
     out: dict[str, Any] = {
         "license": "\n".join(resolved.license),
         "modelfile": show_modelfile(resolved.name, resolved),

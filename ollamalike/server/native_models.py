@@ -5,6 +5,8 @@ Handlers are thin: parse and type-check the body, call one ``library`` function,
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ollamalike import __version__, library
@@ -42,7 +44,8 @@ async def show(request: web.Request) -> web.Response:
     name = model_field(body)
     verbose = get_bool(body, "verbose", False)
     state = get_state(request)
-    return json_response(library.show_model(state.store, name, verbose=verbose))
+    # In a thread: a verbose show re-reads the model's metadata, vocabulary included.
+    return json_response(await asyncio.to_thread(library.show_model, state.store, name, verbose))
 
 
 async def create(request: web.Request) -> web.StreamResponse:
