@@ -14,9 +14,10 @@ class OllamalikeError(Exception):
     status: int = 500
     openai_type: str = "api_error"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.param = param  # the request field at fault, when there is one (OpenAI's error ``param``)
 
     def __str__(self) -> str:
         return self.message

@@ -29,14 +29,14 @@ def type_name(value: Any) -> str:
 
 
 def invalid(name: str, expected: str, value: Any) -> BadRequest:
-    return BadRequest(f"invalid value for '{name}': expected {expected}, got {type_name(value)}")
+    return BadRequest(f"invalid value for '{name}': expected {expected}, got {type_name(value)}", param=name)
 
 
 def get_str(body: dict[str, Any], name: str, default: Any = None, required: bool = False) -> Any:
     value = body.get(name, _MISSING)
     if value is _MISSING or value is None:
         if required:
-            raise BadRequest(f"'{name}' is required")
+            raise BadRequest(f"'{name}' is required", param=name)
         return default
     if not isinstance(value, str):
         raise invalid(name, "a string", value)
@@ -60,7 +60,7 @@ def get_int(body: dict[str, Any], name: str, default: Any = None, minimum: int |
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
         raise invalid(name, "an integer", value)
     if minimum is not None and value < minimum:
-        raise BadRequest(f"invalid value for '{name}': must be at least {minimum}, got {int(value)}")
+        raise BadRequest(f"invalid value for '{name}': must be at least {minimum}, got {int(value)}", param=name)
     return int(value)
 
 

@@ -17,8 +17,13 @@ def assert_api_error(status: int, body: bytes | str | dict[str, Any], expected_s
     return message
 
 
-def assert_openai_error(status: int, body: bytes | str | dict[str, Any], expected_status: int, contains: str = "") -> str:
-    """OpenAI's error object: ``{"error": {"message", "type", "param", "code"}}``."""
+ANY_PARAM: Any = object()
+
+
+def assert_openai_error(
+    status: int, body: bytes | str | dict[str, Any], expected_status: int, contains: str = "", param: Any = ANY_PARAM
+) -> str:
+    """OpenAI's error object: ``{"error": {"message", "type", "param", "code"}}``; ``param`` checked when given."""
     data = body if isinstance(body, dict) else json.loads(body)
     assert status == expected_status, f"expected HTTP {expected_status}, got {status}: {data}"
     assert set(data) == {"error"}, data
@@ -26,6 +31,8 @@ def assert_openai_error(status: int, body: bytes | str | dict[str, Any], expecte
     assert {"message", "type", "param", "code"} <= set(err), err
     assert isinstance(err["message"], str) and err["message"].strip(), err
     assert contains.lower() in err["message"].lower(), f"{contains!r} not in {err['message']!r}"
+    if param is not ANY_PARAM:
+        assert err["param"] == param, f"param {err['param']!r}, expected {param!r}"
     return str(err["message"])
 
 

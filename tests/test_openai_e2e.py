@@ -423,6 +423,8 @@ def test_error_cases(client: Any, daemon: Daemon) -> None:
             client.chat.completions.create(model=CHAT, messages=USER, **kwargs)
         assert info.value.status_code == 400 and info.value.type == "invalid_request_error"
         assert text in info.value.message, (kwargs, info.value.message)
+        if text in ("n", "temperature", "tool_choice", "response_format"):
+            assert info.value.param == text  # the openai client exposes the field at fault
     image = [{"role": "user", "content": [
         {"type": "text", "text": "What is this?"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},

@@ -17,7 +17,7 @@ from ollamalike import inference
 from ollamalike.config import load_config
 from ollamalike.errors import ModelNotFound, Overloaded, RunnerError
 from ollamalike.server.app import make_app
-from tests.helpers import assert_openai_error
+from tests.helpers import ANY_PARAM, assert_openai_error
 
 Script = list[dict[str, Any] | Exception]
 
@@ -147,17 +147,21 @@ async def test_client_disconnect_closes_the_inference_stream(client: TestClient,
 
 
 async def test_bad_requests_never_reach_inference(client: TestClient, fake: FakeInference) -> None:
-    cases = [
-        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}, "'n'"),
-        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "x"}],
-                                  "options": {"num_ctx": "lots"}}, "num_ctx"),
-        ("/v1/completions", {"model": "m", "prompt": "x", "echo": True}, "echo"),
-        ("/v1/embeddings", {"model": "m", "input": 3}, "input"),
-        ("/v1/embeddings", {"model": "m", "input": "x", "encoding_format": "hex"}, "encoding_format"),
+    user = [{"role": "user", "content": "x"}]
+    cases: list[tuple[str, dict[str, object], str, object]] = [
+        ("/v1/chat/completions", {"model": "m", "messages": user, "n": 2}, "'n'", "n"),
+        ("/v1/chat/completions", {"model": "m", "messages": user, "options": {"num_ctx": "lots"}}, "num_ctx", ANY_PARAM),
+        ("/v1/chat/completions", {"model": "m", "messages": user, "temperature": "hot"}, "temperature", "temperature"),
+        ("/v1/chat/completions", {"model": "m"}, "messages", "messages"),
+        ("/v1/chat/completions", {"messages": user}, "model", "model"),
+        ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user"}]}, "content", "messages[0].content"),
+        ("/v1/completions", {"model": "m", "prompt": "x", "echo": True}, "echo", "echo"),
+        ("/v1/embeddings", {"model": "m", "input": 3}, "input", ANY_PARAM),
+        ("/v1/embeddings", {"model": "m", "input": "x", "encoding_format": "hex"}, "encoding_format", ANY_PARAM),
     ]
-    for path, body, text in cases:
+    for path, body, text, param in cases:
         resp = await client.post(path, json=body)
-        assert_openai_error(resp.status, await resp.json(), 400, text)
+        assert_openai_error(resp.status, await resp.json(), 400, text, param=param)
     resp = await client.post("/v1/chat/completions", data=b"{not json", headers={"Content-Type": "application/json"})
     assert_openai_error(resp.status, await resp.json(), 400, "invalid JSON")
     assert fake.requests == []

@@ -44,10 +44,12 @@ def error_response(
     openai_type: str | None = None,
     headers: dict[str, str] | None = None,
     openai_code: str | None = None,
+    openai_param: str | None = None,
 ) -> web.Response:
     if is_openai_path(request.path):
         kind = openai_type or _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        body: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": openai_code}}
+        error = {"message": message, "type": kind, "param": openai_param, "code": openai_code}
+        body: dict[str, Any] = {"error": error}
         return json_response(body, status=status, headers=headers)
     return json_response({"error": message}, status=status, headers=headers)
 
@@ -73,7 +75,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.log(level, "%s %s -> %d: %s", request.method, request.path, e.status, e.message)
         # OpenAI clients recognise an unknown model by this code.
         code = "model_not_found" if isinstance(e, ModelNotFound) else None
-        return error_response(request, e.status, e.message, e.openai_type, openai_code=code)
+        return error_response(request, e.status, e.message, e.openai_type, openai_code=code, openai_param=e.param)
     except web.HTTPException as e:
         # Redirects and successes raised as exceptions pass through untouched.
         if e.status < 400:

@@ -18,7 +18,7 @@ from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invali
 def model_name(body: dict[str, Any]) -> str:
     model = get_str(body, "model")
     if not model:
-        raise BadRequest("'model' is required")
+        raise BadRequest("'model' is required", param="model")
     return str(model)
 
 
@@ -39,14 +39,14 @@ def wants_usage(body: dict[str, Any], stream: bool) -> bool:
     if not isinstance(opts, dict):
         raise invalid("stream_options", "an object", opts)
     if not stream:
-        raise BadRequest("'stream_options' is only allowed when 'stream' is true")
+        raise BadRequest("'stream_options' is only allowed when 'stream' is true", param="stream_options")
     return bool(get_bool(opts, "include_usage", False))
 
 
 def check_n(body: dict[str, Any]) -> None:
     n = get_int(body, "n", minimum=1)
     if n is not None and n > 1:
-        raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)")
+        raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)", param="n")
 
 
 def sampling_options(body: dict[str, Any]) -> dict[str, Any]:
@@ -78,11 +78,11 @@ def sampling_options(body: dict[str, Any]) -> dict[str, Any]:
 def reject_logprobs(body: dict[str, Any]) -> None:
     logprobs = body.get("logprobs")
     if logprobs not in (None, False):
-        raise BadRequest("'logprobs' is not supported")
+        raise BadRequest("'logprobs' is not supported", param="logprobs")
     if body.get("top_logprobs") not in (None, 0):
-        raise BadRequest("'top_logprobs' is not supported")
+        raise BadRequest("'top_logprobs' is not supported", param="top_logprobs")
     if body.get("logit_bias") not in (None, {}):
-        raise BadRequest("'logit_bias' is not supported")
+        raise BadRequest("'logit_bias' is not supported", param="logit_bias")
 
 
 def context_options(body: dict[str, Any]) -> dict[str, Any]:

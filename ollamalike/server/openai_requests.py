@@ -131,7 +131,7 @@ def _message(msg: Any, i: int, messages: list[Any]) -> dict[str, Any]:
         raise BadRequest(f"{where}: the deprecated 'function' role is not supported; use 'tool'")
     content = msg.get("content")
     if content is None and not msg.get("tool_calls") and role != "assistant":
-        raise BadRequest(f"{where}.content is required")
+        raise BadRequest(f"{where}.content is required", param=f"{where}.content")
     text, images = _content(content, where)
     out: dict[str, Any] = {"role": role, "content": text}
     if images:
@@ -169,7 +169,7 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
             raise BadRequest(f"tools[{i}] must be {{\"type\": \"function\", \"function\": {{\"name\": ...}}}}")
         name = fn.get("name")
         if not isinstance(name, str) or not name:
-            raise BadRequest(f"tools[{i}].function.name is required")
+            raise BadRequest(f"tools[{i}].function.name is required", param=f"tools[{i}].function.name")
         params = fn.get("parameters")
         if params is not None and not isinstance(params, dict):
             raise invalid(f"tools[{i}].function.parameters", "a JSON schema object", params)
@@ -205,7 +205,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[d
         return None, False
     if value == "required":
         if not tools:
-            raise BadRequest("'tool_choice' is \"required\" but no 'tools' were given")
+            raise BadRequest("'tool_choice' is \"required\" but no 'tools' were given", param="tool_choice")
         return tools, True
     if isinstance(value, dict):
         fn = value.get("function")
@@ -214,9 +214,9 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[d
             raise BadRequest("'tool_choice' object must be {\"type\": \"function\", \"function\": {\"name\": ...}}")
         chosen = [t for t in tools or [] if t["function"]["name"] == name]
         if not chosen:
-            raise BadRequest(f"'tool_choice' names function {name!r}, which is not among 'tools'")
+            raise BadRequest(f"'tool_choice' names function {name!r}, which is not among 'tools'", param="tool_choice")
         return chosen, True
-    raise BadRequest("invalid value for 'tool_choice': use \"none\", \"auto\", \"required\" or a function object")
+    raise BadRequest("invalid value for 'tool_choice': use \"none\", \"auto\", \"required\" or a function object", param="tool_choice")
 
 
 def _response_format(value: Any) -> str | dict[str, Any] | None:
@@ -235,7 +235,7 @@ def _response_format(value: Any) -> str | dict[str, Any] | None:
         if not isinstance(schema, dict):
             raise BadRequest("'response_format' of type json_schema needs 'json_schema': {\"name\": ..., \"schema\": {...}}")
         return schema
-    raise BadRequest(f"invalid 'response_format' type {kind!r}: use \"text\", \"json_object\" or \"json_schema\"")
+    raise BadRequest(f"invalid 'response_format' type {kind!r}: use \"text\", \"json_object\" or \"json_schema\"", param="response_format")
 
 
 def _think(body: dict[str, Any]) -> bool | str | None:
@@ -252,7 +252,7 @@ def parse_chat_completion(body: dict[str, Any]) -> ChatTranslation:
     model = model_name(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty array of message objects")
+        raise BadRequest("'messages' must be a non-empty array of message objects", param="messages")
     check_n(body)
     reject_logprobs(body)
     for legacy in ("functions", "function_call"):
@@ -302,9 +302,9 @@ def parse_completion(body: dict[str, Any]) -> CompletionTranslation:
     check_n(body)
     best_of = get_int(body, "best_of", minimum=1)
     if best_of is not None and best_of > 1:
-        raise BadRequest("'best_of' > 1 is not supported")
+        raise BadRequest("'best_of' > 1 is not supported", param="best_of")
     if get_bool(body, "echo", False):
-        raise BadRequest("'echo' is not supported")
+        raise BadRequest("'echo' is not supported", param="echo")
     reject_logprobs(body)
     stream = get_bool(body, "stream", False)
     usage = wants_usage(body, stream)

@@ -27,7 +27,8 @@ def error_object(status: int, message: str, exc: OllamalikeError | None = None) 
     """OpenAI's error object, for errors raised after an SSE stream has started."""
     kind = exc.openai_type if exc is not None else ("server_error" if status >= 500 else "invalid_request_error")
     code = "model_not_found" if isinstance(exc, ModelNotFound) else None
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    param = exc.param if exc is not None else None
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def new_id(prefix: str) -> str:
