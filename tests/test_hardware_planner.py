@@ -207,3 +207,23 @@ def test_real_tiny_gguf_plans_100_percent_cpu(tiny_chat_q4_gguf: Path) -> None:
     assert plan.size > info.tensor_bytes  # weights plus KV cache and graph
     on_gpu = plan_load(info, {}, system([8.0]), config())
     assert on_gpu.processor == "100% GPU" and on_gpu.gpu_layers == (info.block_count or 0) + 1
+
+
+def test_the_split_reaches_the_runner_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """layout_load's GPU split and the main_gpu option travel to the runner's arguments."""
+    from ollamalike.runner.client import RunnerSpec
+    from ollamalike.scheduler import plan as sched_plan
+
+    free = [mib(RESERVE + 81 + 5 * 116 + 20), mib(RESERVE + 81 + 4 * 116 + 20)]
+    monkeypatch.setattr(sched_plan.hardware, "system", lambda config, refresh=False: system(free))
+    loaded = SimpleNamespace(name="two-gpus:latest", model_path=Path("/models/m.gguf"), adapters=[], info=model())
+    requested = sched_plan.plan_load(loaded, {"num_ctx": 4096, "main_gpu": 1}, config())
+    assert requested.spec["tensor_split"] == () and requested.spec["main_gpu"] == 1
+    laid = sched_plan.layout_load(requested, loaded, config())
+    assert laid.spec["gpu_layers"] == 9 and laid.spec["tensor_split"] == pytest.approx((5 / 9, 4 / 9))
+    argv = RunnerSpec(**laid.spec).argv("/tmp/r.sock")
+    assert argv[argv.index("--tensor-split") + 1] == "0.555556,0.444444"
+    assert argv[argv.index("--main-gpu") + 1] == "1"
+    monkeypatch.setattr(sched_plan.hardware, "system", lambda config, refresh=False: system([40.0]))
+    alone = sched_plan.layout_load(requested, loaded, config())
+    assert alone.spec["tensor_split"] == () and "--tensor-split" not in RunnerSpec(**alone.spec).argv("/tmp/r.sock")

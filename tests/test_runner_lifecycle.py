@@ -57,6 +57,17 @@ async def test_truncated_model_file(config: Config, tmp_path: Path, tiny_chat_gg
         await RunnerProcess.start(RunnerSpec(str(cut)), config)
 
 
+async def test_a_gpu_split_loads_on_a_machine_without_gpus(config: Config, tiny_chat_gguf: Path) -> None:
+    # What the scheduler passes for two GPUs; a CPU-only llama.cpp has no device to split over.
+    spec = RunnerSpec(str(tiny_chat_gguf), ctx_size=256, threads=1, tensor_split=(0.6, 0.4))
+    proc = await RunnerProcess.start(spec, config)
+    try:
+        chunks = [c async for c in proc.completion("the sky", {"num_predict": 3, "seed": 1})]
+        assert chunks[-1]["done"] and chunks[-1]["eval_count"] == 3
+    finally:
+        await proc.stop()
+
+
 async def test_cancel_frees_slot_and_kill_gives_error(config: Config, tiny_chat_gguf: Path) -> None:
     spec = RunnerSpec(str(tiny_chat_gguf), ctx_size=256, num_parallel=1, threads=1)
     proc = await RunnerProcess.start(spec, config)

@@ -103,3 +103,29 @@ def test_grammar_for_format() -> None:
         grammar_for_format("xml")
     with pytest.raises(BadRequest, match="invalid format"):
         grammar_for_format(["json"])  # type: ignore[arg-type]
+
+
+def test_runner_arguments_for_the_gpu_split() -> None:
+    from ollamalike.runner.__main__ import _parse
+
+    base = ["--model", "m.gguf", "--socket", "s.sock"]
+    args = _parse([*base, "--tensor-split", "0.6,0.4", "--main-gpu", "1"])
+    assert args.tensor_split == (0.6, 0.4) and args.main_gpu == 1
+    assert _parse(base).tensor_split == ()
+    for bad in (["--tensor-split", "a,b"], ["--tensor-split", "0,0"], ["--tensor-split", "-1,2"],
+                ["--tensor-split", "inf"], ["--tensor-split", ",".join(["1"] * 17)], ["--main-gpu", "-1"]):
+        with pytest.raises(SystemExit):
+            _parse([*base, *bad])
+
+
+def test_model_params_carry_the_gpu_split() -> None:
+    from ollamalike.runner.llama import LoadError, LoadOptions, model_params
+
+    mparams, split = model_params(LoadOptions(model_path="m.gguf", gpu_layers=9, main_gpu=1, tensor_split=(0.6, 0.4)))
+    assert mparams.n_gpu_layers == 9 and mparams.main_gpu == 1
+    assert [round(mparams.tensor_split[i], 6) for i in range(3)] == [0.6, 0.4, 0.0]
+    assert split is not None
+    mparams, split = model_params(LoadOptions(model_path="m.gguf"))
+    assert not mparams.tensor_split and split is None  # llama.cpp chooses
+    with pytest.raises(LoadError, match="supports"):
+        model_params(LoadOptions(model_path="m.gguf", tensor_split=(1.0,) * 100))

@@ -33,6 +33,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--embedding", action="store_true")
     p.add_argument("--adapter", action="append", default=[])
     p.add_argument("--kv-cache-type", default="f16", choices=["f16", "q8_0", "q4_0"])
+    p.add_argument("--main-gpu", type=int, default=0)
+    p.add_argument("--tensor-split", type=_shares, default=(), help="comma-separated share of layers per GPU")
     p.add_argument("--verbose", action="store_true", help="echo all of llama.cpp's log to stderr")
     args = p.parse_args(argv)
     if not args.info and (not args.model or not args.socket):
@@ -40,7 +42,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     for name in ("ctx", "parallel", "batch"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
+    if args.main_gpu < 0:
+        p.error("--main-gpu must not be negative")
     return args
+
+
+def _shares(text: str) -> tuple[float, ...]:
+    """``0.6,0.4``: non-negative finite numbers, not all zero, at most 16 of them."""
+    try:
+        shares = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if len(shares) > 16 or not all(0 <= x < float("inf") for x in shares) or not any(shares):
+        raise argparse.ArgumentTypeError(f"shares must be 1-16 non-negative numbers, not all zero: {text!r}")
+    return shares
 
 
 def _die_with_parent() -> None:
@@ -79,7 +94,8 @@ async def _serve(args: argparse.Namespace) -> int:
         model_path=args.model, ctx_size=args.ctx, parallel=args.parallel, batch=args.batch,
         gpu_layers=args.gpu_layers, threads=args.threads, flash_attn=args.flash_attn,
         use_mmap=not args.no_mmap, embedding=args.embedding, adapters=list(args.adapter),
-        kv_cache_type=args.kv_cache_type, verbose=args.verbose,
+        kv_cache_type=args.kv_cache_type, verbose=args.verbose, main_gpu=args.main_gpu,
+        tensor_split=args.tensor_split,
     )
     server = RunnerServer(opts)
     loop = asyncio.get_running_loop()

@@ -46,6 +46,8 @@ class RunnerSpec:
     embedding: bool = False
     adapters: list[str] | tuple[str, ...] = field(default_factory=tuple)
     kv_cache_type: str = "f16"
+    main_gpu: int = 0
+    tensor_split: tuple[float, ...] = ()  # share of the offloaded layers per GPU; () lets llama.cpp choose
 
     def argv(self, socket_path: str) -> list[str]:
         args = [
@@ -62,6 +64,10 @@ class RunnerSpec:
             args.append("--embedding")
         for a in self.adapters:
             args += ["--adapter", str(a)]
+        if self.main_gpu:
+            args += ["--main-gpu", str(self.main_gpu)]
+        if self.tensor_split:
+            args += ["--tensor-split", ",".join(f"{share:.6g}" for share in self.tensor_split)]
         return args
 
 

@@ -74,6 +74,8 @@ class LoadOptions:
     adapters: list[str] = field(default_factory=list)
     kv_cache_type: str = "f16"
     verbose: bool = False
+    main_gpu: int = 0
+    tensor_split: tuple[float, ...] = ()
 
 
 @dataclass
@@ -116,6 +118,23 @@ def install_log_capture(verbose: bool) -> _LogCapture:
     return _capture
 
 
+def model_params(opts: LoadOptions) -> tuple[Any, Any]:
+    """llama.cpp's model parameters for ``opts``, and the tensor-split array they point to (which
+    must stay alive until the model is loaded)."""
+    mparams = llama_cpp.llama_model_default_params()
+    mparams.n_gpu_layers = opts.gpu_layers
+    mparams.use_mmap = opts.use_mmap
+    mparams.main_gpu = opts.main_gpu
+    split = None
+    if opts.tensor_split:
+        devices = int(llama_cpp.LLAMA_MAX_DEVICES)
+        if len(opts.tensor_split) > devices:
+            raise LoadError(f"tensor split names {len(opts.tensor_split)} GPUs; this build supports {devices}")
+        split = (ctypes.c_float * devices)(*opts.tensor_split)
+        mparams.tensor_split = ctypes.cast(split, ctypes.POINTER(ctypes.c_float))
+    return mparams, split
+
+
 def load_model(opts: LoadOptions, progress: list[float]) -> Loaded:
     """Load the model and create one context with ``parallel`` sequence slots.
 
@@ -125,9 +144,7 @@ def load_model(opts: LoadOptions, progress: list[float]) -> Loaded:
     if opts.kv_cache_type not in _KV_TYPES:
         raise LoadError(f"unsupported kv cache type {opts.kv_cache_type!r}: use f16, q8_0 or q4_0")
     llama_cpp.llama_backend_init()
-    mparams = llama_cpp.llama_model_default_params()
-    mparams.n_gpu_layers = opts.gpu_layers
-    mparams.use_mmap = opts.use_mmap
+    mparams, split = model_params(opts)
 
     def on_progress(value: float, _user: Any) -> bool:
         progress[0] = float(value)
@@ -136,6 +153,7 @@ def load_model(opts: LoadOptions, progress: list[float]) -> Loaded:
     cb = llama_cpp.llama_progress_callback(on_progress)
     mparams.progress_callback = cb
     model = llama_cpp.llama_model_load_from_file(opts.model_path.encode(), mparams)
+    del split  # llama.cpp copied the split while loading
     if not model:
         raise LoadError(capture.reason(f"failed to load model {opts.model_path}"))
     progress[0] = 1.0

@@ -70,6 +70,8 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
         "embedding": bool(embedding or getattr(info, "is_embedding_model", False)),
         "adapters": tuple(str(a) for a in (getattr(model, "adapters", None) or [])),
         "kv_cache_type": config.kv_cache_type,
+        "main_gpu": int(options.get("main_gpu") or 0),
+        "tensor_split": (),  # chosen with the GPU layout at load
     }
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
 
@@ -90,7 +92,7 @@ def layout_load(plan: LoadPlan, model: Any, config: Config) -> LoadPlan:
     log.info("%s: %d layers on the GPU, context %d x %d slots, %.2f GiB, %s", display_name(model), hp.gpu_layers,
              plan.num_ctx, spec["num_parallel"], size / 2**30, processor)
     return LoadPlan(num_ctx=plan.num_ctx, gpu_layers=hp.gpu_layers, size=size, size_vram=size_vram,
-                    processor=processor, spec={**spec, "gpu_layers": hp.gpu_layers})
+                    processor=processor, spec={**spec, "gpu_layers": hp.gpu_layers, "tensor_split": hp.tensor_split})
 
 
 def available_memory() -> int | None:
