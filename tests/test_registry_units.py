@@ -250,11 +250,9 @@ def test_loopback_registries_get_fewer_streams(host: str, local: bool) -> None:
     assert download._is_loopback(host) is local
 
 
-def test_local_plan_uses_few_large_parts() -> None:
-    planned = plan_parts(1 << 30, download.LOCAL_CHUNKS)
-    assert len(planned) == download.LOCAL_CHUNKS and planned[0].start == 0 and planned[-1].end == 1 << 30
-    assert all(a.end == b.start for a, b in zip(planned, planned[1:], strict=False))
-    assert plan_parts(3 * MIN_PART, download.LOCAL_CHUNKS) == plan_parts(3 * MIN_PART)
+def test_local_plan_is_one_part() -> None:
+    assert plan_parts(1 << 30, download.LOCAL_CHUNKS) == [Part(0, 1 << 30)]
+    assert plan_parts(3 * MIN_PART, 2) == [Part(0, 3 * MIN_PART // 2), Part(3 * MIN_PART // 2, 3 * MIN_PART)]
 
 
 def test_ordered_hasher_copies_what_it_keeps_from_reused_buffers(tmp_path: object) -> None:
@@ -285,3 +283,21 @@ def test_upload_status_range(header: str | None, expected: int | None) -> None:
             oci._uploaded(header)
     else:
         assert oci._uploaded(header) == expected
+
+
+async def test_a_token_renewed_by_another_request_is_reused_not_fetched_again() -> None:
+    from types import SimpleNamespace
+
+    from ollamalike.names import ModelName
+    from ollamalike.registry import oci
+
+    class NoSession:
+        def __getattr__(self, name: str) -> object:
+            raise AssertionError("no token should be fetched")
+
+    client = oci.RegistryClient(NoSession(), ModelName.parse("registry.example.com/ns/m:1"))  # type: ignore[arg-type]
+    client._authorization = "Bearer fresh"  # what a parallel request just got from the realm
+    challenge = SimpleNamespace(headers={"WWW-Authenticate": 'Bearer realm="https://auth.example.com/token"'})
+    # This request's 401 was for the token before: retry with the fresh one.
+    assert await client._answer_challenge(challenge, sent="Bearer stale") is True  # type: ignore[arg-type]
+    assert client._authorization == "Bearer fresh"

@@ -62,16 +62,46 @@ def detach(resp: aiohttp.ClientResponse) -> tuple[bytes, socket.socket] | None:
     return head, sock
 
 
+class Buffers:
+    """Up to ``limit`` buffers of ``BUFFER_SIZE`` bytes, made when first needed and then recycled.
+
+    One pool serves all the streams of a blob, one after another or side by side, so the memory is
+    touched (page-faulted and zeroed by the kernel) once per blob rather than once per stream.
+    """
+
+    def __init__(self, limit: int = BUFFERS) -> None:
+        self.limit = limit
+        self.made = 0
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+
+    def take(self, stopped: threading.Event) -> bytearray:
+        """A free buffer; waits while all are in use (the back-pressure on a reader ahead of the
+        hasher). Raises ``Stopped`` once ``stopped`` is set."""
+        while True:
+            if stopped.is_set():
+                raise Stopped()
+            with contextlib.suppress(queue.Empty):
+                return self._free.get_nowait()
+            with self._lock:
+                if self.made < self.limit:
+                    self.made += 1
+                    return bytearray(BUFFER_SIZE)
+            with contextlib.suppress(queue.Empty):
+                return self._free.get(timeout=0.5)
+
+    def give(self, buf: bytearray) -> None:
+        self._free.put(buf)
+
+
 class Pump:
     """Reads ``length`` bytes of body from ``sock`` and hands them to a sink, buffer by buffer."""
 
-    def __init__(self, sock: socket.socket, timeout: float | None) -> None:
+    def __init__(self, sock: socket.socket, timeout: float | None, buffers: Buffers | None = None) -> None:
         self.sock = sock
         self.sock.settimeout(timeout)
         self._stopped = threading.Event()
-        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-        for _ in range(BUFFERS):
-            self._free.put(bytearray(BUFFER_SIZE))
+        self.buffers = buffers or Buffers()
 
     def stop(self) -> None:
         """Make ``run()`` end soon with ``Stopped`` (safe from any thread, also before or after run)."""
@@ -90,7 +120,7 @@ class Pump:
         """
         end = pos + length
         while pos < end:
-            buf = self._take_buffer()
+            buf = self.buffers.take(self._stopped)
             view = memoryview(buf)
             filled = 0
             want = min(BUFFER_SIZE, end - pos)
@@ -107,19 +137,10 @@ class Pump:
             if self._stopped.is_set():
                 raise Stopped()
             if filled:
-                sink(pos, view[:filled], functools.partial(self._free.put, buf))
+                sink(pos, view[:filled], functools.partial(self.buffers.give, buf))
                 pos += filled
             else:
-                self._free.put(buf)
+                self.buffers.give(buf)
             if filled < want:
                 raise aiohttp.ClientPayloadError(f"connection closed with {end - pos} bytes of the blob left")
 
-    def _take_buffer(self) -> bytearray:
-        # Waiting here is the back-pressure: the hasher is behind by BUFFERS - 1 buffers.
-        while True:
-            if self._stopped.is_set():
-                raise Stopped()
-            try:
-                return self._free.get(timeout=0.5)
-            except queue.Empty:
-                continue
