@@ -183,10 +183,14 @@ async def test_json_schema_format_validates(runner: RunnerProcess) -> None:
             "ok": {"type": "boolean"},
             "count": {"type": "integer"},
             "color": {"type": "string", "enum": ["red", "green", "blue"]},
+            # Bounds the converter alone ignores (see runner/schema.py): random weights would
+            # otherwise wander anywhere in the integers.
+            "stars": {"type": "integer", "minimum": 1, "maximum": 5},
+            "offset": {"type": "integer", "exclusiveMinimum": -20, "maximum": -3},
         },
-        "required": ["ok", "count", "color"],
+        "required": ["ok", "count", "color", "stars", "offset"],
     }
-    for seed in (1, 2):
+    for seed in (1, 2, 3, 4):
         chunks, final = await collect(runner, "give me json", {"temperature": 0.8, "seed": seed,
                                                                 "num_predict": 200}, schema)
         assert final["done_reason"] == "stop"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -129,3 +131,47 @@ def test_model_params_carry_the_gpu_split() -> None:
     assert not mparams.tensor_split and split is None  # llama.cpp chooses
     with pytest.raises(LoadError, match="supports"):
         model_params(LoadOptions(model_path="m.gguf", tensor_split=(1.0,) * 100))
+
+
+def _rule_regex(body: str) -> re.Pattern[str]:
+    """The integer-range rule body as a regex (it only uses literals, digit classes and |)."""
+    assert body.endswith(" space")
+    pattern = body[: -len(" space")].replace('"', "").replace(" ", "")
+    return re.compile(pattern)
+
+
+@given(
+    low=st.one_of(st.none(), st.integers(-10**6, 10**6)),
+    span=st.one_of(st.none(), st.integers(0, 10**6)),
+    probes=st.lists(st.integers(-2 * 10**6, 2 * 10**6), min_size=1, max_size=30),
+)
+def test_integer_range_matches_exactly_the_integers_in_range(low: int | None, span: int | None, probes: list[int]) -> None:
+    from ollamalike.runner.schema import integer_range
+
+    high = None if span is None else (low or 0) + span
+    regex = _rule_regex(integer_range(low, high))
+    edges = [x for x in (low, high) if x is not None]
+    for n in probes + [e + d for e in edges for d in (-1, 0, 1)] + [0, -1, 1]:
+        inside = (low is None or n >= low) and (high is None or n <= high)
+        assert bool(regex.fullmatch(str(n))) is inside, (low, high, n)
+    for bad in ("01", "-0", "007", "--1", "1-"):
+        assert not regex.fullmatch(bad), bad
+
+
+def test_integer_bounds_from_a_schema() -> None:
+    from ollamalike.runner.schema import integer_bounds, schema_to_gbnf
+
+    assert integer_bounds({"minimum": 1, "maximum": 5}) == (1, 5)
+    assert integer_bounds({"exclusiveMinimum": 1, "exclusiveMaximum": 5}) == (2, 4)
+    assert integer_bounds({"minimum": 1.5, "maximum": 4.5}) == (2, 4)
+    assert integer_bounds({"minimum": 0, "exclusiveMinimum": True, "maximum": 9}) == (1, 9)  # draft 4
+    assert integer_bounds({"minimum": 3, "exclusiveMinimum": 5}) == (6, None)  # the tighter one
+    grammar = schema_to_gbnf({"type": "object", "properties": {"n": {"type": "integer", "minimum": 3, "maximum": 7}}})
+    assert 'n ::= ([3-7]) space' in grammar
+    for bad, message in (
+        ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer"),
+        ({"type": "integer", "minimum": "1"}, "'minimum' must be a number"),
+        ({"type": "integer", "exclusiveMinimum": 1, "exclusiveMaximum": 2}, "no integer"),
+    ):
+        with pytest.raises(BadRequest, match=message):
+            grammar_for_format(bad)

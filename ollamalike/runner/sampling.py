@@ -10,16 +10,16 @@ contain (or begin to contain) a stop sequence.
 from __future__ import annotations
 
 import codecs
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+from llama_cpp.llama_grammar import JSON_GBNF
 
 from ollamalike.errors import BadRequest
 from ollamalike.options import PARAMETERS
+from ollamalike.runner.schema import schema_to_gbnf
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,7 @@ def grammar_for_format(fmt: str | dict[str, Any] | None) -> str | None:
     if fmt == "json":
         return JSON_GBNF
     if isinstance(fmt, dict):
-        try:
-            return json_schema_to_gbnf(json.dumps(fmt))
-        except Exception as e:  # the converter raises bare Exceptions/ValueErrors on unsupported schemas
-            raise BadRequest(f"invalid JSON schema in format: {e}") from None
+        return schema_to_gbnf(fmt)
     raise BadRequest(f'invalid format: {fmt!r}; expected "json" or a JSON schema object')
 
 
