@@ -7,12 +7,14 @@ call (tests change the environment per test); long-lived objects take a ``Config
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ollamalike.errors import BadRequest
 
@@ -105,6 +107,54 @@ def _port(text: str, whole: str) -> int:
 
 
 @dataclass(frozen=True)
+class Proxies:
+    """Outgoing HTTP proxies from ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` (either case), as curl
+    and Go read them. Loopback hosts are never proxied."""
+
+    http: str | None = None
+    https: str | None = None
+    no_proxy: tuple[str, ...] = ()
+
+    def for_url(self, url: str) -> str | None:
+        """The proxy URL for a request to ``url``, or None to connect directly."""
+        parts = urlsplit(url)
+        proxy = self.https if parts.scheme == "https" else self.http if parts.scheme == "http" else None
+        host = (parts.hostname or "").lower()
+        if proxy is None or not host or host == "localhost" or _is_loopback_ip(host):
+            return None
+        for entry in self.no_proxy:
+            if entry == "*":
+                return None
+            name, _, port = entry.lower().rpartition(":") if entry.count(":") == 1 else (entry.lower(), "", "")
+            if port and parts.port is not None and str(parts.port) != port:
+                continue
+            name = name.lstrip(".")
+            if host == name or host.endswith("." + name):
+                return None
+        return proxy
+
+
+def _is_loopback_ip(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _proxies(env: Mapping[str, str]) -> Proxies:
+    def one(name: str) -> str | None:
+        # Not checked here: other tools share these variables, and a proxy ollamalike cannot use
+        # must only fail the registry requests that would go through it (see registry.oci).
+        value = (env.get(name) or env.get(name.lower()) or "").strip()
+        if not value:
+            return None
+        return value if "://" in value else "http://" + value  # curl's reading of a bare host:port
+
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    return Proxies(one("HTTP_PROXY"), one("HTTPS_PROXY"), tuple(e.strip() for e in no_proxy.split(",") if e.strip()))
+
+
+@dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -129,6 +179,7 @@ class Config:
     max_concurrent_pulls: int = 3
     load_timeout: float = 300.0
     registry_auth: tuple[tuple[str, str, str], ...] = ()  # (host, username, password)
+    proxies: Proxies = field(default_factory=Proxies)
     cuda_visible_devices: str | None = None
     hip_visible_devices: str | None = None
     gpu_overhead_bytes: int = 0
@@ -238,6 +289,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_concurrent_pulls=max(1, _int(env, "MAX_CONCURRENT_PULLS", 3)),
         load_timeout=parse_duration(_get(env, "LOAD_TIMEOUT") or "5m"),
         registry_auth=_registry_auth(env.get("OLLAMALIKE_REGISTRY_AUTH")),
+        proxies=_proxies(env),
         cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
         hip_visible_devices=env.get("HIP_VISIBLE_DEVICES"),
         gpu_overhead_bytes=max(0, _int(env, "GPU_OVERHEAD", 0)),

@@ -132,7 +132,12 @@ class ProxyBehaviour:
 
 
 class RegistryProxy:
-    """An aiohttp front for ``upstream`` that misbehaves as ``behaviour`` says."""
+    """An aiohttp front for ``upstream`` that misbehaves as ``behaviour`` says.
+
+    It also works as an HTTP forward proxy (clients send it absolute URLs) that sends every
+    request to ``upstream``, whatever host the client named: a made-up name then stands for the
+    registry, and only a client that really went through the proxy can reach it.
+    """
 
     def __init__(self, upstream: str, behaviour: ProxyBehaviour | None = None) -> None:
         self.upstream = upstream
@@ -230,8 +235,10 @@ class RegistryProxy:
         ) as up:
             out_headers = {k: v for k, v in up.headers.items() if k.lower() not in HOP_HEADERS}
             if out_headers.get("Location", "").startswith(self.upstream):
-                # Keep the client on this proxy (the registry names itself in upload locations).
-                out_headers["Location"] = f"http://{self.host}" + out_headers["Location"][len(self.upstream) :]
+                # Keep the client on this proxy (the registry names itself in upload locations), or,
+                # used as a forward proxy, on the host name the client asked for.
+                origin = f"http://{request.headers.get('Host') or self.host}"
+                out_headers["Location"] = origin + out_headers["Location"][len(self.upstream) :]
             digest = path.rsplit("/", 1)[-1]
             is_blob_get = request.method == "GET" and "/blobs/" in path
             oversize = is_blob_get and digest == b.oversize_digest

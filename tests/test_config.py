@@ -170,3 +170,31 @@ def test_config_is_frozen() -> None:
     cfg = load_config({})
     with pytest.raises(AttributeError):
         cfg.port = 1  # type: ignore[misc]
+
+
+def test_proxies_from_the_environment() -> None:
+    proxies = load_config({"HTTPS_PROXY": "http://proxy.corp:3128", "http_proxy": "proxy.corp:8080",
+                           "NO_PROXY": "internal.corp, .lan,registry.local:5000"}).proxies
+    assert (proxies.https, proxies.http) == ("http://proxy.corp:3128", "http://proxy.corp:8080")
+    cases = {
+        "https://registry.ollama.ai/v2/": "http://proxy.corp:3128",
+        "http://10.0.0.5:5000/v2/": "http://proxy.corp:8080",
+        "https://internal.corp/v2/": None,
+        "https://a.b.internal.corp/v2/": None,  # a subdomain of a NO_PROXY name
+        "https://notinternal.corp/v2/": "http://proxy.corp:3128",  # a suffix, not a subdomain
+        "http://box.lan/v2/": None,
+        "http://registry.local:5000/v2/": None,
+        "http://registry.local:6000/v2/": "http://proxy.corp:8080",  # NO_PROXY named another port
+        "http://127.0.0.1:5000/v2/": None,  # loopback is never proxied
+        "http://localhost:5000/v2/": None,
+        "http://[::1]:5000/v2/": None,
+    }
+    for url, expected in cases.items():
+        assert proxies.for_url(url) == expected, url
+    assert load_config({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}).proxies.for_url("https://x.y/") is None
+    assert load_config({}).proxies.for_url("https://registry.ollama.ai/") is None
+
+
+def test_a_proxy_we_cannot_use_does_not_stop_the_config() -> None:
+    # Other tools share HTTPS_PROXY; only registry requests through it fail (tests/test_registry_oci.py).
+    assert load_config({"HTTPS_PROXY": "socks5://proxy:1080"}).proxies.https == "socks5://proxy:1080"

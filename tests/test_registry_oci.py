@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from ollamalike.config import Config
+from ollamalike.config import Config, Proxies
 from ollamalike.errors import InternalError, RegistryError
 from ollamalike.registry import download, parts, rawbody
 from ollamalike.registry.pull import pull_model
@@ -524,6 +524,38 @@ async def test_saved_state_without_its_partial_file_is_ignored(
     assert lines[-1] == {"status": "success"}
     assert stats["transferred"] == BIG + pushed["manifest"]["config"]["size"]
     assert dst.pulls() == {}
+
+
+async def test_pull_and_push_through_an_http_proxy(registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path) -> None:
+    proxy = RegistryProxy(registry.url)
+    await proxy.start()
+    # A name that does not resolve: only a request sent through the proxy reaches the registry.
+    name = pushed["name"].replace(registry.host, f"registry.invalid:{registry.port}")
+    config = Config(proxies=Proxies(http=f"http://{proxy.host}"))
+    try:
+        dst = fresh_store(tmp_path)
+        lines = await collect(pull_model(dst, config, name, insecure=True))
+        assert lines[-1] == {"status": "success"}
+        assert dst.get_manifest(name)[2] == pushed["body"]
+        assert any(p.endswith(pushed["manifest"]["layers"][0]["digest"]) for _, p, _ in proxy.b.requests)
+
+        src = fresh_store(tmp_path, "src")
+        target = name.replace(":v1", ":proxied")
+        make_model(src, target, model_bytes=os.urandom(200_000))
+        lines = await collect(push_model(src, config, target, insecure=True))
+        assert lines[-1] == {"status": "success"}
+        assert any(m == "PUT" and "/manifests/proxied" in p for m, p, _ in proxy.b.requests)
+
+        # A proxy kind we cannot use is a clear error, before any request.
+        socks = Config(proxies=Proxies(http="socks5://127.0.0.1:1080"))
+        with pytest.raises(RegistryError, match="only http:// and https:// proxies work"):
+            await collect(pull_model(fresh_store(tmp_path, "socks"), socks, name, insecure=True))
+        # NO_PROXY names it: a direct connection, which cannot resolve the name.
+        direct = Config(proxies=Proxies(http=f"http://{proxy.host}", no_proxy=(".invalid",)))
+        with pytest.raises(RegistryError, match="host not found"):
+            await collect(pull_model(fresh_store(tmp_path, "direct"), direct, name, insecure=True))
+    finally:
+        await proxy.stop()
 
 
 async def test_registry_that_is_down_fails_fast(tmp_path: Path) -> None:

@@ -70,6 +70,7 @@ async def fetch_token(
     challenge: Challenge,
     default_scope: str,
     credentials: tuple[str, str] | None,
+    proxy: str | None = None,
 ) -> str:
     """Ask the realm the registry named for a Bearer token (with Basic credentials when configured)."""
     realm = challenge.params.get("realm", "")
@@ -86,7 +87,9 @@ async def fetch_token(
         headers["Authorization"] = basic_header(*credentials)
     sep = "&" if "?" in realm else "?"
     try:
-        async with session.get(realm + sep + urlencode(query), headers=headers, allow_redirects=False) as resp:
+        async with session.get(
+            realm + sep + urlencode(query), headers=headers, allow_redirects=False, proxy=proxy
+        ) as resp:
             body = await resp.content.read(MAX_TOKEN_BYTES + 1)
             if resp.status in (401, 403):
                 raise RegistryError(f"registry authentication failed: token server answered {resp.status}")

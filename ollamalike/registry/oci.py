@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from ollamalike.config import Proxies
 from ollamalike.errors import RegistryError
 from ollamalike.names import ModelName
 from ollamalike.registry import auth
@@ -48,6 +49,10 @@ class RetryPolicy:
         if retry_after and retry_after.strip().isdigit():
             return min(float(retry_after), self.max_delay)
         return min(self.base_delay * (2**attempt), self.max_delay)
+
+
+class RegistryNotFound(RegistryError):
+    """The registry answered 404 (not: it could not be reached)."""
 
 
 class UploadLost(Exception):
@@ -87,6 +92,7 @@ class RegistryClient:
         registry_auth: tuple[tuple[str, str, str], ...] = (),
         push: bool = False,
         retry: RetryPolicy | None = None,
+        proxies: Proxies | None = None,
     ) -> None:
         self.session = session
         self.name = name
@@ -95,10 +101,18 @@ class RegistryClient:
         self.credentials = auth.credentials_for(registry_auth, name.host)
         self.scope = f"repository:{name.repository}:{'pull,push' if push else 'pull'}"
         self.retry = retry or RetryPolicy()
+        self.proxies = proxies or Proxies()
         self._authorization: str | None = None
         self._reached = False  # whether the registry has answered anything yet
 
     # ---- plumbing -------------------------------------------------------------------------------
+
+    def _proxy(self, url: str) -> str | None:
+        proxy = self.proxies.for_url(url)
+        parts = urlsplit(proxy) if proxy else None
+        if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise RegistryError(f"cannot use the proxy {proxy} (HTTPS_PROXY/HTTP_PROXY): only http:// and https:// proxies work")
+        return proxy
 
     def _same_origin(self, url: str) -> bool:
         a, b = urlsplit(url), urlsplit(self.base)
@@ -114,7 +128,10 @@ class RegistryClient:
         if challenge is None:
             return False
         if challenge.scheme == "bearer":
-            token = await auth.fetch_token(self.session, challenge, self.scope, self.credentials)
+            realm = challenge.params.get("realm", "")
+            token = await auth.fetch_token(
+                self.session, challenge, self.scope, self.credentials, proxy=self._proxy(realm)
+            )
             new = f"Bearer {token}"
         elif challenge.scheme == "basic" and self.credentials is not None:
             if not auth.is_safe_for_secrets(self.base):
@@ -156,7 +173,8 @@ class RegistryClient:
                 hdrs["Authorization"] = sent
             try:
                 resp = await self.session.request(
-                    method, target, headers=hdrs, data=data() if data else None, allow_redirects=False
+                    method, target, headers=hdrs, data=data() if data else None, allow_redirects=False,
+                    proxy=self._proxy(target),
                 )
             except aiohttp.ClientSSLError as e:
                 hint = " (a plain-HTTP registry needs --insecure)" if self.scheme == "https" else ""
@@ -199,7 +217,7 @@ class RegistryClient:
     def _status_error(self, method: str, url: str, status: int) -> RegistryError:
         what = urlsplit(url).path
         if status == 404:
-            return RegistryError(f"registry {self.name.host}: {what} not found")
+            return RegistryNotFound(f"registry {self.name.host}: {what} not found")
         if status in (401, 403):
             return RegistryError(f"registry {self.name.host}: access denied to {self.name.repository}")
         return RegistryError(f"registry {self.name.host}: {method} {what} answered HTTP {status}")
@@ -212,7 +230,7 @@ class RegistryClient:
         try:
             resp = await self.request("GET", f"{self.base}/manifests/{reference}", headers=headers)
         except RegistryError as e:
-            if "not found" in e.message:
+            if isinstance(e, RegistryNotFound):
                 raise RegistryError(f"pull model manifest: file does not exist: {self.name.display}") from None
             raise
         async with resp:

@@ -72,7 +72,9 @@ async def pull_model(
     if own_session:
         session = oci.new_session()
     try:
-        client = oci.RegistryClient(session, name, insecure=insecure, registry_auth=config.registry_auth)
+        client = oci.RegistryClient(
+            session, name, insecure=insecure, registry_auth=config.registry_auth, proxies=config.proxies
+        )
         yield {"status": "pulling manifest"}
         body, _ = await client.get_manifest(name.tag)
         manifest = check_manifest(body)

@@ -44,7 +44,7 @@ async def push_model(
         session = oci.new_session()
     try:
         client = oci.RegistryClient(
-            session, name, insecure=insecure, registry_auth=config.registry_auth, push=True
+            session, name, insecure=insecure, registry_auth=config.registry_auth, push=True, proxies=config.proxies
         )
         seen: set[str] = set()
         for desc in [*manifest["layers"], manifest["config"]]:
