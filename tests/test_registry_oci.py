@@ -78,6 +78,16 @@ async def collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]
     return [c async for c in chunks]
 
 
+async def reader_threads_gone(timeout: float = 5.0) -> bool:
+    """Whether every blob reader thread has ended (they end soon after their pump stops)."""
+    deadline = time.monotonic() + timeout
+    while any(t.name.startswith("blob-reader") for t in threading.enumerate()):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
 def fresh_store(tmp_path: Path, label: str = "dst") -> Store:
     return Store(tmp_path / label / "models")
 
@@ -495,10 +505,7 @@ async def test_cancelled_pull_stops_its_readers_and_resumes_later(
         with pytest.raises(asyncio.CancelledError):
             await task
         assert time.monotonic() - started < 3
-        deadline = time.monotonic() + 5
-        while any(t.name.startswith("blob-reader") for t in threading.enumerate()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert not any(t.name.startswith("blob-reader") for t in threading.enumerate())
+        assert await reader_threads_gone()
     finally:
         task.cancel()
         await proxy.stop()
@@ -510,6 +517,46 @@ async def test_cancelled_pull_stops_its_readers_and_resumes_later(
     assert lines[-1] == {"status": "success"}
     assert dst.has_blob(layer) and dst.pulls() == {}
     assert stats["transferred"] < BIG  # only what was missing
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["reader-thread", "aiohttp"])
+async def test_disk_full_midway_is_a_clear_error_and_the_pull_resumes(
+    registry: DockerRegistry, pushed: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunked: bool
+) -> None:
+    import errno
+
+    from ollamalike.store.blobs import PartialBlob
+
+    layer = pushed["manifest"]["layers"][0]["digest"]
+    real_write = PartialBlob.write_chunks_at
+    written: list[int] = []
+
+    def filling_up(self: PartialBlob, offset: int, chunks: Any) -> None:
+        if self.digest == layer and sum(written) >= 2 * 1024 * 1024:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, offset, chunks)
+        if self.digest == layer:
+            written.append(sum(len(c) for c in chunks))
+
+    monkeypatch.setattr(PartialBlob, "write_chunks_at", filling_up)
+    proxy = RegistryProxy(registry.url, ProxyBehaviour(chunked=chunked))
+    await proxy.start()
+    dst = fresh_store(tmp_path)
+    name = pushed["name"].replace(registry.host, proxy.host)
+    try:
+        with pytest.raises(InternalError, match="No space left on device; what was downloaded is kept"):
+            await collect(pull_model(dst, Config(), name, insecure=True))
+        assert await reader_threads_gone()
+        saved = dst.pulls()[f"blob:{layer}"]
+        assert sum(done for _, _, done in saved["parts"]) == sum(written) >= 2 * 1024 * 1024
+        assert not dst.has_blob(layer) and dst.list_tags() == []
+        monkeypatch.setattr(PartialBlob, "write_chunks_at", real_write)  # space was freed
+        stats: dict[str, int] = {}
+        lines = await collect(pull_model(dst, Config(), name, insecure=True, stats=stats))
+    finally:
+        await proxy.stop()
+    assert lines[-1] == {"status": "success"} and dst.has_blob(layer)
+    assert stats["transferred"] == BIG - sum(written)
 
 
 async def test_saved_state_without_its_partial_file_is_ignored(

@@ -147,6 +147,11 @@ async def _download_all(
                     partial.discard()
                     state.clear(digest)
                 raise
+            except OSError as e:  # the store's disk: full, read-only, failing
+                raise InternalError(
+                    f"cannot write blob {short(digest)} to the store: {e.strerror or e}; "
+                    "what was downloaded is kept, pull again to resume"
+                ) from None
             finally:
                 if stats is not None:
                     stats["transferred"] = stats.get("transferred", 0) + download.transferred
