@@ -123,6 +123,9 @@ class ProxyBehaviour:
     fail_patch: int = 0  # the Nth upload PATCH fails with a 500...
     fail_patch_passes: float = 0.5  # ...after passing on this share of its bytes (0: none landed)
     patch_ranges: list[str] = field(default_factory=list)  # Content-Range of every upload PATCH
+    hold_patch: int = 0  # never read (nor pass on) the Nth upload PATCH: a client stuck mid-upload
+    release_hold: asyncio.Event = field(default_factory=asyncio.Event)
+    patches_seen: int = 0
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range)
     storage_authorization: list[str] = field(default_factory=list)  # Authorization seen by /storage
     tokens_issued: int = 0
@@ -217,6 +220,13 @@ class RegistryProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS | {"authorization"}}
         if b.ignore_range:
             headers.pop("Range", None)
+        if request.method == "PATCH":
+            b.patches_seen += 1
+            if b.patches_seen == b.hold_patch:
+                # Reading nothing, aiohttp stops reading the socket, so it cannot see the client go:
+                # the test says when to let go.
+                await b.release_hold.wait()
+                return web.Response(status=499)
         data = await request.read() if request.can_read_body else None
         assert self._session is not None
         url = self.upstream + path + (f"?{request.query_string}" if request.query_string else "")

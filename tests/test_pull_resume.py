@@ -1,8 +1,8 @@
-"""An interrupted pull resumes: a pulling process is SIGKILLed midway, the next pull fetches only the rest.
+"""Interrupted transfers resume: a pulling or pushing process is SIGKILLed midway, the next
+pull fetches only the rest, the next push sends only the chunks the registry lacks.
 
-Runs against a real docker-registry. The first pull goes through a throttling proxy (so it is
-still running when we kill it) in a separate process; the resumed pull runs here and must
-transfer exactly the bytes the saved part state says were missing.
+Runs against a real docker-registry. The first transfer goes through a proxy that slows it (so
+it is still running when we kill it) in a separate process; the resumed one runs here.
 """
 
 from __future__ import annotations
@@ -113,3 +113,67 @@ async def test_killed_pull_resumes_with_only_the_remainder(
     assert hashlib.sha256(dst.read_blob(layer)).hexdigest() == layer[7:]
     assert dst.read_blob(layer) == payload
     assert dst.get_pull(f"blob:{layer}") is None
+
+
+PUSH_CHILD = """
+import asyncio, sys
+from ollamalike.config import Config
+from ollamalike.registry import upload
+from ollamalike.registry.push import push_model
+from ollamalike.store import Store
+upload.UPLOAD_PART = 1024 * 1024
+async def main():
+    async for _ in push_model(Store(sys.argv[1]), Config(), sys.argv[2], insecure=True):
+        pass
+asyncio.run(main())
+"""
+
+
+async def test_killed_push_resumes_from_its_last_chunk(
+    registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ollamalike.registry import upload
+
+    mib = 1024 * 1024
+    monkeypatch.setattr(upload, "UPLOAD_PART", mib)
+    behaviour = ProxyBehaviour(hold_patch=3)  # the child gets 2 chunks through, then hangs on the 3rd
+    proxy = RegistryProxy(registry.url, behaviour)
+    await proxy.start()
+    src_dir = tmp_path / "src"
+    src = Store(src_dir)
+    name = f"{proxy.host}/resume/pushed:v1"
+    digest = make_model(src, name, model_bytes=os.urandom(5 * mib + 123))
+    layer = src.get_manifest(name)[1]["layers"][0]["digest"]
+    key = f"upload:{proxy.host}/resume/pushed:{layer}"
+    child = subprocess.Popen([sys.executable, "-c", PUSH_CHILD, str(src_dir), name], cwd=REPO_ROOT, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while behaviour.patches_seen < 3 or (src.get_pull(key) or {}).get("offset") != 2 * mib:
+            assert time.monotonic() < deadline, "the first push did not get two chunks through"
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            await asyncio.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        behaviour.release_hold.set()
+        assert behaviour.patch_ranges == [f"0-{mib - 1}", f"{mib}-{2 * mib - 1}"]
+
+        lines = [c async for c in push_model(src, Config(), name, insecure=True)]
+        assert lines[-1] == {"status": "success"}
+        # Only what the registry lacked went up, from the saved upload's place.
+        assert behaviour.patch_ranges[2:] == [f"{a}-{min(a + mib, 5 * mib + 123) - 1}" for a in (2 * mib, 3 * mib, 4 * mib, 5 * mib)]
+        assert src.get_pull(key) is None
+        dst = Store(tmp_path / "dst")
+        await collect_pull(dst, name)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        behaviour.release_hold.set()
+        await proxy.stop()
+    assert dst.get_manifest(name)[0] == digest
+    assert hashlib.sha256(dst.read_blob(layer)).hexdigest() == layer[7:]
+
+
+async def collect_pull(store: Store, name: str) -> None:
+    lines = [c async for c in pull_model(store, Config(), name, insecure=True)]
+    assert lines[-1] == {"status": "success"}

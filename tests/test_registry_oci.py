@@ -173,9 +173,9 @@ async def test_large_blob_goes_up_in_chunks_and_survives_a_failed_one(
     passes: float,
     expected: list[str],
 ) -> None:
-    from ollamalike.registry import oci
+    from ollamalike.registry import oci, upload
 
-    monkeypatch.setattr(oci, "UPLOAD_PART", MIB)
+    monkeypatch.setattr(upload, "UPLOAD_PART", MIB)
     monkeypatch.setattr(oci.RetryPolicy, "base_delay", 0.01)
     behaviour = ProxyBehaviour(fail_patch=fail_patch, fail_patch_passes=passes)
     proxy = RegistryProxy(registry.url, behaviour)
@@ -196,6 +196,26 @@ async def test_large_blob_goes_up_in_chunks_and_survives_a_failed_one(
     assert hashlib.sha256(dst.read_blob(layer)).hexdigest() == layer[7:]
     pushed_up = [c for c in lines if c.get("digest") == layer]
     assert pushed_up[-1]["completed"] == pushed_up[-1]["total"] == CHUNKED_SIZE
+
+
+async def test_a_saved_upload_the_registry_forgot_starts_over(
+    registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ollamalike.registry import upload
+
+    monkeypatch.setattr(upload, "UPLOAD_PART", MIB)
+    src = fresh_store(tmp_path, "src")
+    name = f"{registry.host}/ns/forgotten:v1"
+    digest = make_model(src, name, model_bytes=os.urandom(CHUNKED_SIZE))
+    layer = src.get_manifest(name)[1]["layers"][0]["digest"]
+    key = f"upload:{registry.host}/ns/forgotten:{layer}"
+    gone = f"/v2/ns/forgotten/blobs/uploads/{'0' * 8}-0000-0000-0000-{'0' * 12}"
+    src.record_pull(key, {"size": CHUNKED_SIZE, "location": gone, "offset": 2 * MIB})
+    lines = await collect(push_model(src, Config(), name, insecure=True))
+    assert lines[-1] == {"status": "success"} and src.get_pull(key) is None
+    dst = fresh_store(tmp_path)
+    await collect(pull_model(dst, Config(), name, insecure=True))
+    assert dst.get_manifest(name)[0] == digest
 
 
 async def test_push_reads_blobs_off_the_event_loop(

@@ -276,13 +276,13 @@ def test_ordered_hasher_copies_what_it_keeps_from_reused_buffers(tmp_path: objec
     [(None, 0), ("", 0), ("0-0", 0), ("0-9", 10), ("bytes=0-1048575", 1048576), ("5-9", None), ("0-x", None), ("junk", None)],
 )
 def test_upload_status_range(header: str | None, expected: int | None) -> None:
-    from ollamalike.registry import oci
+    from ollamalike.registry.upload import uploaded_bytes
 
     if expected is None:
         with pytest.raises(RegistryError, match="unreadable upload range"):
-            oci._uploaded(header)
+            uploaded_bytes(header)
     else:
-        assert oci._uploaded(header) == expected
+        assert uploaded_bytes(header) == expected
 
 
 async def test_a_token_renewed_by_another_request_is_reused_not_fetched_again() -> None:

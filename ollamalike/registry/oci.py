@@ -9,9 +9,8 @@ travels to another host (blob storage behind a redirect gets a plain request).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -34,9 +33,6 @@ TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # aiohttp pauses a socket once 2x this is buffered; its 64 KiB default pauses a fast blob stream
 # constantly. Per connection, so a pull of 8 parts buffers at most 16 MiB.
 READ_BUFFER = 1024 * 1024
-# Blobs above this go up in PATCH chunks of this size; a failed chunk is resumed where the
-# registry got to rather than the whole blob sent again.
-UPLOAD_PART = 64 * 1024 * 1024
 
 
 @dataclass
@@ -53,24 +49,6 @@ class RetryPolicy:
 
 class RegistryNotFound(RegistryError):
     """The registry answered 404 (not: it could not be reached)."""
-
-
-class UploadLost(Exception):
-    """The registry no longer knows an upload session: it must start over."""
-
-
-def _uploaded(header: str | None) -> int:
-    """Bytes an upload holds, from its status's ``Range: 0-N`` header (N inclusive).
-
-    The distribution registry also says ``0-0`` for an empty upload; that is taken as empty (at
-    worst one byte is sent again and refused, and the next status says more).
-    """
-    if not header:
-        return 0
-    first, _, last = header.strip().removeprefix("bytes=").partition("-")
-    if first != "0" or not last.isdigit():
-        raise RegistryError(f"registry sent an unreadable upload range {header[:40]!r}")
-    return int(last) + 1 if int(last) > 0 else 0
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -257,84 +235,13 @@ class RegistryClient:
             headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         return await self.request("GET", f"{self.base}/blobs/{digest}", headers=headers, ok=(200, 206))
 
-    async def upload_blob(self, digest: str, size: int, body: Callable[[int, int], AsyncIterator[bytes]]) -> None:
-        """Upload a blob whose bytes ``[start, end)`` ``body(start, end)`` streams.
-
-        POST an upload session; a blob up to ``UPLOAD_PART`` bytes then goes in one PUT ?digest=,
-        a larger one in PATCH chunks of that size, so a failure midway costs one chunk: the
-        upload's status (GET, ``Range: 0-N``) says where the registry got to, and it goes on from
-        there. A registry that lost the session (404 to the status) gets one new upload from the
-        start. Then the closing PUT ?digest=.
-        """
-        for session in range(2):
-            resp = await self.request("POST", f"{self.base}/blobs/uploads/", ok=(202, 201))
-            location = resp.headers.get("Location")
-            resp.release()
-            if resp.status == 201:
-                return  # cross-repository mount or already present
-            url = self._upload_url(self.base + "/", location)
-            if size <= UPLOAD_PART:
-                break
-            try:
-                url = await self._upload_chunks(url, size, body)
-                break
-            except UploadLost:
-                if session:
-                    raise RegistryError(f"registry {self.name.host}: blob upload {digest[7:19]} failed twice") from None
-                log.info("upload of %s cannot be resumed; starting it again", digest[7:19])
-        data: Callable[[], AsyncIterator[bytes]] | None = None
-        if size > UPLOAD_PART:
-            length = 0  # everything is up: the PUT only closes the upload
-        else:
-            length, data = size, functools.partial(body, 0, size)
-        closing = url + ("&" if "?" in url else "?") + f"digest={digest}"
-        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(length)}
-        put = await self.request("PUT", closing, headers=headers, data=data, ok=(201, 204), follow=False)
-        put.release()
-
-    def _upload_url(self, base: str, location: str | None) -> str:
+    def trusted_location(self, base: str, location: str | None) -> str:
+        """An upload ``Location`` resolved against ``base``; it must be this registry or safe for secrets."""
         if not location:
             raise RegistryError(f"registry {self.name.host}: upload session has no Location")
         url = urljoin(base, location)
         if not self._same_origin(url) and not auth.is_safe_for_secrets(url):
             raise RegistryError(f"registry {self.name.host}: upload location {url} is not trusted")
-        return url
-
-    async def _upload_chunks(self, url: str, size: int, body: Callable[[int, int], AsyncIterator[bytes]]) -> str:
-        """PATCH ``[0, size)`` in order; returns the upload's latest location."""
-        offset = 0
-        attempt = 0
-        while offset < size:
-            end = min(size, offset + UPLOAD_PART)
-            headers = {
-                "Content-Type": "application/octet-stream",
-                "Content-Range": f"{offset}-{end - 1}",
-                "Content-Length": str(end - offset),
-            }
-            try:
-                resp = await self.request(
-                    "PATCH", url, headers=headers, data=functools.partial(body, offset, end), ok=(202, 204),
-                    follow=False, retry=False,
-                )
-                resp.release()
-                url = self._upload_url(url, resp.headers.get("Location", url))
-                offset, attempt = end, 0
-                continue
-            except RegistryError as e:
-                attempt += 1
-                if attempt >= self.retry.attempts:
-                    raise
-                log.info("upload chunk at %d failed (%s); asking the registry where it got to", offset, e.message)
-            await asyncio.sleep(self.retry.delay(attempt))
-            try:
-                status = await self.request("GET", url, ok=(204,), follow=False)
-            except RegistryError as e:
-                # The distribution registry forgets an upload whose last chunk landed in part (the
-                # location we hold names the old offset): only a new upload can go on.
-                raise UploadLost() from e
-            status.release()
-            url = self._upload_url(url, status.headers.get("Location", url))
-            offset = min(_uploaded(status.headers.get("Range")), size)
         return url
 
     async def put_manifest(self, reference: str, body: bytes, media_type: str) -> None:

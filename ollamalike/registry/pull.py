@@ -208,20 +208,22 @@ async def relay(
 
 
 class StorePartState:
-    """Part progress of interrupted blob downloads, kept in the store's catalog (survives restarts)."""
+    """Progress of interrupted transfers, kept in the store's catalog (survives restarts): blob
+    downloads under ``blob:<digest>``, uploads under ``upload:<registry/repository>:<digest>``."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, prefix: str = "blob:") -> None:
         self.store = store
+        self.prefix = prefix
 
     def get(self, digest: str) -> dict[str, Any] | None:
-        state: dict[str, Any] | None = self.store.get_pull(f"blob:{digest}")
+        state: dict[str, Any] | None = self.store.get_pull(self.prefix + digest)
         return state
 
     def set(self, digest: str, state: dict[str, Any]) -> None:
-        self.store.record_pull(f"blob:{digest}", state)
+        self.store.record_pull(self.prefix + digest, state)
 
     def clear(self, digest: str) -> None:
-        self.store.clear_pull(f"blob:{digest}")
+        self.store.clear_pull(self.prefix + digest)
 
 
 def _part_state(store: Any) -> PartState:

@@ -3,8 +3,8 @@
 Yields Ollama's status lines: ``retrieving manifest``, one ``pushing <12 hex>`` stream per blob
 (digest, total, completed), ``pushing manifest``, ``success``. Blobs the registry already has
 (HEAD 200) are skipped; the rest are streamed up from the store (large ones in chunks that
-resume after a failure, see ``oci.RegistryClient.upload_blob``). The manifest is sent
-byte-for-byte as stored, so its digest on the registry equals the local one.
+resume after a failure or a restart, see ``upload``). The manifest is sent byte-for-byte as
+stored, so its digest on the registry equals the local one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError
 from ollamalike.names import ModelName
 from ollamalike.registry import oci
-from ollamalike.registry.pull import PROGRESS_INTERVAL, relay, short
+from ollamalike.registry.pull import PROGRESS_INTERVAL, StorePartState, relay, short
+from ollamalike.registry.upload import BlobUpload, Body
 
 UPLOAD_CHUNK = 1024 * 1024
 
@@ -77,22 +78,35 @@ async def _push_blob(
     with blob:
         if os.fstat(blob.fileno()).st_size != size:
             raise InternalError(f"blob {short(digest)} in the store is not {size} bytes as its manifest says")
-        async for line in _upload(client, digest, size, blob.fileno()):
+        saved = StorePartState(store, prefix=f"upload:{client.name.host}/{client.name.repository}:")
+        async for line in _upload(BlobUpload(client, digest, size, _reader(blob.fileno()), saved)):
             yield line
 
 
-async def _upload(client: oci.RegistryClient, digest: str, size: int, fd: int) -> AsyncIterator[dict[str, Any]]:
+def _reader(fd: int) -> Body:
+    async def read(start: int, end: int) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        pos = start
+        # Read in a thread: a model not in the page cache would stall the daemon's loop.
+        while pos < end and (chunk := await loop.run_in_executor(None, os.pread, fd, min(UPLOAD_CHUNK, end - pos), pos)):
+            pos += len(chunk)
+            yield chunk
+
+    return read
+
+
+async def _upload(upload: BlobUpload) -> AsyncIterator[dict[str, Any]]:
+    digest, size = upload.digest, upload.size
     status = f"pushing {short(digest)}"
     queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
     last = 0.0
+    read = upload.body
 
     async def body(start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes ``[start, end)`` of the blob; progress counts from the blob's start."""
+        """The blob's bytes, reporting progress (counted from the blob's start) as they go."""
         nonlocal last
         sent = start
-        loop = asyncio.get_running_loop()
-        # Read in a thread: a model not in the page cache would stall the daemon's loop.
-        while sent < end and (chunk := await loop.run_in_executor(None, os.pread, fd, min(UPLOAD_CHUNK, end - sent), sent)):
+        async for chunk in read(start, end):
             sent += len(chunk)
             now = time.monotonic()
             if now - last >= PROGRESS_INTERVAL:
@@ -100,8 +114,9 @@ async def _upload(client: oci.RegistryClient, digest: str, size: int, fd: int) -
                 queue.put_nowait(sent)
             yield chunk
 
+    upload.body = body
     yield {"status": status, "digest": digest, "total": size, "completed": 0}
-    async with contextlib.aclosing(relay(queue, client.upload_blob(digest, size, body))) as progress:
+    async with contextlib.aclosing(relay(queue, upload.run())) as progress:
         async for sent in progress:
             if sent < size:
                 yield {"status": status, "digest": digest, "total": size, "completed": sent}
