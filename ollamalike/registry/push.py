@@ -79,7 +79,7 @@ async def _push_blob(
         if os.fstat(blob.fileno()).st_size != size:
             raise InternalError(f"blob {short(digest)} in the store is not {size} bytes as its manifest says")
         saved = StorePartState(store, prefix=f"upload:{client.name.host}/{client.name.repository}:")
-        async for line in _upload(BlobUpload(client, digest, size, _reader(blob.fileno()), saved)):
+        async for line in _upload(client, digest, size, _reader(blob.fileno()), saved):
             yield line
 
 
@@ -95,12 +95,12 @@ def _reader(fd: int) -> Body:
     return read
 
 
-async def _upload(upload: BlobUpload) -> AsyncIterator[dict[str, Any]]:
-    digest, size = upload.digest, upload.size
+async def _upload(
+    client: oci.RegistryClient, digest: str, size: int, read: Body, saved: StorePartState
+) -> AsyncIterator[dict[str, Any]]:
     status = f"pushing {short(digest)}"
     queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
     last = 0.0
-    read = upload.body
 
     async def body(start: int, end: int) -> AsyncIterator[bytes]:
         """The blob's bytes, reporting progress (counted from the blob's start) as they go."""
@@ -114,8 +114,8 @@ async def _upload(upload: BlobUpload) -> AsyncIterator[dict[str, Any]]:
                 queue.put_nowait(sent)
             yield chunk
 
-    upload.body = body
     yield {"status": status, "digest": digest, "total": size, "completed": 0}
+    upload = BlobUpload(client, digest, size, body, saved)
     async with contextlib.aclosing(relay(queue, upload.run())) as progress:
         async for sent in progress:
             if sent < size:
