@@ -120,7 +120,7 @@ class Proxies:
         parts = urlsplit(url)
         proxy = self.https if parts.scheme == "https" else self.http if parts.scheme == "http" else None
         host = (parts.hostname or "").lower()
-        if proxy is None or not host or host == "localhost" or _is_loopback_ip(host):
+        if proxy is None or not host or is_loopback_host(host):
             return None
         for entry in self.no_proxy:
             if entry == "*":
@@ -134,9 +134,13 @@ class Proxies:
         return proxy
 
 
-def _is_loopback_ip(host: str) -> bool:
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost`` or a loopback address (``[::1]`` too): a host on this machine only."""
+    name = (host or "").strip().lower().strip("[]")
+    if name == "localhost":
+        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 

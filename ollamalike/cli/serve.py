@@ -45,7 +45,7 @@ def serve(insecure_no_auth: bool) -> None:
 
 def check_bind(config: Config, insecure_no_auth: bool) -> None:
     """Refuse to expose the API beyond this machine without a key, unless told to."""
-    from ollamalike.server.security import is_loopback_host
+    from ollamalike.config import is_loopback_host
 
     if is_loopback_host(config.host) or config.api_keys or insecure_no_auth or config.insecure_no_auth:
         return

@@ -7,7 +7,6 @@ host: a registry that names a plain-HTTP realm elsewhere gets an error, never ou
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
+from ollamalike.config import is_loopback_host
 from ollamalike.errors import RegistryError
 
 _PARAM_RE = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -35,21 +35,10 @@ def parse_challenge(header: str) -> Challenge:
     return Challenge(scheme.lower(), params)
 
 
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def is_safe_for_secrets(url: str) -> bool:
     """True for https:// URLs and for any URL on a loopback host."""
     parts = urlsplit(url)
-    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))
+    return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
 
 
 def credentials_for(registry_auth: tuple[tuple[str, str, str], ...], host: str) -> tuple[str, str] | None:

@@ -16,15 +16,16 @@ Nothing becomes visible until ``PartialBlob.finish()`` has matched the digest.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
+from ollamalike.config import is_loopback_host
 from ollamalike.errors import RegistryError
 from ollamalike.registry import rawbody
 from ollamalike.registry.oci import RegistryClient
@@ -93,18 +94,9 @@ def _widen_reads(resp: aiohttp.ClientResponse) -> None:
 
 
 def _is_loopback(host: str) -> bool:
-    """``127.0.0.1:5000``, ``[::1]:5000`` or ``localhost``: a registry on this machine."""
-    name = host.lower()
-    if name.startswith("[") and "]" in name:
-        name = name[1 : name.index("]")]
-    elif name.count(":") == 1:
-        name = name.rsplit(":", 1)[0]
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+    """``127.0.0.1:5000``, ``[::1]:5000``, ``::1`` or ``localhost``: a registry on this machine."""
+    bare_ipv6 = host.count(":") > 1 and not host.startswith("[")
+    return is_loopback_host(host if bare_ipv6 else urlsplit("//" + host).hostname)
 
 
 class BlobDownload:
@@ -127,6 +119,7 @@ class BlobDownload:
         self.progress = progress
         self.parts: list[Part] = []
         self.transferred = 0  # bytes received over the network in this run
+        self.local = False  # a registry on this machine (set by run)
         self.hasher = OrderedHasher(partial.path, self.parts)
         self._disk: ThreadPoolExecutor | None = None  # the blob's one thread: hashing, aiohttp's writes
         self._readers: ThreadPoolExecutor | None = None  # one thread per plain-HTTP stream
@@ -157,14 +150,14 @@ class BlobDownload:
         restored = restore_parts(self.state.get(self.digest), self.size)
         if restored is not None and max((p.start + p.done for p in restored if p.done), default=0) > self.partial.offset:
             restored = None  # the file is shorter than the state claims: it is not that file
-        local = _is_loopback(self.client.name.host)
-        self.parts = restored if restored is not None else plan_parts(self.size, LOCAL_CHUNKS if local else MAX_CHUNKS)
+        self.local = _is_loopback(self.client.name.host)
+        self.parts = restored if restored is not None else plan_parts(self.size, LOCAL_CHUNKS if self.local else MAX_CHUNKS)
         if restored is None:
             self._save()
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hasher")
         self._readers = ThreadPoolExecutor(max_workers=MAX_PARTS, thread_name_prefix="blob-reader")
         # One stream (a local registry) keeps the pool's full depth; parallel streams get 4 each.
-        self._buffers = rawbody.Buffers(rawbody.BUFFERS if local else 4 * MAX_PARTS)
+        self._buffers = rawbody.Buffers(rawbody.BUFFERS if self.local else 4 * MAX_PARTS)
         try:
             await self._on_disk(self.hasher.reset, self.parts)  # what a killed pull already wrote
             self.progress(self.completed)
@@ -221,7 +214,7 @@ class BlobDownload:
             for part in queue:
                 await self._fetch_part(part, ranged)
 
-        width = LOCAL_PARTS if _is_loopback(self.client.name.host) else MAX_PARTS
+        width = LOCAL_PARTS if self.local else MAX_PARTS
         tasks = [asyncio.create_task(worker()) for _ in range(min(width, len(todo)))]
         try:
             await asyncio.gather(*tasks)

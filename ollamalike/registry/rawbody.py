@@ -28,7 +28,7 @@ from collections.abc import Callable
 import aiohttp
 
 BUFFER_SIZE = 1024 * 1024
-BUFFERS = 8  # per stream: one being filled, the rest written or waiting for the hasher
+BUFFERS = 8  # for one stream: one being filled, the rest being written or waiting for the hasher
 
 # ``sink(pos, data, release)``: ``data`` (a view of a recycled buffer) belongs at ``pos``; the sink
 # must call ``release()`` once it no longer needs ``data``, from any thread.

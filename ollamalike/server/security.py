@@ -217,15 +217,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
-def is_loopback_host(host: str) -> bool:
-    """Whether binding ``host`` keeps the daemon reachable from this machine only."""
-    name = host.strip().lower().strip("[]")
-    if name == "localhost":
-        return True
-    ip = _ip(name)
-    return ip is not None and ip.is_loopback
-
-
 def setup(app: web.Application) -> None:
     app.on_response_prepare.append(add_response_headers)
 
