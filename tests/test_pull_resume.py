@@ -42,13 +42,16 @@ SIZE = 16 * 1024 * 1024
 CHILD = """
 import asyncio, sys
 from ollamalike.config import Config
-from ollamalike.registry import download, parts
+from ollamalike.registry import download, parts, upload
 from ollamalike.registry.pull import pull_model
+from ollamalike.registry.push import push_model
 from ollamalike.store import Store
 parts.MIN_PART = 1024 * 1024
 download.SAVE_EVERY = 128 * 1024
+upload.UPLOAD_PART = 1024 * 1024
+transfer = {"pull": pull_model, "push": push_model}[sys.argv[1]]
 async def main():
-    async for _ in pull_model(Store(sys.argv[1]), Config(), sys.argv[2], insecure=True):
+    async for _ in transfer(Store(sys.argv[2]), Config(), sys.argv[3], insecure=True):
         pass
 asyncio.run(main())
 """
@@ -72,7 +75,7 @@ async def test_killed_pull_resumes_with_only_the_remainder(
     dst_dir = tmp_path / "dst"
     dst = Store(dst_dir)
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(dst_dir), name.replace(registry.host, proxy.host)],
+        [sys.executable, "-c", CHILD, "pull", str(dst_dir), name.replace(registry.host, proxy.host)],
         cwd=REPO_ROOT,
         stderr=subprocess.PIPE,
     )
@@ -115,20 +118,6 @@ async def test_killed_pull_resumes_with_only_the_remainder(
     assert dst.get_pull(f"blob:{layer}") is None
 
 
-PUSH_CHILD = """
-import asyncio, sys
-from ollamalike.config import Config
-from ollamalike.registry import upload
-from ollamalike.registry.push import push_model
-from ollamalike.store import Store
-upload.UPLOAD_PART = 1024 * 1024
-async def main():
-    async for _ in push_model(Store(sys.argv[1]), Config(), sys.argv[2], insecure=True):
-        pass
-asyncio.run(main())
-"""
-
-
 async def test_killed_push_resumes_from_its_last_chunk(
     registry: DockerRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -145,7 +134,7 @@ async def test_killed_push_resumes_from_its_last_chunk(
     digest = make_model(src, name, model_bytes=os.urandom(5 * mib + 123))
     layer = src.get_manifest(name)[1]["layers"][0]["digest"]
     key = f"upload:{proxy.host}/resume/pushed:{layer}"
-    child = subprocess.Popen([sys.executable, "-c", PUSH_CHILD, str(src_dir), name], cwd=REPO_ROOT, stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, "push", str(src_dir), name], cwd=REPO_ROOT, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while behaviour.patches_seen < 3 or (src.get_pull(key) or {}).get("offset") != 2 * mib:
