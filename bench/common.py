@@ -45,6 +45,39 @@ def bench_model() -> Path:
     return path
 
 
+MODEL_CHOICES = "PATH, starter, qwen, gemma or bench"
+
+
+def resolve_model(choice: str | None) -> Path:
+    """``--model``: a GGUF path, a real model from the package index (``qwen``/``starter``, ``gemma``;
+    see docs/models.md) or ``bench`` (the random 100M llama). Default: Qwen when it is fetched."""
+    from ollamalike import realmodels
+
+    if choice is None:
+        choice = "qwen" if realmodels.is_fetched("qwen") else "bench"
+    if choice == "bench":
+        return bench_model()
+    key = "qwen" if choice == "starter" else choice
+    if key in ("qwen", "gemma"):
+        if not realmodels.is_fetched(key):
+            raise SystemExit(f"{key} is not fetched: run .venv/bin/python -m ollamalike.realmodels fetch {key}")
+        return realmodels.cached_path(key)
+    path = Path(choice).expanduser()
+    if not path.is_file():
+        raise SystemExit(f"--model: no such file {path} (give {MODEL_CHOICES})")
+    return path
+
+
+def describe_model(path: Path) -> str:
+    """"name (size MB, 494M params, Q4_K_M, 151936-token vocabulary)" from the GGUF's own metadata."""
+    from ollamalike.gguf_info import read_gguf_info
+
+    info = read_gguf_info(path)
+    vocab = info.model_info.get(f"{info.architecture}.vocab_size") or "?"
+    return (f"{path.name} ({path.stat().st_size / 1e6:.0f} MB, {info.parameter_size} params, {info.file_type}, "
+            f"{vocab}-token vocabulary)")
+
+
 def proc_status_kib(pid: int, field: str) -> int:
     """A ``kB`` field of /proc/<pid>/status (VmHWM: peak resident set, VmRSS: current), in KiB; 0 if gone."""
     try:

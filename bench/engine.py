@@ -1,7 +1,8 @@
 """Benchmark of the runner engine against llama-cpp-python's ``Llama`` on the same model and threads.
 
-Run: ``.venv/bin/python bench/engine.py [--threads N] [--runs N] [--tokens N]``.
-A ~100M-parameter random llama (Q4_0) is generated once under bench/out/. Measured:
+Run: ``.venv/bin/python bench/engine.py [--model PATH|starter|qwen|gemma|bench] [--threads N] [--runs N] [--tokens N]``.
+The model defaults to the real Qwen2.5-Coder 0.5B when it is fetched (docs/models.md), else ``bench``: a
+~100M-parameter random llama (Q4_0) generated once under bench/out/. Measured:
   1. single-stream decode tokens/s: our runner (one request) vs ``Llama.generate`` (greedy, same prompt);
   2. aggregate tokens/s with 1, 2, 4, 8 concurrent requests vs the same requests one after another;
   3. bare llama_decode with 1, 2, 4, 8 sequences per batch: what batching can gain on this CPU at all.
@@ -21,22 +22,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from common import MODEL_CHOICES, describe_model, resolve_model  # type: ignore[import-not-found]  # noqa: E402
+
 from ollamalike.config import Config  # noqa: E402
 from ollamalike.runner.client import RunnerProcess, RunnerSpec  # noqa: E402
-from ollamalike.testmodels import write_bench_llama  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 PROMPT = "once upon a time there was a little dog and a big cat in the house"
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
-
-
-def model_path() -> Path:
-    path = OUT / "bench-100m-q4_0.gguf"
-    if not path.exists():
-        t = time.perf_counter()
-        write_bench_llama(path)
-        print(f"generated {path.name} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    return path
 
 
 def llama_rate(llm: object, prompt: list[int], tokens: int) -> float:
@@ -137,13 +130,13 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=max(1, min((os.cpu_count() or 2) // 2, 8)))
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--model", default=None, help=f"{MODEL_CHOICES} (default: qwen when fetched, else bench)")
     args = ap.parse_args()
-    path = model_path()
+    path = resolve_model(args.model)
     single_ours, single_llama, table = asyncio.run(runner_bench(path, args.threads, args.tokens, args.runs))
     raw = raw_decode_scaling(path, args.threads)
     ours, ref = statistics.median(single_ours), statistics.median(single_llama)
-    size_mb = path.stat().st_size / 1e6
-    print(f"model: {path.name} ({size_mb:.0f} MB, ~100M params, Q4_0), threads={args.threads}, "
+    print(f"model: {describe_model(path)}, threads={args.threads}, "
           f"{args.tokens} tokens per request, median of {args.runs} runs\n")
     print("| measurement | ollamalike runner | reference | ratio | target |")
     print("|---|---:|---:|---:|---:|")

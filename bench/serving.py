@@ -1,7 +1,9 @@
 """Serving benchmark: our daemon vs llama-cpp-python's own server vs raw ``Llama``, side by side in one run.
 
-Run: ``.venv/bin/python bench/serving.py [--quick]`` (needs the ``bench`` extra for llama_cpp.server).
-On the ~100M-parameter random Q4_0 llama under bench/out/, with the same threads and per-request context:
+Run: ``.venv/bin/python bench/serving.py [--quick] [--model PATH|starter|qwen|gemma|bench]`` (needs the
+``bench`` extra for llama_cpp.server). The model defaults to the real Qwen2.5-Coder 0.5B when it is fetched
+(docs/models.md), else the ~100M-parameter random Q4_0 llama under bench/out/. With the same threads and
+per-request context:
   ours    ``ollamalike serve`` (private home, model made with /api/blobs + /api/create), via /api/generate
           (raw prompt, NDJSON) and /v1/chat/completions (SSE);
   server  ``python -m llama_cpp.server`` via /v1/completions and /v1/chat/completions (SSE);
@@ -32,14 +34,16 @@ from typing import Any
 
 import aiohttp
 from common import (  # type: ignore[import-not-found]
+    MODEL_CHOICES,
     OUT,
     Timed,
-    bench_model,
+    describe_model,
     markdown_table,
     median,
     memory_mib,
     proc_status_kib,
     ratio,
+    resolve_model,
     run_concurrent,
     stop_process,
     timed_ollama_generate,
@@ -189,7 +193,7 @@ def good_prompts(raw: Raw, count: int, n: int, model: Path) -> list[str]:
     same work. Found once with the raw model and cached in bench/out/ next to the model."""
     import llama_cpp
 
-    cache = OUT / "serving-prompts.json"
+    cache = OUT / f"serving-prompts-{model.stem}.json"
     stat = model.stat()
     key = {"model": [stat.st_size, stat.st_mtime_ns], "llama_cpp": llama_cpp.__version__}
     good: list[str] = []
@@ -296,7 +300,7 @@ def report(single: Results, conc: Concurrent, mem: dict[str, Any], raw: Raw, arg
     return "\n".join(lines)
 
 
-def plot(conc: Concurrent, single: Results, clients: list[int], path: Path) -> None:
+def plot(conc: Concurrent, single: Results, clients: list[int], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -315,7 +319,7 @@ def plot(conc: Concurrent, single: Results, clients: list[int], path: Path) -> N
     ax.set_ylabel("aggregate tokens/s (median)")
     ax.set_xticks(clients)
     ax.set_ylim(bottom=0)
-    ax.set_title("Serving throughput, ~100M Q4_0 llama on CPU")
+    ax.set_title(f"Serving throughput, {title} on CPU")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -323,7 +327,7 @@ def plot(conc: Concurrent, single: Results, clients: list[int], path: Path) -> N
 
 
 async def run_all(args: argparse.Namespace) -> int:
-    path = bench_model()
+    path = resolve_model(args.model)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
     raw = Raw(path, args.ctx, args.threads)
@@ -361,12 +365,12 @@ async def run_all(args: argparse.Namespace) -> int:
     elapsed = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
     print(f"\nserving benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()} with {os.cpu_count()} cores "
           f"(load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after), {elapsed:.0f}s")
-    print(f"model {path.name} ({path.stat().st_size / 1e6:.0f} MB, ~100M params, Q4_0), threads={args.threads}, "
+    print(f"model {describe_model(path)}, threads={args.threads}, "
           f"context {args.ctx} per request (ours: {max(args.clients)} slots), greedy, {args.tokens} tokens per "
           f"request, medians over {args.reps} repetitions" + (f", env {' '.join(args.env)}" if args.env else "") + "\n")
     print(report(single, conc, mem, raw, args))
     out = OUT / "serving.png"
-    plot(conc, single, args.clients, out)
+    plot(conc, single, args.clients, out, path.name)
     print(f"\nplot: {out}")
     return 0
 
@@ -379,6 +383,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5, quick 3)")
     ap.add_argument("--clients", default="1,4,8", help="concurrency levels, comma-separated")
     ap.add_argument("--ctx", type=int, default=512, help="context per request (per slot)")
+    ap.add_argument("--model", default=None, help=f"{MODEL_CHOICES} (default: qwen when fetched, else bench)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment for all three (e.g. OMP_WAIT_POLICY=PASSIVE); repeatable")
     args = ap.parse_args()
