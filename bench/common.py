@@ -72,8 +72,8 @@ def describe_model(path: Path) -> str:
     """"name (size MB, 494M params, Q4_K_M, 151936-token vocabulary)" from the GGUF's own metadata."""
     from ollamalike.gguf_info import read_gguf_info
 
-    info = read_gguf_info(path)
-    vocab = info.model_info.get(f"{info.architecture}.vocab_size") or "?"
+    info = read_gguf_info(path, verbose=True)
+    vocab = len(info.model_info.get("tokenizer.ggml.tokens") or []) or "?"
     return (f"{path.name} ({path.stat().st_size / 1e6:.0f} MB, {info.parameter_size} params, {info.file_type}, "
             f"{vocab}-token vocabulary)")
 
