@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ollamalike.cli.run import WordWrapper, format_stats, go_duration, processor_text, ps_table, until_text
+from ollamalike.cli.chat import WordWrapper, format_stats, go_duration
+from ollamalike.cli.run import processor_text, ps_table, until_text
 
 
 @pytest.mark.parametrize(

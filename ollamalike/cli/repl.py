@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ollamalike.cli.run import Printer, format_stats, show_or_pull, stream_chat
+from ollamalike.cli.chat import Printer, format_stats, show_or_pull, stream_chat
 from ollamalike.client import Client
 from ollamalike.config import load_config
 from ollamalike.errors import OllamalikeError
