@@ -48,9 +48,10 @@ def raw_decode_scaling(path: Path, threads: int, steps: int = 20) -> dict[int, f
     """Tokens/s of bare llama_decode with 1, 2, 4, 8 sequences per batch: the ceiling batching can reach."""
     import llama_cpp
 
-    from ollamalike.runner.llama import LoadOptions, load_model
+    from ollamalike.runner.llama import load_model
+    from ollamalike.runner.spec import RunnerSpec
 
-    m = load_model(LoadOptions(str(path), ctx_size=8 * 512, parallel=8, threads=threads), [0.0])
+    m = load_model(RunnerSpec(str(path), ctx_size=8 * 512, num_parallel=8, threads=threads), [0.0])
     batch = llama_cpp.llama_batch_init(8, 0, 1)
     rates: dict[int, float] = {}
     try:

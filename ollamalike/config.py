@@ -14,11 +14,15 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from ollamalike.errors import BadRequest
 
 DEFAULT_PORT = 11434
+
+KVCacheType = Literal["f16", "q8_0", "q4_0"]
+KV_CACHE_TYPES: tuple[str, ...] = get_args(KVCacheType)
 
 # Ollama's default allow-list: local origins on any port plus the app schemes of desktop wrappers.
 DEFAULT_ORIGINS: tuple[str, ...] = (
@@ -177,7 +181,7 @@ class Config:
     debug: bool = False
     log_prompts: bool = False
     flash_attention: bool = False
-    kv_cache_type: str = "f16"
+    kv_cache_type: KVCacheType = "f16"
     num_threads: int = 0  # 0: physical cores
     max_body_bytes: int = 64 * 1024 * 1024
     max_concurrent_pulls: int = 3
@@ -290,7 +294,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         debug=_bool(_get(env, "DEBUG")),
         log_prompts=_bool(env.get("OLLAMALIKE_LOG_PROMPTS")),
         flash_attention=_bool(_get(env, "FLASH_ATTENTION")),
-        kv_cache_type=(_get(env, "KV_CACHE_TYPE") or "f16").lower(),
+        kv_cache_type=_kv_cache_type(_get(env, "KV_CACHE_TYPE")),
         num_threads=max(0, _int(env, "NUM_THREADS", 0)),
         max_body_bytes=max(1024, _int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
         max_concurrent_pulls=max(1, _int(env, "MAX_CONCURRENT_PULLS", 3)),
@@ -305,6 +309,13 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         noprune=_bool(_get(env, "NOPRUNE")),
         model_cache=_model_cache(env),
     )
+
+
+def _kv_cache_type(value: str | None) -> KVCacheType:
+    text = (value or "f16").strip().lower()
+    if text not in KV_CACHE_TYPES:
+        raise BadRequest(f"OLLAMALIKE_KV_CACHE_TYPE must be one of {', '.join(KV_CACHE_TYPES)}, got {value!r}")
+    return cast(KVCacheType, text)
 
 
 def _model_cache(env: Mapping[str, str]) -> Path:

@@ -84,10 +84,10 @@ def test_scheduler_plans_a_tiny_model_on_the_cpu(tiny_chat_q4_gguf: Path) -> Non
     info = read_gguf_info(tiny_chat_q4_gguf)
     model = SimpleNamespace(name="tiny:latest", model_path=tiny_chat_q4_gguf, adapters=[], info=info)
     plan = plan_load(model, {}, config)
-    assert plan.spec["gpu_layers"] == -1  # auto until the load lays it out
+    assert plan.spec.gpu_layers == -1  # auto until the load lays it out
     laid = layout_load(plan, model, config)
     assert (laid.processor, laid.gpu_layers, laid.size_vram) == ("100% CPU", 0, 0)
-    assert laid.spec["gpu_layers"] == 0 and laid.size > info.tensor_bytes
+    assert laid.spec.gpu_layers == 0 and laid.size > info.tensor_bytes
     assert laid.num_ctx == plan.num_ctx == min(4096, info.context_length or 4096)
 
 

@@ -218,12 +218,14 @@ def test_the_split_reaches_the_runner_command_line(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(sched_plan.hardware, "system", lambda config, refresh=False: system(free))
     loaded = SimpleNamespace(name="two-gpus:latest", model_path=Path("/models/m.gguf"), adapters=[], info=model())
     requested = sched_plan.plan_load(loaded, {"num_ctx": 4096, "main_gpu": 1}, config())
-    assert requested.spec["tensor_split"] == () and requested.spec["main_gpu"] == 1
+    assert requested.spec.tensor_split == () and requested.spec.main_gpu == 1
     laid = sched_plan.layout_load(requested, loaded, config())
-    assert laid.spec["gpu_layers"] == 9 and laid.spec["tensor_split"] == pytest.approx((5 / 9, 4 / 9))
-    argv = RunnerSpec(**laid.spec).argv("/tmp/r.sock")
-    assert argv[argv.index("--tensor-split") + 1] == "0.555556,0.444444"
-    assert argv[argv.index("--main-gpu") + 1] == "1"
+    assert laid.spec.gpu_layers == 9 and laid.spec.tensor_split == pytest.approx((5 / 9, 4 / 9))
+    argv = laid.spec.argv("/tmp/r.sock")
+    sent = RunnerSpec.from_json(argv[argv.index("--spec") + 1])
+    assert sent.tensor_split == pytest.approx((5 / 9, 4 / 9))
+    assert sent.main_gpu == 1
     monkeypatch.setattr(sched_plan.hardware, "system", lambda config, refresh=False: system([40.0]))
     alone = sched_plan.layout_load(requested, loaded, config())
-    assert alone.spec["tensor_split"] == () and "--tensor-split" not in RunnerSpec(**alone.spec).argv("/tmp/r.sock")
+    argv = alone.spec.argv("/tmp/r.sock")
+    assert alone.spec.tensor_split == () and RunnerSpec.from_json(argv[argv.index("--spec") + 1]).tensor_split == ()

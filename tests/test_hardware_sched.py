@@ -14,12 +14,13 @@ import pytest
 
 from ollamalike.config import Config, load_config
 from ollamalike.hardware.planner import InsufficientMemory
+from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler import Scheduler
 from ollamalike.scheduler.plan import LoadPlan
 
 
 class Runner:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: RunnerSpec) -> None:
         self.spec = spec
         self.alive = True
         self.memory = {"size": 0, "size_vram": 0}
@@ -33,7 +34,7 @@ class Starter:
     def __init__(self) -> None:
         self.started: list[Runner] = []
 
-    async def __call__(self, spec: dict[str, Any], config: Config) -> Runner:
+    async def __call__(self, spec: RunnerSpec, config: Config) -> Runner:
         runner = Runner(spec)
         self.started.append(runner)
         return runner
@@ -55,7 +56,7 @@ class Layout:
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
         if isinstance(outcome, Exception):
             raise outcome
-        return dataclasses.replace(plan, gpu_layers=outcome, size_vram=outcome, spec={**plan.spec, "gpu_layers": outcome})
+        return dataclasses.replace(plan, gpu_layers=outcome, size_vram=outcome, spec=dataclasses.replace(plan.spec, gpu_layers=outcome))
 
 
 def model(tmp_path: Path, name: str) -> SimpleNamespace:
@@ -81,7 +82,7 @@ async def test_layout_once_per_load_and_runner_shared(tmp_path: Path) -> None:
     for _ in range(3):
         (await sched.acquire(m, {}, None)).release()
     assert len(starter.started) == 1 and layout.calls == ["one"]
-    assert starter.started[0].spec["gpu_layers"] == 7  # the runner gets the laid-out count
+    assert starter.started[0].spec.gpu_layers == 7  # the runner gets the laid-out count
     assert sched.ps()[0]["size_vram"] == 0  # the runner's own memory figures win when it reports them
     await sched.shutdown()
 

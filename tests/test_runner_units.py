@@ -108,29 +108,58 @@ def test_grammar_for_format() -> None:
 
 
 def test_runner_arguments_for_the_gpu_split() -> None:
+    import json
+
     from ollamalike.runner.__main__ import _parse
+    from ollamalike.runner.spec import RunnerSpec
 
-    base = ["--model", "m.gguf", "--socket", "s.sock"]
-    args = _parse([*base, "--tensor-split", "0.6,0.4", "--main-gpu", "1"])
-    assert args.tensor_split == (0.6, 0.4) and args.main_gpu == 1
-    assert _parse(base).tensor_split == ()
-    for bad in (["--tensor-split", "a,b"], ["--tensor-split", "0,0"], ["--tensor-split", "-1,2"],
-                ["--tensor-split", "inf"], ["--tensor-split", ",".join(["1"] * 17)], ["--main-gpu", "-1"]):
+    def argv(**fields: object) -> list[str]:
+        return ["--spec", json.dumps({"model_path": "m.gguf", **fields}), "--socket", "s.sock"]
+
+    args = _parse(RunnerSpec("m.gguf", tensor_split=(0.6, 0.4), main_gpu=1).argv("s.sock"))
+    assert args.spec.tensor_split == (0.6, 0.4) and args.spec.main_gpu == 1
+    assert _parse(argv()).spec == RunnerSpec("m.gguf")
+    for bad in ({"tensor_split": "a,b"}, {"tensor_split": [0, 0]}, {"tensor_split": [-1, 2]},
+                {"tensor_split": [float("inf")]}, {"tensor_split": [1] * 17}, {"main_gpu": -1},
+                {"kv_cache_type": "q5_9"}, {"ctx_size": 0}, {"num_parallel": True}, {"bogus": 1}):
         with pytest.raises(SystemExit):
-            _parse([*base, *bad])
+            _parse(argv(**bad))
+    with pytest.raises(SystemExit):
+        _parse(["--spec", "{not json", "--socket", "s.sock"])
 
 
-def test_model_params_carry_the_gpu_split() -> None:
-    from ollamalike.runner.llama import LoadError, LoadOptions, model_params
+def test_runner_spec_round_trips_through_json() -> None:
+    from ollamalike.runner.spec import RunnerSpec
 
-    mparams, split = model_params(LoadOptions(model_path="m.gguf", gpu_layers=9, main_gpu=1, tensor_split=(0.6, 0.4)))
+    spec = RunnerSpec("/m.gguf", ctx_size=8192, num_parallel=4, num_batch=256, gpu_layers=12, threads=2,
+                      flash_attn=True, use_mmap=False, embedding=True, adapters=("/a.gguf",), kv_cache_type="q8_0",
+                      main_gpu=1, tensor_split=(0.25, 0.75))
+    assert RunnerSpec.from_json(spec.to_json()) == spec
+    assert spec.ctx_per_slot == 2048
+    # Equality is what decides sharing a runner: a list of adapters equals the same tuple.
+    assert RunnerSpec("/m.gguf", adapters=["/a.gguf"]) == RunnerSpec("/m.gguf", adapters=("/a.gguf",))  # type: ignore[arg-type]
+    assert RunnerSpec("/m.gguf", ctx_size=4096) != RunnerSpec("/m.gguf")
+
+
+def test_model_params_carry_the_gpu_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llama_cpp
+
+    from ollamalike.errors import RunnerError
+    from ollamalike.runner.llama import LoadError, model_params
+    from ollamalike.runner.spec import RunnerSpec
+
+    mparams, split = model_params(RunnerSpec(model_path="m.gguf", gpu_layers=9, main_gpu=1, tensor_split=(0.6, 0.4)))
     assert mparams.n_gpu_layers == 9 and mparams.main_gpu == 1
     assert [round(mparams.tensor_split[i], 6) for i in range(3)] == [0.6, 0.4, 0.0]
     assert split is not None
-    mparams, split = model_params(LoadOptions(model_path="m.gguf"))
+    mparams, split = model_params(RunnerSpec(model_path="m.gguf"))
     assert not mparams.tensor_split and split is None  # llama.cpp chooses
+    with pytest.raises(RunnerError, match="1-16"):
+        RunnerSpec(model_path="m.gguf", tensor_split=(1.0,) * 100)
+    # A build that drives fewer devices than the split names.
+    monkeypatch.setattr(llama_cpp, "LLAMA_MAX_DEVICES", 1)
     with pytest.raises(LoadError, match="supports"):
-        model_params(LoadOptions(model_path="m.gguf", tensor_split=(1.0,) * 100))
+        model_params(RunnerSpec(model_path="m.gguf", tensor_split=(0.6, 0.4)))
 
 
 def _rule_regex(body: str) -> re.Pattern[str]:

@@ -16,12 +16,13 @@ import pytest
 
 from ollamalike.config import load_config
 from ollamalike.errors import BadRequest, Overloaded, RunnerError
+from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler import Scheduler
 from ollamalike.scheduler.plan import plan_load
 
 
 class FakeRunner:
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: RunnerSpec) -> None:
         self.spec = spec
         self.alive = True
         self.stopped = False
@@ -39,7 +40,7 @@ class Starter:
         self.started: list[FakeRunner] = []
         self.gate: asyncio.Event | None = None
 
-    async def __call__(self, spec: dict[str, Any], config: Any) -> FakeRunner:
+    async def __call__(self, spec: RunnerSpec, config: Any) -> FakeRunner:
         if self.gate is not None:
             await self.gate.wait()
         await asyncio.sleep(self.delay)
@@ -163,7 +164,7 @@ async def test_different_runner_options_reload_after_drain(tmp_path: Path) -> No
     a.release()
     b = await asyncio.wait_for(bigger, 5)
     assert len(starter.started) == 2 and b.runner is starter.started[1]
-    assert b.num_ctx == 1024 and starter.started[1].spec["ctx_size"] == 1024 * 2
+    assert b.num_ctx == 1024 and starter.started[1].spec.ctx_size == 1024 * 2
     await wait_until(lambda: starter.started[0].stopped)
     b.release()
     await sched.shutdown()
@@ -175,7 +176,7 @@ async def test_embedding_mode_needs_another_runner(tmp_path: Path) -> None:
     m = model(tmp_path)
     (await sched.acquire(m, {}, None)).release()
     lease = await sched.acquire(m, {}, None, embedding=True)
-    assert starter.started[1].spec["embedding"] is True
+    assert starter.started[1].spec.embedding is True
     lease.release()
     await sched.shutdown()
 

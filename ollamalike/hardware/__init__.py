@@ -103,6 +103,13 @@ def system(config: Config, refresh: bool = False, probe: Probe | None = None) ->
         return cached
 
 
+def available_memory(probe: Probe | None = None) -> int | None:
+    """RAM a new process can use right now (MemAvailable, or vm_stat on macOS); None where unknown.
+    The one reader of free memory: the scheduler's eviction check and ``system(refresh=True)``."""
+    available, _ = free_memory(probe or Probe())
+    return available or None
+
+
 def build_mismatch(info: SystemInfo) -> str | None:
     """A one-line warning with the fix when a GPU is present that the compiled backend cannot use."""
     if not info.gpus or info.backend is None:

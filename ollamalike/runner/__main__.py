@@ -21,41 +21,22 @@ from aiohttp import web
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ollamalike.runner", description=__doc__)
     p.add_argument("--info", action="store_true", help="print the llama.cpp backend as JSON and exit")
-    p.add_argument("--model")
+    p.add_argument("--spec", help="the RunnerSpec as JSON (ollamalike/runner/spec.py)")
     p.add_argument("--socket")
-    p.add_argument("--ctx", type=int, default=2048, help="total context (per-slot context x parallel)")
-    p.add_argument("--parallel", type=int, default=1)
-    p.add_argument("--batch", type=int, default=512)
-    p.add_argument("--gpu-layers", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--flash-attn", action="store_true")
-    p.add_argument("--no-mmap", action="store_true")
-    p.add_argument("--embedding", action="store_true")
-    p.add_argument("--adapter", action="append", default=[])
-    p.add_argument("--kv-cache-type", default="f16", choices=["f16", "q8_0", "q4_0"])
-    p.add_argument("--main-gpu", type=int, default=0)
-    p.add_argument("--tensor-split", type=_shares, default=(), help="comma-separated share of layers per GPU")
     p.add_argument("--verbose", action="store_true", help="echo all of llama.cpp's log to stderr")
     args = p.parse_args(argv)
-    if not args.info and (not args.model or not args.socket):
-        p.error("--model and --socket are required")
-    for name in ("ctx", "parallel", "batch"):
-        if getattr(args, name) < 1:
-            p.error(f"--{name} must be at least 1")
-    if args.main_gpu < 0:
-        p.error("--main-gpu must not be negative")
-    return args
+    if args.info:
+        return args
+    if not args.spec or not args.socket:
+        p.error("--spec and --socket are required")
+    from ollamalike.errors import RunnerError
+    from ollamalike.runner.spec import RunnerSpec
 
-
-def _shares(text: str) -> tuple[float, ...]:
-    """``0.6,0.4``: non-negative finite numbers, not all zero, at most 16 of them."""
     try:
-        shares = tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
-    if len(shares) > 16 or not all(0 <= x < float("inf") for x in shares) or not any(shares):
-        raise argparse.ArgumentTypeError(f"shares must be 1-16 non-negative numbers, not all zero: {text!r}")
-    return shares
+        args.spec = RunnerSpec.from_json(args.spec)
+    except RunnerError as e:
+        p.error(e.message)
+    return args
 
 
 def _die_with_parent() -> None:
@@ -87,17 +68,9 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> No
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    from ollamalike.runner.llama import LoadOptions
     from ollamalike.runner.server import RunnerServer
 
-    opts = LoadOptions(
-        model_path=args.model, ctx_size=args.ctx, parallel=args.parallel, batch=args.batch,
-        gpu_layers=args.gpu_layers, threads=args.threads, flash_attn=args.flash_attn,
-        use_mmap=not args.no_mmap, embedding=args.embedding, adapters=list(args.adapter),
-        kv_cache_type=args.kv_cache_type, verbose=args.verbose, main_gpu=args.main_gpu,
-        tensor_split=args.tensor_split,
-    )
-    server = RunnerServer(opts)
+    server = RunnerServer(args.spec, verbose=args.verbose)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopping.set)

@@ -19,7 +19,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,48 +26,13 @@ import aiohttp
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, RunnerError
+from ollamalike.runner.spec import RunnerSpec
+
+__all__ = ["RunnerProcess", "RunnerSpec"]
 
 log = logging.getLogger("ollamalike.runner")
 
 _SOCKET_PATH_MAX = 100  # sun_path is 104-108 bytes depending on the OS
-
-
-@dataclass(frozen=True)
-class RunnerSpec:
-    model_path: str
-    ctx_size: int = 2048  # total: per-slot context x num_parallel
-    num_parallel: int = 1
-    num_batch: int = 512
-    gpu_layers: int = 0
-    threads: int = 0
-    flash_attn: bool = False
-    use_mmap: bool = True
-    embedding: bool = False
-    adapters: list[str] | tuple[str, ...] = field(default_factory=tuple)
-    kv_cache_type: str = "f16"
-    main_gpu: int = 0
-    tensor_split: tuple[float, ...] = ()  # share of the offloaded layers per GPU; () lets llama.cpp choose
-
-    def argv(self, socket_path: str) -> list[str]:
-        args = [
-            "--model", str(self.model_path), "--socket", socket_path, "--ctx", str(self.ctx_size),
-            "--parallel", str(self.num_parallel), "--batch", str(self.num_batch),
-            "--gpu-layers", str(self.gpu_layers), "--threads", str(self.threads),
-            "--kv-cache-type", self.kv_cache_type,
-        ]
-        if self.flash_attn:
-            args.append("--flash-attn")
-        if not self.use_mmap:
-            args.append("--no-mmap")
-        if self.embedding:
-            args.append("--embedding")
-        for a in self.adapters:
-            args += ["--adapter", str(a)]
-        if self.main_gpu:
-            args += ["--main-gpu", str(self.main_gpu)]
-        if self.tensor_split:
-            args += ["--tensor-split", ",".join(f"{share:.6g}" for share in self.tensor_split)]
-        return args
 
 
 def _socket_path(config: Config) -> str:

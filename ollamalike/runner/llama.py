@@ -10,10 +10,12 @@ import ctypes
 import sys
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import llama_cpp
+
+from ollamalike.runner.spec import RunnerSpec
 
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
@@ -61,24 +63,6 @@ class _LogCapture:
 
 
 @dataclass
-class LoadOptions:
-    model_path: str
-    ctx_size: int = 2048
-    parallel: int = 1
-    batch: int = 512
-    gpu_layers: int = 0
-    threads: int = 0
-    flash_attn: bool = False
-    use_mmap: bool = True
-    embedding: bool = False
-    adapters: list[str] = field(default_factory=list)
-    kv_cache_type: str = "f16"
-    verbose: bool = False
-    main_gpu: int = 0
-    tensor_split: tuple[float, ...] = ()
-
-
-@dataclass
 class Loaded:
     model: Any
     ctx: Any
@@ -118,7 +102,7 @@ def install_log_capture(verbose: bool) -> _LogCapture:
     return _capture
 
 
-def model_params(opts: LoadOptions) -> tuple[Any, Any]:
+def model_params(opts: RunnerSpec) -> tuple[Any, Any]:
     """llama.cpp's model parameters for ``opts``, and the tensor-split array they point to (which
     must stay alive until the model is loaded)."""
     mparams = llama_cpp.llama_model_default_params()
@@ -135,12 +119,12 @@ def model_params(opts: LoadOptions) -> tuple[Any, Any]:
     return mparams, split
 
 
-def load_model(opts: LoadOptions, progress: list[float]) -> Loaded:
+def load_model(opts: RunnerSpec, progress: list[float], verbose: bool = False) -> Loaded:
     """Load the model and create one context with ``parallel`` sequence slots.
 
     ``progress[0]`` is updated (0..1) while the weights load; /health reports it.
     """
-    capture = install_log_capture(opts.verbose)
+    capture = install_log_capture(verbose)
     if opts.kv_cache_type not in _KV_TYPES:
         raise LoadError(f"unsupported kv cache type {opts.kv_cache_type!r}: use f16, q8_0 or q4_0")
     llama_cpp.llama_backend_init()
@@ -182,21 +166,21 @@ def load_model(opts: LoadOptions, progress: list[float]) -> Loaded:
     return Loaded(
         model=model, ctx=ctx, vocab=vocab, mem=llama_cpp.llama_get_memory(ctx),
         n_vocab=llama_cpp.llama_vocab_n_tokens(vocab), n_ctx=n_ctx,
-        n_ctx_slot=max(1, min(opts.ctx_size // max(opts.parallel, 1), llama_cpp.llama_n_ctx_seq(ctx))), n_batch=n_batch,
+        n_ctx_slot=max(1, min(opts.ctx_size // max(opts.num_parallel, 1), llama_cpp.llama_n_ctx_seq(ctx))), n_batch=n_batch,
         n_embd=llama_cpp.llama_model_n_embd(model), bos=llama_cpp.llama_vocab_bos(vocab),
         add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)), size=size, size_vram=vram, adapters=adapters,
     )
 
 
-def _new_context(model: Any, opts: LoadOptions) -> tuple[Any, int]:
+def _new_context(model: Any, opts: RunnerSpec) -> tuple[Any, int]:
     cparams = llama_cpp.llama_context_default_params()
-    parallel = max(1, opts.parallel)
+    parallel = max(1, opts.num_parallel)
     n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
     cparams.n_ctx = max(opts.ctx_size, 8 * parallel)
     cparams.n_seq_max = parallel
     # Each slot gets its own KV stream (Ollama's split cache): attention never scans other slots' cells.
     cparams.kv_unified = False
-    n_batch = max(1, opts.batch)
+    n_batch = max(1, opts.num_batch)
     if opts.embedding:
         # Non-causal models need a whole input in one micro-batch.
         n_batch = max(n_batch, min(cparams.n_ctx, n_ctx_train or cparams.n_ctx))
@@ -220,7 +204,7 @@ def _new_context(model: Any, opts: LoadOptions) -> tuple[Any, int]:
     return ctx, n_batch
 
 
-def _effective_kv_type(model: Any, opts: LoadOptions) -> str:
+def _effective_kv_type(model: Any, opts: RunnerSpec) -> str:
     """As Ollama: a quantized KV cache needs flash attention and head sizes that fit its 32-wide
     blocks; otherwise the cache stays f16 (with a warning) instead of failing the load."""
     kv = opts.kv_cache_type
@@ -241,7 +225,7 @@ def _default_threads() -> int:
     return max(1, count // 2) if count > 4 else count
 
 
-def _memory(model: Any, opts: LoadOptions, n_ctx: int) -> tuple[int, int]:
+def _memory(model: Any, opts: RunnerSpec, n_ctx: int) -> tuple[int, int]:
     """Bytes the model takes: weights plus the KV cache; the VRAM share follows the offloaded layers."""
     n_layer = max(1, llama_cpp.llama_model_n_layer(model))
     n_head = max(1, llama_cpp.llama_model_n_head(model))

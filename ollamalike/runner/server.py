@@ -22,8 +22,9 @@ from aiohttp import web
 
 from ollamalike.errors import BadRequest
 from ollamalike.runner.engine import EmbedJob, Engine, Request
-from ollamalike.runner.llama import Loaded, LoadError, LoadOptions, load_model
+from ollamalike.runner.llama import Loaded, LoadError, load_model
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
+from ollamalike.runner.spec import RunnerSpec
 
 NDJSON = "application/x-ndjson"
 
@@ -56,8 +57,9 @@ def detokenize(m: Loaded, tokens: list[int]) -> str:
 
 
 class RunnerServer:
-    def __init__(self, opts: LoadOptions) -> None:
-        self.opts = opts
+    def __init__(self, spec: RunnerSpec, verbose: bool = False) -> None:
+        self.opts = spec
+        self.verbose = verbose
         self.status = "loading"
         self.error: str | None = None
         self.progress = [0.0]
@@ -69,13 +71,13 @@ class RunnerServer:
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.loaded = await loop.run_in_executor(None, load_model, self.opts, self.progress)
+            self.loaded = await loop.run_in_executor(None, load_model, self.opts, self.progress, self.verbose)
         except LoadError as e:
             self.status, self.error = "error", str(e)
             print(f"error: {e}", file=sys.stderr, flush=True)
             self.stopping.set()
             return
-        self.engine = Engine(self.loaded, self.opts.parallel)
+        self.engine = Engine(self.loaded, self.opts.num_parallel)
         self.engine.start()
         self.status = "ok"
 

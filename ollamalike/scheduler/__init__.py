@@ -25,20 +25,27 @@ from typing import Any
 from ollamalike.config import Config
 from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
 from ollamalike.hardware.planner import InsufficientMemory
-from ollamalike.scheduler.plan import LoadPlan, available_memory, layout_load, plan_load
+from ollamalike.runner.spec import RunnerSpec
+from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load
 from ollamalike.scheduler.report import ps_entry
 
 log = logging.getLogger("ollamalike.scheduler")
 
-StartRunner = Callable[[dict[str, Any], Config], Awaitable[Any]]
+StartRunner = Callable[[RunnerSpec, Config], Awaitable[Any]]
 Layout = Callable[[LoadPlan, Any, Config], LoadPlan]
 # How long an eviction made for room may take before the load goes ahead anyway.
 EVICTION_WAIT_SECONDS = 30.0
 
-async def _start_real_runner(spec: dict[str, Any], config: Config) -> Any:
-    from ollamalike.runner.client import RunnerProcess, RunnerSpec
+async def _start_real_runner(spec: RunnerSpec, config: Config) -> Any:
+    from ollamalike.runner.client import RunnerProcess
 
-    return await RunnerProcess.start(RunnerSpec(**spec), config)
+    return await RunnerProcess.start(spec, config)
+
+
+def _free_memory() -> int | None:
+    from ollamalike.hardware import available_memory
+
+    return available_memory()
 
 
 def model_key(model: Any) -> str:
@@ -54,7 +61,7 @@ class _Loaded:
     model: Any
     plan: LoadPlan  # as laid out at load time (GPU layers, memory)
     ready: asyncio.Future[None]
-    requested: dict[str, Any] = field(default_factory=dict)  # the request plan's spec: what sharing compares
+    requested: RunnerSpec  # the request plan's spec: what sharing compares
     runner: Any = None
     active: int = 0
     keep_alive: float = 300.0
@@ -104,7 +111,7 @@ class Scheduler:
         config: Config,
         start_runner: StartRunner | None = None,
         planner: Callable[..., LoadPlan] = plan_load,
-        free_memory: Callable[[], int | None] = available_memory,
+        free_memory: Callable[[], int | None] = _free_memory,
         layout: Layout = layout_load,
     ) -> None:
         self.config = config

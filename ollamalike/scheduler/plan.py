@@ -1,13 +1,15 @@
 """How a model's runner is started: context size, GPU layers and the memory estimate.
 
 Two steps, both built on ``ollamalike.hardware.planner``: ``plan_load`` (every request) gives the
-``LoadPlan`` whose ``spec`` (the RunnerSpec fields) decides whether two requests can share a
-runner; ``layout_load`` (once per load, against the memory free then) picks the GPU layers.
+``LoadPlan`` whose ``spec`` (a ``RunnerSpec``) decides whether two requests can share a runner:
+they can when the specs are equal; ``layout_load`` (once per load, against the memory free then)
+picks the GPU layers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from typing import Any
 from ollamalike import hardware
 from ollamalike.config import Config
 from ollamalike.hardware import planner
+from ollamalike.options import PARAMETERS
+from ollamalike.runner.spec import RunnerSpec
 
 log = logging.getLogger("ollamalike.scheduler")
 
@@ -28,15 +32,14 @@ def display_name(model: Any) -> str:
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """How to start a model's runner. ``spec`` holds the RunnerSpec fields: two requests whose
-    specs differ cannot share a runner."""
+    """How to start a model's runner: two requests whose specs differ cannot share a runner."""
 
     num_ctx: int  # per request slot
     gpu_layers: int
     size: int
     size_vram: int
     processor: str
-    spec: dict[str, Any]
+    spec: RunnerSpec
 
 
 def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bool = False) -> LoadPlan:
@@ -44,7 +47,7 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
     change its own plan and reload forever): the GPU layout is chosen by ``layout_load`` at load.
 
     num_ctx: the request/Modelfile option, else OLLAMALIKE_CONTEXT_LENGTH, else by total VRAM as
-    Ollama does, capped at the model's training context. ``spec["gpu_layers"]`` is the requested
+    Ollama does, capped at the model's training context. ``spec.gpu_layers`` is the requested
     num_gpu here (-1 = auto) and the chosen count once laid out.
     """
     info = getattr(model, "info", None)
@@ -52,27 +55,27 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
     parallel = config.num_parallel
     requested_gpu = options.get("num_gpu")
     gpu_layers = -1 if requested_gpu is None or int(requested_gpu) < 0 else int(requested_gpu)
-    num_batch = int(options.get("num_batch") or 512)
+    num_batch = int(options.get("num_batch") or PARAMETERS["num_batch"].default)
     cache = config.kv_cache_type if config.flash_attention else "f16"
     size = planner.estimate(info, num_ctx * parallel, cache, num_batch).total
     if not getattr(info, "layer_bytes", None):
         with contextlib.suppress(OSError):
             size += os.path.getsize(model.model_path)  # no tensor index known: the file is the weights
-    spec = {
-        "model_path": str(model.model_path),
-        "ctx_size": num_ctx * parallel,
-        "num_parallel": parallel,
-        "num_batch": num_batch,
-        "gpu_layers": gpu_layers,
-        "threads": int(options.get("num_thread") or config.num_threads or 0),
-        "flash_attn": config.flash_attention,
-        "use_mmap": bool(options.get("use_mmap", True)),
-        "embedding": bool(embedding or getattr(info, "is_embedding_model", False)),
-        "adapters": tuple(str(a) for a in (getattr(model, "adapters", None) or [])),
-        "kv_cache_type": config.kv_cache_type,
-        "main_gpu": int(options.get("main_gpu") or 0),
-        "tensor_split": (),  # chosen with the GPU layout at load
-    }
+    spec = RunnerSpec(
+        model_path=str(model.model_path),
+        ctx_size=num_ctx * parallel,
+        num_parallel=parallel,
+        num_batch=num_batch,
+        gpu_layers=gpu_layers,
+        threads=int(options.get("num_thread") or config.num_threads or 0),
+        flash_attn=config.flash_attention,
+        use_mmap=bool(options.get("use_mmap", True)),
+        embedding=bool(embedding or getattr(info, "is_embedding_model", False)),
+        adapters=tuple(str(a) for a in (getattr(model, "adapters", None) or [])),
+        kv_cache_type=config.kv_cache_type,
+        main_gpu=int(options.get("main_gpu") or 0),
+        tensor_split=(),  # chosen with the GPU layout at load
+    )
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
 
 
@@ -81,27 +84,16 @@ def layout_load(plan: LoadPlan, model: Any, config: Config) -> LoadPlan:
     scheduler runs it in a thread). Raises ``hardware.planner.InsufficientMemory`` when it does not fit."""
     spec = plan.spec
     info = getattr(model, "info", None)
-    options: dict[str, Any] = {"num_ctx": plan.num_ctx, "num_batch": spec["num_batch"]}
-    if spec["gpu_layers"] >= 0:
-        options["num_gpu"] = spec["gpu_layers"]
+    options: dict[str, Any] = {"num_ctx": plan.num_ctx, "num_batch": spec.num_batch}
+    if spec.gpu_layers >= 0:
+        options["num_gpu"] = spec.gpu_layers
     system = hardware.system(config, refresh=True)
-    hp = planner.plan_load(info, options, system, config, num_parallel=spec["num_parallel"])
+    hp = planner.plan_load(info, options, system, config, num_parallel=spec.num_parallel)
     size = hp.size if getattr(info, "layer_bytes", None) else plan.size
     size_vram = min(hp.size_vram, size)
     processor = planner.processor_text(size, size_vram)
     log.info("%s: %d layers on the GPU, context %d x %d slots, %.2f GiB, %s", display_name(model), hp.gpu_layers,
-             plan.num_ctx, spec["num_parallel"], size / 2**30, processor)
+             plan.num_ctx, spec.num_parallel, size / 2**30, processor)
     return LoadPlan(num_ctx=plan.num_ctx, gpu_layers=hp.gpu_layers, size=size, size_vram=size_vram,
-                    processor=processor, spec={**spec, "gpu_layers": hp.gpu_layers, "tensor_split": hp.tensor_split})
-
-
-def available_memory() -> int | None:
-    """MemAvailable from /proc/meminfo in bytes; None where that is unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+                    processor=processor,
+                    spec=dataclasses.replace(spec, gpu_layers=hp.gpu_layers, tensor_split=tuple(hp.tensor_split)))
