@@ -7,7 +7,6 @@ the headers were sent into a final ``{"error": ...}`` line (the status can no lo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -15,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ollamalike.errors import BadRequest, OllamalikeError, PayloadTooLarge
+from ollamalike.errors import BadRequest, PayloadTooLarge
 from ollamalike.jsonfields import (
     get_bool,
     get_dict,
@@ -26,6 +25,8 @@ from ollamalike.jsonfields import (
     model_field,
     type_name,
 )
+from ollamalike.server import streaming
+from ollamalike.server.streaming import close_quietly, dumps
 
 # The field getters are re-exported: route modules take them from here with the other request helpers.
 __all__ = [
@@ -46,11 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("ollamalike.server")
-
-
-def dumps(obj: Any) -> str:
-    """Compact JSON, UTF-8 kept as is (as Go's encoder does)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -99,61 +95,8 @@ async def read_json(request: web.Request, allow_empty: bool = False) -> dict[str
 
 
 async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
-    """Stream ``chunks`` as NDJSON. The first chunk is awaited before the headers go out, so an
-    error raised before any output still becomes a proper 4xx/5xx through the middleware.
-
-    A client disconnect cancels this handler; closing the iterator then propagates the
-    cancellation to whatever upstream work produced it.
-    """
-    iterator = chunks.__aiter__()
-    response: web.StreamResponse | None = None
-    try:
-        try:
-            first = await iterator.__anext__()
-        except StopAsyncIteration:
-            first = None
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
-        if first is not None:
-            await response.write((dumps(first) + "\n").encode())
-            while True:
-                try:
-                    chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                await response.write((dumps(chunk) + "\n").encode())
-    except OllamalikeError as e:
-        if response is None:
-            raise
-        await response.write((dumps({"error": e.message}) + "\n").encode())
-    except asyncio.CancelledError:
-        raise
-    except ConnectionResetError:
-        # The client hung up mid-stream: nothing more can be sent, and it is not a server error.
-        if response is None:
-            raise
-        log.info("client disconnected during %s %s", request.method, request.path)
-        return response
-    except Exception as e:
-        if response is None:
-            raise
-        log.exception("error while streaming %s %s", request.method, request.path)
-        await response.write((dumps({"error": f"internal error: {e}"}) + "\n").encode())
-    finally:
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await asyncio.shield(close_quietly(aclose()))
-    assert response is not None
-    await response.write_eof()
-    return response
-
-
-async def close_quietly(awaitable: Any) -> None:
-    """Await a stream iterator's ``aclose()``; an error there is only logged (the response is done)."""
-    try:
-        await awaitable
-    except Exception:
-        log.debug("error closing stream iterator", exc_info=True)
+    """Stream ``chunks`` as NDJSON (``server/streaming.py``: the one skeleton, errors and disconnects)."""
+    return await streaming.stream(request, chunks, streaming.ndjson())
 
 
 async def collect_last(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:

@@ -20,18 +20,16 @@ from ollamalike import inference
 from ollamalike.errors import ModelNotFound, OllamalikeError
 from ollamalike.names import ModelName
 from ollamalike.server import openai_responses as out
-from ollamalike.server.http import close_quietly, dumps, json_response, read_json
+from ollamalike.server import streaming
+from ollamalike.server.http import json_response, read_json
 from ollamalike.server.openai_requests import parse_chat_completion, parse_completion, parse_embedding
 from ollamalike.server.state import get_state
 
 log = logging.getLogger("ollamalike.server")
 
 
-async def _first(iterator: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
-    try:
-        return await iterator.__anext__()
-    except StopAsyncIteration:
-        return None
+def _sse_error(e: OllamalikeError | None, message: str) -> dict[str, Any]:
+    return out.error_object(e.status if e is not None else 500, message, e)
 
 
 async def stream_sse(
@@ -39,46 +37,9 @@ async def stream_sse(
     chunks: AsyncIterator[dict[str, Any]],
     encode: Callable[[dict[str, Any]], list[dict[str, Any]]],
 ) -> web.StreamResponse:
-    """Stream ``encode(chunk)`` events as SSE, then ``data: [DONE]``.
-
-    The first inference chunk is awaited before the headers go out, so an unknown model or a
-    bad option still gets its proper 4xx through the middleware. An error after that becomes a
-    final ``data: {"error": {...}}`` event, which the openai client raises as ``APIError``.
-    """
-    iterator = chunks.__aiter__()
-    response: web.StreamResponse | None = None
-    try:
-        first = await _first(iterator)
-        response = web.StreamResponse(status=200, headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        })
-        await response.prepare(request)
-        chunk = first
-        while chunk is not None:
-            for event in encode(chunk):
-                await response.write(f"data: {dumps(event)}\n\n".encode())
-            chunk = await _first(iterator)
-        await response.write(b"data: [DONE]\n\n")
-    except OllamalikeError as e:
-        if response is None:
-            raise
-        await response.write(f"data: {dumps(out.error_object(e.status, e.message, e))}\n\n".encode())
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception as e:
-        if response is None:
-            raise
-        log.exception("error while streaming %s %s", request.method, request.path)
-        await response.write(f"data: {dumps(out.error_object(500, f'internal error: {e}'))}\n\n".encode())
-    finally:
-        # Closing the inference iterator cancels the sequence in the runner (client gone or error).
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await asyncio.shield(close_quietly(aclose()))
-    await response.write_eof()
-    return response
+    """Stream ``encode(chunk)`` events as SSE, then ``data: [DONE]``; an error after the headers is a
+    final ``data: {"error": {...}}`` event, which the openai client raises as ``APIError``."""
+    return await streaming.stream(request, chunks, streaming.sse(encode, _sse_error))
 
 
 async def _collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:

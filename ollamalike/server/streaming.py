@@ -1,0 +1,131 @@
+"""One streaming skeleton for every API: NDJSON (native), server-sent events (OpenAI, Anthropic).
+
+``stream(request, chunks, framing)`` awaits the first chunk before any header goes out, so an error
+raised before output (unknown model, bad option) still becomes a proper 4xx through the middleware.
+After that the status cannot change: an error becomes the framing's final error frame. The one
+disconnect rule: a client that hangs up ends the stream quietly (logged, not an error), and the
+chunk iterator is always closed, which cancels the sequence in the runner at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from ollamalike.errors import OllamalikeError
+
+log = logging.getLogger("ollamalike.server")
+
+Chunk = dict[str, Any]
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON, UTF-8 kept as is (as Go's encoder does)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Framing:
+    """How a stream is written: each chunk as frames, an error frame, and what ends the stream.
+
+    ``encode`` may hold state (an encoder's ``feed``); ``error`` gets the error raised mid-stream, or
+    None for an unexpected exception, and the one-line message to send."""
+
+    content_type: str
+    encode: Callable[[Chunk], Iterable[bytes]]
+    error: Callable[[OllamalikeError | None, str], bytes]
+    end: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def ndjson(encode: Callable[[Chunk], Iterable[Chunk]] | None = None) -> Framing:
+    """Native API streams: one JSON object per line; an error is ``{"error": message}``."""
+
+    def frames(chunk: Chunk) -> Iterable[bytes]:
+        for item in (encode(chunk) if encode else (chunk,)):
+            yield (dumps(item) + "\n").encode()
+
+    return Framing("application/x-ndjson", frames, lambda _e, message: (dumps({"error": message}) + "\n").encode())
+
+
+def sse(encode: Callable[[Chunk], Iterable[Chunk]], error: Callable[[OllamalikeError | None, str], Chunk],
+        end: bytes = b"data: [DONE]\n\n", event_names: bool = False) -> Framing:
+    """Server-sent events of ``encode(chunk)``. With ``event_names`` each event's ``type`` is also
+    its ``event:`` line (Anthropic's and the Responses API's streams)."""
+
+    def frame(event: Chunk) -> bytes:
+        head = f"event: {event['type']}\n" if event_names and isinstance(event.get("type"), str) else ""
+        return f"{head}data: {dumps(event)}\n\n".encode()
+
+    return Framing("text/event-stream", lambda chunk: (frame(e) for e in encode(chunk)),
+                   lambda e, message: frame(error(e, message)), end,
+                   {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _next(iterator: AsyncIterator[Chunk]) -> Chunk | None:
+    try:
+        return await iterator.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def close_quietly(awaitable: Any) -> None:
+    """Await a stream iterator's ``aclose()``; an error there is only logged (the response is done)."""
+    try:
+        await awaitable
+    except Exception:
+        log.debug("error closing stream iterator", exc_info=True)
+
+
+async def stream(request: web.Request, chunks: AsyncIterator[Chunk], framing: Framing) -> web.StreamResponse:
+    iterator = chunks.__aiter__()
+    response: web.StreamResponse | None = None
+    try:
+        chunk = await _next(iterator)
+        response = web.StreamResponse(status=200, headers={"Content-Type": framing.content_type, **framing.headers})
+        await response.prepare(request)
+        while chunk is not None:
+            for frame in framing.encode(chunk):
+                await response.write(frame)
+            chunk = await _next(iterator)
+        if framing.end:
+            await response.write(framing.end)
+    except asyncio.CancelledError:
+        raise
+    except ConnectionResetError:
+        if response is None:
+            raise
+        log.info("client disconnected during %s %s", request.method, request.path)
+        return response
+    except OllamalikeError as e:
+        if response is None:
+            raise
+        await _write_error(request, response, framing.error(e, e.message))
+    except Exception as e:
+        if response is None:
+            raise
+        log.exception("error while streaming %s %s", request.method, request.path)
+        await _write_error(request, response, framing.error(None, f"internal error: {e or type(e).__name__}"))
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await asyncio.shield(close_quietly(aclose()))
+    assert response is not None
+    try:
+        await response.write_eof()
+    except ConnectionResetError:
+        log.info("client disconnected at the end of %s %s", request.method, request.path)
+    return response
+
+
+async def _write_error(request: web.Request, response: web.StreamResponse, frame: bytes) -> None:
+    try:
+        await response.write(frame)
+    except ConnectionResetError:
+        log.info("client disconnected during %s %s", request.method, request.path)
