@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "close_quietly",
     "collect_last",
     "dumps",
+    "encode_json",
     "get_bool",
     "get_dict",
     "get_int",
@@ -48,14 +50,29 @@ __all__ = [
 log = logging.getLogger("ollamalike.server")
 
 
+# Deeper request JSON is refused: real bodies (tool schemas included) nest a few dozen levels, and
+# deeper ones would only exhaust the recursion of whatever walks them next.
+MAX_JSON_DEPTH = 256
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON, UTF-8 kept as is (as Go's encoder does)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def encode_json(obj: Any) -> bytes:
+    """``dumps`` as UTF-8 bytes. A lone surrogate (from a model's output, a file name) cannot be UTF-8:
+    then the text is sent \\u-escaped (still valid JSON) instead of failing the response."""
+    text = dumps(obj)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        text=dumps(obj), status=status, content_type="application/json", charset="utf-8", headers=headers
+        body=encode_json(obj), status=status, content_type="application/json", charset="utf-8", headers=headers
     )
 
 
@@ -93,9 +110,38 @@ async def read_json(request: web.Request, allow_empty: bool = False) -> dict[str
         raise BadRequest("invalid JSON: body is not UTF-8") from None
     except json.JSONDecodeError as e:
         raise BadRequest(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise BadRequest(f"invalid JSON: nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except ValueError:  # Python's limit on integer digits (sys.get_int_max_str_digits(), 4300)
+        raise BadRequest(f"invalid JSON: an integer has more than {sys.get_int_max_str_digits()} digits") from None
     if not isinstance(data, dict):
         raise BadRequest(f"request body must be a JSON object, got {type_name(data)}")
+    check_json_value(data)
     return data
+
+
+def check_json_value(data: Any) -> None:
+    """Refuse what JSON allows but nothing downstream can use: nesting beyond MAX_JSON_DEPTH, and lone
+    UTF-16 surrogates ("\\ud800"), which are not text and cannot be written back out as UTF-8."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise BadRequest("invalid JSON: a string holds a lone UTF-16 surrogate (not valid Unicode)") from None
+            continue
+        if isinstance(value, dict):
+            items: Any = [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"invalid JSON: nested more than {MAX_JSON_DEPTH} levels deep")
+        stack.extend((item, depth + 1) for item in items if isinstance(item, (str, dict, list)))
 
 
 async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
@@ -115,17 +161,17 @@ async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, An
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
         if first is not None:
-            await response.write((dumps(first) + "\n").encode())
+            await response.write(encode_json(first) + b"\n")
             while True:
                 try:
                     chunk = await iterator.__anext__()
                 except StopAsyncIteration:
                     break
-                await response.write((dumps(chunk) + "\n").encode())
+                await response.write(encode_json(chunk) + b"\n")
     except OllamalikeError as e:
         if response is None:
             raise
-        await response.write((dumps({"error": e.message}) + "\n").encode())
+        await response.write(encode_json({"error": e.message}) + b"\n")
     except asyncio.CancelledError:
         raise
     except ConnectionResetError:
@@ -138,7 +184,7 @@ async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, An
         if response is None:
             raise
         log.exception("error while streaming %s %s", request.method, request.path)
-        await response.write((dumps({"error": f"internal error: {e}"}) + "\n").encode())
+        await response.write(encode_json({"error": f"internal error: {e}"}) + b"\n")
     finally:
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:

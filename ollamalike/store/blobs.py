@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import stat
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +27,7 @@ from ollamalike.names import parse_digest
 CHUNK = 1 << 20
 IOV_MAX = 512  # buffers per pwritev call; POSIX guarantees at least 16, Linux allows 1024
 TMP_PREFIX = ".tmp-"
+STALE_TEMP_SECONDS = 3600  # for temp names that carry no owner pid
 PARTIAL_SUFFIX = "-partial"
 
 # Called with a blob's digest as soon as it is known, before the blob is checked for or renamed
@@ -75,8 +78,16 @@ def _read(src: BinaryIO, source: Path) -> bytes:
         raise BadRequest(f"cannot read {source}: {e.strerror}") from None
 
 
+def _not_regular(digest: str) -> NotFound:
+    return NotFound(f"blob {parse_digest(digest)} is not a regular file in the store (a symlink?): treated as missing")
+
+
 class BlobDir:
-    """The ``blobs/`` directory. Knows files and digests; nothing about manifests or names."""
+    """The ``blobs/`` directory. Knows files and digests; nothing about manifests or names.
+
+    Only regular files are blobs: a symlink (or anything else) planted under a blob's name is
+    never followed, and counts as missing (``lstat``, ``O_NOFOLLOW``).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -85,20 +96,44 @@ class BlobDir:
     def path(self, digest: str) -> Path:
         return self.root / file_name(digest)
 
+    def _lstat(self, digest: str) -> os.stat_result | None:
+        try:
+            return os.lstat(self.path(digest))
+        except FileNotFoundError:
+            return None
+
+    def checked_path(self, digest: str) -> Path:
+        """The blob's path for a reader: a non-regular file there raises NotFound; an absent one is returned."""
+        st = self._lstat(digest)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise _not_regular(digest)
+        return self.path(digest)
+
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        st = self._lstat(digest)
+        return st is not None and stat.S_ISREG(st.st_mode)
 
     def size(self, digest: str) -> int:
-        try:
-            return self.path(digest).stat().st_size
-        except FileNotFoundError:
-            raise NotFound(f"blob {parse_digest(digest)} not found") from None
+        st = self._lstat(digest)
+        if st is None:
+            raise NotFound(f"blob {parse_digest(digest)} not found")
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(digest)
+        return st.st_size
 
     def read(self, digest: str) -> bytes:
         try:
-            return self.path(digest).read_bytes()
+            fd = os.open(self.path(digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise NotFound(f"blob {parse_digest(digest)} not found") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _not_regular(digest) from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _not_regular(digest)
+            return f.read()
 
     def digests(self) -> list[str]:
         """Every complete blob; temp and partial files are not blobs."""
@@ -120,15 +155,16 @@ class BlobDir:
     # --- writing -------------------------------------------------------------------------
 
     def _open_temp(self) -> tuple[int, Path]:
-        fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.root)
+        # The writer's pid is in the name: start-up removes the temp files of writers no longer alive.
+        fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=self.root)
         return fd, Path(name)
 
     def _commit(self, tmp: Path, digest: str) -> None:
         """Move a verified temp file into place; identical content already there wins."""
-        target = self.path(digest)
-        if target.exists():
+        if self.has(digest):
             tmp.unlink(missing_ok=True)
             return
+        target = self.path(digest)  # absent, or a planted symlink that the rename replaces
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
         fsync_dir(self.root)
@@ -247,7 +283,7 @@ class BlobDir:
         """A fresh path in ``blobs/`` for a tool to write (a quantizer); gone at exit unless adopted."""
         if not hint.isalnum():
             raise ValueError(f"invalid temp file hint {hint!r}")
-        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{hint}-", dir=self.root)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{hint}-", dir=self.root)
         os.close(fd)
         path = Path(tmp)
         try:
@@ -276,14 +312,52 @@ class BlobDir:
         return PartialBlob(self, parse_digest(digest), size)
 
     def remove_stale_temps(self) -> int:
-        """Temp files left by a process that died mid-write (partials are kept: they resume)."""
+        """Temp files whose owner is no live process of ours (a writer killed mid-upload, -quantize or
+        -copy); partials are kept: they resume. Run at start-up. A temp name without a pid (written by
+        an older version) names no owner: it goes once it is over an hour old."""
         removed = 0
+        cutoff = time.time() - STALE_TEMP_SECONDS
         for entry in os.scandir(self.root):
-            if entry.name.startswith(TMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed += 1
+            if not entry.name.startswith(TMP_PREFIX) or not entry.is_file(follow_symlinks=False):
+                continue
+            owner = temp_owner(entry.name)
+            if owner is not None and _ours_alive(owner):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if owner is None and entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+                os.unlink(entry.path)
+                removed += 1
         return removed
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid in ``.tmp-<pid>-…`` (every temp name carries its writer's); None for other names."""
+    pid, sep, _ = name.removeprefix(TMP_PREFIX).partition("-")
+    return int(pid) if sep and pid.isdigit() and len(pid) < 10 else None
+
+
+def _ours_alive(pid: int) -> bool:
+    """Whether ``pid`` is this process or a live ollamalike process (the daemon, a CLI, a test's writer)."""
+    if pid == os.getpid():
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process: not one of ours
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            zombie = f.read().rsplit(b")", 1)[-1].split()[:1] == [b"Z"]
+    except OSError:
+        return True  # no /proc to ask: a live pid is given the benefit of the doubt
+    # A reused pid belongs to some other program: its temp file is a dead writer's.
+    return not zombie and b"ollamalike" in cmdline
 
 
 class PartialBlob:
