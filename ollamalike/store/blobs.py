@@ -16,18 +16,17 @@ import hashlib
 import os
 import stat
 import tempfile
-import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from ollamalike.errors import BadRequest, NotFound, PayloadTooLarge, RegistryError
 from ollamalike.names import parse_digest
+from ollamalike.store import temps
 
 CHUNK = 1 << 20
 IOV_MAX = 512  # buffers per pwritev call; POSIX guarantees at least 16, Linux allows 1024
 TMP_PREFIX = ".tmp-"
-STALE_TEMP_SECONDS = 3600  # for temp names that carry no owner pid
 PARTIAL_SUFFIX = "-partial"
 
 # Called with a blob's digest as soon as it is known, before the blob is checked for or renamed
@@ -312,52 +311,8 @@ class BlobDir:
         return PartialBlob(self, parse_digest(digest), size)
 
     def remove_stale_temps(self) -> int:
-        """Temp files whose owner is no live process of ours (a writer killed mid-upload, -quantize or
-        -copy); partials are kept: they resume. Run at start-up. A temp name without a pid (written by
-        an older version) names no owner: it goes once it is over an hour old."""
-        removed = 0
-        cutoff = time.time() - STALE_TEMP_SECONDS
-        for entry in os.scandir(self.root):
-            if not entry.name.startswith(TMP_PREFIX) or not entry.is_file(follow_symlinks=False):
-                continue
-            owner = temp_owner(entry.name)
-            if owner is not None and _ours_alive(owner):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                if owner is None and entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                    continue
-                os.unlink(entry.path)
-                removed += 1
-        return removed
-
-
-def temp_owner(name: str) -> int | None:
-    """The pid in ``.tmp-<pid>-…`` (every temp name carries its writer's); None for other names."""
-    pid, sep, _ = name.removeprefix(TMP_PREFIX).partition("-")
-    return int(pid) if sep and pid.isdigit() and len(pid) < 10 else None
-
-
-def _ours_alive(pid: int) -> bool:
-    """Whether ``pid`` is this process or a live ollamalike process (the daemon, a CLI, a test's writer)."""
-    if pid == os.getpid():
-        return True
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # another user's process: not one of ours
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            zombie = f.read().rsplit(b")", 1)[-1].split()[:1] == [b"Z"]
-    except OSError:
-        return True  # no /proc to ask: a live pid is given the benefit of the doubt
-    # A reused pid belongs to some other program: its temp file is a dead writer's.
-    return not zombie and b"ollamalike" in cmdline
+        """Temp files no live process of ours owns (see ``store.temps``); partials are kept: they resume."""
+        return temps.remove_stale(self.root, TMP_PREFIX)
 
 
 class PartialBlob:
