@@ -23,7 +23,7 @@ from ollamalike.store.manifest import manifest_blobs, parse_manifest
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # One text for absent, unreadable, not a directory and not a models directory: a client must not learn
 # from the answer what exists on this machine (issue 21).
-NOT_A_MODELS_DIR = "{root} is not a readable Ollama models directory (with a manifests/ folder)"
+NOT_A_MODELS_DIR = "cannot import {root}: not found, or not a readable Ollama models directory (with a manifests/ folder)"
 
 
 def _is_dir(path: Path) -> bool:
