@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -580,3 +581,34 @@ async def test_symlinked_blob_is_missing_never_followed(client: Any, models_dir:
         raw = await resp.read()
         assert 400 <= resp.status < 500, (route, resp.status, raw)
         assert_api_error(resp.status, raw, resp.status, "not a regular file")
+
+
+# -- the same against the real daemon (loopback client, the CLI) ---------------------------------------------------
+@pytest.mark.e2e
+def test_real_daemon_loopback_paths_cli_devices_and_hostile_gguf(daemon: Any, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    # Item 4: a loopback client may still name a server file in a legacy Modelfile.
+    status, body = daemon.request("POST", "/api/create", {"model": "local", "modelfile": f"FROM {tiny_chat_gguf}\n",
+                                                         "stream": False})
+    assert status == 200 and body == {"status": "success"}, body
+    before = store_snapshot(daemon.models_dir)
+    # Item 14: the CLI refuses devices and FIFOs at once (it used to hash /dev/zero forever).
+    os.mkfifo(tmp_path / "fifo.gguf")
+    for source in ("/dev/zero", "/dev/urandom", str(tmp_path / "fifo.gguf")):
+        (tmp_path / "Modelfile").write_text(f"FROM {source}\n")
+        started = time.monotonic()
+        result = daemon.cli("create", "dev", "-f", str(tmp_path / "Modelfile"), timeout=60)
+        assert result.returncode != 0 and "not a regular file" in result.stderr, (result.stdout, result.stderr)
+        assert time.monotonic() - started < 30
+    # Item 1: the 1 KB file claiming 2^26 layers is a 400 at create, and the daemon keeps answering.
+    data = _layer_file([kv_u32("llama.block_count", 1 << 26)])
+    digest = _digest(data)
+    req = urllib.request.Request(f"{daemon.base_url}/api/blobs/{digest}", data=data, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status in (200, 201)
+    started = time.monotonic()
+    status, body = daemon.request("POST", "/api/create", {"model": "huge", "files": {"m.gguf": digest}, "stream": False})
+    assert status == 400 and "block_count" in body["error"], body
+    assert time.monotonic() - started < 10
+    status, _ = daemon.request("GET", "/api/tags", timeout=5)
+    assert status == 200
+    assert store_snapshot(daemon.models_dir) == before
