@@ -163,7 +163,17 @@ def _parse(cur: Cursor, verbose: bool) -> GGUFInfo:
         if start + n_bytes > cur.size:
             raise InvalidGGUF(f"tensor {name!r} data lies outside the file")
         tensors.append(TensorInfo(name, shape, qtype.name, n_elements, n_bytes, start))
+    _check_no_overlap(tensors)
     return _summarise(version, kv, tokens, tensors, cur.size, alignment)
+
+
+def _check_no_overlap(tensors: list[TensorInfo]) -> None:
+    """Two tensors sharing bytes would make the tensor byte counts (and so the memory plan) a lie."""
+    end, prev = 0, ""
+    for t in sorted(tensors, key=lambda t: t.offset):
+        if t.offset < end:
+            raise InvalidGGUF(f"tensor {t.name!r} overlaps tensor {prev!r}")
+        end, prev = t.offset + t.n_bytes, t.name
 
 
 def _read_tensor_info(cur: Cursor) -> tuple[str, tuple[int, ...], GGMLQuantizationType, int, int, int]:
@@ -172,6 +182,8 @@ def _read_tensor_info(cur: Cursor) -> tuple[str, tuple[int, ...], GGMLQuantizati
     if not 1 <= n_dims <= MAX_DIMS:
         raise InvalidGGUF(f"tensor {name!r} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
     shape = tuple(cur.unpack("<Q") for _ in range(n_dims))
+    if 0 in shape:
+        raise InvalidGGUF(f"tensor {name!r} has an empty dimension in shape {list(shape)}")
     type_id = cur.unpack("<I")
     rel = cur.unpack("<Q")
     try:
@@ -225,6 +237,7 @@ def _summarise(
 
     head_count = arch_int("attention.head_count")
     head_count_kv = arch_int("attention.head_count_kv")
+    _check_hyperparameters(arch, arch_int, n_layers, tensors)
     pooling = kv.get(f"{arch}.pooling_type")
     return GGUFInfo(
         version=version,
@@ -251,6 +264,35 @@ def _summarise(
         output_bytes=output.n_bytes if output else 0,
         tensor_types=tensor_types,
     )
+
+
+MAX_HEADS = 1 << 16  # the largest models have a few hundred attention heads
+MAX_DIMENSION = 1 << 24  # embedding and feed-forward widths; context lengths are checked against MAX_CONTEXT
+MAX_CONTEXT = 1 << 32
+
+
+def _check_hyperparameters(arch: str, arch_int: Any, n_layers: int, tensors: list[TensorInfo]) -> None:
+    """The sizes the memory planner multiplies must agree with the tensors actually in the file: a
+    1 KB file claiming 2^26 layers or 0 heads is refused here, not planned for (issue 21 item 1)."""
+    block_count = arch_int("block_count")
+    if block_count is not None and block_count > n_layers:
+        raise InvalidGGUF(f"{arch}.block_count is {block_count} but the file has tensors for {n_layers} layers")
+    has_attention = any(".attn_" in t.name for t in tensors)
+    for key in ("attention.head_count", "attention.head_count_kv"):
+        value = arch_int(key)
+        if value is None:
+            continue
+        if value > MAX_HEADS or (value <= 0 and has_attention and key == "attention.head_count"):
+            raise InvalidGGUF(f"{arch}.{key} is {value} (1 to {MAX_HEADS} allowed)")
+    # (key, limit, whether 0 is meaningless): some architectures write 0 for sizes they do not use.
+    for key, limit, positive in (("embedding_length", MAX_DIMENSION, True), ("context_length", MAX_CONTEXT, True),
+                                 ("feed_forward_length", MAX_DIMENSION, False),
+                                 ("attention.key_length", MAX_DIMENSION, False),
+                                 ("attention.value_length", MAX_DIMENSION, False),
+                                 ("vocab_size", MAX_DIMENSION, False)):
+        value = arch_int(key)
+        if value is not None and (value > limit or value < 0 or (positive and value == 0)):
+            raise InvalidGGUF(f"{arch}.{key} is {value} ({1 if positive else 0} to {limit} allowed)")
 
 
 def _token_text(tokens: list[str] | None, token_id: Any) -> str | None:

@@ -7,9 +7,9 @@ typed values instead. ``JSONObject`` is a decoded JSON object.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TypeAlias
 
-JSONScalar = Union[None, bool, int, float, str]
-JSONValue = Union[JSONScalar, list["JSONValue"], dict[str, "JSONValue"]]
-JSONObject = dict[str, JSONValue]
-JSONArray = list[JSONValue]
+JSONScalar: TypeAlias = None | bool | int | float | str
+JSONValue: TypeAlias = JSONScalar | list["JSONValue"] | dict[str, "JSONValue"]
+JSONObject: TypeAlias = dict[str, JSONValue]
+JSONArray: TypeAlias = list[JSONValue]

@@ -18,13 +18,15 @@ DEFAULT_NAMESPACE = "library"
 DEFAULT_TAG = "latest"
 HF_HOSTS = ("hf.co", "huggingface.co")
 
-# Ollama's limits: host up to 350 characters, the other parts up to 80.
-_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,349}(:[0-9]{1,5})?$")
-_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$")
-_HF_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,79}$")
-DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-f]{64})$")
+# Ollama's limits: host up to 350 characters, the other parts up to 80. The host becomes one directory
+# name under manifests/, which filesystems cap at 255 bytes: DNS's own limit of 253 keeps it a clear 400
+# instead of ENAMETOOLONG. ``\Z``, not ``$``: ``$`` would also match before a trailing newline.
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}(:[0-9]{1,5})?\Z")
+_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,79}\Z")
+_HF_NAMESPACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}\Z")
+_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,79}\Z")
+DIGEST_RE = re.compile(r"^sha256[:-]([0-9a-f]{64})\Z")
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,12 @@ class ModelName:
         """Parse and validate; raises ``BadRequest`` naming what is wrong."""
         if not isinstance(text, str):
             raise BadRequest("model name must be a string")
-        raw = text.strip()
-        if not raw:
+        raw = text
+        if not raw.strip():
             raise BadRequest("model name is required")
+        if raw != raw.strip():
+            # "x\n" must not act on "x": a name is taken exactly as given, as Ollama does.
+            raise BadRequest(f"invalid model name {text[:100]!r}: leading or trailing whitespace")
         if len(raw) > 512:
             raise BadRequest("invalid model name: too long")
         for scheme in ("https://", "http://"):
@@ -115,7 +120,7 @@ def parse_digest(text: str) -> str:
     """Normalise ``sha256:<hex>`` or ``sha256-<hex>`` to ``sha256:<hex>``; anything else is rejected."""
     if not isinstance(text, str):
         raise BadRequest("digest must be a string")
-    m = DIGEST_RE.match(text.strip())
+    m = DIGEST_RE.match(text)  # exactly: "sha256:<hex>\n" is not a digest
     if not m:
         raise BadRequest(f"invalid digest {text[:100]!r}: expected sha256:<64 lowercase hex digits>")
     return f"sha256:{m.group(1)}"

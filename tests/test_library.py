@@ -15,7 +15,7 @@ import pytest
 
 from ollamalike import library
 from ollamalike.errors import BadRequest, ModelNotFound, OllamalikeError
-from ollamalike.library import CreateRequest, create_model
+from ollamalike.library import LOCAL, CreateRequest, create_model
 from ollamalike.library import create as create_mod
 from ollamalike.library import models as models_mod
 from ollamalike.store import Store
@@ -67,7 +67,8 @@ def store(models_dir: Path) -> Store:
 
 
 async def create(store: Store, name: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s async for s in create_model(store, name, CreateRequest.from_json(body))]
+    # In process, as the CLI-less library caller: server paths in a Modelfile are allowed (LOCAL).
+    return [s async for s in create_model(store, name, CreateRequest.from_json(body), LOCAL)]
 
 
 def upload(store: Store, path: Path) -> str:
@@ -382,7 +383,8 @@ async def test_failure_while_writing_leaves_no_orphans(
 
 async def test_client_disconnect_midway_leaves_no_orphans(store: Store, models_dir: Path, tiny_chat_gguf: Path) -> None:
     before = store_snapshot(models_dir)
-    stream: Any = create_model(store, "m", CreateRequest.from_json({"modelfile": f"FROM {tiny_chat_gguf}\nSYSTEM s"}))
+    stream: Any = create_model(store, "m", CreateRequest.from_json({"modelfile": f"FROM {tiny_chat_gguf}\nSYSTEM s"}),
+                               LOCAL)
     async for status in stream:
         if status["status"].startswith("creating new layer"):
             break

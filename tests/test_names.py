@@ -16,7 +16,6 @@ HEX = "0123456789abcdef" * 4
         ("llama3", "registry.ollama.ai", "library", "llama3", "latest", "llama3:latest"),
         ("llama3:8b", "registry.ollama.ai", "library", "llama3", "8b", "llama3:8b"),
         ("qwen2.5:0.5b", "registry.ollama.ai", "library", "qwen2.5", "0.5b", "qwen2.5:0.5b"),
-        ("  llama3  ", "registry.ollama.ai", "library", "llama3", "latest", "llama3:latest"),
         ("library/llama3", "registry.ollama.ai", "library", "llama3", "latest", "llama3:latest"),
         ("jmorgan/mistral:q4", "registry.ollama.ai", "jmorgan", "mistral", "q4", "jmorgan/mistral:q4"),
         ("registry.ollama.ai/library/llama3:latest", "registry.ollama.ai", "library", "llama3", "latest", "llama3:latest"),
@@ -83,6 +82,15 @@ def test_valid_names(text: str, host: str, namespace: str, model: str, tag: str,
         (f"model@md5:{HEX}", "bad digest"),
         ("ns/m:t/x", "bad namespace"),
         ("h:99999x/ns/m", "bad host"),
+        # Issue 21 item 16: names were whitespace-stripped, so "x\n" acted on "x". Taken exactly now.
+        ("  llama3  ", "whitespace"),
+        ("x\n", "whitespace"),
+        ("x:latest\n", "whitespace"),
+        ("\tx", "whitespace"),
+        # "$" matched before a trailing newline; "\Z" does not (the stripping hid this).
+        (f"x@sha256:{HEX}\n", "whitespace"),
+        # A host is one directory name: longer than DNS allows (253) would hit ENAMETOOLONG.
+        ("h" * 254 + "/ns/m", "bad host"),
     ],
 )
 def test_invalid_names(text: str, message: str) -> None:
@@ -119,7 +127,6 @@ def test_huggingface_names(text: str, is_hf: bool) -> None:
     [
         (f"sha256:{HEX}", f"sha256:{HEX}"),
         (f"sha256-{HEX}", f"sha256:{HEX}"),
-        (f"  sha256:{HEX} ", f"sha256:{HEX}"),
     ],
 )
 def test_parse_digest(text: str, expected: str) -> None:
@@ -129,7 +136,9 @@ def test_parse_digest(text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [f"sha256:{HEX.upper()}", f"sha256:{HEX[:-1]}", f"sha256:{HEX}0", f"md5:{HEX}", HEX, f"sha256:{HEX[:-2]}..",
-     f"sha256:../{HEX[:-3]}", "", "sha256:"],
+     f"sha256:../{HEX[:-3]}", "", "sha256:",
+     # Issue 21 item 16: digests were stripped, and "$" matched before a final newline.
+     f"  sha256:{HEX} ", f"sha256:{HEX}\n", f"sha256-{HEX}\n", f"sha256:{HEX} ", f" sha256:{HEX}"],
 )
 def test_parse_digest_rejects(text: str) -> None:
     with pytest.raises(BadRequest, match="invalid digest"):

@@ -371,11 +371,13 @@ async def test_create_tags_show_copy_delete(client: Any, tiny_chat_gguf: Path, m
 async def test_model_route_errors_leave_store_unchanged(client: Any, tiny_chat_gguf: Path, models_dir: Path, tmp_path: Path) -> None:
     digest = await _upload(client, tiny_chat_gguf)
     await _create(client, {"model": "keep", "files": {"w.gguf": digest}})
+    before = store_snapshot(models_dir)
     junk = tmp_path / "junk.bin"
     junk.write_bytes(b"not a gguf file" * 50)
     junk_digest = await _upload(client, junk)
-    before = store_snapshot(models_dir)
     cases: list[tuple[str, str, dict[str, Any], int, str]] = [
+        # First: the failed create drops the blob uploaded for it (issue 21 item 15; it used to stay).
+        ("POST", "/api/create", {"model": "x", "files": {"junk.gguf": junk_digest}}, 400, "GGUF"),
         ("POST", "/api/show", {"model": "ghost"}, 404, "model 'ghost' not found"),
         ("POST", "/api/show", {"model": "bad name!"}, 400, "invalid model name"),
         ("DELETE", "/api/delete", {"model": "ghost"}, 404, "not found"),
@@ -386,7 +388,6 @@ async def test_model_route_errors_leave_store_unchanged(client: Any, tiny_chat_g
         ("POST", "/api/create", {"model": "bad/na/me/x", "from": "keep"}, 400, "invalid model name"),
         ("POST", "/api/create", {"model": "x", "files": {"w.gguf": "sha256:" + "0" * 64}}, 400, ""),
         ("POST", "/api/create", {"model": "x", "files": {"w.gguf": "sha256:../x"}}, 400, ""),
-        ("POST", "/api/create", {"model": "x", "files": {"junk.gguf": junk_digest}}, 400, "GGUF"),
         ("POST", "/api/create", {"model": "x", "files": ["w.gguf"]}, 400, "files"),
         ("POST", "/api/create", {"model": "x", "from": "keep", "parameters": {"temperature": "hot"}}, 400, "temperature"),
         ("POST", "/api/create", {"model": "x", "from": "keep", "parameters": {"no_such_option": 1}}, 400, "no_such_option"),

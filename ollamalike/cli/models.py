@@ -7,6 +7,9 @@ are uploaded as blobs and the structured request goes to ``POST /api/create``.
 
 from __future__ import annotations
 
+import os
+import stat
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,22 +58,50 @@ class _Progress:
             click.echo(f"{self.label} 100%")
 
 
-def _upload(client: Client, path: Path, what: str) -> str:
-    if not path.exists():
-        raise BadRequest(f"{what} file not found: {path}")
-    if path.is_dir():
+GGUF_VERSIONS = (2, 3)
+
+
+def check_gguf_header(path: Path, what: str) -> None:
+    """Refuse anything but a regular file starting with a GGUF header, reading at most its first 24 bytes.
+
+    Checked before hashing or uploading, as Ollama's CLI does: a wrong file costs no transfer and leaves
+    no blob, and a device (/dev/zero) or a FIFO is refused at once instead of being read forever."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise BadRequest(f"{what} file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise BadRequest(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise BadRequest(f"{what} {path} is a directory: only GGUF files are supported")
+    if not stat.S_ISREG(st.st_mode):
+        raise BadRequest(f"{what} {path} is not a regular file (a device or a pipe?): only GGUF files are supported")
+    try:
+        # O_NONBLOCK: a file swapped for a FIFO after the stat cannot block the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise BadRequest(f"{what} {path} is not a regular file: only GGUF files are supported")
+            head = os.read(fd, 24)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise BadRequest(f"cannot read {path}: {e.strerror}") from None
+    if len(head) < 24 or head[:4] != b"GGUF":
+        raise BadRequest(f"{what} {path} is not a GGUF file")
+    version = struct.unpack("<I", head[4:8])[0]
+    if version not in GGUF_VERSIONS:
+        raise BadRequest(f"{what} {path} is a GGUF file of unsupported version {version} (supported: 2 and 3)")
+
+
+def _upload(client: Client, path: Path, what: str) -> str:
+    check_gguf_header(path, what)
     from ollamalike.client import file_sha256
 
     try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
         digest = "sha256:" + file_sha256(path)
     except OSError as e:
         raise BadRequest(f"cannot read {path}: {e.strerror}") from None
-    # Checked before uploading, as Ollama's CLI does: a wrong file costs no transfer and leaves no blob.
-    if magic != b"GGUF":
-        raise BadRequest(f"{what} {path} is not a GGUF file")
     progress = _Progress(digest)
     uploaded = client.upload_blob(path, progress=progress)
     progress.finish()

@@ -28,6 +28,7 @@ MINIMUM_GPU_RESERVE = {"cuda": 457 * MIB, "rocm": 457 * MIB, "metal": 512 * MIB}
 DEFAULT_VOCAB = 32000
 DEFAULT_BATCH = 512
 MIN_CTX = 8
+MAX_LAYERS = 4096  # the deepest real models have a few hundred repeating layers
 
 
 class InsufficientMemory(InternalError):
@@ -115,6 +116,10 @@ def estimate(info: Any, ctx_total: int, cache_type: str = "f16", batch: int = DE
     head_v = _model_value(info, "attention.value_length") or head_k
     kv_layer = int(ctx_total * (head_k + head_v) * heads_kv * KV_BYTES.get(cache_type, 2.0))
     weights = list(getattr(info, "layer_bytes", None) or [])
+    # block_count comes from the file: the work done here is bounded by the tensors actually present
+    # (gguf_info refuses a block_count beyond them; this guards any other caller).
+    limit = len(weights) if weights else int(getattr(info, "tensor_count", 0) or 0) or MAX_LAYERS
+    n_layer = min(n_layer, limit, MAX_LAYERS)
     if len(weights) < n_layer:
         weights += [0] * (n_layer - len(weights))
     output = int(getattr(info, "output_bytes", 0) or 0)

@@ -150,7 +150,7 @@ def _tool_call(call: Any, i: int) -> dict[str, Any]:
 
         try:
             args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # also a 4,300+ digit integer or nesting past the recursion limit
             raise BadRequest(f"messages[{i}].tool_calls arguments must be a JSON object") from None
     if args is None:
         args = {}

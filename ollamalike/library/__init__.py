@@ -17,9 +17,12 @@ from ollamalike.library.models import (
     resolve_model,
     show_model,
 )
-from ollamalike.library.request import CreateRequest
+from ollamalike.library.request import LOCAL, REMOTE, Access, CreateRequest
 
 __all__ = [
+    "LOCAL",
+    "REMOTE",
+    "Access",
     "CreateRequest",
     "ResolvedModel",
     "capabilities",

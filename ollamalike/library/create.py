@@ -22,7 +22,7 @@ from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
-from ollamalike.library.request import CreateRequest
+from ollamalike.library.request import REMOTE, Access, CreateRequest
 from ollamalike.names import ModelName
 from ollamalike.store import Pins, Store
 from ollamalike.store.manifest import (
@@ -82,14 +82,13 @@ async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]
 
 
 def _check_regular(path: Path, what: str) -> None:
+    """One text for absent, unreadable and non-regular: the answer must not tell which (issue 21)."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        raise BadRequest(f"{what} not found: {path}") from None
-    except OSError as e:
-        raise BadRequest(f"cannot read {what} {path}: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BadRequest(f"{what} is not a regular file: {path}")
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode) or not os.access(path, os.R_OK):
+        raise BadRequest(f"cannot use {what} {str(path)[:300]}: not found, or not a readable regular file")
 
 
 def _read_info(path: Path) -> Any:
@@ -98,15 +97,34 @@ def _read_info(path: Path) -> Any:
     return read_gguf_info(path)
 
 
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith(("/", "./", "../", "~", ".\\")) or spec.lower().endswith(_PATH_SUFFIXES) or "\\" in spec
+
+
 def _local_path(spec: str, base_dir: Path) -> Path | None:
     """A FROM value that names a file (existing, or written like a path); None means a model name."""
     path = Path(spec).expanduser()
     if not path.is_absolute():
         path = base_dir / path
-    looks_like_path = spec.startswith(("/", "./", "../", "~", ".\\")) or spec.lower().endswith(_PATH_SUFFIXES)
-    if looks_like_path or os.path.lexists(path):
+    try:
+        exists = os.path.lexists(path)
+    except ValueError:
+        exists = False
+    if _looks_like_path(spec) or exists:
         return path
     return None
+
+
+SERVER_PATHS_REFUSED = (
+    "a Modelfile FROM or ADAPTER naming a file on the server is only accepted from a client on the server's "
+    "own machine{admin}: upload the file with POST /api/blobs/<digest> and name it in 'files'"
+)
+
+
+def _refuse_server_path(spec: str, keys_on: bool) -> None:
+    """Refused without looking at the filesystem, so the answer says nothing about what exists there."""
+    if _looks_like_path(spec):
+        raise BadRequest(SERVER_PATHS_REFUSED.format(admin=" with the admin key" if keys_on else ""))
 
 
 def _check_parameters(params: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +147,9 @@ async def _gguf_source(
     if not store.has_blob(d):
         pins.fresh.discard(d)  # not ours to clean up if it appears meanwhile
         raise BadRequest(f"blob {d} not found: upload it with POST /api/blobs/{d} first")
+    if store.take_received(d):
+        # Uploaded for this create and referenced by nothing yet: a failed create drops it again.
+        pins.fresh.add(d)
     info = await asyncio.to_thread(_read_info, store.blob_path(d))
     return _Source(media, info, digest=d, size=store.blob_size(d))
 
@@ -146,7 +167,7 @@ def _classify(sources: list[_Source]) -> None:
     sources.sort(key=lambda s: {MEDIA_MODEL: 0, MEDIA_PROJECTOR: 1}.get(s.media, 2))
 
 
-async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan, str | None]:
+async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access) -> tuple[_Plan, str | None]:
     """Validate everything without writing; returns the plan and a FROM name still to be fetched."""
     plan = _Plan(quantize=quantize_type(request.quantize) if request.quantize else None)
     from_name: str | None = request.from_
@@ -159,16 +180,22 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan
         if from_name or files:
             raise BadRequest("give either 'modelfile' or 'from'/'files', not both")
         mf = modelfile.parse(request.modelfile)
-        base_dir = Path(request.path).expanduser().parent if request.path else Path.cwd()
-        local = _local_path(mf.from_, base_dir)
-        if local is None:
+        if not access.server_paths:
+            # A remote client: files come through /api/blobs (Ollama's rule); no path, no ~, no stat.
+            for spec in (mf.from_, *mf.adapters):
+                _refuse_server_path(spec, access.keys_on)
             from_name = mf.from_
         else:
-            plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, path=local))
-        for spec in mf.adapters:
-            adapter = Path(spec).expanduser()
-            path = adapter if adapter.is_absolute() else base_dir / adapter
-            adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, path=path))
+            base_dir = Path(request.path).expanduser().parent if request.path else Path.cwd()
+            local = _local_path(mf.from_, base_dir)
+            if local is None:
+                from_name = mf.from_
+            else:
+                plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, path=local))
+            for spec in mf.adapters:
+                adapter = Path(spec).expanduser()
+                path = adapter if adapter.is_absolute() else base_dir / adapter
+                adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, path=path))
         template = template if template is not None else (mf.template or None)
         system = system if system is not None else (mf.system or None)
         license_ = license_ if license_ is not None else (mf.license or None)
@@ -222,12 +249,17 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
     plan.license = plan.license or list(base.license)
 
 
-async def create_model(store: Store, name: str, request: CreateRequest) -> AsyncIterator[dict[str, Any]]:
-    """/api/create as a stream of Ollama's status objects; the last one is {"status": "success"}."""
+async def create_model(
+    store: Store, name: str, request: CreateRequest, access: Access = REMOTE
+) -> AsyncIterator[dict[str, Any]]:
+    """/api/create as a stream of Ollama's status objects; the last one is {"status": "success"}.
+
+    ``access`` says whether a Modelfile may name files on this machine: only for a local client (the
+    HTTP handler decides from the peer and the key; in-process callers pass ``LOCAL``)."""
     target = ModelName.parse(name)
     with store.pin() as pins:
         try:
-            plan, from_name = await _plan(store, request, pins)
+            plan, from_name = await _plan(store, request, pins, access)
             if from_name is not None:
                 try:
                     store.get_manifest(from_name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ async def quantize_model(store: Store, pins: Pins, source: Path, type_name: str)
     from ollamalike.gguf_info import read_gguf_info
 
     config = load_config()
-    args = [config.runner_python, "-m", "ollamalike.runner.quantize", str(source), "", type_name]
+    args = [config.runner_python, "-m", "ollamalike.runner.quantize", str(source), "", type_name,
+            "--parent", str(os.getpid())]
     if config.num_threads > 0:
         args += ["--threads", str(config.num_threads)]
     with store.temp_file("quantize") as out:

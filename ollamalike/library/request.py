@@ -45,6 +45,23 @@ def check_messages(value: Any) -> list[dict[str, str]]:
     return out
 
 
+@dataclass(frozen=True)
+class Access:
+    """What the client of a create may reach besides the store; decided by the HTTP handler from the
+    peer address and the key, never read from the request body.
+
+    ``server_paths``: a Modelfile FROM/ADAPTER may name a file on this machine (a loopback client,
+    with the admin key when keys are on). ``keys_on``: API keys are configured (for the error text).
+    """
+
+    server_paths: bool
+    keys_on: bool = False
+
+
+LOCAL = Access(server_paths=True)
+REMOTE = Access(server_paths=False)
+
+
 @dataclass
 class CreateRequest:
     """What to build. ``from_`` is a model name; ``files``/``adapters`` map file names to blob digests."""

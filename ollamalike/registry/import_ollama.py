@@ -21,14 +21,24 @@ from ollamalike.names import DIGEST_RE, ModelName
 from ollamalike.store.manifest import manifest_blobs, parse_manifest
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# One text for absent, unreadable, not a directory and not a models directory: a client must not learn
+# from the answer what exists on this machine (issue 21).
+NOT_A_MODELS_DIR = "cannot import {root}: not found, or not a readable Ollama models directory (with a manifests/ folder)"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # ENAMETOOLONG, EACCES, a NUL in the path
+        return False
 HASH_CHUNK = 4 * 1024 * 1024
 
 
 def find_manifests(root: Path) -> list[tuple[ModelName, Path]]:
     """Every ``manifests/<host>/<namespace>/<model>/<tag>`` file with a valid name, sorted."""
     base = root / "manifests"
-    if not base.is_dir():
-        raise BadRequest(f"{root} is not an Ollama models directory (no manifests/ folder)")
+    if not _is_dir(base):
+        raise BadRequest(NOT_A_MODELS_DIR.format(root=str(root)[:300]))
     found = []
     for path in sorted(base.glob("*/*/*/*")):
         if path.is_symlink() or not path.is_file():
@@ -86,13 +96,12 @@ def _import_blob(store: Any, root: Path, digest: str, size: int) -> str:
         raise BadRequest(f"invalid digest {digest[:80]!r}")
     source = root / "blobs" / f"sha256-{m.group(1)}"
     try:
-        st = os.stat(source, follow_symlinks=False)
-    except FileNotFoundError:
-        raise BadRequest(f"blob {digest} is missing from {root / 'blobs'}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise BadRequest(f"blob {digest} in {root} is not a regular file")
-    if st.st_size != size:
-        raise BadRequest(f"blob {digest} is {st.st_size} bytes, its manifest says {size}")
+        st: os.stat_result | None = os.stat(source, follow_symlinks=False)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        # Neither its size nor its type is told: only that it is not the blob the manifest names.
+        raise BadRequest(f"blob {digest} is missing from {root / 'blobs'} or is not the file its manifest describes")
     link_blob(store, source, digest)
     return "added"
 
@@ -120,8 +129,8 @@ def _exists(store: Any, name: ModelName) -> bool:
 
 async def import_models(store: Any, directory: str) -> AsyncIterator[dict[str, Any]]:
     root = Path(directory).expanduser()
-    if not root.is_dir():
-        raise BadRequest(f"directory not found: {directory}")
+    if not _is_dir(root):
+        raise BadRequest(NOT_A_MODELS_DIR.format(root=directory[:300]))
     manifests = await asyncio.to_thread(find_manifests, root)
     imported, skipped, failed = 0, 0, []
     for name, path in manifests:

@@ -130,7 +130,8 @@ class Scheduler:
         self, model: Any, options: dict[str, Any], keep_alive: float | None, embedding: bool = False
     ) -> Lease:
         """A lease on ``model``'s runner, loading it if needed. Full queue -> ``Overloaded``."""
-        plan = self._planner(model, options, self.config, embedding=embedding)
+        # Off the event loop: the planner reads hardware facts and walks the model's layers.
+        plan = await asyncio.to_thread(self._planner, model, options, self.config, embedding=embedding)
         key = model_key(model)
         keep = self.config.keep_alive if keep_alive is None else keep_alive
         async with self._cond:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,13 +27,14 @@ from ollamalike.jsonfields import (
     type_name,
 )
 from ollamalike.server import streaming
-from ollamalike.server.streaming import close_quietly, dumps
+from ollamalike.server.streaming import close_quietly, dumps, encode_json
 
 # The field getters are re-exported: route modules take them from here with the other request helpers.
 __all__ = [
     "close_quietly",
     "collect_last",
     "dumps",
+    "encode_json",
     "get_bool",
     "get_dict",
     "get_int",
@@ -49,9 +51,14 @@ __all__ = [
 log = logging.getLogger("ollamalike.server")
 
 
+# Deeper request JSON is refused: real bodies (tool schemas included) nest a few dozen levels, and
+# deeper ones would only exhaust the recursion of whatever walks them next.
+MAX_JSON_DEPTH = 256
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
-        text=dumps(obj), status=status, content_type="application/json", charset="utf-8", headers=headers
+        body=encode_json(obj), status=status, content_type="application/json", charset="utf-8", headers=headers
     )
 
 
@@ -89,9 +96,38 @@ async def read_json(request: web.Request, allow_empty: bool = False) -> dict[str
         raise BadRequest("invalid JSON: body is not UTF-8") from None
     except json.JSONDecodeError as e:
         raise BadRequest(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise BadRequest(f"invalid JSON: nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except ValueError:  # Python's limit on integer digits (sys.get_int_max_str_digits(), 4300)
+        raise BadRequest(f"invalid JSON: an integer has more than {sys.get_int_max_str_digits()} digits") from None
     if not isinstance(data, dict):
         raise BadRequest(f"request body must be a JSON object, got {type_name(data)}")
+    check_json_value(data)
     return data
+
+
+def check_json_value(data: Any) -> None:
+    """Refuse what JSON allows but nothing downstream can use: nesting beyond MAX_JSON_DEPTH, and lone
+    UTF-16 surrogates ("\\ud800"), which are not text and cannot be written back out as UTF-8."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise BadRequest("invalid JSON: a string holds a lone UTF-16 surrogate (not valid Unicode)") from None
+            continue
+        if isinstance(value, dict):
+            items: Any = [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            items = value
+        else:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"invalid JSON: nested more than {MAX_JSON_DEPTH} levels deep")
+        stack.extend((item, depth + 1) for item in items if isinstance(item, (str, dict, list)))
 
 
 async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:

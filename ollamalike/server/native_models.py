@@ -10,6 +10,7 @@ import asyncio
 from aiohttp import web
 
 from ollamalike import __version__, library
+from ollamalike.config import is_loopback_host
 from ollamalike.errors import BadRequest
 from ollamalike.names import ModelName, parse_digest
 from ollamalike.server.http import (
@@ -21,6 +22,7 @@ from ollamalike.server.http import (
     read_json,
     stream_ndjson,
 )
+from ollamalike.server.security import bearer_token, key_matches
 from ollamalike.server.state import get_state
 
 _BLOB_CHUNK = 1024 * 1024
@@ -54,10 +56,22 @@ async def create(request: web.Request) -> web.StreamResponse:
     stream = get_bool(body, "stream", True)
     create_request = library.CreateRequest.from_json(body)
     state = get_state(request)
-    chunks = library.create_model(state.store, name, create_request)
+    chunks = library.create_model(state.store, name, create_request, _create_access(request))
     if stream:
         return await stream_ndjson(request, chunks)
     return json_response(await collect_last(chunks))
+
+
+def _create_access(request: web.Request) -> library.Access:
+    """Server paths in a Modelfile only for a client on this machine, and with the admin key when keys
+    are on (Ollama's rule: a remote client's files come through /api/blobs)."""
+    config = get_state(request).config
+    keys_on = bool(config.api_keys or config.admin_keys)
+    local = is_loopback_host(request.remote)
+    if local and keys_on:
+        token = bearer_token(request)
+        local = token is not None and bool(config.admin_keys) and key_matches(token, config.admin_keys)
+    return library.Access(server_paths=local, keys_on=keys_on)
 
 
 async def copy(request: web.Request) -> web.Response:

@@ -47,6 +47,9 @@ class AppState:
             removed = store.gc()
             if removed:
                 log.info("pruned %d unused blob(s) from %s", len(removed), config.models_dir)
+        else:
+            # Temp files of killed writers are never blobs: they go even when unused blobs are kept.
+            store.remove_stale_temps()
         return cls(config=config, store=store, scheduler=Scheduler(config))
 
     async def close(self) -> None:

@@ -30,6 +30,16 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def encode_json(obj: Any) -> bytes:
+    """``dumps`` as UTF-8 bytes. A lone surrogate (from a model's output, a file name) cannot be UTF-8:
+    then the text is sent \\u-escaped (still valid JSON) instead of failing the response."""
+    text = dumps(obj)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
 @dataclass(frozen=True)
 class Framing:
     """How a stream is written: each chunk as frames, an error frame, and what ends the stream.
@@ -49,9 +59,9 @@ def ndjson(encode: Callable[[Chunk], Iterable[Chunk]] | None = None) -> Framing:
 
     def frames(chunk: Chunk) -> Iterable[bytes]:
         for item in (encode(chunk) if encode else (chunk,)):
-            yield (dumps(item) + "\n").encode()
+            yield encode_json(item) + b"\n"
 
-    return Framing("application/x-ndjson", frames, lambda _e, message: (dumps({"error": message}) + "\n").encode())
+    return Framing("application/x-ndjson", frames, lambda _e, message: encode_json({"error": message}) + b"\n")
 
 
 def sse(encode: Callable[[Chunk], Iterable[Chunk]], error: Callable[[OllamalikeError | None, str], Chunk],
@@ -61,7 +71,7 @@ def sse(encode: Callable[[Chunk], Iterable[Chunk]], error: Callable[[OllamalikeE
 
     def frame(event: Chunk) -> bytes:
         head = f"event: {event['type']}\n" if event_names and isinstance(event.get("type"), str) else ""
-        return f"{head}data: {dumps(event)}\n\n".encode()
+        return head.encode() + b"data: " + encode_json(event) + b"\n\n"
 
     return Framing("text/event-stream", lambda chunk: (frame(e) for e in encode(chunk)),
                    lambda e, message: frame(error(e, message)), end,

@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime, timezone
@@ -23,13 +22,13 @@ from typing import Any
 
 from ollamalike.errors import BadRequest, ModelNotFound, NotFound
 from ollamalike.names import ModelName, parse_digest
-from ollamalike.store.blobs import TMP_PREFIX, BlobDir, PartialBlob
+from ollamalike.store.blobs import BlobDir, PartialBlob
 from ollamalike.store.catalog import Catalog, TagRow
 from ollamalike.store.manifest import manifest_blobs, parse_manifest
 
 __all__ = ["Store", "Pins", "TagRow", "PartialBlob", "now_rfc3339", "local_rfc3339", "details_from_config"]
 
-STALE_TEMP_SECONDS = 3600
+MAX_RECEIVED = 4096  # uploads remembered for "drop it if its create fails"
 # A config blob is a few hundred bytes of JSON; a huge one is hostile and must not be read into memory.
 MAX_CONFIG_BYTES = 1 << 20
 
@@ -104,6 +103,8 @@ class Store:
         self.catalog = Catalog(self.root / "catalog.db")
         self._lock = threading.RLock()
         self._pins: Counter[str] = Counter()
+        # Blobs received by upload and not yet named by a create (insertion-ordered, bounded).
+        self._received: dict[str, None] = {}
 
     def close(self) -> None:
         with self._lock:
@@ -112,7 +113,8 @@ class Store:
     # --- blobs ---------------------------------------------------------------------------
 
     def blob_path(self, digest: str) -> Path:
-        return self.blobs.path(digest)
+        """Where a blob is (or will be); a symlink or other non-regular file there raises NotFound."""
+        return self.blobs.checked_path(digest)
 
     def has_blob(self, digest: str) -> bool:
         return self.blobs.has(digest)
@@ -143,7 +145,24 @@ class Store:
         max_size: int | None = None,
         pins: Pins | None = None,
     ) -> tuple[str, int]:
-        return await self.blobs.add_stream(chunks, expected_digest, max_size, pins.add if pins else None)
+        existed = self.has_blob(expected_digest)
+        result = await self.blobs.add_stream(chunks, expected_digest, max_size, pins.add if pins else None)
+        if not existed:
+            with self._lock:
+                self._received[result[0]] = None
+                while len(self._received) > MAX_RECEIVED:
+                    self._received.pop(next(iter(self._received)))
+        return result
+
+    def take_received(self, digest: str) -> bool:
+        """Whether ``digest`` was uploaded (``add_blob_stream``) by this process and not yet claimed by a
+        create: such a blob belongs to the create that names it, and a failure of that create removes it."""
+        with self._lock:
+            d = parse_digest(digest)
+            if d in self._received:
+                del self._received[d]
+                return not self.catalog.is_referenced(d)
+            return False
 
     def partial(self, digest: str, size: int) -> PartialBlob:
         return self.blobs.partial(digest, size)
@@ -306,17 +325,16 @@ class Store:
             return self.collect(candidates)
 
     def gc(self) -> list[str]:
-        """Full sweep: every unreferenced, unpinned blob, and temp files of writers long dead."""
+        """Full sweep: every unreferenced, unpinned blob, and the temp files of writers no longer alive."""
         with self._lock:
             referenced = self.catalog.referenced_blobs()
             removed = self.collect(d for d in self.blobs.digests() if d not in referenced)
-        cutoff = time.time() - STALE_TEMP_SECONDS
-        for entry in os.scandir(self.blobs.root):
-            if entry.name.startswith(TMP_PREFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                        os.unlink(entry.path)
+        self.remove_stale_temps()
         return removed
+
+    def remove_stale_temps(self) -> int:
+        """Temp files no live process of ours owns (``blobs.remove_stale_temps``); partial downloads stay."""
+        return self.blobs.remove_stale_temps()
 
     # --- caches and pull state -----------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import stat
@@ -21,6 +22,7 @@ from typing import BinaryIO
 
 from ollamalike.errors import BadRequest, NotFound, PayloadTooLarge, RegistryError
 from ollamalike.names import parse_digest
+from ollamalike.store import temps
 
 CHUNK = 1 << 20
 IOV_MAX = 512  # buffers per pwritev call; POSIX guarantees at least 16, Linux allows 1024
@@ -75,8 +77,16 @@ def _read(src: BinaryIO, source: Path) -> bytes:
         raise BadRequest(f"cannot read {source}: {e.strerror}") from None
 
 
+def _not_regular(digest: str) -> NotFound:
+    return NotFound(f"blob {parse_digest(digest)} is not a regular file in the store (a symlink?): treated as missing")
+
+
 class BlobDir:
-    """The ``blobs/`` directory. Knows files and digests; nothing about manifests or names."""
+    """The ``blobs/`` directory. Knows files and digests; nothing about manifests or names.
+
+    Only regular files are blobs: a symlink (or anything else) planted under a blob's name is
+    never followed, and counts as missing (``lstat``, ``O_NOFOLLOW``).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -85,20 +95,44 @@ class BlobDir:
     def path(self, digest: str) -> Path:
         return self.root / file_name(digest)
 
+    def _lstat(self, digest: str) -> os.stat_result | None:
+        try:
+            return os.lstat(self.path(digest))
+        except FileNotFoundError:
+            return None
+
+    def checked_path(self, digest: str) -> Path:
+        """The blob's path for a reader: a non-regular file there raises NotFound; an absent one is returned."""
+        st = self._lstat(digest)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            raise _not_regular(digest)
+        return self.path(digest)
+
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        st = self._lstat(digest)
+        return st is not None and stat.S_ISREG(st.st_mode)
 
     def size(self, digest: str) -> int:
-        try:
-            return self.path(digest).stat().st_size
-        except FileNotFoundError:
-            raise NotFound(f"blob {parse_digest(digest)} not found") from None
+        st = self._lstat(digest)
+        if st is None:
+            raise NotFound(f"blob {parse_digest(digest)} not found")
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(digest)
+        return st.st_size
 
     def read(self, digest: str) -> bytes:
         try:
-            return self.path(digest).read_bytes()
+            fd = os.open(self.path(digest), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         except FileNotFoundError:
             raise NotFound(f"blob {parse_digest(digest)} not found") from None
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise _not_regular(digest) from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise _not_regular(digest)
+            return f.read()
 
     def digests(self) -> list[str]:
         """Every complete blob; temp and partial files are not blobs."""
@@ -120,15 +154,16 @@ class BlobDir:
     # --- writing -------------------------------------------------------------------------
 
     def _open_temp(self) -> tuple[int, Path]:
-        fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=self.root)
+        # The writer's pid is in the name: start-up removes the temp files of writers no longer alive.
+        fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=self.root)
         return fd, Path(name)
 
     def _commit(self, tmp: Path, digest: str) -> None:
         """Move a verified temp file into place; identical content already there wins."""
-        target = self.path(digest)
-        if target.exists():
+        if self.has(digest):
             tmp.unlink(missing_ok=True)
             return
+        target = self.path(digest)  # absent, or a planted symlink that the rename replaces
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
         fsync_dir(self.root)
@@ -247,7 +282,7 @@ class BlobDir:
         """A fresh path in ``blobs/`` for a tool to write (a quantizer); gone at exit unless adopted."""
         if not hint.isalnum():
             raise ValueError(f"invalid temp file hint {hint!r}")
-        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{hint}-", dir=self.root)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{os.getpid()}-{hint}-", dir=self.root)
         os.close(fd)
         path = Path(tmp)
         try:
@@ -276,14 +311,8 @@ class BlobDir:
         return PartialBlob(self, parse_digest(digest), size)
 
     def remove_stale_temps(self) -> int:
-        """Temp files left by a process that died mid-write (partials are kept: they resume)."""
-        removed = 0
-        for entry in os.scandir(self.root):
-            if entry.name.startswith(TMP_PREFIX) and entry.is_file(follow_symlinks=False):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                    removed += 1
-        return removed
+        """Temp files no live process of ours owns (see ``store.temps``); partials are kept: they resume."""
+        return temps.remove_stale(self.root, TMP_PREFIX)
 
 
 class PartialBlob:

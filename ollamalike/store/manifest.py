@@ -43,7 +43,7 @@ LAYER_MEDIA_TYPES = frozenset(
     }
 )
 
-_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
 
@@ -142,6 +142,10 @@ def validate_manifest(obj: Any) -> None:
         raise BadRequest("invalid manifest: layers must be a list")
     for i, layer in enumerate(layers):
         _check_descriptor(layer, f"layer {i}", LAYER_MEDIA_TYPES)
+    # Every model has its weights: a manifest without them ("layers": []) could be tagged, but every
+    # use of the model would then fail. Refused here, before a pull downloads anything for it.
+    if not any(layer["mediaType"] == MEDIA_MODEL for layer in layers):
+        raise BadRequest(f"invalid manifest: it has no model layer ({MEDIA_MODEL})")
 
 
 def manifest_blobs(obj: dict[str, Any]) -> list[Descriptor]:
