@@ -131,3 +131,57 @@ def test_real_world_jinja_templates_render_in_the_sandbox() -> None:
             out = render_jinja(entry["template"], exchange, tool_list, None, bos_token="<s>", eos_token="</s>")
             assert "Hello" in out and "Hi there" in out and "How are you?" in out, (entry["name"], out)
             assert out.index("Hello") < out.index("Hi there") < out.index("How are you?")
+
+
+def test_tools_and_documents_are_defined_as_none_like_transformers() -> None:
+    """transformers always passes ``tools`` (None without tools) and ``documents``: ``tools is not none``
+    must be false without tools, and a template reading ``documents`` must not fail."""
+    tmpl = ("{% if tools is not none %}TOOLS{{ tools | length }}{% else %}NOTOOLS{% endif %}"
+            "{% if documents is none %}|NODOCS{% endif %}|{{ messages[-1].content }}")
+    msgs = [{"role": "user", "content": "u"}]
+    assert render_chat(jinja_model(tmpl), msgs) == "NOTOOLS|NODOCS|u"
+    assert render_chat(jinja_model(tmpl), msgs, tools=[]) == "NOTOOLS|NODOCS|u"
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    assert render_chat(jinja_model(tmpl), msgs, tools=tools) == "TOOLS1|NODOCS|u"
+
+
+def test_tojson_is_transformers_tojson() -> None:
+    """Python's default separators, no HTML escaping, keys in the client's order, non-ASCII kept;
+    keyword options as transformers takes them (ensure_ascii, indent, separators, sort_keys)."""
+    value = {"z": "<a&b>'é'", "a": [1, 2]}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": value}}]
+    cases = [
+        ("{{ tools[0].function.parameters | tojson }}", json.dumps(value, ensure_ascii=False)),
+        ("{{ tools[0].function.parameters | tojson(indent=2) }}", json.dumps(value, ensure_ascii=False, indent=2)),
+        ("{{ tools[0].function.parameters | tojson(sort_keys=true) }}",
+         json.dumps(value, ensure_ascii=False, sort_keys=True)),
+        ("{{ tools[0].function.parameters | tojson(separators=(',', ':')) }}",
+         json.dumps(value, ensure_ascii=False, separators=(",", ":"))),
+        ("{{ tools[0].function.parameters | tojson(ensure_ascii=true) }}", json.dumps(value)),
+    ]
+    for tmpl, expected in cases:
+        assert render_chat(jinja_model(tmpl), [{"role": "user", "content": "u"}], tools=tools) == expected, tmpl
+
+
+def test_tool_call_ids_and_tool_call_id_reach_the_template() -> None:
+    """An assistant turn's tool calls carry their ``id`` (HF shape: id, type, function with a dict of
+    arguments); a tool result carries ``tool_call_id`` and the tool's name."""
+    tmpl = ("{% for m in messages %}{% if m.tool_calls %}{% for c in m.tool_calls %}"
+            "CALL {{ c | tojson }};{% endfor %}{% elif m.role == 'tool' %}RESULT {{ m.tool_call_id }}"
+            " {{ m.name }} {{ m.content }};{% else %}{{ m.role }} {{ m.content }};{% endif %}{% endfor %}")
+    msgs = [{"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "",
+             "tool_calls": [{"id": "call_a", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+                            {"id": "call_b", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}]},
+            {"role": "tool", "content": "sunny", "tool_name": "get_weather", "tool_call_id": "call_a"},
+            {"role": "tool", "content": "rain", "tool_name": "get_weather", "tool_call_id": "call_b"}]
+    out = render_chat(jinja_model(tmpl), msgs)
+    call_a = {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    call_b = {"id": "call_b", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Rome"}}}
+    assert out == (f"user weather?;CALL {json.dumps(call_a)};CALL {json.dumps(call_b)};"
+                   "RESULT call_a get_weather sunny;RESULT call_b get_weather rain;")
+    # Without ids (Ollama's own clients send none) the keys are simply absent.
+    bare = [msgs[0], {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
+            {"role": "tool", "content": "ok"}]
+    probe = "{% for m in messages %}{{ m.tool_call_id is defined }}{% for c in m.tool_calls or [] %}{{ c.id is defined }}{% endfor %};{% endfor %}"
+    assert render_chat(jinja_model(probe), bare) == "False;FalseFalse;False;"
