@@ -185,3 +185,72 @@ def test_tool_call_ids_and_tool_call_id_reach_the_template() -> None:
             {"role": "tool", "content": "ok"}]
     probe = "{% for m in messages %}{{ m.tool_call_id is defined }}{% for c in m.tool_calls or [] %}{{ c.id is defined }}{% endfor %};{% endfor %}"
     assert render_chat(jinja_model(probe), bare) == "False;FalseFalse;False;"
+
+
+def test_chat_request_ids_survive_parsing_into_both_template_kinds() -> None:
+    """The path /api/chat takes: parse_chat_request, then render_chat. Tool call ids and a tool
+    result's tool_call_id reach a Jinja template and a Go template alike."""
+    from ollamalike.inference.requests import parse_chat_request
+
+    req = parse_chat_request({"model": "m", "messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_9", "function": {"name": "f", "arguments": {"x": 1}}}]},
+        {"role": "tool", "content": "r", "tool_name": "f", "tool_call_id": "call_9"}]})
+    jinja = ("{% for m in messages %}{% for c in m.tool_calls or [] %}<{{ c.id }}>{% endfor %}"
+             "{% if m.role == 'tool' %}[{{ m.tool_call_id }}]{% endif %}{% endfor %}")
+    assert render_chat(jinja_model(jinja), req.messages) == "<call_9>[call_9]"
+    go = "{{ range .Messages }}{{ range .ToolCalls }}<{{ .ID }}>{{ end }}{{ if .ToolCallID }}[{{ .ToolCallID }}]{{ end }}{{ end }}"
+    go_model = SimpleNamespace(template=go, system="", messages=[], info=SimpleNamespace(chat_template=None))
+    assert render_chat(go_model, req.messages) == "<call_9>[call_9]"
+
+
+# Gemma-style templates (written for this test): the first has no system role at all, the second
+# folds a system message into the first user turn. Both rename the assistant to "model".
+GEMMA_NO_SYSTEM = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<start_of_turn>model\\n' }}{% endif %}"
+)
+GEMMA_FOLDED_SYSTEM = """{{ bos_token }}
+{%- if messages[0]['role'] == 'system' -%}
+    {%- set prefix = messages[0]['content'] + '\\n\\n' -%}
+    {%- set turns = messages[1:] -%}
+{%- else -%}
+    {%- set prefix = '' -%}
+    {%- set turns = messages -%}
+{%- endif -%}
+{%- for message in turns -%}
+    {%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}
+    {{ '<start_of_turn>' + role + '\\n' + (prefix if loop.first else '') }}
+    {{- message['content'] | trim }}
+    {{- '<end_of_turn>\\n' }}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+    {{ '<start_of_turn>model\\n' }}
+{%- endif -%}
+"""
+
+
+@pytest.mark.parametrize("template", [GEMMA_NO_SYSTEM, GEMMA_FOLDED_SYSTEM], ids=["no-system", "folded-system"])
+def test_gemma_style_templates_match_transformers(template: str) -> None:
+    from tests.hf_reference import apply_chat_template
+
+    turns = [{"role": "user", "content": " Hello "}, {"role": "assistant", "content": "Hi!"},
+             {"role": "user", "content": "Why is the sky blue?"}]
+    special = {"bos_token": "<BOS>", "eos_token": "<EOS>"}
+    assert render_chat(jinja_model(template), turns) == apply_chat_template(template, turns, **special)
+    with_system = [{"role": "system", "content": "Be brief."}, *turns]
+    if template is GEMMA_NO_SYSTEM:
+        # transformers raises the template's error; so do we, as a one-line 400.
+        with pytest.raises(BadRequest, match="chat template: System role not supported"):
+            render_chat(jinja_model(template), with_system)
+        with pytest.raises(BadRequest, match="roles must alternate"):
+            render_chat(jinja_model(template), [turns[0], turns[0]])
+    else:
+        expected = apply_chat_template(template, with_system, **special)
+        assert render_chat(jinja_model(template), with_system) == expected
+        assert "<start_of_turn>user\nBe brief.\n\nHello<end_of_turn>" in expected
