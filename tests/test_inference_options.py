@@ -1,5 +1,5 @@
 """Which options reach the runner: Modelfile parameters as defaults, request options on top, and the
-template's stop words only when nobody set any."""
+named template's stop words only when nobody set any."""
 
 from __future__ import annotations
 
@@ -23,8 +23,12 @@ def model(info: Any, parameters: dict[str, Any], template: str | None = None) ->
 
 
 def test_template_stop_words_are_the_default(info: Any) -> None:
-    merged = runner_options(model(info, {}), {})
-    assert merged["stop"] and all(isinstance(s, str) and s for s in merged["stop"])
+    from ollamalike.template import named_template
+
+    chatml = named_template("chatml")
+    assert runner_options(model(info, {}, template=chatml.template), {})["stop"] == list(chatml.stop)
+    # The GGUF's own Jinja template renders: the runner ends on end-of-generation tokens, no stop words.
+    assert info.chat_template and "stop" not in runner_options(model(info, {}), {})
 
 
 @pytest.mark.parametrize(

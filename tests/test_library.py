@@ -554,6 +554,26 @@ async def test_show_without_template_layer_reports_the_effective_template(store:
     assert "TEMPLATE" not in shown["modelfile"]  # the Modelfile rebuilds the same layers, nothing more
 
 
+async def test_show_model_info_like_ollama(store: Store, tiny_chat_gguf: Path) -> None:
+    """Ollama's GetModelInfo: general.name and tokenizer.chat_template are not in model_info (the
+    template is the response's "template"), verbose or not; the vocabulary is null unless verbose."""
+    from ollamalike.gguf_info import read_gguf_info
+
+    await create(store, "plain", {"files": {"m": upload(store, tiny_chat_gguf)}})
+    raw = read_gguf_info(tiny_chat_gguf, verbose=True).model_info
+    assert raw["general.name"] and raw["tokenizer.chat_template"]  # the file has both
+    for verbose in (False, True):
+        shown = library.show_model(store, "plain", verbose=verbose)
+        info = shown["model_info"]
+        assert "general.name" not in info and "tokenizer.chat_template" not in info, verbose
+        assert info["general.architecture"] == "llama"
+        assert shown["template"] == raw["tokenizer.chat_template"]
+        assert set(info) == set(raw) - {"general.name", "tokenizer.chat_template"}
+    assert library.show_model(store, "plain")["model_info"]["tokenizer.ggml.tokens"] is None
+    assert library.show_model(store, "plain", verbose=True)["model_info"]["tokenizer.ggml.tokens"] == \
+        raw["tokenizer.ggml.tokens"]
+
+
 def test_show_modelfile_round_trip_property(models_dir: Path, tiny_chat_gguf: Path) -> None:
     """Any system prompt, template text, license and messages: show's Modelfile rebuilds the same digest."""
     import asyncio

@@ -15,6 +15,7 @@ from ollamalike.errors import BadRequest
 from ollamalike.template import (
     check_template,
     detect_template,
+    go_template_for,
     named_template,
     render_chat,
     render_generate,
@@ -267,12 +268,20 @@ def test_bad_template_at_render_is_bad_request() -> None:
 
 # ---- detection and stops ----------------------------------------------------------------------
 
-def test_detected_template_and_stops() -> None:
+def test_gguf_jinja_is_rendered_not_swapped_and_has_no_named_stops() -> None:
     jinja = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
              "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
     m = model(None, chat_template=jinja)
     assert render_chat(m, SINGLE) == FORMATS["chatml"][0]
-    assert stop_for(m) == ["<|im_start|>", "<|im_end|>"]
+    # The runner ends on the vocabulary's end-of-generation tokens; no named template's stops apply.
+    assert stop_for(m) == []
+    assert go_template_for(m) is None
+    # What the Jinja adds beyond the named format (Qwen's default system prompt) stays.
+    qwen_like = ("{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nDefault.<|im_end|>\\n' }}{% endif %}"
+                 + jinja)
+    assert detect_template(qwen_like) is not None and detect_template(qwen_like).name == "chatml"
+    assert render_chat(model(None, chat_template=qwen_like), SINGLE) == (
+        "<|im_start|>system\nDefault.<|im_end|>\n" + FORMATS["chatml"][0])
     # A Modelfile TEMPLATE wins over the GGUF's template; then no default stops apply...
     assert stop_for(model("{{ .Prompt }}", chat_template=jinja)) == []
     # ...unless it is exactly one of the named templates (what a pull stores).
@@ -347,3 +356,16 @@ def test_legacy_condition_on_response_does_not_cut() -> None:
     tmpl = "[{{ .Prompt }}]{{ if .Response }}R:{{ end }}{{ .Response }}<end>"
     msgs = [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"}]
     assert render_chat(model(tmpl), msgs) == "[u1]R:a1<end>[u2]"
+
+
+def test_go_template_sees_tool_call_id_and_tool_call_ids() -> None:
+    """Ollama's template message has .ToolCallID (a tool result) and .ToolCalls[].ID (api/types.go)."""
+    tmpl = ('{{ range .Messages }}{{ .Role }}:{{ if eq .Role "tool" }}[{{ .ToolCallID }}|{{ .ToolName }}]{{ end }}'
+            '{{ range .ToolCalls }}<{{ .ID }} {{ .Function.Name }} {{ .Function.Arguments }}>{{ end }}{{ .Content }};{{ end }}')
+    msgs = [{"role": "user", "content": "q"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "call_1", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+            {"role": "tool", "content": "sunny", "tool_name": "get_weather", "tool_call_id": "call_1"},
+            {"role": "tool", "content": "no id"}]
+    assert render_chat(model(tmpl), msgs) == (
+        'user:q;assistant:<call_1 get_weather {"city":"Paris"}>;tool:[call_1|get_weather]sunny;tool:[|]no id;')

@@ -331,7 +331,7 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, Any]
         # What prompts are actually rendered with, as Ollama shows it (the Modelfile keeps layers only).
         "template": effective_template(resolved) or getattr(resolved.info, "chat_template", None) or "",
         "details": resolved.details,
-        "model_info": dict(model_info),
+        "model_info": _shown_model_info(model_info),
         "capabilities": list(resolved.capabilities),
         "modified_at": resolved.modified_at,
     }
@@ -340,6 +340,18 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, Any]
     if resolved.messages:
         out["messages"] = resolved.messages
     return out
+
+
+# Ollama's GetModelInfo deletes these: the name is the GGUF author's, not the model's, and the chat
+# template is the response's "template" already.
+_HIDDEN_INFO_KEYS = ("general.name", "tokenizer.chat_template")
+
+
+def _shown_model_info(model_info: dict[str, Any]) -> dict[str, Any]:
+    """``model_info`` as current Ollama returns it: without general.name and the chat template. Arrays
+    the metadata left out (longer than gguf_walk.SHOW_ARRAY_LIMIT, unless verbose) stay null, as
+    Ollama's array marshalling gives them (its docs' ``[]`` is not what it returns)."""
+    return {k: v for k, v in model_info.items() if k not in _HIDDEN_INFO_KEYS}
 
 
 def copy_model(store: Store, src: str, dst: str) -> None:

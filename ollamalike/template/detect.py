@@ -1,9 +1,9 @@
 """Named templates (ours, in ``named/``) and detecting which one a GGUF's Jinja chat template is.
 
-Like Ollama, a model without a TEMPLATE whose ``tokenizer.chat_template`` is a well-known format
-gets a Go template for that format and its default stop sequences. Detection looks for the
-distinctive markers of each format in the Jinja text; unknown formats return None and the
-Jinja template is rendered directly.
+Rendering never swaps a GGUF's Jinja template for a named one (``render`` renders the Jinja itself).
+Detection serves what needs a Go template for a Jinja one: a Hugging Face pull stores the named
+template as the TEMPLATE layer, as Hugging Face's Ollama endpoint serves one. It looks for the
+distinctive markers of each format in the Jinja text; unknown formats return None.
 """
 
 from __future__ import annotations

@@ -129,9 +129,10 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(str(fmt))
 
 
-def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False, sort_keys: bool = False,
-            separators: Any = None) -> str:
-    # Like transformers' tojson: no HTML escaping, keys in order.
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+            sort_keys: bool = False) -> str:
+    # transformers' tojson (its parameters, in its order): no HTML escaping, keys in order, python's
+    # default separators; jinja2's own would escape <>&' and sort keys.
     return json.dumps(_plain(value), indent=indent, ensure_ascii=ensure_ascii, sort_keys=sort_keys,
                       separators=separators)
 
@@ -164,12 +165,15 @@ def _one_line(e: BaseException) -> str:
 
 
 def _jinja_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ollama's message shape to the one Hugging Face templates read: ``tool_calls`` as
+    ``{"id", "type": "function", "function": {"name", "arguments": dict}}``, a tool result's
+    ``tool_name`` as ``name`` next to its ``tool_call_id``, ``thinking`` as ``reasoning_content``."""
     out = []
     for m in messages:
         msg: dict[str, Any] = {"role": m["role"], "content": m["content"]}
         if m.get("tool_calls"):
             msg["tool_calls"] = [
-                {"type": "function", **({"id": c["id"]} if c.get("id") else {}),
+                {**({"id": c["id"]} if c.get("id") else {}), "type": "function",
                  "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
                 for c in m["tool_calls"]
             ]
@@ -186,17 +190,21 @@ def _jinja_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: Any,
                  bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
-    """Render with ``add_generation_prompt`` (or a prefill when the last message is the assistant's)."""
+    """Render as transformers' ``apply_chat_template`` does, with ``add_generation_prompt`` (or a
+    prefill when the last message is the assistant's).
+
+    Like transformers, ``tools`` and ``documents`` are always defined (None when there are none:
+    templates test ``tools is not none``), and the tools are the client's dicts as given."""
     tmpl = _compile(text)
     prefill = bool(messages) and messages[-1]["role"] == "assistant"
     ctx: dict[str, Any] = {
         "messages": _jinja_messages(messages),
+        "tools": tools or None,
+        "documents": None,
         "add_generation_prompt": not prefill,
         "bos_token": bos_token,
         "eos_token": eos_token,
     }
-    if tools:
-        ctx["tools"] = tools
     if think is not None:
         ctx["enable_thinking"] = bool(think)
         if isinstance(think, str):

@@ -1,5 +1,6 @@
-"""Turning a request into prompt text, as Ollama does: Go templates, named templates for well-known
-GGUF chat templates, and the GGUF's own Jinja template as the fallback.
+"""Turning a request into prompt text: the Modelfile's Go TEMPLATE when there is one, else the GGUF's
+own Jinja chat template rendered as Hugging Face transformers' ``apply_chat_template`` renders it (its
+default system prompt, tools JSON and turn structure intact), else Ollama's ``{{ .Prompt }}``.
 
 ``model`` is anything with ``template``, ``system``, ``messages`` and ``info.chat_template``
 (``info.bos_token``/``eos_token`` optional): ``ModelLike``. The library's ResolvedModel is one.
@@ -11,7 +12,7 @@ import functools
 from typing import Any, Protocol
 
 from ollamalike.errors import BadRequest
-from ollamalike.template.detect import NamedTemplate, detect_template, named_template, named_templates
+from ollamalike.template.detect import NamedTemplate, named_template, named_templates
 from ollamalike.template.goexec import GoTemplate, parse_go_template
 from ollamalike.template.goparse import Action, FieldNode, Pipe, Tree
 from ollamalike.template.goparse import Command as GoCommand
@@ -60,19 +61,17 @@ def _chat_template_text(model: Any) -> str | None:
 
 
 def named_for(model: ModelLike) -> NamedTemplate | None:
-    """The well-known template a model without TEMPLATE gets from its GGUF chat template, if any."""
-    if getattr(model, "template", None):
-        return None
-    jinja_text = _chat_template_text(model)
-    return detect_template(jinja_text) if jinja_text else None
+    """The named template a model's TEMPLATE is, text for text (what a pull or a Modelfile naming one
+    stores), or None. A GGUF's Jinja template is never swapped for a named one: it renders as is."""
+    text = getattr(model, "template", None)
+    return _named_by_text().get(str(text)) if text else None
 
 
 def stop_for(model: ModelLike) -> list[str]:
-    """Default stop sequences of the named template in use: detected from the GGUF, or a TEMPLATE
-    that is exactly one of ours (as a pulled model carries). A Modelfile's stop params win."""
+    """Default stop sequences: those of the named template the TEMPLATE is, else none. When the GGUF's
+    Jinja template renders, the runner already ends on the vocabulary's end-of-generation tokens
+    (``<|im_end|>``, ``<end_of_turn>``, ``<|eot_id|>`` …). A Modelfile's stop params win."""
     named = named_for(model)
-    if named is None and getattr(model, "template", None):
-        named = _named_by_text().get(str(model.template))
     return list(named.stop) if named else []
 
 
@@ -82,12 +81,10 @@ def _named_by_text() -> dict[str, NamedTemplate]:
 
 
 def go_template_for(model: ModelLike) -> str | None:
-    """The Go template text used for a model, or None when its Jinja template renders directly."""
+    """The Go template text used for a model: its TEMPLATE, else None when the GGUF carries a Jinja
+    chat template (rendered with Hugging Face semantics), else Ollama's default ``{{ .Prompt }}``."""
     if getattr(model, "template", None):
         return str(model.template)
-    named = named_for(model)
-    if named is not None:
-        return named.template
     if _chat_template_text(model):
         return None
     return DEFAULT_TEMPLATE
