@@ -1,0 +1,70 @@
+"""Reading registry responses safely: small bodies whole up to a bound, blob streams watched for stalls.
+
+``read_bounded`` reads a manifest or a token answer to its end (a body may come in any number of
+network pieces) and refuses one over the bound. ``StallWatch`` is the per-stream stall rule of a
+pull (``config.pull_stall_timeout``, ``OLLAMALIKE_PULL_STALL_TIMEOUT``): a read that waits longer
+than the timeout, or a stream that brings less than ``STALL_MIN_BYTES`` (or the rest of what it
+still owes, when that is less) in that much time spent waiting on the network, has stalled. Only
+time spent waiting for the network counts, so back-pressure from the disk or the hasher never
+looks like a stall; a slow-loris server that trickles a few bytes at a time does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from ollamalike.errors import RegistryError
+
+STALL_MIN_BYTES = 64 * 1024
+
+
+class Stalled(aiohttp.ClientPayloadError):
+    """A blob stream stopped delivering: retried like a broken stream, with its own budget."""
+
+
+class StallWatch:
+    """Counts network wait and bytes per window of ``timeout`` seconds for one stream of ``length`` bytes."""
+
+    def __init__(self, timeout: float | None, length: int) -> None:
+        self.timeout = timeout
+        self.left = length
+        self._waited = 0.0
+        self._got = 0
+
+    def timed_out(self) -> Stalled:
+        """The error for a single read that waited the whole timeout."""
+        return Stalled(f"stalled: nothing received for {self.timeout:g} s (read timed out)")
+
+    def tick(self, waited: float, got: int) -> None:
+        """One read waited ``waited`` seconds for ``got`` bytes; raises ``Stalled`` at a starved window's end."""
+        if self.timeout is None:
+            return
+        self._waited += waited
+        self._got += got
+        if self._waited < self.timeout:
+            return
+        want = min(STALL_MIN_BYTES, self.left)
+        if self._got < want:
+            raise Stalled(f"stalled: only {self._got} bytes received in {self._waited:.3g} s")
+        self.left -= self._got
+        self._waited, self._got = 0.0, 0
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str, host: str) -> bytes:
+    """The whole body of ``resp`` (``what``, from registry ``host``), refused when over ``limit`` bytes."""
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise RegistryError(f"registry {host}: {what} is too large ({declared} bytes, the limit is {limit})")
+    body = bytearray()
+    try:
+        while chunk := await resp.content.read(limit + 1 - len(body)):
+            body += chunk
+            if len(body) > limit:
+                raise RegistryError(f"registry {host}: {what} is too large (over {limit} bytes)")
+    except asyncio.TimeoutError:
+        raise RegistryError(f"registry {host}: {what} stalled: nothing received for a while (read timed out)") from None
+    except aiohttp.ClientError as e:
+        raise RegistryError(f"registry {host}: reading the {what} failed: {e or type(e).__name__}") from None
+    return bytes(body)
