@@ -262,6 +262,38 @@ async def test_silent_registry_fails_naming_the_stall(tmp_path: Path) -> None:
         assert time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize("what", ["headers", "manifest-body"])
+async def test_trickled_headers_or_manifest_fail_naming_the_stall(tmp_path: Path, what: str) -> None:
+    """A server that answers a byte every 50 ms: every read succeeds, so only the stall rule ends it."""
+    body = b"{" + b" " * 4000 + b"}"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            slow, fast = (head + body, b"") if what == "headers" else (body, head)
+            writer.write(fast)
+            for i in range(len(slow)):
+                writer.write(slow[i : i + 1])
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    started = time.monotonic()
+    try:
+        expected = r"stalled: no answer to GET .*manifests/v1" if what == "headers" else r"the manifest stalled: only \d+ bytes"
+        with pytest.raises(RegistryError, match=expected):
+            await collect(pull_model(fresh_store(tmp_path), Config(pull_stall_timeout=STALL), f"127.0.0.1:{port}/ns/model:v1", insecure=True))
+    finally:
+        server.close()
+    assert time.monotonic() - started < 10
+
+
 async def test_a_stalled_pull_frees_its_slot(aiohttp_client: Any, tmp_path: Path) -> None:
     from ollamalike.config import load_config
     from ollamalike.server.app import make_app
@@ -313,9 +345,10 @@ async def test_full_catalog_midway_is_a_clear_error_and_the_pull_resumes(
 
     def record_pull(self: Store, key: str, state: dict[str, Any]) -> None:
         if key == layer_key:
-            saves.append(sum(d for _, _, d in state["parts"]))
-            if saves[-1] > 500_000:  # the disk fills up while the layer downloads
+            done = sum(d for _, _, d in state["parts"])
+            if done and any(saves):  # the disk fills up after some progress was saved
                 raise sqlite3.OperationalError("database or disk is full")
+            saves.append(done)
         real_record(self, key, state)
 
     monkeypatch.setattr(Store, "record_pull", record_pull)

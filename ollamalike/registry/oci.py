@@ -52,6 +52,7 @@ class RegistryNotFound(RegistryError):
     """The registry answered 404 (not: it could not be reached)."""
 
 
+HEADER_READS = 3  # read timeouts a body-less request may take, connecting included, to get its headers
 PUSH_READ_TIMEOUT = 120.0  # a registry may take a while to verify a large blob before it answers
 
 
@@ -139,6 +140,11 @@ class RegistryClient:
         self._authorization = new
         return True
 
+    async def _send(self, method: str, url: str, headers: dict[str, str], body: Any) -> aiohttp.ClientResponse:
+        return await self.session.request(
+            method, url, headers=headers, data=body, allow_redirects=False, proxy=self._proxy(url)
+        )
+
     async def request(
         self,
         method: str,
@@ -167,9 +173,11 @@ class RegistryClient:
             if sent and self._same_origin(target):
                 hdrs["Authorization"] = sent
             try:
-                resp = await self.session.request(
-                    method, target, headers=hdrs, data=data() if data else None, allow_redirects=False,
-                    proxy=self._proxy(target),
+                # A request without a body must have its answer's headers within a few read
+                # timeouts in all: a server trickling them byte by byte would never trip sock_read.
+                deadline = HEADER_READS * self.read_timeout if data is None and self.read_timeout else None
+                resp = await asyncio.wait_for(
+                    self._send(method, target, hdrs, data() if data else None), deadline
                 )
             except aiohttp.ClientSSLError as e:
                 hint = " (a plain-HTTP registry needs --insecure)" if self.scheme == "https" else ""
@@ -182,7 +190,7 @@ class RegistryClient:
                 # answered, a failure is more likely a blip worth the whole retry budget.
                 budget = self.retry.attempts if self._reached else min(self.retry.attempts, FIRST_CONTACT_ATTEMPTS)
                 if not retry or attempt + 1 >= budget:
-                    if isinstance(e, aiohttp.SocketTimeoutError):
+                    if isinstance(e, asyncio.TimeoutError) and not isinstance(e, aiohttp.ConnectionTimeoutError):
                         raise RegistryError(
                             f"registry {self.name.host} stalled: no answer to {method} {urlsplit(target).path} "
                             f"within {self.read_timeout or 0:g} s ({attempt + 1} tries)"
@@ -234,7 +242,7 @@ class RegistryClient:
                 raise RegistryError(f"pull model manifest: file does not exist: {self.name.display}") from None
             raise
         async with resp:
-            body = await read_bounded(resp, MAX_MANIFEST_BYTES, "manifest", self.name.host)
+            body = await read_bounded(resp, MAX_MANIFEST_BYTES, "manifest", self.name.host, self.read_timeout)
             return body, resp.headers.get("Content-Type", MANIFEST_V2)
 
     async def has_blob(self, digest: str) -> bool:

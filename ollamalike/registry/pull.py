@@ -184,8 +184,14 @@ async def _download_all(
             finally:
                 if stats is not None:
                     stats["transferred"] = stats.get("transferred", 0) + download.transferred
+            finishing = asyncio.ensure_future(asyncio.to_thread(partial.finish, download.hashed))
             try:
-                await asyncio.to_thread(partial.finish, download.hashed)
+                await asyncio.shield(finishing)
+            except asyncio.CancelledError:
+                # The thread renames the file whatever happens: the blob's lock is held until it
+                # has, or the next pull of this blob would write a partial that the rename takes.
+                await asyncio.gather(finishing, return_exceptions=True)
+                raise
             except OllamalikeError:
                 state.clear(digest)
                 raise

@@ -12,6 +12,7 @@ looks like a stall; a slow-loris server that trickles a few bytes at a time does
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 
@@ -52,19 +53,32 @@ class StallWatch:
         self._waited, self._got = 0.0, 0
 
 
-async def read_bounded(resp: aiohttp.ClientResponse, limit: int, what: str, host: str) -> bytes:
-    """The whole body of ``resp`` (``what``, from registry ``host``), refused when over ``limit`` bytes."""
+async def read_bounded(
+    resp: aiohttp.ClientResponse, limit: int, what: str, host: str, timeout: float | None = None
+) -> bytes:
+    """The whole body of ``resp`` (``what``, from registry ``host``), refused when over ``limit`` bytes.
+
+    ``timeout``: the stall rule (``StallWatch``) for the body, so a trickled manifest cannot hold a pull.
+    """
     declared = resp.content_length
     if declared is not None and declared > limit:
         raise RegistryError(f"registry {host}: {what} is too large ({declared} bytes, the limit is {limit})")
+    watch = StallWatch(timeout, declared if declared is not None else limit)
     body = bytearray()
     try:
-        while chunk := await resp.content.read(limit + 1 - len(body)):
+        while True:
+            waiting = time.monotonic()
+            chunk = await resp.content.read(limit + 1 - len(body))
+            if not chunk:
+                break
+            watch.tick(time.monotonic() - waiting, len(chunk))
             body += chunk
             if len(body) > limit:
                 raise RegistryError(f"registry {host}: {what} is too large (over {limit} bytes)")
+    except Stalled as e:
+        raise RegistryError(f"registry {host}: the {what} {e}") from None
     except asyncio.TimeoutError:
-        raise RegistryError(f"registry {host}: {what} stalled: nothing received for a while (read timed out)") from None
+        raise RegistryError(f"registry {host}: the {what} {watch.timed_out()}") from None
     except aiohttp.ClientError as e:
         raise RegistryError(f"registry {host}: reading the {what} failed: {e or type(e).__name__}") from None
     return bytes(body)
