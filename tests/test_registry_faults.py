@@ -332,7 +332,7 @@ async def test_range_ignored_and_body_cut_short_is_a_clear_error(tmp_path: Path,
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["socket-path", "aiohttp-path"])
 async def test_full_catalog_midway_is_a_clear_error_and_the_pull_resumes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunked: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunked: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(download, "SAVE_EVERY", 64 * 1024)
     monkeypatch.setattr(download, "REPORT_EVERY", 64 * 1024)  # progress saved often on either read path
@@ -357,6 +357,8 @@ async def test_full_catalog_midway_is_a_clear_error_and_the_pull_resumes(
             await collect(pull_model(dst, Config(), reg.name(), insecure=True))
         message = err.value.message
         assert "model catalog: database or disk is full" in message and "kept" in message, message
+        # The failed save ended the pull itself, not only a loop callback (which would log it and go on).
+        assert not [r for r in caplog.records if r.name == "asyncio" and r.levelname == "ERROR"], caplog.text
         monkeypatch.setattr(Store, "record_pull", real_record)  # space was freed
         saved = dst.pulls().get(f"blob:{reg.layer_digest}")
         assert saved is not None and 0 < sum(d for _, _, d in saved["parts"]) < len(layer)

@@ -42,7 +42,8 @@ from ollamalike.registry.parts import (
     plan_parts,
     restore_parts,
 )
-from ollamalike.registry.reading import STALL_MIN_BYTES, Stalled, StallWatch
+from ollamalike.registry.reading import STALL_MIN_BYTES, Stalled, StallWatch, widen_reads
+from ollamalike.registry.reading import range_starts_at as _range_starts_at
 
 log = logging.getLogger("ollamalike.registry")
 
@@ -82,25 +83,6 @@ class RangeIgnored(Exception):
 
     def __init__(self) -> None:
         super().__init__("the registry answered a Range request with the whole blob")
-
-
-def _range_starts_at(content_range: str, start: int) -> bool:
-    """``bytes 100-199/1000`` starts at 100."""
-    unit, _, rest = content_range.strip().partition(" ")
-    first = rest.partition("-")[0]
-    return unit == "bytes" and first.isdigit() and int(first) == start
-
-
-def _widen_reads(resp: aiohttp.ClientResponse) -> None:
-    """Let the event loop take up to ``RECV_SIZE`` per socket read instead of asyncio's 256 KiB.
-
-    Every read walks the whole stack (selector, transport, HTTP parser, stream reader), so on a
-    fast link fewer, larger reads are much cheaper in CPU. Only a tuning: skipped when the
-    transport does not have asyncio's ``max_size``.
-    """
-    transport = resp.connection.transport if resp.connection is not None else None
-    if transport is not None and isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = max(transport.max_size, RECV_SIZE)  # type: ignore[attr-defined]
 
 
 def _is_loopback(host: str) -> bool:
@@ -319,11 +301,22 @@ class BlobDownload:
                 await self._settle(part, write, len(head))
             loop = asyncio.get_running_loop()
             unreported = 0  # written by the reader, not yet counted by the loop
+            failed: list[Exception] = []  # what counting them raised (a failed progress save)
+
+            def arrived(size: int) -> None:
+                # A loop callback: an error here would only be logged, so it stops the reader and
+                # is raised below instead.
+                try:
+                    self._arrived(part, size)
+                except Exception as e:
+                    if not failed:
+                        failed.append(e)
+                        pump.stop()
 
             def report() -> None:
                 nonlocal unreported
                 if unreported:
-                    loop.call_soon_threadsafe(self._arrived, part, unreported)
+                    loop.call_soon_threadsafe(arrived, unreported)
                     unreported = 0
 
             def sink(at: int, data: memoryview, release: Callable[[], None]) -> None:
@@ -352,12 +345,18 @@ class BlobDownload:
                 pump.stop()
                 await asyncio.gather(job, return_exceptions=True)
                 raise
+            except rawbody.Stopped:
+                if failed:
+                    raise failed[0] from None
+                raise
+            if failed:
+                raise failed[0]
         finally:
             pump.close()
 
     async def _read_with_aiohttp(self, part: Part, resp: aiohttp.ClientResponse) -> None:
         """Read a TLS or chunked body through aiohttp; the blob's thread writes and hashes it."""
-        _widen_reads(resp)
+        widen_reads(resp, RECV_SIZE)
         pos = part.start + part.done
         # Network reads arrive in pieces of up to RECV_SIZE; they are written (pwritev, no join)
         # and hashed in batches on the blob's thread while this coroutine reads on. Batches count

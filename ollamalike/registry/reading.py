@@ -1,5 +1,6 @@
 """Reading registry responses safely: small bodies whole up to a bound, blob streams watched for stalls.
 
+``range_starts_at`` checks a 206's Content-Range; ``widen_reads`` tunes aiohttp's socket reads.
 ``read_bounded`` reads a manifest or a token answer to its end (a body may come in any number of
 network pieces) and refuses one over the bound. ``StallWatch`` is the per-stream stall rule of a
 pull (``config.pull_stall_timeout``, ``OLLAMALIKE_PULL_STALL_TIMEOUT``): a read that waits longer
@@ -82,3 +83,22 @@ async def read_bounded(
     except aiohttp.ClientError as e:
         raise RegistryError(f"registry {host}: reading the {what} failed: {e or type(e).__name__}") from None
     return bytes(body)
+
+
+def range_starts_at(content_range: str, start: int) -> bool:
+    """``bytes 100-199/1000`` starts at 100."""
+    unit, _, rest = content_range.strip().partition(" ")
+    first = rest.partition("-")[0]
+    return unit == "bytes" and first.isdigit() and int(first) == start
+
+
+def widen_reads(resp: aiohttp.ClientResponse, size: int) -> None:
+    """Let the event loop take up to ``size`` bytes per socket read instead of asyncio's 256 KiB.
+
+    Every read walks the whole stack (selector, transport, HTTP parser, stream reader), so on a
+    fast link fewer, larger reads are much cheaper in CPU. Only a tuning: skipped when the
+    transport does not have asyncio's ``max_size``.
+    """
+    transport = resp.connection.transport if resp.connection is not None else None
+    if transport is not None and isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = max(transport.max_size, size)  # type: ignore[attr-defined]
