@@ -187,6 +187,11 @@ class Config:
     max_concurrent_pulls: int = 3
     load_timeout: float = 300.0
     registry_auth: tuple[tuple[str, str, str], ...] = ()  # (host, username, password)
+    # Registry hosts (``host`` or ``host:port``, lower case) pulls and pushes may use; None: unset
+    # (pull from any, push only where the request on this machine names; see registry.policy).
+    registries: tuple[str, ...] | None = None
+    nopush: bool = False  # every push refused
+    pull_stall_timeout: float = 30.0  # seconds a pull stream may go without (enough) data
     proxies: Proxies = field(default_factory=Proxies)
     cuda_visible_devices: str | None = None
     hip_visible_devices: str | None = None
@@ -267,6 +272,36 @@ def _registry_auth(value: str | None) -> tuple[tuple[str, str, str], ...]:
     return tuple(out)
 
 
+_REGISTRY_HOST_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*(:[0-9]{1,5})?$")
+
+
+def _registries(value: str | None) -> tuple[str, ...] | None:
+    """``host[:port]`` entries separated by commas; unset (None) is not the same as empty."""
+    if value is None or not value.strip():
+        return None
+    out = []
+    for item in value.split(","):
+        host = item.strip().lower()
+        if not host:
+            continue
+        if not _REGISTRY_HOST_RE.match(host):
+            raise BadRequest(f"OLLAMALIKE_REGISTRIES entries look like host or host:port, got {item.strip()!r}")
+        out.append(host)
+    return tuple(out)
+
+
+def _stall_timeout(value: str | None) -> float:
+    if value is None or not value.strip():
+        return 30.0
+    try:
+        seconds = parse_duration(value)
+    except BadRequest:
+        seconds = 0.0
+    if seconds <= 0:
+        raise BadRequest(f"OLLAMALIKE_PULL_STALL_TIMEOUT must be a positive duration, got {value!r}")
+    return seconds
+
+
 def load_config(env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
     home_text = env.get("OLLAMALIKE_HOME")
@@ -300,6 +335,9 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_concurrent_pulls=max(1, _int(env, "MAX_CONCURRENT_PULLS", 3)),
         load_timeout=parse_duration(_get(env, "LOAD_TIMEOUT") or "5m"),
         registry_auth=_registry_auth(env.get("OLLAMALIKE_REGISTRY_AUTH")),
+        registries=_registries(_get(env, "REGISTRIES")),
+        nopush=_bool(_get(env, "NOPUSH")),
+        pull_stall_timeout=_stall_timeout(_get(env, "PULL_STALL_TIMEOUT")),
         proxies=_proxies(env),
         cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
         hip_visible_devices=env.get("HIP_VISIBLE_DEVICES"),

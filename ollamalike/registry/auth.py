@@ -1,7 +1,11 @@
 """Registry authentication: parsing ``WWW-Authenticate`` challenges and the Bearer token flow.
 
-Credentials (``config.registry_auth``) and tokens are only ever sent over HTTPS or to a loopback
-host: a registry that names a plain-HTTP realm elsewhere gets an error, never our password.
+Credentials (``config.registry_auth``) go only to the origin (scheme, host, port) of the entry
+they are configured for: a registry's own credentials to the registry and to a token realm on
+that same origin; a realm on another origin gets the credentials configured for its own host, or
+none. A bare-host entry stands for that host's default port only (443, or 80 over plain HTTP).
+Tokens are only ever asked for over HTTPS or from a loopback host: a registry that names a
+plain-HTTP realm elsewhere gets an error, and never a password.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import aiohttp
 
 from ollamalike.config import is_loopback_host
 from ollamalike.errors import RegistryError
+from ollamalike.registry.reading import read_bounded
 
 _PARAM_RE = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 MAX_TOKEN_BYTES = 1024 * 1024
@@ -41,13 +46,39 @@ def is_safe_for_secrets(url: str) -> bool:
     return parts.scheme == "https" or (parts.scheme == "http" and is_loopback_host(parts.hostname))
 
 
-def credentials_for(registry_auth: tuple[tuple[str, str, str], ...], host: str) -> tuple[str, str] | None:
-    """The configured (user, password) for a registry host; ``host`` may carry a port."""
-    bare = host.split(":")[0].lower()
+def host_port(host: str, scheme: str = "https") -> tuple[str, int]:
+    """``("example.com", 443)`` for ``example.com`` over https: a bare host means the default port."""
+    parts = urlsplit(f"{scheme}://{host}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.hostname or "").lower(), port or (443 if scheme == "https" else 80)
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, the default port filled in."""
+    parts = urlsplit(url)
+    return (parts.scheme.lower(), *host_port(parts.netloc.rpartition("@")[2], parts.scheme.lower()))
+
+
+def credentials_for(
+    registry_auth: tuple[tuple[str, str, str], ...], host: str, scheme: str = "https"
+) -> tuple[str, str] | None:
+    """The configured (user, password) for ``host`` (which may carry a port) reached over ``scheme``.
+
+    An entry matches the same host and port only; an entry without a port is the default port.
+    """
+    wanted = host_port(host, scheme)
     for entry_host, user, password in registry_auth:
-        if entry_host.lower() in (host.lower(), bare):
+        if host_port(entry_host, scheme) == wanted:
             return user, password
     return None
+
+
+def credentials_for_url(registry_auth: tuple[tuple[str, str, str], ...], url: str) -> tuple[str, str] | None:
+    scheme, host, port = origin(url)
+    return credentials_for(registry_auth, f"{host}:{port}" if ":" not in host else f"[{host}]:{port}", scheme)
 
 
 def basic_header(user: str, password: str) -> str:
@@ -79,7 +110,7 @@ async def fetch_token(
         async with session.get(
             realm + sep + urlencode(query), headers=headers, allow_redirects=False, proxy=proxy
         ) as resp:
-            body = await resp.content.read(MAX_TOKEN_BYTES + 1)
+            body = await read_bounded(resp, MAX_TOKEN_BYTES, "token answer", urlsplit(realm).netloc)
             if resp.status in (401, 403):
                 raise RegistryError(f"registry authentication failed: token server answered {resp.status}")
             if resp.status != 200:
@@ -87,7 +118,7 @@ async def fetch_token(
     except aiohttp.ClientError as e:
         raise RegistryError(f"cannot reach registry token server: {e}") from None
     try:
-        data: Any = json.loads(body[:MAX_TOKEN_BYTES])
+        data: Any = json.loads(body)
     except ValueError:
         raise RegistryError("registry token server sent invalid JSON") from None
     token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None

@@ -9,7 +9,11 @@ stream (``rawbody``); a TLS or chunked one through aiohttp, whose pieces the blo
 writes and hashes. How far each part got is saved (``PartState``) every few MiB, so a killed
 process or a lost connection resumes where it stopped; the saved count never runs ahead of bytes
 already handed to the kernel.
-A server that ignores Range (200 instead of 206) makes us fall back to one sequential stream.
+A server that ignores Range (200 instead of 206) makes us fall back to one sequential stream;
+when such a server also cuts the body short, the blob is fetched again from its first byte, a few
+times, then the pull fails saying so. A stream that stalls (``reading.StallWatch``: no data, or
+a trickle, for ``config.pull_stall_timeout``) is retried a few times (``STALL_ATTEMPTS``), then
+the pull fails naming the stall; what was written is kept for the next pull to resume.
 Nothing becomes visible until ``PartialBlob.finish()`` has matched the digest.
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +42,8 @@ from ollamalike.registry.parts import (
     plan_parts,
     restore_parts,
 )
+from ollamalike.registry.reading import STALL_MIN_BYTES, Stalled, StallWatch, widen_reads
+from ollamalike.registry.reading import range_starts_at as _range_starts_at
 
 log = logging.getLogger("ollamalike.registry")
 
@@ -58,6 +65,7 @@ RECV_SIZE = 1024 * 1024  # bytes per socket read on the event loop
 MAX_INFLIGHT = 4  # batches per part queued for the blob's thread before reading waits
 SAVE_EVERY = 32 * 1024 * 1024
 REPORT_EVERY = 4 * 1024 * 1024  # bytes a reader thread writes between progress reports to the loop
+STALL_ATTEMPTS = 3  # stalls in a row (no STALL_MIN_BYTES of progress between) before a part gives up
 
 
 class PartState(Protocol):
@@ -73,24 +81,8 @@ class PartState(Protocol):
 class RangeIgnored(Exception):
     """The server answered a Range request with the whole blob."""
 
-
-def _range_starts_at(content_range: str, start: int) -> bool:
-    """``bytes 100-199/1000`` starts at 100."""
-    unit, _, rest = content_range.strip().partition(" ")
-    first = rest.partition("-")[0]
-    return unit == "bytes" and first.isdigit() and int(first) == start
-
-
-def _widen_reads(resp: aiohttp.ClientResponse) -> None:
-    """Let the event loop take up to ``RECV_SIZE`` per socket read instead of asyncio's 256 KiB.
-
-    Every read walks the whole stack (selector, transport, HTTP parser, stream reader), so on a
-    fast link fewer, larger reads are much cheaper in CPU. Only a tuning: skipped when the
-    transport does not have asyncio's ``max_size``.
-    """
-    transport = resp.connection.transport if resp.connection is not None else None
-    if transport is not None and isinstance(getattr(transport, "max_size", None), int):
-        transport.max_size = max(transport.max_size, RECV_SIZE)  # type: ignore[attr-defined]
+    def __init__(self) -> None:
+        super().__init__("the registry answered a Range request with the whole blob")
 
 
 def _is_loopback(host: str) -> bool:
@@ -165,22 +157,48 @@ class BlobDownload:
                 await self._fetch_all()
             except RangeIgnored:
                 log.info("registry ignores Range for %s: one sequential stream", self.digest)
-                self.parts = [Part(0, self.size)]
-                # Queued behind any write still pending from the abandoned parts.
-                await self._on_disk(self.hasher.reset, self.parts)
-                self._save()
-                self.progress(0)
-                await self._fetch_part(self.parts[0], ranged=False)
+                await self._fetch_whole()
             await self._on_disk(self._check_hashing)  # every hash queued so far has run
-        finally:
-            self._readers.shutdown(wait=False, cancel_futures=True)
-            self._disk.shutdown(wait=False, cancel_futures=True)
-            pending = [f for f in (self._flushing, self._saving) if f is not None]
-            await asyncio.gather(*pending, return_exceptions=True)
-            # Where every part got, also when stopped or failed midway: the next pull resumes there.
-            self._save()
+        except BaseException:
+            await self._stop_workers()
+            try:
+                self._save()
+            except Exception as e:  # the error already on its way says more than a failed save
+                log.warning("could not save the progress of %s: %s", self.digest, e)
+            raise
+        await self._stop_workers()
+        # Where every part got: the next pull resumes there.
+        self._save()
         if self._saving is not None:
             self._saving.result()  # a failed progress save fails the pull
+
+    async def _stop_workers(self) -> None:
+        assert self._readers is not None and self._disk is not None
+        self._readers.shutdown(wait=False, cancel_futures=True)
+        self._disk.shutdown(wait=False, cancel_futures=True)
+        pending = [f for f in (self._flushing, self._saving) if f is not None]
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _fetch_whole(self) -> None:
+        """Fetch the blob as one stream from its first byte: the server cannot resume a cut one."""
+        cut = 0
+        for _ in range(self.client.retry.attempts):
+            self.parts = [Part(0, self.size)]
+            # Queued behind any write still pending from the abandoned parts.
+            await self._on_disk(self.hasher.reset, self.parts)
+            self._save()
+            self.progress(0)
+            try:
+                await self._fetch_part(self.parts[0], ranged=False)
+                return
+            except RangeIgnored:  # cut short, and the retry from where it stopped got the whole blob
+                cut = self.parts[0].done
+                log.info("registry cut %s short at %d of %d bytes and ignores Range: from the start", self.digest, cut, self.size)
+        raise RegistryError(
+            f"download of {self.digest[7:19]} failed: registry {self.client.name.host} ignores Range requests and "
+            f"cut the blob short ({cut} of {self.size} bytes), {self.client.retry.attempts} times; "
+            "it cannot be resumed from that registry"
+        )
 
     def _on_disk(self, fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
         assert self._disk is not None
@@ -225,10 +243,24 @@ class BlobDownload:
 
     async def _fetch_part(self, part: Part, ranged: bool) -> None:
         attempt = 0
+        stalls = 0
+        since_stall = part.done
         while part.remaining > 0:
             before = part.done
             try:
                 await self._stream_part(part, ranged)
+            except Stalled as e:
+                # A trickle makes progress, so stalls only forgive after real progress.
+                stalls = 1 if part.done - since_stall >= STALL_MIN_BYTES else stalls + 1
+                since_stall = part.done
+                if stalls >= STALL_ATTEMPTS:
+                    raise RegistryError(
+                        f"download of {self.digest[7:19]} from registry {self.client.name.host} {e} "
+                        f"({stalls} times; OLLAMALIKE_PULL_STALL_TIMEOUT); "
+                        "what was downloaded is kept, pull again to resume"
+                    ) from None
+                log.info("blob %s %s; retrying", self.digest[7:19], e)
+                await asyncio.sleep(self.client.retry.delay(stalls - 1))
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
                 if part.done == before:
                     attempt += 1  # progress resets the budget: only a stuck part gives up
@@ -262,18 +294,29 @@ class BlobDownload:
 
     async def _pump(self, part: Part, length: int, head: bytes, sock: Any) -> None:
         """Read the rest of a detached plain-HTTP body of ``length`` bytes in a reader thread."""
-        pump = rawbody.Pump(sock, self.client.session.timeout.sock_read, self._buffers)
+        pump = rawbody.Pump(sock, self.client.read_timeout, self._buffers)
         try:
             if head:
                 write = self._on_disk(self._write_and_hash, part.start + part.done, [head])
                 await self._settle(part, write, len(head))
             loop = asyncio.get_running_loop()
             unreported = 0  # written by the reader, not yet counted by the loop
+            failed: list[Exception] = []  # what counting them raised (a failed progress save)
+
+            def arrived(size: int) -> None:
+                # A loop callback: an error here would only be logged, so it stops the reader and
+                # is raised below instead.
+                try:
+                    self._arrived(part, size)
+                except Exception as e:
+                    if not failed:
+                        failed.append(e)
+                        pump.stop()
 
             def report() -> None:
                 nonlocal unreported
                 if unreported:
-                    loop.call_soon_threadsafe(self._arrived, part, unreported)
+                    loop.call_soon_threadsafe(arrived, unreported)
                     unreported = 0
 
             def sink(at: int, data: memoryview, release: Callable[[], None]) -> None:
@@ -302,12 +345,18 @@ class BlobDownload:
                 pump.stop()
                 await asyncio.gather(job, return_exceptions=True)
                 raise
+            except rawbody.Stopped:
+                if failed:
+                    raise failed[0] from None
+                raise
+            if failed:
+                raise failed[0]
         finally:
             pump.close()
 
     async def _read_with_aiohttp(self, part: Part, resp: aiohttp.ClientResponse) -> None:
         """Read a TLS or chunked body through aiohttp; the blob's thread writes and hashes it."""
-        _widen_reads(resp)
+        widen_reads(resp, RECV_SIZE)
         pos = part.start + part.done
         # Network reads arrive in pieces of up to RECV_SIZE; they are written (pwritev, no join)
         # and hashed in batches on the blob's thread while this coroutine reads on. Batches count
@@ -315,8 +364,17 @@ class BlobDownload:
         batch: list[bytes] = []
         buffered = 0
         inflight: deque[tuple[asyncio.Future[None], int]] = deque()
+        watch = StallWatch(self.client.read_timeout, part.remaining)
         try:
-            async for chunk in resp.content.iter_any():
+            while True:
+                waiting = time.monotonic()
+                try:
+                    chunk = await resp.content.readany()
+                except asyncio.TimeoutError:  # aiohttp's sock_read: one read waited the whole timeout
+                    raise watch.timed_out() from None
+                watch.tick(time.monotonic() - waiting, len(chunk))
+                if not chunk:
+                    break
                 if pos + buffered + len(chunk) > part.end:
                     raise IntegrityError(
                         f"blob {self.digest[7:19]} is larger than its declared size of {self.size} bytes"

@@ -21,6 +21,7 @@ from ollamalike.config import Proxies
 from ollamalike.errors import RegistryError
 from ollamalike.names import ModelName
 from ollamalike.registry import auth
+from ollamalike.registry.reading import read_bounded
 
 log = logging.getLogger("ollamalike.registry")
 
@@ -51,9 +52,15 @@ class RegistryNotFound(RegistryError):
     """The registry answered 404 (not: it could not be reached)."""
 
 
-def new_session() -> aiohttp.ClientSession:
+HEADER_READS = 3  # read timeouts a body-less request may take, connecting included, to get its headers
+PUSH_READ_TIMEOUT = 120.0  # a registry may take a while to verify a large blob before it answers
+
+
+def new_session(read_timeout: float = PUSH_READ_TIMEOUT) -> aiohttp.ClientSession:
+    """A session for one pull or push. ``read_timeout``: the longest wait for any one read (headers
+    or body); a pull passes its stall timeout (``config.pull_stall_timeout``)."""
     # No total timeout: a blob download may take hours. Stalls are caught by sock_read instead.
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=read_timeout)
     connector = aiohttp.TCPConnector(limit=32)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, auto_decompress=False, read_bufsize=READ_BUFFER)
 
@@ -76,7 +83,8 @@ class RegistryClient:
         self.name = name
         self.scheme = "http" if insecure else "https"
         self.base = f"{self.scheme}://{name.host}/v2/{name.repository}"
-        self.credentials = auth.credentials_for(registry_auth, name.host)
+        self.registry_auth = registry_auth
+        self.credentials = auth.credentials_for(registry_auth, name.host, self.scheme)
         self.scope = f"repository:{name.repository}:{'pull,push' if push else 'pull'}"
         self.retry = retry or RetryPolicy()
         self.proxies = proxies or Proxies()
@@ -92,9 +100,14 @@ class RegistryClient:
             raise RegistryError(f"cannot use the proxy {proxy} (HTTPS_PROXY/HTTP_PROXY): only http:// and https:// proxies work")
         return proxy
 
+    @property
+    def read_timeout(self) -> float | None:
+        """The longest wait for one read: the stall timeout of a pull's session."""
+        timeout: float | None = self.session.timeout.sock_read
+        return timeout
+
     def _same_origin(self, url: str) -> bool:
-        a, b = urlsplit(url), urlsplit(self.base)
-        return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+        return auth.origin(url) == auth.origin(self.base)
 
     async def _answer_challenge(self, resp: aiohttp.ClientResponse, sent: str | None) -> bool:
         """Set up authorization from a 401 to a request sent with ``sent``; False when nothing is left to try."""
@@ -107,8 +120,13 @@ class RegistryClient:
             return False
         if challenge.scheme == "bearer":
             realm = challenge.params.get("realm", "")
+            # Our credentials for this registry go to a realm on its own origin only; a realm
+            # elsewhere (an auth server) gets what is configured for that host, or nothing.
+            credentials = (
+                self.credentials if self._same_origin(realm) else auth.credentials_for_url(self.registry_auth, realm)
+            )
             token = await auth.fetch_token(
-                self.session, challenge, self.scope, self.credentials, proxy=self._proxy(realm)
+                self.session, challenge, self.scope, credentials, proxy=self._proxy(realm)
             )
             new = f"Bearer {token}"
         elif challenge.scheme == "basic" and self.credentials is not None:
@@ -121,6 +139,11 @@ class RegistryClient:
             return False  # the same credentials again: they are refused
         self._authorization = new
         return True
+
+    async def _send(self, method: str, url: str, headers: dict[str, str], body: Any) -> aiohttp.ClientResponse:
+        return await self.session.request(
+            method, url, headers=headers, data=body, allow_redirects=False, proxy=self._proxy(url)
+        )
 
     async def request(
         self,
@@ -150,9 +173,11 @@ class RegistryClient:
             if sent and self._same_origin(target):
                 hdrs["Authorization"] = sent
             try:
-                resp = await self.session.request(
-                    method, target, headers=hdrs, data=data() if data else None, allow_redirects=False,
-                    proxy=self._proxy(target),
+                # A request without a body must have its answer's headers within a few read
+                # timeouts in all: a server trickling them byte by byte would never trip sock_read.
+                deadline = HEADER_READS * self.read_timeout if data is None and self.read_timeout else None
+                resp = await asyncio.wait_for(
+                    self._send(method, target, hdrs, data() if data else None), deadline
                 )
             except aiohttp.ClientSSLError as e:
                 hint = " (a plain-HTTP registry needs --insecure)" if self.scheme == "https" else ""
@@ -165,6 +190,11 @@ class RegistryClient:
                 # answered, a failure is more likely a blip worth the whole retry budget.
                 budget = self.retry.attempts if self._reached else min(self.retry.attempts, FIRST_CONTACT_ATTEMPTS)
                 if not retry or attempt + 1 >= budget:
+                    if isinstance(e, asyncio.TimeoutError) and not isinstance(e, aiohttp.ConnectionTimeoutError):
+                        raise RegistryError(
+                            f"registry {self.name.host} stalled: no answer to {method} {urlsplit(target).path} "
+                            f"within {self.read_timeout or 0:g} s ({attempt + 1} tries)"
+                        ) from None
                     raise RegistryError(f"cannot reach registry {self.name.host}: {e or type(e).__name__}") from None
                 await asyncio.sleep(self.retry.delay(attempt))
                 attempt += 1
@@ -212,12 +242,7 @@ class RegistryClient:
                 raise RegistryError(f"pull model manifest: file does not exist: {self.name.display}") from None
             raise
         async with resp:
-            declared = resp.content_length
-            if declared is not None and declared > MAX_MANIFEST_BYTES:
-                raise RegistryError("registry manifest is too large")
-            body = await resp.content.read(MAX_MANIFEST_BYTES + 1)
-            if len(body) > MAX_MANIFEST_BYTES:
-                raise RegistryError("registry manifest is too large")
+            body = await read_bounded(resp, MAX_MANIFEST_BYTES, "manifest", self.name.host, self.read_timeout)
             return body, resp.headers.get("Content-Type", MANIFEST_V2)
 
     async def has_blob(self, digest: str) -> bool:

@@ -4,22 +4,27 @@ Yields Ollama's status lines: ``pulling manifest``, one ``pulling <12 hex>`` str
 digest, total, completed), ``verifying sha256 digest``, ``writing manifest``, ``success``. Blobs
 download concurrently; the manifest is validated (digests, sizes, media types) before any file is
 written, and the tag only moves after every blob is verified and in place. ``hf.co/…`` names are
-handed to ``registry.hf``.
+handed to ``registry.hf``. A pinned reference ``model[:tag]@sha256:<hex>`` fetches exactly that
+manifest (by digest), checks that its bytes hash to the pin, and stores it under the name's tag.
+The registry must be allowed (``policy``); catalog failures (a full disk) are clear errors that
+keep what was downloaded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import shutil
+import sqlite3
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError, OllamalikeError, RegistryError
-from ollamalike.names import ModelName
-from ollamalike.registry import oci
+from ollamalike.names import DIGEST_RE, ModelName
+from ollamalike.registry import oci, policy
 from ollamalike.registry.download import BlobDownload, PartState
 from ollamalike.registry.parts import IntegrityError
 from ollamalike.store.manifest import parse_manifest
@@ -45,6 +50,18 @@ def short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
+def pinned_digest(name_text: str) -> str | None:
+    """``sha256:<hex>`` of a ``name@sha256:<hex>`` reference, or None (``ModelName.parse`` checks its form)."""
+    if not isinstance(name_text, str) or "@" not in name_text:
+        return None
+    m = DIGEST_RE.match(name_text.rpartition("@")[2].strip().replace(":", "-", 1))
+    return f"sha256:{m.group(1)}" if m else None
+
+
+def catalog_error(e: sqlite3.Error, doing: str, kept: str) -> InternalError:
+    return InternalError(f"cannot {doing} in the model catalog: {e}; {kept}")
+
+
 def check_manifest(body: bytes) -> dict[str, Any]:
     try:
         return parse_manifest(body)
@@ -62,7 +79,11 @@ async def pull_model(
     stats: dict[str, int] | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
     name = ModelName.parse(name_text)
+    pin = pinned_digest(name_text)
+    policy.check_pull(config, name, insecure)
     if name.is_huggingface:
+        if pin is not None:
+            raise BadRequest("hf.co models cannot be pulled by digest: name a quantization tag instead")
         from ollamalike.registry import hf
 
         async for status in hf.pull_hf(store, config, name):
@@ -70,13 +91,18 @@ async def pull_model(
         return
     own_session = session is None
     if own_session:
-        session = oci.new_session()
+        session = oci.new_session(read_timeout=config.pull_stall_timeout)
     try:
         client = oci.RegistryClient(
             session, name, insecure=insecure, registry_auth=config.registry_auth, proxies=config.proxies
         )
         yield {"status": "pulling manifest"}
-        body, _ = await client.get_manifest(name.tag)
+        body, _ = await client.get_manifest(pin or name.tag)
+        if pin is not None and "sha256:" + hashlib.sha256(body).hexdigest() != pin:
+            raise RegistryError(
+                f"registry {name.host} sent a manifest for {pin[7:19]} whose sha256 is "
+                f"{hashlib.sha256(body).hexdigest()[:12]}: not the pinned manifest"
+            )
         manifest = check_manifest(body)
         blobs = [manifest["config"], *manifest["layers"]]
         _check_disk_space(store, blobs)
@@ -86,7 +112,10 @@ async def pull_model(
                 yield status
             yield {"status": "verifying sha256 digest"}
             yield {"status": "writing manifest"}
-            await asyncio.to_thread(store.put_manifest, name, body)
+            try:
+                await asyncio.to_thread(store.put_manifest, name, body)
+            except sqlite3.Error as e:
+                raise catalog_error(e, f"record {name.display}", "its blobs are kept, pull again to finish") from None
         yield {"status": "success"}
     finally:
         if own_session:
@@ -155,8 +184,14 @@ async def _download_all(
             finally:
                 if stats is not None:
                     stats["transferred"] = stats.get("transferred", 0) + download.transferred
+            finishing = asyncio.ensure_future(asyncio.to_thread(partial.finish, download.hashed))
             try:
-                await asyncio.to_thread(partial.finish, download.hashed)
+                await asyncio.shield(finishing)
+            except asyncio.CancelledError:
+                # The thread renames the file whatever happens: the blob's lock is held until it
+                # has, or the next pull of this blob would write a partial that the rename takes.
+                await asyncio.gather(finishing, return_exceptions=True)
+                raise
             except OllamalikeError:
                 state.clear(digest)
                 raise
@@ -220,10 +255,18 @@ class StorePartState:
         return state
 
     def set(self, digest: str, state: dict[str, Any]) -> None:
-        self.store.record_pull(self.prefix + digest, state)
+        try:
+            self.store.record_pull(self.prefix + digest, state)
+        except sqlite3.Error as e:  # "database or disk is full", most likely
+            raise catalog_error(
+                e, f"save the progress of {short(digest)}", "what was transferred is kept, try again to resume"
+            ) from None
 
     def clear(self, digest: str) -> None:
-        self.store.clear_pull(self.prefix + digest)
+        try:
+            self.store.clear_pull(self.prefix + digest)
+        except sqlite3.Error as e:
+            raise catalog_error(e, f"clear the progress of {short(digest)}", "try again") from None
 
 
 def _part_state(store: Any) -> PartState:

@@ -4,7 +4,9 @@ Yields Ollama's status lines: ``retrieving manifest``, one ``pushing <12 hex>`` 
 (digest, total, completed), ``pushing manifest``, ``success``. Blobs the registry already has
 (HEAD 200) are skipped; the rest are streamed up from the store (large ones in chunks that
 resume after a failure or a restart, see ``upload``). The manifest is sent byte-for-byte as
-stored, so its digest on the registry equals the local one.
+stored, so its digest on the registry equals the local one. A ``name@sha256:…`` reference is refused
+(400: a digest names a manifest, it cannot be pushed to), and the target must be allowed
+(``policy.check_push``; ``local``: the request comes from this machine).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError
 from ollamalike.names import ModelName
-from ollamalike.registry import oci
+from ollamalike.registry import oci, policy
 from ollamalike.registry.pull import PROGRESS_INTERVAL, StorePartState, relay, short
 from ollamalike.registry.upload import BlobUpload, Body
 
@@ -33,10 +35,14 @@ async def push_model(
     *,
     insecure: bool = False,
     session: Any = None,
+    local: bool = True,
 ) -> AsyncIterator[dict[str, Any]]:
+    if isinstance(name_text, str) and "@" in name_text:
+        raise BadRequest(f"cannot push to {name_text.strip()!r}: a digest reference cannot be pushed to, name a tag")
     name = ModelName.parse(name_text)
     if name.is_huggingface:
         raise BadRequest("pushing to Hugging Face is not supported")
+    policy.check_push(config, name, insecure, local)
     yield {"status": "retrieving manifest"}
     _, manifest, body = store.get_manifest(name)
     media_type = manifest.get("mediaType") or oci.MANIFEST_V2

@@ -23,9 +23,12 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 import aiohttp
+
+from ollamalike.registry.reading import Stalled, StallWatch
 
 BUFFER_SIZE = 1024 * 1024
 BUFFERS = 8  # for one stream: one being filled, the rest being written or waiting for the hasher
@@ -99,7 +102,9 @@ class Pump:
     """Reads ``length`` bytes of body from ``sock`` and hands them to a sink, buffer by buffer."""
 
     def __init__(self, sock: socket.socket, timeout: float | None, buffers: Buffers | None = None) -> None:
+        """``timeout``: the stall timeout (``reading.StallWatch``), also the longest wait of one read."""
         self.sock = sock
+        self.timeout = timeout
         self.sock.settimeout(timeout)
         self._stopped = threading.Event()
         self.buffers = buffers or Buffers()
@@ -116,32 +121,43 @@ class Pump:
     def run(self, pos: int, length: int, sink: Sink) -> None:
         """Blocking: read ``length`` bytes, give each filled buffer to ``sink`` with its offset.
 
-        A lost, reset or silent connection raises ``aiohttp.ClientPayloadError`` so the caller
-        retries it like any other broken stream, from the bytes the sink has taken.
+        A lost or reset connection raises ``aiohttp.ClientPayloadError`` so the caller retries it
+        like any other broken stream, from the bytes the sink has taken; a silent or trickling one
+        raises ``reading.Stalled`` (a ``ClientPayloadError`` too).
         """
         end = pos + length
+        watch = StallWatch(self.timeout, length)
         while pos < end:
             buf = self.buffers.take(self._stopped)
             view = memoryview(buf)
             filled = 0
             want = min(BUFFER_SIZE, end - pos)
+            failure: aiohttp.ClientPayloadError | None = None
             try:
                 while filled < want:
+                    waiting = time.monotonic()
                     n = self.sock.recv_into(view[filled:want])
                     if n == 0:
+                        failure = aiohttp.ClientPayloadError(
+                            f"connection closed with {end - pos - filled} bytes of the blob left"
+                        )
                         break
                     filled += n
-            except OSError as e:  # TimeoutError included
-                if self._stopped.is_set():
-                    raise Stopped() from None
-                raise aiohttp.ClientPayloadError(f"blob stream failed: {e or type(e).__name__}") from None
+                    watch.tick(time.monotonic() - waiting, n)
+            except Stalled as e:
+                failure = e
+            except TimeoutError:
+                failure = watch.timed_out()
+            except OSError as e:
+                failure = aiohttp.ClientPayloadError(f"blob stream failed: {e or type(e).__name__}")
             if self._stopped.is_set():
+                self.buffers.give(buf)
                 raise Stopped()
+            # What did arrive is handed over even when the stream then failed: a retry resumes after it.
             if filled:
                 sink(pos, view[:filled], functools.partial(self.buffers.give, buf))
                 pos += filled
             else:
                 self.buffers.give(buf)
-            if filled < want:
-                raise aiohttp.ClientPayloadError(f"connection closed with {end - pos} bytes of the blob left")
-
+            if failure is not None:
+                raise failure

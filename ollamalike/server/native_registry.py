@@ -3,6 +3,7 @@
 Each streams Ollama-style status lines as NDJSON (``stream: false`` gives only the final object).
 Pulls run inside the daemon; at most ``config.max_concurrent_pulls`` transfers run at once;
 a pull beyond that is refused with 503 (pushes wait their turn). ``/api/import`` registers an Ollama models directory on this machine.
+A push counts as this machine's own request (``registry.policy``) when its client is on loopback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ollamalike.config import is_loopback_host
 from ollamalike.errors import BadRequest, InternalError, Overloaded
 from ollamalike.registry.import_ollama import import_models
 from ollamalike.registry.pull import pull_model
@@ -81,8 +83,9 @@ async def pull(request: web.Request) -> web.StreamResponse:
 
 async def push(request: web.Request) -> web.StreamResponse:
     state, name, insecure, stream = await _transfer_request(request)
+    local = is_loopback_host(request.remote)
     chunks = _limited(
-        _limit(state), lambda: push_model(state.store, state.config, name, insecure=insecure)
+        _limit(state), lambda: push_model(state.store, state.config, name, insecure=insecure, local=local)
     )
     return await _respond(request, stream, chunks)
 
