@@ -94,6 +94,8 @@ CASES: list[tuple[str, str, set[str] | None, str, list[tuple[str, dict[str, Any]
      NAMES, "", [PARIS]),
     ("string with braces and tags", '<tool_call>{"name": "get_weather", "arguments": {"city": "P}a<tool_call>r\\"is"}}'
      "</tool_call>", NAMES, "", [("get_weather", {"city": 'P}a<tool_call>r"is'})]),
+    ("raw newline in an argument", '<tool_call>{"name": "get_weather", "arguments": {"city": "Par\nis"}}</tool_call>',
+     NAMES, "", [("get_weather", {"city": "Par\nis"})]),
     ("plain text", "The weather in Paris is sunny.", NAMES, "The weather in Paris is sunny.", []),
     ("only whitespace", "  \n", NAMES, "  \n", []),
     ("empty", "", NAMES, "", []),

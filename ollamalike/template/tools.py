@@ -239,7 +239,8 @@ class ToolParser:
         if state == "bad":
             return self._fail(out, end)
         try:
-            value = json.loads(buf[g.vstart:end])
+            # strict=False: models write raw newlines inside argument strings (code, multi-line text).
+            value = json.loads(buf[g.vstart:end], strict=False)
         except ValueError:
             return self._fail(out, end)
         if g.name is not None:
