@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,7 @@ def test_chat_tool_calls_are_parsed_into_objects(d: Daemon) -> None:
         assert len(calls) == 1
         assert calls[0]["function"]["name"] == "get_weather"
         assert calls[0]["function"]["arguments"]["city"] in ("Paris", "Rome")
+        assert re.fullmatch(r"call_[a-z0-9]{8}", calls[0]["id"]), calls[0]  # as Ollama's ids
     # A tool result in the history renders and answers.
     history = [{"role": "user", "content": "Weather in Paris?"},
                {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather",
@@ -160,6 +162,24 @@ def test_chat_tool_calls_are_parsed_into_objects(d: Daemon) -> None:
     status, out = post(d, "/api/chat", {"model": "tools", "messages": history, "tools": tools, "options": FAST,
                                         "stream": False})
     assert status == 200 and out["done"] is True
+
+
+def test_a_json_answer_with_a_name_key_stays_content_when_no_such_tool_is_offered(d: Daemon) -> None:
+    # A structured answer (format) that merely has a "name" key used to come back as a call to a
+    # tool "Alice" that was never offered, and the answer was lost.
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    person = {"type": "object", "properties": {"name": {"const": "Alice"}, "age": {"const": 25}},
+              "required": ["name", "age"]}
+    body = {"model": "tools", "messages": [{"role": "user", "content": "Describe Alice."}], "tools": tools,
+            "format": person, "options": {"num_predict": 64, "seed": 1, "temperature": 0}}
+    status, out = post(d, "/api/chat", {**body, "stream": False})
+    assert status == 200, out
+    assert "tool_calls" not in out["message"], out
+    assert json.loads(out["message"]["content"]) == {"name": "Alice", "age": 25}
+    chunks = streamed(d, "/api/chat", body)
+    assert not [c for ch in chunks for c in ch["message"].get("tool_calls", [])]
+    assert "".join(ch["message"]["content"] for ch in chunks) == out["message"]["content"]
 
 
 def test_tools_and_think_need_model_support(d: Daemon) -> None:

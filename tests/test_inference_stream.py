@@ -10,22 +10,28 @@ import pytest
 
 from ollamalike.inference import collect
 from ollamalike.inference.service import _shorten, truncate_tokens
-from ollamalike.inference.stream import ToolBuffer
+from ollamalike.inference.stream import ToolStream
+
+TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
 
 
 @pytest.mark.parametrize(
     "pieces, streamed, held",
     [
         (["Hello", " world"], "Hello world", ""),
-        (["  ", "{\"name\"", ": 1}"], "", "  {\"name\": 1}"),
-        (["<tool", "_call>{}"], "", "<tool_call>{}"),
+        # Held while it may be a call; streamed once it cannot be one (it used to be held to the end).
+        (["  ", "{\"name\""], "", "  {\"name\""),
+        (["  ", "{\"name\"", ": 1}"], "  {\"name\": 1}", ""),
+        (["<tool", "_call>{\"na"], "", "<tool_call>{\"na"),
+        (["<tool", "_call>{}"], "<tool_call>{}", ""),
         (["<b>hi"], "<b>hi", ""),
+        (["Hi <tool", "_call>"], "Hi ", "<tool_call>"),  # text before a call streams at once
     ],
 )
-def test_tool_buffer(pieces: list[str], streamed: str, held: str) -> None:
-    b = ToolBuffer()
-    out = "".join(b.feed(p) for p in pieces)
-    assert (out, b.flush()) == (streamed, held)
+def test_tool_stream_holds_only_what_may_be_a_call(pieces: list[str], streamed: str, held: str) -> None:
+    b = ToolStream(None, TOOLS)
+    out = "".join(b.feed(p)[0] for p in pieces)
+    assert (out, b.flush()) == (streamed, (held, []))
 
 
 @pytest.mark.parametrize(

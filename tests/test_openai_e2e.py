@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -320,7 +321,23 @@ async def test_streamed_tool_calls(aclient: Any) -> None:
     calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
     assert len(calls) == 1 and calls[0].index == 0
     _check_call(calls[0], "get_weather")
+    # The id is the one the native API gives the call (Ollama's "call_" and 8 characters).
+    assert re.fullmatch(r"call_[a-z0-9]{8}", calls[0].id or "")
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_a_json_answer_with_a_name_key_is_content_not_a_call(client: Any) -> None:
+    # With tools offered, a structured answer that has a "name" key is not a call to a tool
+    # "Alice" (none was offered): it is the answer.
+    person = {"type": "object", "properties": {"name": {"const": "Alice"}, "age": {"const": 25}},
+              "required": ["name", "age"], "additionalProperties": False}
+    resp = client.chat.completions.create(
+        model=TOOLS, messages=[{"role": "user", "content": "Describe Alice."}], max_tokens=64, tools=[WEATHER_TOOL],
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": person}}, **GREEDY,
+    )
+    choice = resp.choices[0]
+    assert not choice.message.tool_calls and choice.finish_reason == "stop"
+    assert json.loads(choice.message.content or "") == {"name": "Alice", "age": 25}
 
 
 # --- completions and embeddings -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 from ollamalike import options as opts
 from ollamalike.errors import BadRequest, OllamalikeError, RunnerError
 from ollamalike.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
-from ollamalike.inference.stream import ToolBuffer
+from ollamalike.inference.stream import ToolStream
 
 log = logging.getLogger("ollamalike.inference")
 
@@ -262,44 +262,32 @@ async def chat(state: Any, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
         runner = lease.runner
         prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think, lease.num_ctx)
         splitter = _think_parser(prompt) if req.think else None
-        tool_buffer = ToolBuffer() if req.tools else None
+        # With tools, content goes through the tool-call parser: calls anywhere in the output come
+        # out as tool_calls (only of the offered tools), everything else as content.
+        tool_stream = ToolStream(model, req.tools) if req.tools else None
         run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
         done: dict[str, Any] = {}
         async with contextlib.aclosing(_pieces(runner, tokens, run_opts, req.format, splitter, done)) as pieces:
             async for thinking, content in pieces:
-                if tool_buffer is not None and content:
-                    content = tool_buffer.feed(content)
-                if thinking or content:
-                    yield _chat_chunk(req.model, content, thinking)
+                calls: list[dict[str, Any]] = []
+                if tool_stream is not None and content:
+                    content, calls = tool_stream.feed(content)
+                if thinking or content or calls:
+                    yield _chat_chunk(req.model, content, thinking, tool_calls=calls)
         thinking, content = splitter.flush() if splitter else ("", "")
-        if tool_buffer is not None:
-            content = tool_buffer.feed(content) if content else ""
-            held = tool_buffer.flush()
-            calls = _parse_tool_calls(model, held) if held.strip() else None
-            if calls:
-                yield _chat_chunk(req.model, "", thinking, tool_calls=calls)
-                thinking = ""
-            else:
-                content += held
-        if thinking or content:
-            yield _chat_chunk(req.model, content, thinking)
+        calls = []
+        if tool_stream is not None:
+            content, calls = tool_stream.feed(content) if content else ("", [])
+            rest, more = tool_stream.flush()
+            content, calls = content + rest, calls + more
+        if thinking or content or calls:
+            yield _chat_chunk(req.model, content, thinking, tool_calls=calls)
         final = _final_chunk(req.model, {"message": {"role": "assistant", "content": ""}}, done, started,
                              lease.load_duration_ns)
         _observe(state, req, final)
         yield final
     finally:
         lease.release()
-
-
-def _parse_tool_calls(model: Any, text: str) -> list[dict[str, Any]] | None:
-    from ollamalike.template import parse_tool_calls
-
-    calls = parse_tool_calls(model, text)
-    if not calls:
-        return None
-    for i, call in enumerate(calls):
-        call.setdefault("function", {}).setdefault("index", i)
-    return calls
 
 
 def _chat_chunk(model: str, content: str, thinking: str, tool_calls: list[dict[str, Any]] | None = None

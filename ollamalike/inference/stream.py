@@ -1,39 +1,41 @@
-"""Incremental tool-call buffering of generated text (``<think>`` splitting is template.ThinkingParser).
+"""Tool calls out of a chat's streamed content (``<think>`` splitting is template.ThinkingParser).
 
-Tokens arrive a few characters at a time: output that might be a tool call is held back until it
-is complete, anything else streams at once.
+``ToolStream`` runs the content of one chat with tools through the model's streaming tool-call
+parser (template.tools.ToolParser): content goes on at once but for a possible partial call tag,
+each call of an offered tool comes out as soon as it is complete, carrying an ``id`` as Ollama's
+do (``call_`` and 8 random characters), which clients send back as a tool result's ``tool_call_id``.
 """
 
 from __future__ import annotations
 
-# How a tool call may begin in model output (bare JSON, Hermes/Qwen, Mistral, Llama 3.1, fenced).
-TOOL_PREFIXES = ("{", "[", "<tool_call>", "[TOOL_CALLS]", "<|python_tag|>", "```", "<function")
+import secrets
+import string
+from typing import Any
+
+from ollamalike.template.tools import ToolParser, tags_for, tool_names
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
 
 
-class ToolBuffer:
-    """With tools offered, output that may be a tool call is held back until the end.
+def new_call_id() -> str:
+    return "call_" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
-    Output that clearly is not a tool call (its first non-blank text cannot start one) streams as
-    it comes; otherwise the whole text is returned by ``flush`` for the tool-call parser.
-    """
 
-    def __init__(self) -> None:
-        self.buffer = ""
-        self.streaming = False
+class ToolStream:
+    """``feed(text)`` / ``flush()`` -> (content, calls); calls are ``{"id", "function": {"index",
+    "name", "arguments"}}``, of the offered ``tools`` only (any other JSON stays content)."""
 
-    def feed(self, text: str) -> str:
-        if self.streaming:
-            return text
-        self.buffer += text
-        head = self.buffer.lstrip()
-        if not head:
-            return ""
-        if any(head.startswith(p) or p.startswith(head) for p in TOOL_PREFIXES):
-            return ""
-        self.streaming = True
-        out, self.buffer = self.buffer, ""
-        return out
+    def __init__(self, model: Any, tools: Any) -> None:
+        self.parser = ToolParser(tags_for(model), tool_names(tools))
 
-    def flush(self) -> str:
-        out, self.buffer = self.buffer, ""
-        return out
+    @staticmethod
+    def _with_ids(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"id": new_call_id(), **call} for call in calls]
+
+    def feed(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+        content, calls = self.parser.feed(text)
+        return content, self._with_ids(calls)
+
+    def flush(self) -> tuple[str, list[dict[str, Any]]]:
+        content, calls = self.parser.flush()
+        return content, self._with_ids(calls)
