@@ -32,16 +32,20 @@ def real_model_path(key: str) -> Path:
 
 
 def start_real_daemon(home: Path, extra_env: dict[str, str] | None = None) -> Daemon:
+    from ollamalike import realmodels
     from ollamalike.registry.import_ollama import link_blob
     from ollamalike.store import Store
 
-    home.mkdir(parents=True, exist_ok=True)
-    store = Store(home / "models")
-    digests = {key: link_blob(store, real_model_path(key))[0] for key in (QWEN, GEMMA)}
+    paths = {key: real_model_path(key) for key in (QWEN, GEMMA)}
     env = {"OLLAMALIKE_KEEP_ALIVE": "30m", **(extra_env or {})}
     daemon = start_daemon(home, env)
     try:
-        for key, digest in digests.items():
+        # Linked once the daemon is up: its start-up sweep removes blobs that no manifest references.
+        store = Store(daemon.models_dir)
+        for key, path in paths.items():
+            from ollamalike import realmodels
+
+            digest, _ = link_blob(store, path, expected_digest="sha256:" + realmodels.model(key).sha256)
             status, body = daemon.request("POST", "/api/create",
                                           {"model": key, "files": {f"{key}.gguf": digest}, "stream": False})
             assert status == 200, f"creating {key}: {status} {body}"
