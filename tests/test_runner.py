@@ -106,12 +106,16 @@ async def test_eight_concurrent_streams(runner: RunnerProcess) -> None:
 async def test_prefix_reuse(runner: RunnerProcess) -> None:
     base = await runner.tokenize("the little dog and the big cat were in the house with the red tree")
     _, first = await collect(runner, base, {"temperature": 0, "num_predict": 4})
-    assert first["prompt_eval_count"] >= len(base) - 1  # another slot may already hold BOS
+    # prompt_eval_count is the whole prompt (as Ollama); cached_tokens says what the cache served.
+    assert first["prompt_eval_count"] == len(base)
+    assert first["cached_tokens"] <= 1  # another slot may already hold BOS
     extra = await runner.tokenize(" where is the moon", add_special=False)
     _, second = await collect(runner, base + extra, {"temperature": 0, "num_predict": 4})
-    assert second["prompt_eval_count"] == len(extra)
+    assert second["prompt_eval_count"] == len(base) + len(extra)
+    assert second["cached_tokens"] == len(base)
     _, again = await collect(runner, base + extra, {"temperature": 0, "num_predict": 4})
-    assert again["prompt_eval_count"] == 1  # everything cached; the last token is re-evaluated for logits
+    assert again["prompt_eval_count"] == len(base) + len(extra)
+    assert again["cached_tokens"] == len(base) + len(extra) - 1  # the last token is evaluated again for logits
     assert again["tokens"] == second["tokens"]
 
 
@@ -268,3 +272,17 @@ async def test_empty_prompt_starts_from_bos(runner: RunnerProcess) -> None:
         assert final["prompt_tokens"] == 1 and final["eval_count"] == 2
     _, zero = await collect(runner, "nothing to generate", {"num_predict": 0})
     assert zero["eval_count"] == 0 and zero["done_reason"] == "length"
+
+
+async def test_greedy_fresh_equals_cached_with_default_penalties(runner: RunnerProcess) -> None:
+    # A prompt long enough to be decoded in big batches: a token's logits depend on the batch it is
+    # computed in, so the prompt's last token is always decoded on its own, as in the cached case.
+    # The default penalties (repeat_penalty 1.1 over the last 64 tokens) are primed from the whole
+    # prompt either way.
+    prompt = "fresh or cached: " + " ".join(f"{w} dog {i}" for i, w in enumerate(["red", "blue", "big"] * 12))
+    opts = {"temperature": 0, "num_predict": 24}
+    _, fresh = await collect(runner, prompt, opts)
+    _, cached = await collect(runner, prompt, opts)
+    assert fresh["cached_tokens"] <= 1 and cached["cached_tokens"] == cached["prompt_eval_count"] - 1
+    assert fresh["prompt_eval_count"] == cached["prompt_eval_count"] > 100
+    assert cached["tokens"] == fresh["tokens"]
