@@ -4,6 +4,7 @@ and embeddings from a BERT runner."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import signal
@@ -48,6 +49,26 @@ async def test_bad_model_file_gives_reason(config: Config, tmp_path: Path) -> No
     with pytest.raises(RunnerError, match="invalid choice: 'q5_9'"):
         await RunnerProcess.start(RunnerSpec(str(bad), kv_cache_type="q5_9"), config)
     assert not list((config.run_dir).glob("*.sock"))
+
+
+async def test_a_crash_while_loading_is_described_and_its_stderr_kept_from_the_client(
+    config: Config, tmp_path: Path, tiny_chat_gguf: Path
+) -> None:
+    # A runner that aborts while loading (as llama.cpp does on a failed GGML_ASSERT) leaves a
+    # debugger backtrace on stderr: the error says what happened, never that text.
+    fake = tmp_path / "aborting-python"
+    fake.write_text("#!/bin/sh\necho 'GGML_ASSERT(n_outputs_max <= cparams.n_outputs_max) failed' >&2\n"
+                    "echo '360\t../csu/libc-start.c: No such file or directory.' >&2\nkill -ABRT $$\n")
+    fake.chmod(0o755)
+    crashing = dataclasses.replace(config, runner_python=str(fake))
+    with pytest.raises(RunnerError) as err:
+        await RunnerProcess.start(RunnerSpec(str(tiny_chat_gguf)), crashing)
+    message = str(err.value)
+    assert "model runner crashed while loading (signal SIGABRT)" in message
+    assert "libc-start" not in message and "GGML_ASSERT" not in message
+    # The runner's own refusal of an argument is still its reason.
+    with pytest.raises(RunnerError, match=r"--batch \(1\) must be at least --parallel \(4\)"):
+        await RunnerProcess.start(RunnerSpec(str(tiny_chat_gguf), num_batch=1, num_parallel=4), config)
 
 
 async def test_truncated_model_file(config: Config, tmp_path: Path, tiny_chat_gguf: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -288,6 +289,26 @@ def test_plan_num_ctx_rules(tmp_path: Path) -> None:
         plan_load(m, {"num_ctx": -5}, config)
     small, big = plan_load(m, {"num_ctx": 128}, config), plan_load(m, {"num_ctx": 2048}, config)
     assert big.size > small.size > 100  # file size plus a KV estimate that grows with the context
+
+
+@pytest.mark.parametrize(("num_batch", "parallel", "expected"), [
+    (None, 4, 512),
+    (4, 4, 4),
+    (1, 1, 1),
+    (10**9, 4, 256 * 4),  # llama.cpp's own clamp: never more than the whole context
+    (1, 4, "at least the number of parallel sequences (4), got 1"),  # llama.cpp would abort on it
+    (3, 4, "got 3"),
+])
+def test_plan_num_batch_rules(tmp_path: Path, num_batch: int | None, parallel: int, expected: int | str) -> None:
+    config = dataclasses.replace(load_config(), num_parallel=parallel)
+    options: dict[str, Any] = {"num_ctx": 256} | ({} if num_batch is None else {"num_batch": num_batch})
+    if isinstance(expected, str):
+        with pytest.raises(BadRequest, match=re.escape(expected)):
+            plan_load(model(tmp_path), options, config)
+    else:
+        plan = plan_load(model(tmp_path), options, config)
+        assert plan.spec["num_batch"] == expected
+        assert plan.size < 2**32  # a huge num_batch no longer inflates the memory estimate
 
 
 async def test_default_keep_alive_comes_from_config(tmp_path: Path) -> None:

@@ -42,6 +42,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     for name in ("ctx", "parallel", "batch"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
+    if args.batch < args.parallel:
+        # llama.cpp asserts (and aborts) when a batch cannot hold one token of every sequence.
+        p.error(f"--batch ({args.batch}) must be at least --parallel ({args.parallel})")
     if args.main_gpu < 0:
         p.error("--main-gpu must not be negative")
     return args
