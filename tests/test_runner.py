@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -241,8 +242,9 @@ async def test_tokenize_detokenize_roundtrip(runner: RunnerProcess) -> None:
     assert await runner.detokenize(tokens) == "<s> Hello world ✓"
     with pytest.raises(BadRequest):
         await runner.detokenize([-5])
-    with pytest.raises(BadRequest, match="embeddings"):
-        await runner.embed(["hi"])
+    # A chat model's runner embeds too (issue 13: it used to refuse, and the daemon reloaded the model).
+    vectors, count = await runner.embed(["hi"])
+    assert len(vectors) == 1 and count == len(await runner.tokenize("hi"))
 
 
 async def test_new_request_joins_while_others_generate(runner: RunnerProcess) -> None:
@@ -286,3 +288,45 @@ async def test_greedy_fresh_equals_cached_with_default_penalties(runner: RunnerP
     assert fresh["cached_tokens"] <= 1 and cached["cached_tokens"] == cached["prompt_eval_count"] - 1
     assert fresh["prompt_eval_count"] == cached["prompt_eval_count"] > 100
     assert cached["tokens"] == fresh["tokens"]
+
+
+async def test_embeddings_from_a_chat_runner_beside_a_generation(runner: RunnerProcess) -> None:
+    # Issue 13: a chat model's runner embeds in a context of its own on the same weights, while a
+    # generation is in flight; the generation's greedy output is what it is alone.
+    opts = {"temperature": 0, "num_predict": 48}
+    _, alone = await collect(runner, "a generation that an embedding runs beside", opts)
+    first_chunk = asyncio.Event()
+    chunks: list[str] = []
+
+    async def generate() -> dict[str, Any]:
+        final: dict[str, Any] = {}
+        async for ev in runner.completion("a generation that an embedding runs beside", opts):
+            if ev.get("done"):
+                final = ev
+            else:
+                chunks.append(ev["content"])
+                first_chunk.set()
+        return final
+
+    task = asyncio.create_task(generate())
+    await asyncio.wait_for(first_chunk.wait(), 30)
+    texts = ["the dog is red", "a", "why is the sky blue " * 40]
+    vectors, count = await runner.embed(texts)
+    assert not task.done() or len(chunks) < 48, "the embed did not run while the generation was in flight"
+    beside = await task
+    assert beside["tokens"] == alone["tokens"]
+    assert count == sum([len(await runner.tokenize(t)) for t in texts])
+    assert len(vectors) == 3 and len({len(v) for v in vectors}) == 1
+    for v in vectors:
+        assert abs(math.sqrt(sum(x * x for x in v)) - 1.0) < 1e-5
+    again, _ = await runner.embed(["the dog is red"])
+    assert again[0] == pytest.approx(vectors[0], abs=1e-6)
+    assert vectors[0] != vectors[1]
+    h = await runner.get_health()
+    assert h["slots_busy"] == 0 and h["embedding"] is False
+    # Too long for the slot context: truncated, or refused when truncate is false.
+    long_text = "the dog " * 300
+    truncated, n = await runner.embed([long_text])
+    assert n == CTX_SLOT and len(truncated[0]) == len(vectors[0])
+    with pytest.raises(BadRequest, match="exceeds maximum context length"):
+        await runner.embed([long_text], truncate=False)

@@ -170,14 +170,25 @@ async def test_different_runner_options_reload_after_drain(tmp_path: Path) -> No
     await sched.shutdown()
 
 
-async def test_embedding_mode_needs_another_runner(tmp_path: Path) -> None:
+async def test_embeddings_share_the_chat_runner_and_do_not_wait_for_generations(tmp_path: Path) -> None:
+    # Issue 13: an embed on a loaded chat model used to reload it in embedding mode, waiting for
+    # every generation. Now it uses the same runner at once; embeds have their own num_parallel slots.
     starter = Starter()
-    sched = make(starter)
+    sched = make(starter, num_parallel=1, max_queue=4)
     m = model(tmp_path)
-    (await sched.acquire(m, {}, None)).release()
-    lease = await sched.acquire(m, {}, None, embedding=True)
-    assert starter.started[1].spec["embedding"] is True
-    lease.release()
+    chat = await sched.acquire(m, {}, None)
+    embed = await asyncio.wait_for(sched.acquire(m, {}, None, embedding=True), 1)
+    assert embed.runner is chat.runner and len(starter.started) == 1
+    assert embed.load_duration_ns == 0 and starter.started[0].spec["embedding"] is False
+    second_embed = asyncio.create_task(sched.acquire(m, {}, None, embedding=True))
+    second_chat = asyncio.create_task(sched.acquire(m, {}, None))
+    await wait_until(lambda: sched._waiting == 2)  # both kinds queue behind their own kind only
+    embed.release()
+    (await asyncio.wait_for(second_embed, 1)).release()
+    assert not second_chat.done()
+    chat.release()
+    (await asyncio.wait_for(second_chat, 1)).release()
+    assert len(starter.started) == 1
     await sched.shutdown()
 
 

@@ -70,6 +70,7 @@ class Engine:
         self._piece_buf = (ctypes_char_array(256))()
         self.stats = _Stats()
         self._candidates: Candidates | None = None
+        self._side: Any = None  # embed.SideContext of a chat model's runner, made on the first embed
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
 
     # --- thread-safe API -------------------------------------------------------------------
@@ -118,6 +119,8 @@ class Engine:
                     self._finish(slot, error="runner is shutting down")
             for req in self._waiting:
                 req.emit({"error": "runner is shutting down"})
+            if self._side is not None:
+                self._side.close()
             llama_cpp.llama_batch_free(self.batch)
 
     def _drain_incoming(self) -> None:
@@ -361,11 +364,30 @@ class Engine:
         return piece
 
     # --- embeddings ------------------------------------------------------------------------
+    def embedding_limit(self) -> int:
+        """The longest input an embed takes: an embedding model's batch, or a chat model's slot context."""
+        m = self.m
+        train = llama_cpp.llama_model_n_ctx_train(m.model) or m.n_ctx_slot
+        if self.embedding_runner:
+            return min(m.n_ctx_slot, m.n_batch, train)
+        return min(m.n_ctx_slot, train)
+
+    @property
+    def embedding_runner(self) -> bool:
+        return bool(self.m.opts is not None and self.m.opts.embedding)
+
     def _run_embed(self, job: EmbedJob) -> None:
-        from ollamalike.runner.embed import embed_batch
+        """Between two steps: the sequences in flight wait for it, their KV cache untouched."""
+        from ollamalike.runner.embed import SideContext, embed_batch
 
         try:
-            job.done(embed_batch(self.m, self.batch, len(self.slots), job.inputs), None)
+            if self.embedding_runner:
+                vectors = embed_batch(self.m, self.batch, len(self.slots), job.inputs)
+            else:
+                if self._side is None:
+                    self._side = SideContext(self.m, self.embedding_limit())
+                vectors = self._side.embed(job.inputs)
+            job.done(vectors, None)
         except Exception as e:  # reported to the caller; the engine keeps serving
             job.done(None, str(e))
 
