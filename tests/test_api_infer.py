@@ -14,7 +14,7 @@ import pytest
 
 from tests.daemon import Daemon
 from tests.helpers import assert_api_error
-from tests.infer_helpers import create_model, start_serving_daemon, stream_lines
+from tests.infer_helpers import check_embed_beside_chat, create_model, start_serving_daemon, stream_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -339,3 +339,9 @@ def test_parallel_requests_share_one_runner(d: Daemon) -> None:
         check_final(final)
         assert final["eval_count"] == 8 or final["done_reason"] == "stop"
     assert set(runner_pids(d)) <= before  # no new runner: the loaded one served them all
+
+
+def test_embed_on_a_loaded_chat_model_runs_beside_a_chat(d: Daemon) -> None:
+    # Issue 13: it reloaded the model in embedding mode, waiting for every generation.
+    check_embed_beside_chat(d, "tiny", [{"role": "user", "content": "tell me a long story about embeddings"}],
+                            num_predict=400)
