@@ -306,18 +306,18 @@ def test_plan_num_ctx_rules(tmp_path: Path) -> None:
     (None, 4, 512),
     (4, 4, 4),
     (1, 1, 1),
-    (10**9, 4, 256 * 4),  # llama.cpp's own clamp: never more than the whole context
+    (10**9, 4, 1024),  # never more than a slot's context (llama.cpp clamps to the context too)
     (1, 4, "at least the number of parallel sequences (4), got 1"),  # llama.cpp would abort on it
     (3, 4, "got 3"),
 ])
 def test_plan_num_batch_rules(tmp_path: Path, num_batch: int | None, parallel: int, expected: int | str) -> None:
     config = dataclasses.replace(load_config(), num_parallel=parallel)
-    options: dict[str, Any] = {"num_ctx": 256} | ({} if num_batch is None else {"num_batch": num_batch})
+    options: dict[str, Any] = {"num_ctx": 1024} | ({} if num_batch is None else {"num_batch": num_batch})
     if isinstance(expected, str):
         with pytest.raises(BadRequest, match=re.escape(expected)):
             plan_load(model(tmp_path), options, config)
     else:
-        plan = plan_load(model(tmp_path), options, config)
+        plan = plan_load(model(tmp_path, ctx=4096), options, config)
         assert plan.spec["num_batch"] == expected
         assert plan.size < 2**32  # a huge num_batch no longer inflates the memory estimate
 

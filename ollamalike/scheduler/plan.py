@@ -53,7 +53,7 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
     parallel = config.num_parallel
     requested_gpu = options.get("num_gpu")
     gpu_layers = -1 if requested_gpu is None or int(requested_gpu) < 0 else int(requested_gpu)
-    num_batch = _num_batch(options, num_ctx * parallel, parallel)
+    num_batch = _num_batch(options, num_ctx, parallel)
     cache = config.kv_cache_type if config.flash_attention else "f16"
     size = planner.estimate(info, num_ctx * parallel, cache, num_batch).total
     if not getattr(info, "layer_bytes", None):
@@ -77,15 +77,16 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
 
 
-def _num_batch(options: dict[str, Any], ctx_total: int, parallel: int) -> int:
-    """num_batch as llama.cpp takes it: at most the whole context (llama.cpp's own clamp for causal
-    models; a larger batch only costs memory), and never fewer than one token per parallel
-    sequence, which llama.cpp asserts on (the runner would abort): that is refused up front."""
+def _num_batch(options: dict[str, Any], num_ctx: int, parallel: int) -> int:
+    """num_batch as the runner can use it: at most a slot's context (no prompt is longer; llama.cpp
+    clamps to the context itself, and a larger batch only costs memory), and never fewer than one
+    token per parallel sequence, which llama.cpp asserts on (the runner would abort): that is
+    refused up front."""
     requested = int(options.get("num_batch") or 512)
     if requested < parallel:
         raise BadRequest(f"option 'num_batch' must be at least the number of parallel sequences ({parallel}), "
                          f"got {requested}")
-    return min(requested, max(ctx_total, parallel))
+    return min(requested, max(num_ctx, parallel))
 
 
 def layout_load(plan: LoadPlan, model: Any, config: Config) -> LoadPlan:
