@@ -66,3 +66,56 @@ def runner_pids(d: Daemon) -> list[int]:
     from tests.daemon import descendants
 
     return descendants(d.proc.pid)
+
+
+def check_embed_beside_chat(d: Daemon, model: str, messages: list[dict[str, Any]], num_predict: int) -> None:
+    """/api/embed on a loaded chat model while a greedy chat streams: no reload (same runner
+    process, load_duration ~0), answered before the chat ends, L2-normalised deterministic vectors,
+    and the chat's output exactly what it is alone (issue 13)."""
+    import math
+    import threading
+    import time
+
+    chat = {"model": model, "messages": messages, "stream": False,
+            "options": {"temperature": 0, "num_predict": num_predict}}
+    status, alone = d.request("POST", "/api/chat", chat, timeout=600)
+    assert status == 200, alone
+    before = sorted(runner_pids(d))
+    assert before, "the chat model's runner is not running"
+    started = threading.Event()
+    result: dict[str, Any] = {}
+
+    def stream_chat() -> None:
+        parts = []
+        for line in stream_lines(d, "/api/chat", {**chat, "stream": True}, timeout=600):
+            obj = json.loads(line)
+            parts.append(obj["message"]["content"])
+            started.set()
+            if obj.get("done"):
+                result["final"] = obj
+        result["content"] = "".join(parts)
+        result["ended"] = time.monotonic()
+
+    thread = threading.Thread(target=stream_chat)
+    thread.start()
+    try:
+        assert started.wait(300), "the chat did not start streaming"
+        texts = ["The quick brown fox jumps over the lazy dog.", "Embeddings from a chat model."]
+        status, emb = d.request("POST", "/api/embed", {"model": model, "input": texts}, timeout=600)
+        answered = time.monotonic()
+    finally:
+        thread.join(600)
+    assert status == 200, emb
+    assert "ended" in result and result["final"]["done"] is True
+    assert answered < result["ended"], "the embed waited for the generation to finish"
+    assert emb["load_duration"] < 50_000_000, f"the model was loaded again: {emb['load_duration']} ns"
+    assert sorted(runner_pids(d)) == before, "the embed started another runner"
+    vectors = emb["embeddings"]
+    assert len(vectors) == 2 and len(vectors[0]) == len(vectors[1]) > 8
+    for v in vectors:
+        assert abs(math.sqrt(sum(x * x for x in v)) - 1.0) < 1e-4
+    assert vectors[0] != vectors[1] and emb["prompt_eval_count"] > 4
+    assert result["content"] == alone["message"]["content"], "the embed changed the concurrent chat's output"
+    status, again = d.request("POST", "/api/embed", {"model": model, "input": texts[0]}, timeout=600)
+    assert status == 200 and all(abs(a - b) < 1e-5 for a, b in zip(again["embeddings"][0], vectors[0], strict=True))
+    assert sorted(runner_pids(d)) == before

@@ -15,7 +15,7 @@ import pytest
 
 from tests.daemon import Daemon
 from tests.helpers import assert_api_error
-from tests.infer_helpers import create_model, start_serving_daemon, stream_lines
+from tests.infer_helpers import check_embed_beside_chat, create_model, start_serving_daemon, stream_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -80,11 +80,12 @@ def test_generate_context_continues_a_conversation(d: Daemon) -> None:
     _, first = post(d, "/api/generate", {"model": "tiny", "prompt": "hello", "options": FAST, "stream": False})
     _, second = post(d, "/api/generate", {"model": "tiny", "prompt": "more", "context": first["context"],
                                           "options": FAST, "stream": False})
-    # The new prompt continues the old context token for token (no second BOS), and only the new
-    # tokens are evaluated: the runner reuses the cached prefix.
+    # The new prompt continues the old context token for token (no second BOS); prompt_eval_count is
+    # the whole prompt, the cached old context included (as Ollama).
     assert second["context"][: len(first["context"])] == first["context"]
     new_tokens = len(second["context"]) - len(first["context"]) - second["eval_count"]
-    assert new_tokens > 0 and second["prompt_eval_count"] <= new_tokens + 1
+    assert new_tokens > 0
+    assert second["prompt_eval_count"] == len(second["context"]) - second["eval_count"]
 
 
 def test_generate_raw_and_system_and_template(d: Daemon) -> None:
@@ -358,3 +359,9 @@ def test_parallel_requests_share_one_runner(d: Daemon) -> None:
         check_final(final)
         assert final["eval_count"] == 8 or final["done_reason"] == "stop"
     assert set(runner_pids(d)) <= before  # no new runner: the loaded one served them all
+
+
+def test_embed_on_a_loaded_chat_model_runs_beside_a_chat(d: Daemon) -> None:
+    # Issue 13: it reloaded the model in embedding mode, waiting for every generation.
+    check_embed_beside_chat(d, "tiny", [{"role": "user", "content": "tell me a long story about embeddings"}],
+                            num_predict=400)

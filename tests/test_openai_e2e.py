@@ -178,8 +178,38 @@ def test_chat_completion_matches_native_api(client: Any, daemon: Daemon) -> None
     assert status == 200, native
     assert native["message"]["content"] == choice.message.content
     assert native["eval_count"] == resp.usage.completion_tokens
-    # prompt_eval_count counts only tokens evaluated: the native call reuses the cached prefix.
-    assert 0 < native["prompt_eval_count"] <= resp.usage.prompt_tokens
+    # prompt_eval_count counts the whole prompt, cached or not (as Ollama).
+    assert native["prompt_eval_count"] == resp.usage.prompt_tokens
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_repeated_request_reports_the_whole_prompt_and_the_cached_part(client: Any, daemon: Daemon,
+                                                                       endpoint: str) -> None:
+    def ask() -> Any:
+        if endpoint == "chat":
+            msgs = [{"role": "user", "content": "count the cached tokens of this prompt"}]
+            return client.chat.completions.create(model=CHAT, messages=msgs, max_tokens=3, **GREEDY)
+        return client.completions.create(model=CHAT, prompt="count the cached tokens, completions", max_tokens=3,
+                                         **GREEDY)
+
+    first, second = ask(), ask()
+    assert first.usage.prompt_tokens == second.usage.prompt_tokens > 3
+    assert first.usage.prompt_tokens_details is not None and second.usage.prompt_tokens_details is not None
+    # The first time only a shared beginning (BOS, the template's start) can have been cached.
+    assert first.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens - 3
+    # Everything but the last token (evaluated again for its logits) came from the prefix cache.
+    assert second.usage.prompt_tokens_details.cached_tokens == second.usage.prompt_tokens - 1
+    if endpoint == "completions":
+        # The native API says the same whole-prompt count, twice.
+        body = {"model": CHAT, "prompt": "count the cached tokens, native", "stream": False,
+                "options": {"num_predict": 2, "temperature": 0}}
+        counts = []
+        for _ in range(2):
+            status, native = daemon.request("POST", "/api/generate", body)
+            assert status == 200, native
+            assert "cached_tokens" not in native
+            counts.append(native["prompt_eval_count"])
+        assert counts[0] == counts[1] > 3
 
 
 def test_chat_stop_sequence_and_content_parts(client: Any) -> None:

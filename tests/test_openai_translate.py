@@ -308,7 +308,8 @@ def test_chat_completion_object() -> None:
     assert obj["system_fingerprint"].startswith("fp_")
     assert obj["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "Hello"},
                                "logprobs": None, "finish_reason": "length"}]
-    assert obj["usage"] == {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14}
+    assert obj["usage"] == {"prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14,
+                            "prompt_tokens_details": {"cached_tokens": 0}}
 
 
 def test_chat_completion_tool_calls() -> None:
@@ -336,9 +337,23 @@ def test_chat_stream_chunks() -> None:
     assert events[1]["choices"][0]["delta"] == {"content": " there"}
     assert events[2]["choices"][0]["finish_reason"] == "stop"
     assert events[2]["choices"][0]["delta"] == {}
-    assert events[3]["choices"] == [] and events[3]["usage"] == {"prompt_tokens": 11, "completion_tokens": 3,
-                                                                 "total_tokens": 14}
+    assert events[3]["choices"] == [] and events[3]["usage"] == {
+        "prompt_tokens": 11, "completion_tokens": 3, "total_tokens": 14, "prompt_tokens_details": {"cached_tokens": 0}}
     assert len(events) == 4
+
+
+def test_usage_says_the_cached_part_of_the_prompt() -> None:
+    # The inference service's final chunk carries cached_tokens as an attribute (no Ollama field).
+    from ollamalike.inference.service import FinalChunk
+
+    last = FinalChunk(final())
+    last.cached_tokens = 10
+    assert "cached_tokens" not in last
+    obj = out.chat_completion("m", [piece("Hi"), last])
+    assert obj["usage"]["prompt_tokens"] == 11 and obj["usage"]["prompt_tokens_details"] == {"cached_tokens": 10}
+    enc = out.ChatStream("m", include_usage=True)
+    events = [e for c in (piece("Hi"), last) for e in enc.feed(c)]
+    assert events[-1]["usage"]["prompt_tokens_details"] == {"cached_tokens": 10}
 
 
 def test_chat_stream_first_chunk_has_role_even_when_empty_and_tool_calls_finish() -> None:

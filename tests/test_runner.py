@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -106,12 +107,16 @@ async def test_eight_concurrent_streams(runner: RunnerProcess) -> None:
 async def test_prefix_reuse(runner: RunnerProcess) -> None:
     base = await runner.tokenize("the little dog and the big cat were in the house with the red tree")
     _, first = await collect(runner, base, {"temperature": 0, "num_predict": 4})
-    assert first["prompt_eval_count"] >= len(base) - 1  # another slot may already hold BOS
+    # prompt_eval_count is the whole prompt (as Ollama); cached_tokens says what the cache served.
+    assert first["prompt_eval_count"] == len(base)
+    assert first["cached_tokens"] <= 1  # another slot may already hold BOS
     extra = await runner.tokenize(" where is the moon", add_special=False)
     _, second = await collect(runner, base + extra, {"temperature": 0, "num_predict": 4})
-    assert second["prompt_eval_count"] == len(extra)
+    assert second["prompt_eval_count"] == len(base) + len(extra)
+    assert second["cached_tokens"] == len(base)
     _, again = await collect(runner, base + extra, {"temperature": 0, "num_predict": 4})
-    assert again["prompt_eval_count"] == 1  # everything cached; the last token is re-evaluated for logits
+    assert again["prompt_eval_count"] == len(base) + len(extra)
+    assert again["cached_tokens"] == len(base) + len(extra) - 1  # the last token is evaluated again for logits
     assert again["tokens"] == second["tokens"]
 
 
@@ -237,8 +242,9 @@ async def test_tokenize_detokenize_roundtrip(runner: RunnerProcess) -> None:
     assert await runner.detokenize(tokens) == "<s> Hello world ✓"
     with pytest.raises(BadRequest):
         await runner.detokenize([-5])
-    with pytest.raises(BadRequest, match="embeddings"):
-        await runner.embed(["hi"])
+    # A chat model's runner embeds too (issue 13: it used to refuse, and the daemon reloaded the model).
+    vectors, count = await runner.embed(["hi"])
+    assert len(vectors) == 1 and count == len(await runner.tokenize("hi"))
 
 
 async def test_new_request_joins_while_others_generate(runner: RunnerProcess) -> None:
@@ -268,3 +274,59 @@ async def test_empty_prompt_starts_from_bos(runner: RunnerProcess) -> None:
         assert final["prompt_tokens"] == 1 and final["eval_count"] == 2
     _, zero = await collect(runner, "nothing to generate", {"num_predict": 0})
     assert zero["eval_count"] == 0 and zero["done_reason"] == "length"
+
+
+async def test_greedy_fresh_equals_cached_with_default_penalties(runner: RunnerProcess) -> None:
+    # A prompt long enough to be decoded in big batches: a token's logits depend on the batch it is
+    # computed in, so the prompt's last token is always decoded on its own, as in the cached case.
+    # The default penalties (repeat_penalty 1.1 over the last 64 tokens) are primed from the whole
+    # prompt either way.
+    prompt = "fresh or cached: " + " ".join(f"{w} dog {i}" for i, w in enumerate(["red", "blue", "big"] * 12))
+    opts = {"temperature": 0, "num_predict": 24}
+    _, fresh = await collect(runner, prompt, opts)
+    _, cached = await collect(runner, prompt, opts)
+    assert fresh["cached_tokens"] <= 1 and cached["cached_tokens"] == cached["prompt_eval_count"] - 1
+    assert fresh["prompt_eval_count"] == cached["prompt_eval_count"] > 100
+    assert cached["tokens"] == fresh["tokens"]
+
+
+async def test_embeddings_from_a_chat_runner_beside_a_generation(runner: RunnerProcess) -> None:
+    # Issue 13: a chat model's runner embeds in a context of its own on the same weights, while a
+    # generation is in flight; the generation's greedy output is what it is alone.
+    opts = {"temperature": 0, "num_predict": 48}
+    _, alone = await collect(runner, "a generation that an embedding runs beside", opts)
+    first_chunk = asyncio.Event()
+    chunks: list[str] = []
+
+    async def generate() -> dict[str, Any]:
+        final: dict[str, Any] = {}
+        async for ev in runner.completion("a generation that an embedding runs beside", opts):
+            if ev.get("done"):
+                final = ev
+            else:
+                chunks.append(ev["content"])
+                first_chunk.set()
+        return final
+
+    task = asyncio.create_task(generate())
+    await asyncio.wait_for(first_chunk.wait(), 30)
+    texts = ["the dog is red", "a", "why is the sky blue " * 40]
+    vectors, count = await runner.embed(texts)
+    assert not task.done() or len(chunks) < 48, "the embed did not run while the generation was in flight"
+    beside = await task
+    assert beside["tokens"] == alone["tokens"]
+    assert count == sum([len(await runner.tokenize(t)) for t in texts])
+    assert len(vectors) == 3 and len({len(v) for v in vectors}) == 1
+    for v in vectors:
+        assert abs(math.sqrt(sum(x * x for x in v)) - 1.0) < 1e-5
+    again, _ = await runner.embed(["the dog is red"])
+    assert again[0] == pytest.approx(vectors[0], abs=1e-6)
+    assert vectors[0] != vectors[1]
+    h = await runner.get_health()
+    assert h["slots_busy"] == 0 and h["embedding"] is False
+    # Too long for the slot context: truncated, or refused when truncate is false.
+    long_text = "the dog " * 300
+    truncated, n = await runner.embed([long_text])
+    assert n == CTX_SLOT and len(truncated[0]) == len(vectors[0])
+    with pytest.raises(BadRequest, match="exceeds maximum context length"):
+        await runner.embed([long_text], truncate=False)

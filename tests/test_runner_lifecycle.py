@@ -4,6 +4,7 @@ and embeddings from a BERT runner."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import os
 import signal
@@ -48,6 +49,31 @@ async def test_bad_model_file_gives_reason(config: Config, tmp_path: Path) -> No
     with pytest.raises(RunnerError, match="invalid choice: 'q5_9'"):
         await RunnerProcess.start(RunnerSpec(str(bad), kv_cache_type="q5_9"), config)
     assert not list((config.run_dir).glob("*.sock"))
+
+
+async def test_a_crash_while_loading_is_described_and_its_stderr_kept_from_the_client(
+    config: Config, tmp_path: Path, tiny_chat_gguf: Path
+) -> None:
+    # A runner that aborts while loading (as llama.cpp does on a failed GGML_ASSERT) leaves a
+    # debugger backtrace on stderr: the error says what happened, never that text.
+    fake = tmp_path / "aborting-python"
+    fake.write_text("#!/bin/sh\necho 'GGML_ASSERT(n_outputs_max <= cparams.n_outputs_max) failed' >&2\n"
+                    "echo '360\t../csu/libc-start.c: No such file or directory.' >&2\nkill -ABRT $$\n")
+    fake.chmod(0o755)
+    crashing = dataclasses.replace(config, runner_python=str(fake))
+    with pytest.raises(RunnerError) as err:
+        await RunnerProcess.start(RunnerSpec(str(tiny_chat_gguf)), crashing)
+    message = str(err.value)
+    assert "model runner crashed while loading (signal SIGABRT)" in message
+    assert "libc-start" not in message and "GGML_ASSERT" not in message
+    # A spec llama.cpp would abort on is refused when it is made...
+    with pytest.raises(RunnerError, match=r"num_batch \(1\) must be at least num_parallel \(4\)"):
+        RunnerSpec(str(tiny_chat_gguf), num_batch=1, num_parallel=4)
+    # ...and by the runner, whose own refusal is then the reason (the spec is checked on both sides).
+    spec = RunnerSpec(str(tiny_chat_gguf), num_batch=4, num_parallel=4)
+    object.__setattr__(spec, "num_batch", 1)
+    with pytest.raises(RunnerError, match=r"num_batch \(1\) must be at least num_parallel \(4\)"):
+        await RunnerProcess.start(spec, config)
 
 
 async def test_truncated_model_file(config: Config, tmp_path: Path, tiny_chat_gguf: Path) -> None:
@@ -120,8 +146,8 @@ async def test_sigterm_and_parent_death_end_the_runner(config: Config, tiny_chat
     sock = tmp_path / "orphan.sock"
     script = (
         "import subprocess, sys, time\n"
-        f"p = subprocess.Popen([sys.executable, '-m', 'ollamalike.runner', '--model', {str(tiny_chat_gguf)!r},"
-        f" '--socket', {str(sock)!r}, '--threads', '1'], stdin=subprocess.PIPE)\n"
+        f"p = subprocess.Popen([sys.executable, '-m', 'ollamalike.runner', *{RunnerSpec(str(tiny_chat_gguf), threads=1).argv(str(sock))!r}],"
+        f" stdin=subprocess.PIPE)\n"
         "print(p.pid, flush=True)\n"
         "time.sleep(60)\n"
     )
@@ -131,6 +157,7 @@ async def test_sigterm_and_parent_death_end_the_runner(config: Config, tiny_chat
     deadline = time.monotonic() + 30
     while not sock.exists() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+    assert sock.exists(), "the orphan-to-be never started serving"
     parent.kill()
     parent.wait()
 
@@ -174,12 +201,12 @@ async def test_embeddings(config: Config, tiny_embed_gguf: Path) -> None:
 
 
 def test_runner_cli_rejects_bad_arguments(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "ollamalike.runner", "--model", "x"], capture_output=True, text=True,
-                       timeout=60)
-    assert r.returncode == 2 and "--socket" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "ollamalike.runner", "--model", "x", "--socket", str(tmp_path / "s"),
-                        "--parallel", "0"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "--parallel" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "ollamalike.runner", "--spec", RunnerSpec("x").to_json()],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--spec and --socket are required" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "ollamalike.runner", "--spec", '{"model_path": "x", "num_parallel": 0}',
+                        "--socket", str(tmp_path / "s")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "num_parallel must be at least 1" in r.stderr
 
 
 def test_runner_info() -> None:

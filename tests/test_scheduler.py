@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -170,14 +171,25 @@ async def test_different_runner_options_reload_after_drain(tmp_path: Path) -> No
     await sched.shutdown()
 
 
-async def test_embedding_mode_needs_another_runner(tmp_path: Path) -> None:
+async def test_embeddings_share_the_chat_runner_and_do_not_wait_for_generations(tmp_path: Path) -> None:
+    # Issue 13: an embed on a loaded chat model used to reload it in embedding mode, waiting for
+    # every generation. Now it uses the same runner at once; embeds have their own num_parallel slots.
     starter = Starter()
-    sched = make(starter)
+    sched = make(starter, num_parallel=1, max_queue=4)
     m = model(tmp_path)
-    (await sched.acquire(m, {}, None)).release()
-    lease = await sched.acquire(m, {}, None, embedding=True)
-    assert starter.started[1].spec.embedding is True
-    lease.release()
+    chat = await sched.acquire(m, {}, None)
+    embed = await asyncio.wait_for(sched.acquire(m, {}, None, embedding=True), 1)
+    assert embed.runner is chat.runner and len(starter.started) == 1
+    assert embed.load_duration_ns == 0 and starter.started[0].spec.embedding is False
+    second_embed = asyncio.create_task(sched.acquire(m, {}, None, embedding=True))
+    second_chat = asyncio.create_task(sched.acquire(m, {}, None))
+    await wait_until(lambda: sched._waiting == 2)  # both kinds queue behind their own kind only
+    embed.release()
+    (await asyncio.wait_for(second_embed, 1)).release()
+    assert not second_chat.done()
+    chat.release()
+    (await asyncio.wait_for(second_chat, 1)).release()
+    assert len(starter.started) == 1
     await sched.shutdown()
 
 
@@ -289,6 +301,26 @@ def test_plan_num_ctx_rules(tmp_path: Path) -> None:
         plan_load(m, {"num_ctx": -5}, config)
     small, big = plan_load(m, {"num_ctx": 128}, config), plan_load(m, {"num_ctx": 2048}, config)
     assert big.size > small.size > 100  # file size plus a KV estimate that grows with the context
+
+
+@pytest.mark.parametrize(("num_batch", "parallel", "expected"), [
+    (None, 4, 512),
+    (4, 4, 4),
+    (1, 1, 1),
+    (10**9, 4, 1024),  # never more than a slot's context (llama.cpp clamps to the context too)
+    (1, 4, "at least the number of parallel sequences (4), got 1"),  # llama.cpp would abort on it
+    (3, 4, "got 3"),
+])
+def test_plan_num_batch_rules(tmp_path: Path, num_batch: int | None, parallel: int, expected: int | str) -> None:
+    config = dataclasses.replace(load_config(), num_parallel=parallel)
+    options: dict[str, Any] = {"num_ctx": 1024} | ({} if num_batch is None else {"num_batch": num_batch})
+    if isinstance(expected, str):
+        with pytest.raises(BadRequest, match=re.escape(expected)):
+            plan_load(model(tmp_path), options, config)
+    else:
+        plan = plan_load(model(tmp_path, ctx=4096), options, config)
+        assert plan.spec.num_batch == expected
+        assert plan.size < 2**32  # a huge num_batch no longer inflates the memory estimate
 
 
 async def test_default_keep_alive_comes_from_config(tmp_path: Path) -> None:

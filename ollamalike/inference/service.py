@@ -75,12 +75,24 @@ def _observe(state: Any, req: Any, final: dict[str, Any]) -> None:
             log.exception("inference observer failed")
 
 
+class FinalChunk(dict[str, Any]):
+    """The last chunk of a generate/chat stream. ``cached_tokens`` (how many prompt tokens the prefix
+    cache served) is no field of Ollama's response; translations read it (OpenAI's
+    ``usage.prompt_tokens_details.cached_tokens``)."""
+
+    cached_tokens: int = 0
+
+
 def _final_chunk(model: str, head: dict[str, Any], done: dict[str, Any], started_ns: int,
                  load_ns: int) -> dict[str, Any]:
-    """The last chunk: ``head`` (the empty response or message) then the runner's stats and durations."""
+    """The last chunk: ``head`` (the empty response or message) then the runner's stats and durations.
+
+    ``prompt_eval_count`` is the whole prompt, cached or not (as Ollama); ``prompt_eval_duration``
+    the time measured evaluating what was not cached.
+    """
     if not done:
         raise RunnerError("the model runner stopped before finishing the response")
-    return {
+    final = FinalChunk({
         "model": model,
         "created_at": now_rfc3339(),
         **head,
@@ -92,7 +104,17 @@ def _final_chunk(model: str, head: dict[str, Any], done: dict[str, Any], started
         "prompt_eval_duration": int(done.get("prompt_eval_duration") or 0),
         "eval_count": int(done.get("eval_count") or 0),
         "eval_duration": int(done.get("eval_duration") or 0),
-    }
+    })
+    final.cached_tokens = int(done.get("cached_tokens") or 0)
+    return final
+
+
+def _with_context(final: dict[str, Any], context: list[int]) -> FinalChunk:
+    """``final`` with generate's ``context`` right after done_reason, where Ollama puts it."""
+    items = list(final.items())
+    out = FinalChunk({**dict(items[:5]), "context": context, **dict(items[5:])})
+    out.cached_tokens = getattr(final, "cached_tokens", 0)
+    return out
 
 
 async def _pieces(runner: Any, tokens: list[int], run_opts: dict[str, Any], fmt: Any, splitter: Any,
@@ -217,7 +239,7 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
         final = _final_chunk(req.model, {"response": ""}, done, started, lease.load_duration_ns)
         # Ollama puts the context right after done_reason.
         context = tokens + [int(t) for t in done.get("tokens") or []]
-        final = {**{k: final[k] for k in list(final)[:5]}, "context": context, **dict(list(final.items())[5:])}
+        final = _with_context(final, context)
         _observe(state, req, final)
         yield final
     finally:

@@ -32,7 +32,8 @@ __all__ = ["RunnerProcess", "RunnerSpec"]
 
 log = logging.getLogger("ollamalike.runner")
 
-_SOCKET_PATH_MAX = 100  # sun_path is 104-108 bytes depending on the OS
+_SOCKET_PATH_MAX = 100
+_ARGPARSE_ERROR = "python -m ollamalike.runner: error: "  # the runner's argument parser refusing a value  # sun_path is 104-108 bytes depending on the OS
 
 
 def _socket_path(config: Config) -> str:
@@ -93,7 +94,7 @@ class RunnerProcess:
         while True:
             if self._proc.returncode is not None:
                 await self._drain_stderr()
-                raise RunnerError(f"llama runner failed to load model: {self._reason()}")
+                raise RunnerError(f"llama runner failed to load model: {self._reason(self._exit_text('loading'))}")
             if os.path.exists(self.socket_path):
                 with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError):
                     async with self._session.get("/health", timeout=aiohttp.ClientTimeout(total=5)) as resp:
@@ -223,9 +224,20 @@ class RunnerProcess:
         if rc is None:
             return RunnerError(f"lost the connection to the runner: {cause or 'stream ended early'}")
         await self._drain_stderr()
-        how = f"signal {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals() else f"status {rc}"
         tail = self._reason(default="")
-        return RunnerError(f"runner process exited unexpectedly ({how})" + (f": {tail}" if tail else ""))
+        return RunnerError(f"runner process exited unexpectedly ({self._how(rc)})" + (f": {tail}" if tail else ""))
+
+    @staticmethod
+    def _how(rc: int) -> str:
+        return f"signal {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.valid_signals() else f"status {rc}"
+
+    def _exit_text(self, doing: str) -> str:
+        """What happened, in words, for a runner that ended without saying why (a crash, an abort)."""
+        rc = self._proc.returncode
+        if rc is None:
+            return f"model runner stopped answering while {doing}"
+        verb = "crashed" if rc < 0 else "exited"
+        return f"model runner {verb} while {doing} ({self._how(rc)}); the server log has its output"
 
     # --- stderr ----------------------------------------------------------------------------
     async def _read_stderr(self) -> None:
@@ -246,9 +258,15 @@ class RunnerProcess:
             await asyncio.wait_for(asyncio.shield(self._stderr_task), 2.0)
 
     def _reason(self, default: str = "the runner exited without saying why") -> str:
+        """The runner's own error line ("error: ..." from the runner, or its argument parser's), if it
+        wrote one. Nothing else of its stderr (llama.cpp's log, an abort's backtrace, a Python
+        traceback) ever reaches a client: it goes to the server log, and ``default`` says what happened."""
         lines = list(self._stderr)
         for line in reversed(lines):
             if line.startswith("error: "):
                 return line[len("error: "):]
-        # Otherwise the last line: for a Python failure that is the exception itself.
-        return lines[-1] if lines else default
+            if line.startswith(_ARGPARSE_ERROR):
+                return line[len(_ARGPARSE_ERROR):]
+        if lines:
+            log.warning("runner %s ended; its last output:\n%s", self._proc.pid, "\n".join(lines[-20:]))
+        return default

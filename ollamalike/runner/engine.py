@@ -70,6 +70,7 @@ class Engine:
         self._piece_buf = (ctypes_char_array(256))()
         self.stats = _Stats()
         self._candidates: Candidates | None = None
+        self._side: Any = None  # embed.SideContext of a chat model's runner, made on the first embed
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
 
     # --- thread-safe API -------------------------------------------------------------------
@@ -118,6 +119,8 @@ class Engine:
                     self._finish(slot, error="runner is shutting down")
             for req in self._waiting:
                 req.emit({"error": "runner is shutting down"})
+            if self._side is not None:
+                self._side.close()
             llama_cpp.llama_batch_free(self.batch)
 
     def _drain_incoming(self) -> None:
@@ -163,8 +166,18 @@ class Engine:
         except Exception as e:
             req.emit({"error": str(e)})
             return
+        # The penalty window is primed with the whole prompt, whether it was cached or not.
         sampler = build_sampler(req.params, m.vocab, m.n_vocab, prompt)
         slot.begin(req, prompt, n, sampler, TextStream(req.params.stop), self._limit(req.params), grammar)
+        if n == len(prompt) - 1:
+            self._queue_last_prompt_token(slot)
+
+    @staticmethod
+    def _queue_last_prompt_token(slot: Slot) -> None:
+        """The rest of the prompt is in the cache: its last token goes into the next step."""
+        slot.next_token = slot.prompt[-1]
+        slot.prompt_done = len(slot.prompt)
+        slot.prompt_evaluated += 1
 
     def _limit(self, p: SamplingParams) -> int:
         if p.num_predict == -2:
@@ -189,6 +202,8 @@ class Engine:
                 continue
             if len(slot.cache) >= m.n_ctx_slot and not self._make_room(slot):
                 continue
+            if slot.in_prompt and slot.t_prompt == 0:
+                slot.t_prompt = time.perf_counter_ns()  # the whole prompt but its last token was cached
             pos = len(slot.cache)
             batch.token[n] = slot.next_token
             batch.pos[n] = pos
@@ -200,13 +215,19 @@ class Engine:
             slot.next_token = None
             n += 1
         for slot in sorted((s for s in self.slots if s.req is not None and s.in_prompt), key=lambda s: s.admitted):
+            # The prompt's last token is left out of the chunks: it is decoded on its own in the next
+            # step (as a generated token is), exactly as when the rest of the prompt was cached. A
+            # token's logits depend on the size of the batch it is computed in, so this keeps greedy
+            # output the same whether the prompt came from the prefix cache or not.
+            body = len(slot.prompt) - 1
+            if slot.next_token is not None or slot.prompt_done >= body:
+                continue
             room = m.n_batch - n
             if room <= 0:
                 break
             if slot.t_prompt == 0:
                 slot.t_prompt = time.perf_counter_ns()
-            take = min(room, len(slot.prompt) - slot.prompt_done)
-            last = slot.prompt_done + take == len(slot.prompt)
+            take = min(room, body - slot.prompt_done)
             base = len(slot.cache)
             for i in range(take):
                 batch.token[n] = slot.prompt[slot.prompt_done + i]
@@ -218,9 +239,8 @@ class Engine:
             slot.cache.extend(slot.prompt[slot.prompt_done : slot.prompt_done + take])
             slot.prompt_done += take
             slot.prompt_evaluated += take
-            if last:
-                batch.logits[n - 1] = 1
-                slot.logit_index = n - 1
+            if slot.prompt_done == body:
+                self._queue_last_prompt_token(slot)
         if n == 0:
             return False
         batch.n_tokens = n
@@ -319,8 +339,10 @@ class Engine:
             req.emit({
                 "done": True,
                 "done_reason": reason,
-                "prompt_eval_count": slot.prompt_evaluated,
-                "prompt_eval_duration": slot.prompt_ns if not slot.in_prompt else now - slot.t_prompt,
+                # As Ollama: the whole prompt, cached or not; the cached part is said separately.
+                "prompt_eval_count": len(req.prompt),
+                "cached_tokens": len(req.prompt) - slot.prompt_evaluated,
+                "prompt_eval_duration": slot.prompt_ns if not slot.in_prompt else (now - slot.t_prompt if slot.t_prompt else 0),
                 "eval_count": len(slot.generated),
                 "eval_duration": (now - slot.t_gen) if slot.t_gen else 0,
                 "tokens": list(slot.generated),
@@ -342,11 +364,30 @@ class Engine:
         return piece
 
     # --- embeddings ------------------------------------------------------------------------
+    def embedding_limit(self) -> int:
+        """The longest input an embed takes: an embedding model's batch, or a chat model's slot context."""
+        m = self.m
+        train = llama_cpp.llama_model_n_ctx_train(m.model) or m.n_ctx_slot
+        if self.embedding_runner:
+            return min(m.n_ctx_slot, m.n_batch, train)
+        return min(m.n_ctx_slot, train)
+
+    @property
+    def embedding_runner(self) -> bool:
+        return bool(self.m.opts is not None and self.m.opts.embedding)
+
     def _run_embed(self, job: EmbedJob) -> None:
-        from ollamalike.runner.embed import embed_batch
+        """Between two steps: the sequences in flight wait for it, their KV cache untouched."""
+        from ollamalike.runner.embed import SideContext, embed_batch
 
         try:
-            job.done(embed_batch(self.m, self.batch, len(self.slots), job.inputs), None)
+            if self.embedding_runner:
+                vectors = embed_batch(self.m, self.batch, len(self.slots), job.inputs)
+            else:
+                if self._side is None:
+                    self._side = SideContext(self.m, self.embedding_limit())
+                vectors = self._side.embed(job.inputs)
+            job.done(vectors, None)
         except Exception as e:  # reported to the caller; the engine keeps serving
             job.done(None, str(e))
 

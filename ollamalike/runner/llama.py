@@ -78,6 +78,7 @@ class Loaded:
     size: int
     size_vram: int
     adapters: list[Any]
+    opts: RunnerSpec | None = None  # what it was loaded with (a second context is made alike)
 
     def close(self) -> None:
         for a in self.adapters:
@@ -169,7 +170,26 @@ def load_model(opts: RunnerSpec, progress: list[float], verbose: bool = False) -
         n_ctx_slot=max(1, min(opts.ctx_size // max(opts.num_parallel, 1), llama_cpp.llama_n_ctx_seq(ctx))), n_batch=n_batch,
         n_embd=llama_cpp.llama_model_n_embd(model), bos=llama_cpp.llama_vocab_bos(vocab),
         add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)), size=size, size_vram=vram, adapters=adapters,
+        opts=opts,
     )
+
+
+def embedding_context(m: Loaded, n_ctx: int) -> Any:
+    """A second context on the loaded model, for embeddings beside the generation context (whose KV
+    cache, batches and outputs it never touches). ``n_ctx`` tokens fit in one micro-batch, as a
+    pooled embedding needs; a model without a pooling type of its own is pooled by mean. The
+    adapters apply as in the generation context. None when llama.cpp cannot make it."""
+    base = m.opts or RunnerSpec(model_path="(loaded)")
+    opts = RunnerSpec(
+        model_path=base.model_path, ctx_size=n_ctx, num_parallel=1, num_batch=n_ctx, threads=base.threads,
+        flash_attn=base.flash_attn, embedding=True, kv_cache_type=base.kv_cache_type,
+    )
+    ctx, _ = _new_context(m.model, opts)
+    if ctx and m.adapters:
+        arr = (llama_cpp.llama_adapter_lora_p_ctypes * len(m.adapters))(*m.adapters)
+        scales = (ctypes.c_float * len(m.adapters))(*([1.0] * len(m.adapters)))
+        llama_cpp.llama_set_adapters_lora(ctx, arr, len(m.adapters), scales)
+    return ctx or None
 
 
 def _new_context(model: Any, opts: RunnerSpec) -> tuple[Any, int]:

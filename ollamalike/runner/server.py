@@ -2,7 +2,8 @@
 
 Routes: GET /health (status loading|ok, load progress, memory, slots), POST /completion (NDJSON:
 {"content"} chunks then a {"done": true, ...} object, or an {"error"} line), POST /tokenize,
-POST /detokenize, POST /embedding, POST /shutdown. The model loads in a worker thread while
+POST /detokenize, POST /embedding (an embedding model's runner, or beside the generations of a
+chat model's), POST /shutdown. The model loads in a worker thread while
 /health already answers; the engine runs in its own thread and talks back through
 ``loop.call_soon_threadsafe``. A client that goes away cancels its sequence.
 """
@@ -133,14 +134,12 @@ class RunnerServer:
 
     async def embedding(self, request: web.Request) -> web.Response:
         m, engine = self._ready()
-        if not self.opts.embedding:
-            raise _http_error(400, "this runner was not started for embeddings")
         body = await _json(request)
         inputs = body.get("input")
         if not isinstance(inputs, list) or not all(isinstance(s, str) for s in inputs):
             raise _http_error(400, "input must be a list of strings")
         truncate = bool(body.get("truncate", True))
-        limit = min(m.n_ctx_slot, m.n_batch, llama_cpp.llama_model_n_ctx_train(m.model) or m.n_ctx_slot)
+        limit = engine.embedding_limit()
         keep_last = bool(llama_cpp.llama_vocab_get_add_sep(m.vocab) or llama_cpp.llama_vocab_get_add_eos(m.vocab))
         token_lists = []
         for text in inputs:

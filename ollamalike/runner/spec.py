@@ -46,6 +46,10 @@ class RunnerSpec:
         for name in ("ctx_size", "num_parallel", "num_batch"):
             if getattr(self, name) < 1:
                 raise RunnerError(f"runner spec: {name} must be at least 1")
+        if self.num_batch < self.num_parallel:
+            # llama.cpp asserts (and aborts) when a batch cannot hold one token of every sequence.
+            raise RunnerError(f"runner spec: num_batch ({self.num_batch}) must be at least num_parallel "
+                              f"({self.num_parallel})")
         if self.main_gpu < 0 or self.threads < 0:
             raise RunnerError("runner spec: main_gpu and threads must not be negative")
         if self.kv_cache_type not in KV_CACHE_TYPES:

@@ -4,8 +4,10 @@ One ``Scheduler`` lives in the daemon. ``acquire`` hands out a ``Lease`` on a mo
 starting the runner on first use (concurrent first requests share ONE load), sharing it among up
 to ``num_parallel`` requests and queueing the rest up to ``max_queue`` (beyond that: 503). When
 the last lease on a model is released, its keep_alive timer starts; 0 unloads at once, a negative
-value keeps it forever. A model whose options need a different runner (context size, GPU layers,
-embedding mode …) is reloaded once its in-flight requests finish; a runner that died is noticed
+value keeps it forever. Embeddings are served by the model's runner as it is loaded (a chat
+model's runner embeds beside its generations), so an embed lease neither reloads it nor takes a
+generation slot: embeds have ``num_parallel`` slots of their own. A model whose options need a
+different runner (context size, GPU layers …) is reloaded once its in-flight requests finish; a runner that died is noticed
 and reloaded by the next request. Loading makes room by evicting the least recently used idle
 model when the model count or the memory estimate requires.
 
@@ -63,7 +65,8 @@ class _Loaded:
     ready: asyncio.Future[None]
     requested: RunnerSpec  # the request plan's spec: what sharing compares
     runner: Any = None
-    active: int = 0
+    active: int = 0  # leases out, embedding ones included
+    embeds: int = 0  # of which embedding leases
     keep_alive: float = 300.0
     expires_at: float | None = None  # wall-clock seconds; None while forever
     last_used: float = field(default_factory=time.monotonic)
@@ -84,9 +87,10 @@ class _Loaded:
 class Lease:
     """A slot on a loaded runner. Release it exactly once (``release`` is idempotent)."""
 
-    def __init__(self, scheduler: Scheduler, entry: _Loaded, load_duration_ns: int) -> None:
+    def __init__(self, scheduler: Scheduler, entry: _Loaded, load_duration_ns: int, embedding: bool = False) -> None:
         self._scheduler = scheduler
         self._entry = entry
+        self.embedding = embedding
         self.runner: Any = entry.runner
         self.model: Any = entry.model
         self.num_ctx: int = entry.plan.num_ctx
@@ -96,7 +100,7 @@ class Lease:
     def release(self) -> None:
         if not self.released:
             self.released = True
-            self._scheduler._release(self._entry)
+            self._scheduler._release(self._entry, self.embedding)
 
     async def __aenter__(self) -> Lease:
         return self
@@ -129,9 +133,13 @@ class Scheduler:
     async def acquire(
         self, model: Any, options: dict[str, Any], keep_alive: float | None, embedding: bool = False
     ) -> Lease:
-        """A lease on ``model``'s runner, loading it if needed. Full queue -> ``Overloaded``."""
+        """A lease on ``model``'s runner, loading it if needed. Full queue -> ``Overloaded``.
+
+        ``embedding``: the lease is for embeddings. The runner is the one generations use (no reload
+        for a chat model), and the lease counts against the embedding slots, not the generation ones.
+        """
         # Off the event loop: the planner reads hardware facts and walks the model's layers.
-        plan = await asyncio.to_thread(self._planner, model, options, self.config, embedding=embedding)
+        plan = await asyncio.to_thread(self._planner, model, options, self.config)
         key = model_key(model)
         keep = self.config.keep_alive if keep_alive is None else keep_alive
         async with self._cond:
@@ -161,8 +169,9 @@ class Scheduler:
                 if entry.draining:
                     await self._wait_locked()
                     continue
-                if entry.active < self.config.num_parallel:
-                    return self._lease_locked(entry, keep)
+                busy = entry.embeds if embedding else entry.active - entry.embeds
+                if busy < self.config.num_parallel:
+                    return self._lease_locked(entry, keep, embedding)
                 await self._wait_locked()
 
     async def _wait_locked(self) -> None:
@@ -190,17 +199,18 @@ class Scheduler:
             self._waiting -= int(queued)
             await self._cond.acquire()
 
-    def _lease_locked(self, entry: _Loaded, keep_alive: float) -> Lease:
+    def _lease_locked(self, entry: _Loaded, keep_alive: float, embedding: bool = False) -> Lease:
         if entry.timer is not None:
             entry.timer.cancel()
             entry.timer = None
         entry.active += 1
+        entry.embeds += int(embedding)
         entry.keep_alive = keep_alive
         entry.expires_at = None if keep_alive < 0 else time.time() + max(keep_alive, 0.0)
         entry.last_used = time.monotonic()
         # The first lease after a load reports the load time; later ones loaded nothing.
         load_ns, entry.load_duration_ns = entry.load_duration_ns, 0
-        return Lease(self, entry, load_ns)
+        return Lease(self, entry, load_ns, embedding)
 
     def _start_load_locked(self, key: str, model: Any, plan: LoadPlan) -> _Loaded:
         loop = asyncio.get_running_loop()
@@ -288,8 +298,9 @@ class Scheduler:
         return min(idle, key=lambda e: e.last_used) if idle else None
 
     # -- releasing and unloading ---------------------------------------------------------
-    def _release(self, entry: _Loaded) -> None:
+    def _release(self, entry: _Loaded, embedding: bool = False) -> None:
         entry.active -= 1
+        entry.embeds -= int(embedding)
         entry.last_used = time.monotonic()
         self._spawn(self._release_async(entry))
 

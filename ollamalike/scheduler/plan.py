@@ -17,6 +17,7 @@ from typing import Any
 
 from ollamalike import hardware
 from ollamalike.config import Config
+from ollamalike.errors import BadRequest
 from ollamalike.hardware import planner
 from ollamalike.options import PARAMETERS
 from ollamalike.runner.spec import RunnerSpec
@@ -55,7 +56,7 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
     parallel = config.num_parallel
     requested_gpu = options.get("num_gpu")
     gpu_layers = -1 if requested_gpu is None or int(requested_gpu) < 0 else int(requested_gpu)
-    num_batch = int(options.get("num_batch") or PARAMETERS["num_batch"].default)
+    num_batch = _num_batch(options, num_ctx, parallel)
     cache = config.kv_cache_type if config.flash_attention else "f16"
     size = planner.estimate(info, num_ctx * parallel, cache, num_batch).total
     if not getattr(info, "layer_bytes", None):
@@ -77,6 +78,18 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
         tensor_split=(),  # chosen with the GPU layout at load
     )
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
+
+
+def _num_batch(options: dict[str, Any], num_ctx: int, parallel: int) -> int:
+    """num_batch as the runner can use it: at most a slot's context (no prompt is longer; llama.cpp
+    clamps to the context itself, and a larger batch only costs memory), and never fewer than one
+    token per parallel sequence, which llama.cpp asserts on (the runner would abort): that is
+    refused up front."""
+    requested = int(options.get("num_batch") or PARAMETERS["num_batch"].default)
+    if requested < parallel:
+        raise BadRequest(f"option 'num_batch' must be at least the number of parallel sequences ({parallel}), "
+                         f"got {requested}")
+    return min(requested, max(num_ctx, parallel))
 
 
 def layout_load(plan: LoadPlan, model: Any, config: Config) -> LoadPlan:

@@ -42,10 +42,14 @@ def finish_reason(done_reason: str | None, has_tool_calls: bool) -> str:
     return "length" if done_reason == "length" else "stop"
 
 
-def usage(final: dict[str, Any]) -> dict[str, int]:
+def usage(final: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's usage: the whole prompt, and the part of it the prefix cache served
+    (``cached_tokens``, carried by the inference service's final chunk)."""
     prompt = int(final.get("prompt_eval_count") or 0)
     completion = int(final.get("eval_count") or 0)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    cached = int(getattr(final, "cached_tokens", 0) or 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 def openai_tool_calls(calls: list[dict[str, Any]], start: int = 0) -> list[dict[str, Any]]:
