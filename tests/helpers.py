@@ -54,3 +54,30 @@ def store_snapshot(models_dir: Any) -> tuple[list[str], list[tuple[Any, ...]]]:
         finally:
             con.close()
     return files, rows
+
+
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+def assert_anthropic_error(status: int, body: bytes | str | dict[str, Any], expected_status: int,
+                           contains: str = "") -> str:
+    """Anthropic's error: exactly ``{"type": "error", "error": {"type", "message"}}``, its type the
+    one Anthropic gives that status."""
+    data = body if isinstance(body, dict) else json.loads(body)
+    assert status == expected_status, f"expected HTTP {expected_status}, got {status}: {data}"
+    assert set(data) == {"type", "error"} and data["type"] == "error", data
+    err = data["error"]
+    assert set(err) == {"type", "message"}, err
+    assert err["type"] == ANTHROPIC_ERROR_TYPES[expected_status], f"type {err['type']!r} for {expected_status}"
+    assert isinstance(err["message"], str) and err["message"].strip(), err
+    assert contains.lower() in err["message"].lower(), f"{contains!r} not in {err['message']!r}"
+    return str(err["message"])

@@ -68,6 +68,26 @@ async def test_key_required_everywhere_except_root(make_client: Any) -> None:
     assert (await client.get("/metrics", headers=bearer(KEY))).status == 200
 
 
+async def test_x_api_key_header_is_a_key_too(make_client: Any) -> None:
+    """Anthropic's clients send the key as ``x-api-key``: accepted on every API, admin routes included."""
+    from tests.helpers import assert_anthropic_error
+
+    client = await make_client(OLLAMALIKE_API_KEY=KEY, OLLAMALIKE_ADMIN_KEY=ADMIN)
+    assert (await client.get("/api/tags", headers={"x-api-key": KEY})).status == 200
+    assert (await client.get("/v1/models", headers={"x-api-key": KEY})).status == 200
+    resp = await client.get("/api/tags", headers={"x-api-key": "wrong"})
+    assert_api_error(resp.status, await resp.read(), 401, "invalid API key")
+    resp = await client.post("/api/copy", json={"source": "a", "destination": "b"}, headers={"x-api-key": KEY})
+    assert_api_error(resp.status, await resp.read(), 403, "admin key")
+    resp = await client.post("/api/copy", json={"source": "a", "destination": "b"}, headers={"x-api-key": ADMIN})
+    assert resp.status != 401 and resp.status != 403
+    resp = await client.post("/v1/messages", json={"model": "x", "max_tokens": 1, "messages": []})
+    assert_anthropic_error(resp.status, await resp.read(), 401, "unauthorized")
+    # A bearer token wins over x-api-key when both are sent.
+    resp = await client.get("/api/tags", headers={"x-api-key": KEY, **bearer("wrong")})
+    assert resp.status == 401
+
+
 async def test_openai_paths_get_openai_shaped_401(make_client: Any) -> None:
     client = await make_client(OLLAMALIKE_API_KEY=KEY)
     resp = await client.post("/v1/chat/completions", json={"model": "x", "messages": []})

@@ -1,6 +1,6 @@
 """Generate / chat / embed as service functions: the one inference path.
 
-The native routes and the OpenAI translation both build a request dataclass (``requests``) and
+The native routes and the OpenAI and Anthropic translations all build a request dataclass (``requests``) and
 call ``generate``, ``chat`` or ``embed`` (``service``). Nothing here knows about HTTP.
 """
 
@@ -18,10 +18,12 @@ from ollamalike.inference.requests import (
     parse_message,
 )
 from ollamalike.inference.service import chat, collect, embed, generate, resolve
+from ollamalike.inference.tokens import count_chat_tokens
 
 __all__ = [
     "chat",
     "collect",
+    "count_chat_tokens",
     "embed",
     "generate",
     "resolve",

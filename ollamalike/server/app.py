@@ -16,7 +16,16 @@ from typing import Any
 from aiohttp import web
 
 from ollamalike.config import Config
-from ollamalike.server import native_infer, native_models, native_registry, native_render, openai, ops
+from ollamalike.server import (
+    anthropic,
+    native_infer,
+    native_models,
+    native_registry,
+    native_render,
+    openai,
+    ops,
+    responses,
+)
 from ollamalike.server.middleware import MIDDLEWARES
 from ollamalike.server.state import STATE_KEY, AppState, get_state
 
@@ -24,7 +33,9 @@ log = logging.getLogger("ollamalike.server")
 
 __all__ = ["ROUTE_MODULES", "STATE_KEY", "get_state", "make_app"]
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (native_models, native_infer, native_registry, native_render, openai, ops)
+ROUTE_MODULES: tuple[ModuleType, ...] = (
+    native_models, native_infer, native_registry, native_render, openai, responses, anthropic, ops,
+)
 
 def make_app(config: Config, extra_middlewares: list[Callable[..., Any]] | None = None) -> web.Application:
     modules = ROUTE_MODULES

@@ -1,7 +1,8 @@
 """Error middleware: every failure becomes the API's one JSON error shape.
 
-``OllamalikeError`` -> its status with ``{"error": message}`` on native routes and OpenAI's
-``{"error": {"message", "type", "param", "code"}}`` under ``/v1/``. aiohttp's own 404/405/413
+``OllamalikeError`` -> its status with ``{"error": message}`` on native routes, OpenAI's
+``{"error": {"message", "type", "param", "code"}}`` under ``/v1/`` and Anthropic's
+``{"type": "error", "error": {"type", "message"}}`` under ``/v1/messages``. aiohttp's own 404/405/413
 become the same shapes. Anything unexpected is logged with its traceback and answered with a
 500; the daemon keeps serving.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ollamalike.errors import ModelNotFound, OllamalikeError, Overloaded
+from ollamalike.server import anthropic_stream
 from ollamalike.server.http import json_response
 
 log = logging.getLogger("ollamalike.server")
@@ -46,6 +48,9 @@ def error_response(
     openai_code: str | None = None,
     openai_param: str | None = None,
 ) -> web.Response:
+    if anthropic_stream.is_anthropic_path(request.path):
+        return json_response(anthropic_stream.error_body(status, message),
+                             status=anthropic_stream.anthropic_status(status), headers=headers)
     if is_openai_path(request.path):
         kind = openai_type or _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
         error = {"message": message, "type": kind, "param": openai_param, "code": openai_code}
@@ -74,7 +79,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             level = logging.WARNING if isinstance(e, Overloaded) else logging.ERROR
             log.log(level, "%s %s -> %d: %s", request.method, request.path, e.status, e.message)
         # OpenAI clients recognise an unknown model by this code.
-        code = "model_not_found" if isinstance(e, ModelNotFound) else None
+        code = "model_not_found" if isinstance(e, ModelNotFound) else getattr(e, "openai_code", None)
         return error_response(request, e.status, e.message, e.openai_type, openai_code=code, openai_param=e.param)
     except web.HTTPException as e:
         # Redirects and successes raised as exceptions pass through untouched.

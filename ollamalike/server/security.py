@@ -1,5 +1,5 @@
 """Request gatekeeping: the Host-header check (DNS rebinding), CORS with an origin allow-list,
-and bearer-key authentication (with an optional admin key for model-changing endpoints).
+and API-key authentication (a bearer token or ``x-api-key``) (with an optional admin key for model-changing endpoints).
 
 The middlewares run in that order, inside the error middleware, so every refusal is the API's
 JSON error shape. CORS headers are added in ``on_response_prepare`` so that streamed responses
@@ -26,7 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CORS_ORIGIN_KEY = web.RequestKey("cors_origin", str)
 ALLOWED_METHODS = "GET, HEAD, POST, PUT, DELETE, OPTIONS"
 # What browsers and the official JS/OpenAI SDKs send; requested headers beyond these are refused.
-ALLOWED_HEADERS = ("authorization", "content-type", "user-agent", "accept", "x-requested-with", "openai-beta")
+ALLOWED_HEADERS = ("authorization", "content-type", "user-agent", "accept", "x-requested-with", "openai-beta",
+                   "x-api-key", "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access")
 ALLOWED_HEADER_PREFIXES = ("x-stainless-",)
 
 # Model-changing endpoints that need an admin key when one is configured.
@@ -164,11 +165,13 @@ async def add_response_headers(request: web.Request, response: web.StreamRespons
 
 # -- authentication ----------------------------------------------------------------------------
 def bearer_token(request: web.Request) -> str | None:
+    """The key from ``Authorization: Bearer <key>``, else from ``x-api-key`` (how Anthropic's clients send it)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    api_key = request.headers.get("x-api-key", "").strip()
+    return api_key or None
 
 
 def key_matches(token: str, keys: tuple[str, ...]) -> bool:

@@ -1,0 +1,293 @@
+"""Translation of OpenAI Responses bodies (``POST /v1/responses``) into ``ChatRequest``.
+
+Pure functions, no I/O. ``input`` (a string, or message / ``function_call`` /
+``function_call_output`` / ``reasoning`` items) becomes native messages appended to the stored
+conversation of ``previous_response_id`` (looked up by the caller, ``responses_store``);
+``instructions`` is the system prompt of this request only (OpenAI does not carry it over a
+chain). Function tools map to native tools; ``tool_choice`` "required" or a named function
+forces a call as Chat Completions does. What the translation cannot honour (built-in tools,
+files, background runs, stored item references) is a 400.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollamalike.errors import BadRequest
+from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message, parse_options
+from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid, type_name
+from ollamalike.server.openai_fields import context_options, model_name, tool_arguments_json
+from ollamalike.server.openai_requests import forced_tool_format
+from ollamalike.server.tool_ids import tool_call_id
+
+# Responses' reasoning efforts onto the native think levels.
+_EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low", "medium": "medium",
+                                   "high": "high", "xhigh": "max"}
+_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+_IMAGE_PREFIX = "data:image/"
+
+
+@dataclass
+class ResponsesTranslation:
+    request: ChatRequest
+    input_messages: list[dict[str, Any]]  # this request's own input, to store for a follow-up
+    previous_response_id: str | None
+    store: bool
+    echo: dict[str, Any] = field(default_factory=dict)  # request fields the response object repeats
+
+
+def previous_id(body: dict[str, Any]) -> str | None:
+    value = get_str(body, "previous_response_id")
+    return value or None
+
+
+def _text_parts(content: Any, where: str) -> tuple[str, list[str]]:
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise invalid(f"{where}.content", "a string or an array of content parts", content)
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(content):
+        here = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("input_text", "output_text", "text", "refusal"):
+            text = part.get("refusal" if kind == "refusal" else "text")
+            if not isinstance(text, str):
+                raise invalid(f"{here}.text", "a string", text)
+            texts.append(text)
+        elif kind == "input_image":
+            url = part.get("image_url")
+            if not isinstance(url, str) or not url.startswith(_IMAGE_PREFIX) or ";base64," not in url:
+                raise BadRequest(f"{here}: send the image as a base64 data URL in 'image_url' "
+                                 "(image URLs and file ids are not fetched)")
+            images.append(url.partition(";base64,")[2])
+        elif kind is None:
+            raise BadRequest(f"{here}: expected a content part object with a 'type', got {type_name(part)}")
+        else:
+            raise BadRequest(f"{here}: content part type {kind!r} is not supported "
+                             "(use \"input_text\", \"output_text\" or \"input_image\")")
+    return "\n".join(texts), images
+
+
+def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
+    call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments", "")
+    if not isinstance(call_id, str) or not call_id:
+        raise invalid(f"{where}.call_id", "a string", call_id)
+    if not isinstance(name, str) or not name:
+        raise invalid(f"{where}.name", "a string", name)
+    if not isinstance(args, (str, dict)):
+        raise invalid(f"{where}.arguments", "a JSON string", args)
+    return {"id": call_id, "function": {"name": name, "arguments": args}}
+
+
+def _output_text(output: Any, where: str) -> str:
+    if isinstance(output, str):
+        return output
+    text, _ = _text_parts(output, where)
+    return text
+
+
+def known_calls(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """call_id -> function name of every assistant tool call in ``messages``."""
+    return {c["id"]: c["function"]["name"] for m in messages if m.get("role") == "assistant"
+            for c in m.get("tool_calls") or [] if c.get("id")}
+
+
+def input_messages(value: Any, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Native messages for ``input``; ``history`` (the previous responses) resolves call ids."""
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise BadRequest("'input' must be a string or a non-empty array of input items", param="input")
+    calls = known_calls(history)
+    out: list[dict[str, Any]] = []
+    thinking = ""
+    for i, item in enumerate(value):
+        where = f"input[{i}]"
+        if not isinstance(item, dict):
+            raise invalid(where, "an input item object", item)
+        kind = item.get("type", "message")
+        if kind == "message":
+            role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
+            if role is None:
+                raise BadRequest(f"{where}.role must be \"user\", \"assistant\", \"system\" or \"developer\"")
+            text, images = _text_parts(item.get("content"), where)
+            msg: dict[str, Any] = {"role": role, "content": text}
+            if images:
+                msg["images"] = images
+            if role == "assistant" and thinking:
+                msg["thinking"], thinking = thinking, ""
+            out.append(msg)
+        elif kind == "function_call":
+            call = _function_call(item, where)
+            calls[call["id"]] = call["function"]["name"]
+            last = out[-1] if out else None
+            if last is not None and last["role"] == "assistant":
+                last.setdefault("tool_calls", []).append(call)
+            else:
+                out.append({"role": "assistant", "content": "", "tool_calls": [call],
+                            **({"thinking": thinking} if thinking else {})})
+                thinking = ""
+        elif kind == "function_call_output":
+            call_id = item.get("call_id")
+            if not isinstance(call_id, str) or not call_id:
+                raise invalid(f"{where}.call_id", "a string", call_id)
+            if call_id not in calls:
+                raise BadRequest(f"{where}: no function call found for call_id {call_id!r} (give the "
+                                 "function_call item in 'input' or chain with 'previous_response_id')",
+                                 param=f"{where}.call_id")
+            out.append({"role": "tool", "content": _output_text(item.get("output"), where),
+                        "tool_name": calls[call_id], "tool_call_id": call_id})
+        elif kind == "reasoning":
+            parts = list(item.get("content") or []) + list(item.get("summary") or [])
+            thinking += "".join(p.get("text", "") for p in parts if isinstance(p, dict)
+                                and isinstance(p.get("text"), str))
+        else:
+            raise BadRequest(f"{where}: input item type {kind!r} is not supported (use \"message\", "
+                             "\"function_call\", \"function_call_output\" or \"reasoning\")")
+    return [parse_message(m, i) for i, m in enumerate(out)]
+
+
+def _tools(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise invalid("tools", "an array of tool objects", value)
+    tools = []
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            raise BadRequest(f"tools[{i}]: tool type {kind!r} is not supported: only function tools "
+                             "({\"type\": \"function\", \"name\": ..., \"parameters\": {...}})")
+        name, params = tool.get("name"), tool.get("parameters")
+        if not isinstance(name, str) or not name:
+            raise BadRequest(f"tools[{i}].name is required", param=f"tools[{i}].name")
+        if params is not None and not isinstance(params, dict):
+            raise invalid(f"tools[{i}].parameters", "a JSON schema object", params)
+        fn: dict[str, Any] = {"name": name, "parameters": params or {"type": "object", "properties": {}}}
+        if isinstance(tool.get("description"), str):
+            fn["description"] = tool["description"]
+        tools.append({"type": "function", "function": fn})
+    return tools or None
+
+
+def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | None, bool]:
+    if value is None or value == "auto":
+        return tools, False
+    if value == "none":
+        return None, False
+    if value == "required":
+        if not tools:
+            raise BadRequest("'tool_choice' is \"required\" but no 'tools' were given", param="tool_choice")
+        return tools, True
+    if isinstance(value, dict) and value.get("type") == "function":
+        chosen = [t for t in tools or [] if t["function"]["name"] == value.get("name")]
+        if not chosen:
+            raise BadRequest(f"'tool_choice' names function {value.get('name')!r}, which is not among 'tools'",
+                             param="tool_choice")
+        return chosen, True
+    raise BadRequest("invalid 'tool_choice': use \"none\", \"auto\", \"required\" or "
+                     "{\"type\": \"function\", \"name\": ...}", param="tool_choice")
+
+
+def _format(text: Any) -> str | dict[str, Any] | None:
+    if text is None:
+        return None
+    if not isinstance(text, dict):
+        raise invalid("text", "an object", text)
+    fmt = text.get("format")
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        schema = fmt.get("schema")
+        if not isinstance(schema, dict):
+            raise BadRequest("'text.format' of type json_schema needs 'schema': {...}", param="text.format.schema")
+        return schema
+    raise BadRequest(f"invalid 'text.format' type {kind!r}: use \"text\", \"json_object\" or \"json_schema\"",
+                     param="text.format")
+
+
+def _think(reasoning: Any) -> bool | str | None:
+    if reasoning is None:
+        return None
+    if not isinstance(reasoning, dict):
+        raise invalid("reasoning", "an object", reasoning)
+    effort = reasoning.get("effort")
+    if effort is None:
+        return None
+    if effort not in _EFFORTS:
+        raise BadRequest(f"invalid 'reasoning.effort' {effort!r}: use one of {', '.join(_EFFORTS)}",
+                         param="reasoning.effort")
+    return _EFFORTS[effort]
+
+
+def _options(body: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(context_options(body))
+    for name in ("temperature", "top_p"):
+        value = get_number(body, name)
+        if value is not None:
+            merged[name] = value
+    max_tokens = get_int(body, "max_output_tokens", minimum=1)
+    if max_tokens is not None:
+        merged["num_predict"] = max_tokens
+    return parse_options(merged)
+
+
+def parse_response_request(body: dict[str, Any], history: list[dict[str, Any]]) -> ResponsesTranslation:
+    """The ``ChatRequest`` for a Responses body whose chain so far is ``history`` (native messages)."""
+    model = model_name(body)
+    for unsupported in ("background", "conversation"):
+        if body.get(unsupported) not in (None, False):
+            raise BadRequest(f"'{unsupported}' is not supported", param=unsupported)
+    instructions = get_str(body, "instructions")
+    new = input_messages(body.get("input"), history)
+    messages = ([{"role": "system", "content": instructions}] if instructions else []) + history + new
+    tools, forced = _tool_choice(body.get("tool_choice"), _tools(body.get("tools")))
+    fmt = _format(body.get("text"))
+    if forced and tools:
+        if fmt is not None:
+            raise BadRequest("'text.format' cannot be combined with a forced 'tool_choice'")
+        fmt = forced_tool_format(tools)
+    request = ChatRequest(
+        model=model,
+        messages=messages,
+        tools=tools,
+        format=fmt,
+        options=_options(body),
+        stream=bool(get_bool(body, "stream", False)),
+        keep_alive=parse_keep_alive(body.get("keep_alive")),
+        think=_think(body.get("reasoning")),
+    )
+    echo = {
+        "instructions": instructions,
+        "max_output_tokens": body.get("max_output_tokens"),
+        "temperature": body.get("temperature"),
+        "top_p": body.get("top_p"),
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": body.get("tools") or [],
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
+        "metadata": body.get("metadata") or {},
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+    }
+    return ResponsesTranslation(request=request, input_messages=new, previous_response_id=previous_id(body),
+                                store=bool(get_bool(body, "store", True)), echo=echo)
+
+
+def output_messages(text: str, thinking: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The assistant turn a response produced, as native messages to chain a follow-up on."""
+    msg: dict[str, Any] = {"role": "assistant", "content": text}
+    if thinking:
+        msg["thinking"] = thinking
+    if calls:
+        msg["tool_calls"] = [{"id": tool_call_id(c, "call_"), "function": {"name": c["function"].get("name", ""),
+                                                          "arguments": tool_arguments_json(c["function"].get("arguments"))}}
+                             for c in calls]
+    return [parse_message(msg, 0)]
