@@ -8,30 +8,19 @@ headers go out, so an unknown model or bad option is still a proper 4xx from the
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from ollamalike.errors import InternalError, OllamalikeError
-from ollamalike.server.http import close_quietly, dumps
-
-log = logging.getLogger("ollamalike.server")
+from ollamalike.server import streaming
 
 Event = tuple[str, dict[str, Any]]
 
 
 def encode_event(name: str, data: dict[str, Any]) -> bytes:
-    return f"event: {name}\ndata: {dumps(data)}\n\n".encode()
-
-
-async def _next(iterator: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
-    try:
-        return await iterator.__anext__()
-    except StopAsyncIteration:
-        return None
+    return b"event: " + name.encode() + b"\ndata: " + streaming.encode_json(data) + b"\n\n"
 
 
 async def stream_events(
@@ -42,41 +31,18 @@ async def stream_events(
     opening: Callable[[], list[Event]] | None = None,
 ) -> web.StreamResponse:
     """Stream ``opening()`` then ``encode(chunk)`` for every chunk; an error after the headers
-    were sent becomes ``on_error(exc)`` events (the status can no longer change)."""
-    iterator = chunks.__aiter__()
-    response: web.StreamResponse | None = None
-    try:
-        first = await _next(iterator)
-        response = web.StreamResponse(status=200, headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        })
-        await response.prepare(request)
-        for name, data in opening() if opening else []:
-            await response.write(encode_event(name, data))
-        chunk = first
-        while chunk is not None:
-            for name, data in encode(chunk):
-                await response.write(encode_event(name, data))
-            chunk = await _next(iterator)
-    except OllamalikeError as e:
-        if response is None:
-            raise
-        for name, data in on_error(e):
-            await response.write(encode_event(name, data))
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception as e:
-        if response is None:
-            raise
-        log.exception("error while streaming %s %s", request.method, request.path)
-        for name, data in on_error(InternalError(f"internal error: {e}")):
-            await response.write(encode_event(name, data))
-    finally:
-        # Closing the inference iterator cancels the sequence in the runner (client gone or error).
-        aclose = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            await asyncio.shield(close_quietly(aclose()))
-    await response.write_eof()
-    return response
+    were sent becomes ``on_error(exc)`` events (the status can no longer change). Errors before
+    output, disconnects and closing the source follow ``server/streaming.py``, the one skeleton."""
+    opened = opening is None
+
+    def frames(chunk: dict[str, Any]) -> list[bytes]:
+        nonlocal opened
+        events = [] if opened else list(opening() if opening else [])
+        opened = True
+        return [encode_event(name, data) for name, data in [*events, *encode(chunk)]]
+
+    def error(exc: OllamalikeError | None, message: str) -> bytes:
+        return b"".join(encode_event(name, data) for name, data in on_error(exc or InternalError(message)))
+
+    return await streaming.stream(request, chunks, streaming.Framing("text/event-stream", frames, error, b"", {
+        "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}))
