@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ollamalike.config import Config
-from ollamalike.server import native_infer, native_models, native_registry, native_render, openai, ops
+from ollamalike.server import health, native_infer, native_models, native_registry, native_render, openai, ops
 from ollamalike.server.middleware import MIDDLEWARES
 from ollamalike.server.state import STATE_KEY, AppState, get_state
 
@@ -24,7 +24,9 @@ log = logging.getLogger("ollamalike.server")
 
 __all__ = ["ROUTE_MODULES", "STATE_KEY", "get_state", "make_app"]
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (native_models, native_infer, native_registry, native_render, openai, ops)
+# health is last: its drain middleware then runs innermost, after auth (see server/health.py).
+ROUTE_MODULES: tuple[ModuleType, ...] = (native_models, native_infer, native_registry, native_render, openai, ops,
+                                         health)
 
 def make_app(config: Config, extra_middlewares: list[Callable[..., Any]] | None = None) -> web.Application:
     modules = ROUTE_MODULES
