@@ -45,6 +45,7 @@ LIVE_PATH = "/api/health/live"
 HEALTH_PATHS = frozenset({HEALTH_PATH, LIVE_PATH})
 # Methods that start no work: still answered while draining (tags, ps, metrics, version).
 _READ_ONLY = frozenset({"GET", "HEAD", "OPTIONS"})
+RETRY_AFTER_MAX = 5
 # After the cut, how long the cut handlers get to write their error frame and return.
 CUT_GRACE_SECONDS = 5.0
 
@@ -73,8 +74,10 @@ class Drain:
         return len(self._tasks)
 
     def retry_after(self) -> int:
-        """Whole seconds until this daemon is gone (at least 1): when a retry here can make sense."""
-        return max(1, math.ceil(self._deadline - time.monotonic()))
+        """Whole seconds, 1 to ``RETRY_AFTER_MAX``: a retry through a load balancer soon reaches
+        another replica, and clients that honour the header (LiteLLM, the OpenAI SDK) must not
+        stall for the whole drain."""
+        return max(1, min(RETRY_AFTER_MAX, math.ceil(self._deadline - time.monotonic())))
 
     def track(self, request: web.Request) -> asyncio.Task[Any] | None:
         task = asyncio.current_task()
