@@ -37,6 +37,7 @@ _ADMIN_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/api/push"),
     ("POST", "/api/copy"),
     ("POST", "/api/import"),
+    ("POST", "/api/catalog"),  # makes the daemon contact a registry, as a pull does
 )
 
 
