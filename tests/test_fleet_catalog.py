@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +107,59 @@ def test_a_registry_without_a_catalog_is_a_clear_error(tmp_path: Path) -> None:
 
     message = asyncio.run(run())
     assert "/v2/_catalog" in message and "by name" in message
+
+
+def test_catalog_and_tags_pages_are_followed_and_only_the_namespace_is_kept(tmp_path: Path) -> None:
+    """An in-process registry that pages both lists with Link headers (docker-registry answers in one)."""
+    from aiohttp import web
+
+    from ollamalike.registry.catalog import list_models
+
+    pages = {
+        "/v2/_catalog": [(["other/c", "team/a"], "/v2/_catalog?last=team/a&n=1000"),
+                         (["team/b", "team/x/nested", "teamster/d"], None)],
+        "/v2/team/a/tags/list": [(["v1"], None)],
+        "/v2/team/b/tags/list": [(["2"], "/v2/team/b/tags/list?last=2&n=1000"), (["1"], None)],
+    }
+    seen: list[str] = []
+
+    async def listing(request: web.Request) -> web.Response:
+        seen.append(request.path_qs)
+        page = 1 if "last=" in request.query_string else 0
+        items, link = pages[request.path][page]
+        key = "repositories" if request.path == "/v2/_catalog" else "tags"
+        headers = {"Link": f'<{link}>; rel="next"'} if link else {}
+        return web.json_response({key: items}, headers=headers)
+
+    async def run() -> list[str]:
+        app = web.Application()
+        for path in pages:
+            app.router.add_get(path, listing)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            return await list_models(load_config({"OLLAMALIKE_HOME": str(tmp_path)}), f"127.0.0.1:{port}/team",
+                                     insecure=True)
+        finally:
+            await runner.cleanup()
+
+    names = asyncio.run(run())
+    host = names[0].split("/")[0]
+    assert names == [f"{host}/team/a:v1", f"{host}/team/b:1", f"{host}/team/b:2"]
+    assert sum("_catalog" in s for s in seen) == 2 and sum("team/b/tags" in s for s in seen) == 2
+    assert not any("nested" in s or "teamster" in s or "other" in s for s in seen)
+
+
+async def test_listing_a_registry_needs_the_admin_key(aiohttp_client: Any, tmp_path: Path) -> None:
+    from ollamalike.server.app import make_app
+    from tests.helpers import assert_api_error
+
+    app = make_app(load_config({"OLLAMALIKE_HOME": str(tmp_path), "OLLAMALIKE_API_KEY": "user",
+                                "OLLAMALIKE_ADMIN_KEY": "admin"}))
+    client = await aiohttp_client(app)
+    resp = await client.post("/api/catalog", json={"from": "127.0.0.1:1/team"}, headers={"Authorization": "Bearer user"})
+    assert_api_error(resp.status, await resp.read(), 403, "admin key")
+    resp = await client.post("/api/catalog", json={"from": "bad"}, headers={"Authorization": "Bearer admin"})
+    assert_api_error(resp.status, await resp.read(), 400, "REGISTRY/NAMESPACE")
