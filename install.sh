@@ -12,7 +12,8 @@
 #   ./install.sh --print-build-flags   print the backend, CMake flags and wheel cache dir, change nothing
 #
 # Environment: OLLAMALIKE_BACKEND=cpu|cuda|metal|rocm overrides detection; PYTHON picks the interpreter;
-# LLAMA_CMAKE_ARGS adds CMake flags.
+# LLAMA_CMAKE_ARGS adds CMake flags; OLLAMALIKE_CPU_FLAGS (e.g. "avx avx2 fma f16c bmi2") replaces the
+# CPU's own flags, for builds that must run on other machines (container images).
 set -euo pipefail
 
 LLAMA_CPP_VERSION="0.3.36"
@@ -72,7 +73,10 @@ case "$BACKEND" in cpu|cuda|metal|rocm) ;; *) die "OLLAMALIKE_BACKEND must be cp
 # reports instead, and AMX always off.
 cpu_flags() {
   local f=""
-  if [ -r /proc/cpuinfo ]; then f="$(grep -m1 '^flags' /proc/cpuinfo || true)"
+  # OLLAMALIKE_CPU_FLAGS="avx avx2 fma f16c bmi2" builds for those instead of this CPU: an image
+  # built here runs on other machines (the Dockerfile sets a baseline).
+  if [ -n "${OLLAMALIKE_CPU_FLAGS:-}" ]; then f="$OLLAMALIKE_CPU_FLAGS"
+  elif [ -r /proc/cpuinfo ]; then f="$(grep -m1 '^flags' /proc/cpuinfo || true)"
   elif [ "$OS" = Darwin ]; then f="$(sysctl -n machdep.cpu.features machdep.cpu.leaf7_features 2>/dev/null | tr 'A-Z.' 'a-z_' || true)"; fi
   has() { case " $f " in *" $1 "*) return 0;; *) return 1;; esac; }
   local args="-DGGML_NATIVE=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"

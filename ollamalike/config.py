@@ -186,6 +186,8 @@ class Config:
     max_body_bytes: int = 64 * 1024 * 1024
     max_concurrent_pulls: int = 3
     load_timeout: float = 300.0
+    # SIGTERM: how long in-flight requests may run on before they are cut (server/health.py's drain).
+    drain_timeout: float = 30.0
     registry_auth: tuple[tuple[str, str, str], ...] = ()  # (host, username, password)
     # Registry hosts (``host`` or ``host:port``, lower case) pulls and pushes may use; None: unset
     # (pull from any, push only where the request on this machine names; see registry.policy).
@@ -334,6 +336,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         max_body_bytes=max(1024, _int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
         max_concurrent_pulls=max(1, _int(env, "MAX_CONCURRENT_PULLS", 3)),
         load_timeout=parse_duration(_get(env, "LOAD_TIMEOUT") or "5m"),
+        drain_timeout=_drain_timeout(_get(env, "DRAIN_TIMEOUT")),
         registry_auth=_registry_auth(env.get("OLLAMALIKE_REGISTRY_AUTH")),
         registries=_registries(_get(env, "REGISTRIES")),
         nopush=_bool(_get(env, "NOPUSH")),
@@ -347,6 +350,17 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         noprune=_bool(_get(env, "NOPRUNE")),
         model_cache=_model_cache(env),
     )
+
+
+def _drain_timeout(value: str | None) -> float:
+    """Seconds or a Go duration ("30s", "2m"); 0 cuts at once. Forever is refused: a daemon that
+    never exits on SIGTERM gets SIGKILLed by its supervisor, runners and all."""
+    if value is None:
+        return 30.0
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise BadRequest(f"OLLAMALIKE_DRAIN_TIMEOUT must not be negative, got {value!r}")
+    return seconds
 
 
 def _kv_cache_type(value: str | None) -> KVCacheType:

@@ -28,11 +28,24 @@ def _run(path: str, body: dict[str, object]) -> None:
 
 
 @click.command()
-@click.argument("model")
+@click.argument("model", required=False)
 @click.option("--insecure", is_flag=True, help="Use plain HTTP for the registry (no TLS).")
-def pull(model: str, insecure: bool) -> None:
+@click.option("--all-from", "all_from", metavar="REGISTRY/NAMESPACE",
+              help="Pull every model (every tag) of a registry namespace, listed by its /v2/_catalog.")
+def pull(model: str | None, insecure: bool, all_from: str | None) -> None:
     """Pull a model from a registry (or hf.co/<user>/<repo>[:quant] from Hugging Face)."""
-    _run("/api/pull", {"model": model, "insecure": insecure, "stream": True})
+    if (model is None) == (all_from is None):
+        raise BadRequest("pull needs a MODEL or --all-from REGISTRY/NAMESPACE (not both)")
+    if model is not None:
+        _run("/api/pull", {"model": model, "insecure": insecure, "stream": True})
+        return
+    client = ensure_daemon(load_config())
+    names = client.json("POST", "/api/catalog", {"from": all_from, "insecure": insecure}).get("models") or []
+    if not names:
+        raise BadRequest(f"no models found in {all_from}")
+    for index, name in enumerate(names, 1):
+        click.echo(f"pulling {name} ({index}/{len(names)})", err=True)
+        _run("/api/pull", {"model": name, "insecure": insecure, "stream": True})
 
 
 @click.command()

@@ -1,7 +1,9 @@
 """``ollamalike serve``: run the daemon in the foreground until SIGINT/SIGTERM.
 
 The only CLI command that imports aiohttp (lazily, inside the command). The address is bound
-before the startup line is logged, so a busy port is one clear error. Shutdown runs the app's
+before the startup line is logged, so a busy port is one clear error. On SIGTERM/SIGINT the daemon
+drains first (``server/health.py``: new requests get 503, those in flight get
+``OLLAMALIKE_DRAIN_TIMEOUT`` to finish; a second signal cuts the wait short), then runs the app's
 cleanup, which stops every runner process before the daemon exits with status 0.
 """
 
@@ -66,6 +68,7 @@ async def _log_hardware(config: Config) -> None:
 async def _serve(config: Config) -> None:
     from aiohttp import web
 
+    from ollamalike.server import health
     from ollamalike.server.app import make_app
 
     stop = asyncio.Event()
@@ -75,7 +78,8 @@ async def _serve(config: Config) -> None:
 
     # handler_cancellation: a client that goes away cancels its handler, so a queued or
     # non-streamed generation stops and frees its runner slot instead of running on for nobody.
-    runner = web.AppRunner(make_app(config), access_log=logging.getLogger("aiohttp.access"),
+    app = make_app(config)
+    runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"),
                            shutdown_timeout=SHUTDOWN_GRACE_SECONDS, handler_cancellation=True)
     await runner.setup()
     try:
@@ -97,6 +101,8 @@ async def _serve(config: Config) -> None:
         )
         await _log_hardware(config)
         await stop.wait()
+        stop.clear()
+        await health.drain(app, config.drain_timeout, abort=stop)
         log.info("shutting down: stopping runners")
     finally:
         await runner.cleanup()

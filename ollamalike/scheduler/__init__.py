@@ -29,7 +29,7 @@ from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
 from ollamalike.hardware.planner import InsufficientMemory
 from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load
-from ollamalike.scheduler.report import ps_entry
+from ollamalike.scheduler.report import ModelLoad, ModelState, SchedulerSnapshot, model_load, ps_entry
 
 log = logging.getLogger("ollamalike.scheduler")
 
@@ -126,6 +126,7 @@ class Scheduler:
         self._models: dict[str, _Loaded] = {}
         self._cond = asyncio.Condition()
         self._waiting = 0
+        self._waiting_by_key: dict[str, int] = {}  # the same waiters per model key (health's queue depth)
         self._stopping: set[asyncio.Task[None]] = set()  # background work: loads, releases, stops
         self._closed = False
 
@@ -160,28 +161,36 @@ class Scheduler:
                         continue
                 if entry is None:
                     if not self._make_room_locked(plan):
-                        await self._wait_locked()
+                        await self._wait_locked(key)
                         continue
                     entry = self._start_load_locked(key, model, plan)
                 if not entry.ready.done():
                     await self._wait_for_load(entry)
                     continue
                 if entry.draining:
-                    await self._wait_locked()
+                    await self._wait_locked(key)
                     continue
                 busy = entry.embeds if embedding else entry.active - entry.embeds
                 if busy < self.config.num_parallel:
                     return self._lease_locked(entry, keep, embedding)
-                await self._wait_locked()
+                await self._wait_locked(key)
 
-    async def _wait_locked(self) -> None:
+    async def _wait_locked(self, key: str) -> None:
         if self._waiting >= self.config.max_queue:
             raise Overloaded("server busy, please try again.  maximum pending requests exceeded")
-        self._waiting += 1
+        self._count_waiter(key, 1)
         try:
             await self._cond.wait()
         finally:
-            self._waiting -= 1
+            self._count_waiter(key, -1)
+
+    def _count_waiter(self, key: str, delta: int) -> None:
+        self._waiting += delta
+        left = self._waiting_by_key.get(key, 0) + delta
+        if left > 0:
+            self._waiting_by_key[key] = left
+        else:
+            self._waiting_by_key.pop(key, None)
 
     async def _wait_for_load(self, entry: _Loaded) -> None:
         """Wait for a load started by anyone; its failure is this request's too. The first
@@ -190,13 +199,15 @@ class Scheduler:
         if queued and self._waiting >= self.config.max_queue:
             raise Overloaded("server busy, please try again.  maximum pending requests exceeded")
         entry.load_waiters += 1
-        self._waiting += int(queued)
+        if queued:
+            self._count_waiter(entry.key, 1)
         self._cond.release()
         try:
             await asyncio.shield(entry.ready)
         finally:
             entry.load_waiters -= 1
-            self._waiting -= int(queued)
+            if queued:
+                self._count_waiter(entry.key, -1)
             await self._cond.acquire()
 
     def _lease_locked(self, entry: _Loaded, keep_alive: float, embedding: bool = False) -> Lease:
@@ -393,6 +404,19 @@ class Scheduler:
     def queued(self) -> int:
         """Requests waiting for a slot or a load (what ``max_queue`` bounds); read by /metrics."""
         return self._waiting
+
+    def snapshot(self) -> SchedulerSnapshot:
+        """Load per model and the queue, read without the lock (never waits): /api/health's numbers."""
+        entries = sorted(self._models.values(), key=lambda e: e.last_used, reverse=True)
+        models: list[ModelLoad] = []
+        for entry in entries:
+            if entry.ready.done() and not entry.alive:
+                continue
+            state: ModelState = "draining" if entry.draining else "ready" if entry.ready.done() else "loading"
+            models.append(model_load(entry.model, state, entry.active, self.config.num_parallel,
+                                     self._waiting_by_key.get(entry.key, 0)))
+        return SchedulerSnapshot(models=tuple(models), queued=self._waiting, max_queue=self.config.max_queue,
+                                 num_parallel=self.config.num_parallel, closed=self._closed)
 
     def ps(self) -> list[dict[str, Any]]:
         """/api/ps entries, most recently used first; dead runners are not listed."""

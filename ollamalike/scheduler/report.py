@@ -1,11 +1,48 @@
-"""The /api/ps view of a loaded model (what ``ollamalike ps`` prints)."""
+"""What the scheduler reports: the /api/ps view of a loaded model (what ``ollamalike ps`` prints) and
+the load snapshot behind /api/health (``SchedulerSnapshot``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
 from ollamalike.scheduler.plan import LoadPlan, display_name
+
+ModelState = Literal["loading", "ready", "draining"]
+
+
+@dataclass(frozen=True)
+class ModelLoad:
+    """One loaded (or loading) model: slots in use and free, and requests waiting for it."""
+
+    name: str
+    state: ModelState  # draining: being unloaded or replaced, takes no new requests
+    busy: int
+    free: int
+    queued: int
+
+
+@dataclass(frozen=True)
+class SchedulerSnapshot:
+    models: tuple[ModelLoad, ...]  # most recently used first
+    queued: int  # every waiting request (what max_queue bounds), those waiting for room included
+    max_queue: int
+    num_parallel: int
+    closed: bool  # shut down: no new leases
+
+    @property
+    def busy(self) -> int:
+        return sum(m.busy for m in self.models)
+
+    @property
+    def free(self) -> int:
+        return sum(m.free for m in self.models)
+
+
+def model_load(model: Any, state: ModelState, active: int, num_parallel: int, queued: int) -> ModelLoad:
+    free = max(0, num_parallel - active) if state == "ready" else 0
+    return ModelLoad(name=display_name(model), state=state, busy=active, free=free, queued=queued)
 
 
 def ps_entry(model: Any, runner: Any, plan: LoadPlan, keep_alive: float, expires_at: float | None) -> dict[str, Any]:

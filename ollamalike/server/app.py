@@ -18,6 +18,7 @@ from aiohttp import web
 from ollamalike.config import Config
 from ollamalike.server import (
     anthropic,
+    health,
     native_infer,
     native_models,
     native_registry,
@@ -33,8 +34,9 @@ log = logging.getLogger("ollamalike.server")
 
 __all__ = ["ROUTE_MODULES", "STATE_KEY", "get_state", "make_app"]
 
+# health is last: its drain middleware then runs innermost, after auth (see server/health.py).
 ROUTE_MODULES: tuple[ModuleType, ...] = (
-    native_models, native_infer, native_registry, native_render, openai, responses, anthropic, ops,
+    native_models, native_infer, native_registry, native_render, openai, responses, anthropic, ops, health,
 )
 
 def make_app(config: Config, extra_middlewares: list[Callable[..., Any]] | None = None) -> web.Application:

@@ -1,4 +1,5 @@
-"""Routes for moving models in and out: POST /api/pull, POST /api/push, POST /api/import.
+"""Routes for moving models in and out: POST /api/pull, POST /api/push, POST /api/import, and
+POST /api/catalog (ours: the models of a registry namespace, for ``pull --all-from``).
 
 Each streams Ollama-style status lines as NDJSON (``stream: false`` gives only the final object).
 Pulls run inside the daemon; at most ``config.max_concurrent_pulls`` transfers run at once;
@@ -100,7 +101,20 @@ async def import_ollama(request: web.Request) -> web.StreamResponse:
     return await _respond(request, stream, import_models(state.store, path))
 
 
+async def catalog(request: web.Request) -> web.Response:
+    """``{"from": "host/namespace", "insecure": bool}`` -> ``{"models": ["host/namespace/model:tag", ...]}``."""
+    from ollamalike.registry.catalog import list_models
+
+    body = await read_json(request)
+    source = get_str(body, "from")
+    if not source:
+        raise BadRequest("from is required (REGISTRY/NAMESPACE)")
+    insecure = bool(get_bool(body, "insecure", False))
+    return json_response({"models": await list_models(_state(request).config, source, insecure=insecure)})
+
+
 def setup(app: web.Application) -> None:
     app.router.add_post("/api/pull", pull)
     app.router.add_post("/api/push", push)
     app.router.add_post("/api/import", import_ollama)
+    app.router.add_post("/api/catalog", catalog)

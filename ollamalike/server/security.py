@@ -38,6 +38,7 @@ _ADMIN_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", "/api/push"),
     ("POST", "/api/copy"),
     ("POST", "/api/import"),
+    ("POST", "/api/catalog"),  # makes the daemon contact a registry, as a pull does
 )
 
 
@@ -189,9 +190,15 @@ def is_admin_route(method: str, path: str) -> bool:
     return (method, path) in _ADMIN_ROUTES
 
 
+# Health probes (server/health.py): Kubernetes probes cannot easily send a key; without one the
+# readiness answer has counts only.
+_PUBLIC_PATHS = frozenset({"/", "/api/health", "/api/health/live"})
+
+
 def is_public(method: str, path: str) -> bool:
-    """Only the liveness check is open: clients (and ``ensure_daemon``) poll it before they have a key."""
-    return path == "/" and method in ("GET", "HEAD")
+    """Only the liveness checks are open: clients (and ``ensure_daemon``) poll ``/`` before they have a
+    key, and probes poll ``/api/health``."""
+    return path in _PUBLIC_PATHS and method in ("GET", "HEAD")
 
 
 @web.middleware

@@ -4,7 +4,9 @@
 raised before output (unknown model, bad option) still becomes a proper 4xx through the middleware.
 After that the status cannot change: an error becomes the framing's final error frame. The one
 disconnect rule: a client that hangs up ends the stream quietly (logged, not an error), and the
-chunk iterator is always closed, which cancels the sequence in the runner at once.
+chunk iterator is always closed, which cancels the sequence in the runner at once. A stream the
+daemon cuts while shutting down (the drain timeout passed: ``server/health.py`` sets ``CUT_KEY`` on
+the request, then cancels its task) ends with the framing's error frame naming the reason.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from ollamalike.errors import OllamalikeError
 log = logging.getLogger("ollamalike.server")
 
 Chunk = dict[str, Any]
+
+# Set on a request just before its handler task is cancelled on purpose: the error to end it with.
+CUT_KEY = web.RequestKey("stream_cut", OllamalikeError)
 
 
 def dumps(obj: Any) -> str:
@@ -107,7 +112,12 @@ async def stream(request: web.Request, chunks: AsyncIterator[Chunk], framing: Fr
         if framing.end:
             await response.write(framing.end)
     except asyncio.CancelledError:
-        raise
+        cut = request.get(CUT_KEY)
+        if response is None or cut is None:
+            raise
+        _uncancel()
+        log.warning("cut %s %s: %s", request.method, request.path, cut.message)
+        await _write_error(request, response, framing.error(cut, cut.message))
     except ConnectionResetError:
         if response is None:
             raise
@@ -132,6 +142,14 @@ async def stream(request: web.Request, chunks: AsyncIterator[Chunk], framing: Fr
     except ConnectionResetError:
         log.info("client disconnected at the end of %s %s", request.method, request.path)
     return response
+
+
+def _uncancel() -> None:
+    """The cancellation was ours and is handled: let the task await again (Python >= 3.11)."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()
 
 
 async def _write_error(request: web.Request, response: web.StreamResponse, frame: bytes) -> None:
