@@ -77,6 +77,26 @@ def _upload(client: Client, path: Path, what: str) -> str:
     return uploaded
 
 
+def _checkpoint_files(directory: Path) -> list[Path]:
+    """The files of a Hugging Face directory that conversion reads, as Ollama's client gathers them."""
+    weights = sorted(directory.glob("*.safetensors"))
+    if not weights:
+        raise BadRequest(f"FROM {directory} is a directory without *.safetensors files (a GGUF must be named as a file)")
+    extra = sorted(directory.glob("*.json")) + sorted(directory.glob("*/*.json")) + sorted(directory.glob("tokenizer.model"))
+    return weights + [p for p in extra if p.is_file()]
+
+
+def _upload_dir(client: Client, directory: Path) -> dict[str, str]:
+    """Upload a safetensors directory file by file: ``files`` maps relative names to digests."""
+    files: dict[str, str] = {}
+    for path in _checkpoint_files(directory):
+        name = path.relative_to(directory).as_posix()
+        progress = _Progress(name)
+        files[name] = client.upload_blob(path, progress=progress)
+        progress.finish()
+    return files
+
+
 def build_create_request(client: Client, name: str, modelfile_path: Path) -> dict[str, Any]:
     """Parse the Modelfile, upload its local files, and return the ``/api/create`` body."""
     from ollamalike.modelfile import parse
@@ -95,7 +115,9 @@ def build_create_request(client: Client, name: str, modelfile_path: Path) -> dic
     click.echo("gathering model components")
     body: dict[str, Any] = {"model": name}
     source = _resolve_path(mf.from_, base)
-    if source.exists() or _looks_like_path(mf.from_):
+    if source.is_dir():
+        body["files"] = _upload_dir(client, source)
+    elif source.exists() or _looks_like_path(mf.from_):
         body["files"] = {source.name: _upload(client, source, "FROM")}
     else:
         body["from"] = mf.from_

@@ -20,6 +20,7 @@ from typing import Any
 
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
+from ollamalike.library.create_convert import CheckpointInput, convert_checkpoint, is_checkpoint, pin_files
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import CreateRequest
@@ -69,6 +70,7 @@ class _Plan:
     messages: list[dict[str, Any]] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
     quantize: str | None = None
+    checkpoint: CheckpointInput | None = None  # a safetensors checkpoint still to be converted
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
@@ -133,15 +135,15 @@ async def _gguf_source(
     return _Source(media, info, digest=d, size=store.blob_size(d))
 
 
-def _classify(sources: list[_Source]) -> None:
-    """Files: the one model GGUF, and projectors (vision encoders) beside it."""
+def _classify(sources: list[_Source], converted: bool = False) -> None:
+    """Files: the one model GGUF (``converted``: it comes from a checkpoint), and projectors beside it."""
     models = []
     for s in sources:
         if s.media == MEDIA_MODEL and getattr(s.info, "architecture", "") in PROJECTOR_ARCHITECTURES:
             s.media = MEDIA_PROJECTOR
         if s.media == MEDIA_MODEL:
             models.append(s)
-    if len(models) != 1:
+    if len(models) != (0 if converted else 1):
         raise BadRequest(f"expected exactly one model GGUF, got {len(models)}")
     sources.sort(key=lambda s: {MEDIA_MODEL: 0, MEDIA_PROJECTOR: 1}.get(s.media, 2))
 
@@ -163,6 +165,8 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan
         local = _local_path(mf.from_, base_dir)
         if local is None:
             from_name = mf.from_
+        elif local.is_dir():
+            plan.checkpoint = CheckpointInput(directory=local)
         else:
             plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, path=local))
         for spec in mf.adapters:
@@ -180,12 +184,15 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan
         raise BadRequest("neither 'from' or 'files' was specified")
     if from_name is not None:
         ModelName.parse(from_name)
+    if files and is_checkpoint(files):
+        plan.checkpoint = pin_files(store, pins, files)
+        files = {}
     for fname in sorted(files):
         plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
     for fname in sorted(request.adapters):
         adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
-    if plan.sources:
-        _classify(plan.sources)
+    if plan.sources or plan.checkpoint is not None:
+        _classify(plan.sources, converted=plan.checkpoint is not None)
     plan.sources.extend(adapter_sources)
     if template is not None:
         from ollamalike.template import check_template
@@ -225,9 +232,12 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
 async def create_model(store: Store, name: str, request: CreateRequest) -> AsyncIterator[dict[str, Any]]:
     """/api/create as a stream of Ollama's status objects; the last one is {"status": "success"}."""
     target = ModelName.parse(name)
-    with store.pin() as pins:
+    with store.pin() as pins, contextlib.ExitStack() as scratch:
         try:
             plan, from_name = await _plan(store, request, pins)
+            if plan.checkpoint is not None:
+                yield {"status": "converting model"}
+                plan.sources.insert(0, await _converted_source(store, plan.checkpoint, scratch))
             if from_name is not None:
                 try:
                     store.get_manifest(from_name)
@@ -249,6 +259,13 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
             store.collect(fresh)
             raise
     yield {"status": "success"}
+
+
+async def _converted_source(store: Store, checkpoint: CheckpointInput, scratch: contextlib.ExitStack) -> _Source:
+    """The checkpoint converted to a scratch GGUF, which then is a local model file like any other."""
+    path = await convert_checkpoint(store, checkpoint, scratch)
+    info = await asyncio.to_thread(_read_info, path)
+    return _Source(MEDIA_MODEL, info, path=path)
 
 
 def _gguf_type(info: Any) -> str:

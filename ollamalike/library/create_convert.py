@@ -1,0 +1,77 @@
+"""``create`` from a safetensors checkpoint: uploaded files or a local directory, converted to GGUF.
+
+Ollama's client uploads a Hugging Face directory file by file (``files`` maps relative names to
+blob digests); a legacy Modelfile request may name a local directory. Either way the conversion
+(``library.convert``) runs in a worker thread, off the event loop, into a scratch file inside the
+store; that file then becomes the model source like a local GGUF (so ``quantize`` takes the usual
+path, straight from the converted F16). A bad checkpoint is a 400 before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ollamalike.errors import BadRequest
+from ollamalike.store import Pins, Store
+
+CHECKPOINT_SUFFIXES = (".safetensors",)
+
+
+@dataclass
+class CheckpointInput:
+    """A checkpoint to convert: uploaded files (name -> pinned digest) or a local directory."""
+
+    files: dict[str, str] | None = None
+    directory: Path | None = None
+
+
+def is_checkpoint(files: dict[str, str]) -> bool:
+    """Files that are a Hugging Face checkpoint rather than GGUFs (as Ollama decides: safetensors present)."""
+    names = [n.lower() for n in files]
+    return any(n.endswith(CHECKPOINT_SUFFIXES) for n in names) or (
+        "config.json" in names and not any(n.endswith(".gguf") for n in names)
+    )
+
+
+def pin_files(store: Store, pins: Pins, files: dict[str, str]) -> CheckpointInput:
+    pinned: dict[str, str] = {}
+    for name in sorted(files):
+        d = pins.add(files[name])
+        if not store.has_blob(d):
+            pins.fresh.discard(d)
+            raise BadRequest(f"blob {d} not found: upload it with POST /api/blobs/{d} first")
+        pinned[name] = d
+    return CheckpointInput(files=pinned)
+
+
+def _link_tree(store: Store, files: dict[str, str], root: Path) -> None:
+    """The uploaded files under their relative names, as links to their blobs."""
+    for name, digest in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(store.blob_path(digest), target)
+
+
+def _convert(store: Store, inp: CheckpointInput, out: Path) -> Any:
+    from ollamalike.library.convert import convert
+
+    if inp.directory is not None:
+        return convert(inp.directory, out)
+    assert inp.files is not None
+    with tempfile.TemporaryDirectory(prefix="ollamalike-convert-") as tmp:
+        root = Path(tmp)
+        _link_tree(store, inp.files, root)
+        return convert(root, out, trusted=True)
+
+
+async def convert_checkpoint(store: Store, inp: CheckpointInput, scratch: contextlib.ExitStack) -> Path:
+    """Convert in a worker thread; the GGUF lives in a store scratch file until ``scratch`` closes."""
+    out = scratch.enter_context(store.temp_file("convert"))
+    await asyncio.to_thread(_convert, store, inp, out)
+    return out
