@@ -186,10 +186,16 @@ def _norm_plus_one(name: str, data: np.ndarray, hp: Hparams) -> np.ndarray:
     return data + 1 if name.endswith("norm.weight") else data
 
 
+def _head_dim_keys(w: gguf.GGUFWriter, hp: Hparams) -> None:
+    """Gemma's head size is not hidden/heads: always written (``_decoder`` writes it when config has it)."""
+    if hp.get("head_dim") is None:
+        w.add_key_length(hp.head_dim)
+        w.add_value_length(hp.head_dim)
+
+
 def _gemma2(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
     _decoder(w, hp, ckpt)
-    w.add_key_length(hp.head_dim)
-    w.add_value_length(hp.head_dim)
+    _head_dim_keys(w, hp)
     w.add_attn_logit_softcapping(float(hp.get("attn_logit_softcapping", default=50.0)))
     w.add_final_logit_softcapping(float(hp.get("final_logit_softcapping", default=30.0)))
     w.add_sliding_window(int(hp.get("sliding_window", default=4096)))
@@ -197,8 +203,7 @@ def _gemma2(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
 
 def _gemma3(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
     _decoder(w, hp, ckpt)
-    w.add_key_length(hp.head_dim)
-    w.add_value_length(hp.head_dim)
+    _head_dim_keys(w, hp)
     if hp.rope.get("rope_theta") is None:
         w.add_rope_freq_base(1_000_000.0)
     if hp.get("rope_local_base_freq") is not None:
