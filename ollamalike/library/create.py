@@ -16,11 +16,17 @@ import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
-from ollamalike.library.create_convert import CheckpointInput, convert_checkpoint, is_checkpoint, pin_files
+from ollamalike.library.create_convert import (
+    CheckpointInput,
+    check_checkpoint,
+    convert_checkpoint,
+    is_checkpoint,
+    pin_files,
+)
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import CreateRequest
@@ -41,6 +47,9 @@ from ollamalike.store.manifest import (
     build_manifest,
     go_json,
 )
+
+if TYPE_CHECKING:
+    from ollamalike.library.convert import Prepared
 
 PROJECTOR_ARCHITECTURES = ("clip",)
 _PATH_SUFFIXES = (".gguf", ".bin", ".safetensors")
@@ -236,8 +245,9 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
         try:
             plan, from_name = await _plan(store, request, pins)
             if plan.checkpoint is not None:
+                prepared = await check_checkpoint(store, plan.checkpoint, scratch)
                 yield {"status": "converting model"}
-                plan.sources.insert(0, await _converted_source(store, plan.checkpoint, scratch))
+                plan.sources.insert(0, await _converted_source(store, prepared, scratch))
             if from_name is not None:
                 try:
                     store.get_manifest(from_name)
@@ -261,9 +271,9 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
     yield {"status": "success"}
 
 
-async def _converted_source(store: Store, checkpoint: CheckpointInput, scratch: contextlib.ExitStack) -> _Source:
-    """The checkpoint converted to a scratch GGUF, which then is a local model file like any other."""
-    path = await convert_checkpoint(store, checkpoint, scratch)
+async def _converted_source(store: Store, prepared: Prepared, scratch: contextlib.ExitStack) -> _Source:
+    """The checked checkpoint converted to a scratch GGUF, then a local model file like any other."""
+    path = await convert_checkpoint(store, prepared, scratch)
     info = await asyncio.to_thread(_read_info, path)
     return _Source(MEDIA_MODEL, info, path=path)
 

@@ -15,10 +15,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ollamalike.errors import BadRequest
 from ollamalike.store import Pins, Store
+
+if TYPE_CHECKING:
+    from ollamalike.library.convert import Prepared
 
 CHECKPOINT_SUFFIXES = (".safetensors",)
 
@@ -58,20 +61,24 @@ def _link_tree(store: Store, files: dict[str, str], root: Path) -> None:
         os.symlink(store.blob_path(digest), target)
 
 
-def _convert(store: Store, inp: CheckpointInput, out: Path) -> Any:
-    from ollamalike.library.convert import convert
+def _prepare(store: Store, inp: CheckpointInput, scratch: contextlib.ExitStack) -> Prepared:
+    from ollamalike.library.convert import prepare
 
     if inp.directory is not None:
-        return convert(inp.directory, out)
+        return prepare(inp.directory)
     assert inp.files is not None
-    with tempfile.TemporaryDirectory(prefix="ollamalike-convert-") as tmp:
-        root = Path(tmp)
-        _link_tree(store, inp.files, root)
-        return convert(root, out, trusted=True)
+    root = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="ollamalike-convert-")))
+    _link_tree(store, inp.files, root)
+    return prepare(root, trusted=True)
 
 
-async def convert_checkpoint(store: Store, inp: CheckpointInput, scratch: contextlib.ExitStack) -> Path:
-    """Convert in a worker thread; the GGUF lives in a store scratch file until ``scratch`` closes."""
+async def check_checkpoint(store: Store, inp: CheckpointInput, scratch: contextlib.ExitStack) -> Prepared:
+    """Every input check, in a worker thread, before any status is sent (so a bad one is a real 400)."""
+    return await asyncio.to_thread(_prepare, store, inp, scratch)
+
+
+async def convert_checkpoint(store: Store, prepared: Prepared, scratch: contextlib.ExitStack) -> Path:
+    """Write the GGUF in a worker thread into a store scratch file that lives until ``scratch`` closes."""
     out = scratch.enter_context(store.temp_file("convert"))
-    await asyncio.to_thread(_convert, store, inp, out)
+    await asyncio.to_thread(prepared.write, out)
     return out

@@ -21,7 +21,7 @@ import numpy as np
 from ollamalike.errors import BadRequest
 from ollamalike.library.convert import arch as archs
 from ollamalike.library.convert.source import Checkpoint, TensorRef, open_checkpoint
-from ollamalike.library.convert.vocab import read_vocab
+from ollamalike.library.convert.vocab import Vocab, read_vocab
 
 OUT_TYPES = {
     "F32": (gguf.GGMLQuantizationType.F32, gguf.LlamaFileType.ALL_F32),
@@ -107,6 +107,9 @@ def plan(ckpt: Checkpoint, arch: archs.Arch, hp: archs.Hparams, out: gguf.GGMLQu
             continue
         ref = ckpt.tensors[hf_name]
         name = arch.rename(hf_name)
+        block = next((int(part) for part in name.split(".") if part.isdecimal()), None)
+        if block is not None and block >= n_layer:
+            raise BadRequest(f"tensor {hf_name!r} is in layer {block} but config.json has {n_layer} layers")
         gguf_name = _map_name(tmap, name)
         if gguf_name is None:
             raise BadRequest(f"cannot map tensor {hf_name!r} of architecture {arch.name} to a GGUF tensor")
@@ -151,41 +154,62 @@ def _nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> tuple[t
     return byte_shape, np.dtype(np.uint8), int(np.prod(byte_shape))
 
 
-def convert(
-    root: Path, out_path: Path, out_type: str = "F16", progress: Progress | None = None, trusted: bool = False
-) -> Converted:
-    """Convert the checkpoint directory ``root`` to the GGUF ``out_path``; BadRequest on bad input.
+@dataclass
+class Prepared:
+    """A checked checkpoint, ready to be written: every input check has passed."""
+
+    arch: archs.Arch
+    hp: archs.Hparams
+    ckpt: Checkpoint
+    tensors: list[_Planned]
+    vocab: Vocab
+    out_type: str
+
+    def write(self, out_path: Path, progress: Progress | None = None) -> Converted:
+        qtype, ftype = OUT_TYPES[self.out_type]
+        w = gguf.GGUFWriter(out_path, self.arch.name)
+        w.add_type(gguf.GGUFType.MODEL)
+        self.arch.params(w, self.hp, self.ckpt)
+        w.add_file_type(int(ftype))
+        w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        self.vocab.write(w)
+        for t in self.tensors:
+            shape, dtype, nbytes = _nbytes(t.shape, t.qtype)
+            w.add_tensor_info(t.name, shape, dtype, nbytes, raw_dtype=t.qtype)
+        try:
+            w.write_header_to_file()
+            w.write_kv_data_to_file()
+            w.write_ti_data_to_file()
+            for i, t in enumerate(self.tensors):
+                data = _encode(t.load(), t.qtype)
+                if data.shape != _nbytes(t.shape, t.qtype)[0]:
+                    raise BadRequest(f"tensor {t.name!r} changed shape during conversion")
+                w.write_tensor_data(data)
+                if progress is not None:
+                    progress(f"converting model: tensor {i + 1}/{len(self.tensors)}")
+        finally:
+            w.close()
+        return Converted(self.arch.name, len(self.tensors), self.out_type)
+
+
+def prepare(root: Path, out_type: str = "F16", trusted: bool = False) -> Prepared:
+    """Check the checkpoint directory ``root`` (BadRequest naming the problem); nothing is written.
 
     ``trusted``: ``root`` is a directory of links to store blobs the daemon built itself.
     """
     if out_type.upper() not in OUT_TYPES:
         raise BadRequest(f"unsupported output type {out_type!r} (supported: {', '.join(OUT_TYPES)})")
-    qtype, ftype = OUT_TYPES[out_type.upper()]
+    qtype, _ = OUT_TYPES[out_type.upper()]
     ckpt = open_checkpoint(root, trusted)
     arch = archs.select(ckpt.config)
     hp = archs.Hparams(ckpt.config)
     tensors = plan(ckpt, arch, hp, qtype)
     vocab = read_vocab(ckpt, int(hp.get("vocab_size", default=0)) or None)
-    w = gguf.GGUFWriter(out_path, arch.name)
-    w.add_type(gguf.GGUFType.MODEL)
-    arch.params(w, hp, ckpt)
-    w.add_file_type(int(ftype))
-    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    vocab.write(w)
-    for t in tensors:
-        shape, dtype, nbytes = _nbytes(t.shape, t.qtype)
-        w.add_tensor_info(t.name, shape, dtype, nbytes, raw_dtype=t.qtype)
-    try:
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        for i, t in enumerate(tensors):
-            data = _encode(t.load(), t.qtype)
-            if data.shape != _nbytes(t.shape, t.qtype)[0]:
-                raise BadRequest(f"tensor {t.name!r} changed shape during conversion")
-            w.write_tensor_data(data)
-            if progress is not None:
-                progress(f"converting model: tensor {i + 1}/{len(tensors)}")
-    finally:
-        w.close()
-    return Converted(arch.name, len(tensors), out_type.upper())
+    return Prepared(arch, hp, ckpt, tensors, vocab, out_type.upper())
+
+
+def convert(
+    root: Path, out_path: Path, out_type: str = "F16", progress: Progress | None = None, trusted: bool = False
+) -> Converted:
+    """Check ``root`` and convert it to the GGUF ``out_path`` (``prepare`` then ``write``)."""
+    return prepare(root, out_type, trusted).write(out_path, progress)
