@@ -246,3 +246,79 @@ def expected_tensors(name: str, n_vocab: int) -> dict[str, tuple[int, ...]]:
         else:
             out[b + "ffn_norm.weight"] = (e,)
     return out
+
+
+def _wordpiece() -> Any:
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials,
+                                                              show_progress=False))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    return tok
+
+
+def write_encoder(name: str, directory: Path, seed: int = 0) -> Path:
+    """A tiny sentence-transformers style ``bert`` or ``nomic-bert`` checkpoint with mean pooling."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = _wordpiece()
+    n_vocab = tok.get_vocab_size(with_added_tokens=True)
+    rng = np.random.default_rng(seed)
+    e, ff = HIDDEN, FF
+
+    def w(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.05).astype(np.float32)
+
+    def ones(n: int) -> np.ndarray:
+        return (1 + rng.standard_normal(n) * 0.01).astype(np.float32)
+
+    t: dict[str, np.ndarray] = {"embeddings.word_embeddings.weight": w(n_vocab, e),
+                                "embeddings.token_type_embeddings.weight": w(2, e)}
+    if name == "bert":
+        config = {"architectures": ["BertModel"], "model_type": "bert", "hidden_size": e, "intermediate_size": ff,
+                  "num_attention_heads": HEADS, "num_hidden_layers": LAYERS, "vocab_size": n_vocab,
+                  "max_position_embeddings": 128, "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+        t.update({"embeddings.position_embeddings.weight": w(128, e), "embeddings.LayerNorm.weight": ones(e),
+                  "embeddings.LayerNorm.bias": w(e), "embeddings.position_ids": np.arange(128, dtype=np.float32)[None]})
+        for i in range(LAYERS):
+            p = f"encoder.layer.{i}."
+            for m in ("query", "key", "value"):
+                t[p + f"attention.self.{m}.weight"], t[p + f"attention.self.{m}.bias"] = w(e, e), w(e)
+            t[p + "attention.output.dense.weight"], t[p + "attention.output.dense.bias"] = w(e, e), w(e)
+            t[p + "attention.output.LayerNorm.weight"], t[p + "attention.output.LayerNorm.bias"] = ones(e), w(e)
+            t[p + "intermediate.dense.weight"], t[p + "intermediate.dense.bias"] = w(ff, e), w(ff)
+            t[p + "output.dense.weight"], t[p + "output.dense.bias"] = w(e, ff), w(e)
+            t[p + "output.LayerNorm.weight"], t[p + "output.LayerNorm.bias"] = ones(e), w(e)
+        t["pooler.dense.weight"], t["pooler.dense.bias"] = w(e, e), w(e)
+    else:
+        config = {"architectures": ["NomicBertModel"], "model_type": "nomic_bert", "n_embd": e, "n_inner": ff,
+                  "n_head": HEADS, "n_layer": LAYERS, "vocab_size": n_vocab, "n_positions": 8192,
+                  "max_trained_positions": 2048, "type_vocab_size": 2, "layer_norm_epsilon": 1e-12,
+                  "rotary_emb_base": 1000, "activation_function": "swiglu", "causal": False, "prenorm": False}
+        t.update({"emb_ln.weight": ones(e), "emb_ln.bias": w(e)})
+        for i in range(LAYERS):
+            p = f"encoder.layers.{i}."
+            t[p + "attn.Wqkv.weight"], t[p + "attn.out_proj.weight"] = w(3 * e, e), w(e, e)
+            t[p + "mlp.fc11.weight"], t[p + "mlp.fc12.weight"], t[p + "mlp.fc2.weight"] = w(ff, e), w(ff, e), w(e, ff)
+            t[p + "norm1.weight"], t[p + "norm1.bias"] = ones(e), w(e)
+            t[p + "norm2.weight"], t[p + "norm2.bias"] = ones(e), w(e)
+    (directory / "config.json").write_text(json.dumps(config))
+    tok.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps({
+        "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]", "unk_token": "[UNK]", "mask_token": "[MASK]",
+    }))
+    (directory / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]))
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    write_safetensors(directory / "model.safetensors", t)
+    return directory
