@@ -314,7 +314,7 @@ def _bert_skip(name: str) -> bool:
 def _nomic(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
     if hp.get("moe_every_n_layers") or hp.get("activation_function", "swiglu") != "swiglu":
         raise BadRequest("config.json: only the SwiGLU (v1/v1.5) nomic-bert models are supported")
-    if hp.get("n_positions") == 8192 and hp.get("max_trained_positions", 2048) == 2048:
+    if hp.get("n_positions") == 8192 and hp.get("max_trained_positions", default=2048) == 2048:
         hp.raw["n_positions"] = 2048  # nomic-embed-text v1/v1.5 are trained for 2048 tokens
     _bert(w, hp, ckpt)
     w.add_rope_freq_base(float(hp.get("rotary_emb_base", default=1000.0)))
