@@ -97,6 +97,14 @@ def _upload_dir(client: Client, directory: Path) -> dict[str, str]:
     return files
 
 
+def _split_shards(first: Path) -> list[Path] | None:
+    """All shards of a split GGUF named by its first shard (``x-00001-of-00003.gguf``), else None."""
+    from ollamalike.names import gguf_shard_names as shard_names
+
+    names = shard_names(first.name)
+    return [first.parent / n for n in names] if names else None
+
+
 def build_create_request(client: Client, name: str, modelfile_path: Path) -> dict[str, Any]:
     """Parse the Modelfile, upload its local files, and return the ``/api/create`` body."""
     from ollamalike.modelfile import parse
@@ -117,6 +125,8 @@ def build_create_request(client: Client, name: str, modelfile_path: Path) -> dic
     source = _resolve_path(mf.from_, base)
     if source.is_dir():
         body["files"] = _upload_dir(client, source)
+    elif (shards := _split_shards(source)) is not None:
+        body["files"] = {p.name: _upload(client, p, "FROM") for p in shards}
     elif source.exists() or _looks_like_path(mf.from_):
         body["files"] = {source.name: _upload(client, source, "FROM")}
     else:

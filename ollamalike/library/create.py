@@ -25,7 +25,9 @@ from ollamalike.library.create_convert import (
     check_checkpoint,
     convert_checkpoint,
     is_checkpoint,
+    local_split,
     pin_files,
+    split_shards,
 )
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
@@ -50,6 +52,7 @@ from ollamalike.store.manifest import (
 
 if TYPE_CHECKING:
     from ollamalike.library.convert import Prepared
+    from ollamalike.library.convert.split import MergedSplit
 
 PROJECTOR_ARCHITECTURES = ("clip",)
 _PATH_SUFFIXES = (".gguf", ".bin", ".safetensors")
@@ -176,6 +179,8 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan
             from_name = mf.from_
         elif local.is_dir():
             plan.checkpoint = CheckpointInput(directory=local)
+        elif (split := local_split(local)) is not None:
+            plan.checkpoint = split
         else:
             plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, path=local))
         for spec in mf.adapters:
@@ -193,8 +198,8 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan
         raise BadRequest("neither 'from' or 'files' was specified")
     if from_name is not None:
         ModelName.parse(from_name)
-    if files and is_checkpoint(files):
-        plan.checkpoint = pin_files(store, pins, files)
+    if files and (is_checkpoint(files) or (shards := split_shards(files)) is not None):
+        plan.checkpoint = pin_files(store, pins, files, None if is_checkpoint(files) else shards)
         files = {}
     for fname in sorted(files):
         plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
@@ -246,7 +251,7 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
             plan, from_name = await _plan(store, request, pins)
             if plan.checkpoint is not None:
                 prepared = await check_checkpoint(store, plan.checkpoint, scratch)
-                yield {"status": "converting model"}
+                yield {"status": "merging split GGUF" if plan.checkpoint.shards else "converting model"}
                 plan.sources.insert(0, await _converted_source(store, prepared, scratch))
             if from_name is not None:
                 try:
@@ -271,7 +276,7 @@ async def create_model(store: Store, name: str, request: CreateRequest) -> Async
     yield {"status": "success"}
 
 
-async def _converted_source(store: Store, prepared: Prepared, scratch: contextlib.ExitStack) -> _Source:
+async def _converted_source(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> _Source:
     """The checked checkpoint converted to a scratch GGUF, then a local model file like any other."""
     path = await convert_checkpoint(store, prepared, scratch)
     info = await asyncio.to_thread(_read_info, path)
