@@ -177,7 +177,7 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins) -> tuple[_Plan
         local = _local_path(mf.from_, base_dir)
         if local is None:
             from_name = mf.from_
-        elif local.is_dir():
+        elif local.is_dir() and not local.name.lower().endswith(".gguf"):
             plan.checkpoint = CheckpointInput(directory=local)
         elif (split := local_split(local)) is not None:
             plan.checkpoint = split
