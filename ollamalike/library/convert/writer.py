@@ -19,7 +19,7 @@ import gguf
 import numpy as np
 
 from ollamalike.errors import BadRequest
-from ollamalike.library.convert import arch as archs
+from ollamalike.library.convert.arch import Arch, Hparams, select
 from ollamalike.library.convert.source import Checkpoint, TensorRef, open_checkpoint
 from ollamalike.library.convert.vocab import Vocab, read_vocab
 
@@ -95,7 +95,7 @@ def _check_shape(gguf_name: str, hf_name: str, shape: tuple[int, ...], expected:
         raise BadRequest(f"tensor {hf_name!r} has shape {list(shape)} but config.json implies {list(want)}")
 
 
-def plan(ckpt: Checkpoint, arch: archs.Arch, hp: archs.Hparams, out: gguf.GGMLQuantizationType) -> list[_Planned]:
+def plan(ckpt: Checkpoint, arch: Arch, hp: Hparams, out: gguf.GGMLQuantizationType) -> list[_Planned]:
     """Every output tensor, named, shape-checked and typed; nothing is loaded yet."""
     n_layer = hp.n_layer
     tmap = gguf.get_tensor_name_map(arch.arch, n_layer)
@@ -158,8 +158,8 @@ def _nbytes(shape: tuple[int, ...], qtype: gguf.GGMLQuantizationType) -> tuple[t
 class Prepared:
     """A checked checkpoint, ready to be written: every input check has passed."""
 
-    arch: archs.Arch
-    hp: archs.Hparams
+    arch: Arch
+    hp: Hparams
     ckpt: Checkpoint
     tensors: list[_Planned]
     vocab: Vocab
@@ -201,8 +201,8 @@ def prepare(root: Path, out_type: str = "F16", trusted: bool = False) -> Prepare
         raise BadRequest(f"unsupported output type {out_type!r} (supported: {', '.join(OUT_TYPES)})")
     qtype, _ = OUT_TYPES[out_type.upper()]
     ckpt = open_checkpoint(root, trusted)
-    arch = archs.select(ckpt.config)
-    hp = archs.Hparams(ckpt.config)
+    arch = select(ckpt.config)
+    hp = Hparams(ckpt.config)
     tensors = plan(ckpt, arch, hp, qtype)
     vocab = read_vocab(ckpt, int(hp.get("vocab_size", default=0)) or None)
     return Prepared(arch, hp, ckpt, tensors, vocab, out_type.upper())
