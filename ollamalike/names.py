@@ -124,3 +124,16 @@ def parse_digest(text: str) -> str:
     if not m:
         raise BadRequest(f"invalid digest {text[:100]!r}: expected sha256:<64 lowercase hex digits>")
     return f"sha256:{m.group(1)}"
+
+
+_GGUF_SHARD = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+
+def gguf_shard_names(filename: str) -> list[str] | None:
+    """Every shard's file name when ``filename`` is the first shard of a split GGUF
+    (``x-00001-of-00003.gguf``, llama.cpp's naming), else None."""
+    m = _GGUF_SHARD.match(filename)
+    if m is None or int(m.group("no")) != 1 or int(m.group("count")) < 2:
+        return None
+    count = int(m.group("count"))
+    return [f"{m.group('prefix')}-{i:05d}-of-{count:05d}.gguf" for i in range(1, count + 1)]

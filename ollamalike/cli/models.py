@@ -108,6 +108,34 @@ def _upload(client: Client, path: Path, what: str) -> str:
     return uploaded
 
 
+def _checkpoint_files(directory: Path) -> list[Path]:
+    """The files of a Hugging Face directory that conversion reads, as Ollama's client gathers them."""
+    weights = sorted(directory.glob("*.safetensors"))
+    if not weights:
+        raise BadRequest(f"FROM {directory} is a directory without *.safetensors files (a GGUF must be named as a file)")
+    extra = sorted(directory.glob("*.json")) + sorted(directory.glob("*/*.json")) + sorted(directory.glob("tokenizer.model"))
+    return weights + [p for p in extra if p.is_file()]
+
+
+def _upload_dir(client: Client, directory: Path) -> dict[str, str]:
+    """Upload a safetensors directory file by file: ``files`` maps relative names to digests."""
+    files: dict[str, str] = {}
+    for path in _checkpoint_files(directory):
+        name = path.relative_to(directory).as_posix()
+        progress = _Progress(name)
+        files[name] = client.upload_blob(path, progress=progress)
+        progress.finish()
+    return files
+
+
+def _split_shards(first: Path) -> list[Path] | None:
+    """All shards of a split GGUF named by its first shard (``x-00001-of-00003.gguf``), else None."""
+    from ollamalike.names import gguf_shard_names as shard_names
+
+    names = shard_names(first.name)
+    return [first.parent / n for n in names] if names else None
+
+
 def build_create_request(client: Client, name: str, modelfile_path: Path) -> dict[str, Any]:
     """Parse the Modelfile, upload its local files, and return the ``/api/create`` body."""
     from ollamalike.modelfile import parse
@@ -126,7 +154,11 @@ def build_create_request(client: Client, name: str, modelfile_path: Path) -> dic
     click.echo("gathering model components")
     body: dict[str, Any] = {"model": name}
     source = _resolve_path(mf.from_, base)
-    if source.exists() or _looks_like_path(mf.from_):
+    if source.is_dir():
+        body["files"] = _upload_dir(client, source)
+    elif (shards := _split_shards(source)) is not None:
+        body["files"] = {p.name: _upload(client, p, "FROM") for p in shards}
+    elif source.exists() or _looks_like_path(mf.from_):
         body["files"] = {source.name: _upload(client, source, "FROM")}
     else:
         body["from"] = mf.from_

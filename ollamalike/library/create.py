@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
+from ollamalike.library.create_convert import (
+    CheckpointInput,
+    check_checkpoint,
+    convert_checkpoint,
+    is_checkpoint,
+    local_split,
+    pin_files,
+    split_shards,
+)
+from ollamalike.library.create_paths import (
+    check_regular,
+    is_dir,
+    local_path,
+    refuse_server_path,
+)
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import REMOTE, Access, CreateRequest
@@ -41,8 +54,11 @@ from ollamalike.store.manifest import (
     go_json,
 )
 
+if TYPE_CHECKING:
+    from ollamalike.library.convert import Prepared
+    from ollamalike.library.convert.split import MergedSplit
+
 PROJECTOR_ARCHITECTURES = ("clip",)
-_PATH_SUFFIXES = (".gguf", ".bin", ".safetensors")
 
 
 @dataclass
@@ -69,6 +85,7 @@ class _Plan:
     messages: list[dict[str, Any]] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
     quantize: str | None = None
+    checkpoint: CheckpointInput | None = None  # a safetensors checkpoint still to be converted
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
@@ -81,50 +98,10 @@ async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]
             yield status
 
 
-def _check_regular(path: Path, what: str) -> None:
-    """One text for absent, unreadable and non-regular: the answer must not tell which (issue 21)."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):  # ValueError: a NUL in the path
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode) or not os.access(path, os.R_OK):
-        raise BadRequest(f"cannot use {what} {str(path)[:300]}: not found, or not a readable regular file")
-
-
 def _read_info(path: Path) -> Any:
     from ollamalike.gguf_info import read_gguf_info
 
     return read_gguf_info(path)
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.startswith(("/", "./", "../", "~", ".\\")) or spec.lower().endswith(_PATH_SUFFIXES) or "\\" in spec
-
-
-def _local_path(spec: str, base_dir: Path) -> Path | None:
-    """A FROM value that names a file (existing, or written like a path); None means a model name."""
-    path = Path(spec).expanduser()
-    if not path.is_absolute():
-        path = base_dir / path
-    try:
-        exists = os.path.lexists(path)
-    except ValueError:
-        exists = False
-    if _looks_like_path(spec) or exists:
-        return path
-    return None
-
-
-SERVER_PATHS_REFUSED = (
-    "a Modelfile FROM or ADAPTER naming a file on the server is only accepted from a client on the server's "
-    "own machine{admin}: upload the file with POST /api/blobs/<digest> and name it in 'files'"
-)
-
-
-def _refuse_server_path(spec: str, keys_on: bool) -> None:
-    """Refused without looking at the filesystem, so the answer says nothing about what exists there."""
-    if _looks_like_path(spec):
-        raise BadRequest(SERVER_PATHS_REFUSED.format(admin=" with the admin key" if keys_on else ""))
 
 
 def _check_parameters(params: dict[str, Any]) -> dict[str, Any]:
@@ -138,7 +115,7 @@ async def _gguf_source(
     store: Store, pins: Pins, media: str, *, path: Path | None = None, digest: str | None = None
 ) -> _Source:
     if path is not None:
-        _check_regular(path, "file")
+        check_regular(path, "file")
         info = await asyncio.to_thread(_read_info, path)
         return _Source(media, info, path=path)
     assert digest is not None
@@ -154,15 +131,15 @@ async def _gguf_source(
     return _Source(media, info, digest=d, size=store.blob_size(d))
 
 
-def _classify(sources: list[_Source]) -> None:
-    """Files: the one model GGUF, and projectors (vision encoders) beside it."""
+def _classify(sources: list[_Source], converted: bool = False) -> None:
+    """Files: the one model GGUF (``converted``: it comes from a checkpoint), and projectors beside it."""
     models = []
     for s in sources:
         if s.media == MEDIA_MODEL and getattr(s.info, "architecture", "") in PROJECTOR_ARCHITECTURES:
             s.media = MEDIA_PROJECTOR
         if s.media == MEDIA_MODEL:
             models.append(s)
-    if len(models) != 1:
+    if len(models) != (0 if converted else 1):
         raise BadRequest(f"expected exactly one model GGUF, got {len(models)}")
     sources.sort(key=lambda s: {MEDIA_MODEL: 0, MEDIA_PROJECTOR: 1}.get(s.media, 2))
 
@@ -183,13 +160,17 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         if not access.server_paths:
             # A remote client: files come through /api/blobs (Ollama's rule); no path, no ~, no stat.
             for spec in (mf.from_, *mf.adapters):
-                _refuse_server_path(spec, access.keys_on)
+                refuse_server_path(spec, access.keys_on)
             from_name = mf.from_
         else:
             base_dir = Path(request.path).expanduser().parent if request.path else Path.cwd()
-            local = _local_path(mf.from_, base_dir)
+            local = local_path(mf.from_, base_dir)
             if local is None:
                 from_name = mf.from_
+            elif is_dir(local) and not local.name.lower().endswith(".gguf"):
+                plan.checkpoint = CheckpointInput(directory=local)
+            elif (split := local_split(local)) is not None:
+                plan.checkpoint = split
             else:
                 plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, path=local))
             for spec in mf.adapters:
@@ -207,12 +188,15 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         raise BadRequest("neither 'from' or 'files' was specified")
     if from_name is not None:
         ModelName.parse(from_name)
+    if files and (is_checkpoint(files) or (shards := split_shards(files)) is not None):
+        plan.checkpoint = pin_files(store, pins, files, None if is_checkpoint(files) else shards)
+        files = {}
     for fname in sorted(files):
         plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
     for fname in sorted(request.adapters):
         adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
-    if plan.sources:
-        _classify(plan.sources)
+    if plan.sources or plan.checkpoint is not None:
+        _classify(plan.sources, converted=plan.checkpoint is not None)
     plan.sources.extend(adapter_sources)
     if template is not None:
         from ollamalike.template import check_template
@@ -257,9 +241,13 @@ async def create_model(
     ``access`` says whether a Modelfile may name files on this machine: only for a local client (the
     HTTP handler decides from the peer and the key; in-process callers pass ``LOCAL``)."""
     target = ModelName.parse(name)
-    with store.pin() as pins:
+    with store.pin() as pins, contextlib.ExitStack() as scratch:
         try:
             plan, from_name = await _plan(store, request, pins, access)
+            if plan.checkpoint is not None:
+                prepared = await check_checkpoint(store, plan.checkpoint, scratch)
+                yield {"status": "merging split GGUF" if plan.checkpoint.shards else "converting model"}
+                plan.sources.insert(0, await _converted_source(store, prepared, scratch))
             if from_name is not None:
                 try:
                     store.get_manifest(from_name)
@@ -281,6 +269,13 @@ async def create_model(
             store.collect(fresh)
             raise
     yield {"status": "success"}
+
+
+async def _converted_source(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> _Source:
+    """The checked checkpoint converted to a scratch GGUF, then a local model file like any other."""
+    path = await convert_checkpoint(store, prepared, scratch)
+    info = await asyncio.to_thread(_read_info, path)
+    return _Source(MEDIA_MODEL, info, path=path)
 
 
 def _gguf_type(info: Any) -> str:
