@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -21,18 +20,19 @@ from ollamalike.template import (
     render_generate,
     stop_for,
 )
+from tests.fake_models import FakeInfo, FakeModel
 
 REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "ollama-templates"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared/reference is not checked out")
 
 
 def model(template: str | None = None, system: str = "", messages: list[dict[str, Any]] | None = None,
-          chat_template: str | None = None, bos: str = "<s>", eos: str = "</s>") -> Any:
-    info = SimpleNamespace(chat_template=chat_template, bos_token=bos, eos_token=eos)
-    return SimpleNamespace(template=template, system=system, messages=messages or [], info=info)
+          chat_template: str | None = None, bos: str = "<s>", eos: str = "</s>") -> FakeModel:
+    info = FakeInfo(chat_template=chat_template, bos_token=bos, eos_token=eos)
+    return FakeModel(template=template, system=system, messages=list(messages or []), info=info)
 
 
-def named(name: str) -> Any:
+def named(name: str) -> FakeModel:
     return model(named_template(name).template)
 
 

@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from ollamalike.errors import BadRequest
 from ollamalike.template import render_chat, render_generate, stop_for
+from tests.fake_models import FakeInfo, FakeModel
 
 
-def jinja_model(chat_template: str, system: str = "") -> Any:
-    info = SimpleNamespace(chat_template=chat_template, bos_token="<BOS>", eos_token="<EOS>")
-    return SimpleNamespace(template=None, system=system, messages=[], info=info)
+def jinja_model(chat_template: str, system: str = "") -> FakeModel:
+    info = FakeInfo(chat_template=chat_template, bos_token="<BOS>", eos_token="<EOS>")
+    return FakeModel(template=None, system=system, messages=[], info=info)
 
 
 CUSTOM = (
@@ -201,7 +200,7 @@ def test_chat_request_ids_survive_parsing_into_both_template_kinds() -> None:
              "{% if m.role == 'tool' %}[{{ m.tool_call_id }}]{% endif %}{% endfor %}")
     assert render_chat(jinja_model(jinja), req.messages) == "<call_9>[call_9]"
     go = "{{ range .Messages }}{{ range .ToolCalls }}<{{ .ID }}>{{ end }}{{ if .ToolCallID }}[{{ .ToolCallID }}]{{ end }}{{ end }}"
-    go_model = SimpleNamespace(template=go, system="", messages=[], info=SimpleNamespace(chat_template=None))
+    go_model = FakeModel(template=go, system="", messages=[], info=FakeInfo(chat_template=None))
     assert render_chat(go_model, req.messages) == "<call_9>[call_9]"
 
 

@@ -34,11 +34,11 @@ def test_parse_tool_calls(name: str, text: str, expected: list[dict[str, Any]] |
 
 
 def test_prefix_from_the_models_template() -> None:
-    from types import SimpleNamespace
+    from tests.fake_models import FakeInfo, FakeModel
 
     tmpl = ('{{ range .Messages }}{{ .Content }}{{ range .ToolCalls }}<<CALL>>{"name": "{{ .Function.Name }}", '
             '"arguments": {{ .Function.Arguments }}}{{ end }}{{ end }}')
-    m = SimpleNamespace(template=tmpl, system="", messages=[], info=SimpleNamespace(chat_template=None))
+    m = FakeModel(template=tmpl, system="", messages=[], info=FakeInfo(chat_template=None))
     text = 'Checking. <<CALL>>{"name": "get_weather", "arguments": {"city": "Paris"}}'
     assert parse_tool_calls(m, text) == [WEATHER]
     assert parse_tool_calls(None, text) is None  # without the template, the prefix means nothing

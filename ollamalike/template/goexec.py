@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable
-from typing import Any
 
 from ollamalike.errors import BadRequest
 from ollamalike.template.gofuncs import BUILTINS, FUNC_NAMES
@@ -34,17 +32,17 @@ from ollamalike.template.goparse import (
     VarNode,
     parse_tree,
 )
-from ollamalike.template.govalues import ExecError, Struct, print_value, sorted_keys, truth
+from ollamalike.template.govalues import ExecError, GoValue, Struct, print_value, sorted_keys, truth
 
 MAX_OUTPUT = 32 * 1024 * 1024
 MAX_STEPS = 1_000_000
 MAX_DEPTH = 100
 
 
-Scope = list[dict[str, Any]]
+Scope = list[dict[str, GoValue]]
 
 
-def _lookup(vars: Scope, name: str) -> Any:
+def _lookup(vars: Scope, name: str) -> GoValue:
     for frame in reversed(vars):
         if name in frame:
             return frame[name]
@@ -82,7 +80,7 @@ class GoTemplate:
             self._cut = GoTemplate(self.text, Tree(root, self.tree.defines))
         return self._cut
 
-    def execute(self, data: Any) -> str:
+    def execute(self, data: GoValue) -> str:
         ex = _Executor(self.tree)
         with contextlib.suppress(_Break, _Continue):
             ex.walk_list(self.tree.root, data, [{"$": data}], 0)
@@ -178,11 +176,11 @@ class _Executor:
         if self.steps > MAX_STEPS:
             raise template_error(line, "template execution exceeds its step limit")
 
-    def walk_list(self, nodes: list[Node], dot: Any, vars: Scope, depth: int) -> None:
+    def walk_list(self, nodes: list[Node], dot: GoValue, vars: Scope, depth: int) -> None:
         for node in nodes:
             self.walk(node, dot, vars, depth)
 
-    def walk(self, node: Node, dot: Any, vars: Scope, depth: int) -> None:
+    def walk(self, node: Node, dot: GoValue, vars: Scope, depth: int) -> None:
         if isinstance(node, Text):
             self.write(node.text, 0)
             return
@@ -207,7 +205,7 @@ class _Executor:
             new_dot = self.eval_pipe(node.pipe, dot, vars) if node.pipe is not None else None
             self.walk_list(body, new_dot, [{"$": new_dot}], depth + 1)
 
-    def walk_branch(self, node: Branch, dot: Any, vars: Scope, depth: int) -> None:
+    def walk_branch(self, node: Branch, dot: GoValue, vars: Scope, depth: int) -> None:
         scope: Scope = [*vars, {}]
         if node.kind == "range":
             self.walk_range(node, dot, scope, depth)
@@ -218,10 +216,10 @@ class _Executor:
             elif node.else_body is not None:
                 self.walk_list(node.else_body, dot, [*scope, {}], depth)
 
-    def walk_range(self, node: Branch, dot: Any, scope: Scope, depth: int) -> None:
+    def walk_range(self, node: Branch, dot: GoValue, scope: Scope, depth: int) -> None:
         line = node.pipe.line
         value = self.eval_pipe(node.pipe, dot, scope, declare=False)
-        items: list[tuple[Any, Any]]
+        items: list[tuple[GoValue, GoValue]]
         if value is None:
             items = []
         elif isinstance(value, dict):
@@ -256,8 +254,8 @@ class _Executor:
 
     # ---- pipelines ------------------------------------------------------------------------
 
-    def eval_pipe(self, pipe: Pipe, dot: Any, vars: Scope, declare: bool = True) -> Any:
-        value: Any = None
+    def eval_pipe(self, pipe: Pipe, dot: GoValue, vars: Scope, declare: bool = True) -> GoValue:
+        value: GoValue = None
         first = True
         for cmd in pipe.cmds:
             value = self.eval_command(cmd, dot, vars, value, has_final=not first)
@@ -273,7 +271,7 @@ class _Executor:
                     vars[-1][name] = value
         return value
 
-    def eval_command(self, cmd: Command, dot: Any, vars: Scope, final: Any, has_final: bool) -> Any:
+    def eval_command(self, cmd: Command, dot: GoValue, vars: Scope, final: GoValue, has_final: bool) -> GoValue:
         head = cmd.args[0]
         try:
             if isinstance(head, IdentNode):
@@ -288,20 +286,18 @@ class _Executor:
         except RecursionError:
             raise template_error(cmd.line, "template nesting too deep") from None
 
-    def call(self, name: str, cmd: Command, dot: Any, vars: Scope, final: Any, has_final: bool) -> Any:
+    def call(self, name: str, cmd: Command, dot: GoValue, vars: Scope, final: GoValue, has_final: bool) -> GoValue:
         arg_nodes = cmd.args[1:]
         if name in ("and", "or"):
-            thunks: list[Callable[[], Any]] = [lambda a=a: self.eval_arg(a, dot, vars) for a in arg_nodes]  # type: ignore[misc]
-            if has_final:
-                thunks.append(lambda: final)
-            if not thunks:
+            # Go short-circuits: evaluate the arguments one at a time, the piped value last.
+            if not arg_nodes and not has_final:
                 raise ExecError(f"wrong number of args for {name}: want at least 1 got 0")
-            value: Any = None
-            for thunk in thunks:
-                value = thunk()
+            value: GoValue = None
+            for a in arg_nodes:
+                value = self.eval_arg(a, dot, vars)
                 if truth(value) != (name == "and"):
                     return value
-            return value
+            return final if has_final else value
         args = [self.eval_arg(a, dot, vars) for a in arg_nodes]
         if has_final:
             args.append(final)
@@ -310,7 +306,7 @@ class _Executor:
         except TypeError:
             raise ExecError(f"wrong number of args for {name}: got {len(args)}") from None
 
-    def eval_arg(self, arg: Arg, dot: Any, vars: Scope) -> Any:
+    def eval_arg(self, arg: Arg, dot: GoValue, vars: Scope) -> GoValue:
         if isinstance(arg, Literal):
             return arg.value
         if isinstance(arg, DotNode):
@@ -327,7 +323,7 @@ class _Executor:
             return self.call(arg.name, Command([arg], 0), dot, vars, None, False)
         raise ExecError(f"can't evaluate {arg!r}")
 
-    def fields(self, value: Any, chain: list[str]) -> Any:
+    def fields(self, value: GoValue, chain: list[str]) -> GoValue:
         for name in chain:
             if isinstance(value, dict):
                 value = value.get(name)
@@ -352,7 +348,7 @@ def _describe(arg: Arg) -> str:
     return "value"
 
 
-def _type_of(value: Any) -> str:
+def _type_of(value: GoValue) -> str:
     return {bool: "bool", int: "int", float: "float64", str: "string"}.get(type(value), "[]interface {}")
 
 

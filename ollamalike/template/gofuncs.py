@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TypeGuard, TypeVar
 
 from ollamalike.template.govalues import (
     ExecError,
+    GoValue,
     Struct,
+    as_list,
     fmt_v,
     go_float,
     go_json,
@@ -19,7 +21,7 @@ from ollamalike.template.govalues import (
 )
 
 
-def _basic_eq(a: Any, b: Any) -> bool:
+def _basic_eq(a: GoValue, b: GoValue) -> bool:
     ka, kb = kind_of(a), kind_of(b)
     if ka == "nil" or kb == "nil":
         if ka == kb:
@@ -34,52 +36,71 @@ def _basic_eq(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def f_eq(arg1: Any, *args: Any) -> bool:
+def f_eq(arg1: GoValue, *args: GoValue) -> bool:
     if not args:
         raise ExecError("missing argument for comparison")
     return any(_basic_eq(arg1, a) for a in args)
 
 
-def f_ne(a: Any, b: Any) -> bool:
+def f_ne(a: GoValue, b: GoValue) -> bool:
     return not _basic_eq(a, b)
 
 
-def _ordered(a: Any, b: Any) -> tuple[Any, Any]:
+_ORDERED_KINDS = ("int", "float", "string")
+_Ordered = TypeVar("_Ordered", str, float)
+
+
+def _check_ordered(a: GoValue, b: GoValue) -> None:
     ka, kb = kind_of(a), kind_of(b)
-    if ka not in ("int", "float", "string") or kb not in ("int", "float", "string"):
-        raise ExecError(f"invalid type for comparison: {go_type_name(a if ka not in ('int', 'float', 'string') else b)}")
+    if ka not in _ORDERED_KINDS or kb not in _ORDERED_KINDS:
+        raise ExecError(f"invalid type for comparison: {go_type_name(a if ka not in _ORDERED_KINDS else b)}")
     if ka != kb:
         raise ExecError("incompatible types for comparison")
-    return a, b
 
 
-def f_lt(a: Any, b: Any) -> bool:
-    x, y = _ordered(a, b)
-    return bool(x < y)
+def _compare(op: str, x: _Ordered, y: _Ordered) -> bool:
+    if op == "lt":
+        return x < y
+    if op == "le":
+        return x <= y
+    if op == "gt":
+        return x > y
+    return x >= y
 
 
-def f_le(a: Any, b: Any) -> bool:
-    x, y = _ordered(a, b)
-    return bool(x <= y)
+def _ordered(op: str, a: GoValue, b: GoValue) -> bool:
+    """``lt``/``le``/``gt``/``ge``: both ints, both floats or both strings (bool is not ordered)."""
+    _check_ordered(a, b)
+    if isinstance(a, str) and isinstance(b, str):
+        return _compare(op, a, b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return _compare(op, a, b)
+    raise AssertionError("unreachable: _check_ordered admits only numbers and strings")
 
 
-def f_gt(a: Any, b: Any) -> bool:
-    x, y = _ordered(a, b)
-    return bool(x > y)
+def f_lt(a: GoValue, b: GoValue) -> bool:
+    return _ordered("lt", a, b)
 
 
-def f_ge(a: Any, b: Any) -> bool:
-    x, y = _ordered(a, b)
-    return bool(x >= y)
+def f_le(a: GoValue, b: GoValue) -> bool:
+    return _ordered("le", a, b)
 
 
-def f_not(a: Any) -> bool:
+def f_gt(a: GoValue, b: GoValue) -> bool:
+    return _ordered("gt", a, b)
+
+
+def f_ge(a: GoValue, b: GoValue) -> bool:
+    return _ordered("ge", a, b)
+
+
+def f_not(a: GoValue) -> bool:
     return not truth(a)
 
 
 # ---- collections ----------------------------------------------------------------------------
 
-def f_len(v: Any) -> int:
+def f_len(v: GoValue) -> int:
     if isinstance(v, str):
         return len(v.encode("utf-8"))
     if isinstance(v, (list, tuple, dict)):
@@ -87,13 +108,18 @@ def f_len(v: Any) -> int:
     raise ExecError(f"error calling len: len of type {go_type_name(v)}")
 
 
-def _int_index(i: Any) -> int:
+def _is_int(v: GoValue) -> TypeGuard[int]:
+    """A Go int: Python's bool is an int subclass, but Go's bool is its own kind."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _int_index(i: GoValue) -> int:
     if isinstance(i, bool) or not isinstance(i, int):
         raise ExecError(f"cannot index slice/array with type {go_type_name(i)}")
     return i
 
 
-def f_index(item: Any, *indexes: Any) -> Any:
+def f_index(item: GoValue, *indexes: GoValue) -> GoValue:
     v = item
     for i in indexes:
         if isinstance(v, dict):
@@ -110,24 +136,25 @@ def f_index(item: Any, *indexes: Any) -> Any:
     return v
 
 
-def f_slice(item: Any, *indexes: Any) -> Any:
+def f_slice(item: GoValue, *indexes: GoValue) -> GoValue:
     if not isinstance(item, (list, tuple, str)):
         raise ExecError(f"error calling slice: can't slice item of type {go_type_name(item)}")
     if len(indexes) > 3 or (isinstance(item, str) and len(indexes) > 2):
         raise ExecError(f"error calling slice: too many slice indexes: {len(indexes)}")
-    seq: Any = item.encode() if isinstance(item, str) else item
+    size = len(item.encode()) if isinstance(item, str) else len(item)
     idx = [_int_index(i) for i in indexes]
     start = idx[0] if idx else 0
-    end = idx[1] if len(idx) > 1 else len(seq)
-    if not 0 <= start <= end <= len(seq):
-        raise ExecError(f"error calling slice: index out of range: {end if end > len(seq) else start}")
-    out = seq[start:end]
-    return out.decode("utf-8", "replace") if isinstance(item, str) else list(out)
+    end = idx[1] if len(idx) > 1 else size
+    if not 0 <= start <= end <= size:
+        raise ExecError(f"error calling slice: index out of range: {end if end > size else start}")
+    if isinstance(item, str):
+        return item.encode()[start:end].decode("utf-8", "replace")
+    return list(item[start:end])
 
 
 # ---- fmt ------------------------------------------------------------------------------------
 
-def f_print(*args: Any) -> str:
+def f_print(*args: GoValue) -> str:
     out: list[str] = []
     for i, a in enumerate(args):
         if i and not isinstance(a, str) and not isinstance(args[i - 1], str):
@@ -136,14 +163,14 @@ def f_print(*args: Any) -> str:
     return "".join(out)
 
 
-def f_println(*args: Any) -> str:
+def f_println(*args: GoValue) -> str:
     return " ".join(fmt_v(a) for a in args) + "\n"
 
 
 _VERB = re.compile(r"%([-+# 0]*)(\d+|\*)?(?:\.(\d+|\*)?)?([a-zA-Z%])")
 
 
-def f_printf(fmt: Any, *args: Any) -> str:
+def f_printf(fmt: GoValue, *args: GoValue) -> str:
     if not isinstance(fmt, str):
         raise ExecError(f"wrong type for value; expected string; got {go_type_name(fmt)}")
     out: list[str] = []
@@ -181,42 +208,39 @@ def _pad(text: str, flags: str, width: str | None) -> str:
     return text.rjust(w)
 
 
-def _format_one(flags: str, width: str | None, prec: str | None, verb: str, arg: Any) -> str:
-    kind = kind_of(arg)
+def _format_one(flags: str, width: str | None, prec: str | None, verb: str, arg: GoValue) -> str:
     bad = f"%!{verb}({go_type_name(arg)}={fmt_v(arg)})"
     if verb == "v":
         text = go_json(arg) if "#" in flags and isinstance(arg, str) else fmt_v(arg)
-        if "+" in flags and kind in ("int", "float") and not text.startswith("-"):
+        if "+" in flags and (_is_int(arg) or isinstance(arg, float)) and not text.startswith("-"):
             text = "+" + text
     elif verb == "s":
-        if kind in ("int", "float", "bool") or arg is None:
+        if isinstance(arg, (bool, int, float)) or arg is None:
             return bad if arg is not None else "%!s(<nil>)"
         text = fmt_v(arg)
         if prec is not None and prec != "*":
             text = text[:int(prec)]
     elif verb == "q":
-        if kind == "string":
+        if isinstance(arg, str):
             text = _go_quote(arg)
-        elif kind == "int":
+        elif _is_int(arg):
             text = "'" + chr(arg) + "'" if 0 <= arg < 0x110000 else bad
         else:
             return bad
     elif verb == "d":
-        if kind != "int":
+        if not _is_int(arg):
             return bad
         text = ("+" if "+" in flags and arg >= 0 else "") + str(arg)
     elif verb in "xX":
-        if kind == "int":
+        if _is_int(arg):
             text = format(arg, "x" if verb == "x" else "X")
-        elif kind == "string":
+        elif isinstance(arg, str):
             text = arg.encode().hex()
             text = text.upper() if verb == "X" else text
         else:
             return bad
     elif verb in "feEgG":
-        if kind == "int" and not isinstance(arg, bool):
-            return bad
-        if kind != "float":
+        if not isinstance(arg, float):
             return bad
         if verb in "gG" and prec is None:
             text = go_float(arg)
@@ -228,11 +252,11 @@ def _format_one(flags: str, width: str | None, prec: str | None, verb: str, arg:
         if "+" in flags and not text.startswith("-"):
             text = "+" + text
     elif verb == "t":
-        if kind != "bool":
+        if not isinstance(arg, bool):
             return bad
         text = fmt_v(arg)
     elif verb == "c":
-        if kind != "int":
+        if not _is_int(arg):
             return bad
         text = chr(arg)
     else:
@@ -266,7 +290,7 @@ def _go_quote(s: str) -> str:
 
 # ---- Ollama's extra functions ---------------------------------------------------------------
 
-def f_json(v: Any) -> str:
+def f_json(v: GoValue) -> str:
     return go_json(v)
 
 
@@ -278,7 +302,7 @@ def f_yesterday_date(*args: str) -> str:
     return (datetime.date.today() - datetime.timedelta(days=1)).strftime("%Y-%m-%d")
 
 
-def f_to_typescript_type(v: Any) -> str:
+def f_to_typescript_type(v: GoValue) -> str:
     """A tool parameter's JSON-schema type as a TypeScript type (Ollama uses this in some templates)."""
     if not isinstance(v, Struct) or v.type_name != "api.ToolProperty":
         return "any"
@@ -286,14 +310,14 @@ def f_to_typescript_type(v: Any) -> str:
 
 
 def _ts_type(prop: Struct) -> str:
-    any_of = prop.fields.get("AnyOf") or []
+    any_of = as_list(prop.fields.get("AnyOf"))
     if any_of:
         return " | ".join(_ts_type(p) if isinstance(p, Struct) else "any" for p in any_of)
-    enum = prop.fields.get("Enum") or []
+    enum = as_list(prop.fields.get("Enum"))
     if enum:
         return " | ".join(go_json(e) for e in enum)
     raw = dict((name, value) for name, value, _ in prop.json_fields or []).get("type")
-    types = [raw] if isinstance(raw, str) else [t for t in raw or [] if isinstance(t, str)]
+    types = [raw] if isinstance(raw, str) else [t for t in as_list(raw) if isinstance(t, str)]
     if not types:
         return "any"
     parts = []
@@ -312,7 +336,7 @@ def _ts_scalar(t: str) -> str:
             "null": "null", "object": "Record<string, any>"}.get(t, "any")
 
 
-BUILTINS: dict[str, Callable[..., Any]] = {
+BUILTINS: dict[str, Callable[..., GoValue]] = {
     "eq": f_eq, "ne": f_ne, "lt": f_lt, "le": f_le, "gt": f_gt, "ge": f_ge, "not": f_not,
     "len": f_len, "index": f_index, "slice": f_slice,
     "print": f_print, "printf": f_printf, "println": f_println,

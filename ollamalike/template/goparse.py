@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from ollamalike.template.golex import Token, lex, parse_number, template_error
+from ollamalike.template.govalues import GoValue
 
 
 @dataclass
@@ -44,7 +45,7 @@ class IdentNode:
 
 @dataclass
 class Literal:
-    value: object
+    value: GoValue
 
 
 @dataclass

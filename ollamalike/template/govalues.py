@@ -2,7 +2,8 @@
 
 Values are plain Python data: ``dict`` is a Go map (keys sorted when ranged or printed),
 ``list`` a slice, ``Struct`` a Go struct (unknown fields are errors; some print as JSON,
-like Ollama's tool types with a ``String()`` method), ``None`` a nil interface.
+like Ollama's tool types with a ``String()`` method), ``None`` a nil interface. ``GoValue`` names
+that union; code that needs one kind narrows it with ``isinstance``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,14 @@ from __future__ import annotations
 import decimal
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeAlias, Union
+
+# What a template can see: nil, the JSON scalars, Go structs, slices and string-keyed maps. The
+# containers are the read-only ABCs so that decoded JSON (``JSONValue``) is a ``GoValue`` as it is;
+# at run time they are ``list``/``dict`` (and the subclasses below).
+GoValue: TypeAlias = Union[None, bool, int, float, str, "Struct", Sequence["GoValue"], Mapping[str, "GoValue"]]
 
 
 class ExecError(Exception):
@@ -24,25 +31,37 @@ class Struct:
     ``stringer``: printing it gives its JSON (Ollama's template types define ``String()`` so)."""
 
     type_name: str
-    fields: dict[str, Any]
-    json_fields: list[tuple[str, Any, bool]] | None = None
+    fields: dict[str, GoValue]
+    json_fields: list[tuple[str, GoValue, bool]] | None = None
     stringer: bool = False
 
 
-class JSONMap(dict):  # type: ignore[type-arg]
+class JSONMap(dict[str, GoValue]):
     """A Go map with a ``String()`` method returning its JSON (tool-call arguments, tool properties)."""
 
 
-class NilSlice(list):  # type: ignore[type-arg]
+class NilSlice(list[GoValue]):
     """An empty Go slice that is nil: prints as ``[]``, has length 0, encodes to JSON as ``null``."""
 
 
-class JSONList(list):  # type: ignore[type-arg]
+class JSONList(list[GoValue]):
     """A Go slice with a ``String()`` method returning its JSON (``.Tools``)."""
 
 
 class NilJSONList(JSONList, NilSlice):
     """``.Tools`` when a request has none: false in ``if``, printed (and encoded) as ``null``."""
+
+
+def as_list(v: GoValue) -> list[GoValue]:
+    """``list(v or [])`` over a value that came from a client's JSON: a string gives its characters,
+    a map its keys, a slice its items; a number or a struct is not iterable (``TypeError``, as ``list``)."""
+    if not v:
+        return []
+    if isinstance(v, (str, list, tuple)):
+        return list(v)
+    if isinstance(v, Mapping):
+        return list(v.keys())
+    raise TypeError(f"'{type(v).__name__}' object is not iterable")
 
 
 # ---- printing -------------------------------------------------------------------------------
@@ -73,7 +92,7 @@ def go_float(f: float, json_mode: bool = False) -> str:
     return f"{prefix}{digits[:dp]}.{digits[dp:]}"
 
 
-def fmt_v(value: Any, top: bool = True) -> str:
+def fmt_v(value: GoValue, top: bool = True) -> str:
     """fmt's ``%v`` (what ``print`` uses)."""
     if value is None:
         return "<nil>"
@@ -99,26 +118,26 @@ def fmt_v(value: Any, top: bool = True) -> str:
     return str(value)
 
 
-def print_value(value: Any) -> str:
+def print_value(value: GoValue) -> str:
     """What ``{{ pipeline }}`` writes: like ``%v`` but a nil interface prints as ``<no value>``."""
     if value is None:
         return "<no value>"
     return fmt_v(value)
 
 
-def sorted_keys(d: dict[Any, Any]) -> list[Any]:
+def sorted_keys(d: Mapping[str, GoValue]) -> list[str]:
     try:
         return sorted(d)
     except TypeError:
         return sorted(d, key=str)
 
 
-def go_json(value: Any) -> str:
+def go_json(value: GoValue) -> str:
     """encoding/json's Marshal: compact, map keys sorted, struct fields in order, <>& escaped."""
     return "".join(_json_parts(value))
 
 
-def _json_parts(value: Any) -> list[str]:
+def _json_parts(value: GoValue) -> list[str]:
     if value is None or (isinstance(value, NilSlice) and not value):
         return ["null"]
     if isinstance(value, bool):
@@ -150,7 +169,7 @@ def _json_parts(value: Any) -> list[str]:
     return [_json_str(str(value))]
 
 
-def _json_object(pairs: list[tuple[str, Any]]) -> list[str]:
+def _json_object(pairs: list[tuple[str, GoValue]]) -> list[str]:
     out = ["{"]
     for i, (k, v) in enumerate(pairs):
         if i:
@@ -167,14 +186,14 @@ def _json_str(s: str) -> str:
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def _is_empty(v: Any) -> bool:
+def _is_empty(v: GoValue) -> bool:
     return v is None or v is False or (isinstance(v, (str, list, dict, tuple)) and len(v) == 0) or (
         isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0)
 
 
 # ---- truth and comparison -------------------------------------------------------------------
 
-def truth(value: Any) -> bool:
+def truth(value: GoValue) -> bool:
     if value is None:
         return False
     if isinstance(value, Struct):
@@ -184,7 +203,7 @@ def truth(value: Any) -> bool:
     return True
 
 
-def kind_of(v: Any) -> str:
+def kind_of(v: GoValue) -> str:
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):
@@ -198,7 +217,7 @@ def kind_of(v: Any) -> str:
     return "other"
 
 
-def go_type_name(v: Any) -> str:
+def go_type_name(v: GoValue) -> str:
     if isinstance(v, Struct):
         return v.type_name
     return {"bool": "bool", "int": "int", "float": "float64", "string": "string", "nil": "<nil>"}.get(

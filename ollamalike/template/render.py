@@ -2,22 +2,27 @@
 own Jinja chat template rendered as Hugging Face transformers' ``apply_chat_template`` renders it (its
 default system prompt, tools JSON and turn structure intact), else Ollama's ``{{ .Prompt }}``.
 
-``model`` is anything with ``template``, ``system``, ``messages`` and ``info.chat_template``
-(``info.bos_token``/``eos_token`` optional): ``ModelLike``. The library's ResolvedModel is one.
+``model`` is a ``ModelLike``: ``template``, ``system``, the MESSAGE history and ``info`` (the GGUF's
+``chat_template``, ``bos_token``, ``eos_token``). The library's ResolvedModel is one; test fakes are
+small dataclasses.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from ollamalike.errors import BadRequest
 from ollamalike.template.detect import NamedTemplate, named_template, named_templates
 from ollamalike.template.goexec import GoTemplate, parse_go_template
 from ollamalike.template.goparse import Action, FieldNode, Pipe, Tree
 from ollamalike.template.goparse import Command as GoCommand
+from ollamalike.template.govalues import GoValue
 from ollamalike.template.jinja import render_jinja
 from ollamalike.template.values import (
+    Message,
+    Tool,
     collate,
     message_struct,
     normalize_messages,
@@ -28,14 +33,33 @@ from ollamalike.template.values import (
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
 
 
-class ModelLike(Protocol):
-    """What rendering needs from a model. ``info`` has ``chat_template`` and may have
-    ``bos_token``/``eos_token`` (a GGUFInfo)."""
+class TemplateInfo(Protocol):
+    """What rendering reads from a model's GGUF metadata (``GGUFInfo`` is one)."""
 
-    template: str | None
-    system: str | None
-    messages: list[dict[str, Any]]
-    info: Any
+    @property
+    def chat_template(self) -> str | None: ...
+
+    @property
+    def bos_token(self) -> str | None: ...
+
+    @property
+    def eos_token(self) -> str | None: ...
+
+
+class ModelLike(Protocol):
+    """What rendering needs from a model (read-only, so a dataclass with these fields is one)."""
+
+    @property
+    def template(self) -> str | None: ...
+
+    @property
+    def system(self) -> str | None: ...
+
+    @property
+    def messages(self) -> Sequence[Mapping[str, object]]: ...
+
+    @property
+    def info(self) -> TemplateInfo: ...
 
 
 def check_template(text: str) -> None:
@@ -54,17 +78,16 @@ def _compile(text: str) -> tuple[GoTemplate, frozenset[str]]:
     return tmpl, idents
 
 
-def _chat_template_text(model: Any) -> str | None:
-    info = getattr(model, "info", None)
-    text = getattr(info, "chat_template", None) if info is not None else None
+def _chat_template_text(model: ModelLike) -> str | None:
+    text = model.info.chat_template
     return text if isinstance(text, str) and text.strip() else None
 
 
 def named_for(model: ModelLike) -> NamedTemplate | None:
     """The named template a model's TEMPLATE is, text for text (what a pull or a Modelfile naming one
     stores), or None. A GGUF's Jinja template is never swapped for a named one: it renders as is."""
-    text = getattr(model, "template", None)
-    return _named_by_text().get(str(text)) if text else None
+    text = model.template
+    return _named_by_text().get(text) if text else None
 
 
 def stop_for(model: ModelLike) -> list[str]:
@@ -83,23 +106,27 @@ def _named_by_text() -> dict[str, NamedTemplate]:
 def go_template_for(model: ModelLike) -> str | None:
     """The Go template text used for a model: its TEMPLATE, else None when the GGUF carries a Jinja
     chat template (rendered with Hugging Face semantics), else Ollama's default ``{{ .Prompt }}``."""
-    if getattr(model, "template", None):
-        return str(model.template)
+    if model.template:
+        return model.template
     if _chat_template_text(model):
         return None
     return DEFAULT_TEMPLATE
 
 
-def _with_model_context(model: ModelLike, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    history = normalize_messages(list(getattr(model, "messages", None) or []))
-    msgs = history + messages
-    system = getattr(model, "system", None) or ""
+def _history(model: ModelLike) -> list[Message]:
+    """The model's MESSAGE history, checked like a request's messages (it comes from a model file)."""
+    return normalize_messages(list(model.messages))
+
+
+def _with_model_context(model: ModelLike, messages: list[Message]) -> list[Message]:
+    msgs = _history(model) + messages
+    system = model.system or ""
     if system and (not messages or messages[0]["role"] != "system"):
         msgs = [{"role": "system", "content": system, "tool_calls": []}, *msgs]
     return msgs
 
 
-def _think_values(think: Any) -> dict[str, Any]:
+def _think_values(think: bool | str | None) -> dict[str, GoValue]:
     if think is None:
         return {"Think": False, "ThinkLevel": "", "IsThinkSet": False}
     if isinstance(think, bool):
@@ -109,21 +136,27 @@ def _think_values(think: Any) -> dict[str, Any]:
     raise BadRequest(f"invalid think value: {think!r} (use true, false, \"high\", \"medium\" or \"low\")")
 
 
-def render_chat(model: ModelLike, messages: Any, tools: Any = None, think: Any = None) -> str:
-    """The prompt for /api/chat: MESSAGE history and SYSTEM from the model, then the request's messages."""
+def _jinja(model: ModelLike, msgs: list[Message], tools: list[Tool], think: bool | str | None) -> str:
+    # The Jinja renderer takes plain dicts (the tools are the client's own, shallow-copied).
+    return render_jinja(str(_chat_template_text(model)), [dict(m) for m in msgs], [dict(t) for t in tools], think,
+                        bos_token=model.info.bos_token or "", eos_token=model.info.eos_token or "")
+
+
+def render_chat(model: ModelLike, messages: object, tools: object = None, think: bool | str | None = None) -> str:
+    """The prompt for /api/chat: MESSAGE history and SYSTEM from the model, then the request's messages.
+    ``messages`` and ``tools`` are checked here (``BadRequest`` on a wrong shape)."""
     msgs = _with_model_context(model, normalize_messages(messages))
     tool_list = validate_tools(tools)
     think_values = _think_values(think)
     text = go_template_for(model)
     if text is None:
-        return render_jinja(str(_chat_template_text(model)), msgs, tool_list, think,
-                            bos_token=_token(model, "bos_token"), eos_token=_token(model, "eos_token"))
+        return _jinja(model, msgs, tool_list, think)
     return execute(text, msgs, tool_list, think_values)
 
 
 def render_generate(model: ModelLike, prompt: str, system: str | None = None, suffix: str | None = None,
                     template_override: str | None = None, include_history: bool = True,
-                    think: Any = None) -> str:
+                    think: bool | str | None = None) -> str:
     """The prompt for /api/generate (not ``raw``): system, MESSAGE history (unless continuing a
     ``context``), then the prompt as a user message; with a suffix, .Prompt/.Suffix only."""
     if not isinstance(prompt, str):
@@ -135,34 +168,26 @@ def render_generate(model: ModelLike, prompt: str, system: str | None = None, su
             raise BadRequest("this model does not support insert (its template has no .Suffix)")
         tmpl, _ = _compile(text)
         return _run(tmpl, {"Prompt": prompt, "Suffix": suffix, "Response": "", **think_values})
-    msgs: list[dict[str, Any]] = []
-    sys_text = system or getattr(model, "system", None) or ""
+    msgs: list[Message] = []
+    sys_text = system or model.system or ""
     if sys_text:
         msgs.append({"role": "system", "content": sys_text, "tool_calls": []})
     if include_history:
-        msgs += normalize_messages(list(getattr(model, "messages", None) or []))
+        msgs += _history(model)
     msgs.append({"role": "user", "content": prompt, "tool_calls": []})
     if text is None:
-        return render_jinja(str(_chat_template_text(model)), msgs, [], think,
-                            bos_token=_token(model, "bos_token"), eos_token=_token(model, "eos_token"))
+        return _jinja(model, msgs, [], think)
     return execute(text, msgs, [], think_values)
 
 
-def _token(model: Any, name: str) -> str:
-    info = getattr(model, "info", None)
-    value = getattr(info, name, None) if info is not None else None
-    return value if isinstance(value, str) else ""
-
-
-def _run(tmpl: GoTemplate, data: dict[str, Any]) -> str:
+def _run(tmpl: GoTemplate, data: dict[str, GoValue]) -> str:
     try:
         return tmpl.execute(data)
     except RecursionError:
         raise BadRequest("template: nesting too deep") from None
 
 
-def execute(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
-            think_values: dict[str, Any]) -> str:
+def execute(text: str, messages: list[Message], tools: list[Tool], think_values: dict[str, GoValue]) -> str:
     """Ollama's Template.Execute over already-prepared messages."""
     tmpl, idents = _compile(text)
     system, collated = collate(messages)
