@@ -29,8 +29,11 @@ def import_graph() -> dict[str, set[str]]:
                     pkg = name.split(".") if is_pkg else name.split(".")[:-1]
                     pkg = pkg[: len(pkg) - node.level + 1]
                     base = ".".join([*pkg, base] if base else pkg)
-                deps.add(base)
-                deps.update(f"{base}.{a.name}" for a in node.names)
+                subs = {f"{base}.{a.name}" for a in node.names} & set(paths)
+                # ``from pkg import submodule`` depends on the submodule, not on pkg's own code.
+                if len(subs) < len(node.names):
+                    deps.add(base)
+                deps.update(subs)
         graph[name] = {d for d in deps if d in paths and d != name}
     return graph
 
