@@ -6,11 +6,11 @@ client) and on OpenAI's (``openai`` client, string arguments), streamed or not; 
 sent back (role tool with the call's id) gives a text answer. A structured ``format`` answer that
 has a "name" key stays content while tools are offered.
 
-What Qwen 0.5B does with the tool result: greedy, it calls ``get_weather`` again rather than
-answering in words (with its own GGUF template too, checked with raw prompts). The round-trip
-tests pin what the daemon owes: the result, sent back with the call's id, is in the prompt, and the
-reply is a finished answer: text that uses the result, or that same call again, as a structured
-call and never as content.
+With only its template's default system prompt, greedy Qwen 0.5B calls ``get_weather`` again after
+the tool result instead of answering. The round trips therefore run as an agent runs them, with a
+system prompt saying what to do with a result: then it calls the tool first and, once the result is
+back, answers in words from it. Both are asserted: the call, then a text answer (no call) that uses
+the result.
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ pytestmark = pytest.mark.e2e
 
 GREEDY = {"temperature": 0, "seed": 1}
 QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+AGENT = [{"role": "system", "content": "You are a helpful assistant. Call a tool when you need data; once a tool "
+                                       "result is given, answer the user in one sentence using it."}, *QUESTION]
 WEATHER = {"type": "function", "function": {
     "name": "get_weather",
     "description": "Get the current weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "The city"}},
                    "required": ["city"]},
 }}
-RESULT = "Sunny, 22 degrees Celsius"
+RESULT = json.dumps({"city": "Paris", "temperature_c": 22, "condition": "sunny"})
 PERSON = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
           "required": ["name", "age"]}
 ALICE = [{"role": "user", "content": "Describe a person named Alice who is 25 years old, as JSON with name and age."}]
@@ -54,12 +56,10 @@ def oai(real_daemon: Daemon) -> openai.OpenAI:
 
 
 def _check_reply(content: str, calls: list[tuple[str, dict[str, Any]]]) -> None:
-    """The reply to a tool result: a text answer from it, or (Qwen 0.5B's habit) the same call again."""
-    if calls:
-        assert calls == [("get_weather", {"city": "Paris"})] and content.strip() == "", (content, calls)
-    else:
-        assert content.strip() and "get_weather" not in content, content
-        assert "22" in content or "sunny" in content.lower(), content
+    """The reply to a tool result: a final text answer that uses it, not another call."""
+    assert not calls, (content, calls)
+    assert content.strip() and "get_weather" not in content, content
+    assert "22" in content and "sunny" in content.lower(), content
 
 
 # -- native -----------------------------------------------------------------------------------------
@@ -78,7 +78,13 @@ def test_native_tool_call_and_tool_result(native: ollama.Client, real_daemon: Da
     assert CALL_ID.fullmatch(call["id"]), call
     assert call["function"] == {"index": 0, "name": "get_weather", "arguments": {"city": "Paris"}}
 
-    history = [*QUESTION, body["message"], {"role": "tool", "content": RESULT, "tool_call_id": call["id"]}]
+    status, body = real_daemon.request("POST", "/api/chat", {"model": QWEN, "messages": AGENT, "tools": [WEATHER],
+                                                             "options": GREEDY, "stream": False}, timeout=600)
+    assert status == 200, body
+    (call,) = body["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather" and call["function"]["arguments"] == {"city": "Paris"}
+    history = [*AGENT, body["message"], {"role": "tool", "content": RESULT, "tool_call_id": call["id"],
+                                         "tool_name": "get_weather"}]
     status, rendered = real_daemon.request("POST", "/api/render", {"model": QWEN, "messages": history,
                                                                    "tools": [WEATHER]})
     assert status == 200 and RESULT in rendered["prompt"], rendered
@@ -92,8 +98,10 @@ def test_native_tool_call_and_tool_result(native: ollama.Client, real_daemon: Da
                  [(c["function"]["name"], c["function"]["arguments"]) for c in answer["message"].get("tool_calls", [])])
 
     # The official client's history form (tool_name) works as well.
-    final = native.chat(model=QWEN, messages=[*QUESTION, resp.message, {"role": "tool", "content": RESULT,
-                                                                          "tool_name": "get_weather"}],
+    agent = native.chat(model=QWEN, messages=AGENT, tools=[WEATHER], options=GREEDY)
+    assert [c.function.name for c in agent.message.tool_calls or []] == ["get_weather"], agent
+    final = native.chat(model=QWEN, messages=[*AGENT, agent.message, {"role": "tool", "content": RESULT,
+                                                                        "tool_name": "get_weather"}],
                         tools=[WEATHER], options={**GREEDY, "num_predict": 60})
     _check_reply(final.message.content or "",
                  [(c.function.name, dict(c.function.arguments)) for c in final.message.tool_calls or []])
@@ -110,7 +118,7 @@ def test_native_streamed_tool_call(native: ollama.Client) -> None:
 
 # -- OpenAI -----------------------------------------------------------------------------------------
 def test_openai_tool_call_and_tool_result(oai: openai.OpenAI) -> None:
-    messages: list[Any] = list(QUESTION)
+    messages: list[Any] = list(AGENT)
     resp = oai.chat.completions.create(model=QWEN, messages=messages, tools=[WEATHER], temperature=0, seed=1)
     choice = resp.choices[0]
     assert choice.finish_reason == "tool_calls"
