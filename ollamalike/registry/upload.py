@@ -11,7 +11,6 @@ on from the last chunk next time. A closing ``PUT ?digest=`` ends every upload.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 
 from ollamalike.errors import RegistryError
 from ollamalike.registry.oci import RegistryClient
+from ollamalike.registry.retry import Tries
 
 log = logging.getLogger("ollamalike.registry")
 
@@ -129,7 +129,7 @@ class BlobUpload:
 
     async def _chunks(self, url: str, offset: int) -> str:
         """PATCH ``[offset, size)`` in order; returns the upload's latest location."""
-        attempt = 0
+        tries = Tries(self.client.retry)
         while offset < self.size:
             end = min(self.size, offset + UPLOAD_PART)
             headers = {
@@ -144,16 +144,16 @@ class BlobUpload:
                 )
                 resp.release()
                 url = self.client.trusted_location(url, resp.headers.get("Location", url))
-                offset, attempt = end, 0
+                offset = end
+                tries.reset()
                 if self.saved is not None:
                     self.saved.set(self.digest, {"size": self.size, "location": url, "offset": offset})
                 continue
             except RegistryError as e:
-                attempt += 1
-                if attempt >= self.client.retry.attempts:
+                if not tries.failed():
                     raise
                 log.info("upload chunk at %d failed (%s); asking the registry where it got to", offset, e.message)
-            await asyncio.sleep(self.client.retry.delay(attempt))
+            await self.client.retry.pause(tries.failures)
             try:
                 url, offset = await self._status(url)
             except RegistryError as e:
