@@ -248,6 +248,12 @@ class RegistryClient:
             return RegistryNotFound(f"registry {self.name.host}: {what} not found")
         if status in (401, 403):
             return RegistryError(f"registry {self.name.host}: access denied to {self.name.repository}")
+        proxy = self._proxy(url)
+        if status == 407 and proxy:  # a plain-HTTP request goes to the proxy itself, which wants credentials
+            return RegistryError(
+                f"the proxy {_redact(proxy)} refused {method} {what} to registry {self.name.host}: "
+                "HTTP 407, it requires authentication (put the credentials in the proxy URL)"
+            )
         return RegistryError(f"registry {self.name.host}: {method} {what} answered HTTP {status}")
 
     # ---- API ------------------------------------------------------------------------------------
