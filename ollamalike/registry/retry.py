@@ -56,7 +56,7 @@ class RetryPolicy:
         """Seconds to wait before try ``step + 1`` (``step`` 0: after the first failure)."""
         if retry_after and retry_after.strip().isdigit():
             return min(float(retry_after), self.max_delay)
-        return min(self.base_delay * (2 ** max(step, 0)), self.max_delay)
+        return min(self.base_delay * 2.0 ** max(step, 0), self.max_delay)
 
     async def pause(self, step: int, retry_after: str | None = None) -> None:
         await self.sleep(self.delay(step, retry_after))

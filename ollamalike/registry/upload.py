@@ -14,9 +14,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from ollamalike.errors import RegistryError
+from ollamalike.jsontypes import JSONObject
 from ollamalike.registry.oci import RegistryClient
 from ollamalike.registry.retry import Tries
 
@@ -31,9 +32,9 @@ Body = Callable[[int, int], AsyncIterator[bytes]]
 class UploadState(Protocol):
     """Where a chunked upload's location and offset are kept between pushes."""
 
-    def get(self, digest: str) -> dict[str, Any] | None: ...
+    def get(self, digest: str) -> JSONObject | None: ...
 
-    def set(self, digest: str, state: dict[str, Any]) -> None: ...
+    def set(self, digest: str, state: JSONObject) -> None: ...
 
     def clear(self, digest: str) -> None: ...
 
@@ -111,11 +112,12 @@ class BlobUpload:
     async def _resume(self) -> str | None:
         """Go on with an upload an earlier push left; its location when done, None to start afresh."""
         state = self.saved.get(self.digest) if self.saved is not None else None
-        if not isinstance(state, dict) or state.get("size") != self.size or not isinstance(state.get("location"), str):
+        location = state.get("location") if state is not None else None
+        if state is None or state.get("size") != self.size or not isinstance(location, str):
             return None
         assert self.saved is not None
         try:
-            url, offset = await self._status(self.client.trusted_location(self.client.base + "/", state["location"]))
+            url, offset = await self._status(self.client.trusted_location(self.client.base + "/", location))
         except RegistryError as e:
             log.info("the saved upload of %s cannot go on (%s); starting it again", self.digest[7:19], e.message)
             self.saved.clear(self.digest)
