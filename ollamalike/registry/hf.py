@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Callable
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, NotFound, OllamalikeError, RegistryError
+from ollamalike.jsontypes import JSONObject
 from ollamalike.names import ModelName
 from ollamalike.registry.import_ollama import link_blob
-from ollamalike.registry.pull import Status
 from ollamalike.store import Pins, Store
 from ollamalike.store.manifest import (
     CONFIG_MEDIA_TYPE,
@@ -103,7 +103,7 @@ def _hf_errors(e: Exception, repo_id: str) -> OllamalikeError:
     return RegistryError(f"Hugging Face download of {repo_id} failed: {e}")
 
 
-async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterator[Status]:
+async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterator[JSONObject]:
     import huggingface_hub
 
     repo_id = f"{name.namespace}/{name.model}"
