@@ -14,13 +14,13 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
 from ollamalike.config import is_loopback_host
 from ollamalike.errors import RegistryError
+from ollamalike.jsontypes import JSONValue
 from ollamalike.registry.reading import read_bounded
 
 _PARAM_RE = re.compile(r'([A-Za-z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
@@ -118,7 +118,7 @@ async def fetch_token(
     except aiohttp.ClientError as e:
         raise RegistryError(f"cannot reach registry token server: {e}") from None
     try:
-        data: Any = json.loads(body)
+        data: JSONValue = json.loads(body)
     except ValueError:
         raise RegistryError("registry token server sent invalid JSON") from None
     token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None

@@ -9,10 +9,11 @@ stream (``rawbody``); a TLS or chunked one through aiohttp, whose pieces the blo
 writes and hashes. How far each part got is saved (``PartState``) every few MiB, so a killed
 process or a lost connection resumes where it stopped; the saved count never runs ahead of bytes
 already handed to the kernel.
+Retries follow the client's ``retry.RetryPolicy`` (a part's stream: ``Tries``, its stalls: ``Stalls``).
 A server that ignores Range (200 instead of 206) makes us fall back to one sequential stream;
 when such a server also cuts the body short, the blob is fetched again from its first byte, a few
 times, then the pull fails saying so. A stream that stalls (``reading.StallWatch``: no data, or
-a trickle, for ``config.pull_stall_timeout``) is retried a few times (``STALL_ATTEMPTS``), then
+a trickle, for ``config.pull_stall_timeout``) is retried a few times (``retry.STALL_ATTEMPTS``), then
 the pull fails naming the stall; what was written is kept for the next pull to resume.
 Nothing becomes visible until ``PartialBlob.finish()`` has matched the digest.
 """
@@ -20,30 +21,38 @@ Nothing becomes visible until ``PartialBlob.finish()`` has matched the digest.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import ParamSpec
 
 import aiohttp
 
-from ollamalike.config import is_loopback_host
 from ollamalike.errors import RegistryError
 from ollamalike.registry import rawbody
 from ollamalike.registry.oci import RegistryClient
+from ollamalike.registry.oci import is_loopback_registry as _is_loopback
 from ollamalike.registry.parts import (
     MAX_CHUNKS,
     IntegrityError,
     OrderedHasher,
     Part,
+    PartState,
+    RangeIgnored,
     plan_parts,
     restore_parts,
+    snapshot,
 )
-from ollamalike.registry.reading import STALL_MIN_BYTES, Stalled, StallWatch, widen_reads
+from ollamalike.registry.reading import Stalled, StallWatch, widen_reads
 from ollamalike.registry.reading import range_starts_at as _range_starts_at
+from ollamalike.registry.retry import STALL_ATTEMPTS, Stalls, Tries
+from ollamalike.store.blobs import PartialBlob
+
+__all__ = ["STALL_ATTEMPTS", "BlobDownload", "PartState", "RangeIgnored"]
 
 log = logging.getLogger("ollamalike.registry")
 
@@ -65,31 +74,7 @@ RECV_SIZE = 1024 * 1024  # bytes per socket read on the event loop
 MAX_INFLIGHT = 4  # batches per part queued for the blob's thread before reading waits
 SAVE_EVERY = 32 * 1024 * 1024
 REPORT_EVERY = 4 * 1024 * 1024  # bytes a reader thread writes between progress reports to the loop
-STALL_ATTEMPTS = 3  # stalls in a row (no STALL_MIN_BYTES of progress between) before a part gives up
-
-
-class PartState(Protocol):
-    """Where part progress of interrupted pulls is kept (the store's catalog)."""
-
-    def get(self, digest: str) -> dict[str, Any] | None: ...
-
-    def set(self, digest: str, state: dict[str, Any]) -> None: ...
-
-    def clear(self, digest: str) -> None: ...
-
-
-class RangeIgnored(Exception):
-    """The server answered a Range request with the whole blob."""
-
-    def __init__(self) -> None:
-        super().__init__("the registry answered a Range request with the whole blob")
-
-
-def _is_loopback(host: str) -> bool:
-    """``127.0.0.1:5000``, ``[::1]:5000``, ``::1`` or ``localhost``: a registry on this machine."""
-    bare_ipv6 = host.count(":") > 1 and not host.startswith("[")
-    return is_loopback_host(host if bare_ipv6 else urlsplit("//" + host).hostname)
-
+P = ParamSpec("P")
 
 class BlobDownload:
     """Fetch ``digest`` of ``size`` bytes into ``partial``; ``progress(completed)`` after each chunk."""
@@ -97,7 +82,7 @@ class BlobDownload:
     def __init__(
         self,
         client: RegistryClient,
-        partial: Any,
+        partial: PartialBlob,
         digest: str,
         size: int,
         state: PartState,
@@ -131,11 +116,8 @@ class BlobDownload:
     def completed(self) -> int:
         return sum(p.done for p in self.parts)
 
-    def _snapshot(self) -> dict[str, Any]:
-        return {"size": self.size, "parts": [[p.start, p.end, p.done] for p in self.parts]}
-
     def _save(self) -> None:
-        self.state.set(self.digest, self._snapshot())
+        self.state.set(self.digest, snapshot(self.size, self.parts))
         self._unsaved = 0
 
     async def run(self) -> None:
@@ -200,9 +182,9 @@ class BlobDownload:
             "it cannot be resumed from that registry"
         )
 
-    def _on_disk(self, fn: Callable[..., None], *args: Any) -> asyncio.Future[None]:
+    def _on_disk(self, fn: Callable[P, None], *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[None]:
         assert self._disk is not None
-        return asyncio.get_running_loop().run_in_executor(self._disk, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self._disk, functools.partial(fn, *args, **kwargs))
 
     def _write_and_hash(self, pos: int, chunks: list[bytes]) -> None:
         self.partial.write_chunks_at(pos, chunks)
@@ -242,31 +224,26 @@ class BlobDownload:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _fetch_part(self, part: Part, ranged: bool) -> None:
-        attempt = 0
-        stalls = 0
-        since_stall = part.done
+        policy = self.client.retry
+        tries, stalls = Tries(policy), Stalls(policy, part.done)
         while part.remaining > 0:
             before = part.done
             try:
                 await self._stream_part(part, ranged)
             except Stalled as e:
-                # A trickle makes progress, so stalls only forgive after real progress.
-                stalls = 1 if part.done - since_stall >= STALL_MIN_BYTES else stalls + 1
-                since_stall = part.done
-                if stalls >= STALL_ATTEMPTS:
+                if not stalls.stalled(part.done):
                     raise RegistryError(
                         f"download of {self.digest[7:19]} from registry {self.client.name.host} {e} "
-                        f"({stalls} times; OLLAMALIKE_PULL_STALL_TIMEOUT); "
+                        f"({stalls.count} times; OLLAMALIKE_PULL_STALL_TIMEOUT); "
                         "what was downloaded is kept, pull again to resume"
                     ) from None
                 log.info("blob %s %s; retrying", self.digest[7:19], e)
-                await asyncio.sleep(self.client.retry.delay(stalls - 1))
+                await policy.pause(stalls.count - 1)
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
-                if part.done == before:
-                    attempt += 1  # progress resets the budget: only a stuck part gives up
-                if attempt >= self.client.retry.attempts:
+                # Only a failure without progress counts: a part that keeps moving never gives up.
+                if not (tries.failed() if part.done == before else tries.left()):
                     raise RegistryError(f"download of {self.digest[7:19]} failed: {e or type(e).__name__}") from None
-                await asyncio.sleep(self.client.retry.delay(attempt))
+                await policy.pause(tries.failures)
 
     async def _stream_part(self, part: Part, ranged: bool) -> None:
         start = part.start + part.done
@@ -292,7 +269,7 @@ class BlobDownload:
             if part.remaining > 0:
                 raise aiohttp.ClientPayloadError(f"connection closed after {part.start + part.done - start} of {limit} bytes")
 
-    async def _pump(self, part: Part, length: int, head: bytes, sock: Any) -> None:
+    async def _pump(self, part: Part, length: int, head: bytes, sock: socket.socket) -> None:
         """Read the rest of a detached plain-HTTP body of ``length`` bytes in a reader thread."""
         pump = rawbody.Pump(sock, self.client.read_timeout, self._buffers)
         try:
@@ -416,5 +393,5 @@ class BlobDownload:
             # The snapshot is taken here; the catalog commit (an fsync) runs in a thread. Only one
             # at a time, so saves land in order and never overstate progress.
             self._unsaved = 0
-            self._saving = asyncio.ensure_future(asyncio.to_thread(self.state.set, self.digest, self._snapshot()))
+            self._saving = asyncio.ensure_future(asyncio.to_thread(self.state.set, self.digest, snapshot(self.size, self.parts)))
         self.progress(self.completed)

@@ -14,12 +14,13 @@ import asyncio
 import io
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, NotFound, OllamalikeError, RegistryError
+from ollamalike.jsontypes import JSONObject
 from ollamalike.names import ModelName
 from ollamalike.registry.import_ollama import link_blob
+from ollamalike.store import Pins, Store
 from ollamalike.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_MODEL,
@@ -74,17 +75,17 @@ def choose_gguf(files: list[str], tag: str) -> str:
     return chosen
 
 
-def _progress_class(report: Callable[[int, int], None]) -> type:
+def _progress_class(report: Callable[[int, int], None]) -> type[object]:
     from tqdm.auto import tqdm
 
     class Reporter(tqdm):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: object, **kwargs: object) -> None:
             kwargs["file"] = io.StringIO()  # huggingface_hub's bar must not draw on the daemon's stderr
             kwargs.pop("disable", None)
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:
-            out = super().update(n)
+            out: bool | None = super().update(n)
             report(int(self.n), int(self.total or 0))
             return out
 
@@ -102,7 +103,7 @@ def _hf_errors(e: Exception, repo_id: str) -> OllamalikeError:
     return RegistryError(f"Hugging Face download of {repo_id} failed: {e}")
 
 
-async def pull_hf(store: Any, config: Config, name: ModelName) -> AsyncIterator[dict[str, Any]]:
+async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterator[JSONObject]:
     import huggingface_hub
 
     repo_id = f"{name.namespace}/{name.model}"
@@ -116,6 +117,7 @@ async def pull_hf(store: Any, config: Config, name: ModelName) -> AsyncIterator[
         raise
     except Exception as e:
         raise _hf_errors(e, repo_id) from None
+    # huggingface_hub's RepoFile has size and lfs; a RepoFolder (a directory named like a GGUF) has neither.
     info = infos[0] if infos else None
     size = int(getattr(info, "size", 0) or 0)
     lfs = getattr(info, "lfs", None)
@@ -157,12 +159,12 @@ async def pull_hf(store: Any, config: Config, name: ModelName) -> AsyncIterator[
     yield {"status": "success"}
 
 
-def _build_manifest(store: Any, pins: Any, path: str, digest: str, size: int) -> bytes:
+def _build_manifest(store: Store, pins: Pins, path: str, digest: str, size: int) -> bytes:
     from ollamalike.gguf_info import read_gguf_info
 
     info = read_gguf_info(path)
     layers = [Descriptor(MEDIA_MODEL, digest, size)]
-    named = _detect(getattr(info, "chat_template", None))
+    named = _detect(info.chat_template)
     if named is not None:
         template_text, stops = named
         t_digest, t_size = store.add_blob_bytes(template_text.encode())
@@ -172,11 +174,10 @@ def _build_manifest(store: Any, pins: Any, path: str, digest: str, size: int) ->
             p_digest, p_size = store.add_blob_bytes(go_json({"stop": stops}))
             pins.add(p_digest)
             layers.append(Descriptor(MEDIA_PARAMS, p_digest, p_size))
-    architecture = str(getattr(info, "architecture", "") or "")
     config = build_config(
-        model_family=architecture,
-        model_type=str(getattr(info, "parameter_size", "") or ""),
-        file_type=str(getattr(info, "file_type", "") or ""),
+        model_family=info.architecture,
+        model_type=info.parameter_size,
+        file_type=info.file_type,
         diff_ids=[layer.digest for layer in layers],
     )
     c_digest, c_size = store.add_blob_bytes(config)

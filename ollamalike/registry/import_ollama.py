@@ -14,10 +14,11 @@ import os
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from ollamalike.errors import BadRequest, ModelNotFound, OllamalikeError
+from ollamalike.jsontypes import JSONObject
 from ollamalike.names import DIGEST_RE, ModelName
+from ollamalike.store import Store
 from ollamalike.store.manifest import manifest_blobs, parse_manifest
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
@@ -60,7 +61,7 @@ def _sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def link_blob(store: Any, source: str | Path, expected_digest: str | None = None) -> tuple[str, int]:
+def link_blob(store: Store, source: str | Path, expected_digest: str | None = None) -> tuple[str, int]:
     """Register a local file as a blob, hard-linked when the filesystem allows, else copied.
 
     The file is hashed first; a mismatch with ``expected_digest`` raises and writes nothing.
@@ -87,7 +88,7 @@ def link_blob(store: Any, source: str | Path, expected_digest: str | None = None
     return digest, st.st_size
 
 
-def _import_blob(store: Any, root: Path, digest: str, size: int) -> str:
+def _import_blob(store: Store, root: Path, digest: str, size: int) -> str:
     """Register one blob; returns "present" or "added"."""
     if store.has_blob(digest):
         return "present"
@@ -106,7 +107,7 @@ def _import_blob(store: Any, root: Path, digest: str, size: int) -> str:
     return "added"
 
 
-def _import_one(store: Any, root: Path, name: ModelName, path: Path) -> dict[str, int]:
+def _import_one(store: Store, root: Path, name: ModelName, path: Path) -> dict[str, int]:
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise BadRequest("manifest is too large")
     body = path.read_bytes()
@@ -119,7 +120,7 @@ def _import_one(store: Any, root: Path, name: ModelName, path: Path) -> dict[str
     return counts
 
 
-def _exists(store: Any, name: ModelName) -> bool:
+def _exists(store: Store, name: ModelName) -> bool:
     try:
         store.get_manifest(name)
     except ModelNotFound:
@@ -127,7 +128,7 @@ def _exists(store: Any, name: ModelName) -> bool:
     return True
 
 
-async def import_models(store: Any, directory: str) -> AsyncIterator[dict[str, Any]]:
+async def import_models(store: Store, directory: str) -> AsyncIterator[JSONObject]:
     root = Path(directory).expanduser()
     if not _is_dir(root):
         raise BadRequest(NOT_A_MODELS_DIR.format(root=directory[:300]))

@@ -1,8 +1,9 @@
 """A small OCI distribution API client: manifests, blob HEAD/GET/upload, auth challenges, retries.
 
 Every request goes through ``request()``, which answers 401 challenges once (Bearer token or Basic
-credentials, see ``auth``), retries transient failures (connection errors, 5xx, 429) with bounded
-exponential backoff, and follows redirects itself so the registry's Authorization header never
+credentials, see ``auth``), retries transient failures (connection errors, 5xx, 429) as the
+``retry.RetryPolicy`` says, maps failures to a ``RegistryError`` naming the registry (or the proxy
+in the way), and follows redirects itself so the registry's Authorization header never
 travels to another host (blob storage behind a redirect gets a plain request).
 """
 
@@ -10,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from ollamalike.config import Proxies
+from ollamalike.config import Proxies, is_loopback_host
 from ollamalike.errors import RegistryError
 from ollamalike.names import ModelName
 from ollamalike.registry import auth
 from ollamalike.registry.reading import read_bounded
+from ollamalike.registry.retry import RetryPolicy, Tries
+from ollamalike.registry.retry import is_transient as retryable
+
+__all__ = ["RegistryClient", "RegistryNotFound", "RetryPolicy", "is_loopback_registry", "new_session"]
 
 log = logging.getLogger("ollamalike.registry")
 
@@ -29,23 +32,28 @@ MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_REDIRECTS = 5
-FIRST_CONTACT_ATTEMPTS = 3  # connection attempts before a registry that never answered is called unreachable
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # aiohttp pauses a socket once 2x this is buffered; its 64 KiB default pauses a fast blob stream
 # constantly. Per connection, so a pull of 8 parts buffers at most 16 MiB.
 READ_BUFFER = 1024 * 1024
 
 
-@dataclass
-class RetryPolicy:
-    attempts: int = 6
-    base_delay: float = 0.25
-    max_delay: float = 8.0
+# What a request sends: made again for each try, since a stream can be read only once.
+BodyFactory = Callable[[], bytes | AsyncIterator[bytes]]
 
-    def delay(self, attempt: int, retry_after: str | None = None) -> float:
-        if retry_after and retry_after.strip().isdigit():
-            return min(float(retry_after), self.max_delay)
-        return min(self.base_delay * (2**attempt), self.max_delay)
+
+def _redact(url: str | None) -> str:
+    """A proxy URL without the credentials it may carry."""
+    parts = urlsplit(url or "")
+    if parts.hostname is None:
+        return url or "(none)"
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    return f"{parts.scheme}://{host}"
+
+
+def is_loopback_registry(host: str) -> bool:
+    """``127.0.0.1:5000``, ``[::1]:5000``, ``::1`` or ``localhost``: a registry on this machine."""
+    bare_ipv6 = host.count(":") > 1 and not host.startswith("[")
+    return is_loopback_host(host if bare_ipv6 else urlsplit("//" + host).hostname)
 
 
 class RegistryNotFound(RegistryError):
@@ -140,18 +148,13 @@ class RegistryClient:
         self._authorization = new
         return True
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], body: Any) -> aiohttp.ClientResponse:
-        return await self.session.request(
-            method, url, headers=headers, data=body, allow_redirects=False, proxy=self._proxy(url)
-        )
-
     async def request(
         self,
         method: str,
         url: str,
         *,
         headers: dict[str, str] | None = None,
-        data: Callable[[], Any] | None = None,
+        data: BodyFactory | None = None,
         ok: tuple[int, ...] = (200,),
         follow: bool = True,
         retry: bool = True,
@@ -163,64 +166,81 @@ class RegistryClient:
         partly taken): a failure raises ``RegistryError`` at once. The caller must release the
         returned response (``async with`` or ``release()``).
         """
-        attempt = 0
-        auth_tries = 0
-        redirects = 0
-        target = url
+        tries = Tries(self.retry)
+        auth_tries = redirects = 0
         while True:
-            hdrs = dict(headers or {})
             sent = self._authorization
-            if sent and self._same_origin(target):
-                hdrs["Authorization"] = sent
             try:
-                # A request without a body must have its answer's headers within a few read
-                # timeouts in all: a server trickling them byte by byte would never trip sock_read.
-                deadline = HEADER_READS * self.read_timeout if data is None and self.read_timeout else None
-                resp = await asyncio.wait_for(
-                    self._send(method, target, hdrs, data() if data else None), deadline
-                )
-            except aiohttp.ClientSSLError as e:
-                hint = " (a plain-HTTP registry needs --insecure)" if self.scheme == "https" else ""
-                raise RegistryError(f"TLS connection to registry {self.name.host} failed{hint}: {e}") from None
-            except aiohttp.ClientConnectorDNSError:
-                # Not transient in any useful sense: the name does not resolve (or we are offline).
-                raise RegistryError(f"cannot reach registry {self.name.host}: host not found") from None
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError) as e:
-                # A registry never reached yet is most likely down: say so soon. Once it has
-                # answered, a failure is more likely a blip worth the whole retry budget.
-                budget = self.retry.attempts if self._reached else min(self.retry.attempts, FIRST_CONTACT_ATTEMPTS)
-                if not retry or attempt + 1 >= budget:
-                    if isinstance(e, asyncio.TimeoutError) and not isinstance(e, aiohttp.ConnectionTimeoutError):
-                        raise RegistryError(
-                            f"registry {self.name.host} stalled: no answer to {method} {urlsplit(target).path} "
-                            f"within {self.read_timeout or 0:g} s ({attempt + 1} tries)"
-                        ) from None
-                    raise RegistryError(f"cannot reach registry {self.name.host}: {e or type(e).__name__}") from None
-                await asyncio.sleep(self.retry.delay(attempt))
-                attempt += 1
-                continue
+                resp = await self._send(method, url, headers, data, sent)
+            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+                if retry and retryable(e) and tries.failed(self.retry.budget(self._reached)):
+                    await self.retry.pause(tries.failures - 1)
+                    continue
+                raise self._transport_error(e, method, url, max(tries.failures, 1)) from None
             self._reached = True
             if resp.status in ok:
                 return resp
             resp.release()
-            if resp.status == 401 and self._same_origin(target) and auth_tries < 2:
+            if resp.status == 401 and self._same_origin(url) and auth_tries < 2:
                 auth_tries += 1
-                if await self._answer_challenge(resp, sent):
-                    continue
-                raise RegistryError(f"registry {self.name.host}: unauthorized (set OLLAMALIKE_REGISTRY_AUTH)")
-            if follow and resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
-                redirects += 1
-                if redirects > MAX_REDIRECTS:
-                    raise RegistryError(f"registry {self.name.host}: too many redirects")
-                target = urljoin(target, resp.headers["Location"])
-                if resp.status == 303:
-                    method = "GET"
-                continue
-            if retry and resp.status in TRANSIENT_STATUS and attempt + 1 < self.retry.attempts:
-                await asyncio.sleep(self.retry.delay(attempt, resp.headers.get("Retry-After")))
-                attempt += 1
-                continue
-            raise self._status_error(method, target, resp.status)
+                if not await self._answer_challenge(resp, sent):
+                    raise RegistryError(f"registry {self.name.host}: unauthorized (set OLLAMALIKE_REGISTRY_AUTH)")
+            elif follow and (moved := self._redirect(resp, method, url, redirects)) is not None:
+                method, url, redirects = *moved, redirects + 1
+            elif retry and self.retry.retryable_status(resp.status) and tries.failed():
+                await self.retry.pause(tries.failures - 1, resp.headers.get("Retry-After"))
+            else:
+                raise self._status_error(method, url, resp.status)
+
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str] | None, data: BodyFactory | None, sent: str | None
+    ) -> aiohttp.ClientResponse:
+        """One request, carrying our authorization ``sent`` only to the registry's own origin."""
+        hdrs = dict(headers or {})
+        if sent and self._same_origin(url):
+            hdrs["Authorization"] = sent
+        # A request without a body must have its answer's headers within a few read timeouts in
+        # all: a server trickling them byte by byte would never trip sock_read.
+        deadline = HEADER_READS * self.read_timeout if data is None and self.read_timeout else None
+        send = self.session.request(
+            method, url, headers=hdrs, data=data() if data else None, allow_redirects=False, proxy=self._proxy(url)
+        )
+        return await asyncio.wait_for(send, deadline)
+
+    def _redirect(self, resp: aiohttp.ClientResponse, method: str, url: str, redirects: int) -> tuple[str, str] | None:
+        """The method and URL a redirect ``resp`` sends us to; None when it is not a redirect."""
+        if resp.status not in (301, 302, 303, 307, 308) or "Location" not in resp.headers:
+            return None
+        if redirects + 1 > MAX_REDIRECTS:
+            raise RegistryError(f"registry {self.name.host}: too many redirects")
+        return ("GET" if resp.status == 303 else method), urljoin(url, resp.headers["Location"])
+
+    def _transport_error(self, e: BaseException, method: str, url: str, tries: int) -> RegistryError:
+        """The error for a request that got no answer (or a proxy's refusal) after ``tries`` tries."""
+        proxy = self._proxy(url)
+        if isinstance(e, aiohttp.ClientSSLError):
+            hint = " (a plain-HTTP registry needs --insecure)" if self.scheme == "https" else ""
+            return RegistryError(f"TLS connection to registry {self.name.host} failed{hint}: {e}")
+        if isinstance(e, aiohttp.ClientHttpProxyError):
+            # The proxy answered CONNECT with an error (407: it wants credentials, 403: it refuses the host).
+            why = " (it requires authentication: put the credentials in the proxy URL)" if e.status == 407 else ""
+            return RegistryError(
+                f"the proxy {_redact(proxy)} refused the connection to registry {self.name.host}: "
+                f"HTTP {e.status} {e.message}{why}"
+            )
+        if isinstance(e, aiohttp.ClientProxyConnectionError):
+            return RegistryError(f"cannot reach the proxy {_redact(proxy)} for registry {self.name.host}: {e}")
+        if isinstance(e, aiohttp.ClientConnectorDNSError):
+            # Not transient in any useful sense: the name does not resolve (or we are offline).
+            return RegistryError(f"cannot reach registry {self.name.host}: host not found")
+        if isinstance(e, asyncio.TimeoutError) and not isinstance(e, aiohttp.ConnectionTimeoutError):
+            return RegistryError(
+                f"registry {self.name.host} stalled: no answer to {method} {urlsplit(url).path} "
+                f"within {self.read_timeout or 0:g} s ({tries} tries)"
+            )
+        if isinstance(e, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, asyncio.TimeoutError)):
+            return RegistryError(f"cannot reach registry {self.name.host}: {e or type(e).__name__}")
+        return RegistryError(f"registry {self.name.host}: {method} {urlsplit(url).path} failed: {e or type(e).__name__}")
 
     def _status_error(self, method: str, url: str, status: int) -> RegistryError:
         what = urlsplit(url).path
@@ -228,6 +248,12 @@ class RegistryClient:
             return RegistryNotFound(f"registry {self.name.host}: {what} not found")
         if status in (401, 403):
             return RegistryError(f"registry {self.name.host}: access denied to {self.name.repository}")
+        proxy = self._proxy(url)
+        if status == 407 and proxy:  # a plain-HTTP request goes to the proxy itself, which wants credentials
+            return RegistryError(
+                f"the proxy {_redact(proxy)} refused {method} {what} to registry {self.name.host}: "
+                "HTTP 407, it requires authentication (put the credentials in the proxy URL)"
+            )
         return RegistryError(f"registry {self.name.host}: {method} {what} answered HTTP {status}")
 
     # ---- API ------------------------------------------------------------------------------------

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Protocol
 
 from ollamalike.errors import RegistryError
+from ollamalike.jsontypes import JSONObject, JSONValue
 
 MIN_PART = 16 * 1024 * 1024
 MAX_CHUNKS = 1024
@@ -22,6 +24,23 @@ PENDING_LIMIT = 128 * 1024 * 1024  # bytes ahead of the hash frontier kept in me
 
 class IntegrityError(RegistryError):
     """The server sent something other than the blob: the partial file is worthless."""
+
+
+class RangeIgnored(Exception):
+    """The server answered a Range request with the whole blob."""
+
+    def __init__(self) -> None:
+        super().__init__("the registry answered a Range request with the whole blob")
+
+
+class PartState(Protocol):
+    """Where part progress of interrupted pulls is kept (the store's catalog)."""
+
+    def get(self, digest: str) -> JSONObject | None: ...
+
+    def set(self, digest: str, state: JSONObject) -> None: ...
+
+    def clear(self, digest: str) -> None: ...
 
 
 @dataclass
@@ -41,16 +60,27 @@ def plan_parts(size: int, chunks: int = MAX_CHUNKS) -> list[Part]:
     return parts or [Part(0, size)]
 
 
-def restore_parts(state: dict[str, Any] | None, size: int) -> list[Part] | None:
+def snapshot(size: int, parts: Sequence[Part]) -> JSONObject:
+    """The saved state of a blob's parts (what ``restore_parts`` reads back)."""
+    saved: list[JSONValue] = [[p.start, p.end, p.done] for p in parts]
+    return {"size": size, "parts": saved}
+
+
+def restore_parts(state: JSONValue, size: int) -> list[Part] | None:
     """Parts from a saved state, or None when it does not describe this blob sanely."""
-    if not isinstance(state, dict) or state.get("size") != size or not isinstance(state.get("parts"), list):
+    if not isinstance(state, dict) or state.get("size") != size:
+        return None
+    items = state.get("parts")
+    if not isinstance(items, list):
         return None
     parts: list[Part] = []
     pos = 0
-    for item in state["parts"]:
-        if not (isinstance(item, list) and len(item) == 3 and all(isinstance(x, int) for x in item)):
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 3):
             return None
         start, end, done = item
+        if not (isinstance(start, int) and isinstance(end, int) and isinstance(done, int)):
+            return None
         if start != pos or end <= start or not 0 <= done <= end - start:
             return None
         parts.append(Part(start, end, done))
@@ -68,7 +98,7 @@ class OrderedHasher:
     The download thus ends with its digest known, and the store need not read the file again.
     """
 
-    def __init__(self, path: Any, parts: list[Part]) -> None:
+    def __init__(self, path: Path, parts: list[Part]) -> None:
         self.path = path
         self.reset(parts)
 

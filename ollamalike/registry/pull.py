@@ -19,17 +19,24 @@ import shutil
 import sqlite3
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
-from typing import Any, TypeVar
+from typing import TypeAlias, TypeVar
+
+import aiohttp
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError, OllamalikeError, RegistryError
+from ollamalike.jsontypes import JSONObject
 from ollamalike.names import DIGEST_RE, ModelName
 from ollamalike.registry import oci, policy
 from ollamalike.registry.download import BlobDownload, PartState
 from ollamalike.registry.parts import IntegrityError
-from ollamalike.store.manifest import parse_manifest
+from ollamalike.store import Store
+from ollamalike.store.manifest import Descriptor, manifest_blobs, parse_manifest
 
 T = TypeVar("T")
+
+# One status line of a pull, push or import, as the NDJSON stream sends it.
+Status: TypeAlias = JSONObject
 
 PROGRESS_INTERVAL = 0.1  # seconds between progress lines for one blob
 
@@ -38,8 +45,8 @@ PROGRESS_INTERVAL = 0.1  # seconds between progress lines for one blob
 _blob_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
 
-def _blob_lock(store: Any, digest: str) -> asyncio.Lock:
-    key = (str(getattr(store, "root", id(store))), digest)
+def _blob_lock(store: Store, digest: str) -> asyncio.Lock:
+    key = (str(store.root), digest)
     lock = _blob_locks.get(key)
     if lock is None:
         lock = _blob_locks[key] = asyncio.Lock()
@@ -62,22 +69,23 @@ def catalog_error(e: sqlite3.Error, doing: str, kept: str) -> InternalError:
     return InternalError(f"cannot {doing} in the model catalog: {e}; {kept}")
 
 
-def check_manifest(body: bytes) -> dict[str, Any]:
+def check_manifest(body: bytes) -> list[Descriptor]:
+    """The blobs (config, then layers) of a manifest from a registry, once the whole of it is validated."""
     try:
-        return parse_manifest(body)
+        return manifest_blobs(parse_manifest(body))
     except BadRequest as e:
         raise RegistryError(f"registry sent an {e.message}") from None
 
 
 async def pull_model(
-    store: Any,
+    store: Store,
     config: Config,
     name_text: str,
     *,
     insecure: bool = False,
-    session: Any = None,
+    session: aiohttp.ClientSession | None = None,
     stats: dict[str, int] | None = None,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[Status]:
     name = ModelName.parse(name_text)
     pin = pinned_digest(name_text)
     policy.check_pull(config, name, insecure)
@@ -90,7 +98,7 @@ async def pull_model(
             yield status
         return
     own_session = session is None
-    if own_session:
+    if session is None:
         session = oci.new_session(read_timeout=config.pull_stall_timeout)
     try:
         client = oci.RegistryClient(
@@ -103,11 +111,10 @@ async def pull_model(
                 f"registry {name.host} sent a manifest for {pin[7:19]} whose sha256 is "
                 f"{hashlib.sha256(body).hexdigest()[:12]}: not the pinned manifest"
             )
-        manifest = check_manifest(body)
-        blobs = [manifest["config"], *manifest["layers"]]
+        blobs = check_manifest(body)
         _check_disk_space(store, blobs)
         # Pinned so a concurrent delete's garbage collection cannot take blobs not yet tagged.
-        with store.pin(d["digest"] for d in blobs):
+        with store.pin(d.digest for d in blobs):
             async for status in _download_all(store, client, blobs, stats):
                 yield status
             yield {"status": "verifying sha256 digest"}
@@ -122,9 +129,9 @@ async def pull_model(
             await session.close()
 
 
-def _check_disk_space(store: Any, blobs: list[dict[str, Any]]) -> None:
+def _check_disk_space(store: Store, blobs: list[Descriptor]) -> None:
     """Refuse up front what cannot fit, rather than filling the disk and failing at the end."""
-    missing = {d["digest"]: d["size"] for d in blobs if not store.has_blob(d["digest"])}
+    missing = {d.digest: d.size for d in blobs if not store.has_blob(d.digest)}
     need = sum(missing.values())
     if not need:
         return
@@ -134,19 +141,19 @@ def _check_disk_space(store: Any, blobs: list[dict[str, Any]]) -> None:
 
 
 async def _download_all(
-    store: Any, client: oci.RegistryClient, blobs: list[dict[str, Any]], stats: dict[str, int] | None
-) -> AsyncIterator[dict[str, Any]]:
+    store: Store, client: oci.RegistryClient, blobs: list[Descriptor], stats: dict[str, int] | None
+) -> AsyncIterator[Status]:
     """Run every blob's download at once; interleave their progress lines as Ollama does."""
-    queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue()
+    queue: asyncio.Queue[Status | BaseException | None] = asyncio.Queue()
     seen: set[str] = set()
     unique = []
     for desc in blobs:
-        if desc["digest"] not in seen:
-            seen.add(desc["digest"])
+        if desc.digest not in seen:
+            seen.add(desc.digest)
             unique.append(desc)
 
-    async def one(desc: dict[str, Any]) -> None:
-        digest, size = desc["digest"], desc["size"]
+    async def one(desc: Descriptor) -> None:
+        digest, size = desc.digest, desc.size
         status = f"pulling {short(digest)}"
         last = 0.0
         sent = -1
@@ -214,7 +221,7 @@ async def _download_all(
 
 
 async def relay(
-    queue: asyncio.Queue[T | BaseException | None], work: Coroutine[Any, Any, None]
+    queue: asyncio.Queue[T | BaseException | None], work: Coroutine[object, object, None]
 ) -> AsyncGenerator[T, None]:
     """Run ``work`` as a task and yield what it puts on ``queue`` until it ends; its error is raised
     here. Closing the generator (a client gone) cancels the work."""
@@ -246,15 +253,15 @@ class StorePartState:
     """Progress of interrupted transfers, kept in the store's catalog (survives restarts): blob
     downloads under ``blob:<digest>``, uploads under ``upload:<registry/repository>:<digest>``."""
 
-    def __init__(self, store: Any, prefix: str = "blob:") -> None:
+    def __init__(self, store: Store, prefix: str = "blob:") -> None:
         self.store = store
         self.prefix = prefix
 
-    def get(self, digest: str) -> dict[str, Any] | None:
-        state: dict[str, Any] | None = self.store.get_pull(self.prefix + digest)
+    def get(self, digest: str) -> JSONObject | None:
+        state: JSONObject | None = self.store.get_pull(self.prefix + digest)
         return state
 
-    def set(self, digest: str, state: dict[str, Any]) -> None:
+    def set(self, digest: str, state: JSONObject) -> None:
         try:
             self.store.record_pull(self.prefix + digest, state)
         except sqlite3.Error as e:  # "database or disk is full", most likely
@@ -269,5 +276,5 @@ class StorePartState:
             raise catalog_error(e, f"clear the progress of {short(digest)}", "try again") from None
 
 
-def _part_state(store: Any) -> PartState:
+def _part_state(store: Store) -> PartState:
     return StorePartState(store)

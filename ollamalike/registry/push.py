@@ -16,27 +16,30 @@ import contextlib
 import os
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+
+import aiohttp
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError
 from ollamalike.names import ModelName
 from ollamalike.registry import oci, policy
-from ollamalike.registry.pull import PROGRESS_INTERVAL, StorePartState, relay, short
+from ollamalike.registry.pull import PROGRESS_INTERVAL, Status, StorePartState, relay, short
 from ollamalike.registry.upload import BlobUpload, Body
+from ollamalike.store import Store
+from ollamalike.store.manifest import manifest_blobs
 
 UPLOAD_CHUNK = 1024 * 1024
 
 
 async def push_model(
-    store: Any,
+    store: Store,
     config: Config,
     name_text: str,
     *,
     insecure: bool = False,
-    session: Any = None,
+    session: aiohttp.ClientSession | None = None,
     local: bool = True,
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[Status]:
     if isinstance(name_text, str) and "@" in name_text:
         raise BadRequest(f"cannot push to {name_text.strip()!r}: a digest reference cannot be pushed to, name a tag")
     name = ModelName.parse(name_text)
@@ -46,16 +49,17 @@ async def push_model(
     yield {"status": "retrieving manifest"}
     _, manifest, body = store.get_manifest(name)
     media_type = manifest.get("mediaType") or oci.MANIFEST_V2
+    config_blob, *layers = manifest_blobs(manifest)  # validated when it was stored
     own_session = session is None
-    if own_session:
+    if session is None:
         session = oci.new_session()
     try:
         client = oci.RegistryClient(
             session, name, insecure=insecure, registry_auth=config.registry_auth, push=True, proxies=config.proxies
         )
         seen: set[str] = set()
-        for desc in [*manifest["layers"], manifest["config"]]:
-            digest, size = desc["digest"], desc["size"]
+        for desc in [*layers, config_blob]:
+            digest, size = desc.digest, desc.size
             if digest in seen:
                 continue
             seen.add(digest)
@@ -70,8 +74,8 @@ async def push_model(
 
 
 async def _push_blob(
-    store: Any, client: oci.RegistryClient, digest: str, size: int
-) -> AsyncIterator[dict[str, Any]]:
+    store: Store, client: oci.RegistryClient, digest: str, size: int
+) -> AsyncIterator[Status]:
     status = f"pushing {short(digest)}"
     if await client.has_blob(digest):
         yield {"status": status, "digest": digest, "total": size, "completed": size}
@@ -103,7 +107,7 @@ def _reader(fd: int) -> Body:
 
 async def _upload(
     client: oci.RegistryClient, digest: str, size: int, read: Body, saved: StorePartState
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[Status]:
     status = f"pushing {short(digest)}"
     queue: asyncio.Queue[int | BaseException | None] = asyncio.Queue()
     last = 0.0

@@ -11,14 +11,15 @@ on from the last chunk next time. A closing ``PUT ?digest=`` ends every upload.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from ollamalike.errors import RegistryError
+from ollamalike.jsontypes import JSONObject
 from ollamalike.registry.oci import RegistryClient
+from ollamalike.registry.retry import Tries
 
 log = logging.getLogger("ollamalike.registry")
 
@@ -31,9 +32,9 @@ Body = Callable[[int, int], AsyncIterator[bytes]]
 class UploadState(Protocol):
     """Where a chunked upload's location and offset are kept between pushes."""
 
-    def get(self, digest: str) -> dict[str, Any] | None: ...
+    def get(self, digest: str) -> JSONObject | None: ...
 
-    def set(self, digest: str, state: dict[str, Any]) -> None: ...
+    def set(self, digest: str, state: JSONObject) -> None: ...
 
     def clear(self, digest: str) -> None: ...
 
@@ -111,11 +112,12 @@ class BlobUpload:
     async def _resume(self) -> str | None:
         """Go on with an upload an earlier push left; its location when done, None to start afresh."""
         state = self.saved.get(self.digest) if self.saved is not None else None
-        if not isinstance(state, dict) or state.get("size") != self.size or not isinstance(state.get("location"), str):
+        location = state.get("location") if state is not None else None
+        if state is None or state.get("size") != self.size or not isinstance(location, str):
             return None
         assert self.saved is not None
         try:
-            url, offset = await self._status(self.client.trusted_location(self.client.base + "/", state["location"]))
+            url, offset = await self._status(self.client.trusted_location(self.client.base + "/", location))
         except RegistryError as e:
             log.info("the saved upload of %s cannot go on (%s); starting it again", self.digest[7:19], e.message)
             self.saved.clear(self.digest)
@@ -129,7 +131,7 @@ class BlobUpload:
 
     async def _chunks(self, url: str, offset: int) -> str:
         """PATCH ``[offset, size)`` in order; returns the upload's latest location."""
-        attempt = 0
+        tries = Tries(self.client.retry)
         while offset < self.size:
             end = min(self.size, offset + UPLOAD_PART)
             headers = {
@@ -144,16 +146,16 @@ class BlobUpload:
                 )
                 resp.release()
                 url = self.client.trusted_location(url, resp.headers.get("Location", url))
-                offset, attempt = end, 0
+                offset = end
+                tries.reset()
                 if self.saved is not None:
                     self.saved.set(self.digest, {"size": self.size, "location": url, "offset": offset})
                 continue
             except RegistryError as e:
-                attempt += 1
-                if attempt >= self.client.retry.attempts:
+                if not tries.failed():
                     raise
                 log.info("upload chunk at %d failed (%s); asking the registry where it got to", offset, e.message)
-            await asyncio.sleep(self.client.retry.delay(attempt))
+            await self.client.retry.pause(tries.failures)
             try:
                 url, offset = await self._status(url)
             except RegistryError as e:

@@ -349,7 +349,7 @@ class PartialBlob:
     def write_at(self, offset: int, data: bytes) -> None:
         self.write_chunks_at(offset, [data])
 
-    def write_chunks_at(self, offset: int, chunks: Sequence[bytes]) -> None:
+    def write_chunks_at(self, offset: int, chunks: Sequence[bytes | memoryview]) -> None:
         """Write ``chunks`` back to back from ``offset`` in one ``pwritev`` (no joining copy)."""
         size = sum(len(c) for c in chunks)
         if offset < 0 or offset + size > self.size:
