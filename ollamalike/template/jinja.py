@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import pickle
 import threading
 import time
 from typing import Any
@@ -28,6 +29,8 @@ MAX_STRING = 4 * 1024 * 1024
 MAX_OUTPUT = 32 * 1024 * 1024
 TIME_BUDGET = 2.0
 MAX_INT_BITS = 1 << 16
+MAX_MEMORY = 256 * 1024 * 1024  # what one render may allocate, beyond a few times its request
+RECYCLE_GROWTH = 64 * 1024 * 1024  # a worker grown by more than this exits and is replaced
 
 
 class _Limit(Exception):
@@ -191,10 +194,24 @@ def _jinja_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: Any,
                  bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
     """Render as transformers' ``apply_chat_template`` does, with ``add_generation_prompt`` (or a
-    prefill when the last message is the assistant's).
+    prefill when the last message is the assistant's), in a render worker process (``jinja_pool``):
+    a runaway template costs at most its time budget and ``MAX_MEMORY``, all given back, and is a
+    one-line ``BadRequest``.
 
     Like transformers, ``tools`` and ``documents`` are always defined (None when there are none:
     templates test ``tools is not none``), and the tools are the client's dicts as given."""
+    from ollamalike.template.jinja_pool import pool
+
+    request = pickle.dumps({"text": text, "messages": messages, "tools": tools, "think": think,
+                            "bos_token": bos_token, "eos_token": eos_token, "budget": budget},
+                           protocol=pickle.HIGHEST_PROTOCOL)
+    return pool().render(request, budget)
+
+
+def render_here(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: Any,
+                bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
+    """``render_jinja`` in this process, bounded only by the sandbox's own checks: what a render
+    worker runs (``jinja_worker``), never the daemon."""
     tmpl = _compile(text)
     prefill = bool(messages) and messages[-1]["role"] == "assistant"
     ctx: dict[str, Any] = {
