@@ -65,13 +65,13 @@ class _Env(ImmutableSandboxedEnvironment):
 
     def check_time(self) -> None:
         if time.monotonic() > getattr(self._local, "deadline", float("inf")):
-            raise _Limit("chat template took too long to render")
+            raise _Limit("took too long to render")
 
     def _range(self, *args: Any) -> range:
         self.check_time()
         r = range(*args)
         if len(r) > MAX_RANGE:
-            raise _Limit(f"chat template range() is limited to {MAX_RANGE} items")
+            raise _Limit(f"range() is limited to {MAX_RANGE} items")
         return r
 
     def unsafe_undefined(self, obj: Any, attribute: Any) -> Any:
@@ -84,19 +84,19 @@ class _Env(ImmutableSandboxedEnvironment):
         if _is_int(left) and _is_int(right) and operator in ("*", "**"):
             bits = left.bit_length() + right.bit_length() if operator == "*" else left.bit_length() * abs(right)
             if bits > MAX_INT_BITS and abs(left) > 1:
-                raise _Limit("chat template number too large")
+                raise _Limit("number too large")
         if operator == "**":
             if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64 and abs(left) > 1:
-                raise _Limit("chat template exponent too large")
+                raise _Limit("exponent too large")
             return left**right
         if operator == "*":
             size = _seq_len(left) * _as_count(right) + _seq_len(right) * _as_count(left)
             if size > MAX_STRING:
-                raise _Limit("chat template string or list multiplication too large")
+                raise _Limit("string or list multiplication too large")
             return left * right
         result = left + right
         if _seq_len(result) > MAX_STRING:
-            raise _Limit("chat template string too large")
+            raise _Limit("string too large")
         return result
 
     def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
@@ -235,7 +235,7 @@ def render_here(text: str, messages: list[dict[str, Any]], tools: list[dict[str,
         for chunk in tmpl.generate(ctx):
             size += len(chunk)
             if size > MAX_OUTPUT:
-                raise _Limit("chat template output too large")
+                raise _Limit("output too large")
             env.check_time()
             parts.append(chunk)
     except _Limit as e:

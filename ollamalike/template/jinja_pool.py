@@ -40,9 +40,10 @@ _PEAK = struct.Struct(">Q")
 
 
 def write_frame(fd: int, payload: bytes) -> None:
-    data = memoryview(_LEN.pack(len(payload)) + payload)
-    while data:
-        data = data[os.write(fd, data):]
+    for part in (_LEN.pack(len(payload)), payload):  # not joined: a prompt may be tens of MB
+        data = memoryview(part)
+        while data:
+            data = data[os.write(fd, data):]
 
 
 def read_frame(fd: int, deadline: float | None = None) -> bytes | None:
@@ -154,12 +155,14 @@ class RenderPool:
         self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
-        self.last_peak_kb = 0  # the last render's worker peak RSS (tests and diagnostics)
+        self.last_peak_kb = 0  # the last render's worker: its peak RSS and its pid (tests, diagnostics)
+        self.last_pid = 0
 
     def render(self, request: bytes, budget: float) -> str:
         """The prompt the worker rendered; ``BadRequest`` for the template's own failures and limits."""
         with self._slots:
             worker = self._take()
+            self.last_pid = worker.proc.pid
             try:
                 try:
                     reply = worker.call(request, time.monotonic() + budget + KILL_GRACE)
@@ -167,6 +170,7 @@ class RenderPool:
                     # An idle worker that died meanwhile (killed from outside): once more, with a fresh one.
                     worker.kill()
                     worker = _Worker()
+                    self.last_pid = worker.proc.pid
                     reply = worker.call(request, time.monotonic() + budget + KILL_GRACE)
             except TimeoutError:
                 self.last_peak_kb = worker.peak_kb()
@@ -192,11 +196,18 @@ class RenderPool:
             raise BadRequest(reply.text)
         return reply.text
 
+    def idle_count(self) -> int:
+        """Workers started and waiting for a render."""
+        with self._lock:
+            return len(self._idle)
+
     def _take(self) -> _Worker:
         with self._lock:
             while self._idle:
                 worker = self._idle.pop()
                 if worker.alive():
+                    if not self._idle:
+                        self._start_spare()  # the next render should not wait for a process start
                     return worker
                 worker.kill()
         return _Worker()
