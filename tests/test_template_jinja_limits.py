@@ -229,3 +229,31 @@ def test_real_daemon_runaway_template_is_a_400_while_tags_answer(daemon: Any, tm
     for status, answer, elapsed in results:
         assert_api_error(status, answer, 400, "chat template: ")
         assert elapsed < TIME_BUDGET + MARGIN + 1.0, elapsed
+
+
+# -- the real Qwen template: unchanged output, still fast -------------------------------------------------------------
+def test_qwen_template_renders_as_transformers_and_fast(qwen_gguf: Path, warm_pool: None) -> None:
+    from tests.hf_reference import apply_chat_template, to_ollama
+    from tests.test_real_templates import QWEN_CASES, gguf_template_and_tokens
+
+    template, bos, eos = gguf_template_and_tokens(qwen_gguf)
+    assert template
+    from ollamalike.template.values import normalize_messages, validate_tools
+
+    for name, (messages, tools) in QWEN_CASES.items():
+        expected = apply_chat_template(template, messages, tools=tools, bos_token=bos, eos_token=eos)
+        ours = render_jinja(template, normalize_messages(to_ollama(messages)), validate_tools(tools), None,
+                            bos_token=bos, eos_token=eos)
+        assert ours == expected, name
+    messages, tools = QWEN_CASES["system_two_turns_tools"]
+    msgs, tool_list = normalize_messages(to_ollama(messages)), validate_tools(tools)
+    _wait_for_a_started_worker()
+    timings = []
+    for _ in range(30):
+        started = time.perf_counter()
+        render_jinja(template, msgs, tool_list, None, bos_token=bos, eos_token=eos)
+        timings.append(time.perf_counter() - started)
+    timings.sort()
+    median = timings[len(timings) // 2]
+    print(f"qwen render: median {median * 1000:.2f} ms, best {timings[0] * 1000:.2f} ms")
+    assert median < 0.05, timings

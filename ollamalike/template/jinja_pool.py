@@ -148,13 +148,16 @@ class _Worker:
 
 
 class RenderPool:
-    """Up to ``size`` worker processes, started on demand and kept for the next render."""
+    """Up to ``size`` renders at once, each in a worker process; workers are kept for the next
+    render, and one spare is started ahead while there are fewer than ``size``, so a render seldom
+    waits for a process start (after a runaway template's worker is killed, say)."""
 
     def __init__(self, size: int = POOL_SIZE) -> None:
         self._size = size
         self._slots = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
-        self._idle: list[_Worker] = []
+        self._idle: list[_Worker] = []  # the hottest (most recently used) last
+        self._live = 0  # workers started or starting, idle or busy
         self.last_peak_kb = 0  # the last render's worker: its peak RSS and its pid (tests, diagnostics)
         self.last_pid = 0
 
@@ -162,36 +165,31 @@ class RenderPool:
         """The prompt the worker rendered; ``BadRequest`` for the template's own failures and limits."""
         with self._slots:
             worker = self._take()
-            self.last_pid = worker.proc.pid
             try:
                 try:
                     reply = worker.call(request, time.monotonic() + budget + KILL_GRACE)
                 except BrokenPipeError:
                     # An idle worker that died meanwhile (killed from outside): once more, with a fresh one.
-                    worker.kill()
-                    worker = _Worker()
-                    self.last_pid = worker.proc.pid
+                    self._discard(worker)
+                    worker = self._start()
                     reply = worker.call(request, time.monotonic() + budget + KILL_GRACE)
             except TimeoutError:
                 self.last_peak_kb = worker.peak_kb()
-                worker.kill()
-                self._start_spare()
+                self._discard(worker)
                 raise BadRequest("chat template: took too long to render") from None
             except EOFError:
                 # Died mid-render: its address-space limit or its own alarm ended it.
-                worker.kill()
-                self._start_spare()
+                self._discard(worker)
                 raise BadRequest("chat template: used too much memory or time") from None
             except BaseException:
-                worker.kill()
+                self._discard(worker)
                 raise
             self.last_peak_kb = reply.peak_kb
             if reply.stays:
                 with self._lock:
                     self._idle.append(worker)
             else:
-                worker.kill()
-                self._start_spare()
+                self._discard(worker)
         if reply.kind == ERROR:
             raise BadRequest(reply.text)
         return reply.text
@@ -206,28 +204,58 @@ class RenderPool:
             while self._idle:
                 worker = self._idle.pop()
                 if worker.alive():
-                    if not self._idle:
-                        self._start_spare()  # the next render should not wait for a process start
-                    return worker
+                    break
+                self._live -= 1
                 worker.kill()
-        return _Worker()
+            else:
+                worker = None
+        if worker is None:
+            worker = self._start()
+        self.last_pid = worker.proc.pid
+        self._top_up()
+        return worker
 
-    def _start_spare(self) -> None:
-        """Replace a worker that is gone in the background, so the next render finds one started."""
+    def _start(self) -> _Worker:
+        with self._lock:
+            self._live += 1
+        try:
+            worker = _Worker()
+        except BaseException:
+            with self._lock:
+                self._live -= 1
+            raise
+        self.last_pid = worker.proc.pid
+        return worker
+
+    def _discard(self, worker: _Worker) -> None:
+        worker.kill()
+        with self._lock:
+            self._live -= 1
+        self._top_up()
+
+    def _top_up(self) -> None:
+        """Start a spare in the background when none is idle and the pool is not full."""
+        with self._lock:
+            if self._idle or self._live >= self._size:
+                return
+            self._live += 1
         threading.Thread(target=self._add_spare, name="jinja-spare", daemon=True).start()
 
     def _add_spare(self) -> None:
-        with contextlib.suppress(RuntimeError, OSError):
+        try:
             worker = _Worker()
+        except (RuntimeError, OSError):
             with self._lock:
-                if len(self._idle) < self._size:
-                    self._idle.append(worker)
-                    return
-            worker.kill()
+                self._live -= 1
+            return
+        with self._lock:
+            # At the cold end: a worker that rendered before has the template compiled already.
+            self._idle.insert(0, worker)
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
+            self._live -= len(idle)
         for worker in idle:
             worker.kill()
 
