@@ -61,7 +61,7 @@ RUNAWAY = [
                                  "{% endif %}{% endmacro %}{{ r('ab', 64) }}"),
     ("macro output fan-out", f"{{% macro r(n) %}}{{% if n < 40 %}}{{{{ {BIG} }}}}{{{{ r(n + 1) }}}}{{{{ r(n + 1) }}}}"
                              "{% endif %}{% endmacro %}{{ r(0) | length }}"),
-    ("call block output", f"{{% macro w() %}}{{{{ caller() ~ caller() }}}}{{% endmacro %}}{{% set ns = namespace(s='ab') %}}"
+    ("call block output", "{% macro w() %}{{ caller() ~ caller() }}{% endmacro %}{% set ns = namespace(s='ab') %}"
                           "{% for i in range(64) %}{% set ns.s %}{% call w() %}{{ ns.s }}{% endcall %}{% endset %}{% endfor %}"
                           "{{ ns.s | length }}"),
 ]

@@ -1,9 +1,13 @@
 """Rendering a GGUF's own Jinja chat template in jinja2's immutable sandbox, with hard limits.
 
 The template comes from a model file, so it is untrusted: the sandbox blocks attribute access
-outside safe data, ``range`` is capped, string growth (``*``, ``+``, ``**``) is capped, output
-size is capped, and a time budget is checked on every call, operator and output chunk.
-Any violation or template error becomes a one-line ``BadRequest``.
+outside safe data, ``range`` is capped, single ``*``, ``+`` and ``**`` results are capped, output
+size is capped, and a time budget is checked on every call, operator and output chunk. What no
+check between operations can bound (one C-level operation building gigabytes: ``~``, ``join``,
+``format``, ``%``, filters, data kept across a loop) is bounded by where the render runs:
+``render_jinja`` sends it to a worker process (``jinja_pool``) with an address-space limit and a
+deadline, so what a template builds is measured by the memory it actually takes, never by the
+template's text. Any violation or template error becomes a one-line ``BadRequest``.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import json
 import pickle
 import threading
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.ext import Extension
+from jinja2.parser import Parser
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ollamalike.errors import BadRequest
@@ -42,7 +48,7 @@ class _GenerationTag(Extension):
 
     tags = {"generation"}
 
-    def parse(self, parser: Any) -> Any:
+    def parse(self, parser: Parser) -> nodes.Node:
         lineno = next(parser.stream).lineno
         body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
         return nodes.Scope(body, lineno=lineno)
@@ -67,19 +73,20 @@ class _Env(ImmutableSandboxedEnvironment):
         if time.monotonic() > getattr(self._local, "deadline", float("inf")):
             raise _Limit("took too long to render")
 
-    def _range(self, *args: Any) -> range:
+    def _range(self, *args: int) -> range:
         self.check_time()
         r = range(*args)
         if len(r) > MAX_RANGE:
             raise _Limit(f"range() is limited to {MAX_RANGE} items")
         return r
 
-    def unsafe_undefined(self, obj: Any, attribute: Any) -> Any:
+    def unsafe_undefined(self, obj: object, attribute: str) -> jinja2.Undefined:
         # jinja2 would hand back an Undefined that renders as ""; a template probing internals is
         # hostile, so refuse outright.
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
 
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+    # Template values are whatever the template computes: Any, as in jinja2's own signatures.
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         self.check_time()
         if _is_int(left) and _is_int(right) and operator in ("*", "**"):
             bits = left.bit_length() + right.bit_length() if operator == "*" else left.bit_length() * abs(right)
@@ -99,7 +106,7 @@ class _Env(ImmutableSandboxedEnvironment):
             raise _Limit("string too large")
         return result
 
-    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         self.check_time()
         return super().call(__context, __obj, *args, **kwargs)
 
@@ -112,15 +119,15 @@ class _Env(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _seq_len(v: Any) -> int:
+def _seq_len(v: object) -> int:
     return len(v) if isinstance(v, (str, list, tuple, bytes)) else 0
 
 
-def _as_count(v: Any) -> int:
+def _as_count(v: object) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
@@ -132,7 +139,8 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(str(fmt))
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+def _tojson(value: object, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None,
             sort_keys: bool = False) -> str:
     # transformers' tojson (its parameters, in its order): no HTML escaping, keys in order, python's
     # default separators; jinja2's own would escape <>&' and sort keys.
@@ -140,7 +148,7 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, s
                       separators=separators)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if isinstance(value, jinja2.Undefined):
         return None
     if isinstance(value, dict):
@@ -191,7 +199,7 @@ def _jinja_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: Any,
+def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: bool | str | None,
                  bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
     """Render as transformers' ``apply_chat_template`` does, with ``add_generation_prompt`` (or a
     prefill when the last message is the assistant's), in a render worker process (``jinja_pool``):
@@ -208,13 +216,13 @@ def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str
     return pool().render(request, budget)
 
 
-def render_here(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: Any,
+def render_here(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: bool | str | None,
                 bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
     """``render_jinja`` in this process, bounded only by the sandbox's own checks: what a render
     worker runs (``jinja_worker``), never the daemon."""
     tmpl = _compile(text)
     prefill = bool(messages) and messages[-1]["role"] == "assistant"
-    ctx: dict[str, Any] = {
+    ctx: dict[str, object] = {
         "messages": _jinja_messages(messages),
         "tools": tools or None,
         "documents": None,

@@ -99,11 +99,10 @@ def decode_reply(payload: bytes) -> Reply:
 
 def vm_status(pid: int | str, field: str) -> int:
     """A ``/proc/<pid>/status`` size field (``VmHWM``, ``VmRSS``, ``VmSize``) in kB; 0 if unknown."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
+    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
     return 0
 
 

@@ -27,9 +27,8 @@ ALARM_GRACE = 1.0  # after the budget; the daemon kills at half of that already
 
 def _reset_peak() -> None:
     # Linux >= 4.0: "5" resets VmHWM, so each reply reports its own render's peak.
-    with contextlib.suppress(OSError):
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def _render(request: bytes) -> tuple[bytes, str, bool]:
