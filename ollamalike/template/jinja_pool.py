@@ -21,6 +21,7 @@ import contextlib
 import os
 import select
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 
 from ollamalike.errors import BadRequest
 
-POOL_SIZE = 4  # renders at once; more wait for a free worker
+POOL_SIZE = 2  # renders at once (a normal one takes about a millisecond); more wait for a free worker
 START_TIMEOUT = 60.0  # a fresh interpreter importing jinja2 on a loaded machine
 KILL_GRACE = 0.5  # past the template's budget before the daemon kills its worker
 
@@ -66,7 +67,10 @@ def _read_exactly(fd: int, n: int, deadline: float | None) -> bytes | None:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 raise TimeoutError
-        chunk = os.read(fd, min(n - got, 1 << 20))
+        try:
+            chunk = os.read(fd, min(n - got, 1 << 20))
+        except ConnectionResetError:
+            chunk = b""  # the worker died with our request unread
         if not chunk:
             if got:
                 raise EOFError("render worker closed its pipe mid-frame")
@@ -108,14 +112,21 @@ def vm_status(pid: int | str, field: str) -> int:
 
 class _Worker:
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ollamalike.template.jinja_worker", str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.wfd = self.proc.stdin.fileno()
-        self.rfd = self.proc.stdout.fileno()
+        # One socket pair, not two pipes: a worker costs the daemon one descriptor.
+        ours, theirs = socket.socketpair()
         try:
-            ready = read_frame(self.rfd, time.monotonic() + START_TIMEOUT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ollamalike.template.jinja_worker", str(os.getpid())],
+                stdin=theirs.fileno(), stdout=theirs.fileno(), close_fds=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.fd = ours.fileno()
+        try:
+            ready = read_frame(self.fd, time.monotonic() + START_TIMEOUT)
         except (TimeoutError, EOFError, OSError):
             ready = None
         if ready != b"ready":
@@ -123,8 +134,8 @@ class _Worker:
             raise RuntimeError("the chat template worker did not start")
 
     def call(self, request: bytes, deadline: float) -> Reply:
-        write_frame(self.wfd, request)
-        payload = read_frame(self.rfd, deadline)
+        write_frame(self.fd, request)
+        payload = read_frame(self.fd, deadline)
         if payload is None:
             raise EOFError("render worker exited")
         return decode_reply(payload)
@@ -137,10 +148,7 @@ class _Worker:
             self.proc.send_signal(signal.SIGKILL)
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        for stream in (self.proc.stdin, self.proc.stdout):
-            with contextlib.suppress(OSError):
-                if stream is not None:
-                    stream.close()
+        self.sock.close()
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -167,7 +175,7 @@ class RenderPool:
             try:
                 try:
                     reply = worker.call(request, time.monotonic() + budget + KILL_GRACE)
-                except BrokenPipeError:
+                except (BrokenPipeError, ConnectionResetError):
                     # An idle worker that died meanwhile (killed from outside): once more, with a fresh one.
                     self._discard(worker)
                     worker = self._start()
