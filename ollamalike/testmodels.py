@@ -111,8 +111,9 @@ def write_tiny_llama(
     n_ctx_train: int = 2048,
     seed: int = 1234,
     name: str = "tiny-llama",
+    chat_template: str = CHATML_TEMPLATE,
 ) -> Path:
-    """Write a random-weight llama model with a SentencePiece vocab and a ChatML template."""
+    """Write a random-weight llama model with a SentencePiece vocab and a chat template (ChatML by default)."""
     if quant not in _FILE_TYPES:
         raise ValueError(f"unsupported quant {quant!r}: use F32, F16 or Q4_0")
     if n_embd % n_head or n_head % n_head_kv:
@@ -147,7 +148,7 @@ def write_tiny_llama(
     w.add_unk_token_id(0)
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
-    w.add_chat_template(CHATML_TEMPLATE)
+    w.add_chat_template(chat_template)
     if quant == "Q4_0":
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 

@@ -55,6 +55,20 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def runner_descendants(pid: int) -> list[int]:
+    """``descendants`` less the chat-template render workers (``ollamalike.template.jinja_worker``),
+    which the daemon keeps for Jinja templates whatever models are loaded."""
+    out = []
+    for child in descendants(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ollamalike.template.jinja_worker" not in cmdline:
+            out.append(child)
+    return out
+
+
 def pid_alive(pid: int) -> bool:
     """True for a running process; a zombie (exited, not yet reaped) counts as gone."""
     try:

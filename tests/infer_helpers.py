@@ -63,9 +63,9 @@ def stream_lines(d: Daemon, path: str, body: dict[str, Any], timeout: float = 12
 
 
 def runner_pids(d: Daemon) -> list[int]:
-    from tests.daemon import descendants
+    from tests.daemon import runner_descendants
 
-    return descendants(d.proc.pid)
+    return runner_descendants(d.proc.pid)
 
 
 def check_embed_beside_chat(d: Daemon, model: str, messages: list[dict[str, Any]], num_predict: int) -> None:

@@ -18,7 +18,7 @@ import pytest
 from ollamalike.cli.output import human_bytes, human_duration, human_time, table
 from ollamalike.client import Client, ConnectionFailed, error_for
 from ollamalike.errors import BadRequest, InternalError, NotFound, Overloaded
-from tests.daemon import Daemon, daemon_env, free_port, pid_alive
+from tests.daemon import Daemon, daemon_env, free_port, pid_alive, runner_descendants
 from tests.helpers import store_snapshot
 
 MODELFILE = '''FROM ./weights/tiny-chat.gguf
@@ -321,7 +321,7 @@ def _load_a_runner(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: Path) -> None
     )
     assert status == 200, body
     daemon.note_children()
-    assert daemon.children_seen, "a runner process should be running"
+    assert runner_descendants(daemon.proc.pid), "a runner process should be running"
 
 
 @pytest.mark.e2e
@@ -355,7 +355,7 @@ def test_rm_unloads_a_running_model(daemon: Daemon, tiny_chat_gguf: Path, tmp_pa
     if status == 404:
         pytest.skip("inference routes are not part of this build yet")
     _load_a_runner(daemon, tiny_chat_gguf, tmp_path)
-    runners = set(daemon.children_seen)
+    runners = set(runner_descendants(daemon.proc.pid))
     status, ps = daemon.request("GET", "/api/ps")
     assert [m["name"] for m in ps["models"]] == ["tiny:latest"]
     assert _ok(daemon.cli("rm", "tiny")).strip() == "deleted 'tiny'"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, descendants, start_daemon
+from tests.daemon import Daemon, runner_descendants, start_daemon
 from tests.helpers import assert_api_error, assert_openai_error
 from tests.infer_helpers import create_model
 
@@ -89,7 +89,7 @@ def test_bounded_load_completes_or_503s_without_leaks(d: Daemon) -> None:
                                                     "options": {"num_predict": 1}})
     assert status == 200
     d.note_children()
-    runners = descendants(d.proc.pid)
+    runners = runner_descendants(d.proc.pid)
     assert runners, "the model should be loaded in a runner process"
     baseline = fd_count(d.proc.pid)
 
@@ -110,7 +110,7 @@ def test_bounded_load_completes_or_503s_without_leaks(d: Daemon) -> None:
     print(f"load: {dict(statuses)} in {elapsed:.1f}s ({REQUESTS / elapsed:.1f} req/s)")
 
     # Same runner, nothing queued, no stray processes.
-    assert descendants(d.proc.pid) == runners
+    assert runner_descendants(d.proc.pid) == runners
     status, metrics = d.request("GET", "/metrics")
     assert status == 200 and "ollamalike_queue_depth 0.0" in metrics
     # Closed connections release their descriptors (the server closes its side asynchronously).
@@ -123,8 +123,8 @@ def test_bounded_load_completes_or_503s_without_leaks(d: Daemon) -> None:
     status, body = d.request("POST", "/api/generate", {"model": "tiny", "keep_alive": 0})
     assert status == 200 and body["done_reason"] == "unload"
     deadline = time.monotonic() + 20
-    while descendants(d.proc.pid) and time.monotonic() < deadline:
+    while runner_descendants(d.proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert descendants(d.proc.pid) == []
+    assert runner_descendants(d.proc.pid) == []
     assert d.request("GET", "/api/ps")[1] == {"models": []}
     assert fd_count(d.proc.pid) <= baseline + FD_TOLERANCE

@@ -1,9 +1,13 @@
 """Rendering a GGUF's own Jinja chat template in jinja2's immutable sandbox, with hard limits.
 
 The template comes from a model file, so it is untrusted: the sandbox blocks attribute access
-outside safe data, ``range`` is capped, string growth (``*``, ``+``, ``**``) is capped, output
-size is capped, and a time budget is checked on every call, operator and output chunk.
-Any violation or template error becomes a one-line ``BadRequest``.
+outside safe data, ``range`` is capped, single ``*``, ``+`` and ``**`` results are capped, output
+size is capped, and a time budget is checked on every call, operator and output chunk. What no
+check between operations can bound (one C-level operation building gigabytes: ``~``, ``join``,
+``format``, ``%``, filters, data kept across a loop) is bounded by where the render runs:
+``render_jinja`` sends it to a worker process (``jinja_pool``) with an address-space limit and a
+deadline, so what a template builds is measured by the memory it actually takes, never by the
+template's text. Any violation or template error becomes a one-line ``BadRequest``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,17 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import pickle
 import threading
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.ext import Extension
+from jinja2.parser import Parser
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ollamalike.errors import BadRequest
@@ -28,6 +35,8 @@ MAX_STRING = 4 * 1024 * 1024
 MAX_OUTPUT = 32 * 1024 * 1024
 TIME_BUDGET = 2.0
 MAX_INT_BITS = 1 << 16
+MAX_MEMORY = 256 * 1024 * 1024  # what one render may allocate, beyond a few times its request
+RECYCLE_GROWTH = 64 * 1024 * 1024  # a worker grown by more than this exits and is replaced
 
 
 class _Limit(Exception):
@@ -39,7 +48,7 @@ class _GenerationTag(Extension):
 
     tags = {"generation"}
 
-    def parse(self, parser: Any) -> Any:
+    def parse(self, parser: Parser) -> nodes.Node:
         lineno = next(parser.stream).lineno
         body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
         return nodes.Scope(body, lineno=lineno)
@@ -62,41 +71,42 @@ class _Env(ImmutableSandboxedEnvironment):
 
     def check_time(self) -> None:
         if time.monotonic() > getattr(self._local, "deadline", float("inf")):
-            raise _Limit("chat template took too long to render")
+            raise _Limit("took too long to render")
 
-    def _range(self, *args: Any) -> range:
+    def _range(self, *args: int) -> range:
         self.check_time()
         r = range(*args)
         if len(r) > MAX_RANGE:
-            raise _Limit(f"chat template range() is limited to {MAX_RANGE} items")
+            raise _Limit(f"range() is limited to {MAX_RANGE} items")
         return r
 
-    def unsafe_undefined(self, obj: Any, attribute: Any) -> Any:
+    def unsafe_undefined(self, obj: object, attribute: str) -> jinja2.Undefined:
         # jinja2 would hand back an Undefined that renders as ""; a template probing internals is
         # hostile, so refuse outright.
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
 
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+    # Template values are whatever the template computes: Any, as in jinja2's own signatures.
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         self.check_time()
         if _is_int(left) and _is_int(right) and operator in ("*", "**"):
             bits = left.bit_length() + right.bit_length() if operator == "*" else left.bit_length() * abs(right)
             if bits > MAX_INT_BITS and abs(left) > 1:
-                raise _Limit("chat template number too large")
+                raise _Limit("number too large")
         if operator == "**":
             if isinstance(right, (int, float)) and isinstance(left, (int, float)) and abs(right) > 64 and abs(left) > 1:
-                raise _Limit("chat template exponent too large")
+                raise _Limit("exponent too large")
             return left**right
         if operator == "*":
             size = _seq_len(left) * _as_count(right) + _seq_len(right) * _as_count(left)
             if size > MAX_STRING:
-                raise _Limit("chat template string or list multiplication too large")
+                raise _Limit("string or list multiplication too large")
             return left * right
         result = left + right
         if _seq_len(result) > MAX_STRING:
-            raise _Limit("chat template string too large")
+            raise _Limit("string too large")
         return result
 
-    def call(self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         self.check_time()
         return super().call(__context, __obj, *args, **kwargs)
 
@@ -109,15 +119,15 @@ class _Env(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: object) -> TypeGuard[int]:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _seq_len(v: Any) -> int:
+def _seq_len(v: object) -> int:
     return len(v) if isinstance(v, (str, list, tuple, bytes)) else 0
 
 
-def _as_count(v: Any) -> int:
+def _as_count(v: object) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
@@ -129,7 +139,8 @@ def _strftime_now(fmt: str) -> str:
     return datetime.datetime.now().strftime(str(fmt))
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+def _tojson(value: object, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None,
             sort_keys: bool = False) -> str:
     # transformers' tojson (its parameters, in its order): no HTML escaping, keys in order, python's
     # default separators; jinja2's own would escape <>&' and sort keys.
@@ -137,7 +148,7 @@ def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, s
                       separators=separators)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     if isinstance(value, jinja2.Undefined):
         return None
     if isinstance(value, dict):
@@ -188,16 +199,30 @@ def _jinja_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: Any,
+def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: bool | str | None,
                  bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
     """Render as transformers' ``apply_chat_template`` does, with ``add_generation_prompt`` (or a
-    prefill when the last message is the assistant's).
+    prefill when the last message is the assistant's), in a render worker process (``jinja_pool``):
+    a runaway template costs at most its time budget and ``MAX_MEMORY``, all given back, and is a
+    one-line ``BadRequest``.
 
     Like transformers, ``tools`` and ``documents`` are always defined (None when there are none:
     templates test ``tools is not none``), and the tools are the client's dicts as given."""
+    from ollamalike.template.jinja_pool import pool
+
+    request = pickle.dumps({"text": text, "messages": messages, "tools": tools, "think": think,
+                            "bos_token": bos_token, "eos_token": eos_token, "budget": budget},
+                           protocol=pickle.HIGHEST_PROTOCOL)
+    return pool().render(request, budget)
+
+
+def render_here(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: bool | str | None,
+                bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
+    """``render_jinja`` in this process, bounded only by the sandbox's own checks: what a render
+    worker runs (``jinja_worker``), never the daemon."""
     tmpl = _compile(text)
     prefill = bool(messages) and messages[-1]["role"] == "assistant"
-    ctx: dict[str, Any] = {
+    ctx: dict[str, object] = {
         "messages": _jinja_messages(messages),
         "tools": tools or None,
         "documents": None,
@@ -218,7 +243,7 @@ def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str
         for chunk in tmpl.generate(ctx):
             size += len(chunk)
             if size > MAX_OUTPUT:
-                raise _Limit("chat template output too large")
+                raise _Limit("output too large")
             env.check_time()
             parts.append(chunk)
     except _Limit as e:
