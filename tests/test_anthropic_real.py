@@ -7,6 +7,7 @@ unstreamed answer. ``count_tokens`` is checked against the prompt Qwen is actual
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anthropic
@@ -64,19 +65,25 @@ def test_count_tokens_uses_qwens_tokenizer(client: anthropic.Anthropic, real_dae
     assert 15 < counted.input_tokens < len(rendered["prompt"]) // 2
 
 
+# As an agent runs it: a system prompt saying what to do with a tool result (without one, greedy
+# Qwen 0.5B calls the tool again instead of answering; see tests/test_real_tools.py).
+AGENT_SYSTEM = "You are a helpful assistant. Call a tool when you need data; once a tool result is given, answer the user in one sentence using it."
+
+
 def test_tool_use_round_trip(client: anthropic.Anthropic) -> None:
     question: Any = {"role": "user", "content": "What is the weather in Paris right now? Use the tool."}
     msg = client.messages.create(model=QWEN, max_tokens=100, tools=[WEATHER_TOOL], messages=[question],
-                                 extra_body=GREEDY)
+                                 system=AGENT_SYSTEM, extra_body=GREEDY)
     uses = [b for b in msg.content if b.type == "tool_use"]
     assert msg.stop_reason == "tool_use" and len(uses) == 1, msg.content
     use = uses[0]
     assert use.name == "get_weather" and "paris" in str(use.input.get("city", "")).lower()  # type: ignore[union-attr]
-    answer = client.messages.create(model=QWEN, max_tokens=100, tools=[WEATHER_TOOL], extra_body=GREEDY, messages=[
+    answer = client.messages.create(model=QWEN, max_tokens=100, tools=[WEATHER_TOOL], extra_body=GREEDY,
+                                    system=AGENT_SYSTEM, messages=[
         question,
         {"role": "assistant", "content": msg.content},  # type: ignore[typeddict-item]
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,  # type: ignore[union-attr]
-                                      "content": "It is 23 degrees Celsius and sunny in Paris."}]}])
+                                      "content": json.dumps({"city": "Paris", "temperature_c": 23, "condition": "sunny"})}]}])
     assert answer.stop_reason == "end_turn"
     text = "".join(b.text for b in answer.content if b.type == "text")  # type: ignore[union-attr]
     assert "23" in text, text

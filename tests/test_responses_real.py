@@ -66,16 +66,22 @@ def test_previous_response_id_remembers(client: openai.OpenAI) -> None:
     assert "zorblax" in second.output_text.lower(), second.output_text
 
 
+# As an agent runs it: instructions saying what to do with a tool result (without them, greedy
+# Qwen 0.5B calls the tool again instead of answering; see tests/test_real_tools.py).
+AGENT_INSTRUCTIONS = "You are a helpful assistant. Call a tool when you need data; once a tool result is given, answer the user in one sentence using it."
+
+
 def test_function_call_round_trip(client: openai.OpenAI) -> None:
     resp = client.responses.create(model=QWEN, input="What is the weather in Paris right now? Use the tool.",
-                                   tools=[WEATHER_TOOL], max_output_tokens=100, **GREEDY)
+                                   instructions=AGENT_INSTRUCTIONS, tools=[WEATHER_TOOL], max_output_tokens=100,
+                                   **GREEDY)
     calls = [item for item in resp.output if item.type == "function_call"]
     assert len(calls) == 1, resp.output
     call = calls[0]
     assert call.name == "get_weather" and "paris" in json.loads(call.arguments).get("city", "").lower()  # type: ignore[union-attr]
     answer = client.responses.create(model=QWEN, previous_response_id=resp.id, tools=[WEATHER_TOOL],
-                                     max_output_tokens=100, **GREEDY, input=[
+                                     instructions=AGENT_INSTRUCTIONS, max_output_tokens=100, **GREEDY, input=[
                                          {"type": "function_call_output", "call_id": call.call_id,  # type: ignore[union-attr]
-                                          "output": "It is 23 degrees Celsius and sunny in Paris."}])
+                                          "output": json.dumps({"city": "Paris", "temperature_c": 23, "condition": "sunny"})}])
     assert answer.status == "completed"
     assert "23" in answer.output_text, answer.output_text
