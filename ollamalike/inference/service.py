@@ -142,8 +142,16 @@ async def _load_only(state: Any, req_model: str, model: Any, options: dict[str, 
 
 
 # -- truncation --------------------------------------------------------------------------------
+# The service owns truncation: it knows the chat messages (whole turns are dropped) and num_keep.
+# The runner refuses, never cuts, a prompt that does not fit its slot, so the tokens sent are
+# exactly the tokens the model sees and generate's ``context`` is what the model saw plus its output.
+def prompt_budget(num_ctx: int) -> int:
+    """The most prompt tokens a slot of ``num_ctx`` takes: one cell stays free for the first generated token."""
+    return max(1, num_ctx - 1)
+
+
 def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]:
-    """Keep the first ``num_keep`` tokens and the tail, so the prompt fits the context (Ollama's rule)."""
+    """Keep the first ``num_keep`` tokens and the tail, so the prompt has at most ``num_ctx`` tokens (Ollama's rule)."""
     if len(tokens) <= num_ctx:
         return tokens
     keep = max(0, min(num_keep, num_ctx // 2))
@@ -223,7 +231,7 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
         # continues it, so it gets no second BOS.
         prefix = [int(t) for t in req.context or []]
         tokens = prefix + await runner.tokenize(prompt, add_special=not prefix)
-        tokens = truncate_tokens(tokens, lease.num_ctx,
+        tokens = truncate_tokens(tokens, prompt_budget(lease.num_ctx),
                                  int(options.get("num_keep", opts.PARAMETERS["num_keep"].default)))
         splitter = _think_parser(prompt) if req.think else None
         run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
@@ -282,7 +290,8 @@ async def chat(state: Any, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     lease = await state.scheduler.acquire(model, options, req.keep_alive)
     try:
         runner = lease.runner
-        prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think, lease.num_ctx)
+        prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think,
+                                         prompt_budget(lease.num_ctx))
         splitter = _think_parser(prompt) if req.think else None
         # With tools, content goes through the tool-call parser: calls anywhere in the output come
         # out as tool_calls (only of the offered tools), everything else as content.
