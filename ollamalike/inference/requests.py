@@ -12,6 +12,7 @@ from typing import Any
 from ollamalike.config import parse_duration
 from ollamalike.errors import BadRequest
 from ollamalike.jsonfields import get_bool, get_str, invalid, model_field
+from ollamalike.options import Options
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -28,7 +29,7 @@ class GenerateRequest:
     raw: bool = False
     context: list[int] | None = None
     format: str | dict[str, Any] | None = None  # None | "json" | a JSON schema
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
     stream: bool = True
     keep_alive: float | None = None  # seconds; negative keeps forever; None: the daemon default
     think: bool | str | None = None
@@ -41,7 +42,7 @@ class ChatRequest:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None = None
     format: str | dict[str, Any] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
     stream: bool = True
     keep_alive: float | None = None
     think: bool | str | None = None
@@ -52,7 +53,7 @@ class EmbedRequest:
     model: str
     input: list[str]
     truncate: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
     keep_alive: float | None = None
     dimensions: int | None = None
 
@@ -97,14 +98,9 @@ def parse_think(value: Any) -> bool | str | None:
     raise BadRequest(f"invalid think value {value!r}: use true, false, \"high\", \"medium\", \"low\" or \"max\"")
 
 
-def parse_options(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise invalid("options", "an object", value)
-    from ollamalike.options import validate_options
-
-    return validate_options(value)
+def parse_options(value: object) -> Options:
+    """A request's ``options`` object, validated once into the ``Options`` every later layer takes."""
+    return Options.from_request(value)
 
 
 def _images(value: Any, where: str) -> list[str]:

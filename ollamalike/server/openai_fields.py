@@ -2,7 +2,9 @@
 
 Each check names the OpenAI field it rejects (``invalid value for 'temperature': expected a number,
 got a string``). ``sampling_options`` maps OpenAI's sampling fields and the request-level extras
-(``options``, ``num_ctx``) onto Ollama options, validated like the native API's.
+(``options``, ``num_ctx``) onto Ollama options, validated like the native API's: each value once,
+into the same ``Options`` the native API builds (the extras and the named fields are validated
+separately, then merged without a second check, so the named fields win).
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import json
 from typing import Any
 
 from ollamalike.errors import BadRequest
-from ollamalike.inference.requests import parse_options
 from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid
+from ollamalike.options import Options
 
 
 def model_name(body: dict[str, Any]) -> str:
@@ -49,30 +51,29 @@ def check_n(body: dict[str, Any]) -> None:
         raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)", param="n")
 
 
-def sampling_options(body: dict[str, Any]) -> dict[str, Any]:
+def sampling_options(body: dict[str, Any]) -> Options:
     """Ollama options from the request-level ``options``/``num_ctx`` extras and OpenAI's own fields.
 
     OpenAI's named fields win over the same option in ``options``. Fields left out keep the
     model's Modelfile parameters (Ollama forces temperature=1/top_p=1 here; a local model's
     tuned defaults are what a user of it expects).
     """
-    merged = context_options(body)
+    extras = context_options(body)
+    named: dict[str, object] = {}
     for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
-        value = get_number(body, name)
-        if value is not None:
-            merged[name] = value
-    seed = get_int(body, "seed")
-    if seed is not None:
-        merged["seed"] = seed
+        named[name] = get_number(body, name)
+    named["seed"] = get_int(body, "seed")
     max_tokens = get_int(body, "max_completion_tokens", minimum=0)
     if max_tokens is None:
         max_tokens = get_int(body, "max_tokens", minimum=0)
-    if max_tokens is not None:
-        merged["num_predict"] = max_tokens
-    stop = stop_list(body.get("stop"))
-    if stop is not None:
-        merged["stop"] = stop
-    return parse_options(merged)
+    named["num_predict"] = max_tokens
+    named["stop"] = stop_list(body.get("stop"))
+    return named_options(extras, named)
+
+
+def named_options(extras: Options, named: dict[str, object]) -> Options:
+    """``extras`` overridden by an API's named sampling fields (``None``: not given), each validated once."""
+    return Options.merge(extras, Options.from_request(named))
 
 
 def reject_logprobs(body: dict[str, Any]) -> None:
@@ -85,13 +86,10 @@ def reject_logprobs(body: dict[str, Any]) -> None:
         raise BadRequest("'logit_bias' is not supported", param="logit_bias")
 
 
-def context_options(body: dict[str, Any]) -> dict[str, Any]:
+def context_options(body: dict[str, Any]) -> Options:
     """Only the extras (``options`` and a top-level ``num_ctx``): what embeddings take."""
-    merged: dict[str, Any] = dict(parse_options(body.get("options")))
-    num_ctx = get_int(body, "num_ctx", minimum=1)
-    if num_ctx is not None:
-        merged["num_ctx"] = num_ctx
-    return parse_options(merged)
+    extras = Options.from_request(body.get("options"))
+    return named_options(extras, {"num_ctx": get_int(body, "num_ctx", minimum=1)})
 
 
 def tool_arguments_json(arguments: Any) -> str:
