@@ -10,21 +10,21 @@ separately, then merged without a second check, so the named fields win).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from ollamalike.errors import BadRequest
 from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid
+from ollamalike.jsontypes import JSONObject
 from ollamalike.options import Options
 
 
-def model_name(body: dict[str, Any]) -> str:
+def model_name(body: JSONObject) -> str:
     model = get_str(body, "model")
     if not model:
         raise BadRequest("'model' is required", param="model")
     return str(model)
 
 
-def stop_list(value: Any) -> list[str] | None:
+def stop_list(value: object) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -34,7 +34,7 @@ def stop_list(value: Any) -> list[str] | None:
     raise invalid("stop", "a string or an array of strings", value)
 
 
-def wants_usage(body: dict[str, Any], stream: bool) -> bool:
+def wants_usage(body: JSONObject, stream: bool) -> bool:
     opts = body.get("stream_options")
     if opts is None:
         return False
@@ -45,13 +45,13 @@ def wants_usage(body: dict[str, Any], stream: bool) -> bool:
     return bool(get_bool(opts, "include_usage", False))
 
 
-def check_n(body: dict[str, Any]) -> None:
+def check_n(body: JSONObject) -> None:
     n = get_int(body, "n", minimum=1)
     if n is not None and n > 1:
         raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)", param="n")
 
 
-def sampling_options(body: dict[str, Any]) -> Options:
+def sampling_options(body: JSONObject) -> Options:
     """Ollama options from the request-level ``options``/``num_ctx`` extras and OpenAI's own fields.
 
     OpenAI's named fields win over the same option in ``options``. Fields left out keep the
@@ -76,7 +76,7 @@ def named_options(extras: Options, named: dict[str, object]) -> Options:
     return Options.merge(extras, Options.from_request(named))
 
 
-def reject_logprobs(body: dict[str, Any]) -> None:
+def reject_logprobs(body: JSONObject) -> None:
     logprobs = body.get("logprobs")
     if logprobs not in (None, False):
         raise BadRequest("'logprobs' is not supported", param="logprobs")
@@ -86,13 +86,13 @@ def reject_logprobs(body: dict[str, Any]) -> None:
         raise BadRequest("'logit_bias' is not supported", param="logit_bias")
 
 
-def context_options(body: dict[str, Any]) -> Options:
+def context_options(body: JSONObject) -> Options:
     """Only the extras (``options`` and a top-level ``num_ctx``): what embeddings take."""
     extras = Options.from_request(body.get("options"))
     return named_options(extras, {"num_ctx": get_int(body, "num_ctx", minimum=1)})
 
 
-def tool_arguments_json(arguments: Any) -> str:
+def tool_arguments_json(arguments: object) -> str:
     """OpenAI carries tool-call arguments as a JSON string; Ollama as an object."""
     if isinstance(arguments, str):
         return arguments
