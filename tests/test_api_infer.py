@@ -212,6 +212,30 @@ def test_long_prompt_is_truncated_to_the_context(d: Daemon) -> None:
     assert body["done"] is True and 0 < body["prompt_eval_count"] <= 128, body
 
 
+def test_generate_context_is_exactly_what_the_model_saw(d: Daemon, tiny_chat_gguf: Path) -> None:
+    # Issue 19: num_ctx 128 and a long prompt reported prompt_eval_count 127 but returned a context
+    # of 132 tokens (the daemon cut to 128, the runner cut again to 127 with its own rule).
+    from llama_cpp import Llama
+
+    long_prompt = " ".join(f"word{i}" for i in range(600))
+    options = {"num_ctx": 128, "num_predict": 4, "num_keep": 5, "temperature": 0}
+    _, body = post(d, "/api/generate", {"model": "tiny", "prompt": long_prompt, "stream": False, "options": options})
+    assert body["done"] is True, body
+    context = body["context"]
+    assert len(context) == body["prompt_eval_count"] + body["eval_count"], body
+    assert body["prompt_eval_count"] == 127  # one cell of the slot stays free to generate into
+    # The prefix is the rendered prompt's tokens with the service's rule: the first num_keep, then the tail.
+    _, rendered = post(d, "/api/render", {"model": "tiny", "prompt": long_prompt})
+    vocab = Llama(str(tiny_chat_gguf), vocab_only=True, verbose=False)
+    full = vocab.tokenize(rendered["prompt"].encode(), add_bos=True, special=True)
+    assert len(full) > 128
+    assert context[:127] == full[:5] + full[len(full) - 122:]
+    # The context continues: sent back with a short prompt, it is accepted and again exact.
+    _, again = post(d, "/api/generate", {"model": "tiny", "prompt": "more", "context": context, "stream": False,
+                                         "options": options})
+    assert len(again["context"]) == again["prompt_eval_count"] + again["eval_count"] <= 127 + 4, again
+
+
 def test_empty_prompt_loads_and_keep_alive_zero_unloads(d: Daemon) -> None:
     status, body = post(d, "/api/generate", {"model": "tiny", "stream": False})
     assert status == 200 and body["done"] is True and body["done_reason"] == "load" and body["response"] == ""

@@ -11,6 +11,7 @@ import pytest
 
 from ollamalike.gguf_info import read_gguf_info
 from ollamalike.inference.service import runner_options
+from ollamalike.options import Options
 
 
 @pytest.fixture(scope="module")
@@ -26,9 +27,9 @@ def test_template_stop_words_are_the_default(info: Any) -> None:
     from ollamalike.template import named_template
 
     chatml = named_template("chatml")
-    assert runner_options(model(info, {}, template=chatml.template), {})["stop"] == list(chatml.stop)
+    assert runner_options(model(info, {}, template=chatml.template), Options())["stop"] == list(chatml.stop)
     # The GGUF's own Jinja template renders: the runner ends on end-of-generation tokens, no stop words.
-    assert info.chat_template and "stop" not in runner_options(model(info, {}), {})
+    assert info.chat_template and "stop" not in runner_options(model(info, {}), Options())
 
 
 @pytest.mark.parametrize(
@@ -41,13 +42,13 @@ def test_template_stop_words_are_the_default(info: Any) -> None:
 )
 def test_explicit_stop_words_win(info: Any, params: dict[str, Any], request_opts: dict[str, Any],
                                  expected: list[str]) -> None:
-    assert runner_options(model(info, params), request_opts)["stop"] == expected
+    assert runner_options(model(info, params), Options.from_request(request_opts))["stop"] == expected
 
 
 def test_request_overrides_modelfile_parameters(info: Any) -> None:
-    merged = runner_options(model(info, {"temperature": 0.2, "num_ctx": 512, "top_k": 5}), {"temperature": 0.9})
+    merged = runner_options(model(info, {"temperature": 0.2, "num_ctx": 512, "top_k": 5}), Options.from_request({"temperature": 0.9}))
     assert merged["temperature"] == 0.9 and merged["num_ctx"] == 512 and merged["top_k"] == 5
 
 
 def test_custom_template_has_no_default_stop_words(info: Any) -> None:
-    assert "stop" not in runner_options(model(info, {}, template="{{ .Prompt }}"), {})
+    assert "stop" not in runner_options(model(info, {}, template="{{ .Prompt }}"), Options())

@@ -211,12 +211,18 @@ async def test_context_shift_and_fill(runner: RunnerProcess) -> None:
     assert fill["eval_count"] == CTX_SLOT - len(prompt)  # the last sampled token needs no cell
 
 
-async def test_long_prompt_is_truncated(runner: RunnerProcess) -> None:
+async def test_long_prompt_is_refused_not_cut(runner: RunnerProcess) -> None:
+    # Issue 19: truncation is the daemon's; the runner used to cut a second time with other rules.
     words = await runner.tokenize(" the dog" * 200, add_special=False)
-    _, final = await collect(runner, [1, *words], {"temperature": 0, "num_predict": 3, "num_keep": 5})
-    assert final["truncated"] is True
+    with pytest.raises(BadRequest, match="too long for the slot's context"):
+        await collect(runner, [1, *words], {"temperature": 0, "num_predict": 3, "num_keep": 5})
+    # Exactly full leaves no cell to generate into: refused too; one fewer fits.
+    with pytest.raises(BadRequest, match="too long"):
+        await collect(runner, [1, *words[: CTX_SLOT - 1]], {"num_predict": 1})
+    _, final = await collect(runner, [1, *words[: CTX_SLOT - 2]], {"temperature": 0, "num_predict": 3})
     assert final["prompt_tokens"] == CTX_SLOT - 1
-    assert final["eval_count"] == 3
+    assert final["eval_count"] >= 1
+    assert runner.alive
 
 
 @pytest.mark.parametrize(("prompt", "options", "fmt", "message"), [

@@ -11,6 +11,7 @@ refused with the sizes in the message. ``num_gpu`` overrides the layer count (-1
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError
 from ollamalike.hardware import SystemInfo
 from ollamalike.hardware.discovery import GIB, GPU, MIB
+from ollamalike.options import OptionValue, int_option
 
 log = logging.getLogger("ollamalike.hardware")
 
@@ -77,10 +79,10 @@ def default_num_ctx(system: SystemInfo) -> int:
     return 4096
 
 
-def choose_num_ctx(info: Any, options: dict[str, Any], config: Config, system: SystemInfo) -> int:
+def choose_num_ctx(info: Any, options: Mapping[str, OptionValue], config: Config, system: SystemInfo) -> int:
     """Per-slot context: num_ctx option, else OLLAMALIKE_CONTEXT_LENGTH, else by VRAM; capped at training."""
-    requested = options.get("num_ctx")
-    if requested is not None and int(requested) < 0:
+    requested = int_option(options, "num_ctx")
+    if requested is not None and requested < 0:
         raise BadRequest(f"invalid num_ctx {requested}: must be a positive number of tokens")
     num_ctx = int(requested or config.context_length or default_num_ctx(system))
     train = int(getattr(info, "context_length", 0) or 0)
@@ -132,16 +134,16 @@ def estimate(info: Any, ctx_total: int, cache_type: str = "f16", batch: int = DE
     return Estimate(layers, max(0, non_layer - output), output, graph, kv_layer * len(layers))
 
 
-def plan_load(info: Any, options: dict[str, Any], system: SystemInfo, config: Config,
+def plan_load(info: Any, options: Mapping[str, OptionValue], system: SystemInfo, config: Config,
               num_parallel: int | None = None) -> LoadPlan:
     """Choose num_ctx and the GPU layout for loading ``info`` (a GGUFInfo) with ``options``."""
     num_ctx = choose_num_ctx(info, options, config, system)
     parallel = num_parallel or config.num_parallel
     cache = config.kv_cache_type if config.flash_attention else "f16"  # quantized KV needs flash attention
-    est = estimate(info, num_ctx * parallel, cache, int(options.get("num_batch") or DEFAULT_BATCH))
+    est = estimate(info, num_ctx * parallel, cache, int_option(options, "num_batch") or DEFAULT_BATCH)
     gpus = sorted(system.usable_gpus, key=lambda g: g.free, reverse=True)
-    requested = options.get("num_gpu")
-    requested = -1 if requested is None else int(requested)
+    num_gpu = int_option(options, "num_gpu")
+    requested = -1 if num_gpu is None else num_gpu
     n_layer = len(est.layers)
     if requested == 0 or not gpus or n_layer == 0:
         gpu_layers, placed = 0, {}

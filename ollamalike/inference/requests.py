@@ -12,6 +12,8 @@ from typing import Any
 from ollamalike.config import parse_duration
 from ollamalike.errors import BadRequest
 from ollamalike.jsonfields import get_bool, get_str, invalid, model_field
+from ollamalike.jsontypes import JSONObject
+from ollamalike.options import Options
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("high", "medium", "low", "max")
@@ -27,8 +29,8 @@ class GenerateRequest:
     template: str | None = None
     raw: bool = False
     context: list[int] | None = None
-    format: str | dict[str, Any] | None = None  # None | "json" | a JSON schema
-    options: dict[str, Any] = field(default_factory=dict)
+    format: str | JSONObject | None = None  # None | "json" | a JSON schema
+    options: Options = field(default_factory=Options)
     stream: bool = True
     keep_alive: float | None = None  # seconds; negative keeps forever; None: the daemon default
     think: bool | str | None = None
@@ -40,8 +42,8 @@ class ChatRequest:
     model: str
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None = None
-    format: str | dict[str, Any] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    format: str | JSONObject | None = None
+    options: Options = field(default_factory=Options)
     stream: bool = True
     keep_alive: float | None = None
     think: bool | str | None = None
@@ -52,18 +54,18 @@ class EmbedRequest:
     model: str
     input: list[str]
     truncate: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
     keep_alive: float | None = None
     dimensions: int | None = None
 
 
-def _require_dict(body: Any) -> dict[str, Any]:
+def _require_dict(body: object) -> JSONObject:
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
 
 
-def parse_keep_alive(value: Any) -> float | None:
+def parse_keep_alive(value: object) -> float | None:
     """Seconds from a number or a duration string ("5m", "-1"); None keeps the daemon default."""
     if value is None or value == "":
         return None
@@ -75,7 +77,7 @@ def parse_keep_alive(value: Any) -> float | None:
         raise BadRequest(f"invalid keep_alive duration: {value!r}") from None
 
 
-def parse_format(value: Any) -> str | dict[str, Any] | None:
+def parse_format(value: object) -> str | JSONObject | None:
     if value is None or value == "" or value == "null":
         return None
     if value == "json":
@@ -87,7 +89,7 @@ def parse_format(value: Any) -> str | dict[str, Any] | None:
     raise BadRequest("format must be \"json\" or a JSON schema object")
 
 
-def parse_think(value: Any) -> bool | str | None:
+def parse_think(value: object) -> bool | str | None:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in THINK_LEVELS:
@@ -97,17 +99,12 @@ def parse_think(value: Any) -> bool | str | None:
     raise BadRequest(f"invalid think value {value!r}: use true, false, \"high\", \"medium\", \"low\" or \"max\"")
 
 
-def parse_options(value: Any) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise invalid("options", "an object", value)
-    from ollamalike.options import validate_options
-
-    return validate_options(value)
+def parse_options(value: object) -> Options:
+    """A request's ``options`` object, validated once into the ``Options`` every later layer takes."""
+    return Options.from_request(value)
 
 
-def _images(value: Any, where: str) -> list[str]:
+def _images(value: object, where: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
@@ -115,7 +112,7 @@ def _images(value: Any, where: str) -> list[str]:
     return list(value)
 
 
-def parse_generate_request(body: Any) -> GenerateRequest:
+def parse_generate_request(body: object) -> GenerateRequest:
     body = _require_dict(body)
     context = body.get("context")
     if context is not None and (
@@ -129,7 +126,7 @@ def parse_generate_request(body: Any) -> GenerateRequest:
         system=get_str(body, "system"),
         template=get_str(body, "template") or None,
         raw=get_bool(body, "raw", False),
-        context=list(context) if context else None,
+        context=[t for t in context if isinstance(t, int)] if context else None,  # all are, checked above
         format=parse_format(body.get("format")),
         options=parse_options(body.get("options")),
         stream=get_bool(body, "stream", True),
@@ -139,9 +136,9 @@ def parse_generate_request(body: Any) -> GenerateRequest:
     )
 
 
-def _tool_call(call: Any, i: int) -> dict[str, Any]:
+def _tool_call(call: object, i: int) -> dict[str, Any]:
     fn = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+    if not isinstance(call, dict) or not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
         raise BadRequest(f"messages[{i}].tool_calls entries need a function with a name")
     args = fn.get("arguments", {})
     if isinstance(args, str):
@@ -165,7 +162,7 @@ def _tool_call(call: Any, i: int) -> dict[str, Any]:
     return out
 
 
-def parse_message(msg: Any, i: int) -> dict[str, Any]:
+def parse_message(msg: object, i: int) -> dict[str, Any]:
     if not isinstance(msg, dict):
         raise BadRequest(f"messages[{i}] must be an object with a role and content")
     role = msg.get("role")
@@ -198,7 +195,7 @@ def parse_message(msg: Any, i: int) -> dict[str, Any]:
     return out
 
 
-def _tools(value: Any) -> list[dict[str, Any]] | None:
+def _tools(value: object) -> list[dict[str, Any]] | None:
     if value is None:
         return None
     if not isinstance(value, list):
@@ -215,7 +212,7 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
     return [dict(t, type="function") for t in value] or None
 
 
-def parse_chat_request(body: Any) -> ChatRequest:
+def parse_chat_request(body: object) -> ChatRequest:
     body = _require_dict(body)
     messages = body.get("messages")
     if messages is None:
@@ -234,7 +231,7 @@ def parse_chat_request(body: Any) -> ChatRequest:
     )
 
 
-def parse_embed_request(body: Any) -> EmbedRequest:
+def parse_embed_request(body: object) -> EmbedRequest:
     body = _require_dict(body)
     raw = body.get("input")
     if raw is None:
@@ -242,7 +239,7 @@ def parse_embed_request(body: Any) -> EmbedRequest:
     elif isinstance(raw, str):
         inputs = [raw]
     elif isinstance(raw, list) and all(isinstance(x, str) for x in raw):
-        inputs = list(raw)
+        inputs = [x for x in raw if isinstance(x, str)]  # all are
     else:
         raise invalid("input", "a string or an array of strings", raw)
     dims = body.get("dimensions")
@@ -258,7 +255,7 @@ def parse_embed_request(body: Any) -> EmbedRequest:
     )
 
 
-def parse_embeddings_request(body: Any) -> EmbedRequest:
+def parse_embeddings_request(body: object) -> EmbedRequest:
     """The legacy ``/api/embeddings`` body: ``{model, prompt}``; an empty prompt embeds nothing."""
     body = _require_dict(body)
     prompt = get_str(body, "prompt") or ""

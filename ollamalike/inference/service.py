@@ -53,15 +53,21 @@ def check_think(name: str, model: Any, think: bool | str | None) -> None:
         raise BadRequest(f'"{name}" does not support thinking')
 
 
-def runner_options(model: Any, request_options: dict[str, Any]) -> dict[str, Any]:
-    """Modelfile parameters overridden by the request; the template's stop words when none are set."""
-    merged = opts.merge_options(getattr(model, "parameters", None) or {}, request_options)
+def model_options(model: Any) -> opts.Options:
+    """The model's stored parameters, checked once per request (a value this version rejects is skipped)."""
+    return opts.Options.from_stored(getattr(model, "parameters", None) or {})
+
+
+def runner_options(model: Any, request_options: opts.Options) -> opts.Options:
+    """Modelfile parameters overridden by the request (validated at the edge, not again here); the
+    template's stop words when none are set."""
+    merged = opts.Options.merge(model_options(model), request_options)
     if not merged.get("stop"):
         from ollamalike.template import stop_for
 
         stops = stop_for(model)
         if stops:
-            merged["stop"] = list(stops)
+            merged = merged.replace(stop=tuple(stops))
     return merged
 
 
@@ -117,10 +123,10 @@ def _with_context(final: dict[str, Any], context: list[int]) -> FinalChunk:
     return out
 
 
-async def _pieces(runner: Any, tokens: list[int], run_opts: dict[str, Any], fmt: Any, splitter: Any,
+async def _pieces(runner: Any, tokens: list[int], run_opts: opts.Options, fmt: Any, splitter: Any,
                   done: dict[str, Any]) -> AsyncGenerator[tuple[str, str], None]:
     """The runner's text as (thinking, content) pieces; its final chunk is stored into ``done``."""
-    async with contextlib.aclosing(runner.completion(tokens, run_opts, fmt)) as chunks:
+    async with contextlib.aclosing(runner.completion(tokens, run_opts.to_json(), fmt)) as chunks:
         async for chunk in chunks:
             if chunk.get("done"):
                 done.update(chunk)
@@ -130,7 +136,7 @@ async def _pieces(runner: Any, tokens: list[int], run_opts: dict[str, Any], fmt:
                 yield splitter.feed(text) if splitter else ("", text)
 
 
-async def _load_only(state: Any, req_model: str, model: Any, options: dict[str, Any],
+async def _load_only(state: Any, req_model: str, model: Any, options: opts.Options,
                      keep_alive: float | None) -> str:
     """An empty prompt: load the model (or, with keep_alive 0, unload it). Returns the done_reason."""
     if keep_alive == 0:
@@ -142,8 +148,16 @@ async def _load_only(state: Any, req_model: str, model: Any, options: dict[str, 
 
 
 # -- truncation --------------------------------------------------------------------------------
+# The service owns truncation: it knows the chat messages (whole turns are dropped) and num_keep.
+# The runner refuses, never cuts, a prompt that does not fit its slot, so the tokens sent are
+# exactly the tokens the model sees and generate's ``context`` is what the model saw plus its output.
+def prompt_budget(num_ctx: int) -> int:
+    """The most prompt tokens a slot of ``num_ctx`` takes: one cell stays free for the first generated token."""
+    return max(1, num_ctx - 1)
+
+
 def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]:
-    """Keep the first ``num_keep`` tokens and the tail, so the prompt fits the context (Ollama's rule)."""
+    """Keep the first ``num_keep`` tokens and the tail, so the prompt has at most ``num_ctx`` tokens (Ollama's rule)."""
     if len(tokens) <= num_ctx:
         return tokens
     keep = max(0, min(num_keep, num_ctx // 2))
@@ -223,10 +237,11 @@ async def generate(state: Any, req: GenerateRequest) -> AsyncIterator[dict[str, 
         # continues it, so it gets no second BOS.
         prefix = [int(t) for t in req.context or []]
         tokens = prefix + await runner.tokenize(prompt, add_special=not prefix)
-        tokens = truncate_tokens(tokens, lease.num_ctx,
-                                 int(options.get("num_keep", opts.PARAMETERS["num_keep"].default)))
+        num_keep = opts.int_option(options, "num_keep")
+        tokens = truncate_tokens(tokens, prompt_budget(lease.num_ctx),
+                                 opts.PARAMETERS["num_keep"].default if num_keep is None else num_keep)
         splitter = _think_parser(prompt) if req.think else None
-        run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
+        run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
         done: dict[str, Any] = {}
         async with contextlib.aclosing(_pieces(runner, tokens, run_opts, req.format, splitter, done)) as pieces:
             async for thinking, content in pieces:
@@ -282,12 +297,13 @@ async def chat(state: Any, req: ChatRequest) -> AsyncIterator[dict[str, Any]]:
     lease = await state.scheduler.acquire(model, options, req.keep_alive)
     try:
         runner = lease.runner
-        prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think, lease.num_ctx)
+        prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think,
+                                         prompt_budget(lease.num_ctx))
         splitter = _think_parser(prompt) if req.think else None
         # With tools, content goes through the tool-call parser: calls anywhere in the output come
         # out as tool_calls (only of the offered tools), everything else as content.
         tool_stream = ToolStream(model, req.tools) if req.tools else None
-        run_opts = dict(opts.with_defaults(options), num_ctx=lease.num_ctx)
+        run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
         done: dict[str, Any] = {}
         async with contextlib.aclosing(_pieces(runner, tokens, run_opts, req.format, splitter, done)) as pieces:
             async for thinking, content in pieces:
@@ -335,7 +351,7 @@ def _shorten(vector: list[float], dims: int | None) -> list[float]:
 async def embed(state: Any, req: EmbedRequest) -> dict[str, Any]:
     started = time.perf_counter_ns()
     model = await resolve(state, req.model)
-    options = opts.merge_options(getattr(model, "parameters", None) or {}, req.options)
+    options = opts.Options.merge(model_options(model), req.options)
     lease = await state.scheduler.acquire(model, options, req.keep_alive, embedding=True)
     try:
         vectors: list[list[float]] = []

@@ -105,10 +105,8 @@ def _read_info(path: Path) -> Any:
 
 
 def _check_parameters(params: dict[str, Any]) -> dict[str, Any]:
-    valid, unknown = options.check_options(params)
-    if unknown:
-        raise BadRequest(f'unknown parameter "{unknown[0]}"')
-    return valid
+    # Validated once, here at create; a resolved model's params are read back with Options.from_stored.
+    return dict(options.Options.from_create(params))
 
 
 async def _gguf_source(

@@ -40,7 +40,6 @@ class Request:
     grammar: str | None
     emit: Emit
     cancelled: bool = False
-    truncated: bool = False
 
 
 @dataclass
@@ -147,12 +146,11 @@ class Engine:
         m = self.m
         prompt = req.prompt
         if len(prompt) >= m.n_ctx_slot:
-            # As Ollama: keep num_keep tokens, drop the oldest after them, leave room to generate.
-            keep = keep_count(req.params.num_keep, prompt, m.bos if m.add_bos else None, m.n_ctx_slot)
-            discard = len(prompt) - (m.n_ctx_slot - 1)
-            prompt = prompt[:keep] + prompt[keep + discard :]
-            req.prompt = prompt
-            req.truncated = True
+            # The daemon owns truncation (inference/service.py); the server refuses such prompts
+            # before they are queued, so this only guards the engine's own invariant.
+            req.emit({"error": f"the prompt has {len(prompt)} tokens: more than the slot's context "
+                               f"of {m.n_ctx_slot} leaves room for"})
+            return
         n = slot.common_prefix(prompt)
         if n >= len(prompt):
             n = len(prompt) - 1  # the last prompt token must be evaluated again to get logits
@@ -347,7 +345,6 @@ class Engine:
                 "eval_duration": (now - slot.t_gen) if slot.t_gen else 0,
                 "tokens": list(slot.generated),
                 "prompt_tokens": len(req.prompt),
-                "truncated": req.truncated,
             })
         slot.end()
 

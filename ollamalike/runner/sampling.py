@@ -1,6 +1,8 @@
 """Per-request sampling: llama.cpp sampler chains, grammars for structured output, and the text stream.
 
-``SamplingParams.from_options`` reads Ollama's option names with Ollama's defaults;
+``SamplingParams.from_options`` decodes the options the daemon sends (already validated there, into
+``ollamalike.options.Options``) with Ollama's defaults: it trusts its parent and checks only the
+structure the llama.cpp calls need (numbers that convert, a mirostat mode the chain knows);
 ``build_sampler`` turns them into one ``llama_sampler`` chain (grammars live in ``constrained``);
 ``grammar_for_format`` converts ``format`` ("json" or a JSON schema) into GBNF; ``TextStream``
 turns generated token bytes into text chunks that are always whole UTF-8 characters and never

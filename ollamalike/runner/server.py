@@ -183,6 +183,11 @@ class RunnerServer:
             if m.bos < 0:
                 raise _http_error(400, "the prompt is empty and this model has no BOS token to start from")
             tokens = [m.bos]
+        if len(tokens) >= m.n_ctx_slot:
+            # Truncation is the daemon's (it knows the messages and num_keep): a prompt that leaves
+            # no cell to generate into is refused, never cut, so the context handed back is exact.
+            raise _http_error(400, f"the prompt has {len(tokens)} tokens, too long for the slot's context of "
+                                   f"{m.n_ctx_slot}: at most {m.n_ctx_slot - 1} leave room to generate")
         options = body.get("options") or {}
         if not isinstance(options, dict):
             raise _http_error(400, "options must be an object")

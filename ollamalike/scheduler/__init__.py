@@ -27,6 +27,7 @@ from typing import Any
 from ollamalike.config import Config
 from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
 from ollamalike.hardware.planner import InsufficientMemory
+from ollamalike.options import Options
 from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load
 from ollamalike.scheduler.report import ModelLoad, ModelState, SchedulerSnapshot, model_load, ps_entry
@@ -132,7 +133,7 @@ class Scheduler:
 
     # -- acquiring -------------------------------------------------------------------------
     async def acquire(
-        self, model: Any, options: dict[str, Any], keep_alive: float | None, embedding: bool = False
+        self, model: Any, options: Options, keep_alive: float | None, embedding: bool = False
     ) -> Lease:
         """A lease on ``model``'s runner, loading it if needed. Full queue -> ``Overloaded``.
 

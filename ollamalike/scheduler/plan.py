@@ -19,7 +19,7 @@ from ollamalike import hardware
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest
 from ollamalike.hardware import planner
-from ollamalike.options import PARAMETERS
+from ollamalike.options import PARAMETERS, Options, int_option
 from ollamalike.runner.spec import RunnerSpec
 
 log = logging.getLogger("ollamalike.scheduler")
@@ -43,7 +43,7 @@ class LoadPlan:
     spec: RunnerSpec
 
 
-def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bool = False) -> LoadPlan:
+def plan_load(model: Any, options: Options, config: Config, embedding: bool = False) -> LoadPlan:
     """What a request asks of a runner. It must not depend on free memory (a loaded model would
     change its own plan and reload forever): the GPU layout is chosen by ``layout_load`` at load.
 
@@ -54,8 +54,8 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
     info = getattr(model, "info", None)
     num_ctx = planner.choose_num_ctx(info, options, config, hardware.system(config))
     parallel = config.num_parallel
-    requested_gpu = options.get("num_gpu")
-    gpu_layers = -1 if requested_gpu is None or int(requested_gpu) < 0 else int(requested_gpu)
+    requested_gpu = int_option(options, "num_gpu")
+    gpu_layers = -1 if requested_gpu is None or requested_gpu < 0 else requested_gpu
     num_batch = _num_batch(options, num_ctx, parallel)
     cache = config.kv_cache_type if config.flash_attention else "f16"
     size = planner.estimate(info, num_ctx * parallel, cache, num_batch).total
@@ -68,24 +68,24 @@ def plan_load(model: Any, options: dict[str, Any], config: Config, embedding: bo
         num_parallel=parallel,
         num_batch=num_batch,
         gpu_layers=gpu_layers,
-        threads=int(options.get("num_thread") or config.num_threads or 0),
+        threads=int_option(options, "num_thread") or config.num_threads or 0,
         flash_attn=config.flash_attention,
         use_mmap=bool(options.get("use_mmap", True)),
         embedding=bool(embedding or getattr(info, "is_embedding_model", False)),
         adapters=tuple(str(a) for a in (getattr(model, "adapters", None) or [])),
         kv_cache_type=config.kv_cache_type,
-        main_gpu=int(options.get("main_gpu") or 0),
+        main_gpu=int_option(options, "main_gpu") or 0,
         tensor_split=(),  # chosen with the GPU layout at load
     )
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
 
 
-def _num_batch(options: dict[str, Any], num_ctx: int, parallel: int) -> int:
+def _num_batch(options: Options, num_ctx: int, parallel: int) -> int:
     """num_batch as the runner can use it: at most a slot's context (no prompt is longer; llama.cpp
     clamps to the context itself, and a larger batch only costs memory), and never fewer than one
     token per parallel sequence, which llama.cpp asserts on (the runner would abort): that is
     refused up front."""
-    requested = int(options.get("num_batch") or PARAMETERS["num_batch"].default)
+    requested = int_option(options, "num_batch") or int(PARAMETERS["num_batch"].default)
     if requested < parallel:
         raise BadRequest(f"option 'num_batch' must be at least the number of parallel sequences ({parallel}), "
                          f"got {requested}")

@@ -15,9 +15,10 @@ import binascii
 from typing import Any
 
 from ollamalike.errors import BadRequest
-from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message, parse_options
+from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message
 from ollamalike.jsonfields import get_bool, get_int, get_number, invalid, type_name
-from ollamalike.server.openai_fields import context_options, model_name
+from ollamalike.options import Options
+from ollamalike.server.openai_fields import context_options, model_name, named_options
 from ollamalike.server.openai_requests import forced_tool_format
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -289,22 +290,14 @@ def _stop_sequences(value: Any) -> list[str] | None:
     return [s for s in value if s] or None
 
 
-def _options(body: dict[str, Any], max_tokens: int | None) -> dict[str, Any]:
+def _options(body: dict[str, Any], max_tokens: int | None) -> Options:
     # The request-level extras (options, num_ctx) first; Anthropic's named fields win over them.
-    merged = dict(context_options(body))
-    for name in ("temperature", "top_p"):
-        value = get_number(body, name)
-        if value is not None:
-            merged[name] = value
-    top_k = get_int(body, "top_k", minimum=0)
-    if top_k is not None:
-        merged["top_k"] = top_k
-    if max_tokens is not None:
-        merged["num_predict"] = max_tokens
-    stop = _stop_sequences(body.get("stop_sequences"))
-    if stop:
-        merged["stop"] = stop
-    return parse_options(merged)
+    extras = context_options(body)
+    named: dict[str, object] = {name: get_number(body, name) for name in ("temperature", "top_p")}
+    named["top_k"] = get_int(body, "top_k", minimum=0)
+    named["num_predict"] = max_tokens
+    named["stop"] = _stop_sequences(body.get("stop_sequences"))
+    return named_options(extras, named)
 
 
 def _output_format(value: Any, forced: bool) -> dict[str, Any] | None:

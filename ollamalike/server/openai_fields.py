@@ -2,27 +2,29 @@
 
 Each check names the OpenAI field it rejects (``invalid value for 'temperature': expected a number,
 got a string``). ``sampling_options`` maps OpenAI's sampling fields and the request-level extras
-(``options``, ``num_ctx``) onto Ollama options, validated like the native API's.
+(``options``, ``num_ctx``) onto Ollama options, validated like the native API's: each value once,
+into the same ``Options`` the native API builds (the extras and the named fields are validated
+separately, then merged without a second check, so the named fields win).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from ollamalike.errors import BadRequest
-from ollamalike.inference.requests import parse_options
 from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid
+from ollamalike.jsontypes import JSONObject
+from ollamalike.options import Options
 
 
-def model_name(body: dict[str, Any]) -> str:
+def model_name(body: JSONObject) -> str:
     model = get_str(body, "model")
     if not model:
         raise BadRequest("'model' is required", param="model")
     return str(model)
 
 
-def stop_list(value: Any) -> list[str] | None:
+def stop_list(value: object) -> list[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -32,7 +34,7 @@ def stop_list(value: Any) -> list[str] | None:
     raise invalid("stop", "a string or an array of strings", value)
 
 
-def wants_usage(body: dict[str, Any], stream: bool) -> bool:
+def wants_usage(body: JSONObject, stream: bool) -> bool:
     opts = body.get("stream_options")
     if opts is None:
         return False
@@ -43,39 +45,38 @@ def wants_usage(body: dict[str, Any], stream: bool) -> bool:
     return bool(get_bool(opts, "include_usage", False))
 
 
-def check_n(body: dict[str, Any]) -> None:
+def check_n(body: JSONObject) -> None:
     n = get_int(body, "n", minimum=1)
     if n is not None and n > 1:
         raise BadRequest(f"'n' = {n} is not supported: only one choice per request (n=1)", param="n")
 
 
-def sampling_options(body: dict[str, Any]) -> dict[str, Any]:
+def sampling_options(body: JSONObject) -> Options:
     """Ollama options from the request-level ``options``/``num_ctx`` extras and OpenAI's own fields.
 
     OpenAI's named fields win over the same option in ``options``. Fields left out keep the
     model's Modelfile parameters (Ollama forces temperature=1/top_p=1 here; a local model's
     tuned defaults are what a user of it expects).
     """
-    merged = context_options(body)
+    extras = context_options(body)
+    named: dict[str, object] = {}
     for name in ("temperature", "top_p", "frequency_penalty", "presence_penalty"):
-        value = get_number(body, name)
-        if value is not None:
-            merged[name] = value
-    seed = get_int(body, "seed")
-    if seed is not None:
-        merged["seed"] = seed
+        named[name] = get_number(body, name)
+    named["seed"] = get_int(body, "seed")
     max_tokens = get_int(body, "max_completion_tokens", minimum=0)
     if max_tokens is None:
         max_tokens = get_int(body, "max_tokens", minimum=0)
-    if max_tokens is not None:
-        merged["num_predict"] = max_tokens
-    stop = stop_list(body.get("stop"))
-    if stop is not None:
-        merged["stop"] = stop
-    return parse_options(merged)
+    named["num_predict"] = max_tokens
+    named["stop"] = stop_list(body.get("stop"))
+    return named_options(extras, named)
 
 
-def reject_logprobs(body: dict[str, Any]) -> None:
+def named_options(extras: Options, named: dict[str, object]) -> Options:
+    """``extras`` overridden by an API's named sampling fields (``None``: not given), each validated once."""
+    return Options.merge(extras, Options.from_request(named))
+
+
+def reject_logprobs(body: JSONObject) -> None:
     logprobs = body.get("logprobs")
     if logprobs not in (None, False):
         raise BadRequest("'logprobs' is not supported", param="logprobs")
@@ -85,16 +86,13 @@ def reject_logprobs(body: dict[str, Any]) -> None:
         raise BadRequest("'logit_bias' is not supported", param="logit_bias")
 
 
-def context_options(body: dict[str, Any]) -> dict[str, Any]:
+def context_options(body: JSONObject) -> Options:
     """Only the extras (``options`` and a top-level ``num_ctx``): what embeddings take."""
-    merged: dict[str, Any] = dict(parse_options(body.get("options")))
-    num_ctx = get_int(body, "num_ctx", minimum=1)
-    if num_ctx is not None:
-        merged["num_ctx"] = num_ctx
-    return parse_options(merged)
+    extras = Options.from_request(body.get("options"))
+    return named_options(extras, {"num_ctx": get_int(body, "num_ctx", minimum=1)})
 
 
-def tool_arguments_json(arguments: Any) -> str:
+def tool_arguments_json(arguments: object) -> str:
     """OpenAI carries tool-call arguments as a JSON string; Ollama as an object."""
     if isinstance(arguments, str):
         return arguments

@@ -25,6 +25,7 @@ from ollamalike.inference.requests import (
     parse_message,
 )
 from ollamalike.jsonfields import get_bool, get_int, invalid
+from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.server.openai_fields import (
     check_n,
     context_options,
@@ -62,7 +63,7 @@ class EmbeddingTranslation:
 # --- chat -----------------------------------------------------------------------------------
 
 
-def _image(part: dict[str, Any], where: str) -> str:
+def _image(part: JSONObject, where: str) -> str:
     spec = part.get("image_url")
     url = spec.get("url") if isinstance(spec, dict) else spec
     if not isinstance(url, str) or not url:
@@ -81,7 +82,7 @@ def _image(part: dict[str, Any], where: str) -> str:
     raise BadRequest(f"{where}: invalid image input: use a data:image/(png|jpeg|webp|gif);base64,... URL")
 
 
-def _content(content: Any, where: str) -> tuple[str, list[str]]:
+def _content(content: object, where: str) -> tuple[str, list[str]]:
     """Text and base64 images from a string or an array of content parts."""
     if content is None:
         return "", []
@@ -108,7 +109,7 @@ def _content(content: Any, where: str) -> tuple[str, list[str]]:
     return "\n".join(texts), images
 
 
-def _tool_name_for(messages: list[Any], call_id: str) -> str | None:
+def _tool_name_for(messages: list[JSONValue], call_id: str) -> str | None:
     # The last assistant call with this id wins, as ids may repeat across turns.
     for msg in reversed(messages):
         calls = msg.get("tool_calls") if isinstance(msg, dict) else None
@@ -120,7 +121,7 @@ def _tool_name_for(messages: list[Any], call_id: str) -> str | None:
     return None
 
 
-def _message(msg: Any, i: int, messages: list[Any]) -> dict[str, Any]:
+def _message(msg: object, i: int, messages: list[JSONValue]) -> dict[str, Any]:
     where = f"messages[{i}]"
     if not isinstance(msg, dict):
         raise invalid(where, "a message object", msg)
@@ -157,7 +158,7 @@ def _message(msg: Any, i: int, messages: list[Any]) -> dict[str, Any]:
     return parse_message(out, i)
 
 
-def _tools(value: Any) -> list[dict[str, Any]] | None:
+def _tools(value: object) -> list[dict[str, Any]] | None:
     if value is None:
         return None
     if not isinstance(value, list):
@@ -197,7 +198,7 @@ def forced_tool_format(tools: list[dict[str, Any]]) -> dict[str, Any]:
     return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
 
 
-def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | None, bool]:
+def _tool_choice(value: object, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | None, bool]:
     """(tools to offer, whether a call is forced)."""
     if value is None or value == "auto":
         return tools, False
@@ -219,7 +220,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[d
     raise BadRequest("invalid value for 'tool_choice': use \"none\", \"auto\", \"required\" or a function object", param="tool_choice")
 
 
-def _response_format(value: Any) -> str | dict[str, Any] | None:
+def _response_format(value: object) -> str | dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -238,7 +239,7 @@ def _response_format(value: Any) -> str | dict[str, Any] | None:
     raise BadRequest(f"invalid 'response_format' type {kind!r}: use \"text\", \"json_object\" or \"json_schema\"", param="response_format")
 
 
-def _think(body: dict[str, Any]) -> bool | str | None:
+def _think(body: JSONObject) -> bool | str | None:
     reasoning = body.get("reasoning")
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else body.get("reasoning_effort")
     if effort is None:
@@ -248,7 +249,7 @@ def _think(body: dict[str, Any]) -> bool | str | None:
     return False if effort == "none" else str(effort)
 
 
-def parse_chat_completion(body: dict[str, Any]) -> ChatTranslation:
+def parse_chat_completion(body: JSONObject) -> ChatTranslation:
     model = model_name(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -283,7 +284,7 @@ def parse_chat_completion(body: dict[str, Any]) -> ChatTranslation:
 # --- completions ----------------------------------------------------------------------------
 
 
-def _prompt(value: Any) -> str:
+def _prompt(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
@@ -297,7 +298,7 @@ def _prompt(value: Any) -> str:
     raise invalid("prompt", "a string", value)
 
 
-def parse_completion(body: dict[str, Any]) -> CompletionTranslation:
+def parse_completion(body: JSONObject) -> CompletionTranslation:
     model = model_name(body)
     check_n(body)
     best_of = get_int(body, "best_of", minimum=1)
@@ -325,13 +326,13 @@ def parse_completion(body: dict[str, Any]) -> CompletionTranslation:
 # --- embeddings -----------------------------------------------------------------------------
 
 
-def parse_embedding(body: dict[str, Any]) -> EmbeddingTranslation:
+def parse_embedding(body: JSONObject) -> EmbeddingTranslation:
     model = model_name(body)
     raw = body.get("input")
     if isinstance(raw, str):
         inputs = [raw]
     elif isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
-        inputs = list(raw)
+        inputs = [x for x in raw if isinstance(x, str)]  # all are
     elif isinstance(raw, list) and raw and all(isinstance(x, (int, list)) and not isinstance(x, bool) for x in raw):
         raise BadRequest("'input' as token ids is not supported: send strings")
     elif raw is None or raw == []:

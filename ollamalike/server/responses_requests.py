@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollamalike.errors import BadRequest
-from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message, parse_options
+from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message
 from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid, type_name
-from ollamalike.server.openai_fields import context_options, model_name, tool_arguments_json
+from ollamalike.options import Options
+from ollamalike.server.openai_fields import context_options, model_name, named_options, tool_arguments_json
 from ollamalike.server.openai_requests import forced_tool_format
 from ollamalike.server.tool_ids import tool_call_id
 
@@ -228,16 +229,11 @@ def _think(reasoning: Any) -> bool | str | None:
     return _EFFORTS[effort]
 
 
-def _options(body: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(context_options(body))
-    for name in ("temperature", "top_p"):
-        value = get_number(body, name)
-        if value is not None:
-            merged[name] = value
-    max_tokens = get_int(body, "max_output_tokens", minimum=1)
-    if max_tokens is not None:
-        merged["num_predict"] = max_tokens
-    return parse_options(merged)
+def _options(body: dict[str, Any]) -> Options:
+    extras = context_options(body)
+    named: dict[str, object] = {name: get_number(body, name) for name in ("temperature", "top_p")}
+    named["num_predict"] = get_int(body, "max_output_tokens", minimum=1)
+    return named_options(extras, named)
 
 
 def parse_response_request(body: dict[str, Any], history: list[dict[str, Any]]) -> ResponsesTranslation:
