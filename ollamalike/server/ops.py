@@ -3,7 +3,7 @@
 Each app has its own ``CollectorRegistry`` (several apps can live in one test process). Request
 counts and durations come from the access middleware, keyed by the route pattern; token counts
 and latencies from the final chunk of each generate/chat/embed (the inference service calls the
-observer this module installs in ``state.extras``); queue depth and loaded models are read from
+observer this module installs on ``state.inference``); queue depth and loaded models are read from
 the scheduler at scrape time; pull bytes from the registry's shared transfer counter.
 
 This module also installs the security (``server.security``) and size-limit (``server.limits``)
@@ -34,8 +34,6 @@ log = logging.getLogger("ollamalike.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 METRICS_KEY = "metrics"
-PULL_STATS_KEY = "pull_stats"  # state.extras: {"transferred": bytes}, shared by every pull
-OBSERVER_KEY = "inference_observer"  # state.extras: called with (request dataclass, final chunk)
 
 # Model loads and long generations are slow; the buckets reach minutes.
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -118,7 +116,7 @@ class SchedulerCollector(Collector):
             memory.add_metric([str(entry.get("name")), "vram"], float(vram))
         yield memory
         pulled = CounterMetricFamily("ollamalike_pull_bytes", "Bytes downloaded by model pulls")
-        pulled.add_metric([], float(state.extras.get(PULL_STATS_KEY, {}).get("transferred", 0)))
+        pulled.add_metric([], float(state.pull_stats.get("transferred", 0)))
         yield pulled
 
 
@@ -192,8 +190,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 async def _install_observers(app: web.Application) -> None:
     """After the state exists (on_startup runs after the state context): hand it our hooks."""
     state = app["state"]
-    state.extras[OBSERVER_KEY] = _metrics(app).observe_inference
-    state.extras.setdefault(PULL_STATS_KEY, {"transferred": 0})
+    state.inference.observer = _metrics(app).observe_inference
 
 
 def setup(app: web.Application) -> None:
