@@ -16,7 +16,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, InternalError
@@ -33,11 +33,17 @@ from ollamalike.store.manifest import (
     MEDIA_TEMPLATE,
 )
 
+if TYPE_CHECKING:
+    from ollamalike.gguf_info import GGUFInfo
+
 _INFO_MODULE = "ollamalike.gguf_info"
 
 
 @dataclass
 class ResolvedModel:
+    """What inference loads and prompts. ``name`` is the display form of the name it was resolved
+    by (``ModelName.display``); the scheduler keys loaded models by it, case-insensitively."""
+
     name: str
     digest: str
     model_path: Path
@@ -47,7 +53,7 @@ class ResolvedModel:
     system: str | None
     parameters: dict[str, Any]
     messages: list[dict[str, Any]]
-    info: Any  # gguf_info.GGUFInfo
+    info: GGUFInfo
     details: dict[str, Any]
     capabilities: list[str]
     license: list[str] = field(default_factory=list)

@@ -22,23 +22,28 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollamalike.config import Config
 from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
 from ollamalike.hardware.planner import InsufficientMemory
+from ollamalike.runner.like import RunnerLike
 from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load
 from ollamalike.scheduler.report import ModelLoad, ModelState, SchedulerSnapshot, model_load, ps_entry
 
+if TYPE_CHECKING:
+    from ollamalike.library.models import ResolvedModel
+
 log = logging.getLogger("ollamalike.scheduler")
 
-StartRunner = Callable[[RunnerSpec, Config], Awaitable[Any]]
-Layout = Callable[[LoadPlan, Any, Config], LoadPlan]
+StartRunner = Callable[[RunnerSpec, Config], Awaitable[RunnerLike]]
+Planner = Callable[["ResolvedModel", dict[str, Any], Config], LoadPlan]
+Layout = Callable[[LoadPlan, "ResolvedModel", Config], LoadPlan]
 # How long an eviction made for room may take before the load goes ahead anyway.
 EVICTION_WAIT_SECONDS = 30.0
 
-async def _start_real_runner(spec: RunnerSpec, config: Config) -> Any:
+async def _start_real_runner(spec: RunnerSpec, config: Config) -> RunnerLike:
     from ollamalike.runner.client import RunnerProcess
 
     return await RunnerProcess.start(spec, config)
@@ -50,21 +55,19 @@ def _free_memory() -> int | None:
     return available_memory()
 
 
-def model_key(model: Any) -> str:
-    """The name a loaded model is known by (full form, case-insensitive)."""
-    name = model.name
-    key = getattr(name, "key", None)
-    return str(key()) if callable(key) else str(name).lower()
+def model_key(model: ResolvedModel | str) -> str:
+    """The name a loaded model is known by: its display name (or that name itself), case-insensitive."""
+    return (model if isinstance(model, str) else model.name).lower()
 
 
 @dataclass
 class _Loaded:
     key: str
-    model: Any
+    model: ResolvedModel
     plan: LoadPlan  # as laid out at load time (GPU layers, memory)
     ready: asyncio.Future[None]
     requested: RunnerSpec  # the request plan's spec: what sharing compares
-    runner: Any = None
+    runner: RunnerLike | None = None
     active: int = 0  # leases out, embedding ones included
     embeds: int = 0  # of which embedding leases
     keep_alive: float = 300.0
@@ -81,7 +84,7 @@ class _Loaded:
 
     @property
     def alive(self) -> bool:
-        return self.loaded and bool(getattr(self.runner, "alive", True))
+        return self.loaded and self.runner is not None and self.runner.alive
 
 
 class Lease:
@@ -91,8 +94,10 @@ class Lease:
         self._scheduler = scheduler
         self._entry = entry
         self.embedding = embedding
-        self.runner: Any = entry.runner
-        self.model: Any = entry.model
+        # A lease is only made on a loaded entry: its runner is set.
+        assert entry.runner is not None
+        self.runner: RunnerLike = entry.runner
+        self.model: ResolvedModel = entry.model
         self.num_ctx: int = entry.plan.num_ctx
         self.load_duration_ns = load_duration_ns
         self.released = False
@@ -114,7 +119,7 @@ class Scheduler:
         self,
         config: Config,
         start_runner: StartRunner | None = None,
-        planner: Callable[..., LoadPlan] = plan_load,
+        planner: Planner = plan_load,
         free_memory: Callable[[], int | None] = _free_memory,
         layout: Layout = layout_load,
     ) -> None:
@@ -132,7 +137,7 @@ class Scheduler:
 
     # -- acquiring -------------------------------------------------------------------------
     async def acquire(
-        self, model: Any, options: dict[str, Any], keep_alive: float | None, embedding: bool = False
+        self, model: ResolvedModel, options: dict[str, Any], keep_alive: float | None, embedding: bool = False
     ) -> Lease:
         """A lease on ``model``'s runner, loading it if needed. Full queue -> ``Overloaded``.
 
@@ -223,7 +228,7 @@ class Scheduler:
         load_ns, entry.load_duration_ns = entry.load_duration_ns, 0
         return Lease(self, entry, load_ns, embedding)
 
-    def _start_load_locked(self, key: str, model: Any, plan: LoadPlan) -> _Loaded:
+    def _start_load_locked(self, key: str, model: ResolvedModel, plan: LoadPlan) -> _Loaded:
         loop = asyncio.get_running_loop()
         entry = _Loaded(key=key, model=model, plan=plan, ready=loop.create_future(), requested=plan.spec)
         self._models[key] = entry
@@ -277,7 +282,7 @@ class Scheduler:
                     self._cond.notify_all()
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + EVICTION_WAIT_SECONDS
-                while runner is not None and getattr(runner, "alive", False) and loop.time() < deadline:
+                while runner is not None and runner.alive and loop.time() < deadline:
                     await asyncio.sleep(0.05)
 
     def _make_room_locked(self, plan: LoadPlan) -> bool:
@@ -360,15 +365,15 @@ class Scheduler:
         task.add_done_callback(self._stopping.discard)
 
     @staticmethod
-    async def _stop_runner(key: str, runner: Any) -> None:
+    async def _stop_runner(key: str, runner: RunnerLike) -> None:
         try:
             await runner.stop()
         except Exception:
             log.exception("stopping the runner for %s failed", key)
 
-    async def unload(self, model: Any) -> bool:
-        """Unload ``model`` (a ResolvedModel or a name) now, or as soon as its requests finish."""
-        key = model_key(model) if hasattr(model, "name") else str(model).lower()
+    async def unload(self, model: ResolvedModel | str) -> bool:
+        """Unload ``model`` (a ResolvedModel or its display name) now, or as soon as its requests finish."""
+        key = model_key(model)
         async with self._cond:
             entry = self._models.get(key)
             if entry is None:
@@ -381,7 +386,7 @@ class Scheduler:
             self._cond.notify_all()
         return True
 
-    def is_loaded(self, model: Any) -> bool:
+    def is_loaded(self, model: ResolvedModel | str) -> bool:
         entry = self._models.get(model_key(model))
         return entry is not None and entry.alive
 
@@ -425,6 +430,7 @@ class Scheduler:
         for entry in entries:
             if not entry.alive:
                 continue
+            assert entry.runner is not None  # alive: loaded
             out.append(ps_entry(entry.model, entry.runner, entry.plan, entry.keep_alive, entry.expires_at))
         return out
 

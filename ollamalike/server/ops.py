@@ -17,7 +17,7 @@ import contextvars
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from ollamalike.errors import OllamalikeError
+from ollamalike.inference import ChatRequest, GenerateRequest, InferenceRequest
 from ollamalike.server import limits, security
 
 log = logging.getLogger("ollamalike.access")
@@ -66,9 +67,10 @@ class Metrics:
                                        "Mean time per generated token after the first, per request",
                                        ["model"], buckets=_TOKEN_BUCKETS, registry=self.registry)
 
-    def observe_inference(self, req: Any, final: dict[str, Any]) -> None:
-        """Record one finished generate/chat/embed from its final chunk (durations in ns)."""
-        model = str(getattr(req, "model", "") or final.get("model") or "unknown")
+    def observe_inference(self, req: InferenceRequest, final: Mapping[str, Any]) -> None:
+        """Record one finished generate/chat/embed from its final chunk (durations in ns): the
+        service's ``InferenceObserver``."""
+        model = str(req.model or final.get("model") or "unknown")
         prompt = int(final.get("prompt_eval_count") or 0)
         output = int(final.get("eval_count") or 0)
         self.prompt_tokens.labels(model).inc(prompt)
@@ -86,8 +88,16 @@ class Metrics:
         if info is not None:
             info.update(model=model, prompt_tokens=prompt, output_tokens=output)
             if info.get("log_prompts"):
-                info["prompt"] = getattr(req, "prompt", None) or getattr(req, "messages", None) \
-                    or getattr(req, "input", None)
+                info["prompt"] = _prompt_of(req)
+
+
+def _prompt_of(req: InferenceRequest) -> object:
+    """What the access log shows as the prompt (OLLAMALIKE_LOG_PROMPTS): text, messages or inputs."""
+    if isinstance(req, GenerateRequest):
+        return req.prompt or None
+    if isinstance(req, ChatRequest):
+        return req.messages or None
+    return req.input or None
 
 
 class SchedulerCollector(Collector):
@@ -102,7 +112,7 @@ class SchedulerCollector(Collector):
             return
         scheduler = state.scheduler
         queue = GaugeMetricFamily("ollamalike_queue_depth", "Requests waiting for a runner slot")
-        queue.add_metric([], float(getattr(scheduler, "queued", 0)))
+        queue.add_metric([], float(scheduler.queued))
         yield queue
         loaded = scheduler.ps()
         count = GaugeMetricFamily("ollamalike_loaded_models", "Models loaded in runner processes")
