@@ -21,7 +21,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ollamalike.config import Config
@@ -29,11 +28,14 @@ from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
 from ollamalike.hardware.planner import InsufficientMemory
 from ollamalike.runner.like import RunnerLike
 from ollamalike.runner.spec import RunnerSpec
+from ollamalike.scheduler.lease import Lease, LoadedEntry
 from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load
 from ollamalike.scheduler.report import ModelLoad, ModelState, SchedulerSnapshot, model_load, ps_entry
 
 if TYPE_CHECKING:
     from ollamalike.library.models import ResolvedModel
+
+__all__ = ["EVICTION_WAIT_SECONDS", "Layout", "Lease", "LoadedEntry", "Planner", "Scheduler", "StartRunner", "model_key"]
 
 log = logging.getLogger("ollamalike.scheduler")
 
@@ -60,60 +62,6 @@ def model_key(model: ResolvedModel | str) -> str:
     return (model if isinstance(model, str) else model.name).lower()
 
 
-@dataclass
-class _Loaded:
-    key: str
-    model: ResolvedModel
-    plan: LoadPlan  # as laid out at load time (GPU layers, memory)
-    ready: asyncio.Future[None]
-    requested: RunnerSpec  # the request plan's spec: what sharing compares
-    runner: RunnerLike | None = None
-    active: int = 0  # leases out, embedding ones included
-    embeds: int = 0  # of which embedding leases
-    keep_alive: float = 300.0
-    expires_at: float | None = None  # wall-clock seconds; None while forever
-    last_used: float = field(default_factory=time.monotonic)
-    draining: bool = False  # no new leases: it is being replaced or unloaded
-    timer: asyncio.TimerHandle | None = None
-    load_duration_ns: int = 0
-    load_waiters: int = 0
-
-    @property
-    def loaded(self) -> bool:
-        return self.ready.done() and self.ready.exception() is None and self.runner is not None
-
-    @property
-    def alive(self) -> bool:
-        return self.loaded and self.runner is not None and self.runner.alive
-
-
-class Lease:
-    """A slot on a loaded runner. Release it exactly once (``release`` is idempotent)."""
-
-    def __init__(self, scheduler: Scheduler, entry: _Loaded, load_duration_ns: int, embedding: bool = False) -> None:
-        self._scheduler = scheduler
-        self._entry = entry
-        self.embedding = embedding
-        # A lease is only made on a loaded entry: its runner is set.
-        assert entry.runner is not None
-        self.runner: RunnerLike = entry.runner
-        self.model: ResolvedModel = entry.model
-        self.num_ctx: int = entry.plan.num_ctx
-        self.load_duration_ns = load_duration_ns
-        self.released = False
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self._scheduler._release(self._entry, self.embedding)
-
-    async def __aenter__(self) -> Lease:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()
-
-
 class Scheduler:
     def __init__(
         self,
@@ -128,7 +76,7 @@ class Scheduler:
         self._planner = planner
         self._free_memory = free_memory
         self._layout = layout
-        self._models: dict[str, _Loaded] = {}
+        self._models: dict[str, LoadedEntry] = {}
         self._cond = asyncio.Condition()
         self._waiting = 0
         self._waiting_by_key: dict[str, int] = {}  # the same waiters per model key (health's queue depth)
@@ -197,7 +145,7 @@ class Scheduler:
         else:
             self._waiting_by_key.pop(key, None)
 
-    async def _wait_for_load(self, entry: _Loaded) -> None:
+    async def _wait_for_load(self, entry: LoadedEntry) -> None:
         """Wait for a load started by anyone; its failure is this request's too. The first
         ``num_parallel`` waiters will get a slot once it is loaded; only the others count as queued."""
         queued = entry.load_waiters >= self.config.num_parallel
@@ -215,7 +163,7 @@ class Scheduler:
                 self._count_waiter(entry.key, -1)
             await self._cond.acquire()
 
-    def _lease_locked(self, entry: _Loaded, keep_alive: float, embedding: bool = False) -> Lease:
+    def _lease_locked(self, entry: LoadedEntry, keep_alive: float, embedding: bool = False) -> Lease:
         if entry.timer is not None:
             entry.timer.cancel()
             entry.timer = None
@@ -228,15 +176,15 @@ class Scheduler:
         load_ns, entry.load_duration_ns = entry.load_duration_ns, 0
         return Lease(self, entry, load_ns, embedding)
 
-    def _start_load_locked(self, key: str, model: ResolvedModel, plan: LoadPlan) -> _Loaded:
+    def _start_load_locked(self, key: str, model: ResolvedModel, plan: LoadPlan) -> LoadedEntry:
         loop = asyncio.get_running_loop()
-        entry = _Loaded(key=key, model=model, plan=plan, ready=loop.create_future(), requested=plan.spec)
+        entry = LoadedEntry(key=key, model=model, plan=plan, ready=loop.create_future(), requested=plan.spec)
         self._models[key] = entry
         # A task of its own: the requester may disconnect, the others waiting still need the model.
         self._spawn(self._load(entry))
         return entry
 
-    async def _load(self, entry: _Loaded) -> None:
+    async def _load(self, entry: LoadedEntry) -> None:
         started = time.perf_counter_ns()
         try:
             entry.plan = await self._fit(entry)
@@ -265,7 +213,7 @@ class Scheduler:
                 self._after_idle_locked(entry)
             self._cond.notify_all()
 
-    async def _fit(self, entry: _Loaded) -> LoadPlan:
+    async def _fit(self, entry: LoadedEntry) -> LoadPlan:
         """Lay the model out against the memory free now; when it does not fit, evict idle models
         (least recently used first), wait for their runners to exit, and try again."""
         while True:
@@ -309,24 +257,24 @@ class Scheduler:
         return True
 
     @staticmethod
-    def _lru_idle(entries: list[_Loaded]) -> _Loaded | None:
+    def _lru_idle(entries: list[LoadedEntry]) -> LoadedEntry | None:
         idle = [e for e in entries if e.ready.done() and e.active == 0]
         return min(idle, key=lambda e: e.last_used) if idle else None
 
     # -- releasing and unloading ---------------------------------------------------------
-    def _release(self, entry: _Loaded, embedding: bool = False) -> None:
+    def _release(self, entry: LoadedEntry, embedding: bool = False) -> None:
         entry.active -= 1
         entry.embeds -= int(embedding)
         entry.last_used = time.monotonic()
         self._spawn(self._release_async(entry))
 
-    async def _release_async(self, entry: _Loaded) -> None:
+    async def _release_async(self, entry: LoadedEntry) -> None:
         async with self._cond:
             if entry.active == 0:
                 self._after_idle_locked(entry)
             self._cond.notify_all()
 
-    def _after_idle_locked(self, entry: _Loaded) -> None:
+    def _after_idle_locked(self, entry: LoadedEntry) -> None:
         if entry.active > 0 or self._models.get(entry.key) is not entry:
             return
         if entry.draining or entry.keep_alive == 0 or not entry.alive:
@@ -339,14 +287,14 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         entry.timer = loop.call_later(entry.keep_alive, lambda: self._spawn(self._expire(entry)))
 
-    async def _expire(self, entry: _Loaded) -> None:
+    async def _expire(self, entry: LoadedEntry) -> None:
         async with self._cond:
             if entry.active == 0 and self._models.get(entry.key) is entry:
                 log.info("keep_alive expired for %s; unloading", entry.key)
                 self._unload_locked(entry)
                 self._cond.notify_all()
 
-    def _unload_locked(self, entry: _Loaded) -> None:
+    def _unload_locked(self, entry: LoadedEntry) -> None:
         """Forget the entry now and stop its runner in the background (always reaped)."""
         if self._models.get(entry.key) is entry:
             del self._models[entry.key]
