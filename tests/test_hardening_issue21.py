@@ -34,6 +34,7 @@ from ollamalike.hardware import planner
 from ollamalike.scheduler import Scheduler
 from ollamalike.server.app import make_app
 from ollamalike.store import Store
+from tests.fakes import resolved_model
 from tests.gguf_bytes import gstr, kv_str, kv_u32, minimal, tensor_info
 from tests.helpers import assert_api_error, assert_openai_error, store_snapshot
 
@@ -156,8 +157,7 @@ async def test_planner_runs_off_the_event_loop(tmp_path: Path) -> None:
         raise BadRequest("planned")
 
     sched = Scheduler(load_config(), planner=slow_planner)
-    model = SimpleNamespace(name="m:latest", digest="sha256:" + "ab" * 32, model_path=tmp_path / "m", adapters=[],
-                            details={}, info=None)
+    model = resolved_model(name="m:latest", digest="sha256:" + "ab" * 32, model_path=tmp_path / "m")
     start = time.monotonic()
     acquire = asyncio.create_task(sched.acquire(model, {}, None))
     await asyncio.sleep(0.1)  # the acquire task runs the planner meanwhile: on the loop, this sleep takes 1 s

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -20,6 +19,7 @@ from ollamalike.config import load_config
 from ollamalike.gguf_info import read_gguf_info
 from ollamalike.scheduler.plan import layout_load, plan_load
 from tests.daemon import Daemon
+from tests.fakes import resolved_model
 from tests.infer_helpers import create_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def test_info_with_a_broken_runner_python_still_prints_the_machine() -> None:
 def test_scheduler_plans_a_tiny_model_on_the_cpu(tiny_chat_q4_gguf: Path) -> None:
     config = load_config()
     info = read_gguf_info(tiny_chat_q4_gguf)
-    model = SimpleNamespace(name="tiny:latest", model_path=tiny_chat_q4_gguf, adapters=[], info=info)
+    model = resolved_model(name="tiny:latest", model_path=tiny_chat_q4_gguf, info=info)
     plan = plan_load(model, {}, config)
     assert plan.spec.gpu_layers == -1  # auto until the load lays it out
     laid = layout_load(plan, model, config)

@@ -28,6 +28,7 @@ from ollamalike.hardware.planner import (
     plan_load,
     processor_text,
 )
+from tests.fakes import gguf_info, resolved_model
 
 CUDA = {"backend": "cuda", "gpu_offload": True}
 CPU_ONLY = {"backend": "cpu", "gpu_offload": False}
@@ -216,7 +217,7 @@ def test_the_split_reaches_the_runner_command_line(monkeypatch: pytest.MonkeyPat
 
     free = [mib(RESERVE + 81 + 5 * 116 + 20), mib(RESERVE + 81 + 4 * 116 + 20)]
     monkeypatch.setattr(sched_plan.hardware, "system", lambda config, refresh=False: system(free))
-    loaded = SimpleNamespace(name="two-gpus:latest", model_path=Path("/models/m.gguf"), adapters=[], info=model())
+    loaded = resolved_model(name="two-gpus:latest", model_path=Path("/models/m.gguf"), info=gguf_info(**vars(model())))
     requested = sched_plan.plan_load(loaded, {"num_ctx": 4096, "main_gpu": 1}, config())
     assert requested.spec.tensor_split == () and requested.spec.main_gpu == 1
     laid = sched_plan.layout_load(requested, loaded, config())

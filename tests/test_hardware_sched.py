@@ -7,24 +7,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from ollamalike.config import Config, load_config
 from ollamalike.hardware.planner import InsufficientMemory
+from ollamalike.library.models import ResolvedModel
 from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler import Scheduler
 from ollamalike.scheduler.plan import LoadPlan
+from tests.fakes import StubRunner, gguf_info, resolved_model
 
 
-class Runner:
-    def __init__(self, spec: RunnerSpec) -> None:
-        self.spec = spec
-        self.alive = True
-        self.memory = {"size": 0, "size_vram": 0}
-
+class Runner(StubRunner):
     async def stop(self) -> None:
         await asyncio.sleep(0.01)
         self.alive = False
@@ -49,7 +44,7 @@ class Layout:
         self.starter = starter
         self.alive_at_call: list[list[bool]] = []  # which runners were still running at each call
 
-    def __call__(self, plan: LoadPlan, model: Any, config: Config) -> LoadPlan:
+    def __call__(self, plan: LoadPlan, model: ResolvedModel, config: Config) -> LoadPlan:
         self.calls.append(str(model.name))
         if self.starter is not None:
             self.alive_at_call.append([r.alive for r in self.starter.started])
@@ -59,12 +54,12 @@ class Layout:
         return dataclasses.replace(plan, gpu_layers=outcome, size_vram=outcome, spec=dataclasses.replace(plan.spec, gpu_layers=outcome))
 
 
-def model(tmp_path: Path, name: str) -> SimpleNamespace:
+def model(tmp_path: Path, name: str) -> ResolvedModel:
     path = tmp_path / f"{name}.gguf"
     path.write_bytes(b"x" * 100)
-    info = SimpleNamespace(context_length=2048, block_count=2, embedding_length=64, head_count=4, head_count_kv=4,
-                           is_embedding_model=False)
-    return SimpleNamespace(name=name, digest="sha256:" + "cd" * 32, model_path=path, adapters=[], details={}, info=info)
+    info = gguf_info(context_length=2048, block_count=2, embedding_length=64, head_count=4, head_count_kv=4,
+                     is_embedding_model=False)
+    return resolved_model(name=name, digest="sha256:" + "cd" * 32, model_path=path, adapters=[], details={}, info=info)
 
 
 def scheduler(starter: Starter, layout: Layout) -> Scheduler:

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from ollamalike.inference import service
+from tests.fakes import StubRunner, resolved_model
 
 
-class _Runner:
-    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        return list(range(len(text.split())))
+class _Runner(StubRunner):
+    """One token per word (StubRunner's tokenizer)."""
 
 
 async def test_chat_render_runs_in_a_worker_thread(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,7 +36,7 @@ async def test_chat_render_runs_in_a_worker_thread(monkeypatch: pytest.MonkeyPat
 
     task = asyncio.create_task(ticker())
     try:
-        prompt, tokens = await service._fit_chat(_Runner(), object(), [{"role": "user", "content": "hi"}],
+        prompt, tokens = await service._fit_chat(_Runner(), resolved_model(), [{"role": "user", "content": "hi"}],
                                                  None, None, num_ctx=100)
     finally:
         task.cancel()

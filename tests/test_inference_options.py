@@ -4,14 +4,15 @@ named template's stop words only when nobody set any."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from ollamalike.gguf_info import read_gguf_info
 from ollamalike.inference.service import runner_options
+from ollamalike.library.models import ResolvedModel
 from ollamalike.options import Options
+from tests.fakes import resolved_model
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +20,8 @@ def info(tiny_chat_gguf: Path) -> Any:
     return read_gguf_info(tiny_chat_gguf)
 
 
-def model(info: Any, parameters: dict[str, Any], template: str | None = None) -> SimpleNamespace:
-    return SimpleNamespace(template=template, system=None, messages=[], info=info, parameters=parameters)
+def model(info: Any, parameters: dict[str, Any], template: str | None = None) -> ResolvedModel:
+    return resolved_model(template=template, info=info, parameters=parameters)
 
 
 def test_template_stop_words_are_the_default(info: Any) -> None:

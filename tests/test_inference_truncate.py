@@ -3,23 +3,20 @@ oldest turns dropped (with the real template renderer and a tokenizer stand-in t
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from ollamalike.inference.service import _fit_chat
+from tests.fakes import StubRunner, resolved_model
 
 
-class WordTokenizer:
+class WordTokenizer(StubRunner):
     """One token per whitespace-separated word: enough to check which messages are kept."""
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         return list(range(len(text.split())))
 
 
-MODEL = SimpleNamespace(
-    template="{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant:",
-    system=None, messages=[], info=SimpleNamespace(chat_template=None), parameters={},
-)
+MODEL = resolved_model(template="{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant:")
 
 
 def conversation(turns: int) -> list[dict[str, Any]]:
@@ -53,6 +50,7 @@ async def test_a_single_overlong_message_keeps_its_tail() -> None:
 
 class CountingTokenizer(WordTokenizer):
     def __init__(self) -> None:
+        super().__init__()
         self.calls = 0
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]:

@@ -79,7 +79,7 @@ async def test_each_app_has_its_own_registry(aiohttp_client: Any, tmp_path: Path
 async def test_inference_observer_derives_token_latencies(client: Any) -> None:
     from ollamalike.inference import GenerateRequest
 
-    observe = client.server.app["state"].extras["inference_observer"]
+    observe = client.server.app["state"].inference.observer
     # 4 prompt tokens, 5 generated in 0.5 s, 1.5 s in all: first token after 1.0 + 0.1 s.
     observe(GenerateRequest(model="m1"), {"prompt_eval_count": 4, "eval_count": 5, "eval_duration": 500_000_000,
                                           "total_duration": 1_500_000_000})

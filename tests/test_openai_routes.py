@@ -1,5 +1,5 @@
-"""Unit tests of the /v1 route layer on the real aiohttp app, with ``inference`` replaced by a
-scripted stand-in: SSE framing, [DONE], errors before and after the stream starts, and that the
+"""Unit tests of the /v1 route layer on the real aiohttp app, with the app's ``InferenceService``
+replaced by a scripted stand-in: SSE framing, [DONE], errors before and after the stream starts, and that the
 handlers pass the translated request to inference. The real path is covered by test_openai_e2e.py.
 """
 
@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from ollamalike import inference
 from ollamalike.config import load_config
 from ollamalike.errors import ModelNotFound, Overloaded, RunnerError
 from ollamalike.server.app import make_app
@@ -40,13 +39,13 @@ class FakeInference:
         finally:
             self.closed = True
 
-    def chat(self, state: Any, req: Any) -> AsyncIterator[dict[str, Any]]:
+    def chat(self, req: Any) -> AsyncIterator[dict[str, Any]]:
         return self._run(req)
 
-    def generate(self, state: Any, req: Any) -> AsyncIterator[dict[str, Any]]:
+    def generate(self, req: Any) -> AsyncIterator[dict[str, Any]]:
         return self._run(req)
 
-    async def embed(self, state: Any, req: Any) -> dict[str, Any]:
+    async def embed(self, req: Any) -> dict[str, Any]:
         self.requests.append(req)
         for item in self.script:
             if isinstance(item, Exception):
@@ -55,16 +54,16 @@ class FakeInference:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> FakeInference:
-    f = FakeInference()
-    for name in ("chat", "generate", "embed"):
-        monkeypatch.setattr(inference, name, getattr(f, name), raising=False)
-    return f
+def fake() -> FakeInference:
+    return FakeInference()
 
 
 @pytest.fixture
 async def client(aiohttp_client: Any, fake: FakeInference) -> TestClient:
-    return await aiohttp_client(make_app(load_config()))
+    client: TestClient = await aiohttp_client(make_app(load_config()))
+    # The handlers reach inference only through the app state's service: the fake stands in for it.
+    client.server.app["state"].inference = fake
+    return client
 
 
 def msg(text: str, done: bool = False, **extra: Any) -> dict[str, Any]:

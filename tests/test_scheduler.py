@@ -10,28 +10,23 @@ import asyncio
 import dataclasses
 import re
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from ollamalike.config import load_config
 from ollamalike.errors import BadRequest, Overloaded, RunnerError
+from ollamalike.library.models import ResolvedModel
 from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler import Scheduler
 from ollamalike.scheduler.plan import plan_load
+from tests.fakes import StubRunner, gguf_info, resolved_model
 
 
-class FakeRunner:
+class FakeRunner(StubRunner):
     def __init__(self, spec: RunnerSpec) -> None:
-        self.spec = spec
-        self.alive = True
-        self.stopped = False
+        super().__init__(spec)
         self.memory = {"size": 1000, "size_vram": 0}
-
-    async def stop(self) -> None:
-        self.stopped = True
-        self.alive = False
 
 
 class Starter:
@@ -53,12 +48,12 @@ class Starter:
         return runner
 
 
-def model(tmp_path: Path, name: str = "tiny:latest", ctx: int = 2048) -> SimpleNamespace:
+def model(tmp_path: Path, name: str = "tiny:latest", ctx: int = 2048) -> ResolvedModel:
     path = tmp_path / f"{name.replace(':', '_')}.gguf"
     path.write_bytes(b"x" * 100)
-    info = SimpleNamespace(context_length=ctx, block_count=2, embedding_length=64, head_count=4, head_count_kv=4,
-                           is_embedding_model=False)
-    return SimpleNamespace(name=name, digest="sha256:" + "ab" * 32, model_path=path, adapters=[],
+    info = gguf_info(context_length=ctx, block_count=2, embedding_length=64, head_count=4, head_count_kv=4,
+                     is_embedding_model=False)
+    return resolved_model(name=name, digest="sha256:" + "ab" * 32, model_path=path, adapters=[],
                            details={"family": "llama"}, info=info)
 
 

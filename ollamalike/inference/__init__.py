@@ -1,11 +1,13 @@
-"""Generate / chat / embed as service functions: the one inference path.
+"""The one inference path: request dataclasses (``requests``) and ``InferenceService`` (``service``).
 
-The native routes and the OpenAI and Anthropic translations all build a request dataclass (``requests``) and
-call ``generate``, ``chat`` or ``embed`` (``service``). Nothing here knows about HTTP.
+The native routes and the OpenAI, Anthropic and Responses translations all build a request
+dataclass and call ``InferenceService.generate``, ``chat``, ``embed`` or ``count_chat_tokens``.
+Nothing here knows about HTTP.
 """
 
 from __future__ import annotations
 
+from ollamalike.inference.chunks import FinalChunk, collect
 from ollamalike.inference.requests import (
     ChatRequest,
     EmbedRequest,
@@ -17,19 +19,18 @@ from ollamalike.inference.requests import (
     parse_keep_alive,
     parse_message,
 )
-from ollamalike.inference.service import chat, collect, embed, generate, resolve
-from ollamalike.inference.tokens import count_chat_tokens
+from ollamalike.inference.service import InferenceObserver, InferenceRequest, InferenceService, resolve
 
 __all__ = [
-    "chat",
     "collect",
-    "count_chat_tokens",
-    "embed",
-    "generate",
     "resolve",
     "ChatRequest",
     "EmbedRequest",
+    "FinalChunk",
     "GenerateRequest",
+    "InferenceObserver",
+    "InferenceRequest",
+    "InferenceService",
     "parse_chat_request",
     "parse_embed_request",
     "parse_embeddings_request",

@@ -41,6 +41,9 @@ _INFO_MODULE = "ollamalike.gguf_info"
 
 @dataclass
 class ResolvedModel:
+    """What inference loads and prompts. ``name`` is the display form of the name it was resolved
+    by (``ModelName.display``); the scheduler keys loaded models by it, case-insensitively."""
+
     name: str
     digest: str
     model_path: Path

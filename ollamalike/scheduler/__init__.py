@@ -21,25 +21,32 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollamalike.config import Config
 from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
 from ollamalike.hardware.planner import InsufficientMemory
 from ollamalike.options import Options
+from ollamalike.runner.like import RunnerLike
 from ollamalike.runner.spec import RunnerSpec
+from ollamalike.scheduler.lease import Lease, LoadedEntry
 from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load
 from ollamalike.scheduler.report import ModelLoad, ModelState, SchedulerSnapshot, model_load, ps_entry
 
+if TYPE_CHECKING:
+    from ollamalike.library.models import ResolvedModel
+
+__all__ = ["EVICTION_WAIT_SECONDS", "Layout", "Lease", "LoadedEntry", "Planner", "Scheduler", "StartRunner", "model_key"]
+
 log = logging.getLogger("ollamalike.scheduler")
 
-StartRunner = Callable[[RunnerSpec, Config], Awaitable[Any]]
-Layout = Callable[[LoadPlan, Any, Config], LoadPlan]
+StartRunner = Callable[[RunnerSpec, Config], Awaitable[RunnerLike]]
+Planner = Callable[["ResolvedModel", Options, Config], LoadPlan]
+Layout = Callable[[LoadPlan, "ResolvedModel", Config], LoadPlan]
 # How long an eviction made for room may take before the load goes ahead anyway.
 EVICTION_WAIT_SECONDS = 30.0
 
-async def _start_real_runner(spec: RunnerSpec, config: Config) -> Any:
+async def _start_real_runner(spec: RunnerSpec, config: Config) -> RunnerLike:
     from ollamalike.runner.client import RunnerProcess
 
     return await RunnerProcess.start(spec, config)
@@ -51,63 +58,9 @@ def _free_memory() -> int | None:
     return available_memory()
 
 
-def model_key(model: Any) -> str:
-    """The name a loaded model is known by (full form, case-insensitive)."""
-    name = model.name
-    key = getattr(name, "key", None)
-    return str(key()) if callable(key) else str(name).lower()
-
-
-@dataclass
-class _Loaded:
-    key: str
-    model: Any
-    plan: LoadPlan  # as laid out at load time (GPU layers, memory)
-    ready: asyncio.Future[None]
-    requested: RunnerSpec  # the request plan's spec: what sharing compares
-    runner: Any = None
-    active: int = 0  # leases out, embedding ones included
-    embeds: int = 0  # of which embedding leases
-    keep_alive: float = 300.0
-    expires_at: float | None = None  # wall-clock seconds; None while forever
-    last_used: float = field(default_factory=time.monotonic)
-    draining: bool = False  # no new leases: it is being replaced or unloaded
-    timer: asyncio.TimerHandle | None = None
-    load_duration_ns: int = 0
-    load_waiters: int = 0
-
-    @property
-    def loaded(self) -> bool:
-        return self.ready.done() and self.ready.exception() is None and self.runner is not None
-
-    @property
-    def alive(self) -> bool:
-        return self.loaded and bool(getattr(self.runner, "alive", True))
-
-
-class Lease:
-    """A slot on a loaded runner. Release it exactly once (``release`` is idempotent)."""
-
-    def __init__(self, scheduler: Scheduler, entry: _Loaded, load_duration_ns: int, embedding: bool = False) -> None:
-        self._scheduler = scheduler
-        self._entry = entry
-        self.embedding = embedding
-        self.runner: Any = entry.runner
-        self.model: Any = entry.model
-        self.num_ctx: int = entry.plan.num_ctx
-        self.load_duration_ns = load_duration_ns
-        self.released = False
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self._scheduler._release(self._entry, self.embedding)
-
-    async def __aenter__(self) -> Lease:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()
+def model_key(model: ResolvedModel | str) -> str:
+    """The name a loaded model is known by: its display name (or that name itself), case-insensitive."""
+    return (model if isinstance(model, str) else model.name).lower()
 
 
 class Scheduler:
@@ -115,7 +68,7 @@ class Scheduler:
         self,
         config: Config,
         start_runner: StartRunner | None = None,
-        planner: Callable[..., LoadPlan] = plan_load,
+        planner: Planner = plan_load,
         free_memory: Callable[[], int | None] = _free_memory,
         layout: Layout = layout_load,
     ) -> None:
@@ -124,7 +77,7 @@ class Scheduler:
         self._planner = planner
         self._free_memory = free_memory
         self._layout = layout
-        self._models: dict[str, _Loaded] = {}
+        self._models: dict[str, LoadedEntry] = {}
         self._cond = asyncio.Condition()
         self._waiting = 0
         self._waiting_by_key: dict[str, int] = {}  # the same waiters per model key (health's queue depth)
@@ -133,7 +86,7 @@ class Scheduler:
 
     # -- acquiring -------------------------------------------------------------------------
     async def acquire(
-        self, model: Any, options: Options, keep_alive: float | None, embedding: bool = False
+        self, model: ResolvedModel, options: Options, keep_alive: float | None, embedding: bool = False
     ) -> Lease:
         """A lease on ``model``'s runner, loading it if needed. Full queue -> ``Overloaded``.
 
@@ -193,7 +146,7 @@ class Scheduler:
         else:
             self._waiting_by_key.pop(key, None)
 
-    async def _wait_for_load(self, entry: _Loaded) -> None:
+    async def _wait_for_load(self, entry: LoadedEntry) -> None:
         """Wait for a load started by anyone; its failure is this request's too. The first
         ``num_parallel`` waiters will get a slot once it is loaded; only the others count as queued."""
         queued = entry.load_waiters >= self.config.num_parallel
@@ -211,7 +164,7 @@ class Scheduler:
                 self._count_waiter(entry.key, -1)
             await self._cond.acquire()
 
-    def _lease_locked(self, entry: _Loaded, keep_alive: float, embedding: bool = False) -> Lease:
+    def _lease_locked(self, entry: LoadedEntry, keep_alive: float, embedding: bool = False) -> Lease:
         if entry.timer is not None:
             entry.timer.cancel()
             entry.timer = None
@@ -224,15 +177,15 @@ class Scheduler:
         load_ns, entry.load_duration_ns = entry.load_duration_ns, 0
         return Lease(self, entry, load_ns, embedding)
 
-    def _start_load_locked(self, key: str, model: Any, plan: LoadPlan) -> _Loaded:
+    def _start_load_locked(self, key: str, model: ResolvedModel, plan: LoadPlan) -> LoadedEntry:
         loop = asyncio.get_running_loop()
-        entry = _Loaded(key=key, model=model, plan=plan, ready=loop.create_future(), requested=plan.spec)
+        entry = LoadedEntry(key=key, model=model, plan=plan, ready=loop.create_future(), requested=plan.spec)
         self._models[key] = entry
         # A task of its own: the requester may disconnect, the others waiting still need the model.
         self._spawn(self._load(entry))
         return entry
 
-    async def _load(self, entry: _Loaded) -> None:
+    async def _load(self, entry: LoadedEntry) -> None:
         started = time.perf_counter_ns()
         try:
             entry.plan = await self._fit(entry)
@@ -261,7 +214,7 @@ class Scheduler:
                 self._after_idle_locked(entry)
             self._cond.notify_all()
 
-    async def _fit(self, entry: _Loaded) -> LoadPlan:
+    async def _fit(self, entry: LoadedEntry) -> LoadPlan:
         """Lay the model out against the memory free now; when it does not fit, evict idle models
         (least recently used first), wait for their runners to exit, and try again."""
         while True:
@@ -278,7 +231,7 @@ class Scheduler:
                     self._cond.notify_all()
                 loop = asyncio.get_running_loop()
                 deadline = loop.time() + EVICTION_WAIT_SECONDS
-                while runner is not None and getattr(runner, "alive", False) and loop.time() < deadline:
+                while runner is not None and runner.alive and loop.time() < deadline:
                     await asyncio.sleep(0.05)
 
     def _make_room_locked(self, plan: LoadPlan) -> bool:
@@ -305,24 +258,24 @@ class Scheduler:
         return True
 
     @staticmethod
-    def _lru_idle(entries: list[_Loaded]) -> _Loaded | None:
+    def _lru_idle(entries: list[LoadedEntry]) -> LoadedEntry | None:
         idle = [e for e in entries if e.ready.done() and e.active == 0]
         return min(idle, key=lambda e: e.last_used) if idle else None
 
     # -- releasing and unloading ---------------------------------------------------------
-    def _release(self, entry: _Loaded, embedding: bool = False) -> None:
+    def _release(self, entry: LoadedEntry, embedding: bool = False) -> None:
         entry.active -= 1
         entry.embeds -= int(embedding)
         entry.last_used = time.monotonic()
         self._spawn(self._release_async(entry))
 
-    async def _release_async(self, entry: _Loaded) -> None:
+    async def _release_async(self, entry: LoadedEntry) -> None:
         async with self._cond:
             if entry.active == 0:
                 self._after_idle_locked(entry)
             self._cond.notify_all()
 
-    def _after_idle_locked(self, entry: _Loaded) -> None:
+    def _after_idle_locked(self, entry: LoadedEntry) -> None:
         if entry.active > 0 or self._models.get(entry.key) is not entry:
             return
         if entry.draining or entry.keep_alive == 0 or not entry.alive:
@@ -335,14 +288,14 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         entry.timer = loop.call_later(entry.keep_alive, lambda: self._spawn(self._expire(entry)))
 
-    async def _expire(self, entry: _Loaded) -> None:
+    async def _expire(self, entry: LoadedEntry) -> None:
         async with self._cond:
             if entry.active == 0 and self._models.get(entry.key) is entry:
                 log.info("keep_alive expired for %s; unloading", entry.key)
                 self._unload_locked(entry)
                 self._cond.notify_all()
 
-    def _unload_locked(self, entry: _Loaded) -> None:
+    def _unload_locked(self, entry: LoadedEntry) -> None:
         """Forget the entry now and stop its runner in the background (always reaped)."""
         if self._models.get(entry.key) is entry:
             del self._models[entry.key]
@@ -361,15 +314,15 @@ class Scheduler:
         task.add_done_callback(self._stopping.discard)
 
     @staticmethod
-    async def _stop_runner(key: str, runner: Any) -> None:
+    async def _stop_runner(key: str, runner: RunnerLike) -> None:
         try:
             await runner.stop()
         except Exception:
             log.exception("stopping the runner for %s failed", key)
 
-    async def unload(self, model: Any) -> bool:
-        """Unload ``model`` (a ResolvedModel or a name) now, or as soon as its requests finish."""
-        key = model_key(model) if hasattr(model, "name") else str(model).lower()
+    async def unload(self, model: ResolvedModel | str) -> bool:
+        """Unload ``model`` (a ResolvedModel or its display name) now, or as soon as its requests finish."""
+        key = model_key(model)
         async with self._cond:
             entry = self._models.get(key)
             if entry is None:
@@ -382,7 +335,7 @@ class Scheduler:
             self._cond.notify_all()
         return True
 
-    def is_loaded(self, model: Any) -> bool:
+    def is_loaded(self, model: ResolvedModel | str) -> bool:
         entry = self._models.get(model_key(model))
         return entry is not None and entry.alive
 
@@ -426,6 +379,7 @@ class Scheduler:
         for entry in entries:
             if not entry.alive:
                 continue
+            assert entry.runner is not None  # alive: loaded
             out.append(ps_entry(entry.model, entry.runner, entry.plan, entry.keep_alive, entry.expires_at))
         return out
 

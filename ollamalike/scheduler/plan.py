@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ollamalike import hardware
 from ollamalike.config import Config
@@ -22,13 +22,15 @@ from ollamalike.hardware import planner
 from ollamalike.options import PARAMETERS, Options, int_option
 from ollamalike.runner.spec import RunnerSpec
 
+if TYPE_CHECKING:
+    from ollamalike.library.models import ResolvedModel
+
 log = logging.getLogger("ollamalike.scheduler")
 
 
-def display_name(model: Any) -> str:
-    name = model.name
-    display = getattr(name, "display", None)
-    return str(display) if display is not None else str(name)
+def display_name(model: ResolvedModel) -> str:
+    """The name /api/ps and the logs show: ResolvedModel.name is already the display form."""
+    return model.name
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class LoadPlan:
     spec: RunnerSpec
 
 
-def plan_load(model: Any, options: Options, config: Config, embedding: bool = False) -> LoadPlan:
+def plan_load(model: ResolvedModel, options: Options, config: Config, embedding: bool = False) -> LoadPlan:
     """What a request asks of a runner. It must not depend on free memory (a loaded model would
     change its own plan and reload forever): the GPU layout is chosen by ``layout_load`` at load.
 
@@ -51,7 +53,7 @@ def plan_load(model: Any, options: Options, config: Config, embedding: bool = Fa
     Ollama does, capped at the model's training context. ``spec.gpu_layers`` is the requested
     num_gpu here (-1 = auto) and the chosen count once laid out.
     """
-    info = getattr(model, "info", None)
+    info = model.info
     num_ctx = planner.choose_num_ctx(info, options, config, hardware.system(config))
     parallel = config.num_parallel
     requested_gpu = int_option(options, "num_gpu")
@@ -59,7 +61,7 @@ def plan_load(model: Any, options: Options, config: Config, embedding: bool = Fa
     num_batch = _num_batch(options, num_ctx, parallel)
     cache = config.kv_cache_type if config.flash_attention else "f16"
     size = planner.estimate(info, num_ctx * parallel, cache, num_batch).total
-    if not getattr(info, "layer_bytes", None):
+    if not info.layer_bytes:
         with contextlib.suppress(OSError):
             size += os.path.getsize(model.model_path)  # no tensor index known: the file is the weights
     spec = RunnerSpec(
@@ -71,8 +73,8 @@ def plan_load(model: Any, options: Options, config: Config, embedding: bool = Fa
         threads=int_option(options, "num_thread") or config.num_threads or 0,
         flash_attn=config.flash_attention,
         use_mmap=bool(options.get("use_mmap", True)),
-        embedding=bool(embedding or getattr(info, "is_embedding_model", False)),
-        adapters=tuple(str(a) for a in (getattr(model, "adapters", None) or [])),
+        embedding=bool(embedding or info.is_embedding_model),
+        adapters=tuple(str(a) for a in model.adapters),
         kv_cache_type=config.kv_cache_type,
         main_gpu=int_option(options, "main_gpu") or 0,
         tensor_split=(),  # chosen with the GPU layout at load
@@ -92,17 +94,17 @@ def _num_batch(options: Options, num_ctx: int, parallel: int) -> int:
     return min(requested, max(num_ctx, parallel))
 
 
-def layout_load(plan: LoadPlan, model: Any, config: Config) -> LoadPlan:
+def layout_load(plan: LoadPlan, model: ResolvedModel, config: Config) -> LoadPlan:
     """``plan`` with the GPU layout chosen against the memory free right now (blocking: the
     scheduler runs it in a thread). Raises ``hardware.planner.InsufficientMemory`` when it does not fit."""
     spec = plan.spec
-    info = getattr(model, "info", None)
+    info = model.info
     options: dict[str, Any] = {"num_ctx": plan.num_ctx, "num_batch": spec.num_batch}
     if spec.gpu_layers >= 0:
         options["num_gpu"] = spec.gpu_layers
     system = hardware.system(config, refresh=True)
     hp = planner.plan_load(info, options, system, config, num_parallel=spec.num_parallel)
-    size = hp.size if getattr(info, "layer_bytes", None) else plan.size
+    size = hp.size if info.layer_bytes else plan.size
     size_vram = min(hp.size_vram, size)
     processor = planner.processor_text(size, size_vram)
     log.info("%s: %d layers on the GPU, context %d x %d slots, %.2f GiB, %s", display_name(model), hp.gpu_layers,

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ollamalike.scheduler.plan import LoadPlan, display_name
+
+if TYPE_CHECKING:
+    from ollamalike.library.models import ResolvedModel
+    from ollamalike.runner.like import RunnerLike
 
 ModelState = Literal["loading", "ready", "draining"]
 
@@ -40,21 +44,21 @@ class SchedulerSnapshot:
         return sum(m.free for m in self.models)
 
 
-def model_load(model: Any, state: ModelState, active: int, num_parallel: int, queued: int) -> ModelLoad:
+def model_load(model: ResolvedModel, state: ModelState, active: int, num_parallel: int, queued: int) -> ModelLoad:
     free = max(0, num_parallel - active) if state == "ready" else 0
     return ModelLoad(name=display_name(model), state=state, busy=active, free=free, queued=queued)
 
 
-def ps_entry(model: Any, runner: Any, plan: LoadPlan, keep_alive: float, expires_at: float | None) -> dict[str, Any]:
+def ps_entry(model: ResolvedModel, runner: RunnerLike, plan: LoadPlan, keep_alive: float, expires_at: float | None) -> dict[str, Any]:
     """Sizes as the runner measured them when it says, else the plan's estimate."""
-    memory = getattr(runner, "memory", None) or {}
+    memory = runner.memory
     return {
         "name": display_name(model),
         "model": display_name(model),
         "size": int(memory.get("size") or plan.size),
         "size_vram": int(memory.get("size_vram", plan.size_vram)),
         "digest": str(model.digest).removeprefix("sha256:"),
-        "details": dict(getattr(model, "details", None) or {}),
+        "details": dict(model.details),
         "expires_at": expires_text(keep_alive, expires_at),
         "context_length": plan.num_ctx,
     }

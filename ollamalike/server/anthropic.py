@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ollamalike import inference
 from ollamalike.server import anthropic_stream as out
 from ollamalike.server.anthropic_requests import parse_messages
 from ollamalike.server.http import json_response, read_json
@@ -22,7 +21,7 @@ from ollamalike.server.state import get_state
 
 async def messages(request: web.Request) -> web.StreamResponse:
     req = parse_messages(await read_json(request))
-    chunks = inference.chat(get_state(request), req)
+    chunks = get_state(request).inference.chat(req)
     if req.stream:
         encoder = out.MessageStream(req.model)
         return await stream_events(request, chunks, encoder.feed, out.error_events, opening=encoder.opening)
@@ -31,7 +30,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
 
 async def count_tokens(request: web.Request) -> web.Response:
     req = parse_messages(await read_json(request), count_only=True)
-    return json_response({"input_tokens": await inference.count_chat_tokens(get_state(request), req)})
+    return json_response({"input_tokens": await get_state(request).inference.count_chat_tokens(req)})
 
 
 def setup(app: web.Application) -> None:

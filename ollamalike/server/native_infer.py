@@ -12,16 +12,13 @@ from typing import Any
 from aiohttp import web
 
 from ollamalike import inference
-from ollamalike.errors import InternalError
+from ollamalike.inference import InferenceService
 from ollamalike.server.http import json_response, read_json, stream_ndjson
 from ollamalike.server.state import get_state
 
 
-def _state(request: web.Request) -> Any:
-    state = get_state(request)
-    if state.scheduler is None or state.store is None:
-        raise InternalError("inference is not available: the scheduler or the model store is missing")
-    return state
+def _service(request: web.Request) -> InferenceService:
+    return get_state(request).inference
 
 
 async def _respond(request: web.Request, stream: bool, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
@@ -33,31 +30,29 @@ async def _respond(request: web.Request, stream: bool, chunks: AsyncIterator[dic
 
 async def generate(request: web.Request) -> web.StreamResponse:
     req = inference.parse_generate_request(await read_json(request))
-    return await _respond(request, req.stream, inference.generate(_state(request), req))
+    return await _respond(request, req.stream, _service(request).generate(req))
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     req = inference.parse_chat_request(await read_json(request))
-    return await _respond(request, req.stream, inference.chat(_state(request), req))
+    return await _respond(request, req.stream, _service(request).chat(req))
 
 
 async def embed(request: web.Request) -> web.Response:
     req = inference.parse_embed_request(await read_json(request))
-    return json_response(await inference.embed(_state(request), req))
+    return json_response(await _service(request).embed(req))
 
 
 async def embeddings(request: web.Request) -> web.Response:
     """The legacy endpoint: one prompt in, ``{"embedding": [...]}`` out."""
     req = inference.parse_embeddings_request(await read_json(request))
-    result = await inference.embed(_state(request), req)
+    result = await _service(request).embed(req)
     vectors = result["embeddings"]
     return json_response({"embedding": vectors[0] if vectors else []})
 
 
 async def ps(request: web.Request) -> web.Response:
-    state = get_state(request)
-    models = state.scheduler.ps() if state.scheduler is not None else []
-    return json_response({"models": models})
+    return json_response({"models": get_state(request).scheduler.ps()})
 
 
 def setup(app: web.Application) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from ollamalike.config import is_loopback_host
-from ollamalike.errors import BadRequest, InternalError, Overloaded
+from ollamalike.errors import BadRequest, Overloaded
 from ollamalike.registry.import_ollama import import_models
 from ollamalike.registry.pull import pull_model
 from ollamalike.registry.push import push_model
@@ -29,20 +29,15 @@ from ollamalike.server.http import (
     read_json,
     stream_ndjson,
 )
+from ollamalike.server.state import AppState, get_state
 
 
-def _state(request: web.Request) -> Any:
-    state = request.app["state"]
-    if state.store is None:
-        raise InternalError("the model store is not available")
-    return state
+def _state(request: web.Request) -> AppState:
+    return get_state(request)
 
 
-def _limit(state: Any) -> asyncio.Semaphore:
-    sem = state.extras.get("registry_transfers")
-    if sem is None:
-        sem = state.extras["registry_transfers"] = asyncio.Semaphore(state.config.max_concurrent_pulls)
-    return sem  # type: ignore[no-any-return]
+def _limit(state: AppState) -> asyncio.Semaphore:
+    return state.registry_transfers
 
 
 async def _limited(sem: asyncio.Semaphore, make: Callable[[], AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
@@ -61,7 +56,7 @@ async def _respond(request: web.Request, stream: bool, chunks: AsyncIterator[dic
     return json_response(await collect_last(chunks) or {"status": "success"})
 
 
-async def _transfer_request(request: web.Request) -> tuple[Any, str, bool, bool]:
+async def _transfer_request(request: web.Request) -> tuple[AppState, str, bool, bool]:
     """The store's state, the model name and the ``insecure``/``stream`` flags of a pull or push."""
     body = await read_json(request)
     name = model_field(body)
@@ -77,7 +72,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
         limit = state.config.max_concurrent_pulls
         raise Overloaded(f"too many concurrent pulls (limit {limit}, OLLAMALIKE_MAX_CONCURRENT_PULLS); try again later")
     # Shared with /metrics (server/ops.py): pull_model adds each blob's downloaded bytes to it.
-    stats = state.extras.setdefault("pull_stats", {"transferred": 0})
+    stats = state.pull_stats
     chunks = _limited(sem, lambda: pull_model(state.store, state.config, name, insecure=insecure, stats=stats))
     return await _respond(request, stream, chunks)
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import web
 
-from ollamalike import inference
 from ollamalike.errors import ModelNotFound, OllamalikeError
 from ollamalike.names import ModelName
 from ollamalike.server import openai_responses as out
@@ -49,7 +48,7 @@ async def _collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     translation = parse_chat_completion(await read_json(request))
     req = translation.request
-    chunks = inference.chat(get_state(request), req)
+    chunks = get_state(request).inference.chat(req)
     if req.stream:
         encoder = out.ChatStream(req.model, translation.include_usage)
         return await stream_sse(request, chunks, encoder.feed)
@@ -59,7 +58,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def completions(request: web.Request) -> web.StreamResponse:
     translation = parse_completion(await read_json(request))
     req = translation.request
-    chunks = inference.generate(get_state(request), req)
+    chunks = get_state(request).inference.generate(req)
     if req.stream:
         encoder = out.CompletionStream(req.model, translation.include_usage)
         return await stream_sse(request, chunks, encoder.feed)
@@ -68,7 +67,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
 
 async def embeddings(request: web.Request) -> web.Response:
     translation = parse_embedding(await read_json(request))
-    result = await inference.embed(get_state(request), translation.request)
+    result = await get_state(request).inference.embed(translation.request)
     return json_response(out.embedding_list(translation.request.model, result, translation.encoding_format))
 
 

@@ -3,7 +3,7 @@
 Each app has its own ``CollectorRegistry`` (several apps can live in one test process). Request
 counts and durations come from the access middleware, keyed by the route pattern; token counts
 and latencies from the final chunk of each generate/chat/embed (the inference service calls the
-observer this module installs in ``state.extras``); queue depth and loaded models are read from
+observer this module installs on ``state.inference``); queue depth and loaded models are read from
 the scheduler at scrape time; pull bytes from the registry's shared transfer counter.
 
 This module also installs the security (``server.security``) and size-limit (``server.limits``)
@@ -17,7 +17,7 @@ import contextvars
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from ollamalike.errors import OllamalikeError
+from ollamalike.inference import ChatRequest, GenerateRequest, InferenceRequest
 from ollamalike.server import limits, security
 
 log = logging.getLogger("ollamalike.access")
@@ -34,8 +35,6 @@ log = logging.getLogger("ollamalike.access")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 METRICS_KEY = "metrics"
-PULL_STATS_KEY = "pull_stats"  # state.extras: {"transferred": bytes}, shared by every pull
-OBSERVER_KEY = "inference_observer"  # state.extras: called with (request dataclass, final chunk)
 
 # Model loads and long generations are slow; the buckets reach minutes.
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -68,9 +67,10 @@ class Metrics:
                                        "Mean time per generated token after the first, per request",
                                        ["model"], buckets=_TOKEN_BUCKETS, registry=self.registry)
 
-    def observe_inference(self, req: Any, final: dict[str, Any]) -> None:
-        """Record one finished generate/chat/embed from its final chunk (durations in ns)."""
-        model = str(getattr(req, "model", "") or final.get("model") or "unknown")
+    def observe_inference(self, req: InferenceRequest, final: Mapping[str, Any]) -> None:
+        """Record one finished generate/chat/embed from its final chunk (durations in ns): the
+        service's ``InferenceObserver``."""
+        model = str(req.model or final.get("model") or "unknown")
         prompt = int(final.get("prompt_eval_count") or 0)
         output = int(final.get("eval_count") or 0)
         self.prompt_tokens.labels(model).inc(prompt)
@@ -88,8 +88,16 @@ class Metrics:
         if info is not None:
             info.update(model=model, prompt_tokens=prompt, output_tokens=output)
             if info.get("log_prompts"):
-                info["prompt"] = getattr(req, "prompt", None) or getattr(req, "messages", None) \
-                    or getattr(req, "input", None)
+                info["prompt"] = _prompt_of(req)
+
+
+def _prompt_of(req: InferenceRequest) -> object:
+    """What the access log shows as the prompt (OLLAMALIKE_LOG_PROMPTS): text, messages or inputs."""
+    if isinstance(req, GenerateRequest):
+        return req.prompt or None
+    if isinstance(req, ChatRequest):
+        return req.messages or None
+    return req.input or None
 
 
 class SchedulerCollector(Collector):
@@ -104,7 +112,7 @@ class SchedulerCollector(Collector):
             return
         scheduler = state.scheduler
         queue = GaugeMetricFamily("ollamalike_queue_depth", "Requests waiting for a runner slot")
-        queue.add_metric([], float(getattr(scheduler, "queued", 0)))
+        queue.add_metric([], float(scheduler.queued))
         yield queue
         loaded = scheduler.ps()
         count = GaugeMetricFamily("ollamalike_loaded_models", "Models loaded in runner processes")
@@ -118,7 +126,7 @@ class SchedulerCollector(Collector):
             memory.add_metric([str(entry.get("name")), "vram"], float(vram))
         yield memory
         pulled = CounterMetricFamily("ollamalike_pull_bytes", "Bytes downloaded by model pulls")
-        pulled.add_metric([], float(state.extras.get(PULL_STATS_KEY, {}).get("transferred", 0)))
+        pulled.add_metric([], float(state.pull_stats.get("transferred", 0)))
         yield pulled
 
 
@@ -192,8 +200,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 async def _install_observers(app: web.Application) -> None:
     """After the state exists (on_startup runs after the state context): hand it our hooks."""
     state = app["state"]
-    state.extras[OBSERVER_KEY] = _metrics(app).observe_inference
-    state.extras.setdefault(PULL_STATS_KEY, {"transferred": 0})
+    state.inference.observer = _metrics(app).observe_inference
 
 
 def setup(app: web.Application) -> None:

@@ -14,11 +14,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ollamalike import inference
 from ollamalike.server import responses_stream as out
 from ollamalike.server.http import json_response, read_json
 from ollamalike.server.responses_requests import output_messages, parse_response_request, previous_id
-from ollamalike.server.responses_store import store_of
 from ollamalike.server.sse import Event, stream_events
 from ollamalike.server.state import get_state
 
@@ -26,13 +24,13 @@ from ollamalike.server.state import get_state
 async def create_response(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     state = get_state(request)
-    store = store_of(state)
+    store = state.responses
     previous = previous_id(body)
     history = store.get(previous) if previous else []
     translation = parse_response_request(body, history)
     req = translation.request
     obj = out.ResponseObject(req.model, translation.echo, previous, translation.store)
-    chunks = inference.chat(state, req)
+    chunks = state.inference.chat(req)
 
     def remember(text: str, thinking: str, calls: list[dict[str, Any]]) -> None:
         if translation.store:

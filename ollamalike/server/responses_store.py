@@ -4,7 +4,7 @@ Each stored response keeps the native messages of its whole conversation (withou
 request's ``instructions``, which OpenAI does not carry over a chain). The store holds at most
 ``MAX_RESPONSES`` responses and ``MAX_BYTES`` of their JSON size; the least recently used are
 dropped first. It lives in the daemon's memory only: a restart forgets every response, and an
-id that was dropped or never existed is a 404.
+id that was dropped or never existed is a 404. The daemon's one store is ``AppState.responses``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from ollamalike.errors import NotFound
 
 MAX_RESPONSES = 512
 MAX_BYTES = 64 * 1024 * 1024
-_EXTRAS_KEY = "responses_store"
 
 
 class PreviousResponseNotFound(NotFound):
@@ -58,10 +57,3 @@ class ResponseStore:
         self._items.move_to_end(response_id)
         return [dict(m) for m in item[0]]
 
-
-def store_of(state: Any) -> ResponseStore:
-    store = state.extras.get(_EXTRAS_KEY)
-    if store is None:
-        store = state.extras[_EXTRAS_KEY] = ResponseStore()
-    assert isinstance(store, ResponseStore)
-    return store

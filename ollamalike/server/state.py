@@ -1,4 +1,5 @@
-"""``AppState``: what every request handler shares (config, store, scheduler), and its lifecycle.
+"""``AppState``: what every request handler shares (config, store, scheduler, the inference service,
+the registry transfer limit and counters), and its lifecycle.
 
 The state is built when the app starts and torn down on cleanup, so that stopping the daemon
 stops every runner process.
@@ -6,14 +7,17 @@ stops every runner process.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ollamalike.config import Config
 from ollamalike.errors import InternalError
+from ollamalike.inference import InferenceService
 from ollamalike.scheduler import Scheduler
+from ollamalike.server.responses_store import ResponseStore
 from ollamalike.store import Store
 
 if TYPE_CHECKING:
@@ -29,9 +33,14 @@ class AppState:
     config: Config
     store: Store
     scheduler: Scheduler
+    inference: InferenceService
+    # Pulls and pushes running at once (OLLAMALIKE_MAX_CONCURRENT_PULLS): server/native_registry.py.
+    registry_transfers: asyncio.Semaphore
     started_at: float = field(default_factory=time.time)
-    # Free-form slots for route modules (registry pull progress, metrics, …) keyed by module.
-    extras: dict[str, Any] = field(default_factory=dict)
+    # {"transferred": bytes}: pull_model adds each blob's downloaded bytes; /metrics reads it.
+    pull_stats: dict[str, int] = field(default_factory=lambda: {"transferred": 0})
+    # The Responses API's stored conversations (previous_response_id).
+    responses: ResponseStore = field(default_factory=ResponseStore)
 
     @classmethod
     def create(cls, config: Config) -> AppState:
@@ -50,7 +59,10 @@ class AppState:
         else:
             # Temp files of killed writers are never blobs: they go even when unused blobs are kept.
             store.remove_stale_temps()
-        return cls(config=config, store=store, scheduler=Scheduler(config))
+        scheduler = Scheduler(config)
+        return cls(config=config, store=store, scheduler=scheduler,
+                   inference=InferenceService(store, scheduler),
+                   registry_transfers=asyncio.Semaphore(config.max_concurrent_pulls))
 
     async def close(self) -> None:
         """Stop every runner, then close the catalog; errors are logged, never raised, so shutdown completes."""
