@@ -12,43 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Literal, TypedDict
 
 from ollamalike.errors import BadRequest
 from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message, parse_options
 from ollamalike.jsonfields import get_bool, get_int, get_number, invalid, type_name
 from ollamalike.jsontypes import JSONObject, JSONValue
+from ollamalike.server.message_shapes import NativeMessage, NativeToolCall
 from ollamalike.server.openai_fields import context_options, model_name
 from ollamalike.server.openai_requests import forced_tool_format
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # Blocks that carry nothing a local model can use, echoed back by clients: accepted and skipped.
 _SKIPPED_BLOCKS = ("redacted_thinking",)
-
-
-class _Function(TypedDict):
-    name: str
-    arguments: JSONObject
-
-
-class _ToolCall(TypedDict):
-    id: str
-    function: _Function
-
-
-class _MessageHead(TypedDict):
-    role: Literal["user", "assistant", "tool"]
-    content: str
-
-
-class _NativeMessage(_MessageHead, total=False):
-    """A message in the native API's shape, before ``parse_message`` checks it as the native API does."""
-
-    images: list[str]
-    thinking: str
-    tool_calls: list[_ToolCall]
-    tool_name: str
-    tool_call_id: str
 
 
 def _text_of(block: JSONObject, where: str) -> str:
@@ -95,7 +70,7 @@ def _blocks(content: JSONValue, where: str) -> list[JSONObject]:
     return blocks
 
 
-def _tool_result(block: JSONObject, where: str, known: dict[str, str]) -> _NativeMessage:
+def _tool_result(block: JSONObject, where: str, known: dict[str, str]) -> NativeMessage:
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
         raise invalid(f"{where}.tool_use_id", "a string", call_id)
@@ -121,21 +96,21 @@ def _tool_result(block: JSONObject, where: str, known: dict[str, str]) -> _Nativ
     if is_error:
         # The templates have no error flag for a tool message: say it in the text the model reads.
         text = f"Error: {text}" if text else "Error"
-    msg: _NativeMessage = {"role": "tool", "content": text, "tool_name": known[call_id], "tool_call_id": call_id}
+    msg: NativeMessage = {"role": "tool", "content": text, "tool_name": known[call_id], "tool_call_id": call_id}
     if images:
         msg["images"] = images
     return msg
 
 
-def _user(content: JSONValue, where: str, known: dict[str, str]) -> list[_NativeMessage]:
+def _user(content: JSONValue, where: str, known: dict[str, str]) -> list[NativeMessage]:
     """A user turn: its tool results (each a tool message) and its text and images, in order."""
-    out: list[_NativeMessage] = []
+    out: list[NativeMessage] = []
     texts: list[str] = []
     images: list[str] = []
 
     def flush() -> None:
         if texts or images:
-            msg: _NativeMessage = {"role": "user", "content": "\n".join(texts)}
+            msg: NativeMessage = {"role": "user", "content": "\n".join(texts)}
             if images:
                 msg["images"] = list(images)
             out.append(msg)
@@ -161,10 +136,10 @@ def _user(content: JSONValue, where: str, known: dict[str, str]) -> list[_Native
     return out or [{"role": "user", "content": ""}]
 
 
-def _assistant(content: JSONValue, where: str) -> _NativeMessage:
+def _assistant(content: JSONValue, where: str) -> NativeMessage:
     texts: list[str] = []
     thinking: list[str] = []
-    calls: list[_ToolCall] = []
+    calls: list[NativeToolCall] = []
     for j, block in enumerate(_blocks(content, where)):
         here = f"{where}.content[{j}]"
         kind = block["type"]
@@ -189,7 +164,7 @@ def _assistant(content: JSONValue, where: str) -> _NativeMessage:
         else:
             raise BadRequest(f"{here}: block type {kind!r} is not supported in an assistant message "
                              "(use \"text\", \"thinking\" or \"tool_use\")")
-    msg: _NativeMessage = {"role": "assistant", "content": "".join(texts)}
+    msg: NativeMessage = {"role": "assistant", "content": "".join(texts)}
     if thinking:
         msg["thinking"] = "".join(thinking)
     if calls:
@@ -197,10 +172,10 @@ def _assistant(content: JSONValue, where: str) -> _NativeMessage:
     return msg
 
 
-def _messages(value: JSONValue) -> list[_NativeMessage]:
+def _messages(value: JSONValue) -> list[NativeMessage]:
     if not isinstance(value, list) or not value:
         raise BadRequest("'messages' must be a non-empty array of message objects", param="messages")
-    out: list[_NativeMessage] = []
+    out: list[NativeMessage] = []
     known: dict[str, str] = {}  # tool_use ids of the previous assistant message -> tool names
     for i, msg in enumerate(value):
         where = f"messages[{i}]"
