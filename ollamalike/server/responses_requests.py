@@ -12,8 +12,8 @@ files, background runs, stored item references) is a 400.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 from ollamalike.errors import BadRequest
 from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message, parse_options
@@ -31,13 +31,28 @@ _ROLES: dict[str, Literal["user", "assistant", "system"]] = {"user": "user", "as
 _IMAGE_PREFIX = "data:image/"
 
 
+class ResponseEcho(TypedDict):
+    """The request's settings the ``response`` object repeats."""
+
+    instructions: str | None
+    max_output_tokens: JSONValue
+    temperature: JSONValue
+    top_p: JSONValue
+    tool_choice: JSONValue
+    tools: JSONValue
+    text: JSONValue
+    reasoning: JSONValue
+    metadata: JSONValue
+    parallel_tool_calls: JSONValue
+
+
 @dataclass
 class ResponsesTranslation:
     request: ChatRequest
     input_messages: list[dict[str, object]]  # this request's own input (parsed), to store for a follow-up
     previous_response_id: str | None
     store: bool
-    echo: JSONObject = field(default_factory=dict)  # request fields the response object repeats
+    echo: ResponseEcho  # request fields the response object repeats  # request fields the response object repeats
 
 
 def previous_id(body: JSONObject) -> str | None:
@@ -295,7 +310,7 @@ def parse_response_request(body: JSONObject, history: list[dict[str, object]]) -
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=_think(body.get("reasoning")),
     )
-    echo: JSONObject = {
+    echo: ResponseEcho = {
         "instructions": instructions,
         "max_output_tokens": body.get("max_output_tokens"),
         "temperature": body.get("temperature"),
