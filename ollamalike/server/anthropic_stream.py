@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
 from typing import Literal, TypedDict
 
 from ollamalike.errors import OllamalikeError
@@ -143,7 +144,7 @@ def _envelope(msg_id: str, model: str, content: list[ContentBlock], stop: StopRe
             "stop_reason": stop, "stop_sequence": None, "usage": used}
 
 
-def message(model: str, chunks: list[Chunk]) -> Message:
+def message(model: str, chunks: Sequence[Chunk]) -> Message:
     """The non-streamed ``message`` from every chunk of one request."""
     text: list[str] = []
     thinking: list[str] = []

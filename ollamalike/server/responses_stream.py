@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Literal, TypedDict
 
 from ollamalike.errors import OllamalikeError
@@ -169,7 +170,7 @@ def status_of(final: Chunk) -> Status:
     return "incomplete" if done_reason_of(final) == "length" else "completed"
 
 
-def response(obj: ResponseObject, chunks: list[Chunk]) -> tuple[Response, str, str, list[dict[str, object]]]:
+def response(obj: ResponseObject, chunks: Sequence[Chunk]) -> tuple[Response, str, str, list[dict[str, object]]]:
     """The non-streamed ``response`` and the (text, thinking, calls) it produced, for the store."""
     text: list[str] = []
     thinking: list[str] = []
