@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -100,7 +100,7 @@ class Client:
         self,
         method: str,
         path: str,
-        body: Any = None,
+        body: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
@@ -112,7 +112,7 @@ class Client:
             conn.close()
             raise ConnectionFailed(f"could not connect to ollamalike server at {self.base_url}: {_reason(e)}") from None
 
-    def request(self, method: str, path: str, body: Any = None, timeout: float | None = None) -> tuple[int, bytes]:
+    def request(self, method: str, path: str, body: object = None, timeout: float | None = None) -> tuple[int, bytes]:
         """Raw request: (status, body). Connection failures raise ``ConnectionFailed``."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
@@ -123,7 +123,7 @@ class Client:
             conn.close()
 
     # -- API ----------------------------------------------------------------------------------
-    def json(self, method: str, path: str, body: Any = None) -> Any:
+    def json(self, method: str, path: str, body: object = None) -> Any:
         status, raw = self.request(method, path, body)
         if status >= 400:
             raise error_for(status, raw)
@@ -134,7 +134,7 @@ class Client:
         except ValueError:
             raise InternalError(f"invalid JSON from server for {method} {path}") from None
 
-    def stream(self, method: str, path: str, body: Any = None) -> Iterator[dict[str, Any]]:
+    def stream(self, method: str, path: str, body: object = None) -> Iterator[dict[str, Any]]:
         """Yield each NDJSON object; a line carrying ``error`` raises it."""
         data = None if body is None else json.dumps(body).encode()
         conn, resp = self._send(method, path, data, {"Content-Type": "application/json"})

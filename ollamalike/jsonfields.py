@@ -6,14 +6,15 @@ boolean, got a number``). HTTP-agnostic: the inference and library layers parse 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal, TypeVar, overload
 
 from ollamalike.errors import BadRequest
+from ollamalike.jsontypes import JSONArray, JSONObject
 
-_MISSING: Any = object()
+T = TypeVar("T")
 
 
-def type_name(value: Any) -> str:
+def type_name(value: object) -> str:
     """How a JSON value's type reads in an error message ("a number", "an array", "null")."""
     if value is None:
         return "null"
@@ -28,13 +29,19 @@ def type_name(value: Any) -> str:
     return "an object"
 
 
-def invalid(name: str, expected: str, value: Any) -> BadRequest:
+def invalid(name: str, expected: str, value: object) -> BadRequest:
     return BadRequest(f"invalid value for '{name}': expected {expected}, got {type_name(value)}", param=name)
 
 
-def get_str(body: dict[str, Any], name: str, default: Any = None, required: bool = False) -> Any:
-    value = body.get(name, _MISSING)
-    if value is _MISSING or value is None:
+@overload
+def get_str(body: JSONObject, name: str, default: None = None, *, required: Literal[True]) -> str: ...
+@overload
+def get_str(body: JSONObject, name: str, default: None = None, required: bool = False) -> str | None: ...
+@overload
+def get_str(body: JSONObject, name: str, default: T, required: bool = False) -> str | T: ...
+def get_str(body: JSONObject, name: str, default: object = None, required: bool = False) -> object:
+    value = body.get(name)
+    if value is None:
         if required:
             raise BadRequest(f"'{name}' is required", param=name)
         return default
@@ -43,7 +50,11 @@ def get_str(body: dict[str, Any], name: str, default: Any = None, required: bool
     return value
 
 
-def get_bool(body: dict[str, Any], name: str, default: Any = None) -> Any:
+@overload
+def get_bool(body: JSONObject, name: str, default: None = None) -> bool | None: ...
+@overload
+def get_bool(body: JSONObject, name: str, default: T) -> bool | T: ...
+def get_bool(body: JSONObject, name: str, default: object = None) -> object:
     value = body.get(name)
     if value is None:
         return default
@@ -52,7 +63,11 @@ def get_bool(body: dict[str, Any], name: str, default: Any = None) -> Any:
     return value
 
 
-def get_int(body: dict[str, Any], name: str, default: Any = None, minimum: int | None = None) -> Any:
+@overload
+def get_int(body: JSONObject, name: str, default: None = None, minimum: int | None = None) -> int | None: ...
+@overload
+def get_int(body: JSONObject, name: str, default: T, minimum: int | None = None) -> int | T: ...
+def get_int(body: JSONObject, name: str, default: object = None, minimum: int | None = None) -> object:
     """An integer (``2.0`` counts; ``true`` does not), optionally at least ``minimum``."""
     value = body.get(name)
     if value is None:
@@ -64,7 +79,11 @@ def get_int(body: dict[str, Any], name: str, default: Any = None, minimum: int |
     return int(value)
 
 
-def get_number(body: dict[str, Any], name: str, default: Any = None) -> Any:
+@overload
+def get_number(body: JSONObject, name: str, default: None = None) -> float | None: ...
+@overload
+def get_number(body: JSONObject, name: str, default: T) -> float | T: ...
+def get_number(body: JSONObject, name: str, default: object = None) -> object:
     value = body.get(name)
     if value is None:
         return default
@@ -73,7 +92,11 @@ def get_number(body: dict[str, Any], name: str, default: Any = None) -> Any:
     return value
 
 
-def get_dict(body: dict[str, Any], name: str, default: Any = None) -> Any:
+@overload
+def get_dict(body: JSONObject, name: str, default: None = None) -> JSONObject | None: ...
+@overload
+def get_dict(body: JSONObject, name: str, default: T) -> JSONObject | T: ...
+def get_dict(body: JSONObject, name: str, default: object = None) -> object:
     value = body.get(name)
     if value is None:
         return default
@@ -82,7 +105,11 @@ def get_dict(body: dict[str, Any], name: str, default: Any = None) -> Any:
     return value
 
 
-def get_list(body: dict[str, Any], name: str, default: Any = None) -> Any:
+@overload
+def get_list(body: JSONObject, name: str, default: None = None) -> JSONArray | None: ...
+@overload
+def get_list(body: JSONObject, name: str, default: T) -> JSONArray | T: ...
+def get_list(body: JSONObject, name: str, default: object = None) -> object:
     value = body.get(name)
     if value is None:
         return default
@@ -91,7 +118,11 @@ def get_list(body: dict[str, Any], name: str, default: Any = None) -> Any:
     return value
 
 
-def model_field(body: dict[str, Any], required: bool = True) -> Any:
+@overload
+def model_field(body: JSONObject, required: Literal[True] = True) -> str: ...
+@overload
+def model_field(body: JSONObject, required: bool) -> str | None: ...
+def model_field(body: JSONObject, required: bool = True) -> str | None:
     """``model``, or Ollama's older alias ``name``; "model is required" is the wording Ollama clients see."""
     model = get_str(body, "model")
     if not model:

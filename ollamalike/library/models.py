@@ -16,10 +16,11 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, InternalError
+from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.names import ModelName
 from ollamalike.store import Store, local_rfc3339
 from ollamalike.store.manifest import (
@@ -51,10 +52,10 @@ class ResolvedModel:
     projectors: list[Path]
     template: str | None
     system: str | None
-    parameters: dict[str, Any]
-    messages: list[dict[str, Any]]
+    parameters: JSONObject  # the params layer: option name -> value, as the Modelfile's PARAMETERs
+    messages: list[JSONObject]  # the MESSAGE layer: {"role", "content"} objects
     info: GGUFInfo
-    details: dict[str, Any]
+    details: JSONObject  # /api/tags "details" (format, family, parameter_size, ...)
     capabilities: list[str]
     license: list[str] = field(default_factory=list)
     model_digest: str = ""
@@ -70,8 +71,8 @@ class Layers:
     projectors: list[str] = field(default_factory=list)
     template: str | None = None
     system: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    parameters: JSONObject = field(default_factory=dict)
+    messages: list[JSONObject] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
 
 
@@ -86,19 +87,33 @@ def _text(store: Store, digest: str) -> str:
     return store.read_blob(digest).decode("utf-8", errors="replace")
 
 
-def _json(store: Store, media: str, digest: str) -> Any:
+def _json(store: Store, media: str, digest: str) -> JSONValue:
     try:
-        return json.loads(store.read_blob(digest))
+        value: JSONValue = json.loads(store.read_blob(digest))
+        return value
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BadRequest(f"model has an invalid {media.rsplit('.', 1)[-1]} layer {digest}") from None
 
 
-def read_layers(store: Store, manifest: dict[str, Any]) -> Layers:
+def _layers_of(manifest: JSONObject) -> list[tuple[str, str, int]]:
+    """(media type, digest, size) of each layer of a manifest this store wrote or verified."""
+    layers = manifest.get("layers", [])
+    out: list[tuple[str, str, int]] = []
+    for layer in layers if isinstance(layers, list) else []:
+        if not isinstance(layer, dict):
+            raise InternalError("manifest layer is not an object")
+        media, digest, size = layer["mediaType"], layer["digest"], layer.get("size", 0)
+        if not isinstance(media, str) or not isinstance(digest, str):
+            raise InternalError("manifest layer without a mediaType or digest")
+        out.append((media, digest, size if isinstance(size, int) else 0))
+    return out
+
+
+def read_layers(store: Store, manifest: JSONObject) -> Layers:
     out = Layers()
-    for layer in manifest.get("layers", []):
-        media, digest = layer["mediaType"], layer["digest"]
-        if media not in _BINARY_LAYERS and layer.get("size", 0) > MAX_TEXT_LAYER_BYTES:
-            raise BadRequest(f"{media} layer {digest} is {layer['size']} bytes: too large to be a text layer")
+    for media, digest, size in _layers_of(manifest):
+        if media not in _BINARY_LAYERS and size > MAX_TEXT_LAYER_BYTES:
+            raise BadRequest(f"{media} layer {digest} is {size} bytes: too large to be a text layer")
         if media == MEDIA_MODEL:
             out.model = digest
         elif media == MEDIA_ADAPTER:
@@ -123,7 +138,7 @@ def read_layers(store: Store, manifest: dict[str, Any]) -> Layers:
 # --- GGUF info: parsed once per blob, cached in the catalog as tagged JSON -------------------
 
 
-def encode_info(value: Any) -> Any:
+def encode_info(value: object) -> JSONValue:
     """JSON for a GGUFInfo, keeping what plain JSON would lose (tuples, int keys, nested dataclasses)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         cls = type(value)
@@ -144,7 +159,7 @@ def encode_info(value: Any) -> Any:
     raise TypeError(f"cannot cache value of type {type(value).__name__}")
 
 
-def decode_info(value: Any) -> Any:
+def decode_info(value: JSONValue) -> object:
     """The inverse of ``encode_info``; only dataclasses defined in gguf_info are ever constructed."""
     if isinstance(value, list):
         return [decode_info(v) for v in value]
@@ -152,28 +167,43 @@ def decode_info(value: Any) -> Any:
         return value
     if "__dataclass__" in value:
         module = importlib.import_module(_INFO_MODULE)
-        cls: Any = getattr(module, value["__dataclass__"], None)
-        if cls is None or not dataclasses.is_dataclass(cls) or cls.__module__ != _INFO_MODULE:
-            raise ValueError(f"unknown cached type {value['__dataclass__']!r}")
-        factory: Any = cls
-        return factory(**{k: decode_info(v) for k, v in value["fields"].items()})
+        name, fields = value["__dataclass__"], value["fields"]
+        cls: object = getattr(module, name, None) if isinstance(name, str) else None
+        if not isinstance(cls, type) or not dataclasses.is_dataclass(cls) or cls.__module__ != _INFO_MODULE:
+            raise ValueError(f"unknown cached type {name!r}")
+        if not isinstance(fields, dict):
+            raise TypeError("cached dataclass fields are not an object")
+        return cls(**{k: decode_info(v) for k, v in fields.items()})
     if "__tuple__" in value:
-        return tuple(decode_info(v) for v in value["__tuple__"])
+        return tuple(decode_info(v) for v in _array(value["__tuple__"]))
     if "__pairs__" in value:
-        return {decode_info(k): decode_info(v) for k, v in value["__pairs__"]}
+        return {decode_info(k): decode_info(v) for k, v in (_pair(p) for p in _array(value["__pairs__"]))}
     return {k: decode_info(v) for k, v in value.items()}
 
 
-def gguf_info(store: Store, digest: str) -> Any:
+def _array(value: JSONValue) -> list[JSONValue]:
+    if not isinstance(value, list):
+        raise TypeError("cached value is not an array")
+    return value
+
+
+def _pair(value: JSONValue) -> tuple[JSONValue, JSONValue]:
+    key, item = _array(value)  # a ValueError when it is not two items
+    return key, item
+
+
+def gguf_info(store: Store, digest: str) -> GGUFInfo:
     """Parsed metadata of a GGUF blob: from the catalog cache, else parsed and cached."""
-    from ollamalike.gguf_info import read_gguf_info
+    from ollamalike.gguf_info import GGUFInfo, read_gguf_info
 
     cached = store.cached_info(digest)
     if cached is not None:
         try:
-            return decode_info(cached)
+            decoded = decode_info(cached)
         except (TypeError, ValueError, KeyError):
-            pass  # written by another version: parse again below
+            decoded = None  # written by another version: parse again below
+        if isinstance(decoded, GGUFInfo):
+            return decoded
     info = read_gguf_info(store.blob_path(digest))
     # Not JSON-representable: still correct, only uncached.
     with contextlib.suppress(TypeError):
@@ -190,10 +220,19 @@ _JINJA_TOOLS = re.compile(r"\btools\b")
 _JINJA_THINK = re.compile(r"\b(enable_thinking|reasoning_content)\b")
 
 
-def capabilities(template: str | None, info: Any, projectors: list[str]) -> list[str]:
+class ModelKind(Protocol):
+    """What ``capabilities`` reads of a model's GGUF metadata (``GGUFInfo``)."""
+
+    @property
+    def is_embedding_model(self) -> bool: ...
+    @property
+    def chat_template(self) -> str | None: ...
+
+
+def capabilities(template: str | None, info: ModelKind, projectors: list[str]) -> list[str]:
     """Ollama's capability list, read from the effective Go template (or the GGUF's Jinja template
     when that is rendered directly)."""
-    if getattr(info, "is_embedding_model", False):
+    if info.is_embedding_model:
         return ["embedding"]
     caps = ["completion"]
     if template is not None:
@@ -204,7 +243,7 @@ def capabilities(template: str | None, info: Any, projectors: list[str]) -> list
         if _GO_THINK.search(template):
             caps.append("thinking")
     else:
-        jinja = getattr(info, "chat_template", None) or ""
+        jinja = info.chat_template or ""
         if _JINJA_TOOLS.search(jinja):
             caps.append("tools")
         if _JINJA_THINK.search(jinja):
@@ -284,7 +323,7 @@ def effective_template(resolved: ResolvedModel) -> str | None:
 # --- list, show, copy, delete ----------------------------------------------------------------
 
 
-def list_models(store: Store) -> list[dict[str, Any]]:
+def list_models(store: Store) -> list[dict[str, object]]:
     """/api/tags entries, newest first."""
     out = []
     for row in store.list_tags():
@@ -302,6 +341,11 @@ def list_models(store: Store) -> list[dict[str, Any]]:
     return out
 
 
+def _text_field(message: JSONObject, name: str) -> str:
+    value = message.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
 def show_modelfile(display: str, resolved: ResolvedModel) -> str:
     """A Modelfile that builds the same model again: blobs by path, the rest verbatim."""
     mf = modelfile.Modelfile(
@@ -311,7 +355,7 @@ def show_modelfile(display: str, resolved: ResolvedModel) -> str:
         system=resolved.system,
         adapters=[str(p) for p in resolved.adapters],
         license=list(resolved.license),
-        messages=[{"role": m.get("role", ""), "content": m.get("content", "")} for m in resolved.messages],
+        messages=[{"role": _text_field(m, "role"), "content": _text_field(m, "content")} for m in resolved.messages],
     )
     header = (
         '# Modelfile generated by "ollamalike show"\n'
@@ -321,21 +365,21 @@ def show_modelfile(display: str, resolved: ResolvedModel) -> str:
     return header + modelfile.format(mf)
 
 
-def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, Any]:
+def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, object]:
     """/api/show. ``verbose`` reads the GGUF again for every array (the vocabulary too), which the
     cached metadata leaves out; it can take a moment on a large vocabulary, so call it off the loop."""
     resolved = resolve_model(store, name)
-    model_info = getattr(resolved.info, "model_info", None) or {}
+    model_info = resolved.info.model_info
     if verbose:
         from ollamalike.gguf_info import read_gguf_info
 
         model_info = read_gguf_info(resolved.model_path, verbose=True).model_info
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "license": "\n".join(resolved.license),
         "modelfile": show_modelfile(resolved.name, resolved),
         "parameters": options.format_show_parameters(resolved.parameters),
         # What prompts are actually rendered with, as Ollama shows it (the Modelfile keeps layers only).
-        "template": effective_template(resolved) or getattr(resolved.info, "chat_template", None) or "",
+        "template": effective_template(resolved) or resolved.info.chat_template or "",
         "details": resolved.details,
         "model_info": _shown_model_info(model_info),
         "capabilities": list(resolved.capabilities),
@@ -353,7 +397,7 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, Any]
 _HIDDEN_INFO_KEYS = ("general.name", "tokenizer.chat_template")
 
 
-def _shown_model_info(model_info: dict[str, Any]) -> dict[str, Any]:
+def _shown_model_info(model_info: dict[str, object]) -> dict[str, object]:
     """``model_info`` as current Ollama returns it: without general.name and the chat template. Arrays
     the metadata left out (longer than gguf_walk.SHOW_ARRAY_LIMIT, unless verbose) stay null, as
     Ollama's array marshalling gives them (its docs' ``[]`` is not what it returns)."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
 
 from ollamalike.errors import BadRequest
 from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message
 from ollamalike.jsonfields import get_bool, get_int, get_number, invalid, type_name
+from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.options import Options
+from ollamalike.server.message_shapes import NativeMessage, NativeToolCall
 from ollamalike.server.openai_fields import context_options, model_name, named_options
 from ollamalike.server.openai_requests import forced_tool_format
 
@@ -26,14 +27,14 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _SKIPPED_BLOCKS = ("redacted_thinking",)
 
 
-def _text_of(block: dict[str, Any], where: str) -> str:
+def _text_of(block: JSONObject, where: str) -> str:
     text = block.get("text")
     if not isinstance(text, str):
         raise invalid(f"{where}.text", "a string", text)
     return text
 
 
-def _image(block: dict[str, Any], where: str) -> str:
+def _image(block: JSONObject, where: str) -> str:
     source = block.get("source")
     if not isinstance(source, dict):
         raise invalid(f"{where}.source", "an object", source)
@@ -55,20 +56,22 @@ def _image(block: dict[str, Any], where: str) -> str:
     return data
 
 
-def _blocks(content: Any, where: str) -> list[dict[str, Any]]:
+def _blocks(content: JSONValue, where: str) -> list[JSONObject]:
     """Content as a list of block objects (a plain string is one text block)."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
     if not isinstance(content, list):
         raise invalid(f"{where}.content", "a string or an array of content blocks", content)
+    blocks: list[JSONObject] = []
     for j, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             raise BadRequest(f"{where}.content[{j}]: expected a content block object with a 'type', "
                              f"got {type_name(block)}")
-    return content
+        blocks.append(block)
+    return blocks
 
 
-def _tool_result(block: dict[str, Any], where: str, known: dict[str, str]) -> dict[str, Any]:
+def _tool_result(block: JSONObject, where: str, known: dict[str, str]) -> NativeMessage:
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
         raise invalid(f"{where}.tool_use_id", "a string", call_id)
@@ -94,21 +97,21 @@ def _tool_result(block: dict[str, Any], where: str, known: dict[str, str]) -> di
     if is_error:
         # The templates have no error flag for a tool message: say it in the text the model reads.
         text = f"Error: {text}" if text else "Error"
-    msg: dict[str, Any] = {"role": "tool", "content": text, "tool_name": known[call_id], "tool_call_id": call_id}
+    msg: NativeMessage = {"role": "tool", "content": text, "tool_name": known[call_id], "tool_call_id": call_id}
     if images:
         msg["images"] = images
     return msg
 
 
-def _user(content: Any, where: str, known: dict[str, str]) -> list[dict[str, Any]]:
+def _user(content: JSONValue, where: str, known: dict[str, str]) -> list[NativeMessage]:
     """A user turn: its tool results (each a tool message) and its text and images, in order."""
-    out: list[dict[str, Any]] = []
+    out: list[NativeMessage] = []
     texts: list[str] = []
     images: list[str] = []
 
     def flush() -> None:
         if texts or images:
-            msg: dict[str, Any] = {"role": "user", "content": "\n".join(texts)}
+            msg: NativeMessage = {"role": "user", "content": "\n".join(texts)}
             if images:
                 msg["images"] = list(images)
             out.append(msg)
@@ -134,10 +137,10 @@ def _user(content: Any, where: str, known: dict[str, str]) -> list[dict[str, Any
     return out or [{"role": "user", "content": ""}]
 
 
-def _assistant(content: Any, where: str) -> dict[str, Any]:
+def _assistant(content: JSONValue, where: str) -> NativeMessage:
     texts: list[str] = []
     thinking: list[str] = []
-    calls: list[dict[str, Any]] = []
+    calls: list[NativeToolCall] = []
     for j, block in enumerate(_blocks(content, where)):
         here = f"{where}.content[{j}]"
         kind = block["type"]
@@ -162,7 +165,7 @@ def _assistant(content: Any, where: str) -> dict[str, Any]:
         else:
             raise BadRequest(f"{here}: block type {kind!r} is not supported in an assistant message "
                              "(use \"text\", \"thinking\" or \"tool_use\")")
-    msg: dict[str, Any] = {"role": "assistant", "content": "".join(texts)}
+    msg: NativeMessage = {"role": "assistant", "content": "".join(texts)}
     if thinking:
         msg["thinking"] = "".join(thinking)
     if calls:
@@ -170,10 +173,10 @@ def _assistant(content: Any, where: str) -> dict[str, Any]:
     return msg
 
 
-def _messages(value: Any) -> list[dict[str, Any]]:
+def _messages(value: JSONValue) -> list[NativeMessage]:
     if not isinstance(value, list) or not value:
         raise BadRequest("'messages' must be a non-empty array of message objects", param="messages")
-    out: list[dict[str, Any]] = []
+    out: list[NativeMessage] = []
     known: dict[str, str] = {}  # tool_use ids of the previous assistant message -> tool names
     for i, msg in enumerate(value):
         where = f"messages[{i}]"
@@ -192,10 +195,10 @@ def _messages(value: Any) -> list[dict[str, Any]]:
         else:
             raise BadRequest(f"{where}.role must be \"user\" or \"assistant\", got {role!r} "
                              "(the system prompt goes in the top-level 'system' field)")
-    return [parse_message(m, i) for i, m in enumerate(out)]
+    return out
 
 
-def _system(value: Any) -> str | None:
+def _system(value: JSONValue) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -210,12 +213,13 @@ def _system(value: Any) -> str | None:
     return "\n\n".join(texts)
 
 
-def _tools(value: Any) -> list[dict[str, Any]] | None:
+def _tools(value: JSONValue) -> list[JSONObject] | None:
+    """Anthropic's custom tools as native (OpenAI-shaped) function tools."""
     if value is None:
         return None
     if not isinstance(value, list):
         raise invalid("tools", "an array of tool objects", value)
-    tools: list[dict[str, Any]] = []
+    tools: list[JSONObject] = []
     for i, tool in enumerate(value):
         if not isinstance(tool, dict):
             raise invalid(f"tools[{i}]", "a tool object", tool)
@@ -229,7 +233,7 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
             raise invalid(f"tools[{i}].input_schema", "a JSON schema object", schema)
-        fn: dict[str, Any] = {"name": name, "parameters": schema}
+        fn: JSONObject = {"name": name, "parameters": schema}
         description = tool.get("description")
         if description is not None:
             if not isinstance(description, str):
@@ -239,7 +243,12 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
     return tools or None
 
 
-def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | None, bool]:
+def _tool_name(tool: JSONObject) -> JSONValue:
+    fn = tool["function"]
+    return fn.get("name") if isinstance(fn, dict) else None
+
+
+def _tool_choice(value: JSONValue, tools: list[JSONObject] | None) -> tuple[list[JSONObject] | None, bool]:
     """(tools to offer, whether a call is forced)."""
     if value is None:
         return tools, False
@@ -256,7 +265,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[d
         return tools, True
     if kind == "tool":
         name = value.get("name")
-        chosen = [t for t in tools or [] if t["function"]["name"] == name]
+        chosen = [t for t in tools or [] if _tool_name(t) == name]
         if not chosen:
             raise BadRequest(f"tool_choice names tool {name!r}, which is not among 'tools'", param="tool_choice")
         return chosen, True
@@ -264,7 +273,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[d
                      param="tool_choice")
 
 
-def _think(value: Any) -> bool | None:
+def _think(value: JSONValue) -> bool | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -282,15 +291,15 @@ def _think(value: Any) -> bool | None:
     raise BadRequest(f"invalid thinking type {kind!r}: use \"enabled\", \"adaptive\" or \"disabled\"")
 
 
-def _stop_sequences(value: Any) -> list[str] | None:
+def _stop_sequences(value: JSONValue) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise invalid("stop_sequences", "an array of strings", value)
-    return [s for s in value if s] or None
+    return [s for s in value if isinstance(s, str) and s] or None
 
 
-def _options(body: dict[str, Any], max_tokens: int | None) -> Options:
+def _options(body: JSONObject, max_tokens: int | None) -> Options:
     # The request-level extras (options, num_ctx) first; Anthropic's named fields win over them.
     extras = context_options(body)
     named: dict[str, object] = {name: get_number(body, name) for name in ("temperature", "top_p")}
@@ -300,7 +309,7 @@ def _options(body: dict[str, Any], max_tokens: int | None) -> Options:
     return named_options(extras, named)
 
 
-def _output_format(value: Any, forced: bool) -> dict[str, Any] | None:
+def _output_format(value: JSONValue, forced: bool) -> JSONObject | None:
     """``output_config.format`` (structured outputs: ``{"type": "json_schema", "schema": {...}}``)."""
     if value is None:
         return None
@@ -318,7 +327,7 @@ def _output_format(value: Any, forced: bool) -> dict[str, Any] | None:
     return schema
 
 
-def parse_messages(body: dict[str, Any], count_only: bool = False) -> ChatRequest:
+def parse_messages(body: JSONObject, count_only: bool = False) -> ChatRequest:
     """The ``ChatRequest`` for a Messages body (``count_only``: a count_tokens body, no max_tokens)."""
     model = model_name(body)
     max_tokens = None
@@ -329,7 +338,7 @@ def parse_messages(body: dict[str, Any], count_only: bool = False) -> ChatReques
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise invalid("metadata", "an object", metadata)
-    messages = _messages(body.get("messages"))
+    messages = [parse_message(m, i) for i, m in enumerate(_messages(body.get("messages")))]
     system = _system(body.get("system"))
     if system:
         messages.insert(0, {"role": "system", "content": system})

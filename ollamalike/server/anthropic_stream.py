@@ -11,9 +11,20 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
+from collections.abc import Sequence
+from typing import Literal, TypedDict
 
 from ollamalike.errors import OllamalikeError
+from ollamalike.jsontypes import JSONObject
+from ollamalike.server.chunk_fields import (
+    Chunk,
+    calls_of,
+    count_of,
+    done_reason_of,
+    function_of,
+    message_of,
+    text_of,
+)
 from ollamalike.server.sse import Event
 from ollamalike.server.tool_ids import tool_call_id
 
@@ -41,71 +52,119 @@ def anthropic_status(status: int) -> int:
     return OVERLOADED_STATUS if status == 503 else status
 
 
-def error_body(status: int, message: str) -> dict[str, Any]:
+class ErrorDetail(TypedDict):
+    type: str
+    message: str
+
+
+class ErrorBody(TypedDict):
+    type: Literal["error"]
+    error: ErrorDetail
+
+
+class Usage(TypedDict):
+    input_tokens: int
+    output_tokens: int
+
+
+class TextBlock(TypedDict):
+    type: Literal["text"]
+    text: str
+
+
+class ThinkingBlock(TypedDict):
+    type: Literal["thinking"]
+    thinking: str
+    signature: str
+
+
+class ToolUseBlock(TypedDict):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: JSONObject
+
+
+ContentBlock = TextBlock | ThinkingBlock | ToolUseBlock
+StopReason = Literal["end_turn", "max_tokens", "tool_use"]
+
+
+class Message(TypedDict):
+    """The ``message`` object (the SDK's ``anthropic.types.Message``)."""
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[ContentBlock]
+    stop_reason: StopReason | None
+    stop_sequence: None
+    usage: Usage
+
+
+def error_body(status: int, message: str) -> ErrorBody:
     kind = ERROR_TYPES.get(anthropic_status(status), "api_error" if status >= 500 else "invalid_request_error")
     return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 def error_events(exc: OllamalikeError) -> list[Event]:
     """An error after the stream started: Anthropic's ``error`` event (its SDK raises it)."""
-    return [("error", error_body(exc.status, exc.message))]
+    return [("error", dict(error_body(exc.status, exc.message)))]
 
 
 def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
 
 
-def stop_reason(done_reason: str | None, has_tool_use: bool) -> str:
+def stop_reason(done_reason: str | None, has_tool_use: bool) -> StopReason:
     # The runner reports a stop sequence and the end of turn alike as "stop": both are end_turn.
     if has_tool_use:
         return "tool_use"
     return "max_tokens" if done_reason == "length" else "end_turn"
 
 
-def usage(final: dict[str, Any]) -> dict[str, int]:
-    return {"input_tokens": int(final.get("prompt_eval_count") or 0), "output_tokens": int(final.get("eval_count") or 0)}
+def usage(final: Chunk) -> Usage:
+    return {"input_tokens": count_of(final, "prompt_eval_count"), "output_tokens": count_of(final, "eval_count")}
 
 
-def tool_use_block(call: dict[str, Any]) -> dict[str, Any]:
-    fn = call.get("function") or {}
-    args = fn.get("arguments")
+def tool_use_block(call: dict[str, object]) -> ToolUseBlock:
+    name, args = function_of(call)
     if isinstance(args, str):
         try:
             args = json.loads(args)
         except json.JSONDecodeError:
             args = {}
-    return {"type": "tool_use", "id": tool_call_id(call, "toolu_"), "name": fn.get("name", ""),
+    return {"type": "tool_use", "id": tool_call_id(call, "toolu_"), "name": name,
             "input": args if isinstance(args, dict) else {}}
 
 
-def _envelope(msg_id: str, model: str) -> dict[str, Any]:
-    return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None}
+def _envelope(msg_id: str, model: str, content: list[ContentBlock], stop: StopReason | None,
+              used: Usage) -> Message:
+    return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop, "stop_sequence": None, "usage": used}
 
 
-def message(model: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+def message(model: str, chunks: Sequence[Chunk]) -> Message:
     """The non-streamed ``message`` from every chunk of one request."""
     text: list[str] = []
     thinking: list[str] = []
-    calls: list[dict[str, Any]] = []
-    final: dict[str, Any] = {}
+    calls: list[dict[str, object]] = []
+    final: Chunk = {}
     for chunk in chunks:
-        msg = chunk.get("message") or {}
-        text.append(msg.get("content") or "")
-        thinking.append(msg.get("thinking") or "")
-        calls.extend(msg.get("tool_calls") or [])
+        msg = message_of(chunk)
+        text.append(text_of(msg, "content"))
+        thinking.append(text_of(msg, "thinking"))
+        calls.extend(calls_of(msg))
         if chunk.get("done"):
             final = chunk
-    content: list[dict[str, Any]] = []
+    content: list[ContentBlock] = []
     if any(thinking):
         content.append({"type": "thinking", "thinking": "".join(thinking), "signature": ""})
     joined = "".join(text)
     if joined or not calls:
         content.append({"type": "text", "text": joined})
     content.extend(tool_use_block(c) for c in calls)
-    out = _envelope(new_message_id(), model)
-    out.update(content=content, stop_reason=stop_reason(final.get("done_reason"), bool(calls)), usage=usage(final))
-    return out
+    return _envelope(new_message_id(), model, content, stop_reason(done_reason_of(final), bool(calls)), usage(final))
 
 
 class MessageStream:
@@ -119,7 +178,7 @@ class MessageStream:
         self.tool_uses = 0
 
     def opening(self) -> list[Event]:
-        start = dict(_envelope(self.id, self.model), usage={"input_tokens": 0, "output_tokens": 0})
+        start = _envelope(self.id, self.model, [], None, {"input_tokens": 0, "output_tokens": 0})
         return [("message_start", {"type": "message_start", "message": start}), ("ping", {"type": "ping"})]
 
     def _close(self) -> list[Event]:
@@ -128,7 +187,7 @@ class MessageStream:
         self.open = None
         return [("content_block_stop", {"type": "content_block_stop", "index": self.index})]
 
-    def _start(self, block: dict[str, Any]) -> list[Event]:
+    def _start(self, block: ContentBlock) -> list[Event]:
         events = self._close()
         self.index += 1
         self.open = block["type"]
@@ -136,23 +195,24 @@ class MessageStream:
                                                "content_block": block}))
         return events
 
-    def _delta(self, kind: str, delta: dict[str, Any]) -> list[Event]:
-        events = [] if self.open == kind else self._start(
-            {"type": "text", "text": ""} if kind == "text" else {"type": "thinking", "thinking": "", "signature": ""})
+    def _delta(self, kind: str, delta: dict[str, str]) -> list[Event]:
+        empty: ContentBlock = {"type": "text", "text": ""} if kind == "text" else {
+            "type": "thinking", "thinking": "", "signature": ""}
+        events = [] if self.open == kind else self._start(empty)
         events.append(("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta}))
         return events
 
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
+    def feed(self, chunk: Chunk) -> list[Event]:
         """The events (zero or more) that carry this native chunk."""
-        msg = chunk.get("message") or {}
+        msg = message_of(chunk)
         events: list[Event] = []
-        if msg.get("thinking"):
-            events += self._delta("thinking", {"type": "thinking_delta", "thinking": msg["thinking"]})
-        if msg.get("content"):
-            events += self._delta("text", {"type": "text_delta", "text": msg["content"]})
-        for call in msg.get("tool_calls") or []:
+        if thinking := text_of(msg, "thinking"):
+            events += self._delta("thinking", {"type": "thinking_delta", "thinking": thinking})
+        if content := text_of(msg, "content"):
+            events += self._delta("text", {"type": "text_delta", "text": content})
+        for call in calls_of(msg):
             block = tool_use_block(call)
-            events += self._start(dict(block, input={}))
+            events += self._start({**block, "input": {}})
             partial = json.dumps(block["input"], ensure_ascii=False, separators=(",", ":"))
             events.append(("content_block_delta", {"type": "content_block_delta", "index": self.index,
                                                    "delta": {"type": "input_json_delta", "partial_json": partial}}))
@@ -164,7 +224,7 @@ class MessageStream:
             # Nothing was generated: still one (empty) text block, as a client reads content[0].
             events += self._start({"type": "text", "text": ""})
         events += self._close()
-        delta = {"stop_reason": stop_reason(chunk.get("done_reason"), self.tool_uses > 0), "stop_sequence": None}
+        delta = {"stop_reason": stop_reason(done_reason_of(chunk), self.tool_uses > 0), "stop_sequence": None}
         events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": usage(chunk)}))
         events.append(("message_stop", {"type": "message_stop"}))
         return events

@@ -26,6 +26,7 @@ from ollamalike.jsonfields import (
     model_field,
     type_name,
 )
+from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.server import streaming
 from ollamalike.server.streaming import close_quietly, dumps, encode_json
 
@@ -56,7 +57,7 @@ log = logging.getLogger("ollamalike.server")
 MAX_JSON_DEPTH = 256
 
 
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(obj: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=encode_json(obj), status=status, content_type="application/json", charset="utf-8", headers=headers
     )
@@ -83,7 +84,7 @@ async def read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json(request: web.Request, allow_empty: bool = False) -> dict[str, Any]:
+async def read_json(request: web.Request, allow_empty: bool = False) -> JSONObject:
     """The body as a JSON object. ``allow_empty`` lets an empty body mean ``{}``."""
     raw = await read_body(request)
     if not raw.strip():
@@ -91,7 +92,7 @@ async def read_json(request: web.Request, allow_empty: bool = False) -> dict[str
             return {}
         raise BadRequest("missing request body")
     try:
-        data = json.loads(raw)
+        data: JSONValue = json.loads(raw)
     except UnicodeDecodeError:
         raise BadRequest("invalid JSON: body is not UTF-8") from None
     except json.JSONDecodeError as e:
@@ -106,10 +107,10 @@ async def read_json(request: web.Request, allow_empty: bool = False) -> dict[str
     return data
 
 
-def check_json_value(data: Any) -> None:
+def check_json_value(data: object) -> None:
     """Refuse what JSON allows but nothing downstream can use: nesting beyond MAX_JSON_DEPTH, and lone
     UTF-16 surrogates ("\\ud800"), which are not text and cannot be written back out as UTF-8."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    stack: list[tuple[object, int]] = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
@@ -120,7 +121,7 @@ def check_json_value(data: Any) -> None:
                     raise BadRequest("invalid JSON: a string holds a lone UTF-16 surrogate (not valid Unicode)") from None
             continue
         if isinstance(value, dict):
-            items: Any = [*value.keys(), *value.values()]
+            items: list[object] = [*value.keys(), *value.values()]
         elif isinstance(value, list):
             items = value
         else:

@@ -11,20 +11,142 @@ from __future__ import annotations
 import base64
 import secrets
 import time
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Literal, TypedDict
 
 import numpy as np
 
 from ollamalike.errors import BadRequest, ModelNotFound, OllamalikeError
 from ollamalike.names import ModelName
+from ollamalike.server.chunk_fields import (
+    Chunk,
+    calls_of,
+    count_of,
+    done_reason_of,
+    function_of,
+    message_of,
+    text_of,
+)
 from ollamalike.server.openai_fields import tool_arguments_json
 
 SYSTEM_FINGERPRINT = "fp_ollamalike"
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
-def error_object(status: int, message: str, exc: OllamalikeError | None = None) -> dict[str, Any]:
-    """OpenAI's error object, for errors raised after an SSE stream has started."""
+class PromptTokensDetails(TypedDict):
+    cached_tokens: int
+
+
+class CompletionUsage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    prompt_tokens_details: PromptTokensDetails
+
+
+class ToolCallFunction(TypedDict):
+    name: str
+    arguments: str  # JSON text
+
+
+class ToolCall(TypedDict):
+    index: int
+    id: str
+    type: Literal["function"]
+    function: ToolCallFunction
+
+
+class _MessageHead(TypedDict):
+    role: Literal["assistant"]
+    content: str | None
+
+
+class ChatMessage(_MessageHead, total=False):
+    tool_calls: list[ToolCall]
+    reasoning: str
+
+
+class ChatChoice(TypedDict):
+    index: int
+    message: ChatMessage
+    logprobs: None
+    finish_reason: FinishReason
+
+
+class ChatCompletion(TypedDict):
+    """``chat.completion`` (the SDK's ``openai.types.chat.ChatCompletion``)."""
+
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[ChatChoice]
+    usage: CompletionUsage
+
+
+class Delta(TypedDict, total=False):
+    role: Literal["assistant"]
+    content: str
+    reasoning: str
+    tool_calls: list[ToolCall]
+
+
+class StreamChoice(TypedDict):
+    index: int
+    delta: Delta
+    logprobs: None
+    finish_reason: FinishReason | None
+
+
+class CompletionChoice(TypedDict):
+    text: str
+    index: int
+    logprobs: None
+    finish_reason: FinishReason | None
+
+
+class Completion(TypedDict):
+    """``text_completion`` (the SDK's ``openai.types.Completion``)."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    system_fingerprint: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+
+
+class Embedding(TypedDict):
+    object: Literal["embedding"]
+    embedding: str | list[float]  # base64 of little-endian float32, or the floats
+    index: int
+
+
+class EmbeddingUsage(TypedDict):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(TypedDict):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: EmbeddingUsage
+
+
+class ModelObject(TypedDict):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+def error_object(status: int, message: str, exc: OllamalikeError | None = None) -> dict[str, object]:
+    """OpenAI's error object, for errors raised after an SSE stream has started (a plain dict: it is
+    one of the stream's events)."""
     kind = exc.openai_type if exc is not None else ("server_error" if status >= 500 else "invalid_request_error")
     code = "model_not_found" if isinstance(exc, ModelNotFound) else None
     param = exc.param if exc is not None else None
@@ -35,28 +157,28 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(12)}"
 
 
-def finish_reason(done_reason: str | None, has_tool_calls: bool) -> str:
+def finish_reason(done_reason: str | None, has_tool_calls: bool) -> FinishReason:
     if has_tool_calls:
         return "tool_calls"
     # Ollama's other done reasons ("load", "unload") mean the answer ended normally.
     return "length" if done_reason == "length" else "stop"
 
 
-def usage(final: dict[str, Any]) -> dict[str, Any]:
+def usage(final: Chunk) -> CompletionUsage:
     """OpenAI's usage: the whole prompt, and the part of it the prefix cache served
     (``cached_tokens``, carried by the inference service's final chunk)."""
-    prompt = int(final.get("prompt_eval_count") or 0)
-    completion = int(final.get("eval_count") or 0)
+    prompt = count_of(final, "prompt_eval_count")
+    completion = count_of(final, "eval_count")
     cached = int(getattr(final, "cached_tokens", 0) or 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": cached}}
 
 
-def openai_tool_calls(calls: list[dict[str, Any]], start: int = 0) -> list[dict[str, Any]]:
+def openai_tool_calls(calls: list[dict[str, object]], start: int = 0) -> list[ToolCall]:
     """Ollama tool calls (arguments as an object) as OpenAI's (arguments as a JSON string, ids "call_…")."""
-    out = []
+    out: list[ToolCall] = []
     for offset, call in enumerate(calls):
-        fn = call.get("function") or {}
+        name, arguments = function_of(call)
         call_id = call.get("id")
         if not isinstance(call_id, str) or not call_id:
             call_id = f"call_{secrets.token_hex(12)}"
@@ -64,7 +186,7 @@ def openai_tool_calls(calls: list[dict[str, Any]], start: int = 0) -> list[dict[
             "index": start + offset,
             "id": call_id,
             "type": "function",
-            "function": {"name": fn.get("name", ""), "arguments": tool_arguments_json(fn.get("arguments"))},
+            "function": {"name": name, "arguments": tool_arguments_json(arguments)},
         })
     return out
 
@@ -80,63 +202,66 @@ class ChatStream:
         self.role_sent = False
         self.tool_calls_sent = 0
 
-    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        return {
+    def _chunk(self, choices: list[StreamChoice], usage: CompletionUsage | None = None) -> dict[str, object]:
+        """A ``chat.completion.chunk`` (a plain dict: it is one of the stream's events)."""
+        chunk: dict[str, object] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": choices,
-            **extra,
         }
+        if usage is not None:
+            chunk["usage"] = usage
+        return chunk
 
-    def _delta(self, message: dict[str, Any]) -> dict[str, Any]:
-        delta: dict[str, Any] = {}
+    def _delta(self, message: Chunk) -> Delta:
+        delta: Delta = {}
         if not self.role_sent:
             delta["role"] = "assistant"
             self.role_sent = True
-        content = message.get("content") or ""
+        content = text_of(message, "content")
         if content or "role" in delta:
             delta["content"] = content
-        if message.get("thinking"):
-            delta["reasoning"] = message["thinking"]
-        calls = message.get("tool_calls") or []
+        if thinking := text_of(message, "thinking"):
+            delta["reasoning"] = thinking
+        calls = calls_of(message)
         if calls:
             delta["tool_calls"] = openai_tool_calls(calls, start=self.tool_calls_sent)
             self.tool_calls_sent += len(calls)
         return delta
 
-    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, chunk: Chunk) -> list[dict[str, object]]:
         """The OpenAI chunks (zero or more) that carry this Ollama chunk."""
-        delta = self._delta(chunk.get("message") or {})
+        delta = self._delta(message_of(chunk))
         if not chunk.get("done"):
             if not delta:
                 return []
             return [self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])]
         out = []
-        reason = finish_reason(chunk.get("done_reason"), self.tool_calls_sent > 0)
+        reason = finish_reason(done_reason_of(chunk), self.tool_calls_sent > 0)
         out.append(self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]))
         if self.include_usage:
             out.append(self._chunk([], usage=usage(chunk)))
         return out
 
 
-def chat_completion(model: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
+def chat_completion(model: str, chunks: Sequence[Chunk]) -> ChatCompletion:
     """The non-streamed ``chat.completion`` from every chunk of one request."""
     content: list[str] = []
     thinking: list[str] = []
-    calls: list[dict[str, Any]] = []
-    final: dict[str, Any] = {}
+    calls: list[dict[str, object]] = []
+    final: Chunk = {}
     for chunk in chunks:
-        message = chunk.get("message") or {}
-        content.append(message.get("content") or "")
-        thinking.append(message.get("thinking") or "")
-        calls.extend(message.get("tool_calls") or [])
+        message = message_of(chunk)
+        content.append(text_of(message, "content"))
+        thinking.append(text_of(message, "thinking"))
+        calls.extend(calls_of(message))
         if chunk.get("done"):
             final = chunk
     text = "".join(content)
-    out_message: dict[str, Any] = {"role": "assistant", "content": text}
+    out_message: ChatMessage = {"role": "assistant", "content": text}
     if calls:
         out_message["tool_calls"] = openai_tool_calls(calls)
         if not text:
@@ -153,7 +278,7 @@ def chat_completion(model: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
             "index": 0,
             "message": out_message,
             "logprobs": None,
-            "finish_reason": finish_reason(final.get("done_reason"), bool(calls)),
+            "finish_reason": finish_reason(done_reason_of(final), bool(calls)),
         }],
         "usage": usage(final),
     }
@@ -168,32 +293,35 @@ class CompletionStream:
         self.created = int(time.time())
         self.include_usage = include_usage
 
-    def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        return {
+    def _chunk(self, choices: list[CompletionChoice], usage: CompletionUsage | None = None) -> dict[str, object]:
+        """A streamed ``text_completion`` (a plain dict: it is one of the stream's events)."""
+        chunk: dict[str, object] = {
             "id": self.id,
             "object": "text_completion",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": choices,
-            **extra,
         }
+        if usage is not None:
+            chunk["usage"] = usage
+        return chunk
 
-    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
-        text = chunk.get("response") or ""
+    def feed(self, chunk: Chunk) -> list[dict[str, object]]:
+        text = text_of(chunk, "response")
         if not chunk.get("done"):
             if not text:
                 return []
             return [self._chunk([{"text": text, "index": 0, "logprobs": None, "finish_reason": None}])]
-        reason = finish_reason(chunk.get("done_reason"), False)
+        reason = finish_reason(done_reason_of(chunk), False)
         out = [self._chunk([{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}])]
         if self.include_usage:
             out.append(self._chunk([], usage=usage(chunk)))
         return out
 
 
-def completion(model: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    final = next((c for c in chunks if c.get("done")), {})
+def completion(model: str, chunks: Sequence[Chunk]) -> Completion:
+    final: Chunk = next((c for c in chunks if c.get("done")), {})
     return {
         "id": new_id("cmpl"),
         "object": "text_completion",
@@ -201,10 +329,10 @@ def completion(model: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
         "model": model,
         "system_fingerprint": SYSTEM_FINGERPRINT,
         "choices": [{
-            "text": "".join(c.get("response") or "" for c in chunks),
+            "text": "".join(text_of(c, "response") for c in chunks),
             "index": 0,
             "logprobs": None,
-            "finish_reason": finish_reason(final.get("done_reason"), False),
+            "finish_reason": finish_reason(done_reason_of(final), False),
         }],
         "usage": usage(final),
     }
@@ -215,9 +343,11 @@ def embedding_base64(vector: list[float]) -> str:
     return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
 
 
-def embedding_list(model: str, result: dict[str, Any], encoding_format: str) -> dict[str, Any]:
-    vectors = result.get("embeddings") or []
-    data = [
+def embedding_list(model: str, result: Chunk, encoding_format: str) -> EmbeddingList:
+    """An embed result (``inference.embed``) as OpenAI's embedding list."""
+    embeddings = result.get("embeddings")
+    vectors = [v for v in embeddings if isinstance(v, list)] if isinstance(embeddings, list) else []
+    data: list[Embedding] = [
         {
             "object": "embedding",
             "embedding": embedding_base64(v) if encoding_format == "base64" else list(v),
@@ -225,11 +355,11 @@ def embedding_list(model: str, result: dict[str, Any], encoding_format: str) -> 
         }
         for i, v in enumerate(vectors)
     ]
-    tokens = int(result.get("prompt_eval_count") or 0)
+    tokens = count_of(result, "prompt_eval_count")
     return {"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
-def unix_seconds(value: Any) -> int:
+def unix_seconds(value: object) -> int:
     """Unix seconds from an RFC 3339 time (Go's nanosecond precision allowed), a datetime or a number."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
@@ -261,7 +391,7 @@ def owner(name: str) -> str:
         return "library"
 
 
-def model_object(entry: dict[str, Any]) -> dict[str, Any]:
+def model_object(entry: Chunk) -> ModelObject:
     """An ``/api/tags`` entry as OpenAI's model object."""
     name = str(entry.get("name") or entry.get("model") or "")
     return {

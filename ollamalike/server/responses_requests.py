@@ -11,13 +11,16 @@ files, background runs, stored item references) is a 400.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, TypedDict
 
 from ollamalike.errors import BadRequest
 from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message
 from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid, type_name
+from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.options import Options
+from ollamalike.server.message_shapes import NativeMessage, NativeToolCall
 from ollamalike.server.openai_fields import context_options, model_name, named_options, tool_arguments_json
 from ollamalike.server.openai_requests import forced_tool_format
 from ollamalike.server.tool_ids import tool_call_id
@@ -25,25 +28,40 @@ from ollamalike.server.tool_ids import tool_call_id
 # Responses' reasoning efforts onto the native think levels.
 _EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low", "medium": "medium",
                                    "high": "high", "xhigh": "max"}
-_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
+_ROLES: dict[str, Literal["user", "assistant", "system"]] = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 _IMAGE_PREFIX = "data:image/"
+
+
+class ResponseEcho(TypedDict):
+    """The request's settings the ``response`` object repeats."""
+
+    instructions: str | None
+    max_output_tokens: JSONValue
+    temperature: JSONValue
+    top_p: JSONValue
+    tool_choice: JSONValue
+    tools: JSONValue
+    text: JSONValue
+    reasoning: JSONValue
+    metadata: JSONValue
+    parallel_tool_calls: JSONValue
 
 
 @dataclass
 class ResponsesTranslation:
     request: ChatRequest
-    input_messages: list[dict[str, Any]]  # this request's own input, to store for a follow-up
+    input_messages: list[dict[str, object]]  # this request's own input (parsed), to store for a follow-up
     previous_response_id: str | None
     store: bool
-    echo: dict[str, Any] = field(default_factory=dict)  # request fields the response object repeats
+    echo: ResponseEcho  # request fields the response object repeats  # request fields the response object repeats
 
 
-def previous_id(body: dict[str, Any]) -> str | None:
+def previous_id(body: JSONObject) -> str | None:
     value = get_str(body, "previous_response_id")
     return value or None
 
 
-def _text_parts(content: Any, where: str) -> tuple[str, list[str]]:
+def _text_parts(content: JSONValue, where: str) -> tuple[str, list[str]]:
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
@@ -53,6 +71,8 @@ def _text_parts(content: Any, where: str) -> tuple[str, list[str]]:
     for j, part in enumerate(content):
         here = f"{where}.content[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
+        if not isinstance(part, dict) or kind is None:
+            raise BadRequest(f"{here}: expected a content part object with a 'type', got {type_name(part)}")
         if kind in ("input_text", "output_text", "text", "refusal"):
             text = part.get("refusal" if kind == "refusal" else "text")
             if not isinstance(text, str):
@@ -64,15 +84,13 @@ def _text_parts(content: Any, where: str) -> tuple[str, list[str]]:
                 raise BadRequest(f"{here}: send the image as a base64 data URL in 'image_url' "
                                  "(image URLs and file ids are not fetched)")
             images.append(url.partition(";base64,")[2])
-        elif kind is None:
-            raise BadRequest(f"{here}: expected a content part object with a 'type', got {type_name(part)}")
         else:
             raise BadRequest(f"{here}: content part type {kind!r} is not supported "
                              "(use \"input_text\", \"output_text\" or \"input_image\")")
     return "\n".join(texts), images
 
 
-def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
+def _function_call(item: JSONObject, where: str) -> NativeToolCall:
     call_id, name, args = item.get("call_id"), item.get("name"), item.get("arguments", "")
     if not isinstance(call_id, str) or not call_id:
         raise invalid(f"{where}.call_id", "a string", call_id)
@@ -83,27 +101,37 @@ def _function_call(item: dict[str, Any], where: str) -> dict[str, Any]:
     return {"id": call_id, "function": {"name": name, "arguments": args}}
 
 
-def _output_text(output: Any, where: str) -> str:
+def _output_text(output: JSONValue, where: str) -> str:
     if isinstance(output, str):
         return output
     text, _ = _text_parts(output, where)
     return text
 
 
-def known_calls(messages: list[dict[str, Any]]) -> dict[str, str]:
-    """call_id -> function name of every assistant tool call in ``messages``."""
-    return {c["id"]: c["function"]["name"] for m in messages if m.get("role") == "assistant"
-            for c in m.get("tool_calls") or [] if c.get("id")}
+def _calls_of(message: Mapping[str, object]) -> list[Mapping[str, object]]:
+    calls = message.get("tool_calls") if message.get("role") == "assistant" else None
+    return [c for c in calls if isinstance(c, Mapping)] if isinstance(calls, list) else []
 
 
-def input_messages(value: Any, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _function_name(call: Mapping[str, object]) -> object:
+    fn = call.get("function")
+    return fn.get("name") if isinstance(fn, Mapping) else None
+
+
+def known_calls(messages: list[dict[str, object]]) -> dict[str, str]:
+    """call_id -> function name of every assistant tool call in ``messages`` (parsed native messages)."""
+    return {call_id: name for m in messages for c in _calls_of(m)
+            if isinstance(call_id := c.get("id"), str) and call_id and isinstance(name := _function_name(c), str)}
+
+
+def input_messages(value: JSONValue, history: list[dict[str, object]]) -> list[dict[str, object]]:
     """Native messages for ``input``; ``history`` (the previous responses) resolves call ids."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list) or not value:
         raise BadRequest("'input' must be a string or a non-empty array of input items", param="input")
     calls = known_calls(history)
-    out: list[dict[str, Any]] = []
+    out: list[NativeMessage] = []
     thinking = ""
     for i, item in enumerate(value):
         where = f"input[{i}]"
@@ -111,11 +139,12 @@ def input_messages(value: Any, history: list[dict[str, Any]]) -> list[dict[str, 
             raise invalid(where, "an input item object", item)
         kind = item.get("type", "message")
         if kind == "message":
-            role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
+            role_name = item.get("role")
+            role = _ROLES.get(role_name) if isinstance(role_name, str) else None
             if role is None:
                 raise BadRequest(f"{where}.role must be \"user\", \"assistant\", \"system\" or \"developer\"")
             text, images = _text_parts(item.get("content"), where)
-            msg: dict[str, Any] = {"role": role, "content": text}
+            msg: NativeMessage = {"role": role, "content": text}
             if images:
                 msg["images"] = images
             if role == "assistant" and thinking:
@@ -128,8 +157,10 @@ def input_messages(value: Any, history: list[dict[str, Any]]) -> list[dict[str, 
             if last is not None and last["role"] == "assistant":
                 last.setdefault("tool_calls", []).append(call)
             else:
-                out.append({"role": "assistant", "content": "", "tool_calls": [call],
-                            **({"thinking": thinking} if thinking else {})})
+                opened: NativeMessage = {"role": "assistant", "content": "", "tool_calls": [call]}
+                if thinking:
+                    opened["thinking"] = thinking
+                out.append(opened)
                 thinking = ""
         elif kind == "function_call_output":
             call_id = item.get("call_id")
@@ -142,21 +173,32 @@ def input_messages(value: Any, history: list[dict[str, Any]]) -> list[dict[str, 
             out.append({"role": "tool", "content": _output_text(item.get("output"), where),
                         "tool_name": calls[call_id], "tool_call_id": call_id})
         elif kind == "reasoning":
-            parts = list(item.get("content") or []) + list(item.get("summary") or [])
-            thinking += "".join(p.get("text", "") for p in parts if isinstance(p, dict)
-                                and isinstance(p.get("text"), str))
+            parts = [*_items(item.get("content"), f"{where}.content"),
+                     *_items(item.get("summary"), f"{where}.summary")]
+            thinking += "".join(piece for p in parts if isinstance(p, dict)
+                                and isinstance(piece := p.get("text"), str))
         else:
             raise BadRequest(f"{where}: input item type {kind!r} is not supported (use \"message\", "
                              "\"function_call\", \"function_call_output\" or \"reasoning\")")
     return [parse_message(m, i) for i, m in enumerate(out)]
 
 
-def _tools(value: Any) -> list[dict[str, Any]] | None:
+def _items(value: JSONValue, where: str) -> list[JSONValue]:
+    """A reasoning item's ``content`` or ``summary`` parts (what ``list(value or [])`` gave: a string's
+    characters or an object's keys, which the type check after skips)."""
+    if not value:
+        return []
+    if isinstance(value, (list, str, dict)):
+        return list(value)
+    raise invalid(where, "an array", value)
+
+
+def _tools(value: JSONValue) -> list[JSONObject] | None:
     if value is None:
         return None
     if not isinstance(value, list):
         raise invalid("tools", "an array of tool objects", value)
-    tools = []
+    tools: list[JSONObject] = []
     for i, tool in enumerate(value):
         if not isinstance(tool, dict) or tool.get("type") != "function":
             kind = tool.get("type") if isinstance(tool, dict) else None
@@ -167,14 +209,15 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
             raise BadRequest(f"tools[{i}].name is required", param=f"tools[{i}].name")
         if params is not None and not isinstance(params, dict):
             raise invalid(f"tools[{i}].parameters", "a JSON schema object", params)
-        fn: dict[str, Any] = {"name": name, "parameters": params or {"type": "object", "properties": {}}}
-        if isinstance(tool.get("description"), str):
-            fn["description"] = tool["description"]
+        fn: JSONObject = {"name": name, "parameters": params or {"type": "object", "properties": {}}}
+        description = tool.get("description")
+        if isinstance(description, str):
+            fn["description"] = description
         tools.append({"type": "function", "function": fn})
     return tools or None
 
 
-def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | None, bool]:
+def _tool_choice(value: JSONValue, tools: list[JSONObject] | None) -> tuple[list[JSONObject] | None, bool]:
     if value is None or value == "auto":
         return tools, False
     if value == "none":
@@ -184,7 +227,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[d
             raise BadRequest("'tool_choice' is \"required\" but no 'tools' were given", param="tool_choice")
         return tools, True
     if isinstance(value, dict) and value.get("type") == "function":
-        chosen = [t for t in tools or [] if t["function"]["name"] == value.get("name")]
+        chosen = [t for t in tools or [] if _function_name(t) == value.get("name")]
         if not chosen:
             raise BadRequest(f"'tool_choice' names function {value.get('name')!r}, which is not among 'tools'",
                              param="tool_choice")
@@ -193,7 +236,7 @@ def _tool_choice(value: Any, tools: list[dict[str, Any]] | None) -> tuple[list[d
                      "{\"type\": \"function\", \"name\": ...}", param="tool_choice")
 
 
-def _format(text: Any) -> str | dict[str, Any] | None:
+def _format(text: JSONValue) -> str | JSONObject | None:
     if text is None:
         return None
     if not isinstance(text, dict):
@@ -207,7 +250,7 @@ def _format(text: Any) -> str | dict[str, Any] | None:
     if kind == "json_object":
         return "json"
     if kind == "json_schema":
-        schema = fmt.get("schema")
+        schema = fmt.get("schema") if isinstance(fmt, dict) else None
         if not isinstance(schema, dict):
             raise BadRequest("'text.format' of type json_schema needs 'schema': {...}", param="text.format.schema")
         return schema
@@ -215,7 +258,7 @@ def _format(text: Any) -> str | dict[str, Any] | None:
                      param="text.format")
 
 
-def _think(reasoning: Any) -> bool | str | None:
+def _think(reasoning: JSONValue) -> bool | str | None:
     if reasoning is None:
         return None
     if not isinstance(reasoning, dict):
@@ -223,20 +266,20 @@ def _think(reasoning: Any) -> bool | str | None:
     effort = reasoning.get("effort")
     if effort is None:
         return None
-    if effort not in _EFFORTS:
+    if not isinstance(effort, str) or effort not in _EFFORTS:
         raise BadRequest(f"invalid 'reasoning.effort' {effort!r}: use one of {', '.join(_EFFORTS)}",
                          param="reasoning.effort")
     return _EFFORTS[effort]
 
 
-def _options(body: dict[str, Any]) -> Options:
+def _options(body: JSONObject) -> Options:
     extras = context_options(body)
     named: dict[str, object] = {name: get_number(body, name) for name in ("temperature", "top_p")}
     named["num_predict"] = get_int(body, "max_output_tokens", minimum=1)
     return named_options(extras, named)
 
 
-def parse_response_request(body: dict[str, Any], history: list[dict[str, Any]]) -> ResponsesTranslation:
+def parse_response_request(body: JSONObject, history: list[dict[str, object]]) -> ResponsesTranslation:
     """The ``ChatRequest`` for a Responses body whose chain so far is ``history`` (native messages)."""
     model = model_name(body)
     for unsupported in ("background", "conversation"):
@@ -244,7 +287,8 @@ def parse_response_request(body: dict[str, Any], history: list[dict[str, Any]]) 
             raise BadRequest(f"'{unsupported}' is not supported", param=unsupported)
     instructions = get_str(body, "instructions")
     new = input_messages(body.get("input"), history)
-    messages = ([{"role": "system", "content": instructions}] if instructions else []) + history + new
+    system: list[dict[str, object]] = [{"role": "system", "content": instructions}] if instructions else []
+    messages = system + history + new
     tools, forced = _tool_choice(body.get("tool_choice"), _tools(body.get("tools")))
     fmt = _format(body.get("text"))
     if forced and tools:
@@ -261,7 +305,7 @@ def parse_response_request(body: dict[str, Any], history: list[dict[str, Any]]) 
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=_think(body.get("reasoning")),
     )
-    echo = {
+    echo: ResponseEcho = {
         "instructions": instructions,
         "max_output_tokens": body.get("max_output_tokens"),
         "temperature": body.get("temperature"),
@@ -277,13 +321,19 @@ def parse_response_request(body: dict[str, Any], history: list[dict[str, Any]]) 
                                 store=bool(get_bool(body, "store", True)), echo=echo)
 
 
-def output_messages(text: str, thinking: str, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The assistant turn a response produced, as native messages to chain a follow-up on."""
-    msg: dict[str, Any] = {"role": "assistant", "content": text}
+def _output_call(call: dict[str, object]) -> NativeToolCall:
+    fn = call["function"]
+    name, arguments = (fn.get("name", ""), fn.get("arguments")) if isinstance(fn, Mapping) else ("", None)
+    return {"id": tool_call_id(call, "call_"),
+            "function": {"name": name if isinstance(name, str) else "", "arguments": tool_arguments_json(arguments)}}
+
+
+def output_messages(text: str, thinking: str, calls: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The assistant turn a response produced (``calls``: the chunks' tool calls), as native messages
+    to chain a follow-up on."""
+    msg: NativeMessage = {"role": "assistant", "content": text}
     if thinking:
         msg["thinking"] = thinking
     if calls:
-        msg["tool_calls"] = [{"id": tool_call_id(c, "call_"), "function": {"name": c["function"].get("name", ""),
-                                                          "arguments": tool_arguments_json(c["function"].get("arguments"))}}
-                             for c in calls]
+        msg["tool_calls"] = [_output_call(c) for c in calls]
     return [parse_message(msg, 0)]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
-from typing import Any
 
 from ollamalike.errors import NotFound
 
@@ -30,13 +29,13 @@ class ResponseStore:
     def __init__(self, max_responses: int = MAX_RESPONSES, max_bytes: int = MAX_BYTES) -> None:
         self.max_responses = max_responses
         self.max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[list[dict[str, Any]], int]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[list[dict[str, object]], int]] = OrderedDict()
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, response_id: str, messages: list[dict[str, Any]]) -> None:
+    def put(self, response_id: str, messages: list[dict[str, object]]) -> None:
         size = len(json.dumps(messages, ensure_ascii=False).encode())
         if size > self.max_bytes:
             return  # larger than the whole store: not kept (a follow-up on it is a 404)
@@ -49,7 +48,7 @@ class ResponseStore:
             _, (_, dropped) = self._items.popitem(last=False)
             self.bytes -= dropped
 
-    def get(self, response_id: str) -> list[dict[str, Any]]:
+    def get(self, response_id: str) -> list[dict[str, object]]:
         """The conversation of ``response_id`` (a copy); unknown -> ``PreviousResponseNotFound``."""
         item = self._items.get(response_id)
         if item is None:

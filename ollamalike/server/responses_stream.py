@@ -13,49 +13,140 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Literal, TypedDict
 
 from ollamalike.errors import OllamalikeError
+from ollamalike.jsontypes import JSONValue
+from ollamalike.server.chunk_fields import (
+    Chunk,
+    calls_of,
+    count_of,
+    done_reason_of,
+    function_of,
+    message_of,
+    text_of,
+)
 from ollamalike.server.openai_fields import tool_arguments_json
+from ollamalike.server.responses_requests import ResponseEcho
 from ollamalike.server.sse import Event
 from ollamalike.server.tool_ids import tool_call_id
+
+Status = Literal["completed", "incomplete", "in_progress"]
+
+
+class InputTokensDetails(TypedDict):
+    cached_tokens: int
+
+
+class OutputTokensDetails(TypedDict):
+    reasoning_tokens: int
+
+
+class Usage(TypedDict):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails
+    total_tokens: int
+
+
+class ReasoningText(TypedDict):
+    type: Literal["reasoning_text"]
+    text: str
+
+
+class ReasoningItem(TypedDict):
+    type: Literal["reasoning"]
+    id: str
+    summary: list[JSONValue]
+    content: list[ReasoningText]
+
+
+class OutputText(TypedDict):
+    type: Literal["output_text"]
+    text: str
+    annotations: list[JSONValue]
+    logprobs: list[JSONValue]
+
+
+class MessageItem(TypedDict):
+    type: Literal["message"]
+    id: str
+    status: Status
+    role: Literal["assistant"]
+    content: list[OutputText]
+
+
+class FunctionCallItem(TypedDict):
+    type: Literal["function_call"]
+    id: str
+    call_id: str
+    name: str
+    arguments: str
+    status: Status
+
+
+OutputItem = ReasoningItem | MessageItem | FunctionCallItem
+
+
+class IncompleteDetails(TypedDict):
+    reason: Literal["max_output_tokens"]
+
+
+class Response(ResponseEcho):
+    """The ``response`` object (the SDK's ``openai.types.responses.Response``)."""
+
+    id: str
+    object: Literal["response"]
+    created_at: int
+    status: Status
+    error: None
+    incomplete_details: IncompleteDetails | None
+    model: str
+    output: list[OutputItem]
+    previous_response_id: str | None
+    store: bool
+    truncation: Literal["disabled"]
+    user: None
+    usage: Usage | None
 
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-def usage(final: dict[str, Any]) -> dict[str, Any]:
-    prompt = int(final.get("prompt_eval_count") or 0)
-    completion = int(final.get("eval_count") or 0)
+def usage(final: Chunk) -> Usage:
+    prompt = count_of(final, "prompt_eval_count")
+    completion = count_of(final, "eval_count")
     return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": prompt + completion}
 
 
-def reasoning_item(item_id: str, text: str) -> dict[str, Any]:
+def reasoning_item(item_id: str, text: str) -> ReasoningItem:
     return {"type": "reasoning", "id": item_id, "summary": [], "content": [{"type": "reasoning_text", "text": text}]}
 
 
-def text_part(text: str) -> dict[str, Any]:
+def text_part(text: str) -> OutputText:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def message_item(item_id: str, text: str | None, status: str = "completed") -> dict[str, Any]:
+def message_item(item_id: str, text: str | None, status: Status = "completed") -> MessageItem:
     return {"type": "message", "id": item_id, "status": status, "role": "assistant",
             "content": [] if text is None else [text_part(text)]}
 
 
-def function_call_item(call: dict[str, Any], status: str = "completed") -> dict[str, Any]:
-    fn = call.get("function") or {}
+def function_call_item(call: dict[str, object], status: Status = "completed") -> FunctionCallItem:
+    name, arguments = function_of(call)
     return {"type": "function_call", "id": new_id("fc"), "call_id": tool_call_id(call, "call_"),
-            "name": fn.get("name", ""), "arguments": tool_arguments_json(fn.get("arguments")), "status": status}
+            "name": name, "arguments": tool_arguments_json(arguments), "status": status}
 
 
 class ResponseObject:
     """The ``response`` object's fixed fields (id, model, the request's echoed settings)."""
 
-    def __init__(self, model: str, echo: dict[str, Any], previous_response_id: str | None, store: bool) -> None:
+    def __init__(self, model: str, echo: ResponseEcho, previous_response_id: str | None, store: bool) -> None:
         self.id = new_id("resp")
         self.created_at = int(time.time())
         self.model = model
@@ -63,7 +154,7 @@ class ResponseObject:
         self.previous_response_id = previous_response_id
         self.store = store
 
-    def build(self, status: str, output: list[dict[str, Any]], final: dict[str, Any] | None) -> dict[str, Any]:
+    def build(self, status: Status, output: list[OutputItem], final: Chunk | None) -> Response:
         incomplete = status == "incomplete"
         return {
             "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
@@ -75,24 +166,24 @@ class ResponseObject:
         }
 
 
-def status_of(final: dict[str, Any]) -> str:
-    return "incomplete" if final.get("done_reason") == "length" else "completed"
+def status_of(final: Chunk) -> Status:
+    return "incomplete" if done_reason_of(final) == "length" else "completed"
 
 
-def response(obj: ResponseObject, chunks: list[dict[str, Any]]) -> tuple[dict[str, Any], str, str, list[dict[str, Any]]]:
+def response(obj: ResponseObject, chunks: Sequence[Chunk]) -> tuple[Response, str, str, list[dict[str, object]]]:
     """The non-streamed ``response`` and the (text, thinking, calls) it produced, for the store."""
     text: list[str] = []
     thinking: list[str] = []
-    calls: list[dict[str, Any]] = []
-    final: dict[str, Any] = {}
+    calls: list[dict[str, object]] = []
+    final: Chunk = {}
     for chunk in chunks:
-        msg = chunk.get("message") or {}
-        text.append(msg.get("content") or "")
-        thinking.append(msg.get("thinking") or "")
-        calls.extend(msg.get("tool_calls") or [])
+        msg = message_of(chunk)
+        text.append(text_of(msg, "content"))
+        thinking.append(text_of(msg, "thinking"))
+        calls.extend(calls_of(msg))
         if chunk.get("done"):
             final = chunk
-    output: list[dict[str, Any]] = []
+    output: list[OutputItem] = []
     if any(thinking):
         output.append(reasoning_item(new_id("rs"), "".join(thinking)))
     joined = "".join(text)
@@ -108,14 +199,14 @@ class ResponseStream:
     def __init__(self, obj: ResponseObject) -> None:
         self.obj = obj
         self.seq = 0
-        self.output: list[dict[str, Any]] = []
-        self.open: dict[str, Any] | None = None  # the reasoning or message item being streamed
+        self.output: list[OutputItem] = []
+        self.open: ReasoningItem | MessageItem | None = None  # the reasoning or message item being streamed
         self.texts: list[str] = []
         self.thinking: list[str] = []
-        self.calls: list[dict[str, Any]] = []
-        self.final: dict[str, Any] | None = None
+        self.calls: list[dict[str, object]] = []
+        self.final: Chunk | None = None
 
-    def _event(self, kind: str, **fields: Any) -> Event:
+    def _event(self, kind: str, **fields: object) -> Event:
         self.seq += 1
         return kind, {"type": kind, "sequence_number": self.seq - 1, **fields}
 
@@ -124,7 +215,7 @@ class ResponseStream:
         return [self._event("response.created", response=snapshot),
                 self._event("response.in_progress", response=snapshot)]
 
-    def _add(self, item: dict[str, Any]) -> list[Event]:
+    def _add(self, item: OutputItem) -> list[Event]:
         self.output.append(item)
         return [self._event("response.output_item.added", output_index=len(self.output) - 1, item=item)]
 
@@ -133,6 +224,7 @@ class ResponseStream:
         if item is None:
             return []
         index = len(self.output) - 1
+        events: list[Event]
         if item["type"] == "reasoning":
             text = item["content"][0]["text"]
             events = [self._event("response.reasoning_text.done", item_id=item["id"], output_index=index,
@@ -149,35 +241,37 @@ class ResponseStream:
 
     def _reasoning(self, delta: str) -> list[Event]:
         events: list[Event] = []
-        if self.open is None or self.open["type"] != "reasoning":
+        item = self.open
+        if item is None or item["type"] != "reasoning":
             events += self._close()
-            self.open = reasoning_item(new_id("rs"), "")
-            events += self._add(self.open)
-        self.open["content"][0]["text"] += delta
+            item = self.open = reasoning_item(new_id("rs"), "")
+            events += self._add(item)
+        item["content"][0]["text"] += delta
         self.thinking.append(delta)
-        events.append(self._event("response.reasoning_text.delta", item_id=self.open["id"],
+        events.append(self._event("response.reasoning_text.delta", item_id=item["id"],
                                   output_index=len(self.output) - 1, content_index=0, delta=delta))
         return events
 
     def _text(self, delta: str) -> list[Event]:
         events: list[Event] = []
-        if self.open is None or self.open["type"] != "message":
+        item = self.open
+        if item is None or item["type"] != "message":
             events += self._close()
-            self.open = message_item(new_id("msg"), None, status="in_progress")
-            events += self._add(self.open)
-            self.open["content"].append(text_part(""))
-            events.append(self._event("response.content_part.added", item_id=self.open["id"],
+            item = self.open = message_item(new_id("msg"), None, status="in_progress")
+            events += self._add(item)
+            item["content"].append(text_part(""))
+            events.append(self._event("response.content_part.added", item_id=item["id"],
                                       output_index=len(self.output) - 1, content_index=0, part=text_part("")))
-        self.open["content"][0]["text"] += delta
+        item["content"][0]["text"] += delta
         self.texts.append(delta)
-        events.append(self._event("response.output_text.delta", item_id=self.open["id"],
+        events.append(self._event("response.output_text.delta", item_id=item["id"],
                                   output_index=len(self.output) - 1, content_index=0, delta=delta, logprobs=[]))
         return events
 
-    def _call(self, call: dict[str, Any]) -> list[Event]:
+    def _call(self, call: dict[str, object]) -> list[Event]:
         events = self._close()
         done = function_call_item(call)
-        events += self._add(dict(done, arguments="", status="in_progress"))
+        events += self._add({**done, "arguments": "", "status": "in_progress"})
         index = len(self.output) - 1
         self.output[index] = done
         events.append(self._event("response.function_call_arguments.delta", item_id=done["id"],
@@ -188,14 +282,14 @@ class ResponseStream:
         self.calls.append(call)
         return events
 
-    def feed(self, chunk: dict[str, Any]) -> list[Event]:
-        msg = chunk.get("message") or {}
+    def feed(self, chunk: Chunk) -> list[Event]:
+        msg = message_of(chunk)
         events: list[Event] = []
-        if msg.get("thinking"):
-            events += self._reasoning(msg["thinking"])
-        if msg.get("content"):
-            events += self._text(msg["content"])
-        for call in msg.get("tool_calls") or []:
+        if thinking := text_of(msg, "thinking"):
+            events += self._reasoning(thinking)
+        if content := text_of(msg, "content"):
+            events += self._text(content)
+        for call in calls_of(msg):
             events += self._call(call)
         if not chunk.get("done"):
             return events

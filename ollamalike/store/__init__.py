@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ollamalike.errors import BadRequest, ModelNotFound, NotFound
+from ollamalike.jsontypes import JSONValue
 from ollamalike.names import ModelName, parse_digest
 from ollamalike.store.blobs import BlobDir, PartialBlob
 from ollamalike.store.catalog import Catalog, TagRow
@@ -338,11 +339,12 @@ class Store:
 
     # --- caches and pull state -----------------------------------------------------------
 
-    def cached_info(self, digest: str) -> dict[str, Any] | None:
+    def cached_info(self, digest: str) -> JSONValue:
+        """The GGUF metadata cached for a blob (``library.models.encode_info``'s JSON), None when there is none."""
         with self._lock:
             return self.catalog.get_info(parse_digest(digest))
 
-    def cache_info(self, digest: str, info: dict[str, Any]) -> None:
+    def cache_info(self, digest: str, info: JSONValue) -> None:
         """Remember parsed GGUF metadata for a blob that is referenced (GC drops it with the blob)."""
         d = parse_digest(digest)
         with self._lock:

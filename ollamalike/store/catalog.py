@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations
 
+from ollamalike.jsontypes import JSONValue
+
 migrations = Migrations("ollamalike.catalog")
 
 
@@ -173,11 +175,13 @@ class Catalog:
 
     # --- cached GGUF metadata ------------------------------------------------------------
 
-    def get_info(self, digest: str) -> dict[str, Any] | None:
+    def get_info(self, digest: str) -> JSONValue:
+        """The cached metadata of ``digest`` (None when there is none)."""
         row = self._one("SELECT info FROM gguf_info WHERE digest = ?", (digest,))
-        return json.loads(row[0]) if row else None
+        info: JSONValue = json.loads(row[0]) if row else None
+        return info
 
-    def put_info(self, digest: str, info: dict[str, Any]) -> None:
+    def put_info(self, digest: str, info: JSONValue) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO gguf_info (digest, info) VALUES (?, ?)", (digest, json.dumps(info, sort_keys=True))
         )

@@ -48,7 +48,7 @@ _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u202
 _GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
 
 
-def go_json(obj: Any) -> bytes:
+def go_json(obj: object) -> bytes:
     """Bytes as Go's ``json.Marshal`` of a map would give: sorted keys, compact, HTML-safe escapes.
 
     Escaping after ``json.dumps`` is safe: these characters only ever occur inside strings.
@@ -111,7 +111,7 @@ def parse_manifest(data: bytes) -> dict[str, Any]:
     return obj  # type: ignore[no-any-return]
 
 
-def _check_descriptor(desc: Any, where: str, allowed: frozenset[str] | None) -> None:
+def _check_descriptor(desc: object, where: str, allowed: frozenset[str] | None) -> None:
     if not isinstance(desc, dict):
         raise BadRequest(f"invalid manifest: {where} must be an object")
     digest = desc.get("digest")
@@ -127,7 +127,7 @@ def _check_descriptor(desc: Any, where: str, allowed: frozenset[str] | None) -> 
         raise BadRequest(f"invalid manifest: {where} has unsupported media type {media[:100]!r}")
 
 
-def validate_manifest(obj: Any) -> None:
+def validate_manifest(obj: object) -> None:
     """Every digest and media type checked; run before any file is written for it."""
     if not isinstance(obj, dict):
         raise BadRequest("invalid manifest: must be a JSON object")
