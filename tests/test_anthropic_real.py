@@ -87,3 +87,18 @@ def test_tool_use_round_trip(client: anthropic.Anthropic) -> None:
     assert answer.stop_reason == "end_turn"
     text = "".join(b.text for b in answer.content if b.type == "text")  # type: ignore[union-attr]
     assert "23" in text, text
+
+
+def test_a_stop_sequence_ends_the_turn_and_is_named(client: anthropic.Anthropic) -> None:
+    question: Any = {"role": "user", "content": "Count from 1 to 10, separated by commas."}
+    msg = client.messages.create(model=QWEN, max_tokens=60, messages=[question], stop_sequences=["5"],
+                                 extra_body=GREEDY)
+    text = "".join(b.text for b in msg.content if b.type == "text")  # type: ignore[union-attr]
+    assert msg.stop_reason == "stop_sequence" and msg.stop_sequence == "5", (msg.stop_reason, msg.stop_sequence, text)
+    assert "4" in text and "5" not in text, text
+    with client.messages.stream(model=QWEN, max_tokens=60, messages=[question], stop_sequences=["5"],
+                                extra_body=GREEDY) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == "5"
+    plain = client.messages.create(model=QWEN, max_tokens=60, messages=[question], extra_body=GREEDY)
+    assert plain.stop_reason == "end_turn" and plain.stop_sequence is None

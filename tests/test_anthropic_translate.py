@@ -141,3 +141,26 @@ def test_error_types(status: int, kind: str, shown: int) -> None:
 
     assert error_body(status, "m") == {"type": "error", "error": {"type": kind, "message": "m"}}
     assert anthropic_status(status) == shown
+
+
+def test_a_matched_stop_sequence_is_reported() -> None:
+    from ollamalike.inference.chunks import FinalChunk
+    from ollamalike.runner.sampling import TextStream
+
+    text = TextStream(["OP", "ST"])
+    out = "".join(text.push(p) for p in (b"fir", b"st STOP", b" more"))
+    assert out == "first " and text.stopped and text.matched == "ST"  # the earliest match wins
+    assert TextStream([]).matched is None
+
+    final = FinalChunk({"model": "m", "done": True, "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 2,
+                        "message": {"role": "assistant", "content": ""}})
+    final.stop_sequence = "STOP"
+    chunks: list[dict[str, Any]] = [{"message": {"role": "assistant", "content": "go "}, "done": False}, final]
+    body = message("m", chunks)
+    assert body["stop_reason"] == "stop_sequence" and body["stop_sequence"] == "STOP"
+    stream = MessageStream("m")
+    events = [e for c in chunks for e in stream.feed(c)]
+    deltas = [d for name, d in events if name == "message_delta"]
+    assert deltas and deltas[-1]["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": "STOP"}
+    plain = FinalChunk(final)
+    assert message("m", [plain])["stop_reason"] == "end_turn" and message("m", [plain])["stop_sequence"] is None

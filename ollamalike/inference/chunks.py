@@ -26,6 +26,7 @@ class FinalChunk(dict[str, Any]):
     ``usage.prompt_tokens_details.cached_tokens``)."""
 
     cached_tokens: int = 0
+    stop_sequence: str | None = None  # the stop sequence that ended the text (Anthropic's stop_sequence)
 
 
 def final_chunk(model: str, head: dict[str, Any], done: dict[str, Any], started_ns: int,
@@ -51,6 +52,8 @@ def final_chunk(model: str, head: dict[str, Any], done: dict[str, Any], started_
         "eval_duration": int(done.get("eval_duration") or 0),
     })
     final.cached_tokens = int(done.get("cached_tokens") or 0)
+    matched = done.get("stop_sequence")
+    final.stop_sequence = matched if isinstance(matched, str) and matched else None
     return final
 
 
@@ -59,6 +62,7 @@ def with_context(final: FinalChunk, context: list[int]) -> FinalChunk:
     items = list(final.items())
     out = FinalChunk({**dict(items[:5]), "context": context, **dict(items[5:])})
     out.cached_tokens = final.cached_tokens
+    out.stop_sequence = final.stop_sequence
     return out
 
 

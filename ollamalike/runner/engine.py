@@ -340,6 +340,7 @@ class Engine:
                 # As Ollama: the whole prompt, cached or not; the cached part is said separately.
                 "prompt_eval_count": len(req.prompt),
                 "cached_tokens": len(req.prompt) - slot.prompt_evaluated,
+                "stop_sequence": slot.text.matched,
                 "prompt_eval_duration": slot.prompt_ns if not slot.in_prompt else (now - slot.t_prompt if slot.t_prompt else 0),
                 "eval_count": len(slot.generated),
                 "eval_duration": (now - slot.t_gen) if slot.t_gen else 0,

@@ -140,6 +140,7 @@ class TextStream:
         self._stop = [s for s in stop if s]
         self._pending = ""
         self.stopped = False
+        self.matched: str | None = None  # the stop sequence that ended the text, if one did
 
     def push(self, piece: bytes) -> str:
         """Feed one token's bytes; returns the text that is now safe to emit ("" if none)."""
@@ -149,9 +150,11 @@ class TextStream:
         if not self._stop:
             out, self._pending = self._pending, ""
             return out
-        cut = min((i for i in (self._pending.find(s) for s in self._stop) if i >= 0), default=-1)
+        found = [(i, s) for s in self._stop if (i := self._pending.find(s)) >= 0]
+        cut = min(found)[0] if found else -1
         if cut >= 0:
             self.stopped = True
+            self.matched = min(found)[1]
             out, self._pending = self._pending[:cut], ""
             return out
         hold = self._held_tail()

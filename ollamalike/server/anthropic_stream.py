@@ -86,7 +86,7 @@ class ToolUseBlock(TypedDict):
 
 
 ContentBlock = TextBlock | ThinkingBlock | ToolUseBlock
-StopReason = Literal["end_turn", "max_tokens", "tool_use"]
+StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
 class Message(TypedDict):
@@ -98,7 +98,7 @@ class Message(TypedDict):
     model: str
     content: list[ContentBlock]
     stop_reason: StopReason | None
-    stop_sequence: None
+    stop_sequence: str | None
     usage: Usage
 
 
@@ -116,11 +116,18 @@ def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
 
 
-def stop_reason(done_reason: str | None, has_tool_use: bool) -> StopReason:
-    # The runner reports a stop sequence and the end of turn alike as "stop": both are end_turn.
+def stop_reason(done_reason: str | None, has_tool_use: bool, stop_sequence: str | None = None) -> StopReason:
     if has_tool_use:
         return "tool_use"
+    if stop_sequence:
+        return "stop_sequence"
     return "max_tokens" if done_reason == "length" else "end_turn"
+
+
+def stop_sequence_of(final: object) -> str | None:
+    """The stop sequence that ended the text: the inference layer's final chunk says (FinalChunk)."""
+    matched = getattr(final, "stop_sequence", None)
+    return matched if isinstance(matched, str) and matched else None
 
 
 def usage(final: Chunk) -> Usage:
@@ -139,9 +146,9 @@ def tool_use_block(call: dict[str, object]) -> ToolUseBlock:
 
 
 def _envelope(msg_id: str, model: str, content: list[ContentBlock], stop: StopReason | None,
-              used: Usage) -> Message:
+              used: Usage, stop_sequence: str | None = None) -> Message:
     return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": content,
-            "stop_reason": stop, "stop_sequence": None, "usage": used}
+            "stop_reason": stop, "stop_sequence": stop_sequence if stop == "stop_sequence" else None, "usage": used}
 
 
 def message(model: str, chunks: Sequence[Chunk]) -> Message:
@@ -164,7 +171,9 @@ def message(model: str, chunks: Sequence[Chunk]) -> Message:
     if joined or not calls:
         content.append({"type": "text", "text": joined})
     content.extend(tool_use_block(c) for c in calls)
-    return _envelope(new_message_id(), model, content, stop_reason(done_reason_of(final), bool(calls)), usage(final))
+    matched = stop_sequence_of(final)
+    return _envelope(new_message_id(), model, content, stop_reason(done_reason_of(final), bool(calls), matched),
+                     usage(final), matched)
 
 
 class MessageStream:
@@ -224,7 +233,9 @@ class MessageStream:
             # Nothing was generated: still one (empty) text block, as a client reads content[0].
             events += self._start({"type": "text", "text": ""})
         events += self._close()
-        delta = {"stop_reason": stop_reason(done_reason_of(chunk), self.tool_uses > 0), "stop_sequence": None}
+        matched = stop_sequence_of(chunk)
+        reason = stop_reason(done_reason_of(chunk), self.tool_uses > 0, matched)
+        delta = {"stop_reason": reason, "stop_sequence": matched if reason == "stop_sequence" else None}
         events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": usage(chunk)}))
         events.append(("message_stop", {"type": "message_stop"}))
         return events
