@@ -21,6 +21,7 @@ from ollamalike.server.chunk_fields import (
     calls_of,
     count_of,
     done_reason_of,
+    fold_chat,
     function_of,
     message_of,
     text_of,
@@ -153,21 +154,10 @@ def _envelope(msg_id: str, model: str, content: list[ContentBlock], stop: StopRe
 
 def message(model: str, chunks: Sequence[Chunk]) -> Message:
     """The non-streamed ``message`` from every chunk of one request."""
-    text: list[str] = []
-    thinking: list[str] = []
-    calls: list[dict[str, object]] = []
-    final: Chunk = {}
-    for chunk in chunks:
-        msg = message_of(chunk)
-        text.append(text_of(msg, "content"))
-        thinking.append(text_of(msg, "thinking"))
-        calls.extend(calls_of(msg))
-        if chunk.get("done"):
-            final = chunk
+    joined, thought, calls, final = fold_chat(chunks)
     content: list[ContentBlock] = []
-    if any(thinking):
-        content.append({"type": "thinking", "thinking": "".join(thinking), "signature": ""})
-    joined = "".join(text)
+    if thought:
+        content.append({"type": "thinking", "thinking": thought, "signature": ""})
     if joined or not calls:
         content.append({"type": "text", "text": joined})
     content.extend(tool_use_block(c) for c in calls)

@@ -7,7 +7,7 @@ empty field as the chunk's own default ("" text, no calls, zero counts).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 Chunk = Mapping[str, object]
 
@@ -48,3 +48,19 @@ def function_of(call: Chunk) -> tuple[str, object]:
         return "", None
     name = fn.get("name", "")
     return name if isinstance(name, str) else "", fn.get("arguments")
+
+
+def fold_chat(chunks: Sequence[Chunk]) -> tuple[str, str, list[dict[str, object]], Chunk]:
+    """A chat stream's chunks joined: (content, thinking, tool calls, the final chunk)."""
+    text: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, object]] = []
+    final: Chunk = {}
+    for chunk in chunks:
+        msg = message_of(chunk)
+        text.append(text_of(msg, "content"))
+        thinking.append(text_of(msg, "thinking"))
+        calls.extend(calls_of(msg))
+        if chunk.get("done"):
+            final = chunk
+    return "".join(text), "".join(thinking), calls, final

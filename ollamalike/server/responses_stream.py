@@ -23,6 +23,7 @@ from ollamalike.server.chunk_fields import (
     calls_of,
     count_of,
     done_reason_of,
+    fold_chat,
     function_of,
     message_of,
     text_of,
@@ -172,25 +173,14 @@ def status_of(final: Chunk) -> Status:
 
 def response(obj: ResponseObject, chunks: Sequence[Chunk]) -> tuple[Response, str, str, list[dict[str, object]]]:
     """The non-streamed ``response`` and the (text, thinking, calls) it produced, for the store."""
-    text: list[str] = []
-    thinking: list[str] = []
-    calls: list[dict[str, object]] = []
-    final: Chunk = {}
-    for chunk in chunks:
-        msg = message_of(chunk)
-        text.append(text_of(msg, "content"))
-        thinking.append(text_of(msg, "thinking"))
-        calls.extend(calls_of(msg))
-        if chunk.get("done"):
-            final = chunk
+    joined, thought, calls, final = fold_chat(chunks)
     output: list[OutputItem] = []
-    if any(thinking):
-        output.append(reasoning_item(new_id("rs"), "".join(thinking)))
-    joined = "".join(text)
+    if thought:
+        output.append(reasoning_item(new_id("rs"), thought))
     if joined or not calls:
         output.append(message_item(new_id("msg"), joined))
     output.extend(function_call_item(c) for c in calls)
-    return obj.build(status_of(final), output, final), joined, "".join(thinking), calls
+    return obj.build(status_of(final), output, final), joined, thought, calls
 
 
 class ResponseStream:
