@@ -9,7 +9,7 @@ so ``..``, separators and control characters never reach the filesystem.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ollamalike.errors import BadRequest
 
@@ -35,6 +35,9 @@ class ModelName:
     namespace: str
     model: str
     tag: str
+    # The text ``parse`` read, for messages that name the model as the client spelled it ("model
+    # 'ghost' not found"); no part of the name's identity.
+    spelled: str = field(default="", compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> ModelName:
@@ -74,7 +77,7 @@ class ModelName:
             namespace, model = parts
         else:
             (model,) = parts
-        name = cls(host, namespace, model, tag)
+        name = cls(host, namespace, model, tag, text)
         name.validate(text)
         return name
 

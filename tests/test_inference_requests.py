@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ollamalike.errors import BadRequest
+from ollamalike import library
+from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.inference import (
     parse_chat_request,
     parse_embed_request,
     parse_embeddings_request,
     parse_generate_request,
 )
+from ollamalike.names import ModelName
+from ollamalike.store import Store
 
 
 def test_generate_defaults_and_fields() -> None:
@@ -48,7 +52,8 @@ def test_format_schema_and_think_levels() -> None:
 @pytest.mark.parametrize(
     "body, message",
     [
-        ([], "JSON object"),
+        # A body that is no object ([]) is rejected at the HTTP edge (read_json), before the
+        # parser: tests/test_server_models.py::test_bad_bodies_are_400 keeps that case.
         ({}, "model is required"),
         ({"model": 3}, "invalid value for 'model': expected a string, got a number"),
         ({"model": "m", "prompt": 5}, "invalid value for 'prompt': expected a string, got a number"),
@@ -131,3 +136,23 @@ def test_embed_requests() -> None:
     ]:
         with pytest.raises(BadRequest, match=message):
             parse_embed_request(body)
+
+
+def test_the_model_name_is_parsed_once_when_the_request_is_built(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: the request carries its parsed ``ModelName``; resolving it parses nothing again and
+    the not-found error still names the model as the client spelled it."""
+    req = parse_chat_request({"model": "Ghost:7B"})
+    assert req.model == "Ghost:7B"
+    assert req.name == ModelName("registry.ollama.ai", "library", "Ghost", "7B")
+    assert parse_generate_request({"model": "ns/m"}).name.namespace == "ns"
+    assert parse_embed_request({"model": "m", "input": "a"}).name.tag == "latest"
+
+    store = Store(tmp_path / "models")
+
+    def no_second_parse(text: str) -> ModelName:
+        raise AssertionError(f"{text!r} parsed again")
+
+    monkeypatch.setattr(ModelName, "parse", staticmethod(no_second_parse))
+    with pytest.raises(ModelNotFound, match="model 'Ghost:7B' not found"):
+        library.resolve_model(store, req.name)

@@ -163,6 +163,10 @@ async def test_bad_requests_never_reach_inference(client: TestClient, fake: Fake
         assert_openai_error(resp.status, await resp.json(), 400, text, param=param)
     resp = await client.post("/v1/chat/completions", data=b"{not json", headers={"Content-Type": "application/json"})
     assert_openai_error(resp.status, await resp.json(), 400, "invalid JSON")
+    # The body is checked to be an object once, at the HTTP edge; the parsers take a JSONObject.
+    for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+        resp = await client.post(path, data=b"[1, 2]", headers={"Content-Type": "application/json"})
+        assert_openai_error(resp.status, await resp.json(), 400, "must be a JSON object, got an array")
     assert fake.requests == []
 
 

@@ -82,6 +82,14 @@ async def test_wrong_method_is_json_405(client: Any) -> None:
         ("/api/copy", "POST", b'{"source": ["a"], "destination": "b"}', "invalid value for 'source'"),
         ("/api/delete", "DELETE", b"{}", "model is required"),
         ("/api/delete", "DELETE", b"null", "must be a JSON object"),
+        # The inference routes: the body is checked to be an object once, here at the edge
+        # (the request parsers take a JSONObject and no longer check it again).
+        ("/api/generate", "POST", b"[]", "must be a JSON object, got an array"),
+        ("/api/chat", "POST", b'"hi"', "must be a JSON object, got a string"),
+        ("/api/embed", "POST", b"null", "must be a JSON object"),
+        ("/api/embeddings", "POST", b"3", "must be a JSON object, got a number"),
+        ("/api/generate", "POST", b'{"model": "bad name!"}', "invalid model name"),
+        ("/api/chat", "POST", b'{"model": " m"}', "whitespace"),
     ],
 )
 async def test_bad_bodies_are_400(client: Any, models_dir: Path, path: str, method: str, raw: bytes, contains: str) -> None:

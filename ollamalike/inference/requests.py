@@ -1,7 +1,11 @@
 """The inference request dataclasses and their parsing from JSON bodies.
 
 Both the native routes and the OpenAI translation build these objects; every type check of a
-request body happens here, so bad input becomes one clear ``BadRequest`` before any model loads.
+request body's fields happens here, so bad input becomes one clear ``BadRequest`` before any model
+loads. The body itself arrives as a ``JSONObject``: the HTTP edge (``server.http.read_json``) has
+already checked that it is one. Each request parses its model name once, into ``name``
+(``ModelName``), which is what the store is asked for; ``model`` stays the name as the client
+spelled it (responses echo it).
 """
 
 from __future__ import annotations
@@ -13,16 +17,26 @@ from ollamalike.config import parse_duration
 from ollamalike.errors import BadRequest
 from ollamalike.jsonfields import get_bool, get_str, invalid, model_field
 from ollamalike.jsontypes import JSONObject
+from ollamalike.names import ModelName
 from ollamalike.options import Options
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("high", "medium", "low", "max")
 
 
+@dataclass
+class _Named:
+    """The model name, parsed once when the request is built (``BadRequest`` for a malformed name)."""
+
+    model: str
+    name: ModelName = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.name = ModelName.parse(self.model)
+
 
 @dataclass
-class GenerateRequest:
-    model: str
+class GenerateRequest(_Named):
     prompt: str = ""
     suffix: str | None = None
     system: str | None = None
@@ -38,8 +52,7 @@ class GenerateRequest:
 
 
 @dataclass
-class ChatRequest:
-    model: str
+class ChatRequest(_Named):
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] | None = None
     format: str | JSONObject | None = None
@@ -50,19 +63,12 @@ class ChatRequest:
 
 
 @dataclass
-class EmbedRequest:
-    model: str
+class EmbedRequest(_Named):
     input: list[str]
     truncate: bool = True
     options: Options = field(default_factory=Options)
     keep_alive: float | None = None
     dimensions: int | None = None
-
-
-def _require_dict(body: object) -> JSONObject:
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
 
 
 def parse_keep_alive(value: object) -> float | None:
@@ -112,8 +118,7 @@ def _images(value: object, where: str) -> list[str]:
     return list(value)
 
 
-def parse_generate_request(body: object) -> GenerateRequest:
-    body = _require_dict(body)
+def parse_generate_request(body: JSONObject) -> GenerateRequest:
     context = body.get("context")
     if context is not None and (
         not isinstance(context, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in context)
@@ -212,8 +217,7 @@ def _tools(value: object) -> list[dict[str, Any]] | None:
     return [dict(t, type="function") for t in value] or None
 
 
-def parse_chat_request(body: object) -> ChatRequest:
-    body = _require_dict(body)
+def parse_chat_request(body: JSONObject) -> ChatRequest:
     messages = body.get("messages")
     if messages is None:
         messages = []
@@ -231,8 +235,7 @@ def parse_chat_request(body: object) -> ChatRequest:
     )
 
 
-def parse_embed_request(body: object) -> EmbedRequest:
-    body = _require_dict(body)
+def parse_embed_request(body: JSONObject) -> EmbedRequest:
     raw = body.get("input")
     if raw is None:
         inputs: list[str] = []
@@ -255,9 +258,8 @@ def parse_embed_request(body: object) -> EmbedRequest:
     )
 
 
-def parse_embeddings_request(body: object) -> EmbedRequest:
+def parse_embeddings_request(body: JSONObject) -> EmbedRequest:
     """The legacy ``/api/embeddings`` body: ``{model, prompt}``; an empty prompt embeds nothing."""
-    body = _require_dict(body)
     prompt = get_str(body, "prompt") or ""
     return EmbedRequest(
         model=model_field(body),

@@ -35,6 +35,7 @@ from ollamalike.inference.chunks import (
 from ollamalike.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
 from ollamalike.inference.stream import ToolStream
 from ollamalike.library.models import ResolvedModel
+from ollamalike.names import ModelName
 from ollamalike.runner.like import RunnerLike
 from ollamalike.scheduler import Scheduler
 from ollamalike.store import Store
@@ -73,8 +74,9 @@ class InferenceObserver(Protocol):
     def __call__(self, req: InferenceRequest, final: Mapping[str, Any]) -> None: ...
 
 
-async def resolve(store: Store, name: str) -> ResolvedModel:
-    """The ResolvedModel for ``name`` (ModelNotFound -> 404). Catalog reads run off the event loop."""
+async def resolve(store: Store, name: ModelName) -> ResolvedModel:
+    """The ResolvedModel for ``name``, the request's name parsed at the edge (ModelNotFound -> 404).
+    Catalog reads run off the event loop."""
     from ollamalike.library import resolve_model
 
     return await asyncio.to_thread(resolve_model, store, name)
@@ -216,7 +218,7 @@ class InferenceService:
     # -- generate ------------------------------------------------------------------------------
     async def generate(self, req: GenerateRequest) -> Chunks:
         started = time.perf_counter_ns()
-        model = await resolve(self.store, req.model)
+        model = await resolve(self.store, req.name)
         caps = model.capabilities
         if "completion" not in caps and caps:
             raise BadRequest(f'"{req.model}" does not support generate')
@@ -274,7 +276,7 @@ class InferenceService:
     # -- chat ----------------------------------------------------------------------------------
     async def chat(self, req: ChatRequest) -> Chunks:
         started = time.perf_counter_ns()
-        model = await resolve(self.store, req.model)
+        model = await resolve(self.store, req.name)
         caps = model.capabilities
         if "completion" not in caps and caps:
             raise BadRequest(f'"{req.model}" does not support chat')
@@ -323,7 +325,7 @@ class InferenceService:
     # -- embed ---------------------------------------------------------------------------------
     async def embed(self, req: EmbedRequest) -> dict[str, Any]:
         started = time.perf_counter_ns()
-        model = await resolve(self.store, req.model)
+        model = await resolve(self.store, req.name)
         options = opts.Options.merge(model_options(model), req.options)
         lease = await self.scheduler.acquire(model, options, req.keep_alive, embedding=True)
         try:
@@ -356,7 +358,7 @@ class InferenceService:
         """
         from ollamalike.template import render_chat
 
-        model = await resolve(self.store, req.model)
+        model = await resolve(self.store, req.name)
         _check_chat_inputs(model, req)
         prompt = await asyncio.to_thread(render_chat, model, req.messages, tools=req.tools, think=req.think)
         lease = await self.scheduler.acquire(model, runner_options(model, req.options), req.keep_alive)

@@ -260,10 +260,12 @@ _resolved: OrderedDict[tuple[str, str], ResolvedModel] = OrderedDict()
 _resolved_lock = threading.Lock()
 
 
-def resolve_model(store: Store, name: str) -> ResolvedModel:
-    """Everything inference needs to load and prompt a model. ModelNotFound when there is no such tag."""
-    model = ModelName.parse(name)
-    row = store.tag_info(name)
+def resolve_model(store: Store, name: ModelName | str) -> ResolvedModel:
+    """Everything inference needs to load and prompt a model. ModelNotFound when there is no such tag.
+    ``name`` is parsed here only when it is a string (inference passes the ``ModelName`` its request
+    parsed; the store takes it as it is)."""
+    model = name if isinstance(name, ModelName) else ModelName.parse(name)
+    row = store.tag_info(model)
     key = (str(store.root), row.digest)
     with _resolved_lock:
         hit = _resolved.get(key)

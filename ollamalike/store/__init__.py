@@ -294,7 +294,7 @@ class Store:
         with self._lock:
             row = self.catalog.tag(model.key())
         if row is None:
-            raise ModelNotFound(name if isinstance(name, str) else model.display)
+            raise ModelNotFound(name if isinstance(name, str) else model.spelled or model.display)
         return row
 
     def list_tags(self) -> list[TagRow]:
