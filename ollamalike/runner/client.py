@@ -18,14 +18,14 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, RunnerError
+from ollamalike.jsontypes import JSONObject
 from ollamalike.runner.spec import RunnerSpec
 
 __all__ = ["RunnerProcess", "RunnerSpec"]
@@ -34,6 +34,14 @@ log = logging.getLogger("ollamalike.runner")
 
 _SOCKET_PATH_MAX = 100
 _ARGPARSE_ERROR = "python -m ollamalike.runner: error: "  # the runner's argument parser refusing a value  # sun_path is 104-108 bytes depending on the OS
+
+
+def _ints(body: JSONObject, name: str) -> list[int]:
+    """A list of integers the runner answered with (token ids)."""
+    values = body.get(name)
+    if not isinstance(values, list):
+        raise RunnerError(f"the runner answered without {name}")
+    return [v for v in values if isinstance(v, int)]
 
 
 def _socket_path(config: Config) -> str:
@@ -59,7 +67,7 @@ class RunnerProcess:
             base_url="http://runner", connector=aiohttp.UnixConnector(path=socket_path), timeout=aiohttp.ClientTimeout(total=None)
         )
         self.memory: dict[str, int] = {"size": 0, "size_vram": 0}
-        self.health: dict[str, Any] = {}
+        self.health: JSONObject = {}
         self._stopped = False
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -152,8 +160,9 @@ class RunnerProcess:
 
     # --- requests --------------------------------------------------------------------------
     async def completion(
-        self, prompt: str | list[int], options: dict[str, Any] | None = None, format: str | dict[str, Any] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
+        self, prompt: str | list[int], options: Mapping[str, object] | None = None,
+        format: str | JSONObject | None = None,
+    ) -> AsyncIterator[JSONObject]:
         """Chunks {"content": ...}, then one {"done": True, ...}. Stopping early cancels the sequence."""
         body = {"prompt": prompt, "options": options or {}, "format": format}
         done = False
@@ -164,7 +173,7 @@ class RunnerProcess:
                     async for line in resp.content:
                         if not line.strip():
                             continue
-                        event = json.loads(line)
+                        event: JSONObject = json.loads(line)
                         if "error" in event:
                             raise RunnerError(str(event["error"]))
                         if event.get("done"):
@@ -182,7 +191,7 @@ class RunnerProcess:
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
         body = await self._call("/tokenize", {"content": text, "add_special": add_special})
-        return list(body["tokens"])
+        return _ints(body, "tokens")
 
     async def detokenize(self, tokens: list[int]) -> str:
         body = await self._call("/detokenize", {"tokens": list(tokens)})
@@ -190,12 +199,16 @@ class RunnerProcess:
 
     async def embed(self, inputs: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
         body = await self._call("/embedding", {"input": list(inputs), "truncate": truncate})
-        return body["embeddings"], int(body["prompt_eval_count"])
+        vectors = body.get("embeddings")
+        count = body.get("prompt_eval_count")
+        if not isinstance(vectors, list) or not isinstance(count, int):
+            raise RunnerError("the runner answered /embedding without embeddings")
+        return [[float(x) for x in v if isinstance(x, (int, float))] for v in vectors if isinstance(v, list)], count
 
-    async def get_health(self) -> dict[str, Any]:
+    async def get_health(self) -> JSONObject:
         return await self._call("/health", None)
 
-    async def _call(self, path: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+    async def _call(self, path: str, payload: JSONObject | None) -> JSONObject:
         try:
             method = self._session.get(path) if payload is None else self._session.post(path, json=payload)
             async with method as resp:

@@ -19,7 +19,7 @@ from ollamalike.errors import BadRequest
 _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 
 
-def build_grammar(vocab: Any, grammar: str) -> Any:
+def build_grammar(vocab: llama_cpp.llama_vocab_p, grammar: str) -> llama_cpp.llama_sampler_p:
     g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
     if not g:
         raise BadRequest("the format could not be compiled into a grammar")
@@ -42,7 +42,7 @@ class Candidates:
             data=ctypes.cast(self._one, llama_cpp.llama_token_data_p), size=1, selected=-1, sorted=False
         )
 
-    def _fill(self, ctx: Any, idx: int) -> None:
+    def _fill(self, ctx: llama_cpp.llama_context_p, idx: int) -> None:
         logits = llama_cpp.llama_get_logits_ith(ctx, idx)
         self._view["id"] = self._ids
         self._view["logit"] = np.ctypeslib.as_array(logits, shape=(self.n_vocab,))
@@ -56,14 +56,16 @@ class Candidates:
             raise RuntimeError("the sampler selected no token")
         return int(self._data[self.array.selected].id)
 
-    def allowed(self, grammar: Any, token: int) -> bool:
+    def allowed(self, grammar: llama_cpp.llama_sampler_p, token: int) -> bool:
+        # ctypes fields take plain numbers at run time; llama-cpp-python's stubs type them c_int32/c_float.
         one: Any = self._one[0]
         one.id, one.logit, one.p = token, 1.0, 0.0
         self._one_array.size, self._one_array.selected, self._one_array.sorted = 1, -1, False
         llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self._one_array))
         return not math.isinf(one.logit)
 
-    def sample(self, chain: Any, grammar: Any, ctx: Any, idx: int) -> int:
+    def sample(self, chain: llama_cpp.llama_sampler_p, grammar: llama_cpp.llama_sampler_p,
+               ctx: llama_cpp.llama_context_p, idx: int) -> int:
         """A token the grammar allows, sampled by ``chain``; both samplers accept it."""
         self._fill(ctx, idx)
         llama_cpp.llama_sampler_apply(chain, ctypes.byref(self.array))

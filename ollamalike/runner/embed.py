@@ -11,7 +11,6 @@ generation's output stays exactly what it is alone.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import llama_cpp
 
@@ -20,12 +19,13 @@ from ollamalike.runner.llama import Loaded, embedding_context
 _MIN_SIDE_CTX = 256
 
 
-def embed_batch(m: Loaded, batch: Any, n_seq_max: int, inputs: list[list[int]]) -> list[list[float]]:
+def embed_batch(m: Loaded, batch: llama_cpp.llama_batch, n_seq_max: int, inputs: list[list[int]]) -> list[list[float]]:
     """One pooled, normalised vector per input (inputs are already tokenized and truncated)."""
     return _embed_packed(m.ctx, m.mem, m.n_embd, m.n_batch, batch, n_seq_max, inputs)
 
 
-def _embed_packed(ctx: Any, mem: Any, n_embd: int, n_batch: int, batch: Any, n_seq_max: int,
+def _embed_packed(ctx: llama_cpp.llama_context_p, mem: llama_cpp.llama_memory_t | None, n_embd: int, n_batch: int,
+                  batch: llama_cpp.llama_batch, n_seq_max: int,
                   inputs: list[list[int]]) -> list[list[float]]:
     out: list[list[float]] = []
     group: list[list[int]] = []
@@ -45,14 +45,16 @@ def _embed_packed(ctx: Any, mem: Any, n_embd: int, n_batch: int, batch: Any, n_s
     return out
 
 
-def _decode_group(ctx: Any, mem: Any, n_embd: int, batch: Any, group: list[list[int]]) -> list[list[float]]:
+def _decode_group(ctx: llama_cpp.llama_context_p, mem: llama_cpp.llama_memory_t | None, n_embd: int,
+                  batch: llama_cpp.llama_batch, group: list[list[int]]) -> list[list[float]]:
     if mem:
         llama_cpp.llama_memory_clear(mem, True)
     n = 0
     for seq, tokens in enumerate(group):
         for pos, tok in enumerate(tokens):
             batch.token[n] = tok
-            batch.pos[n] = pos
+            # llama-cpp-python's stubs type ``pos`` as an array of arrays; it is llama_pos * (one per token).
+            batch.pos[n] = pos  # type: ignore[call-overload]
             batch.n_seq_id[n] = 1
             batch.seq_id[n][0] = seq
             batch.logits[n] = 1
@@ -81,22 +83,22 @@ class SideContext:
         self.m = m
         self.limit = limit  # the longest input it will take (the slot context, the training context)
         self.n_ctx = 0
-        self.ctx: Any = None
-        self.batch: Any = None
+        self.ctx: llama_cpp.llama_context_p | None = None
+        self.batch: llama_cpp.llama_batch | None = None
 
     def embed(self, inputs: list[list[int]]) -> list[list[float]]:
         longest = max((len(t) for t in inputs), default=0)
         if longest > self.limit:
             raise ValueError(f"input of {longest} tokens exceeds the context size {self.limit}")
-        self._fit(longest)
-        mem = llama_cpp.llama_get_memory(self.ctx)
-        return _embed_packed(self.ctx, mem, self.m.n_embd, self.n_ctx, self.batch, 1, inputs)
+        ctx, batch = self._fit(longest)
+        mem = llama_cpp.llama_get_memory(ctx)
+        return _embed_packed(ctx, mem, self.m.n_embd, self.n_ctx, batch, 1, inputs)
 
-    def _fit(self, n_tokens: int) -> None:
+    def _fit(self, n_tokens: int) -> tuple[llama_cpp.llama_context_p, llama_cpp.llama_batch]:
         """A context that holds ``n_tokens`` in one micro-batch: sizes double from 256 up to the limit,
         so a few long inputs do not remake it every time and short ones keep it small."""
-        if self.ctx is not None and n_tokens <= self.n_ctx:
-            return
+        if self.ctx is not None and self.batch is not None and n_tokens <= self.n_ctx:
+            return self.ctx, self.batch
         size = _MIN_SIDE_CTX
         while size < n_tokens:
             size *= 2
@@ -107,6 +109,7 @@ class SideContext:
             raise RuntimeError(f"llama.cpp could not create an embedding context of {size} tokens (out of memory?)")
         self.ctx, self.n_ctx = ctx, size
         self.batch = llama_cpp.llama_batch_init(size, 0, 1)
+        return ctx, self.batch
 
     def close(self) -> None:
         if self.batch is not None:

@@ -12,6 +12,7 @@ through each request's ``emit`` callback, which must itself be thread-safe.
 
 from __future__ import annotations
 
+import ctypes
 import queue
 import sys
 import threading
@@ -19,7 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import llama_cpp
 
@@ -28,7 +29,12 @@ from ollamalike.runner.llama import Loaded
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
 
-Emit = Callable[[dict[str, Any]], None]
+if TYPE_CHECKING:
+    from ollamalike.runner.embed import SideContext
+
+# An event for the daemon: {"content"}, {"done": True, ...} or {"error"}; the server sends it as JSON.
+Event = dict[str, object]
+Emit = Callable[[Event], None]
 
 
 @dataclass
@@ -59,7 +65,7 @@ class _Stats:
 class Engine:
     def __init__(self, loaded: Loaded, parallel: int) -> None:
         self.m = loaded
-        self.slots = [Slot(seq=i) for i in range(max(1, parallel))]
+        self.slots: list[Slot[Request]] = [Slot(seq=i) for i in range(max(1, parallel))]
         self.batch = llama_cpp.llama_batch_init(loaded.n_batch, 0, 1)
         self._incoming: queue.SimpleQueue[Request | EmbedJob | None] = queue.SimpleQueue()
         self._waiting: list[Request] = []
@@ -69,7 +75,7 @@ class Engine:
         self._piece_buf = (ctypes_char_array(256))()
         self.stats = _Stats()
         self._candidates: Candidates | None = None
-        self._side: Any = None  # embed.SideContext of a chat model's runner, made on the first embed
+        self._side: SideContext | None = None  # a chat model's runner's embedding context, made on the first embed
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
 
     # --- thread-safe API -------------------------------------------------------------------
@@ -142,7 +148,7 @@ class Engine:
             self._admit(slot, self._waiting.pop(0))
         self.stats.queued = len(self._waiting)
 
-    def _admit(self, slot: Slot, req: Request) -> None:
+    def _admit(self, slot: Slot[Request], req: Request) -> None:
         m = self.m
         prompt = req.prompt
         if len(prompt) >= m.n_ctx_slot:
@@ -171,7 +177,7 @@ class Engine:
             self._queue_last_prompt_token(slot)
 
     @staticmethod
-    def _queue_last_prompt_token(slot: Slot) -> None:
+    def _queue_last_prompt_token(slot: Slot[Request]) -> None:
         """The rest of the prompt is in the cache: its last token goes into the next step."""
         slot.next_token = slot.prompt[-1]
         slot.prompt_done = len(slot.prompt)
@@ -260,6 +266,7 @@ class Engine:
             if slot.limit <= 0:
                 self._finish(slot, reason="length")
                 continue
+            assert slot.sampler is not None  # set with the request (Slot.begin)
             if slot.grammar is not None:
                 if self._candidates is None:
                     self._candidates = Candidates(m.n_vocab)
@@ -269,24 +276,24 @@ class Engine:
             self._on_token(slot, token)
         return True
 
-    def _on_token(self, slot: Slot, token: int) -> None:
-        req = slot.req
-        assert req is not None
+    def _on_token(self, slot: Slot[Request], token: int) -> None:
+        req, stream = slot.req, slot.text
+        assert req is not None and stream is not None
         if llama_cpp.llama_vocab_is_eog(self.m.vocab, token):
             self._finish(slot, reason="stop")
             return
         slot.generated.append(token)
-        text = slot.text.push(self._piece(token))
+        text = stream.push(self._piece(token))
         if text:
             req.emit({"content": text})
-        if slot.text.stopped:
+        if stream.stopped:
             self._finish(slot, reason="stop")
         elif len(slot.generated) >= slot.limit:
             self._finish(slot, reason="length")
         else:
             slot.next_token = token
 
-    def _make_room(self, slot: Slot) -> bool:
+    def _make_room(self, slot: Slot[Request]) -> bool:
         """The slot's context is full: shift it (Ollama's context shift) or end with "length"."""
         req = slot.req
         assert req is not None
@@ -323,13 +330,14 @@ class Engine:
                 slot.cache.clear()
                 self._finish(slot, error=reason)
 
-    def _finish(self, slot: Slot, reason: str = "stop", error: str | None = None, emit: bool = True) -> None:
+    def _finish(self, slot: Slot[Request], reason: str = "stop", error: str | None = None, emit: bool = True) -> None:
         req = slot.req
         if req is None:
             return
         if error is not None:
             req.emit({"error": error})
         elif emit:
+            assert slot.text is not None  # set with the request (Slot.begin)
             tail = slot.text.flush()
             if tail:
                 req.emit({"content": tail})
@@ -357,7 +365,7 @@ class Engine:
             if n < 0:
                 buf = ctypes_char_array(-n)()
                 n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, True)
-            piece = bytes(buf[:n])
+            piece = buf.raw[:n]
             self._pieces[token] = piece
         return piece
 
@@ -390,7 +398,5 @@ class Engine:
             job.done(None, str(e))
 
 
-def ctypes_char_array(n: int) -> Any:
-    import ctypes
-
+def ctypes_char_array(n: int) -> type[ctypes.Array[ctypes.c_char]]:
     return ctypes.c_char * n

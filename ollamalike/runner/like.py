@@ -7,8 +7,10 @@ llama_cpp, so the scheduler and the inference service can name the type without 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+from ollamalike.jsontypes import JSONObject
 
 
 class RunnerLike(Protocol):
@@ -25,10 +27,11 @@ class RunnerLike(Protocol):
     def memory(self) -> dict[str, int]: ...
 
     def completion(
-        self, prompt: str | list[int], options: dict[str, Any] | None = None,
-        format: str | dict[str, Any] | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats."""
+        self, prompt: str | list[int], options: Mapping[str, object] | None = None,
+        format: str | JSONObject | None = None,
+    ) -> AsyncIterator[JSONObject]:
+        """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats
+        (``runner.engine.Engine._finish`` names them), as decoded from the runner's NDJSON."""
         ...
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...

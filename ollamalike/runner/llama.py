@@ -11,11 +11,14 @@ import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import llama_cpp
 
 from ollamalike.runner.spec import RunnerSpec
+
+# llama.cpp's handles carry llama-cpp-python's own types (NewTypes over the pointer value); a
+# released handle is NULL (0), as llama.cpp's own API has it.
 
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
@@ -37,7 +40,7 @@ class _LogCapture:
         self._lock = threading.Lock()
         self.callback = llama_cpp.llama_log_callback(self._on_log)
 
-    def _on_log(self, level: int, text: bytes, _user: Any) -> None:
+    def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
         if level != _LOG_CONT:
             self._level = level
         if not (self.verbose or self._level >= _LOG_WARN):
@@ -64,10 +67,10 @@ class _LogCapture:
 
 @dataclass
 class Loaded:
-    model: Any
-    ctx: Any
-    vocab: Any
-    mem: Any
+    model: llama_cpp.llama_model_p
+    ctx: llama_cpp.llama_context_p
+    vocab: llama_cpp.llama_vocab_p
+    mem: llama_cpp.llama_memory_t | None  # None for a context without a KV cache (an encoder)
     n_vocab: int
     n_ctx: int
     n_ctx_slot: int
@@ -77,7 +80,7 @@ class Loaded:
     add_bos: bool
     size: int
     size_vram: int
-    adapters: list[Any]
+    adapters: list[llama_cpp.llama_adapter_lora_p]
     opts: RunnerSpec | None = None  # what it was loaded with (a second context is made alike)
 
     def close(self) -> None:
@@ -86,10 +89,11 @@ class Loaded:
         self.adapters = []
         if self.ctx:
             llama_cpp.llama_free(self.ctx)
-            self.ctx = None
+            self.ctx = llama_cpp.llama_context_p(0)
+            self.mem = None
         if self.model:
             llama_cpp.llama_model_free(self.model)
-            self.model = None
+            self.model = llama_cpp.llama_model_p(0)
 
 
 _capture: _LogCapture | None = None
@@ -103,7 +107,7 @@ def install_log_capture(verbose: bool) -> _LogCapture:
     return _capture
 
 
-def model_params(opts: RunnerSpec) -> tuple[Any, Any]:
+def model_params(opts: RunnerSpec) -> tuple[llama_cpp.llama_model_params, ctypes.Array[ctypes.c_float] | None]:
     """llama.cpp's model parameters for ``opts``, and the tensor-split array they point to (which
     must stay alive until the model is loaded)."""
     mparams = llama_cpp.llama_model_default_params()
@@ -131,7 +135,7 @@ def load_model(opts: RunnerSpec, progress: list[float], verbose: bool = False) -
     llama_cpp.llama_backend_init()
     mparams, split = model_params(opts)
 
-    def on_progress(value: float, _user: Any) -> bool:
+    def on_progress(value: float, _user: ctypes.c_void_p) -> bool:
         progress[0] = float(value)
         return True
 
@@ -142,7 +146,7 @@ def load_model(opts: RunnerSpec, progress: list[float], verbose: bool = False) -
     if not model:
         raise LoadError(capture.reason(f"failed to load model {opts.model_path}"))
     progress[0] = 1.0
-    adapters: list[Any] = []
+    adapters: list[llama_cpp.llama_adapter_lora_p] = []
     try:
         for path in opts.adapters:
             a = llama_cpp.llama_adapter_lora_init(model, path.encode())
@@ -158,10 +162,10 @@ def load_model(opts: RunnerSpec, progress: list[float], verbose: bool = False) -
         llama_cpp.llama_model_free(model)
         raise
     if adapters:
-        arr = (llama_cpp.llama_adapter_lora_p_ctypes * len(adapters))(*adapters)
-        scales = (ctypes.c_float * len(adapters))(*([1.0] * len(adapters)))
-        llama_cpp.llama_set_adapters_lora(ctx, arr, len(adapters), scales)
+        _set_adapters(ctx, adapters)
     vocab = llama_cpp.llama_model_get_vocab(model)
+    if not vocab:
+        raise LoadError(capture.reason(f"model {opts.model_path} has no vocabulary"))
     n_ctx = llama_cpp.llama_n_ctx(ctx)
     size, vram = _memory(model, opts, n_ctx)
     return Loaded(
@@ -174,7 +178,7 @@ def load_model(opts: RunnerSpec, progress: list[float], verbose: bool = False) -
     )
 
 
-def embedding_context(m: Loaded, n_ctx: int) -> Any:
+def embedding_context(m: Loaded, n_ctx: int) -> llama_cpp.llama_context_p | None:
     """A second context on the loaded model, for embeddings beside the generation context (whose KV
     cache, batches and outputs it never touches). ``n_ctx`` tokens fit in one micro-batch, as a
     pooled embedding needs; a model without a pooling type of its own is pooled by mean. The
@@ -186,13 +190,21 @@ def embedding_context(m: Loaded, n_ctx: int) -> Any:
     )
     ctx, _ = _new_context(m.model, opts)
     if ctx and m.adapters:
-        arr = (llama_cpp.llama_adapter_lora_p_ctypes * len(m.adapters))(*m.adapters)
-        scales = (ctypes.c_float * len(m.adapters))(*([1.0] * len(m.adapters)))
-        llama_cpp.llama_set_adapters_lora(ctx, arr, len(m.adapters), scales)
+        _set_adapters(ctx, m.adapters)
     return ctx or None
 
 
-def _new_context(model: Any, opts: RunnerSpec) -> tuple[Any, int]:
+def _set_adapters(ctx: llama_cpp.llama_context_p, adapters: list[llama_cpp.llama_adapter_lora_p]) -> None:
+    """Apply the LoRA adapters to ``ctx``, each at scale 1."""
+    # llama-cpp-python's stubs say c_void_p for an adapter handle; at run time it is the
+    # POINTER(c_void_p) that llama_adapter_lora_init's restype makes, which the array holds.
+    handles = cast("list[ctypes._Pointer[ctypes.c_void_p]]", adapters)
+    arr = (llama_cpp.llama_adapter_lora_p_ctypes * len(adapters))(*handles)
+    scales = (ctypes.c_float * len(adapters))(*([1.0] * len(adapters)))
+    llama_cpp.llama_set_adapters_lora(ctx, arr, len(adapters), scales)
+
+
+def _new_context(model: llama_cpp.llama_model_p, opts: RunnerSpec) -> tuple[llama_cpp.llama_context_p | None, int]:
     cparams = llama_cpp.llama_context_default_params()
     parallel = max(1, opts.num_parallel)
     n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
@@ -224,7 +236,7 @@ def _new_context(model: Any, opts: RunnerSpec) -> tuple[Any, int]:
     return ctx, n_batch
 
 
-def _effective_kv_type(model: Any, opts: RunnerSpec) -> str:
+def _effective_kv_type(model: llama_cpp.llama_model_p, opts: RunnerSpec) -> str:
     """As Ollama: a quantized KV cache needs flash attention and head sizes that fit its 32-wide
     blocks; otherwise the cache stays f16 (with a warning) instead of failing the load."""
     kv = opts.kv_cache_type
@@ -245,7 +257,7 @@ def _default_threads() -> int:
     return max(1, count // 2) if count > 4 else count
 
 
-def _memory(model: Any, opts: RunnerSpec, n_ctx: int) -> tuple[int, int]:
+def _memory(model: llama_cpp.llama_model_p, opts: RunnerSpec, n_ctx: int) -> tuple[int, int]:
     """Bytes the model takes: weights plus the KV cache; the VRAM share follows the offloaded layers."""
     n_layer = max(1, llama_cpp.llama_model_n_layer(model))
     n_head = max(1, llama_cpp.llama_model_n_head(model))

@@ -20,6 +20,7 @@ import llama_cpp
 from llama_cpp.llama_grammar import JSON_GBNF
 
 from ollamalike.errors import BadRequest
+from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.options import PARAMETERS
 from ollamalike.runner.schema import schema_to_gbnf
 
@@ -46,8 +47,9 @@ class SamplingParams:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> SamplingParams:
+    def from_options(cls, options: JSONObject | None) -> SamplingParams:
         opts = options or {}
+        # Each value is converted to its field's type below; the dict feeds the constructor.
         kwargs: dict[str, Any] = {}
         for name, spec in cls.__dataclass_fields__.items():
             if name not in opts or opts[name] is None:
@@ -55,8 +57,12 @@ class SamplingParams:
             value = opts[name]
             try:
                 if name == "stop":
+                    if not isinstance(value, (str, list, dict)):
+                        raise TypeError(name)
                     items = [value] if isinstance(value, str) else list(value)
                     kwargs[name] = tuple(str(s) for s in items if str(s))
+                elif not isinstance(value, (int, float, str)):
+                    raise TypeError(name)
                 elif isinstance(spec.default, int):
                     kwargs[name] = int(value)
                 else:
@@ -69,8 +75,9 @@ class SamplingParams:
         return params
 
 
-def grammar_for_format(fmt: str | dict[str, Any] | None) -> str | None:
-    """GBNF for Ollama's ``format``: None, "json" or a JSON schema object."""
+def grammar_for_format(fmt: JSONValue) -> str | None:
+    """GBNF for Ollama's ``format`` as the request body has it: None, "json" or a JSON schema object
+    (anything else is a ``BadRequest``)."""
     if fmt is None or fmt == "":
         return None
     if fmt == "json":
@@ -84,7 +91,8 @@ def _seed(seed: int) -> int:
     return llama_cpp.LLAMA_DEFAULT_SEED if seed < 0 else seed & 0xFFFFFFFF
 
 
-def build_sampler(params: SamplingParams, vocab: Any, n_vocab: int, history: Sequence[int]) -> Any:
+def build_sampler(params: SamplingParams, vocab: llama_cpp.llama_vocab_p, n_vocab: int,
+                  history: Sequence[int]) -> llama_cpp.llama_sampler_p:
     """A sampler chain for one request. ``history`` (prompt tokens) primes the repetition penalties.
 
     Order follows Ollama/llama.cpp: penalties, then either greedy, mirostat, or

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 from llama_cpp.llama_grammar import RESERVED_NAMES, SchemaConverter
 
 from ollamalike.errors import BadRequest
+from ollamalike.jsontypes import JSONObject, JSONValue
 
 LIMIT = 10**16 - 1  # the largest magnitude an unbounded side allows
 
@@ -72,7 +72,7 @@ def integer_range(low: int | None, high: int | None) -> str:
     return "(" + " | ".join(alternatives) + ") space"
 
 
-def integer_bounds(schema: dict[str, Any]) -> tuple[int | None, int | None]:
+def integer_bounds(schema: JSONObject) -> tuple[int | None, int | None]:
     """The inclusive integer bounds a schema sets with (exclusive)minimum/maximum."""
 
     def number(key: str) -> float | None:
@@ -101,14 +101,15 @@ BOUND_KEYS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 
 class _Converter(SchemaConverter):  # type: ignore[misc]
-    def visit(self, schema: Any, name: str) -> Any:
+    def visit(self, schema: JSONValue, name: str) -> str:
+        """The rule name for ``schema`` (llama.cpp's converter returns it; it is untyped)."""
         if isinstance(schema, dict) and schema.get("type") == "integer" and any(k in schema for k in BOUND_KEYS):
             rule_name = name + "-" if name in RESERVED_NAMES else name or "root"
-            return self._add_rule(rule_name, integer_range(*integer_bounds(schema)))
-        return super().visit(schema, name)
+            return str(self._add_rule(rule_name, integer_range(*integer_bounds(schema))))
+        return str(super().visit(schema, name))
 
 
-def schema_to_gbnf(schema: dict[str, Any]) -> str:
+def schema_to_gbnf(schema: JSONObject) -> str:
     """GBNF for a JSON schema; ``BadRequest`` when the converter cannot take it."""
     try:
         converter = _Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)

@@ -16,13 +16,13 @@ import ctypes
 import json
 import os
 import sys
-from typing import Any
 
 import llama_cpp
 from aiohttp import web
 
 from ollamalike.errors import BadRequest
-from ollamalike.runner.engine import EmbedJob, Engine, Request
+from ollamalike.jsontypes import JSONObject
+from ollamalike.runner.engine import EmbedJob, Engine, Event, Request
 from ollamalike.runner.llama import Loaded, LoadError, load_model
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
 from ollamalike.runner.spec import RunnerSpec
@@ -105,7 +105,7 @@ class RunnerServer:
 
     # --- routes ----------------------------------------------------------------------------
     async def health(self, _request: web.Request) -> web.Response:
-        body: dict[str, Any] = {"status": self.status, "progress": round(self.progress[0], 4), "pid": os.getpid()}
+        body: dict[str, object] = {"status": self.status, "progress": round(self.progress[0], 4), "pid": os.getpid()}
         if self.error:
             body["error"] = self.error
         if self.loaded is not None and self.engine is not None:
@@ -142,7 +142,7 @@ class RunnerServer:
         limit = engine.embedding_limit()
         keep_last = bool(llama_cpp.llama_vocab_get_add_sep(m.vocab) or llama_cpp.llama_vocab_get_add_eos(m.vocab))
         token_lists = []
-        for text in inputs:
+        for text in (s for s in inputs if isinstance(s, str)):  # all are, checked above
             toks = tokenize(m, text, True, False) or ([m.bos] if m.bos >= 0 else [])
             if not toks:
                 raise _http_error(400, "cannot embed an empty input with this model")
@@ -197,9 +197,9 @@ class RunnerServer:
         except BadRequest as e:
             raise _http_error(400, str(e)) from None
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        events: asyncio.Queue[Event] = asyncio.Queue()
 
-        def emit(event: dict[str, Any]) -> None:
+        def emit(event: Event) -> None:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
@@ -229,7 +229,7 @@ class RunnerServer:
         return web.json_response({"status": "stopping"})
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
+async def _json(request: web.Request) -> JSONObject:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -239,7 +239,7 @@ async def _json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def _check_tokens(m: Loaded, tokens: Any) -> list[int]:
+def _check_tokens(m: Loaded, tokens: object) -> list[int]:
     if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
         raise _http_error(400, "tokens must be a list of integers")
     bad = [t for t in tokens if not 0 <= t < m.n_vocab]

@@ -2,7 +2,8 @@
 
 A slot's ``cache`` lists exactly the tokens whose KV entries live in the context for its sequence
 (position i holds cache[i]); it survives the request so the next one can reuse a shared prefix.
-Pure Python (no llama_cpp), so slot choice and truncation are unit-testable on their own.
+Pure Python (no llama_cpp at import), so slot choice and truncation are unit-testable on their own.
+A slot is generic in the request it serves (the engine's ``Request``), which it only holds.
 """
 
 from __future__ import annotations
@@ -11,19 +12,25 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    import llama_cpp
+
+    from ollamalike.runner.sampling import TextStream
 
 _admissions = itertools.count(1)
+R = TypeVar("R")
 
 
 @dataclass
-class Slot:
+class Slot(Generic[R]):
     seq: int
     cache: list[int] = field(default_factory=list)
-    req: Any = None
-    sampler: Any = None
-    grammar: Any = None
-    text: Any = None
+    req: R | None = None
+    sampler: llama_cpp.llama_sampler_p | None = None
+    grammar: llama_cpp.llama_sampler_p | None = None
+    text: TextStream | None = None
     prompt: list[int] = field(default_factory=list)
     prompt_done: int = 0  # prompt tokens already in the cache (reused or evaluated)
     prompt_evaluated: int = 0  # prompt tokens this request actually evaluated
@@ -47,7 +54,8 @@ class Slot:
         return n
 
     def begin(
-        self, req: Any, prompt: list[int], reused: int, sampler: Any, text: Any, limit: int, grammar: Any = None
+        self, req: R, prompt: list[int], reused: int, sampler: llama_cpp.llama_sampler_p, text: TextStream,
+        limit: int, grammar: llama_cpp.llama_sampler_p | None = None,
     ) -> None:
         self.req = req
         self.grammar = grammar
@@ -84,7 +92,7 @@ class Slot:
         self.last_used = time.monotonic()
 
 
-def choose_slot(slots: Sequence[Slot], prompt: Sequence[int]) -> Slot | None:
+def choose_slot(slots: Sequence[Slot[R]], prompt: Sequence[int]) -> Slot[R] | None:
     """The free slot sharing the longest prefix with ``prompt``; ties go to the least recently used."""
     free = [s for s in slots if s.req is None]
     if not free:
