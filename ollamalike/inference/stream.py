@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import secrets
 import string
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ollamalike.template.tools import ToolParser, tags_for, tool_names
+from ollamalike.template.values import Tool, ToolCall
+
+if TYPE_CHECKING:
+    from ollamalike.template.render import ModelLike
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -25,17 +30,17 @@ class ToolStream:
     """``feed(text)`` / ``flush()`` -> (content, calls); calls are ``{"id", "function": {"index",
     "name", "arguments"}}``, of the offered ``tools`` only (any other JSON stays content)."""
 
-    def __init__(self, model: Any, tools: Any) -> None:
-        self.parser = ToolParser(tags_for(model), tool_names(tools))
+    def __init__(self, model: ModelLike, tools: Sequence[Tool]) -> None:
+        self.parser = ToolParser(tags_for(model), tool_names(list(tools)))
 
     @staticmethod
-    def _with_ids(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [{"id": new_call_id(), **call} for call in calls]
+    def _with_ids(calls: list[ToolCall]) -> list[ToolCall]:
+        return [{"id": new_call_id(), "function": call["function"]} for call in calls]
 
-    def feed(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+    def feed(self, text: str) -> tuple[str, list[ToolCall]]:
         content, calls = self.parser.feed(text)
         return content, self._with_ids(calls)
 
-    def flush(self) -> tuple[str, list[dict[str, Any]]]:
+    def flush(self) -> tuple[str, list[ToolCall]]:
         content, calls = self.parser.flush()
         return content, self._with_ids(calls)

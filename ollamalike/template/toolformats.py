@@ -16,7 +16,12 @@ import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
+
+from ollamalike.jsontypes import JSONObject, JSONValue
+
+if TYPE_CHECKING:
+    from ollamalike.template.render import ModelLike
 
 _SKIP = {"directly-answer", "directly_answer"}  # Command R's "no tool" pseudo call
 
@@ -49,15 +54,23 @@ _JINJA_TAG = re.compile(r"<\|?[A-Za-z_]*call[A-Za-z_]*\|?>|\[[A-Z_]*CALL[A-Z_]*\
 
 
 # -- what a call looks like -----------------------------------------------------------------------
-def as_call(obj: Any) -> dict[str, Any] | None:
+class ParsedCall(TypedDict):
+    """One call as the model wrote it: the tool's name and its arguments object."""
+
+    name: str
+    arguments: JSONObject
+
+
+def as_call(obj: JSONValue) -> ParsedCall | None:
     if not isinstance(obj, dict):
         return None
-    if isinstance(obj.get("function"), dict):
-        obj = obj["function"]
+    inner = obj.get("function")
+    if isinstance(inner, dict):
+        obj = inner
     name = obj.get("name", obj.get("tool_name"))
     if not isinstance(name, str) or not name or name in _SKIP:
         return None
-    args: Any = obj.get("arguments", obj.get("parameters", {}))
+    args: JSONValue = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):
         try:
             args = json.loads(args) if args.strip() else {}
@@ -70,7 +83,7 @@ def as_call(obj: Any) -> dict[str, Any] | None:
     return {"name": name, "arguments": args}
 
 
-def calls_in(value: Any, names: Collection[str] | None = None) -> list[dict[str, Any]] | None:
+def calls_in(value: JSONValue, names: Collection[str] | None = None) -> list[ParsedCall] | None:
     """The calls ``{"name", "arguments"}`` one JSON value holds, or None when it is not (only) calls
     of the tools in ``names`` (None: any name)."""
     items = value if isinstance(value, list) else [value]
@@ -133,16 +146,14 @@ def tag_for(text: str) -> Tag:
     return _KNOWN_BY_OPEN.get(text) or Tag(text, _closer(text))
 
 
-def model_tag(model: Any) -> str | None:
+def model_tag(model: ModelLike | None) -> str | None:
     """The call tag of a model: its Modelfile TEMPLATE's, else its GGUF Jinja template's, else the
     detected named template's."""
     if model is None:
         return None
-    go = getattr(model, "template", None)
-    if go:
-        return template_prefix(str(go))
-    info = getattr(model, "info", None)
-    tag = jinja_tag(getattr(info, "chat_template", None) if info is not None else None)
+    if model.template:
+        return template_prefix(model.template)
+    tag = jinja_tag(model.info.chat_template)
     if tag:
         return tag
     from ollamalike.template.render import go_template_for
@@ -150,7 +161,7 @@ def model_tag(model: Any) -> str | None:
     return template_prefix(go_template_for(model))
 
 
-def tags_for(model: Any) -> tuple[Tag, ...]:
+def tags_for(model: ModelLike | None) -> tuple[Tag, ...]:
     """The model's own tag first, then the well-known ones."""
     own = model_tag(model)
     if not own or own in _KNOWN_BY_OPEN:
@@ -158,10 +169,10 @@ def tags_for(model: Any) -> tuple[Tag, ...]:
     return (tag_for(own), *KNOWN_TAGS)
 
 
-def tool_names(tools: Any) -> set[str]:
+def tool_names(tools: object) -> set[str]:
     """The names of the offered tools (``[{"type": "function", "function": {"name"}}]``)."""
     names: set[str] = set()
-    for tool in tools or []:
+    for tool in tools if isinstance(tools, (list, tuple)) else ():
         fn = tool.get("function") if isinstance(tool, dict) else None
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
             names.add(fn["name"])

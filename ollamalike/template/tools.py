@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ollamalike.template.toolformats import (
     BARE,
@@ -26,6 +26,10 @@ from ollamalike.template.toolformats import (
     template_prefix,
     tool_names,
 )
+from ollamalike.template.values import ToolCall
+
+if TYPE_CHECKING:
+    from ollamalike.template.render import ModelLike
 
 __all__ = ["KNOWN_TAGS", "Tag", "ToolParser", "jinja_tag", "parse_tool_calls", "parse_tool_text", "tag_for",
            "tags_for", "template_prefix", "tool_names"]
@@ -105,19 +109,19 @@ class ToolParser:
         self.group: _Group | None = None
         self.count = 0
 
-    def feed(self, text: str) -> tuple[str, list[dict[str, Any]]]:
+    def feed(self, text: str) -> tuple[str, list[ToolCall]]:
         self.buf += text
         return self._run(final=False)
 
-    def flush(self) -> tuple[str, list[dict[str, Any]]]:
+    def flush(self) -> tuple[str, list[ToolCall]]:
         content, calls = self._run(final=True)
         rest, self.buf = self.buf, ""
         return content + rest, calls
 
     # Each step consumes the front of ``buf`` and says whether to go on (False: wait for more text).
-    def _run(self, final: bool) -> tuple[str, list[dict[str, Any]]]:
+    def _run(self, final: bool) -> tuple[str, list[ToolCall]]:
         out: list[str] = []
-        calls: list[dict[str, Any]] = []
+        calls: list[ToolCall] = []
         while self.buf:
             step = self._seek(out, final) if self.group is None else self._in_group(self.group, out, calls, final)
             if not step:
@@ -199,7 +203,7 @@ class ToolParser:
         self.skip_ws = True
         return True
 
-    def _in_group(self, g: _Group, out: list[str], calls: list[dict[str, Any]], final: bool) -> bool:
+    def _in_group(self, g: _Group, out: list[str], calls: list[ToolCall], final: bool) -> bool:
         buf = self.buf
         if g.phase in ("open", "after"):
             i = g.pos
@@ -249,7 +253,7 @@ class ToolParser:
         if found is None:
             return self._fail(out, end)
         for call in found:
-            calls.append({"function": {"index": self.count, **call}})
+            calls.append({"function": {"index": self.count, "name": call["name"], "arguments": call["arguments"]}})
             self.count += 1
         self.buf = buf[end:]
         g.calls += len(found)
@@ -273,7 +277,7 @@ class ToolParser:
 
 
 def parse_tool_text(text: str, tags: Sequence[Tag] = KNOWN_TAGS,
-                    names: Collection[str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+                    names: Collection[str] | None = None) -> tuple[str, list[ToolCall]]:
     """(content, calls) of a whole output: what the streaming parser gives fed it at once."""
     parser = ToolParser(tags, names)
     content, calls = parser.feed(text)
@@ -281,7 +285,7 @@ def parse_tool_text(text: str, tags: Sequence[Tag] = KNOWN_TAGS,
     return content + rest, calls + more
 
 
-def parse_tool_calls(model: Any, text: str, tools: Any = None) -> list[dict[str, Any]] | None:
+def parse_tool_calls(model: ModelLike | None, text: str, tools: object = None) -> list[ToolCall] | None:
     """``[{"function": {"index", "name", "arguments": dict}}]`` in a model's whole output, or None.
 
     The tag the model's template writes before calls is recognised, and so are the well-known
