@@ -11,7 +11,7 @@ spelled it (responses echo it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from ollamalike.config import parse_duration
 from ollamalike.errors import BadRequest
@@ -20,8 +20,28 @@ from ollamalike.jsontypes import JSONObject
 from ollamalike.names import ModelName
 from ollamalike.options import Options
 
+if TYPE_CHECKING:
+    from ollamalike.template.values import Tool, ToolCall
+
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("high", "medium", "low", "max")
+
+
+class _ChatMessageHead(TypedDict):
+    role: str  # one of ROLES
+    content: str
+
+
+class ChatMessage(_ChatMessageHead, total=False):
+    """A chat message as ``parse_message`` checked it: role and content, then what was given of
+    images (base64), tool calls (arguments decoded to an object), thinking and a tool result's
+    ``tool_name`` / ``tool_call_id``."""
+
+    images: list[str]
+    tool_calls: list[ToolCall]
+    thinking: str
+    tool_name: str
+    tool_call_id: str
 
 
 @dataclass
@@ -53,8 +73,8 @@ class GenerateRequest(_Named):
 
 @dataclass
 class ChatRequest(_Named):
-    messages: list[dict[str, Any]]
-    tools: list[dict[str, Any]] | None = None
+    messages: list[ChatMessage]
+    tools: list[Tool] | None = None
     format: str | JSONObject | None = None
     options: Options = field(default_factory=Options)
     stream: bool = True
@@ -141,9 +161,10 @@ def parse_generate_request(body: JSONObject) -> GenerateRequest:
     )
 
 
-def _tool_call(call: object, i: int) -> dict[str, Any]:
+def _tool_call(call: object, i: int) -> ToolCall:
     fn = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(call, dict) or not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not fn["name"]:
+    name = fn.get("name") if isinstance(fn, dict) else None
+    if not isinstance(call, dict) or not isinstance(fn, dict) or not isinstance(name, str) or not name:
         raise BadRequest(f"messages[{i}].tool_calls entries need a function with a name")
     args = fn.get("arguments", {})
     if isinstance(args, str):
@@ -158,16 +179,17 @@ def _tool_call(call: object, i: int) -> dict[str, Any]:
         args = {}
     if not isinstance(args, dict):
         raise BadRequest(f"messages[{i}].tool_calls arguments must be a JSON object")
-    out_fn: dict[str, Any] = {"name": fn["name"], "arguments": args}
-    if isinstance(fn.get("index"), int):
-        out_fn["index"] = fn["index"]
-    out: dict[str, Any] = {"function": out_fn}
-    if isinstance(call.get("id"), str):
-        out["id"] = call["id"]
+    out: ToolCall = {"function": {"name": name, "arguments": args}}
+    index = fn.get("index")
+    if isinstance(index, int):
+        out["function"]["index"] = index
+    call_id = call.get("id")
+    if isinstance(call_id, str):
+        out["id"] = call_id
     return out
 
 
-def parse_message(msg: object, i: int) -> dict[str, Any]:
+def parse_message(msg: object, i: int) -> ChatMessage:
     if not isinstance(msg, dict):
         raise BadRequest(f"messages[{i}] must be an object with a role and content")
     role = msg.get("role")
@@ -180,7 +202,7 @@ def parse_message(msg: object, i: int) -> dict[str, Any]:
         content = ""
     if not isinstance(content, str):
         raise BadRequest(f"messages[{i}].content must be a string")
-    out: dict[str, Any] = {"role": role, "content": content}
+    out: ChatMessage = {"role": role, "content": content}
     images = _images(msg.get("images"), f"messages[{i}].images")
     if images:
         out["images"] = images
@@ -196,11 +218,11 @@ def parse_message(msg: object, i: int) -> dict[str, Any]:
             if not isinstance(value, str):
                 raise BadRequest(f"messages[{i}].{key} must be a string")
             if value:
-                out[key] = value
+                out[key] = value  # type: ignore[literal-required]  # key is one of the three str fields
     return out
 
 
-def _tools(value: object) -> list[dict[str, Any]] | None:
+def _tools(value: object) -> list[Tool] | None:
     if value is None:
         return None
     if not isinstance(value, list):
@@ -214,7 +236,8 @@ def _tools(value: object) -> list[dict[str, Any]] | None:
         params = fn.get("parameters")
         if params is not None and not isinstance(params, dict):
             raise BadRequest(f"tools[{i}].function.parameters must be a JSON schema object")
-    return [dict(t, type="function") for t in value] or None
+    # Each is an object with a named function and schema parameters, checked above: a Tool.
+    return [cast("Tool", dict(t, type="function")) for t in value] or None
 
 
 def parse_chat_request(body: JSONObject) -> ChatRequest:

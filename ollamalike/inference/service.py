@@ -19,21 +19,25 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ollamalike import options as opts
 from ollamalike.errors import BadRequest
 from ollamalike.inference.chunks import (
+    Chunk,
+    EmbedResponse,
     FinalChunk,
     chat_chunk,
     final_chunk,
     gen_chunk,
+    generated_tokens,
     now_rfc3339,
     shorten,
     with_context,
 )
-from ollamalike.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
+from ollamalike.inference.requests import ChatMessage, ChatRequest, EmbedRequest, GenerateRequest
 from ollamalike.inference.stream import ToolStream
+from ollamalike.jsontypes import JSONObject
 from ollamalike.library.models import ResolvedModel
 from ollamalike.names import ModelName
 from ollamalike.runner.like import RunnerLike
@@ -43,6 +47,7 @@ from ollamalike.store import Store
 if TYPE_CHECKING:
     from ollamalike.template import ThinkingParser
     from ollamalike.template.render import ModelLike
+    from ollamalike.template.values import Tool, ToolCall
 
 __all__ = [
     "FinalChunk",
@@ -62,7 +67,7 @@ log = logging.getLogger("ollamalike.inference")
 InferenceRequest = GenerateRequest | ChatRequest | EmbedRequest
 # The runner's text as it streams: (thinking, content) pieces.
 Pieces = AsyncGenerator[tuple[str, str], None]
-Chunks = AsyncGenerator[dict[str, Any], None]
+Chunks = AsyncGenerator[Chunk, None]
 
 # Kept for the tests that reach the vector shortening under its old name.
 _shorten = shorten
@@ -71,7 +76,7 @@ _shorten = shorten
 class InferenceObserver(Protocol):
     """Told about each finished generate/chat/embed: the request and its final fields."""
 
-    def __call__(self, req: InferenceRequest, final: Mapping[str, Any]) -> None: ...
+    def __call__(self, req: InferenceRequest, final: Mapping[str, object]) -> None: ...
 
 
 async def resolve(store: Store, name: ModelName) -> ResolvedModel:
@@ -115,16 +120,16 @@ def runner_options(model: ResolvedModel, request_options: opts.Options) -> opts.
 
 
 async def _pieces(runner: RunnerLike, tokens: list[int], run_opts: opts.Options,
-                  fmt: str | dict[str, Any] | None, splitter: ThinkingParser | None,
-                  done: dict[str, Any]) -> Pieces:
+                  fmt: str | JSONObject | None, splitter: ThinkingParser | None,
+                  done: JSONObject) -> Pieces:
     """The runner's text as (thinking, content) pieces; its final chunk is stored into ``done``."""
     async with contextlib.aclosing(runner.completion(tokens, run_opts.to_json(), fmt)) as chunks:  # type: ignore[type-var]
         async for chunk in chunks:
             if chunk.get("done"):
                 done.update(chunk)
                 return
-            text = chunk.get("content", "")
-            if text:
+            text = chunk.get("content")
+            if isinstance(text, str) and text:
                 yield splitter.feed(text) if splitter else ("", text)
 
 
@@ -148,8 +153,8 @@ def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]
     return tokens[:keep] + tokens[len(tokens) - (num_ctx - keep) :]
 
 
-async def _fit_chat(runner: RunnerLike, model: ModelLike, messages: list[dict[str, Any]],
-                    tools: list[dict[str, Any]] | None, think: bool | str | None, num_ctx: int) -> tuple[str, list[int]]:
+async def _fit_chat(runner: RunnerLike, model: ModelLike, messages: list[ChatMessage],
+                    tools: list[Tool] | None, think: bool | str | None, num_ctx: int) -> tuple[str, list[int]]:
     """Render the chat, dropping the oldest non-system messages until the prompt fits num_ctx.
 
     Dropping more messages never makes the prompt longer, so the smallest number to drop is found
@@ -198,7 +203,7 @@ class InferenceService:
         # Installed after construction by server/ops.py (the metrics exist once the app is set up).
         self.observer = observer
 
-    def _observe(self, req: InferenceRequest, final: Mapping[str, Any]) -> None:
+    def _observe(self, req: InferenceRequest, final: Mapping[str, object]) -> None:
         """Hand a finished request's final fields to the metrics/access log, if an observer is set."""
         if self.observer is not None:
             try:
@@ -230,8 +235,8 @@ class InferenceService:
         options = runner_options(model, req.options)
         if not req.prompt and not req.suffix and not req.context:
             reason = await self._load_only(model, options, req.keep_alive)
-            yield {"model": req.model, "created_at": now_rfc3339(), "response": "", "done": True,
-                   "done_reason": reason}
+            yield FinalChunk({"model": req.model, "created_at": now_rfc3339(), "response": "", "done": True,
+                              "done_reason": reason})
             return
 
         if req.raw:
@@ -254,7 +259,7 @@ class InferenceService:
                                      opts.PARAMETERS["num_keep"].default if num_keep is None else num_keep)
             splitter = _think_parser(prompt) if req.think else None
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
-            done: dict[str, Any] = {}
+            done: JSONObject = {}
             pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done)
             async with contextlib.aclosing(pieces):
                 async for thinking, content in pieces:
@@ -266,7 +271,7 @@ class InferenceService:
                     yield gen_chunk(req.model, content, thinking)
             final = final_chunk(req.model, {"response": ""}, done, started, lease.load_duration_ns)
             # Ollama puts the context right after done_reason.
-            context = tokens + [int(t) for t in done.get("tokens") or []]
+            context = tokens + generated_tokens(done)
             final = with_context(final, context)
             self._observe(req, final)
             yield final
@@ -284,8 +289,8 @@ class InferenceService:
         options = runner_options(model, req.options)
         if not req.messages:
             reason = await self._load_only(model, options, req.keep_alive)
-            yield {"model": req.model, "created_at": now_rfc3339(),
-                   "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": reason}
+            yield FinalChunk({"model": req.model, "created_at": now_rfc3339(),
+                              "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": reason})
             return
 
         lease = await self.scheduler.acquire(model, options, req.keep_alive)
@@ -298,11 +303,11 @@ class InferenceService:
             # out as tool_calls (only of the offered tools), everything else as content.
             tool_stream = ToolStream(model, req.tools) if req.tools else None
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
-            done: dict[str, Any] = {}
+            done: JSONObject = {}
             pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done)
             async with contextlib.aclosing(pieces):
                 async for thinking, content in pieces:
-                    calls: list[dict[str, Any]] = []
+                    calls: list[ToolCall] = []
                     if tool_stream is not None and content:
                         content, calls = tool_stream.feed(content)
                     if thinking or content or calls:
@@ -323,7 +328,7 @@ class InferenceService:
             lease.release()
 
     # -- embed ---------------------------------------------------------------------------------
-    async def embed(self, req: EmbedRequest) -> dict[str, Any]:
+    async def embed(self, req: EmbedRequest) -> EmbedResponse:
         started = time.perf_counter_ns()
         model = await resolve(self.store, req.name)
         options = opts.Options.merge(model_options(model), req.options)
@@ -336,7 +341,7 @@ class InferenceService:
             width = len(vectors[0]) if vectors else 0
             if req.dimensions is not None and vectors and req.dimensions > width:
                 raise BadRequest(f"dimensions {req.dimensions} is larger than the model's embedding size {width}")
-            result = {
+            result: EmbedResponse = {
                 "model": req.model,
                 "embeddings": [shorten([float(v) for v in vec], req.dimensions) for vec in vectors],
                 "total_duration": time.perf_counter_ns() - started,

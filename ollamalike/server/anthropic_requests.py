@@ -21,6 +21,7 @@ from ollamalike.options import Options
 from ollamalike.server.message_shapes import NativeMessage, NativeToolCall
 from ollamalike.server.openai_fields import context_options, model_name, named_options
 from ollamalike.server.openai_requests import forced_tool_format
+from ollamalike.template.values import Tool, ToolFunction
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 # Blocks that carry nothing a local model can use, echoed back by clients: accepted and skipped.
@@ -213,13 +214,13 @@ def _system(value: JSONValue) -> str | None:
     return "\n\n".join(texts)
 
 
-def _tools(value: JSONValue) -> list[JSONObject] | None:
+def _tools(value: JSONValue) -> list[Tool] | None:
     """Anthropic's custom tools as native (OpenAI-shaped) function tools."""
     if value is None:
         return None
     if not isinstance(value, list):
         raise invalid("tools", "an array of tool objects", value)
-    tools: list[JSONObject] = []
+    tools: list[Tool] = []
     for i, tool in enumerate(value):
         if not isinstance(tool, dict):
             raise invalid(f"tools[{i}]", "a tool object", tool)
@@ -233,7 +234,7 @@ def _tools(value: JSONValue) -> list[JSONObject] | None:
         schema = tool.get("input_schema")
         if not isinstance(schema, dict):
             raise invalid(f"tools[{i}].input_schema", "a JSON schema object", schema)
-        fn: JSONObject = {"name": name, "parameters": schema}
+        fn: ToolFunction = {"name": name, "parameters": schema}
         description = tool.get("description")
         if description is not None:
             if not isinstance(description, str):
@@ -243,12 +244,7 @@ def _tools(value: JSONValue) -> list[JSONObject] | None:
     return tools or None
 
 
-def _tool_name(tool: JSONObject) -> JSONValue:
-    fn = tool["function"]
-    return fn.get("name") if isinstance(fn, dict) else None
-
-
-def _tool_choice(value: JSONValue, tools: list[JSONObject] | None) -> tuple[list[JSONObject] | None, bool]:
+def _tool_choice(value: JSONValue, tools: list[Tool] | None) -> tuple[list[Tool] | None, bool]:
     """(tools to offer, whether a call is forced)."""
     if value is None:
         return tools, False
@@ -265,7 +261,7 @@ def _tool_choice(value: JSONValue, tools: list[JSONObject] | None) -> tuple[list
         return tools, True
     if kind == "tool":
         name = value.get("name")
-        chosen = [t for t in tools or [] if _tool_name(t) == name]
+        chosen = [t for t in tools or [] if t["function"]["name"] == name]
         if not chosen:
             raise BadRequest(f"tool_choice names tool {name!r}, which is not among 'tools'", param="tool_choice")
         return chosen, True

@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
@@ -131,14 +130,14 @@ def check_json_value(data: object) -> None:
         stack.extend((item, depth + 1) for item in items if isinstance(item, (str, dict, list)))
 
 
-async def stream_ndjson(request: web.Request, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+async def stream_ndjson(request: web.Request, chunks: AsyncIterator[streaming.Chunk]) -> web.StreamResponse:
     """Stream ``chunks`` as NDJSON (``server/streaming.py``: the one skeleton, errors and disconnects)."""
     return await streaming.stream(request, chunks, streaming.ndjson())
 
 
-async def collect_last(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+async def collect_last(chunks: AsyncIterator[streaming.Chunk]) -> streaming.Chunk:
     """For ``stream: false`` status streams: run to the end and return the final object."""
-    last: dict[str, Any] = {}
+    last: streaming.Chunk = {}
     async for chunk in chunks:
         last = chunk
     return last

@@ -7,12 +7,12 @@ service does the work, and responses stream as NDJSON (or are joined when ``stre
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
 from ollamalike import inference
 from ollamalike.inference import InferenceService
+from ollamalike.inference.chunks import Chunk
 from ollamalike.server.http import json_response, read_json, stream_ndjson
 from ollamalike.server.state import get_state
 
@@ -21,7 +21,7 @@ def _service(request: web.Request) -> InferenceService:
     return get_state(request).inference
 
 
-async def _respond(request: web.Request, stream: bool, chunks: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+async def _respond(request: web.Request, stream: bool, chunks: AsyncIterator[Chunk]) -> web.StreamResponse:
     """NDJSON chunks, or with ``stream: false`` the chunks folded into one response."""
     if stream:
         return await stream_ndjson(request, chunks)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from aiohttp import web
 
 from ollamalike.errors import ModelNotFound, OllamalikeError
+from ollamalike.inference.chunks import Chunk
 from ollamalike.names import ModelName
 from ollamalike.server import openai_responses as out
 from ollamalike.server import streaming
@@ -27,21 +27,21 @@ from ollamalike.server.state import get_state
 log = logging.getLogger("ollamalike.server")
 
 
-def _sse_error(e: OllamalikeError | None, message: str) -> dict[str, Any]:
+def _sse_error(e: OllamalikeError | None, message: str) -> dict[str, object]:
     return out.error_object(e.status if e is not None else 500, message, e)
 
 
 async def stream_sse(
     request: web.Request,
-    chunks: AsyncIterator[dict[str, Any]],
-    encode: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    chunks: AsyncIterator[Chunk],
+    encode: Callable[[streaming.Chunk], list[dict[str, object]]],
 ) -> web.StreamResponse:
     """Stream ``encode(chunk)`` events as SSE, then ``data: [DONE]``; an error after the headers is a
     final ``data: {"error": {...}}`` event, which the openai client raises as ``APIError``."""
     return await streaming.stream(request, chunks, streaming.sse(encode, _sse_error))
 
 
-async def _collect(chunks: AsyncIterator[dict[str, Any]]) -> list[dict[str, Any]]:
+async def _collect(chunks: AsyncIterator[Chunk]) -> list[Chunk]:
     return [chunk async for chunk in chunks]
 
 
@@ -71,12 +71,11 @@ async def embeddings(request: web.Request) -> web.Response:
     return json_response(out.embedding_list(translation.request.model, result, translation.encoding_format))
 
 
-async def _models(request: web.Request) -> list[dict[str, Any]]:
+async def _models(request: web.Request) -> list[dict[str, object]]:
     from ollamalike import library
 
     # Catalog reads are blocking SQLite calls: keep them off the event loop.
-    entries: list[dict[str, Any]] = await asyncio.to_thread(library.list_models, get_state(request).store)
-    return entries
+    return await asyncio.to_thread(library.list_models, get_state(request).store)
 
 
 async def list_models(request: web.Request) -> web.Response:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 from ollamalike.errors import BadRequest
 from ollamalike.inference.requests import (
+    ChatMessage,
     ChatRequest,
     EmbedRequest,
     GenerateRequest,
@@ -34,6 +35,7 @@ from ollamalike.server.openai_fields import (
     sampling_options,
     wants_usage,
 )
+from ollamalike.template.values import Tool, ToolFunction
 
 # OpenAI's newer "developer" role is its system prompt under another name.
 _ROLE_ALIASES = {"developer": "system"}
@@ -121,7 +123,8 @@ def _tool_name_for(messages: list[JSONValue], call_id: str) -> str | None:
     return None
 
 
-def _message(msg: object, i: int, messages: list[JSONValue]) -> dict[str, Any]:
+def _message(msg: object, i: int, messages: list[JSONValue]) -> ChatMessage:
+    """An OpenAI message in the native shape, checked by ``parse_message`` as the native API's are."""
     where = f"messages[{i}]"
     if not isinstance(msg, dict):
         raise invalid(where, "a message object", msg)
@@ -134,9 +137,9 @@ def _message(msg: object, i: int, messages: list[JSONValue]) -> dict[str, Any]:
     if content is None and not msg.get("tool_calls") and role != "assistant":
         raise BadRequest(f"{where}.content is required", param=f"{where}.content")
     text, images = _content(content, where)
-    out: dict[str, Any] = {"role": role, "content": text}
+    out: JSONObject = {"role": role, "content": text}
     if images:
-        out["images"] = images
+        out["images"] = [*images]
     if msg.get("tool_calls") is not None:
         out["tool_calls"] = msg["tool_calls"]
     reasoning = msg.get("reasoning", msg.get("reasoning_content"))
@@ -158,12 +161,12 @@ def _message(msg: object, i: int, messages: list[JSONValue]) -> dict[str, Any]:
     return parse_message(out, i)
 
 
-def _tools(value: object) -> list[dict[str, Any]] | None:
+def _tools(value: object) -> list[Tool] | None:
     if value is None:
         return None
     if not isinstance(value, list):
         raise invalid("tools", "an array of tool objects", value)
-    tools: list[dict[str, Any]] = []
+    tools: list[Tool] = []
     for i, tool in enumerate(value):
         fn = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict):
@@ -174,13 +177,14 @@ def _tools(value: object) -> list[dict[str, Any]] | None:
         params = fn.get("parameters")
         if params is not None and not isinstance(params, dict):
             raise invalid(f"tools[{i}].function.parameters", "a JSON schema object", params)
-        tools.append({"type": "function", "function": fn})
+        # The client's function object, its name and parameters checked above.
+        tools.append({"type": "function", "function": cast(ToolFunction, fn)})
     return tools or None
 
 
-def _tool_call_schema(tool: dict[str, Any]) -> dict[str, Any]:
+def _tool_call_schema(tool: Tool) -> JSONObject:
     fn = tool["function"]
-    params = fn.get("parameters") or {"type": "object"}
+    params: JSONObject = fn.get("parameters") or {"type": "object"}
     return {
         "type": "object",
         "properties": {"name": {"type": "string", "enum": [fn["name"]]}, "arguments": params},
@@ -188,17 +192,18 @@ def _tool_call_schema(tool: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def forced_tool_format(tools: list[dict[str, Any]]) -> dict[str, Any]:
+def forced_tool_format(tools: list[Tool]) -> JSONObject:
     """A JSON schema whose every valid instance is a call ``{"name", "arguments"}`` of one of ``tools``.
 
     Sampling under this schema is how tool_choice "required" or a named function is enforced:
     the model cannot answer with anything but a call, which the chat template's parser reads back.
     """
-    schemas = [_tool_call_schema(t) for t in tools]
-    return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    if len(tools) == 1:
+        return _tool_call_schema(tools[0])
+    return {"anyOf": [_tool_call_schema(t) for t in tools]}
 
 
-def _tool_choice(value: object, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]] | None, bool]:
+def _tool_choice(value: object, tools: list[Tool] | None) -> tuple[list[Tool] | None, bool]:
     """(tools to offer, whether a call is forced)."""
     if value is None or value == "auto":
         return tools, False
@@ -220,7 +225,7 @@ def _tool_choice(value: object, tools: list[dict[str, Any]] | None) -> tuple[lis
     raise BadRequest("invalid value for 'tool_choice': use \"none\", \"auto\", \"required\" or a function object", param="tool_choice")
 
 
-def _response_format(value: object) -> str | dict[str, Any] | None:
+def _response_format(value: object) -> str | JSONObject | None:
     if value is None:
         return None
     if not isinstance(value, dict):

@@ -10,11 +10,10 @@ shape in the error middleware.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from ollamalike.server import responses_stream as out
+from ollamalike.server.chunk_fields import Chunk
 from ollamalike.server.http import json_response, read_json
 from ollamalike.server.responses_requests import output_messages, parse_response_request, previous_id
 from ollamalike.server.sse import Event, stream_events
@@ -32,14 +31,14 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     obj = out.ResponseObject(req.model, translation.echo, previous, translation.store)
     chunks = state.inference.chat(req)
 
-    def remember(text: str, thinking: str, calls: list[dict[str, Any]]) -> None:
+    def remember(text: str, thinking: str, calls: list[dict[str, object]]) -> None:
         if translation.store:
             store.put(obj.id, history + translation.input_messages + output_messages(text, thinking, calls))
 
     if req.stream:
         encoder = out.ResponseStream(obj)
 
-        def feed(chunk: dict[str, Any]) -> list[Event]:
+        def feed(chunk: Chunk) -> list[Event]:
             events = encoder.feed(chunk)
             if chunk.get("done"):
                 remember("".join(encoder.texts), "".join(encoder.thinking), encoder.calls)

@@ -11,12 +11,12 @@ files, background runs, stored item references) is a 400.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypedDict
 
 from ollamalike.errors import BadRequest
-from ollamalike.inference.requests import ChatRequest, parse_keep_alive, parse_message
+from ollamalike.inference.requests import ChatMessage, ChatRequest, parse_keep_alive, parse_message
 from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid, type_name
 from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.options import Options
@@ -24,6 +24,7 @@ from ollamalike.server.message_shapes import NativeMessage, NativeToolCall
 from ollamalike.server.openai_fields import context_options, model_name, named_options, tool_arguments_json
 from ollamalike.server.openai_requests import forced_tool_format
 from ollamalike.server.tool_ids import tool_call_id
+from ollamalike.template.values import Tool, ToolFunction
 
 # Responses' reasoning efforts onto the native think levels.
 _EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low", "medium": "medium",
@@ -50,7 +51,7 @@ class ResponseEcho(TypedDict):
 @dataclass
 class ResponsesTranslation:
     request: ChatRequest
-    input_messages: list[dict[str, object]]  # this request's own input (parsed), to store for a follow-up
+    input_messages: list[ChatMessage]  # this request's own input (parsed), to store for a follow-up
     previous_response_id: str | None
     store: bool
     echo: ResponseEcho  # request fields the response object repeats  # request fields the response object repeats
@@ -118,13 +119,13 @@ def _function_name(call: Mapping[str, object]) -> object:
     return fn.get("name") if isinstance(fn, Mapping) else None
 
 
-def known_calls(messages: list[dict[str, object]]) -> dict[str, str]:
+def known_calls(messages: Sequence[Mapping[str, object]]) -> dict[str, str]:
     """call_id -> function name of every assistant tool call in ``messages`` (parsed native messages)."""
     return {call_id: name for m in messages for c in _calls_of(m)
             if isinstance(call_id := c.get("id"), str) and call_id and isinstance(name := _function_name(c), str)}
 
 
-def input_messages(value: JSONValue, history: list[dict[str, object]]) -> list[dict[str, object]]:
+def input_messages(value: JSONValue, history: Sequence[Mapping[str, object]]) -> list[ChatMessage]:
     """Native messages for ``input``; ``history`` (the previous responses) resolves call ids."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
@@ -193,12 +194,12 @@ def _items(value: JSONValue, where: str) -> list[JSONValue]:
     raise invalid(where, "an array", value)
 
 
-def _tools(value: JSONValue) -> list[JSONObject] | None:
+def _tools(value: JSONValue) -> list[Tool] | None:
     if value is None:
         return None
     if not isinstance(value, list):
         raise invalid("tools", "an array of tool objects", value)
-    tools: list[JSONObject] = []
+    tools: list[Tool] = []
     for i, tool in enumerate(value):
         if not isinstance(tool, dict) or tool.get("type") != "function":
             kind = tool.get("type") if isinstance(tool, dict) else None
@@ -209,7 +210,7 @@ def _tools(value: JSONValue) -> list[JSONObject] | None:
             raise BadRequest(f"tools[{i}].name is required", param=f"tools[{i}].name")
         if params is not None and not isinstance(params, dict):
             raise invalid(f"tools[{i}].parameters", "a JSON schema object", params)
-        fn: JSONObject = {"name": name, "parameters": params or {"type": "object", "properties": {}}}
+        fn: ToolFunction = {"name": name, "parameters": params or {"type": "object", "properties": {}}}
         description = tool.get("description")
         if isinstance(description, str):
             fn["description"] = description
@@ -217,7 +218,7 @@ def _tools(value: JSONValue) -> list[JSONObject] | None:
     return tools or None
 
 
-def _tool_choice(value: JSONValue, tools: list[JSONObject] | None) -> tuple[list[JSONObject] | None, bool]:
+def _tool_choice(value: JSONValue, tools: list[Tool] | None) -> tuple[list[Tool] | None, bool]:
     if value is None or value == "auto":
         return tools, False
     if value == "none":
@@ -227,7 +228,7 @@ def _tool_choice(value: JSONValue, tools: list[JSONObject] | None) -> tuple[list
             raise BadRequest("'tool_choice' is \"required\" but no 'tools' were given", param="tool_choice")
         return tools, True
     if isinstance(value, dict) and value.get("type") == "function":
-        chosen = [t for t in tools or [] if _function_name(t) == value.get("name")]
+        chosen = [t for t in tools or [] if t["function"]["name"] == value.get("name")]
         if not chosen:
             raise BadRequest(f"'tool_choice' names function {value.get('name')!r}, which is not among 'tools'",
                              param="tool_choice")
@@ -279,7 +280,7 @@ def _options(body: JSONObject) -> Options:
     return named_options(extras, named)
 
 
-def parse_response_request(body: JSONObject, history: list[dict[str, object]]) -> ResponsesTranslation:
+def parse_response_request(body: JSONObject, history: list[ChatMessage]) -> ResponsesTranslation:
     """The ``ChatRequest`` for a Responses body whose chain so far is ``history`` (native messages)."""
     model = model_name(body)
     for unsupported in ("background", "conversation"):
@@ -287,7 +288,7 @@ def parse_response_request(body: JSONObject, history: list[dict[str, object]]) -
             raise BadRequest(f"'{unsupported}' is not supported", param=unsupported)
     instructions = get_str(body, "instructions")
     new = input_messages(body.get("input"), history)
-    system: list[dict[str, object]] = [{"role": "system", "content": instructions}] if instructions else []
+    system: list[ChatMessage] = [{"role": "system", "content": instructions}] if instructions else []
     messages = system + history + new
     tools, forced = _tool_choice(body.get("tool_choice"), _tools(body.get("tools")))
     fmt = _format(body.get("text"))
@@ -328,7 +329,7 @@ def _output_call(call: dict[str, object]) -> NativeToolCall:
             "function": {"name": name if isinstance(name, str) else "", "arguments": tool_arguments_json(arguments)}}
 
 
-def output_messages(text: str, thinking: str, calls: list[dict[str, object]]) -> list[dict[str, object]]:
+def output_messages(text: str, thinking: str, calls: list[dict[str, object]]) -> list[ChatMessage]:
     """The assistant turn a response produced (``calls``: the chunks' tool calls), as native messages
     to chain a follow-up on."""
     msg: NativeMessage = {"role": "assistant", "content": text}

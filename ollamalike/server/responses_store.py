@@ -13,6 +13,7 @@ import json
 from collections import OrderedDict
 
 from ollamalike.errors import NotFound
+from ollamalike.inference.requests import ChatMessage
 
 MAX_RESPONSES = 512
 MAX_BYTES = 64 * 1024 * 1024
@@ -29,13 +30,13 @@ class ResponseStore:
     def __init__(self, max_responses: int = MAX_RESPONSES, max_bytes: int = MAX_BYTES) -> None:
         self.max_responses = max_responses
         self.max_bytes = max_bytes
-        self._items: OrderedDict[str, tuple[list[dict[str, object]], int]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[list[ChatMessage], int]] = OrderedDict()
         self.bytes = 0
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def put(self, response_id: str, messages: list[dict[str, object]]) -> None:
+    def put(self, response_id: str, messages: list[ChatMessage]) -> None:
         size = len(json.dumps(messages, ensure_ascii=False).encode())
         if size > self.max_bytes:
             return  # larger than the whole store: not kept (a follow-up on it is a 404)
@@ -48,11 +49,11 @@ class ResponseStore:
             _, (_, dropped) = self._items.popitem(last=False)
             self.bytes -= dropped
 
-    def get(self, response_id: str) -> list[dict[str, object]]:
+    def get(self, response_id: str) -> list[ChatMessage]:
         """The conversation of ``response_id`` (a copy); unknown -> ``PreviousResponseNotFound``."""
         item = self._items.get(response_id)
         if item is None:
             raise PreviousResponseNotFound(response_id)
         self._items.move_to_end(response_id)
-        return [dict(m) for m in item[0]]
+        return [m.copy() for m in item[0]]
 

@@ -8,25 +8,24 @@ headers go out, so an unknown model or bad option is still a proper 4xx from the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from aiohttp import web
 
 from ollamalike.errors import InternalError, OllamalikeError
 from ollamalike.server import streaming
 
-Event = tuple[str, dict[str, Any]]
+Event = tuple[str, Mapping[str, object]]
 
 
-def encode_event(name: str, data: dict[str, Any]) -> bytes:
+def encode_event(name: str, data: Mapping[str, object]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + streaming.encode_json(data) + b"\n\n"
 
 
 async def stream_events(
     request: web.Request,
-    chunks: AsyncIterator[dict[str, Any]],
-    encode: Callable[[dict[str, Any]], list[Event]],
+    chunks: AsyncIterator[streaming.Chunk],
+    encode: Callable[[streaming.Chunk], list[Event]],
     on_error: Callable[[OllamalikeError], list[Event]],
     opening: Callable[[], list[Event]] | None = None,
 ) -> web.StreamResponse:
@@ -35,7 +34,7 @@ async def stream_events(
     output, disconnects and closing the source follow ``server/streaming.py``, the one skeleton."""
     opened = opening is None
 
-    def frames(chunk: dict[str, Any]) -> list[bytes]:
+    def frames(chunk: streaming.Chunk) -> list[bytes]:
         nonlocal opened
         events = [] if opened else list(opening() if opening else [])
         opened = True

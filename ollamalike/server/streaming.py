@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
@@ -24,18 +23,19 @@ from ollamalike.errors import OllamalikeError
 
 log = logging.getLogger("ollamalike.server")
 
-Chunk = dict[str, Any]
+# A chunk of a stream (inference chunks, pull progress) and the objects framings write: JSON objects.
+Chunk = Mapping[str, object]
 
 # Set on a request just before its handler task is cancelled on purpose: the error to end it with.
 CUT_KEY = web.RequestKey("stream_cut", OllamalikeError)
 
 
-def dumps(obj: Any) -> str:
+def dumps(obj: object) -> str:
     """Compact JSON, UTF-8 kept as is (as Go's encoder does)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
-def encode_json(obj: Any) -> bytes:
+def encode_json(obj: object) -> bytes:
     """``dumps`` as UTF-8 bytes. A lone surrogate (from a model's output, a file name) cannot be UTF-8:
     then the text is sent \\u-escaped (still valid JSON) instead of failing the response."""
     text = dumps(obj)
@@ -90,7 +90,7 @@ async def _next(iterator: AsyncIterator[Chunk]) -> Chunk | None:
         return None
 
 
-async def close_quietly(awaitable: Any) -> None:
+async def close_quietly(awaitable: Awaitable[object]) -> None:
     """Await a stream iterator's ``aclose()``; an error there is only logged (the response is done)."""
     try:
         await awaitable
