@@ -18,6 +18,7 @@ import json
 import pickle
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeGuard
 
 import jinja2
@@ -85,7 +86,8 @@ class _Env(ImmutableSandboxedEnvironment):
         # hostile, so refuse outright.
         raise SecurityError(f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe")
 
-    # Template values are whatever the template computes: Any, as in jinja2's own signatures.
+    # Operands are whatever the template computes, and the operators are Python's own on them
+    # (checked for size first): Any, as in jinja2's signature.
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         self.check_time()
         if _is_int(left) and _is_int(right) and operator in ("*", "**"):
@@ -106,15 +108,16 @@ class _Env(ImmutableSandboxedEnvironment):
             raise _Limit("string too large")
         return result
 
-    def call(self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+    # The rest only pass template values through to jinja2's own checks: any object.
+    def call(self, __context: Context, __obj: object, *args: object, **kwargs: object) -> object:
         self.check_time()
         return super().call(__context, __obj, *args, **kwargs)
 
-    def getattr(self, obj: Any, attribute: str) -> Any:
+    def getattr(self, obj: object, attribute: str) -> object:
         self.check_time()
         return super().getattr(obj, attribute)
 
-    def getitem(self, obj: Any, argument: Any) -> Any:
+    def getitem(self, obj: object, argument: object) -> object:
         self.check_time()
         return super().getitem(obj, argument)
 
@@ -175,19 +178,24 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _jinja_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ollama's message shape to the one Hugging Face templates read: ``tool_calls`` as
-    ``{"id", "type": "function", "function": {"name", "arguments": dict}}``, a tool result's
-    ``tool_name`` as ``name`` next to its ``tool_call_id``, ``thinking`` as ``reasoning_content``."""
+def _jinja_call(call: Mapping[str, object]) -> dict[str, object]:
+    fn = call.get("function")
+    fn = fn if isinstance(fn, Mapping) else {}
+    return {**({"id": call["id"]} if call.get("id") else {}), "type": "function",
+            "function": {"name": fn.get("name"), "arguments": fn.get("arguments")}}
+
+
+def _jinja_messages(messages: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
+    """Ollama's message shape (normalized: ``template.values.Message``) to the one Hugging Face
+    templates read: ``tool_calls`` as ``{"id", "type": "function", "function": {"name", "arguments":
+    dict}}``, a tool result's ``tool_name`` as ``name`` next to its ``tool_call_id``, ``thinking`` as
+    ``reasoning_content``."""
     out = []
     for m in messages:
-        msg: dict[str, Any] = {"role": m["role"], "content": m["content"]}
-        if m.get("tool_calls"):
-            msg["tool_calls"] = [
-                {**({"id": c["id"]} if c.get("id") else {}), "type": "function",
-                 "function": {"name": c["function"]["name"], "arguments": c["function"]["arguments"]}}
-                for c in m["tool_calls"]
-            ]
+        msg: dict[str, object] = {"role": m["role"], "content": m["content"]}
+        calls = m.get("tool_calls")
+        if calls and isinstance(calls, list):
+            msg["tool_calls"] = [_jinja_call(c) for c in calls if isinstance(c, Mapping)]
         if m.get("thinking"):
             msg["reasoning_content"] = m["thinking"]
         if m["role"] == "tool":
@@ -199,7 +207,8 @@ def _jinja_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: bool | str | None,
+def render_jinja(text: str, messages: Sequence[Mapping[str, object]], tools: Sequence[Mapping[str, object]],
+                 think: bool | str | None,
                  bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
     """Render as transformers' ``apply_chat_template`` does, with ``add_generation_prompt`` (or a
     prefill when the last message is the assistant's), in a render worker process (``jinja_pool``):
@@ -216,7 +225,8 @@ def render_jinja(text: str, messages: list[dict[str, Any]], tools: list[dict[str
     return pool().render(request, budget)
 
 
-def render_here(text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: bool | str | None,
+def render_here(text: str, messages: Sequence[Mapping[str, object]], tools: Sequence[Mapping[str, object]],
+                think: bool | str | None,
                 bos_token: str = "", eos_token: str = "", budget: float = TIME_BUDGET) -> str:
     """``render_jinja`` in this process, bounded only by the sandbox's own checks: what a render
     worker runs (``jinja_worker``), never the daemon."""
@@ -262,7 +272,8 @@ def render_here(text: str, messages: list[dict[str, Any]], tools: list[dict[str,
     if prefill:
         # Like transformers' continue_final_message: stop right after the final message's text,
         # dropping whatever end-of-turn markup the template put after it.
-        final = messages[-1]["content"].strip()
+        content = messages[-1]["content"]
+        final = content.strip() if isinstance(content, str) else ""
         at = result.rfind(final) if final else -1
         if at >= 0:
             result = result[:at + len(final)]
