@@ -21,7 +21,6 @@ import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,7 +33,7 @@ from ollamalike.hardware import planner
 from ollamalike.scheduler import Scheduler
 from ollamalike.server.app import make_app
 from ollamalike.store import Store
-from tests.fakes import resolved_model
+from tests.fakes import gguf_info, resolved_model
 from tests.gguf_bytes import gstr, kv_str, kv_u32, minimal, tensor_info
 from tests.helpers import assert_api_error, assert_openai_error, store_snapshot
 
@@ -140,12 +139,12 @@ async def test_huge_block_count_gguf_gets_400_at_create(client: Any, models_dir:
 
 def test_estimate_is_bounded_by_the_tensors_present() -> None:
     """Whatever the metadata claims, the planner's work follows the tensors: 2^26 claimed, 2 planned."""
-    info = SimpleNamespace(architecture="llama", block_count=1 << 26, embedding_length=64, head_count=4, head_count_kv=4,
-                           layer_bytes=[1000, 1000], non_layer_bytes=10, output_bytes=0, model_info={}, file_size=0)
+    info = gguf_info(architecture="llama", block_count=1 << 26, embedding_length=64, head_count=4, head_count_kv=4,
+                     layer_bytes=[1000, 1000], non_layer_bytes=10, output_bytes=0, model_info={}, file_size=0)
     start = time.monotonic()
     est = planner.estimate(info, 4096)
     assert len(est.layers) == 2
-    no_index = SimpleNamespace(**{**vars(info), "layer_bytes": [], "tensor_count": 3})
+    no_index = dataclasses.replace(info, layer_bytes=[], tensor_count=3)
     assert len(planner.estimate(no_index, 4096).layers) == 3
     assert time.monotonic() - start < 1.0
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from ollamalike.config import Config, load_config
 from ollamalike.errors import BadRequest
-from ollamalike.gguf_info import read_gguf_info
+from ollamalike.gguf_info import GGUFInfo, read_gguf_info
 from ollamalike.hardware import SystemInfo
 from ollamalike.hardware.cpu import CPU
 from ollamalike.hardware.discovery import GIB, GPU, MIB
@@ -36,8 +35,8 @@ RESERVE = 457  # MiB kept free per CUDA GPU
 GRAPH = 4 * 512 * (1 + 4 * 1024 + 4096 * 9)  # bytes, at 4096 tokens
 
 
-def model(ctx: int = 8192, heads_kv: int = 8, layers: int = 10) -> SimpleNamespace:
-    return SimpleNamespace(
+def model(ctx: int = 8192, heads_kv: int = 8, layers: int = 10) -> GGUFInfo:
+    return gguf_info(
         architecture="llama", context_length=ctx, embedding_length=1024, block_count=layers, head_count=8,
         head_count_kv=heads_kv, layer_bytes=[100 * MIB] * layers, non_layer_bytes=300 * MIB, output_bytes=100 * MIB,
         model_info={"llama.vocab_size": 32000}, file_size=0,

@@ -11,9 +11,9 @@ refused with the sizes in the message. ``num_gpu`` overrides the layer count (-1
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, InternalError
@@ -22,6 +22,36 @@ from ollamalike.hardware.discovery import GIB, GPU, MIB
 from ollamalike.options import OptionValue, int_option
 
 log = logging.getLogger("ollamalike.hardware")
+
+
+class ModelShape(Protocol):
+    """What the planner reads of a model's GGUF metadata (``gguf_info.GGUFInfo`` is one)."""
+
+    @property
+    def architecture(self) -> str: ...
+    @property
+    def context_length(self) -> int | None: ...
+    @property
+    def embedding_length(self) -> int | None: ...
+    @property
+    def block_count(self) -> int | None: ...
+    @property
+    def head_count(self) -> int | None: ...
+    @property
+    def head_count_kv(self) -> int | None: ...
+    @property
+    def model_info(self) -> Mapping[str, object]: ...
+    @property
+    def layer_bytes(self) -> Sequence[int]: ...
+    @property
+    def non_layer_bytes(self) -> int: ...
+    @property
+    def output_bytes(self) -> int: ...
+    @property
+    def tensor_count(self) -> int: ...
+    @property
+    def file_size(self) -> int: ...
+
 
 # Bytes per KV cache element: ggml's block sizes (q8_0: 34 bytes per 32 values, q4_0: 18).
 KV_BYTES = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32}
@@ -79,13 +109,13 @@ def default_num_ctx(system: SystemInfo) -> int:
     return 4096
 
 
-def choose_num_ctx(info: Any, options: Mapping[str, OptionValue], config: Config, system: SystemInfo) -> int:
+def choose_num_ctx(info: ModelShape, options: Mapping[str, OptionValue], config: Config, system: SystemInfo) -> int:
     """Per-slot context: num_ctx option, else OLLAMALIKE_CONTEXT_LENGTH, else by VRAM; capped at training."""
     requested = int_option(options, "num_ctx")
     if requested is not None and requested < 0:
         raise BadRequest(f"invalid num_ctx {requested}: must be a positive number of tokens")
     num_ctx = int(requested or config.context_length or default_num_ctx(system))
-    train = int(getattr(info, "context_length", 0) or 0)
+    train = info.context_length or 0
     if train and num_ctx > train:
         if requested or config.context_length:
             log.warning("requested context size %d is larger than the model's training context %d; using %d",
@@ -94,47 +124,45 @@ def choose_num_ctx(info: Any, options: Mapping[str, OptionValue], config: Config
     return max(num_ctx, MIN_CTX)
 
 
-def _model_value(info: Any, suffix: str) -> int:
-    values = getattr(info, "model_info", None) or {}
-    value = values.get(f"{getattr(info, 'architecture', '')}.{suffix}")
+def _model_value(info: ModelShape, suffix: str) -> int:
+    value = info.model_info.get(f"{info.architecture}.{suffix}")
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
-def _vocab_size(info: Any) -> int:
-    values = getattr(info, "model_info", None) or {}
-    tokens = values.get("tokenizer.ggml.tokens")
+def _vocab_size(info: ModelShape) -> int:
+    tokens = info.model_info.get("tokenizer.ggml.tokens")
     if isinstance(tokens, list) and tokens:
         return len(tokens)
     return _model_value(info, "vocab_size") or DEFAULT_VOCAB
 
 
-def estimate(info: Any, ctx_total: int, cache_type: str = "f16", batch: int = DEFAULT_BATCH) -> Estimate:
+def estimate(info: ModelShape, ctx_total: int, cache_type: str = "f16", batch: int = DEFAULT_BATCH) -> Estimate:
     """Memory for ``ctx_total`` tokens of KV cache (num_ctx x num_parallel)."""
-    n_layer = int(getattr(info, "block_count", 0) or 0)
-    embd = int(getattr(info, "embedding_length", 0) or 0)
-    heads = int(getattr(info, "head_count", 0) or 0)
-    heads_kv = int(getattr(info, "head_count_kv", 0) or heads)
+    n_layer = info.block_count or 0
+    embd = info.embedding_length or 0
+    heads = info.head_count or 0
+    heads_kv = info.head_count_kv or heads
     head_k = _model_value(info, "attention.key_length") or (embd // heads if heads else 0)
     head_v = _model_value(info, "attention.value_length") or head_k
     kv_layer = int(ctx_total * (head_k + head_v) * heads_kv * KV_BYTES.get(cache_type, 2.0))
-    weights = list(getattr(info, "layer_bytes", None) or [])
+    weights = list(info.layer_bytes)
     # block_count comes from the file: the work done here is bounded by the tensors actually present
     # (gguf_info refuses a block_count beyond them; this guards any other caller).
-    limit = len(weights) if weights else int(getattr(info, "tensor_count", 0) or 0) or MAX_LAYERS
+    limit = len(weights) if weights else info.tensor_count or MAX_LAYERS
     n_layer = min(n_layer, limit, MAX_LAYERS)
     if len(weights) < n_layer:
         weights += [0] * (n_layer - len(weights))
-    output = int(getattr(info, "output_bytes", 0) or 0)
-    non_layer = int(getattr(info, "non_layer_bytes", 0) or 0)
+    output = info.output_bytes
+    non_layer = info.non_layer_bytes
     if not weights and not non_layer:
-        non_layer = int(getattr(info, "file_size", 0) or 0)  # no tensor index: the file is the weights
+        non_layer = info.file_size  # no tensor index: the file is the weights
     vocab = _vocab_size(info)
     graph = max(4 * batch * (1 + 4 * embd + ctx_total * (1 + heads)), 4 * batch * (embd + vocab))
     layers = tuple(w + kv_layer for w in weights[:n_layer] or weights)
     return Estimate(layers, max(0, non_layer - output), output, graph, kv_layer * len(layers))
 
 
-def plan_load(info: Any, options: Mapping[str, OptionValue], system: SystemInfo, config: Config,
+def plan_load(info: ModelShape, options: Mapping[str, OptionValue], system: SystemInfo, config: Config,
               num_parallel: int | None = None) -> LoadPlan:
     """Choose num_ctx and the GPU layout for loading ``info`` (a GGUFInfo) with ``options``."""
     num_ctx = choose_num_ctx(info, options, config, system)

@@ -20,7 +20,7 @@ _TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
 
 
 def build_grammar(vocab: llama_cpp.llama_vocab_p, grammar: str) -> llama_cpp.llama_sampler_p:
-    g = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+    g: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
     if not g:
         raise BadRequest("the format could not be compiled into a grammar")
     return g

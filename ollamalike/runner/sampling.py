@@ -102,7 +102,7 @@ def build_sampler(params: SamplingParams, vocab: llama_cpp.llama_vocab_p, n_voca
     del vocab  # the chain's samplers need no vocabulary; kept for a uniform call site
     chain_params = llama_cpp.llama_sampler_chain_default_params()
     chain_params.no_perf = True
-    chain = llama_cpp.llama_sampler_chain_init(chain_params)
+    chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(chain_params)
     add = llama_cpp.llama_sampler_chain_add
     if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
         last_n = n_vocab if params.repeat_last_n == -1 else max(params.repeat_last_n, 0)
