@@ -12,9 +12,8 @@ closing quote; there are no escape sequences. One extension makes every value wr
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from ollamalike import options
 from ollamalike.errors import BadRequest
@@ -32,7 +31,7 @@ _ESCAPED_RE = re.compile(r'"""\\+\Z')
 @dataclass
 class Modelfile:
     from_: str
-    parameters: list[tuple[str, Any]] = field(default_factory=list)
+    parameters: list[tuple[str, object]] = field(default_factory=list)  # typed scalars (options.parse_parameter)
     template: str | None = None
     system: str | None = None
     adapters: list[str] = field(default_factory=list)
@@ -40,7 +39,7 @@ class Modelfile:
     messages: list[dict[str, str]] = field(default_factory=list)
 
     @property
-    def params(self) -> dict[str, Any]:
+    def params(self) -> dict[str, object]:
         """The parameters as the ``params`` layer object (repeated ``stop`` lines grouped into a list)."""
         return options.params_to_json(self.parameters)
 
@@ -199,9 +198,9 @@ def _leading_name(lineno: int, instruction: str, rest: str, pattern: re.Pattern[
     return m.group(0), after
 
 
-def parameter_lines(params: Mapping[str, Any] | list[tuple[str, Any]]) -> list[str]:
+def parameter_lines(params: Mapping[str, object] | Sequence[tuple[str, object]]) -> list[str]:
     """``PARAMETER`` lines for a ``params`` object or (name, value) pairs; list values become repeated lines."""
-    pairs: list[tuple[str, Any]] = []
+    pairs: list[tuple[str, object]] = []
     for name, value in params.items() if isinstance(params, Mapping) else params:
         if isinstance(value, list):
             pairs.extend((name, item) for item in value)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
@@ -55,6 +55,8 @@ from ollamalike.store.manifest import (
 )
 
 if TYPE_CHECKING:
+    from ollamalike.gguf_info import GGUFInfo
+    from ollamalike.jsontypes import JSONObject
     from ollamalike.library.convert import Prepared
     from ollamalike.library.convert.split import MergedSplit
 
@@ -66,7 +68,7 @@ class _Source:
     """A GGUF that becomes a layer: a local file to copy in, or a blob already in the store."""
 
     media: str
-    info: Any
+    info: GGUFInfo
     path: Path | None = None
     digest: str | None = None
     size: int = 0
@@ -77,18 +79,18 @@ class _Plan:
     sources: list[_Source] = field(default_factory=list)
     base: Layers | None = None
     base_descs: list[Descriptor] = field(default_factory=list)
-    base_info: Any = None
+    base_info: GGUFInfo | None = None
     parent: str = ""
     template: str | None = None
     system: str | None = None
-    parameters: dict[str, Any] = field(default_factory=dict)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    parameters: dict[str, object] = field(default_factory=dict)  # checked (options.Options.from_create)
+    messages: Sequence[Mapping[str, object]] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
     quantize: str | None = None
     checkpoint: CheckpointInput | None = None  # a safetensors checkpoint still to be converted
 
 
-async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
+async def _missing_base(store: Store, name: str) -> AsyncIterator[JSONObject]:
     """A FROM model that is not local: pull it from its registry or Hugging Face, yielding its progress."""
     from ollamalike.config import load_config
     from ollamalike.registry.pull import pull_model
@@ -98,13 +100,13 @@ async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]
             yield status
 
 
-def _read_info(path: Path) -> Any:
+def _read_info(path: Path) -> GGUFInfo:
     from ollamalike.gguf_info import read_gguf_info
 
     return read_gguf_info(path)
 
 
-def _check_parameters(params: dict[str, Any]) -> dict[str, Any]:
+def _check_parameters(params: Mapping[str, object]) -> dict[str, object]:
     # Validated once, here at create; a resolved model's params are read back with Options.from_stored.
     return dict(options.Options.from_create(params))
 
@@ -149,7 +151,7 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
     files = dict(request.files)
     template, system = request.template, request.system
     license_, messages = request.license, request.messages
-    params: dict[str, Any] = _check_parameters(request.parameters or {})
+    params = _check_parameters(request.parameters or {})
     adapter_sources: list[_Source] = []
     if request.modelfile is not None:
         if from_name or files:
@@ -233,7 +235,7 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
 
 async def create_model(
     store: Store, name: str, request: CreateRequest, access: Access = REMOTE
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[JSONObject]:
     """/api/create as a stream of Ollama's status objects; the last one is {"status": "success"}.
 
     ``access`` says whether a Modelfile may name files on this machine: only for a local client (the
@@ -276,8 +278,8 @@ async def _converted_source(store: Store, prepared: Prepared | MergedSplit, scra
     return _Source(MEDIA_MODEL, info, path=path)
 
 
-def _gguf_type(info: Any) -> str:
-    return str((getattr(info, "model_info", None) or {}).get("general.type") or "model")
+def _gguf_type(info: GGUFInfo | None) -> str:
+    return str((info.model_info if info is not None else {}).get("general.type") or "model")
 
 
 def _check_kinds(plan: _Plan) -> None:
@@ -288,15 +290,14 @@ def _check_kinds(plan: _Plan) -> None:
     for src in plan.sources:
         if src.media != MEDIA_ADAPTER:
             continue
-        meta = getattr(src.info, "model_info", None) or {}
-        if _gguf_type(src.info) != "adapter" and "adapter.type" not in meta:
+        if _gguf_type(src.info) != "adapter" and "adapter.type" not in src.info.model_info:
             raise BadRequest(f"adapter file is not a LoRA adapter (its general.type is {_gguf_type(src.info)!r})")
-        arch, base_arch = getattr(src.info, "architecture", ""), getattr(model, "architecture", "")
+        arch, base_arch = src.info.architecture, model.architecture if model is not None else ""
         if arch and base_arch and arch != base_arch:
             raise BadRequest(f"adapter is for architecture {arch!r} but the model is {base_arch!r}")
 
 
-def _model_info(plan: _Plan) -> Any:
+def _model_info(plan: _Plan) -> GGUFInfo | None:
     """GGUF info of the model the new one is built on: a new model file, else the base model's."""
     for src in plan.sources:
         if src.media == MEDIA_MODEL:
@@ -304,14 +305,15 @@ def _model_info(plan: _Plan) -> Any:
     return plan.base_info
 
 
-async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> AsyncIterator[dict[str, Any]]:
+async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> AsyncIterator[JSONObject]:
     layers: list[Descriptor] = []
     model_info = plan.base_info
     for desc in plan.base_descs:
         if not store.has_blob(desc.digest):
             raise BadRequest(f"base model layer {desc.digest} is missing from the store")
         if desc.media_type == MEDIA_MODEL and plan.quantize and not any(s.media == MEDIA_MODEL for s in plan.sources):
-            yield {"status": f"quantizing {model_info.file_type} model to {plan.quantize}"}
+            kind = model_info.file_type if model_info is not None else "unknown"
+            yield {"status": f"quantizing {kind} model to {plan.quantize}"}
             digest, size, model_info = await quantize_model(store, pins, store.blob_path(desc.digest), plan.quantize)
             desc = Descriptor(MEDIA_MODEL, digest, size)
         layers.append(desc)
@@ -349,15 +351,15 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
     for desc in layers:
         verb = "creating new" if desc.digest in pins.fresh else "using existing"
         yield {"status": f"{verb} layer {desc.digest}"}
-    family = getattr(model_info, "architecture", "") or ""
+    family = model_info.architecture if model_info is not None else ""
     families = [family] if family else []
     if any(d.media_type == MEDIA_PROJECTOR for d in layers) and "clip" not in families:
         families.append("clip")
     config = build_config(
         model_family=family,
         model_families=families,
-        model_type=getattr(model_info, "parameter_size", "") or "",
-        file_type=getattr(model_info, "file_type", "") or "",
+        model_type=model_info.parameter_size if model_info is not None else "",
+        file_type=model_info.file_type if model_info is not None else "",
         diff_ids=[d.digest for d in layers],
     )
     config_digest, config_size = store.add_blob_bytes(config, pins=pins)

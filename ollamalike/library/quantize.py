@@ -12,11 +12,14 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ollamalike.config import load_config
 from ollamalike.errors import BadRequest, InternalError
 from ollamalike.store import Pins, Store
+
+if TYPE_CHECKING:
+    from ollamalike.gguf_info import GGUFInfo
 
 TYPES = (
     "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0",
@@ -33,8 +36,8 @@ def quantize_type(text: str) -> str:
     return name
 
 
-def check_quantizable(info: Any) -> None:
-    file_type = getattr(info, "file_type", "")
+def check_quantizable(info: GGUFInfo | None) -> None:
+    file_type = info.file_type if info is not None else ""
     if file_type not in QUANTIZABLE:
         raise BadRequest(f"quantization is only supported for F16 and F32 models (this one is {file_type or 'unknown'})")
 
@@ -49,7 +52,7 @@ def _reason(stderr: bytes, returncode: int | None) -> str:
     return lines[-1] if lines else f"exit status {returncode}"
 
 
-async def quantize_model(store: Store, pins: Pins, source: Path, type_name: str) -> tuple[str, int, Any]:
+async def quantize_model(store: Store, pins: Pins, source: Path, type_name: str) -> tuple[str, int, GGUFInfo]:
     """Quantize ``source`` into a new blob; returns (digest, size, GGUF info of the result)."""
     from ollamalike.gguf_info import read_gguf_info
 

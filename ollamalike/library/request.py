@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from ollamalike.errors import BadRequest
 from ollamalike.jsonfields import get_dict, get_str
+from ollamalike.jsontypes import JSONObject
 
 # The roles a Modelfile MESSAGE can carry, so `show --modelfile` always rebuilds the model.
 MESSAGE_ROLES = ("system", "user", "assistant")
 
 
-def _digest_map(body: dict[str, Any], key: str) -> dict[str, str]:
+def _digest_map(body: JSONObject, key: str) -> dict[str, str]:
     value = body.get(key)
     if value is None:
         return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict):
         raise BadRequest(f"'{key}' must be an object mapping file names to digests")
-    for name in value:
+    out = {k: v for k, v in value.items() if isinstance(v, str)}
+    if len(out) < len(value):
+        raise BadRequest(f"'{key}' must be an object mapping file names to digests")
+    for name in out:
         if not _valid_file_name(name):
             raise BadRequest(f"invalid file name in '{key}': {name!r} (must be a relative path without '..')")
-    return dict(value)
+    return out
 
 
 def _valid_file_name(name: str) -> bool:
@@ -29,7 +32,7 @@ def _valid_file_name(name: str) -> bool:
     return "\\" not in name and "\0" not in name and all(part not in ("", ".", "..") for part in name.split("/"))
 
 
-def check_messages(value: Any) -> list[dict[str, str]]:
+def check_messages(value: object) -> list[dict[str, str]]:
     if not isinstance(value, list):
         raise BadRequest("'messages' must be a list")
     out = []
@@ -37,7 +40,7 @@ def check_messages(value: Any) -> list[dict[str, str]]:
         if not isinstance(m, dict):
             raise BadRequest(f"messages[{i}] must be an object")
         role, content = m.get("role"), m.get("content", "")
-        if role not in MESSAGE_ROLES:
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:
             raise BadRequest(f"messages[{i}]: role must be one of {', '.join(MESSAGE_ROLES)}")
         if not isinstance(content, str):
             raise BadRequest(f"messages[{i}]: content must be a string")
@@ -72,7 +75,7 @@ class CreateRequest:
     template: str | None = None
     license: list[str] | None = None
     system: str | None = None
-    parameters: dict[str, Any] | None = None
+    parameters: JSONObject | None = None
     messages: list[dict[str, str]] | None = None
     quantize: str | None = None
     # Legacy shape: Modelfile text, and the path it came from (relative FROM/ADAPTER paths resolve there).
@@ -80,9 +83,8 @@ class CreateRequest:
     path: str | None = None
 
     @classmethod
-    def from_json(cls, body: dict[str, Any]) -> CreateRequest:
-        if not isinstance(body, dict):
-            raise BadRequest("request body must be a JSON object")
+    def from_json(cls, body: JSONObject) -> CreateRequest:
+        """The body as the HTTP edge (``server.http.read_json``) checked it: a JSON object."""
         license_value = body.get("license")
         licenses: list[str] | None
         if license_value is None:
@@ -90,7 +92,7 @@ class CreateRequest:
         elif isinstance(license_value, str):
             licenses = [license_value] if license_value else None
         elif isinstance(license_value, list) and all(isinstance(x, str) for x in license_value):
-            licenses = list(license_value)
+            licenses = [x for x in license_value if isinstance(x, str)]  # all are, checked above
         else:
             raise BadRequest("'license' must be a string or a list of strings")
         parameters = get_dict(body, "parameters")
