@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from types import ModuleType
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ollamalike.config import Config
 from ollamalike.server import (
@@ -39,10 +39,10 @@ ROUTE_MODULES: tuple[ModuleType, ...] = (
     native_models, native_infer, native_registry, native_render, openai, responses, anthropic, ops, health,
 )
 
-def make_app(config: Config, extra_middlewares: list[Callable[..., Any]] | None = None) -> web.Application:
+def make_app(config: Config, extra_middlewares: list[Middleware] | None = None) -> web.Application:
     modules = ROUTE_MODULES
     # Route modules may contribute middleware (auth, CORS) as a module-level MIDDLEWARES list.
-    middlewares: list[Callable[..., Any]] = list(MIDDLEWARES)
+    middlewares: list[Middleware] = list(MIDDLEWARES)
     for module in modules:
         middlewares.extend(getattr(module, "MIDDLEWARES", ()))
     middlewares.extend(extra_middlewares or ())
@@ -64,7 +64,7 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
         await state.close()
 
 
-def _set(app: web.Application, key: str, value: Any) -> None:
+def _set(app: web.Application, key: str, value: object) -> None:
     # The contract is ``app["state"]`` (plain string keys, used by every route module);
     # aiohttp's advice to use AppKey objects would only add noise to every test run.
     with warnings.catch_warnings():

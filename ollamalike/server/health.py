@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ollamalike import __version__
 from ollamalike.config import Config
@@ -67,7 +68,7 @@ class Drain:
         self.draining = False
         self.timeout = 0.0
         self._deadline = 0.0  # time.monotonic() when the drain cuts what is left
-        self._tasks: dict[asyncio.Task[Any], web.Request] = {}
+        self._tasks: dict[asyncio.Task[object], web.Request] = {}
 
     @property
     def in_flight(self) -> int:
@@ -79,13 +80,13 @@ class Drain:
         stall for the whole drain."""
         return max(1, min(RETRY_AFTER_MAX, math.ceil(self._deadline - time.monotonic())))
 
-    def track(self, request: web.Request) -> asyncio.Task[Any] | None:
+    def track(self, request: web.Request) -> asyncio.Task[object] | None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks[task] = request
         return task
 
-    def untrack(self, task: asyncio.Task[Any] | None) -> None:
+    def untrack(self, task: asyncio.Task[object] | None) -> None:
         if task is not None:
             self._tasks.pop(task, None)
 
@@ -101,6 +102,7 @@ class Drain:
         try:
             # New GET requests may still arrive and be tracked: loop until none is left.
             while self._tasks and (left := self._deadline - time.monotonic()) > 0:
+                # The handlers' tasks and the abort signal's: futures of different results (Future is invariant).
                 waiters: set[asyncio.Future[Any]] = set(self._tasks)
                 if aborted is not None:
                     waiters.add(aborted)
@@ -177,7 +179,7 @@ async def health(request: web.Request) -> web.Response:
     state = request.app.get("state")
     snap = state.scheduler.snapshot() if state is not None else None
     ready = snap is not None and not snap.closed and not draining.draining
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "status": "ok" if ready else "draining" if draining.draining else "unavailable",
         "ready": ready,
         "draining": draining.draining,
@@ -206,4 +208,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get(LIVE_PATH, live)
 
 
-MIDDLEWARES: list[Any] = [drain_middleware]
+MIDDLEWARES: list[Middleware] = [drain_middleware]

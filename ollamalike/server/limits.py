@@ -10,9 +10,9 @@ is the model file's and which stream to disk. Chunked bodies are bounded while r
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ollamalike.config import Config
 from ollamalike.errors import OllamalikeError, PayloadTooLarge
@@ -37,4 +37,4 @@ async def limits_middleware(request: web.Request, handler: Handler) -> web.Strea
     return await handler(request)
 
 
-MIDDLEWARES: list[Any] = [limits_middleware]
+MIDDLEWARES: list[Middleware] = [limits_middleware]

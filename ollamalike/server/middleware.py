@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ollamalike.errors import ModelNotFound, OllamalikeError, Overloaded
 from ollamalike.server import anthropic_stream
@@ -99,4 +100,4 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request, 500, f"internal error: {type(e).__name__}: {e}")
 
 
-MIDDLEWARES: list[Callable[..., Any]] = [error_middleware]
+MIDDLEWARES: list[Middleware] = [error_middleware]

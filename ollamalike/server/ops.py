@@ -18,9 +18,9 @@ import logging
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from ollamalike.errors import OllamalikeError
 from ollamalike.inference import ChatRequest, GenerateRequest, InferenceRequest
 from ollamalike.server import limits, security
+from ollamalike.server.chunk_fields import count_of
 
 log = logging.getLogger("ollamalike.access")
 
@@ -42,7 +43,7 @@ _TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 
 # Per-request facts the access line reports, filled in by the inference observer. A ContextVar
 # holding a mutable dict: tasks spawned by the handler copy the context and share the dict.
-_REQUEST_INFO: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("ollamalike_request_info",
+_REQUEST_INFO: contextvars.ContextVar[dict[str, object] | None] = contextvars.ContextVar("ollamalike_request_info",
                                                                                       default=None)
 
 
@@ -67,16 +68,16 @@ class Metrics:
                                        "Mean time per generated token after the first, per request",
                                        ["model"], buckets=_TOKEN_BUCKETS, registry=self.registry)
 
-    def observe_inference(self, req: InferenceRequest, final: Mapping[str, Any]) -> None:
+    def observe_inference(self, req: InferenceRequest, final: Mapping[str, object]) -> None:
         """Record one finished generate/chat/embed from its final chunk (durations in ns): the
         service's ``InferenceObserver``."""
         model = str(req.model or final.get("model") or "unknown")
-        prompt = int(final.get("prompt_eval_count") or 0)
-        output = int(final.get("eval_count") or 0)
+        prompt = count_of(final, "prompt_eval_count")
+        output = count_of(final, "eval_count")
         self.prompt_tokens.labels(model).inc(prompt)
         self.output_tokens.labels(model).inc(output)
-        eval_ns = int(final.get("eval_duration") or 0)
-        total_ns = int(final.get("total_duration") or 0)
+        eval_ns = count_of(final, "eval_duration")
+        total_ns = count_of(final, "total_duration")
         if output > 0 and total_ns > 0:
             per_token_ns = eval_ns / output
             # The runner's eval_duration covers the generated tokens; everything before it, plus
@@ -148,7 +149,7 @@ def _endpoint(request: web.Request) -> str:
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
-    info: dict[str, Any] = {"log_prompts": request.app["config"].log_prompts}
+    info: dict[str, object] = {"log_prompts": request.app["config"].log_prompts}
     token = _REQUEST_INFO.set(info)
     status = 500
     try:
@@ -176,7 +177,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
             metrics.request_seconds.labels(request.method, endpoint).observe(elapsed)
 
 
-def _log_request(request: web.Request, status: int, elapsed: float, info: dict[str, Any]) -> None:
+def _log_request(request: web.Request, status: int, elapsed: float, info: dict[str, object]) -> None:
     config = request.app["config"]
     parts = [request.method, request.path, str(status)]
     if "model" in info:
@@ -215,4 +216,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics_handler)
 
 
-MIDDLEWARES: list[Any] = [access_middleware, *security.MIDDLEWARES, *limits.MIDDLEWARES]
+MIDDLEWARES: list[Middleware] = [access_middleware, *security.MIDDLEWARES, *limits.MIDDLEWARES]

@@ -14,9 +14,9 @@ import re
 import socket
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ollamalike.config import Config
 from ollamalike.errors import Forbidden, Unauthorized
@@ -231,4 +231,4 @@ def setup(app: web.Application) -> None:
     app.on_response_prepare.append(add_response_headers)
 
 
-MIDDLEWARES: list[Any] = [host_middleware, cors_middleware, auth_middleware]
+MIDDLEWARES: list[Middleware] = [host_middleware, cors_middleware, auth_middleware]
