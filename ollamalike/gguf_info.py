@@ -33,6 +33,7 @@ from ollamalike.gguf_walk import (
     open_regular,
     read_value,
 )
+from ollamalike.jsontypes import JSONObject
 
 SUPPORTED_VERSIONS = (2, 3)
 MAX_KV_COUNT = 1 << 16  # real models carry tens of keys
@@ -71,7 +72,7 @@ class GGUFInfo:
     bos_token: str | None
     eos_token: str | None
     is_embedding_model: bool
-    model_info: dict[str, Any]
+    model_info: JSONObject
     file_size: int
     alignment: int
     tensor_count: int
@@ -82,7 +83,7 @@ class GGUFInfo:
     tensor_types: dict[str, int] = field(default_factory=dict)  # type name -> element count
 
     @property
-    def details(self) -> dict[str, Any]:
+    def details(self) -> JSONObject:
         """Ollama's ``details`` object (without ``parent_model``, which the catalog knows)."""
         return {
             "format": "gguf",

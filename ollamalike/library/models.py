@@ -14,6 +14,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -399,7 +400,7 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, obje
 _HIDDEN_INFO_KEYS = ("general.name", "tokenizer.chat_template")
 
 
-def _shown_model_info(model_info: dict[str, object]) -> dict[str, object]:
+def _shown_model_info(model_info: Mapping[str, object]) -> dict[str, object]:
     """``model_info`` as current Ollama returns it: without general.name and the chat template. Arrays
     the metadata left out (longer than gguf_walk.SHOW_ARRAY_LIMIT, unless verbose) stay null, as
     Ollama's array marshalling gives them (its docs' ``[]`` is not what it returns)."""

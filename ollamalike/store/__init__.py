@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ollamalike.errors import BadRequest, ModelNotFound, NotFound
-from ollamalike.jsontypes import JSONValue
+from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.names import ModelName, parse_digest
 from ollamalike.store.blobs import BlobDir, PartialBlob
 from ollamalike.store.catalog import Catalog, TagRow
@@ -51,7 +51,7 @@ def _name(name: ModelName | str) -> ModelName:
     return name if isinstance(name, ModelName) else ModelName.parse(name)
 
 
-def details_from_config(config: dict[str, Any], parent_model: str = "") -> dict[str, Any]:
+def details_from_config(config: JSONObject, parent_model: str = "") -> JSONObject:
     """The ``details`` object of /api/tags and /api/show, from a manifest's config blob (the catalog
     fills in ``parent_model`` per tag)."""
     family = config.get("model_family") or ""
@@ -351,11 +351,11 @@ class Store:
             if self.catalog.is_referenced(d):
                 self.catalog.put_info(d, info)
 
-    def record_pull(self, key: str, state: dict[str, Any]) -> None:
+    def record_pull(self, key: str, state: JSONObject) -> None:
         with self._lock:
             self.catalog.record_pull(key, state, now_rfc3339())
 
-    def get_pull(self, key: str) -> dict[str, Any] | None:
+    def get_pull(self, key: str) -> JSONObject | None:
         with self._lock:
             return self.catalog.get_pull(key)
 
@@ -363,6 +363,6 @@ class Store:
         with self._lock:
             self.catalog.clear_pull(key)
 
-    def pulls(self) -> dict[str, dict[str, Any]]:
+    def pulls(self) -> dict[str, JSONObject]:
         with self._lock:
             return self.catalog.pulls()

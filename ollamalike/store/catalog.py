@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlite_utils import Database, Migrations
 
-from ollamalike.jsontypes import JSONValue
+from ollamalike.jsontypes import JSONObject, JSONValue
 
 migrations = Migrations("ollamalike.catalog")
 
@@ -65,7 +65,7 @@ class TagRow:
     digest: str
     modified_at: str
     size: int
-    details: dict[str, Any]
+    details: JSONObject
     parent_model: str
 
 
@@ -75,7 +75,7 @@ _TAG_SELECT = (
 )
 
 
-def _tag_row(r: Any) -> TagRow:
+def _tag_row(r: tuple[Any, ...]) -> TagRow:  # a SQLite row: its columns' Python values
     details = {**json.loads(r[5]), "parent_model": r[6]}
     return TagRow(r[0], r[1], r[2], r[3], r[4], details, r[6])
 
@@ -143,7 +143,7 @@ class Catalog:
 
     # --- manifests and references --------------------------------------------------------
 
-    def add_manifest(self, digest: str, size: int, config_digest: str, details: dict[str, Any], blobs: list[str]) -> None:
+    def add_manifest(self, digest: str, size: int, config_digest: str, details: JSONObject, blobs: list[str]) -> None:
         self.db.execute(
             "INSERT INTO manifests (digest, size, config_digest, details) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(digest) DO UPDATE SET size = excluded.size, details = excluded.details",
@@ -191,18 +191,18 @@ class Catalog:
 
     # --- pull state ----------------------------------------------------------------------
 
-    def record_pull(self, key: str, state: dict[str, Any], updated_at: str) -> None:
+    def record_pull(self, key: str, state: JSONObject, updated_at: str) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO pulls (key, state, updated_at) VALUES (?, ?, ?)",
             (key, json.dumps(state, sort_keys=True), updated_at),
         )
 
-    def get_pull(self, key: str) -> dict[str, Any] | None:
+    def get_pull(self, key: str) -> JSONObject | None:
         row = self._one("SELECT state FROM pulls WHERE key = ?", (key,))
         return json.loads(row[0]) if row else None
 
     def clear_pull(self, key: str) -> None:
         self.db.execute("DELETE FROM pulls WHERE key = ?", (key,))
 
-    def pulls(self) -> dict[str, dict[str, Any]]:
+    def pulls(self) -> dict[str, JSONObject]:
         return {r[0]: json.loads(r[1]) for r in self.db.execute("SELECT key, state FROM pulls").fetchall()}
