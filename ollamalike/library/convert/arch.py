@@ -148,7 +148,8 @@ def _decoder_shapes(hp: Hparams) -> dict[str, tuple[int, ...]]:
 
 def _permute(data: np.ndarray, n_head: int) -> np.ndarray:
     """transformers' rotate-half q/k rows -> llama.cpp's interleaved RoPE layout."""
-    return data.reshape(n_head, 2, data.shape[0] // n_head // 2, *data.shape[1:]).swapaxes(1, 2).reshape(data.shape)
+    out: np.ndarray = data.reshape(n_head, 2, data.shape[0] // n_head // 2, *data.shape[1:]).swapaxes(1, 2).reshape(data.shape)
+    return out
 
 
 def _llama_fix(name: str, data: np.ndarray, hp: Hparams) -> np.ndarray:

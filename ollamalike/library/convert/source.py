@@ -48,7 +48,7 @@ class TensorRef:
         from safetensors import safe_open
 
         with safe_open(str(self.path), framework="np") as f:
-            arr = f.get_tensor(self.name)
+            arr: np.ndarray = f.get_tensor(self.name)
         return arr.astype(np.float32) if self.dtype in ("F64",) else arr
 
 
@@ -66,7 +66,8 @@ class Checkpoint:
         path = self.root / name
         if not os.path.lexists(path):
             return None
-        return read_json(self.root, name, trusted=self.trusted)
+        value: dict[str, Any] = read_json(self.root, name, trusted=self.trusted)
+        return value
 
     def json_value(self, name: str) -> Any:
         """Any JSON value (modules.json is a list)."""
