@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ollamalike.config import Config
 from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
@@ -31,7 +31,14 @@ from ollamalike.runner.like import RunnerLike
 from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler.lease import Lease, LoadedEntry
 from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load
-from ollamalike.scheduler.report import ModelLoad, ModelState, SchedulerSnapshot, model_load, ps_entry
+from ollamalike.scheduler.report import (
+    ModelLoad,
+    ModelState,
+    PsEntry,
+    SchedulerSnapshot,
+    model_load,
+    ps_entry,
+)
 
 if TYPE_CHECKING:
     from ollamalike.library.models import ResolvedModel
@@ -307,7 +314,7 @@ class Scheduler:
         if runner is not None:
             self._spawn(self._stop_runner(entry.key, runner))
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
         """Run ``coro`` as a task we hold on to (the loop keeps only weak references to tasks)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._stopping.add(task)
@@ -372,7 +379,7 @@ class Scheduler:
         return SchedulerSnapshot(models=tuple(models), queued=self._waiting, max_queue=self.config.max_queue,
                                  num_parallel=self.config.num_parallel, closed=self._closed)
 
-    def ps(self) -> list[dict[str, Any]]:
+    def ps(self) -> list[PsEntry]:
         """/api/ps entries, most recently used first; dead runners are not listed."""
         out = []
         entries = sorted(self._models.values(), key=lambda e: e.last_used, reverse=True)

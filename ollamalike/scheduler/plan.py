@@ -13,13 +13,13 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ollamalike import hardware
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest
 from ollamalike.hardware import planner
-from ollamalike.options import PARAMETERS, Options, int_option
+from ollamalike.options import PARAMETERS, Options, OptionValue, int_option
 from ollamalike.runner.spec import RunnerSpec
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def layout_load(plan: LoadPlan, model: ResolvedModel, config: Config) -> LoadPla
     scheduler runs it in a thread). Raises ``hardware.planner.InsufficientMemory`` when it does not fit."""
     spec = plan.spec
     info = model.info
-    options: dict[str, Any] = {"num_ctx": plan.num_ctx, "num_batch": spec.num_batch}
+    options: dict[str, OptionValue] = {"num_ctx": plan.num_ctx, "num_batch": spec.num_batch}
     if spec.gpu_layers >= 0:
         options["num_gpu"] = spec.gpu_layers
     system = hardware.system(config, refresh=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from ollamalike.scheduler.plan import LoadPlan, display_name
 
 if TYPE_CHECKING:
+    from ollamalike.jsontypes import JSONObject
     from ollamalike.library.models import ResolvedModel
     from ollamalike.runner.like import RunnerLike
 
@@ -49,7 +50,20 @@ def model_load(model: ResolvedModel, state: ModelState, active: int, num_paralle
     return ModelLoad(name=display_name(model), state=state, busy=active, free=free, queued=queued)
 
 
-def ps_entry(model: ResolvedModel, runner: RunnerLike, plan: LoadPlan, keep_alive: float, expires_at: float | None) -> dict[str, Any]:
+class PsEntry(TypedDict):
+    """One ``/api/ps`` model."""
+
+    name: str
+    model: str
+    size: int
+    size_vram: int
+    digest: str
+    details: JSONObject
+    expires_at: str
+    context_length: int
+
+
+def ps_entry(model: ResolvedModel, runner: RunnerLike, plan: LoadPlan, keep_alive: float, expires_at: float | None) -> PsEntry:
     """Sizes as the runner measured them when it says, else the plan's estimate."""
     memory = runner.memory
     return {

@@ -4,17 +4,18 @@ to the model, for debugging templates. ``ollamalike render`` is its client."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from aiohttp import web
 
 from ollamalike import library
 from ollamalike.errors import BadRequest
+from ollamalike.jsontypes import JSONObject
+from ollamalike.library.models import ResolvedModel
 from ollamalike.server.http import get_list, get_str, json_response, model_field, read_json
 from ollamalike.server.state import get_state
 
 
-def render_request(model: Any, body: dict[str, Any]) -> str:
+def render_request(model: ResolvedModel, body: JSONObject) -> str:
     """Chat-style when the body has ``messages``, otherwise generate-style (``prompt``/``system``/``suffix``)."""
     from ollamalike.template import render_chat, render_generate
 

@@ -7,10 +7,9 @@ here (a fallback kept in one place, so it can go once every call carries its id)
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 
-def tool_call_id(call: dict[str, Any], prefix: str) -> str:
+def tool_call_id(call: dict[str, object], prefix: str) -> str:
     call_id = call.get("id")
     if isinstance(call_id, str) and call_id:
         return call_id
