@@ -72,7 +72,7 @@ class Engine:
         self._wake = threading.Event()
         self._stop = False
         self._pieces: dict[int, bytes] = {}
-        self._piece_buf = (ctypes_char_array(256))()
+        self._piece_buf = (ctypes.c_char * 256)()
         self.stats = _Stats()
         self._candidates: Candidates | None = None
         self._side: SideContext | None = None  # a chat model's runner's embedding context, made on the first embed
@@ -363,7 +363,7 @@ class Engine:
             buf = self._piece_buf
             n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, True)
             if n < 0:
-                buf = ctypes_char_array(-n)()
+                buf = (ctypes.c_char * -n)()
                 n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, True)
             piece = buf.raw[:n]
             self._pieces[token] = piece
@@ -396,7 +396,3 @@ class Engine:
             job.done(vectors, None)
         except Exception as e:  # reported to the caller; the engine keeps serving
             job.done(None, str(e))
-
-
-def ctypes_char_array(n: int) -> type[ctypes.Array[ctypes.c_char]]:
-    return ctypes.c_char * n
