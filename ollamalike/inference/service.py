@@ -9,7 +9,8 @@ metrics and access log of ``server/ops.py``) told about every finished request. 
 ``generate`` and ``chat`` yield Ollama's response chunks (``inference/chunks.py``); the last one
 carries ``done: true``. The lease on the runner is released when the iterator finishes or is
 closed (a client disconnect closes it), which also cancels the sequence in the runner and frees
-its slot.
+its slot. Leases are taken through ``inference/retry.py``: a runner found dead before it answered
+is evicted and the request retried once on a fresh one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from ollamalike.inference.chunks import (
     with_context,
 )
 from ollamalike.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
+from ollamalike.inference.retry import acquire_retrying
 from ollamalike.inference.stream import ToolStream
 from ollamalike.library.models import ResolvedModel
 from ollamalike.runner.like import RunnerLike
@@ -240,7 +242,7 @@ class InferenceService:
             prompt = await asyncio.to_thread(
                 render_generate, model, req.prompt, system=req.system, suffix=req.suffix,
                 template_override=req.template, include_history=not req.context, think=req.think)
-        lease = await self.scheduler.acquire(model, options, req.keep_alive)
+        lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)
         try:
             runner = lease.runner
             # The previous context stays token-exact (its KV cache can be reused); the new text
@@ -286,7 +288,7 @@ class InferenceService:
                    "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": reason}
             return
 
-        lease = await self.scheduler.acquire(model, options, req.keep_alive)
+        lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)
         try:
             runner = lease.runner
             prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think,
@@ -325,7 +327,7 @@ class InferenceService:
         started = time.perf_counter_ns()
         model = await resolve(self.store, req.model)
         options = opts.Options.merge(model_options(model), req.options)
-        lease = await self.scheduler.acquire(model, options, req.keep_alive, embedding=True)
+        lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive, embedding=True)
         try:
             vectors: list[list[float]] = []
             count = 0
@@ -359,7 +361,7 @@ class InferenceService:
         model = await resolve(self.store, req.model)
         _check_chat_inputs(model, req)
         prompt = await asyncio.to_thread(render_chat, model, req.messages, tools=req.tools, think=req.think)
-        lease = await self.scheduler.acquire(model, runner_options(model, req.options), req.keep_alive)
+        lease = await acquire_retrying(self.scheduler, model, runner_options(model, req.options), req.keep_alive)
         try:
             return len(await lease.runner.tokenize(prompt, add_special=True))
         finally:

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from ollamalike.config import Config
-from ollamalike.errors import BadRequest, RunnerError
+from ollamalike.errors import BadRequest, RunnerDied, RunnerError
 from ollamalike.runner.spec import RunnerSpec
 
 __all__ = ["RunnerProcess", "RunnerSpec"]
@@ -217,15 +217,21 @@ class RunnerProcess:
         raise RunnerError(message)
 
     async def _died(self, cause: BaseException | None) -> RunnerError:
-        """The error for a broken connection: the process's fate and its last words, if it is gone."""
+        """The error for a broken connection: the process's fate and its last words, if it is gone.
+
+        ``RunnerDied`` when the process exited, or when its socket refused the connection (nobody
+        serves it any more, whether or not the exit has been reaped yet): the request may then be
+        retried on a fresh runner. A connection lost to a live process is a plain ``RunnerError``."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._proc.wait(), 2.0)
         rc = self._proc.returncode
         if rc is None:
-            return RunnerError(f"lost the connection to the runner: {cause or 'stream ended early'}")
+            message = f"lost the connection to the runner: {cause or 'stream ended early'}"
+            refused = isinstance(cause, aiohttp.ClientConnectorError)
+            return RunnerDied(message) if refused else RunnerError(message)
         await self._drain_stderr()
         tail = self._reason(default="")
-        return RunnerError(f"runner process exited unexpectedly ({self._how(rc)})" + (f": {tail}" if tail else ""))
+        return RunnerDied(f"runner process exited unexpectedly ({self._how(rc)})" + (f": {tail}" if tail else ""))
 
     @staticmethod
     def _how(rc: int) -> str:
