@@ -325,6 +325,10 @@ class InferenceService:
     # -- embed ---------------------------------------------------------------------------------
     async def embed(self, req: EmbedRequest) -> dict[str, Any]:
         started = time.perf_counter_ns()
+        most = self.scheduler.config.max_embed_inputs
+        if len(req.input) > most:  # before any model is resolved or loaded
+            raise BadRequest(f"too many inputs: {len(req.input)} in one embed request, at most {most} "
+                             "(OLLAMALIKE_MAX_EMBED_INPUTS)")
         model = await resolve(self.store, req.model)
         options = opts.Options.merge(model_options(model), req.options)
         lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive, embedding=True)

@@ -189,7 +189,10 @@ class RunnerProcess:
         return str(body["content"])
 
     async def embed(self, inputs: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
+        """Vectors and the tokens evaluated. Cancelling it drops the connection, and the runner drops the job."""
         body = await self._call("/embedding", {"input": list(inputs), "truncate": truncate})
+        if "error" in body:  # the runner failed after it had started answering
+            raise RunnerError(str(body["error"]))
         return body["embeddings"], int(body["prompt_eval_count"])
 
     async def get_health(self) -> dict[str, Any]:
@@ -200,7 +203,11 @@ class RunnerProcess:
             method = self._session.get(path) if payload is None else self._session.post(path, json=payload)
             async with method as resp:
                 await self._check(resp)
-                data = await resp.json()
+                try:
+                    data = await resp.json()
+                except BaseException:
+                    resp.close()  # cancelled mid-answer: hang up, so the runner stops the work
+                    raise
                 return data if isinstance(data, dict) else {}
         except (aiohttp.ClientError, OSError) as e:
             raise await self._died(e) from None
