@@ -177,7 +177,7 @@ class RunnerServer:
             if not fut.done():  # the client went away: the engine drops the job at its next chunk
                 engine.cancel_embed(job)
         if error is not None or vectors is None:
-            answer: dict[str, Any] = {"error": error or "embedding failed"}
+            answer: dict[str, object] = {"error": error or "embedding failed"}
         else:
             answer = {"embeddings": vectors, "prompt_eval_count": sum(len(t) for t in token_lists)}
         await resp.write(json.dumps(answer).encode())
