@@ -33,7 +33,8 @@ pytestmark = pytest.mark.e2e
 
 BIG = 2000  # inputs of ~100 tokens: tens of seconds of work for either tiny model on this machine
 BIG_TEXT = " ".join(["the story of a little cat"] * 17)
-QUICK_BOUND = 15.0  # seconds; a small request behind the whole big one waits far longer
+QUICK_BOUND = 15.0  # seconds for the short generation; a request behind the whole big embed waits far longer
+SMALL_BOUND = 5.0  # seconds for a one-word embed: about one chunk of the big one here
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +155,7 @@ def test_big_embed_on_a_chat_runner_starves_neither_a_small_embed_nor_a_generati
         assert status == 200 and answer["done"] is True and answer["eval_count"] > 0, answer
         health = runner_health(d, False)
         assert health["embed_inputs_pending"] > 0, "the big embed finished first: the test proves nothing"
-        assert small_s < QUICK_BOUND and gen_s < QUICK_BOUND, (small_s, gen_s)
+        assert small_s < SMALL_BOUND and gen_s < QUICK_BOUND, (small_s, gen_s)
     finally:
         big.abandon()
     # Abandoned: the runner drops the rest of the job at its next chunk.
@@ -177,7 +178,7 @@ def test_big_embed_on_an_embedding_runner_does_not_starve_a_small_one_and_stops_
         status, small, small_s = _timed(d, "/api/embed", {"model": "emb", "input": ["dog"]})
         assert status == 200 and len(small["embeddings"]) == 1, small
         assert runner_health(d, True)["embed_inputs_pending"] > 0, "the big embed finished first"
-        assert small_s < QUICK_BOUND, small_s
+        assert small_s < SMALL_BOUND, small_s
     finally:
         big.abandon()
     wait_for(lambda: runner_health(d, True)["embed_inputs_pending"] == 0, 15, "the runner to go idle")
@@ -212,3 +213,26 @@ def test_interleaved_embeds_each_get_their_own_vectors_in_order(d: Daemon, model
         assert status == 200, got
         assert max(abs(x - y) for x, y in zip(want, got["embeddings"][0], strict=True)) < 1e-4
         assert abs(math.sqrt(sum(x * x for x in got["embeddings"][0])) - 1) < 1e-4
+
+
+# -- chunking (runner/embed.py), table-driven -----------------------------------------------------------------
+@pytest.mark.parametrize(("lengths", "start", "n_batch", "n_seq_max", "end"), [
+    ([3, 3, 3], 0, 8, 4, 2),    # the batch is full after two
+    ([3, 3, 3], 0, 9, 4, 3),    # exactly fits
+    ([3, 3, 3], 0, 100, 2, 2),  # sequence ids run out first
+    ([3, 3, 3], 2, 100, 4, 3),  # from the middle
+    ([8, 1], 0, 8, 4, 1),       # one input filling the batch is a chunk of its own
+    ([1] * 10, 0, 100, 1, 1),   # a side context: one input per chunk
+])
+def test_embed_chunks_are_bounded(lengths: list[int], start: int, n_batch: int, n_seq_max: int, end: int) -> None:
+    from ollamalike.runner.embed import _group_end
+
+    assert _group_end([[1] * n for n in lengths], start, n_batch, n_seq_max) == end
+
+
+@pytest.mark.parametrize(("inputs", "message"), [([[]], "empty input"), ([[1] * 9], "exceeds the batch size 8")])
+def test_embed_chunking_refuses_bad_inputs(inputs: list[list[int]], message: str) -> None:
+    from ollamalike.runner.embed import _group_end
+
+    with pytest.raises(ValueError, match=message):
+        _group_end(inputs, 0, 8, 4)
