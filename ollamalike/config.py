@@ -184,6 +184,9 @@ class Config:
     kv_cache_type: KVCacheType = "f16"
     num_threads: int = 0  # 0: physical cores
     max_body_bytes: int = 64 * 1024 * 1024
+    # Inputs one embed request may carry (/api/embed, /v1/embeddings); OpenAI's own limit, so a
+    # client batching for OpenAI fits. Each input is cut to the context, the body to max_body_bytes.
+    max_embed_inputs: int = 2048
     max_concurrent_pulls: int = 3
     load_timeout: float = 300.0
     # SIGTERM: how long in-flight requests may run on before they are cut (server/health.py's drain).
@@ -243,6 +246,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(value)
     except ValueError:
         raise BadRequest(f"OLLAMALIKE_{name} must be an integer, got {value!r}") from None
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise BadRequest(f"OLLAMALIKE_{name} must be a positive integer, got {value}")
+    return value
 
 
 def _keys(value: str | None) -> tuple[str, ...]:
@@ -334,6 +344,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         kv_cache_type=_kv_cache_type(_get(env, "KV_CACHE_TYPE")),
         num_threads=max(0, _int(env, "NUM_THREADS", 0)),
         max_body_bytes=max(1024, _int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
+        max_embed_inputs=_positive(env, "MAX_EMBED_INPUTS", 2048),
         max_concurrent_pulls=max(1, _int(env, "MAX_CONCURRENT_PULLS", 3)),
         load_timeout=parse_duration(_get(env, "LOAD_TIMEOUT") or "5m"),
         drain_timeout=_drain_timeout(_get(env, "DRAIN_TIMEOUT")),

@@ -77,6 +77,13 @@ class RunnerError(InternalError):
     """A runner process failed to load a model or died while serving a request."""
 
 
+class RunnerDied(RunnerError):
+    """The runner process is gone: it exited, or its socket no longer takes connections.
+
+    A request that meets this before anything was sent to its client is retried once on a fresh
+    runner (``inference/retry.py``)."""
+
+
 class RegistryError(OllamalikeError):
     """A remote registry misbehaved (bad manifest, digest mismatch, HTTP error)."""
 

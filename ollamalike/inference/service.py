@@ -9,7 +9,8 @@ metrics and access log of ``server/ops.py``) told about every finished request. 
 ``generate`` and ``chat`` yield Ollama's response chunks (``inference/chunks.py``); the last one
 carries ``done: true``. The lease on the runner is released when the iterator finishes or is
 closed (a client disconnect closes it), which also cancels the sequence in the runner and frees
-its slot.
+its slot. Leases are taken through ``inference/retry.py``: a runner found dead before it answered
+is evicted and the request retried once on a fresh one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ollamalike.inference.chunks import (
     with_context,
 )
 from ollamalike.inference.requests import ChatMessage, ChatRequest, EmbedRequest, GenerateRequest
+from ollamalike.inference.retry import acquire_retrying
 from ollamalike.inference.stream import ToolStream
 from ollamalike.jsontypes import JSONObject
 from ollamalike.library.models import ResolvedModel
@@ -247,7 +249,7 @@ class InferenceService:
             prompt = await asyncio.to_thread(
                 render_generate, model, req.prompt, system=req.system, suffix=req.suffix,
                 template_override=req.template, include_history=not req.context, think=req.think)
-        lease = await self.scheduler.acquire(model, options, req.keep_alive)
+        lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)
         try:
             runner = lease.runner
             # The previous context stays token-exact (its KV cache can be reused); the new text
@@ -293,7 +295,7 @@ class InferenceService:
                               "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": reason})
             return
 
-        lease = await self.scheduler.acquire(model, options, req.keep_alive)
+        lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)
         try:
             runner = lease.runner
             prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think,
@@ -330,9 +332,13 @@ class InferenceService:
     # -- embed ---------------------------------------------------------------------------------
     async def embed(self, req: EmbedRequest) -> EmbedResponse:
         started = time.perf_counter_ns()
+        most = self.scheduler.config.max_embed_inputs
+        if len(req.input) > most:  # before any model is resolved or loaded
+            raise BadRequest(f"too many inputs: {len(req.input)} in one embed request, at most {most} "
+                             "(OLLAMALIKE_MAX_EMBED_INPUTS)")
         model = await resolve(self.store, req.name)
         options = opts.Options.merge(model_options(model), req.options)
-        lease = await self.scheduler.acquire(model, options, req.keep_alive, embedding=True)
+        lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive, embedding=True)
         try:
             vectors: list[list[float]] = []
             count = 0
@@ -366,7 +372,7 @@ class InferenceService:
         model = await resolve(self.store, req.name)
         _check_chat_inputs(model, req)
         prompt = await asyncio.to_thread(render_chat, model, req.messages, tools=req.tools, think=req.think)
-        lease = await self.scheduler.acquire(model, runner_options(model, req.options), req.keep_alive)
+        lease = await acquire_retrying(self.scheduler, model, runner_options(model, req.options), req.keep_alive)
         try:
             return len(await lease.runner.tokenize(prompt, add_special=True))
         finally:

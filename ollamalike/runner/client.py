@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 from ollamalike.config import Config
-from ollamalike.errors import BadRequest, RunnerError
+from ollamalike.errors import BadRequest, RunnerDied, RunnerError
 from ollamalike.jsontypes import JSONObject
 from ollamalike.runner.spec import RunnerSpec
 
@@ -198,7 +198,10 @@ class RunnerProcess:
         return str(body["content"])
 
     async def embed(self, inputs: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
+        """Vectors and the tokens evaluated. Cancelling it drops the connection, and the runner drops the job."""
         body = await self._call("/embedding", {"input": list(inputs), "truncate": truncate})
+        if "error" in body:  # the runner failed after it had started answering
+            raise RunnerError(str(body["error"]))
         vectors = body.get("embeddings")
         count = body.get("prompt_eval_count")
         if not isinstance(vectors, list) or not isinstance(count, int):
@@ -213,7 +216,11 @@ class RunnerProcess:
             method = self._session.get(path) if payload is None else self._session.post(path, json=payload)
             async with method as resp:
                 await self._check(resp)
-                data = await resp.json()
+                try:
+                    data = await resp.json()
+                except BaseException:
+                    resp.close()  # cancelled mid-answer: hang up, so the runner stops the work
+                    raise
                 return data if isinstance(data, dict) else {}
         except (aiohttp.ClientError, OSError) as e:
             raise await self._died(e) from None
@@ -230,15 +237,21 @@ class RunnerProcess:
         raise RunnerError(message)
 
     async def _died(self, cause: BaseException | None) -> RunnerError:
-        """The error for a broken connection: the process's fate and its last words, if it is gone."""
+        """The error for a broken connection: the process's fate and its last words, if it is gone.
+
+        ``RunnerDied`` when the process exited, or when its socket refused the connection (nobody
+        serves it any more, whether or not the exit has been reaped yet): the request may then be
+        retried on a fresh runner. A connection lost to a live process is a plain ``RunnerError``."""
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._proc.wait(), 2.0)
         rc = self._proc.returncode
         if rc is None:
-            return RunnerError(f"lost the connection to the runner: {cause or 'stream ended early'}")
+            message = f"lost the connection to the runner: {cause or 'stream ended early'}"
+            refused = isinstance(cause, aiohttp.ClientConnectorError)
+            return RunnerDied(message) if refused else RunnerError(message)
         await self._drain_stderr()
         tail = self._reason(default="")
-        return RunnerError(f"runner process exited unexpectedly ({self._how(rc)})" + (f": {tail}" if tail else ""))
+        return RunnerDied(f"runner process exited unexpectedly ({self._how(rc)})" + (f": {tail}" if tail else ""))
 
     @staticmethod
     def _how(rc: int) -> str:

@@ -6,8 +6,9 @@ calls ``llama_decode`` once, and samples for every slot that asked for logits. A
 between steps, so a new prompt is evaluated while the others keep generating. Finished slots keep
 their tokens/KV so a later request with a shared prefix evaluates only the rest.
 
-Other threads talk to it only through ``submit``/``cancel``/``embed`` (thread-safe); results go back
-through each request's ``emit`` callback, which must itself be thread-safe.
+Other threads talk to it only through ``submit``/``cancel``/``embed``/``cancel_embed`` (thread-safe);
+results go back through each request's ``emit`` callback, which must itself be thread-safe. Embed
+jobs are served one chunk per loop turn, between generation steps (``embed.EmbedQueue``).
 """
 
 from __future__ import annotations
@@ -20,17 +21,14 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import llama_cpp
 
 from ollamalike.runner.constrained import Candidates, build_grammar
+from ollamalike.runner.embed import EmbedJob, EmbedQueue
 from ollamalike.runner.llama import Loaded
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
-
-if TYPE_CHECKING:
-    from ollamalike.runner.embed import SideContext
 
 # An event for the daemon: {"content"}, {"done": True, ...} or {"error"}; the server sends it as JSON.
 Event = dict[str, object]
@@ -46,12 +44,6 @@ class Request:
     grammar: str | None
     emit: Emit
     cancelled: bool = False
-
-
-@dataclass
-class EmbedJob:
-    inputs: list[list[int]]
-    done: Callable[[list[list[float]] | None, str | None], None]
 
 
 @dataclass
@@ -75,7 +67,7 @@ class Engine:
         self._piece_buf = (ctypes.c_char * 256)()
         self.stats = _Stats()
         self._candidates: Candidates | None = None
-        self._side: SideContext | None = None  # a chat model's runner's embedding context, made on the first embed
+        self.embeds = EmbedQueue(loaded, self.batch, len(self.slots), self.embedding_limit(), self.embedding_runner)
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
 
     # --- thread-safe API -------------------------------------------------------------------
@@ -92,6 +84,11 @@ class Engine:
 
     def embed(self, job: EmbedJob) -> None:
         self._incoming.put(job)
+        self._wake.set()
+
+    def cancel_embed(self, job: EmbedJob) -> None:
+        """The client went away: the job is dropped before its next chunk (``done`` is not called)."""
+        job.cancelled = True
         self._wake.set()
 
     def busy_slots(self) -> int:
@@ -111,6 +108,8 @@ class Engine:
                 try:
                     self._drain_incoming()
                     busy = self._step()
+                    # One embed chunk per generation step: neither waits for the other to finish.
+                    busy = self.embeds.step() or busy
                 except Exception as e:  # a bug must not hang every client: fail the active requests, go on
                     traceback.print_exc(file=sys.stderr)
                     self._fail_active(f"internal error in the runner: {e}")
@@ -124,8 +123,7 @@ class Engine:
                     self._finish(slot, error="runner is shutting down")
             for req in self._waiting:
                 req.emit({"error": "runner is shutting down"})
-            if self._side is not None:
-                self._side.close()
+            self.embeds.close("runner is shutting down")
             llama_cpp.llama_batch_free(self.batch)
 
     def _drain_incoming(self) -> None:
@@ -137,7 +135,7 @@ class Engine:
             if item is None:
                 return
             if isinstance(item, EmbedJob):
-                self._run_embed(item)
+                self.embeds.add(item)
             else:
                 self._waiting.append(item)
         self._waiting = [r for r in self._waiting if not r.cancelled]
@@ -382,17 +380,3 @@ class Engine:
     def embedding_runner(self) -> bool:
         return bool(self.m.opts is not None and self.m.opts.embedding)
 
-    def _run_embed(self, job: EmbedJob) -> None:
-        """Between two steps: the sequences in flight wait for it, their KV cache untouched."""
-        from ollamalike.runner.embed import SideContext, embed_batch
-
-        try:
-            if self.embedding_runner:
-                vectors = embed_batch(self.m, self.batch, len(self.slots), job.inputs)
-            else:
-                if self._side is None:
-                    self._side = SideContext(self.m, self.embedding_limit())
-                vectors = self._side.embed(job.inputs)
-            job.done(vectors, None)
-        except Exception as e:  # reported to the caller; the engine keeps serving
-            job.done(None, str(e))

@@ -22,12 +22,14 @@ from aiohttp import web
 
 from ollamalike.errors import BadRequest
 from ollamalike.jsontypes import JSONObject
-from ollamalike.runner.engine import EmbedJob, Engine, Event, Request
+from ollamalike.runner.embed import EmbedJob
+from ollamalike.runner.engine import Engine, Event, Request
 from ollamalike.runner.llama import Loaded, LoadError, load_model
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
 from ollamalike.runner.spec import RunnerSpec
 
 NDJSON = "application/x-ndjson"
+HEARTBEAT = 0.25  # seconds between the spaces an embed answer starts with while it is computed
 
 
 def tokenize(m: Loaded, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
@@ -116,6 +118,8 @@ class RunnerServer:
                 embedding=self.opts.embedding, slots_busy=self.engine.busy_slots(),
                 queued=self.engine.stats.queued, steps=self.engine.stats.steps,
                 decoded_tokens=self.engine.stats.decoded_tokens,
+                embed_inputs_pending=self.engine.embeds.inputs_pending,
+                embed_inputs_done=self.engine.embeds.inputs_embedded,
             )
         return web.json_response(body)
 
@@ -132,45 +136,54 @@ class RunnerServer:
         tokens = (await _json(request)).get("tokens")
         return web.json_response({"content": detokenize(m, _check_tokens(m, tokens))})
 
-    async def embedding(self, request: web.Request) -> web.Response:
+    async def embedding(self, request: web.Request) -> web.StreamResponse:
         m, engine = self._ready()
         body = await _json(request)
-        inputs = body.get("input")
-        if not isinstance(inputs, list) or not all(isinstance(s, str) for s in inputs):
+        raw = body.get("input")
+        inputs = [s for s in raw if isinstance(s, str)] if isinstance(raw, list) else []
+        if not isinstance(raw, list) or len(inputs) != len(raw):
             raise _http_error(400, "input must be a list of strings")
         truncate = bool(body.get("truncate", True))
-        limit = engine.embedding_limit()
-        keep_last = bool(llama_cpp.llama_vocab_get_add_sep(m.vocab) or llama_cpp.llama_vocab_get_add_eos(m.vocab))
-        token_lists = []
-        for text in (s for s in inputs if isinstance(s, str)):  # all are, checked above
-            toks = tokenize(m, text, True, False) or ([m.bos] if m.bos >= 0 else [])
-            if not toks:
-                raise _http_error(400, "cannot embed an empty input with this model")
-            if len(toks) > limit:
-                if not truncate:
-                    raise _http_error(400, "input length exceeds maximum context length")
-                toks = toks[: limit - 1] + [toks[-1]] if keep_last else toks[:limit]
-            token_lists.append(toks)
+        # Off the loop (llama_tokenize drops the GIL): many long inputs must not stall the streams
+        # of the generations this runner serves meanwhile.
+        token_lists = await asyncio.to_thread(_embed_tokens, m, inputs, engine.embedding_limit(), truncate)
         if not token_lists:
             return web.json_response({"embeddings": [], "prompt_eval_count": 0})
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[list[list[float]]] = loop.create_future()
+        fut: asyncio.Future[tuple[list[list[float]] | None, str | None]] = loop.create_future()
 
         def done(vectors: list[list[float]] | None, error: str | None) -> None:
             def settle() -> None:
-                if fut.done():
-                    return
-                if error is not None or vectors is None:
-                    fut.set_exception(_http_error(500, error or "embedding failed"))
-                else:
-                    fut.set_result(vectors)
+                if not fut.done():
+                    fut.set_result((vectors, error))
 
             with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
                 loop.call_soon_threadsafe(settle)
 
-        engine.embed(EmbedJob(token_lists, done))
-        vectors = await fut
-        return web.json_response({"embeddings": vectors, "prompt_eval_count": sum(len(t) for t in token_lists)})
+        job = EmbedJob(token_lists, done)
+        engine.embed(job)
+        try:
+            # The answer is one JSON object, preceded by a space every HEARTBEAT seconds while the job
+            # runs (JSON allows leading whitespace). Those writes are how a client that hung up is
+            # noticed: a request whose body was large is not read any further, so its end of file is not.
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            await resp.prepare(request)
+            while True:
+                try:
+                    vectors, error = await asyncio.wait_for(asyncio.shield(fut), HEARTBEAT)
+                    break
+                except asyncio.TimeoutError:
+                    await resp.write(b" ")
+        finally:
+            if not fut.done():  # the client went away: the engine drops the job at its next chunk
+                engine.cancel_embed(job)
+        if error is not None or vectors is None:
+            answer: dict[str, object] = {"error": error or "embedding failed"}
+        else:
+            answer = {"embeddings": vectors, "prompt_eval_count": sum(len(t) for t in token_lists)}
+        await resp.write(json.dumps(answer).encode())
+        await resp.write_eof()
+        return resp
 
     async def completion(self, request: web.Request) -> web.StreamResponse:
         m, engine = self._ready()
@@ -237,6 +250,22 @@ async def _json(request: web.Request) -> JSONObject:
     if not isinstance(body, dict):
         raise _http_error(400, "request body must be a JSON object")
     return body
+
+
+def _embed_tokens(m: Loaded, inputs: list[str], limit: int, truncate: bool) -> list[list[int]]:
+    """Each input's tokens, cut to ``limit`` (keeping a closing SEP/EOS) or refused when ``truncate`` is off."""
+    keep_last = bool(llama_cpp.llama_vocab_get_add_sep(m.vocab) or llama_cpp.llama_vocab_get_add_eos(m.vocab))
+    token_lists = []
+    for text in inputs:
+        toks = tokenize(m, text, True, False) or ([m.bos] if m.bos >= 0 else [])
+        if not toks:
+            raise _http_error(400, "cannot embed an empty input with this model")
+        if len(toks) > limit:
+            if not truncate:
+                raise _http_error(400, "input length exceeds maximum context length")
+            toks = toks[: limit - 1] + [toks[-1]] if keep_last else toks[:limit]
+        token_lists.append(toks)
+    return token_lists
 
 
 def _check_tokens(m: Loaded, tokens: object) -> list[int]:

@@ -327,6 +327,17 @@ class Scheduler:
         except Exception:
             log.exception("stopping the runner for %s failed", key)
 
+    async def evict(self, lease: Lease) -> None:
+        """``lease``'s runner died: give the lease back and forget that runner now (its process is
+        reaped in the background), so the next ``acquire`` of the model loads a fresh one."""
+        lease.release()
+        async with self._cond:
+            entry = lease.entry
+            if self._models.get(entry.key) is entry:
+                log.warning("runner for %s died; evicting it", entry.key)
+                self._unload_locked(entry)
+            self._cond.notify_all()
+
     async def unload(self, model: ResolvedModel | str) -> bool:
         """Unload ``model`` (a ResolvedModel or its display name) now, or as soon as its requests finish."""
         key = model_key(model)

@@ -63,6 +63,11 @@ class Lease:
         self.load_duration_ns = load_duration_ns
         self.released = False
 
+    @property
+    def entry(self) -> LoadedEntry:
+        """The loaded model this lease is on (the scheduler's record)."""
+        return self._entry
+
     def release(self) -> None:
         if not self.released:
             self.released = True
