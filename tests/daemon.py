@@ -57,14 +57,15 @@ def descendants(pid: int) -> list[int]:
 
 def runner_descendants(pid: int) -> list[int]:
     """``descendants`` less the chat-template render workers (``ollamalike.template.jinja_worker``),
-    which the daemon keeps for Jinja templates whatever models are loaded."""
+    which the daemon keeps for Jinja templates whatever models are loaded, and the hardware probe
+    (``ollamalike.runner.info``), which the daemon runs once in the background after it starts."""
     out = []
     for child in descendants(pid):
         try:
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"ollamalike.template.jinja_worker" not in cmdline:
+        if b"ollamalike.template.jinja_worker" not in cmdline and b"ollamalike.runner.info" not in cmdline:
             out.append(child)
     return out
 
