@@ -66,22 +66,27 @@ def with_context(final: FinalChunk, context: list[int]) -> FinalChunk:
     return out
 
 
-def gen_chunk(model: str, content: str, thinking: str) -> dict[str, Any]:
+def gen_chunk(model: str, content: str, thinking: str, logprobs: list[Any] | None = None) -> dict[str, Any]:
     chunk: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": content}
     if thinking:
         chunk["thinking"] = thinking
     chunk["done"] = False
+    if logprobs:
+        chunk["logprobs"] = logprobs  # the runner's entries, in Ollama's api.Logprob shape
     return chunk
 
 
-def chat_chunk(model: str, content: str, thinking: str, tool_calls: list[dict[str, Any]] | None = None
-               ) -> dict[str, Any]:
+def chat_chunk(model: str, content: str, thinking: str, tool_calls: list[dict[str, Any]] | None = None,
+               logprobs: list[Any] | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if thinking:
         message["thinking"] = thinking
     if tool_calls:
         message["tool_calls"] = tool_calls
-    return {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
+    chunk: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
+    if logprobs:
+        chunk["logprobs"] = logprobs
+    return chunk
 
 
 def shorten(vector: list[float], dims: int | None) -> list[float]:
@@ -98,11 +103,13 @@ async def collect(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     parts: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
+    logprobs: list[Any] = []
     last: dict[str, Any] = {}
     is_chat = False
     async with contextlib.aclosing(chunks) as stream:  # type: ignore[type-var]
         async for chunk in stream:
             last = chunk
+            logprobs.extend(chunk.get("logprobs") or [])
             if "message" in chunk:
                 is_chat = True
                 msg = chunk["message"]
@@ -122,6 +129,9 @@ async def collect(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
         if calls:
             message["tool_calls"] = calls
         out["message"] = message
+        if logprobs:  # Ollama's ChatResponse: after done_reason, before the metrics
+            head = [k for k in out if k in ("model", "created_at", "message", "done", "done_reason")]
+            out = {k: out[k] for k in head} | {"logprobs": logprobs} | {k: v for k, v in out.items() if k not in head}
     else:
         out["response"] = "".join(parts)
         if any(thinking):
@@ -130,4 +140,6 @@ async def collect(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
         out = {k: out[k] for k in ("model", "created_at", "response", "thinking") if k in out} | {
             k: v for k, v in out.items() if k not in ("model", "created_at", "response", "thinking")
         }
+        if logprobs:  # Ollama's GenerateResponse has it last
+            out["logprobs"] = logprobs
     return out

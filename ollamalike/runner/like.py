@@ -26,9 +26,13 @@ class RunnerLike(Protocol):
 
     def completion(
         self, prompt: str | list[int], options: dict[str, Any] | None = None,
-        format: str | dict[str, Any] | None = None,
+        format: str | dict[str, Any] | None = None, *, logprobs: int | None = None, shift: bool = True,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats."""
+        """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats.
+
+        ``logprobs`` (None: off) is how many top alternatives each token's entry lists; the
+        entries come on the content chunks as ``"logprobs"``. ``shift=False``: a full context ends
+        the generation with "length" instead of shifting it."""
         ...
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...

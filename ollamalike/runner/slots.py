@@ -11,7 +11,10 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ollamalike.runner.logprobs import LogprobQueue
 
 _admissions = itertools.count(1)
 
@@ -37,6 +40,7 @@ class Slot:
     t_prompt: int = 0
     prompt_ns: int = 0
     t_gen: int = 0
+    logprobs: LogprobQueue | None = None  # the request asked for logprobs (set after ``begin``)
 
     def common_prefix(self, tokens: Sequence[int]) -> int:
         n = 0
@@ -78,6 +82,7 @@ class Slot:
         self.grammar = None
         self.req = None
         self.text = None
+        self.logprobs = None
         self.in_prompt = False
         self.next_token = None
         self.logit_index = -1
