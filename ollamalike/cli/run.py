@@ -88,7 +88,7 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
     info = show_or_pull(client, model, insecure)
     caps = info.get("capabilities") or []
     if parts and "completion" not in caps and "embedding" in caps:
-        embed: dict[str, Any] = {"model": model, "input": " ".join(parts), "keep_alive": keep_alive}
+        embed: dict[str, object] = {"model": model, "input": " ".join(parts), "keep_alive": keep_alive}
         if truncate is not None:
             embed["truncate"] = truncate
         if dimensions is not None:

@@ -66,7 +66,7 @@ def with_context(final: FinalChunk, context: list[int]) -> FinalChunk:
     return out
 
 
-def gen_chunk(model: str, content: str, thinking: str, logprobs: list[Any] | None = None) -> dict[str, Any]:
+def gen_chunk(model: str, content: str, thinking: str, logprobs: list[object] | None = None) -> dict[str, Any]:
     chunk: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "response": content}
     if thinking:
         chunk["thinking"] = thinking
@@ -77,7 +77,7 @@ def gen_chunk(model: str, content: str, thinking: str, logprobs: list[Any] | Non
 
 
 def chat_chunk(model: str, content: str, thinking: str, tool_calls: list[dict[str, Any]] | None = None,
-               logprobs: list[Any] | None = None) -> dict[str, Any]:
+               logprobs: list[object] | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if thinking:
         message["thinking"] = thinking
@@ -103,7 +103,7 @@ async def collect(chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
     parts: list[str] = []
     thinking: list[str] = []
     calls: list[dict[str, Any]] = []
-    logprobs: list[Any] = []
+    logprobs: list[object] = []
     last: dict[str, Any] = {}
     is_chat = False
     async with contextlib.aclosing(chunks) as stream:  # type: ignore[type-var]

@@ -60,7 +60,7 @@ log = logging.getLogger("ollamalike.inference")
 
 InferenceRequest = GenerateRequest | ChatRequest | EmbedRequest
 # The runner's text as it streams: (thinking, content, logprob entries) pieces.
-Pieces = AsyncGenerator[tuple[str, str, list[Any]], None]
+Pieces = AsyncGenerator[tuple[str, str, list[object]], None]
 Chunks = AsyncGenerator[dict[str, Any], None]
 
 # Kept for the tests that reach the vector shortening under its old name.

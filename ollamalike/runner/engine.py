@@ -298,7 +298,7 @@ class Engine:
         slot.generated.append(token)
         start = slot.text.decoded
         text = slot.text.push(self._piece(token))
-        event: dict[str, Any] = {"content": text}
+        event: dict[str, object] = {"content": text}
         queue = slot.logprobs
         if queue is not None and scored is not None:
             queue.add(start, score(scored, token, queue.top, self._piece))
