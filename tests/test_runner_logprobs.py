@@ -44,6 +44,15 @@ def test_score_is_a_log_softmax_with_ranked_alternatives() -> None:
     assert sum(math.exp(t["logprob"]) for t in empty["top_logprobs"]) == pytest.approx(1.0)
 
 
+def test_top_alternatives_far_below_the_peak_are_still_ranked() -> None:
+    """Fewer than ``top`` tokens near the most likely one: the rest still come, in order."""
+    logits = np.zeros(1000, dtype=np.float32)
+    logits[500], logits[900] = 60.0, -3.0
+    tops = score(logits, 500, 4, lambda i: str(i).encode())["top_logprobs"]
+    assert [t["token"] for t in tops] == ["500", "0", "1", "2"]
+    assert tops[0]["logprob"] == pytest.approx(0.0, abs=1e-9) and tops[1]["logprob"] == pytest.approx(-60.0, abs=1e-3)
+
+
 def test_entries_go_out_with_their_text_and_stop_tokens_are_dropped() -> None:
     text, queue = TextStream(["STOP"]), LogprobQueue(0)
     released: list[str] = []

@@ -68,7 +68,11 @@ def score(logits: npt.NDArray[np.float32], token: int, top: int, piece: Callable
         if best.size < n:
             best = np.arange(logits.size)
         if best.size > n:
-            best = best[np.argpartition(logits[best], best.size - n)[best.size - n:]]
+            # The n-th largest value; of the tokens tied at it, the lower ids (``best`` is in id order).
+            values = logits[best]
+            kth = np.partition(values, best.size - n)[best.size - n]
+            above = best[values > kth]
+            best = np.concatenate([above, best[values == kth][: n - above.size]])
         ranked = sorted((int(i) for i in best), key=lambda i: (-float(logits[i]), i))
         out["top_logprobs"] = [_entry(piece(i), min(0.0, float(logits[i]) - log_total)) for i in ranked]
     return out
