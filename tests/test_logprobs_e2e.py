@@ -27,7 +27,7 @@ LONG = " ".join(f"word{i}" for i in range(400))
 
 @pytest.fixture(scope="module")
 def d(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path) -> Iterator[Daemon]:
-    daemon = start_serving_daemon(tmp_path_factory.mktemp("logprobs"), tiny_chat_gguf)
+    daemon = start_serving_daemon(tmp_path_factory.mktemp("logprobs"), tiny_chat_gguf, tools=True)
     yield daemon
     print(daemon.logs())
     daemon.stop()
@@ -87,6 +87,30 @@ def test_chat_streamed_and_not_agree_and_nothing_when_not_asked(d: Daemon) -> No
     plain = streamed(d, "/api/chat", {**body, "logprobs": False, "top_logprobs": 5})
     assert all("logprobs" not in c for c in plain)  # top_logprobs alone asks for nothing (as Ollama)
     assert "".join(c["message"]["content"] for c in plain) == whole["message"]["content"]
+
+
+WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CALL = {"type": "object", "required": ["name", "arguments"], "properties": {
+    "name": {"const": "get_weather"},
+    "arguments": {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}}, "required": ["city"]}}}
+
+
+def test_entries_survive_the_tool_parser_and_the_grammar(d: Daemon) -> None:
+    """A grammar-constrained tool call: the parser holds the call's text back, its tokens' entries still come
+    (in chunks of their own), and asking for logprobs changes nothing in the constrained output."""
+    body = {"model": "tools", "messages": [{"role": "user", "content": "Weather in Paris?"}], "tools": [WEATHER],
+            "format": CALL, "options": {"temperature": 0, "num_predict": 64}}
+    chunks = streamed(d, "/api/chat", {**body, "logprobs": True, "top_logprobs": 1})
+    calls = [c for ch in chunks for c in ch["message"].get("tool_calls", [])]
+    assert [c["function"]["name"] for c in calls] == ["get_weather"]
+    entries = [e for ch in chunks for e in ch.get("logprobs", [])]
+    assert len(entries) == chunks[-1]["eval_count"]
+    assert json.loads("".join(e["token"] for e in entries))["name"] == "get_weather"
+    assert any(ch.get("logprobs") and not ch["message"]["content"] and not ch["message"].get("tool_calls")
+               for ch in chunks)  # entries alone, while the parser buffered the call
+    plain = streamed(d, "/api/chat", body)
+    assert [c["function"] for ch in plain for c in ch["message"].get("tool_calls", [])] == [c["function"] for c in calls]
 
 
 def test_official_ollama_client_reads_logprobs(d: Daemon) -> None:
