@@ -47,7 +47,8 @@ class StubRunner:
         self.memory: dict[str, int] = {"size": 0, "size_vram": 0}
 
     async def completion(self, prompt: str | list[int], options: dict[str, Any] | None = None,
-                         format: str | dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+                         format: str | dict[str, Any] | None = None, *, logprobs: int | None = None,
+                         shift: bool = True) -> AsyncIterator[dict[str, Any]]:
         yield {"done": True, "done_reason": "stop", "prompt_eval_count": len(prompt), "eval_count": 0}
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]:

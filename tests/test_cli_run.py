@@ -77,6 +77,27 @@ def test_embedding_model_prints_the_vector(d: Daemon) -> None:
     assert isinstance(vector, list) and len(vector) > 8
 
 
+def test_embedding_run_takes_truncate_and_dimensions(d: Daemon) -> None:
+    """Ollama's ``run --truncate`` / ``--dimensions`` for embedding models."""
+    short = d.cli("run", "emb", "hello world", "--dimensions", "4")
+    assert short.returncode == 0, short.stderr
+    vector = json.loads(short.stdout)
+    assert len(vector) == 4 and abs(sum(v * v for v in vector) - 1.0) < 1e-4  # normalised again
+    long_text = " ".join(f"word{i}" for i in range(3000))
+    cut = d.cli("run", "emb", long_text, "--truncate")
+    assert cut.returncode == 0 and len(json.loads(cut.stdout)) > 8, cut.stderr
+    for refuse in ("--truncate=false", "--no-truncate"):
+        refused = d.cli("run", "emb", long_text, refuse)
+        assert refused.returncode == 1, refused.stdout
+        assert refused.stderr.strip() == "Error: input length exceeds maximum context length", refused.stderr
+    assert d.cli("run", "emb", "hello", "--truncate=true").returncode == 0
+    for bad in (("--truncate=maybe",), ("--dimensions", "0"), ("--dimensions", "x")):
+        wrong = d.cli("run", "emb", "hello", *bad)
+        assert wrong.returncode == 2 and "Invalid value" in wrong.stderr and not wrong.stdout, (bad, wrong.stderr)
+    too_wide = d.cli("run", "emb", "hello", "--dimensions", "100000")
+    assert too_wide.returncode == 1 and "larger than the model's embedding size" in too_wide.stderr
+
+
 def test_ps_and_stop(d: Daemon) -> None:
     d.request("POST", "/api/generate", {"model": "short", "keep_alive": "5m"})
     result = d.cli("ps")

@@ -35,13 +35,32 @@ def _keep_alive(value: str | None) -> str | float | None:
     return value
 
 
+class _RunCommand(click.Command):
+    """``run`` also takes Ollama's ``--truncate=false`` / ``--truncate=true`` spelling of its flag."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                out += args[i:]
+                break
+            if arg.startswith("--truncate="):
+                value = arg.partition("=")[2]
+                try:
+                    arg = "--truncate" if click.BOOL.convert(value, None, ctx) else "--no-truncate"
+                except click.BadParameter:
+                    raise click.BadParameter(f"{value!r} is not a valid boolean", ctx, param_hint="'--truncate'") from None
+            out.append(arg)
+        return super().parse_args(ctx, out)
+
+
 def _read_stdin() -> str:
     if sys.stdin is None or sys.stdin.isatty():
         return ""
     return sys.stdin.read()
 
 
-@click.command()
+@click.command(cls=_RunCommand)
 @click.argument("model")
 @click.argument("prompt", nargs=-1)
 @click.option("--format", "fmt", default=None, help='Response format (e.g. "json").')
@@ -51,8 +70,14 @@ def _read_stdin() -> str:
 @click.option("--think/--nothink", default=None, help="Enable or disable thinking for thinking models.")
 @click.option("--hidethinking", is_flag=True, help="Hide the thinking output (if the model thinks).")
 @click.option("--insecure", is_flag=True, help="Use plain HTTP if the model has to be pulled from a registry.")
+@click.option("--truncate/--no-truncate", default=None,
+              help="For embedding models: truncate inputs longer than the context (the default); "
+                   "--truncate=false (or --no-truncate) makes that an error instead.")
+@click.option("--dimensions", type=click.IntRange(min=1), default=None,
+              help="For embedding models: shorten the embedding to this many dimensions.")
 def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | None, verbose: bool,
-        nowordwrap: bool, think: bool | None, hidethinking: bool, insecure: bool) -> None:
+        nowordwrap: bool, think: bool | None, hidethinking: bool, insecure: bool, truncate: bool | None,
+        dimensions: int | None) -> None:
     """Run a model: answer PROMPT, or start an interactive chat when there is none."""
     if fmt is not None and fmt != "json":
         raise BadRequest(f"invalid format {fmt!r}: only \"json\" is supported")
@@ -63,8 +88,12 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
     info = show_or_pull(client, model, insecure)
     caps = info.get("capabilities") or []
     if parts and "completion" not in caps and "embedding" in caps:
-        result = client.json("POST", "/api/embed", {"model": model, "input": " ".join(parts),
-                                                    "keep_alive": keep_alive})
+        embed: dict[str, object] = {"model": model, "input": " ".join(parts), "keep_alive": keep_alive}
+        if truncate is not None:
+            embed["truncate"] = truncate
+        if dimensions is not None:
+            embed["dimensions"] = dimensions
+        result = client.json("POST", "/api/embed", embed)
         click.echo(json.dumps(result["embeddings"][0]))
         return
     if parts:

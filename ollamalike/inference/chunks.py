@@ -48,15 +48,20 @@ class GenerateChunk(_GenerateHead, total=False):
 
     thinking: str
     done: bool
+    logprobs: list[object]  # the runner's entries, in Ollama's api.Logprob shape, when asked for
 
 
-class ChatChunk(TypedDict):
-    """A chat stream's content chunk."""
-
+class _ChatHead(TypedDict):
     model: str
     created_at: str
     message: AssistantMessage
     done: bool
+
+
+class ChatChunk(_ChatHead, total=False):
+    """A chat stream's content chunk."""
+
+    logprobs: list[object]
 
 
 class FinalChunk(dict[str, object]):
@@ -132,22 +137,27 @@ def with_context(final: FinalChunk, context: list[int]) -> FinalChunk:
     return out
 
 
-def gen_chunk(model: str, content: str, thinking: str) -> GenerateChunk:
+def gen_chunk(model: str, content: str, thinking: str, logprobs: list[object] | None = None) -> GenerateChunk:
     chunk: GenerateChunk = {"model": model, "created_at": now_rfc3339(), "response": content}
     if thinking:
         chunk["thinking"] = thinking
     chunk["done"] = False
+    if logprobs:
+        chunk["logprobs"] = logprobs  # the runner's entries, in Ollama's api.Logprob shape
     return chunk
 
 
-def chat_chunk(model: str, content: str, thinking: str, tool_calls: list[ToolCall] | None = None
-               ) -> ChatChunk:
+def chat_chunk(model: str, content: str, thinking: str, tool_calls: list[ToolCall] | None = None,
+               logprobs: list[object] | None = None) -> ChatChunk:
     message: AssistantMessage = {"role": "assistant", "content": content}
     if thinking:
         message["thinking"] = thinking
     if tool_calls:
         message["tool_calls"] = tool_calls
-    return {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
+    chunk: ChatChunk = {"model": model, "created_at": now_rfc3339(), "message": message, "done": False}
+    if logprobs:
+        chunk["logprobs"] = logprobs
+    return chunk
 
 
 def shorten(vector: list[float], dims: int | None) -> list[float]:
@@ -169,12 +179,16 @@ async def collect(chunks: AsyncIterator[Chunk]) -> dict[str, object]:
     parts: list[str] = []
     thinking: list[str] = []
     calls: list[object] = []
+    logprobs: list[object] = []
     last: Mapping[str, object] = {}
     is_chat = False
     async with contextlib.aclosing(chunks) as stream:  # type: ignore[type-var]
         async for chunk in stream:
             fields: Mapping[str, object] = chunk
             last = fields
+            more_logprobs = fields.get("logprobs")
+            if isinstance(more_logprobs, list):
+                logprobs.extend(more_logprobs)
             msg = fields.get("message")
             if isinstance(msg, Mapping):
                 is_chat = True
@@ -195,6 +209,9 @@ async def collect(chunks: AsyncIterator[Chunk]) -> dict[str, object]:
         if calls:
             message["tool_calls"] = calls
         out["message"] = message
+        if logprobs:  # Ollama's ChatResponse: after done_reason, before the metrics
+            head = [k for k in out if k in ("model", "created_at", "message", "done", "done_reason")]
+            out = {k: out[k] for k in head} | {"logprobs": logprobs} | {k: v for k, v in out.items() if k not in head}
     else:
         out["response"] = "".join(parts)
         if any(thinking):
@@ -203,4 +220,6 @@ async def collect(chunks: AsyncIterator[Chunk]) -> dict[str, object]:
         out = {k: out[k] for k in ("model", "created_at", "response", "thinking") if k in out} | {
             k: v for k, v in out.items() if k not in ("model", "created_at", "response", "thinking")
         }
+        if logprobs:  # Ollama's GenerateResponse has it last
+            out["logprobs"] = logprobs
     return out

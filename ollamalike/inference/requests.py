@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TypedDict, cast
 
 from ollamalike.config import parse_duration
 from ollamalike.errors import BadRequest
-from ollamalike.jsonfields import get_bool, get_str, invalid, model_field
+from ollamalike.jsonfields import get_bool, get_int, get_str, invalid, model_field
 from ollamalike.jsontypes import JSONObject
 from ollamalike.names import ModelName
 from ollamalike.options import Options
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 ROLES = ("system", "user", "assistant", "tool")
 THINK_LEVELS = ("high", "medium", "low", "max")
-
+MAX_TOP_LOGPROBS = 20  # as Ollama (and OpenAI)
 
 class _ChatMessageHead(TypedDict):
     role: str  # one of ROLES
@@ -69,6 +69,10 @@ class GenerateRequest(_Named):
     keep_alive: float | None = None  # seconds; negative keeps forever; None: the daemon default
     think: bool | str | None = None
     images: list[str] = field(default_factory=list)
+    logprobs: bool = False
+    top_logprobs: int = 0  # alternatives per token (0-20), with logprobs
+    truncate: bool = True  # False: a prompt longer than num_ctx is a 400 instead of being cut
+    shift: bool = True  # False: a full context ends the generation ("length") instead of shifting
 
 
 @dataclass
@@ -80,6 +84,10 @@ class ChatRequest(_Named):
     stream: bool = True
     keep_alive: float | None = None
     think: bool | str | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    truncate: bool = True
+    shift: bool = True
 
 
 @dataclass
@@ -130,6 +138,19 @@ def parse_options(value: object) -> Options:
     return Options.from_request(value)
 
 
+def parse_top_logprobs(body: JSONObject, name: str = "top_logprobs") -> int:
+    """``top_logprobs`` (0-20, Ollama's range and wording); a non-integer is the usual type error."""
+    value = get_int(body, name, 0)
+    if not 0 <= value <= MAX_TOP_LOGPROBS:
+        raise BadRequest(f"{name} must be between 0 and {MAX_TOP_LOGPROBS}", param=name)
+    return value
+
+
+def runner_logprobs(logprobs: bool, top_logprobs: int) -> int | None:
+    """What the runner is asked for: None (no logprobs) or the number of alternatives per token."""
+    return top_logprobs if logprobs else None
+
+
 def _images(value: object, where: str) -> list[str]:
     if value is None:
         return []
@@ -158,6 +179,10 @@ def parse_generate_request(body: JSONObject) -> GenerateRequest:
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=parse_think(body.get("think")),
         images=_images(body.get("images"), "images"),
+        logprobs=get_bool(body, "logprobs", False),
+        top_logprobs=parse_top_logprobs(body),
+        truncate=get_bool(body, "truncate", True),
+        shift=get_bool(body, "shift", True),
     )
 
 
@@ -255,6 +280,10 @@ def parse_chat_request(body: JSONObject) -> ChatRequest:
         stream=get_bool(body, "stream", True),
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=parse_think(body.get("think")),
+        logprobs=get_bool(body, "logprobs", False),
+        top_logprobs=parse_top_logprobs(body),
+        truncate=get_bool(body, "truncate", True),
+        shift=get_bool(body, "shift", True),
     )
 
 

@@ -36,7 +36,7 @@ from ollamalike.inference.chunks import (
     shorten,
     with_context,
 )
-from ollamalike.inference.requests import ChatMessage, ChatRequest, EmbedRequest, GenerateRequest
+from ollamalike.inference.requests import ChatMessage, ChatRequest, EmbedRequest, GenerateRequest, runner_logprobs
 from ollamalike.inference.retry import acquire_retrying
 from ollamalike.inference.stream import ToolStream
 from ollamalike.jsontypes import JSONObject
@@ -67,8 +67,8 @@ __all__ = [
 log = logging.getLogger("ollamalike.inference")
 
 InferenceRequest = GenerateRequest | ChatRequest | EmbedRequest
-# The runner's text as it streams: (thinking, content) pieces.
-Pieces = AsyncGenerator[tuple[str, str], None]
+# The runner's text as it streams: (thinking, content, logprob entries) pieces.
+Pieces = AsyncGenerator[tuple[str, str, list[object]], None]
 Chunks = AsyncGenerator[Chunk, None]
 
 # Kept for the tests that reach the vector shortening under its old name.
@@ -123,16 +123,25 @@ def runner_options(model: ResolvedModel, request_options: opts.Options) -> opts.
 
 async def _pieces(runner: RunnerLike, tokens: list[int], run_opts: opts.Options,
                   fmt: str | JSONObject | None, splitter: ThinkingParser | None,
-                  done: JSONObject) -> Pieces:
-    """The runner's text as (thinking, content) pieces; its final chunk is stored into ``done``."""
-    async with contextlib.aclosing(runner.completion(tokens, run_opts.to_json(), fmt)) as chunks:  # type: ignore[type-var]
+                  done: JSONObject, req: GenerateRequest | ChatRequest) -> Pieces:
+    """The runner's text as (thinking, content, logprobs) pieces; its final chunk is stored into ``done``.
+
+    Logprob entries go on with the piece of the runner chunk that carried them, even when the
+    thinking splitter holds its text back (as Ollama sends them while a parser buffers)."""
+    stream = runner.completion(tokens, run_opts.to_json(), fmt,
+                               logprobs=runner_logprobs(req.logprobs, req.top_logprobs), shift=req.shift)
+    async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
         async for chunk in chunks:
             if chunk.get("done"):
                 done.update(chunk)
                 return
-            text = chunk.get("content")
-            if isinstance(text, str) and text:
-                yield splitter.feed(text) if splitter else ("", text)
+            raw_text = chunk.get("content")
+            text = raw_text if isinstance(raw_text, str) else ""
+            raw_logprobs = chunk.get("logprobs")
+            logprobs = raw_logprobs if isinstance(raw_logprobs, list) else []
+            if text or logprobs:
+                thinking, content = splitter.feed(text) if splitter and text else ("", text)
+                yield thinking, content, logprobs
 
 
 def _think_parser(prompt: str) -> ThinkingParser:
@@ -147,6 +156,14 @@ def prompt_budget(num_ctx: int) -> int:
     return max(1, num_ctx - 1)
 
 
+def check_fits(tokens: list[int], num_ctx: int) -> None:
+    """``truncate: false``: a prompt that does not fit is refused, never cut (Ollama's message first)."""
+    budget = prompt_budget(num_ctx)
+    if len(tokens) > budget:
+        raise BadRequest(f"the input length exceeds the context length: the prompt is {len(tokens)} tokens and "
+                         f"num_ctx {num_ctx} takes at most {budget} (truncate is false)")
+
+
 def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]:
     """Keep the first ``num_keep`` tokens and the tail, so the prompt fits the context (Ollama's rule)."""
     if len(tokens) <= num_ctx:
@@ -156,8 +173,10 @@ def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]
 
 
 async def _fit_chat(runner: RunnerLike, model: ModelLike, messages: list[ChatMessage],
-                    tools: list[Tool] | None, think: bool | str | None, num_ctx: int) -> tuple[str, list[int]]:
-    """Render the chat, dropping the oldest non-system messages until the prompt fits num_ctx.
+                    tools: list[Tool] | None, think: bool | str | None, num_ctx: int,
+                    truncate: bool = True) -> tuple[str, list[int]]:
+    """Render the chat, dropping the oldest non-system messages until the prompt fits num_ctx
+    (``truncate=False``: the whole chat or nothing; the caller refuses it when it does not fit).
 
     Dropping more messages never makes the prompt longer, so the smallest number to drop is found
     by bisection: a few tokenizations even for a very long history.
@@ -177,7 +196,7 @@ async def _fit_chat(runner: RunnerLike, model: ModelLike, messages: list[ChatMes
         return rendered[k]
 
     prompt, tokens = await attempt(0)
-    if len(tokens) <= num_ctx:
+    if len(tokens) <= num_ctx or not truncate:
         return prompt, tokens
     lo, hi = 1, max(len(droppable) - 1, 0)  # the latest message always stays
     if hi < lo or len((await attempt(hi))[1]) > num_ctx:
@@ -257,16 +276,18 @@ class InferenceService:
             prefix = [int(t) for t in req.context or []]
             tokens = prefix + await runner.tokenize(prompt, add_special=not prefix)
             num_keep = opts.int_option(options, "num_keep")
+            if not req.truncate:
+                check_fits(tokens, lease.num_ctx)
             tokens = truncate_tokens(tokens, prompt_budget(lease.num_ctx),
                                      opts.PARAMETERS["num_keep"].default if num_keep is None else num_keep)
             splitter = _think_parser(prompt) if req.think else None
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
             done: JSONObject = {}
-            pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done)
+            pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done, req)
             async with contextlib.aclosing(pieces):
-                async for thinking, content in pieces:
-                    if thinking or content:
-                        yield gen_chunk(req.model, content, thinking)
+                async for thinking, content, logprobs in pieces:
+                    if thinking or content or logprobs:
+                        yield gen_chunk(req.model, content, thinking, logprobs)
             if splitter:
                 thinking, content = splitter.flush()
                 if thinking or content:
@@ -299,21 +320,23 @@ class InferenceService:
         try:
             runner = lease.runner
             prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think,
-                                             prompt_budget(lease.num_ctx))
+                                             prompt_budget(lease.num_ctx), truncate=req.truncate)
+            if not req.truncate:
+                check_fits(tokens, lease.num_ctx)
             splitter = _think_parser(prompt) if req.think else None
             # With tools, content goes through the tool-call parser: calls anywhere in the output come
             # out as tool_calls (only of the offered tools), everything else as content.
             tool_stream = ToolStream(model, req.tools) if req.tools else None
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
             done: JSONObject = {}
-            pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done)
+            pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done, req)
             async with contextlib.aclosing(pieces):
-                async for thinking, content in pieces:
+                async for thinking, content, logprobs in pieces:
                     calls: list[ToolCall] = []
                     if tool_stream is not None and content:
                         content, calls = tool_stream.feed(content)
-                    if thinking or content or calls:
-                        yield chat_chunk(req.model, content, thinking, tool_calls=calls)
+                    if thinking or content or calls or logprobs:
+                        yield chat_chunk(req.model, content, thinking, tool_calls=calls, logprobs=logprobs)
             thinking, content = splitter.flush() if splitter else ("", "")
             calls = []
             if tool_stream is not None:

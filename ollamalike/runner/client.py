@@ -161,10 +161,15 @@ class RunnerProcess:
     # --- requests --------------------------------------------------------------------------
     async def completion(
         self, prompt: str | list[int], options: Mapping[str, object] | None = None,
-        format: str | JSONObject | None = None,
+        format: str | JSONObject | None = None, *, logprobs: int | None = None, shift: bool = True,
     ) -> AsyncIterator[JSONObject]:
-        """Chunks {"content": ...}, then one {"done": True, ...}. Stopping early cancels the sequence."""
-        body = {"prompt": prompt, "options": options or {}, "format": format}
+        """Chunks {"content": ...} (with "logprobs" when ``logprobs`` is the number of top alternatives
+        wanted), then one {"done": True, ...}. Stopping early cancels the sequence."""
+        body: JSONObject = {"prompt": prompt, "options": dict(options or {}), "format": format}
+        if logprobs is not None:
+            body["logprobs"] = logprobs
+        if not shift:
+            body["shift"] = False
         done = False
         try:
             async with self._session.post("/completion", json=body) as resp:

@@ -3,6 +3,10 @@
 As llama.cpp's own common sampler does: sample with the ordinary chain first, then ask the grammar
 whether that one token is allowed. Only when it is not (rare once the model follows the format)
 is the grammar applied to the whole vocabulary and the chain run again on what remains.
+
+``Candidates.sample_scored`` is the same sampling, sampler by sampler, for a request that asked for
+logprobs: it hands back a copy of the logits as they stand after the chain's penalties sampler
+(before top-k/top-p/min-p/temperature and the grammar), which are what the logprobs are taken from.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
+import numpy.typing as npt
 
 from ollamalike.errors import BadRequest
 
@@ -78,3 +83,27 @@ class Candidates:
         llama_cpp.llama_sampler_accept(grammar, token)
         llama_cpp.llama_sampler_accept(chain, token)
         return token
+
+    def sample_scored(self, chain: Any, n_first: int, grammar: Any, ctx: Any, idx: int
+                      ) -> tuple[int, npt.NDArray[np.float32]]:
+        """Sample as ``llama_sampler_sample`` (or ``sample`` with a grammar) does, applying the chain's
+        samplers one by one; returns the token and the logits after its first ``n_first`` samplers
+        (the penalties), in token-id order."""
+        self._fill(ctx, idx)
+        samplers = [llama_cpp.llama_sampler_chain_get(chain, i) for i in range(llama_cpp.llama_sampler_chain_n(chain))]
+        for s in samplers[:n_first]:
+            llama_cpp.llama_sampler_apply(s, ctypes.byref(self.array))
+        # The penalties change logits in place and never reorder: position i is still token i.
+        scored = np.array(self._view["logit"], dtype=np.float32)
+        for s in samplers[n_first:]:
+            llama_cpp.llama_sampler_apply(s, ctypes.byref(self.array))
+        token = self._selected()
+        if grammar is not None and not self.allowed(grammar, token):
+            self._fill(ctx, idx)
+            llama_cpp.llama_sampler_apply(grammar, ctypes.byref(self.array))
+            llama_cpp.llama_sampler_apply(chain, ctypes.byref(self.array))
+            token = self._selected()
+        if grammar is not None:
+            llama_cpp.llama_sampler_accept(grammar, token)
+        llama_cpp.llama_sampler_accept(chain, token)
+        return token, scored

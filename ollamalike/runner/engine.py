@@ -23,11 +23,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 
 from ollamalike.runner.constrained import Candidates, build_grammar
 from ollamalike.runner.embed import EmbedJob, EmbedQueue
 from ollamalike.runner.llama import Loaded
-from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler
+from ollamalike.runner.logprobs import LogprobQueue, score
+from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
 
 # An event for the daemon: {"content"}, {"done": True, ...} or {"error"}; the server sends it as JSON.
@@ -37,13 +40,20 @@ Emit = Callable[[Event], None]
 
 @dataclass
 class Request:
-    """One completion. ``emit`` receives {"content"} chunks, then one {"done": True, ...} or {"error"}."""
+    """One completion. ``emit`` receives {"content"} chunks, then one {"done": True, ...} or {"error"}.
+
+    ``logprobs``: None, or how many top alternatives each token's logprob entry lists (0-20); the
+    entries ride on the content chunks as ``"logprobs"``. ``shift``: False ends the generation with
+    "length" when the slot's context is full, instead of shifting it.
+    """
 
     prompt: list[int]
     params: SamplingParams
     grammar: str | None
     emit: Emit
     cancelled: bool = False
+    logprobs: int | None = None
+    shift: bool = True
 
 
 @dataclass
@@ -171,6 +181,7 @@ class Engine:
         # The penalty window is primed with the whole prompt, whether it was cached or not.
         sampler = build_sampler(req.params, m.vocab, m.n_vocab, prompt)
         slot.begin(req, prompt, n, sampler, TextStream(req.params.stop), self._limit(req.params), grammar)
+        slot.logprobs = LogprobQueue(req.logprobs) if req.logprobs is not None else None
         if n == len(prompt) - 1:
             self._queue_last_prompt_token(slot)
 
@@ -265,6 +276,14 @@ class Engine:
                 self._finish(slot, reason="length")
                 continue
             assert slot.sampler is not None  # set with the request (Slot.begin)
+            if slot.logprobs is not None:
+                # Only a request that asked for logprobs pays for the sampler-by-sampler path.
+                if self._candidates is None:
+                    self._candidates = Candidates(m.n_vocab)
+                first = 1 if has_penalties(slot.req.params) else 0
+                token, scored = self._candidates.sample_scored(slot.sampler, first, slot.grammar, m.ctx, idx)
+                self._on_token(slot, token, scored)
+                continue
             if slot.grammar is not None:
                 if self._candidates is None:
                     self._candidates = Candidates(m.n_vocab)
@@ -274,16 +293,27 @@ class Engine:
             self._on_token(slot, token)
         return True
 
-    def _on_token(self, slot: Slot[Request], token: int) -> None:
+    def _on_token(self, slot: Slot[Request], token: int, scored: npt.NDArray[np.float32] | None = None) -> None:
+        """``scored``: the logits the logprobs come from, when the request asked for them."""
         req, stream = slot.req, slot.text
         assert req is not None and stream is not None
         if llama_cpp.llama_vocab_is_eog(self.m.vocab, token):
-            self._finish(slot, reason="stop")
+            self._finish(slot, reason="stop")  # as Ollama: no logprob entry for an end-of-generation token
             return
         slot.generated.append(token)
+        start = stream.decoded
         text = stream.push(self._piece(token))
-        if text:
-            req.emit({"content": text})
+        event: Event = {"content": text}
+        queue = slot.logprobs
+        if queue is not None and scored is not None:
+            queue.add(start, score(scored, token, queue.top, self._piece))
+            released = queue.release(stream.emitted)
+            if stream.stopped:
+                queue.drop()  # the tokens left made up the stop sequence
+            if released:
+                event["logprobs"] = released
+        if text or "logprobs" in event:
+            req.emit(event)
         if stream.stopped:
             self._finish(slot, reason="stop")
         elif len(slot.generated) >= slot.limit:
@@ -295,7 +325,7 @@ class Engine:
         """The slot's context is full: shift it (Ollama's context shift) or end with "length"."""
         req = slot.req
         assert req is not None
-        if req.params.num_predict == -2:
+        if req.params.num_predict == -2 or not req.shift:
             self._finish(slot, reason="length")
             return False
         m = self.m
@@ -337,8 +367,9 @@ class Engine:
         elif emit:
             assert slot.text is not None  # set with the request (Slot.begin)
             tail = slot.text.flush()
-            if tail:
-                req.emit({"content": tail})
+            rest = slot.logprobs.rest() if slot.logprobs is not None else []
+            if tail or rest:
+                req.emit({"content": tail, "logprobs": rest} if rest else {"content": tail})
             now = time.perf_counter_ns()
             req.emit({
                 "done": True,

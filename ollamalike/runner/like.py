@@ -28,10 +28,14 @@ class RunnerLike(Protocol):
 
     def completion(
         self, prompt: str | list[int], options: Mapping[str, object] | None = None,
-        format: str | JSONObject | None = None,
+        format: str | JSONObject | None = None, *, logprobs: int | None = None, shift: bool = True,
     ) -> AsyncIterator[JSONObject]:
         """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats
-        (``runner.engine.Engine._finish`` names them), as decoded from the runner's NDJSON."""
+        (``runner.engine.Engine._finish`` names them), as decoded from the runner's NDJSON.
+
+        ``logprobs`` (None: off) is how many top alternatives each token's entry lists; the
+        entries come on the content chunks as ``"logprobs"``. ``shift=False``: a full context ends
+        the generation with "length" instead of shifting it."""
         ...
 
     async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...

@@ -91,6 +91,11 @@ def _seed(seed: int) -> int:
     return llama_cpp.LLAMA_DEFAULT_SEED if seed < 0 else seed & 0xFFFFFFFF
 
 
+def has_penalties(params: SamplingParams) -> bool:
+    """Whether the chain starts with the penalties sampler (then it is the chain's first sampler)."""
+    return params.repeat_penalty != 1.0 or bool(params.presence_penalty) or bool(params.frequency_penalty)
+
+
 def build_sampler(params: SamplingParams, vocab: llama_cpp.llama_vocab_p, n_vocab: int,
                   history: Sequence[int]) -> llama_cpp.llama_sampler_p:
     """A sampler chain for one request. ``history`` (prompt tokens) primes the repetition penalties.
@@ -104,7 +109,7 @@ def build_sampler(params: SamplingParams, vocab: llama_cpp.llama_vocab_p, n_voca
     chain_params.no_perf = True
     chain: llama_cpp.llama_sampler_p = llama_cpp.llama_sampler_chain_init(chain_params)
     add = llama_cpp.llama_sampler_chain_add
-    if params.repeat_penalty != 1.0 or params.presence_penalty or params.frequency_penalty:
+    if has_penalties(params):
         last_n = n_vocab if params.repeat_last_n == -1 else max(params.repeat_last_n, 0)
         pen = llama_cpp.llama_sampler_init_penalties(
             n_vocab, last_n, params.repeat_penalty, params.frequency_penalty, params.presence_penalty
@@ -149,12 +154,23 @@ class TextStream:
         self._pending = ""
         self.stopped = False
         self.matched: str | None = None  # the stop sequence that ended the text, if one did
+        # Characters decoded from the pushed bytes, and how many of them went out (the logprob
+        # queue hands a token's entry out with the first chunk carrying its text).
+        self.decoded = 0
+        self.emitted = 0
 
     def push(self, piece: bytes) -> str:
         """Feed one token's bytes; returns the text that is now safe to emit ("" if none)."""
         if self.stopped:
             return ""
-        self._pending += self._decoder.decode(piece, final=False)
+        new = self._decoder.decode(piece, final=False)
+        self.decoded += len(new)
+        self._pending += new
+        out = self._take()
+        self.emitted += len(out)
+        return out
+
+    def _take(self) -> str:
         if not self._stop:
             out, self._pending = self._pending, ""
             return out
@@ -185,6 +201,9 @@ class TextStream:
         """At the end of generation: release held text (an incomplete character becomes U+FFFD)."""
         if self.stopped:
             return ""
-        out = self._pending + self._decoder.decode(b"", final=True)
+        tail = self._decoder.decode(b"", final=True)
+        self.decoded += len(tail)
+        out = self._pending + tail
         self._pending = ""
+        self.emitted += len(out)
         return out

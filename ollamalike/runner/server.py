@@ -1,7 +1,8 @@
 """The runner's socket server: HTTP with NDJSON streams over a Unix domain socket.
 
 Routes: GET /health (status loading|ok, load progress, memory, slots), POST /completion (NDJSON:
-{"content"} chunks then a {"done": true, ...} object, or an {"error"} line), POST /tokenize,
+{"content"} chunks, each with its tokens' "logprobs" when the body asked for them, then a
+{"done": true, ...} object, or an {"error"} line), POST /tokenize,
 POST /detokenize, POST /embedding (an embedding model's runner, or beside the generations of a
 chat model's), POST /shutdown. The model loads in a worker thread while
 /health already answers; the engine runs in its own thread and talks back through
@@ -25,6 +26,7 @@ from ollamalike.jsontypes import JSONObject
 from ollamalike.runner.embed import EmbedJob
 from ollamalike.runner.engine import Engine, Event, Request
 from ollamalike.runner.llama import Loaded, LoadError, load_model
+from ollamalike.runner.logprobs import MAX_TOP_LOGPROBS
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
 from ollamalike.runner.spec import RunnerSpec
 
@@ -209,6 +211,13 @@ class RunnerServer:
             grammar = grammar_for_format(body.get("format"))
         except BadRequest as e:
             raise _http_error(400, str(e)) from None
+        logprobs = body.get("logprobs")
+        if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int)
+                                     or not 0 <= logprobs <= MAX_TOP_LOGPROBS):
+            raise _http_error(400, f"logprobs must be null or the number of top logprobs, 0 to {MAX_TOP_LOGPROBS}")
+        shift = body.get("shift", True)
+        if not isinstance(shift, bool):
+            raise _http_error(400, "shift must be a boolean")
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
 
@@ -216,7 +225,7 @@ class RunnerServer:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        req = Request(prompt=tokens, params=params, grammar=grammar, emit=emit)
+        req = Request(prompt=tokens, params=params, grammar=grammar, emit=emit, logprobs=logprobs, shift=shift)
         engine.submit(req)
         finished = False
         try:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 if TYPE_CHECKING:
     import llama_cpp
 
+    from ollamalike.runner.logprobs import LogprobQueue
     from ollamalike.runner.sampling import TextStream
 
 _admissions = itertools.count(1)
@@ -44,6 +45,7 @@ class Slot(Generic[R]):
     t_prompt: int = 0
     prompt_ns: int = 0
     t_gen: int = 0
+    logprobs: LogprobQueue | None = None  # the request asked for logprobs (set after ``begin``)
 
     def common_prefix(self, tokens: Sequence[int]) -> int:
         n = 0
@@ -86,6 +88,7 @@ class Slot(Generic[R]):
         self.grammar = None
         self.req = None
         self.text = None
+        self.logprobs = None
         self.in_prompt = False
         self.next_token = None
         self.logit_index = -1

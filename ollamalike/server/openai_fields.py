@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from ollamalike.errors import BadRequest
+from ollamalike.inference.requests import parse_top_logprobs
 from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invalid
 from ollamalike.jsontypes import JSONObject
 from ollamalike.options import Options
@@ -76,14 +77,27 @@ def named_options(extras: Options, named: dict[str, object]) -> Options:
     return Options.merge(extras, Options.from_request(named))
 
 
-def reject_logprobs(body: JSONObject) -> None:
-    logprobs = body.get("logprobs")
-    if logprobs not in (None, False):
-        raise BadRequest("'logprobs' is not supported", param="logprobs")
-    if body.get("top_logprobs") not in (None, 0):
-        raise BadRequest("'top_logprobs' is not supported", param="top_logprobs")
+def _reject_logit_bias(body: JSONObject) -> None:
     if body.get("logit_bias") not in (None, {}):
         raise BadRequest("'logit_bias' is not supported", param="logit_bias")
+
+
+def chat_logprobs(body: JSONObject) -> tuple[bool, int]:
+    """Chat's ``logprobs`` (a boolean) and ``top_logprobs`` (0-20, only with ``logprobs``, as OpenAI)."""
+    _reject_logit_bias(body)
+    wanted = get_bool(body, "logprobs", False)
+    top = parse_top_logprobs(body)
+    if top and not wanted:
+        raise BadRequest("'top_logprobs' requires 'logprobs' to be true", param="top_logprobs")
+    return wanted, top
+
+
+def completion_logprobs(body: JSONObject) -> tuple[bool, int]:
+    """The legacy completions ``logprobs``: null (none), or how many alternatives per token (0-20)."""
+    _reject_logit_bias(body)
+    if body.get("logprobs") is None:
+        return False, 0
+    return True, parse_top_logprobs(body, "logprobs")
 
 
 def context_options(body: JSONObject) -> Options:

@@ -3,7 +3,9 @@
 Pure functions, no I/O: each ``parse_*`` checks an OpenAI-shaped body and returns the same
 ``ChatRequest`` / ``GenerateRequest`` / ``EmbedRequest`` the native API builds, plus the few
 facts the response side needs (stream, include_usage, encoding). Anything the translation
-cannot honour faithfully (n > 1, echo, logprobs, token-array prompts) is a 400, never ignored.
+cannot honour faithfully (n > 1, echo, logit_bias, token-array prompts) is a 400, never ignored.
+``logprobs``/``top_logprobs`` (chat) and the legacy ``logprobs`` count (completions) become the
+request's ``logprobs``/``top_logprobs``, computed by the runner like the native API's.
 
 Request-level extensions Ollama lacks, passed by the openai client's ``extra_body``:
 ``options`` (any Ollama option), a top-level ``num_ctx``, and ``keep_alive``.
@@ -28,10 +30,11 @@ from ollamalike.inference.requests import (
 from ollamalike.jsonfields import get_bool, get_int, invalid
 from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.server.openai_fields import (
+    chat_logprobs,
     check_n,
+    completion_logprobs,
     context_options,
     model_name,
-    reject_logprobs,
     sampling_options,
     wants_usage,
 )
@@ -260,7 +263,7 @@ def parse_chat_completion(body: JSONObject) -> ChatTranslation:
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array of message objects", param="messages")
     check_n(body)
-    reject_logprobs(body)
+    logprobs, top_logprobs = chat_logprobs(body)
     for legacy in ("functions", "function_call"):
         if body.get(legacy) is not None:
             raise BadRequest(f"'{legacy}' (deprecated by OpenAI) is not supported: use 'tools' and 'tool_choice'")
@@ -282,6 +285,8 @@ def parse_chat_completion(body: JSONObject) -> ChatTranslation:
         stream=stream,
         keep_alive=parse_keep_alive(body.get("keep_alive")),
         think=_think(body),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
     return ChatTranslation(request=request, include_usage=usage)
 
@@ -311,7 +316,7 @@ def parse_completion(body: JSONObject) -> CompletionTranslation:
         raise BadRequest("'best_of' > 1 is not supported", param="best_of")
     if get_bool(body, "echo", False):
         raise BadRequest("'echo' is not supported", param="echo")
-    reject_logprobs(body)
+    logprobs, top_logprobs = completion_logprobs(body)
     stream = get_bool(body, "stream", False)
     usage = wants_usage(body, stream)
     suffix = body.get("suffix")
@@ -324,6 +329,8 @@ def parse_completion(body: JSONObject) -> CompletionTranslation:
         options=sampling_options(body),
         stream=stream,
         keep_alive=parse_keep_alive(body.get("keep_alive")),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
     return CompletionTranslation(request=request, include_usage=usage)
 

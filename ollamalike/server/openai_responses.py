@@ -29,6 +29,14 @@ from ollamalike.server.chunk_fields import (
     text_of,
 )
 from ollamalike.server.openai_fields import tool_arguments_json
+from ollamalike.server.openai_logprobs import (
+    ChoiceLogprobs,
+    CompletionLogprobs,
+    chat_logprobs,
+    completion_logprobs,
+    entries_of,
+    text_length,
+)
 
 SYSTEM_FINGERPRINT = "fp_ollamalike"
 FinishReason = Literal["stop", "length", "tool_calls"]
@@ -70,7 +78,7 @@ class ChatMessage(_MessageHead, total=False):
 class ChatChoice(TypedDict):
     index: int
     message: ChatMessage
-    logprobs: None
+    logprobs: ChoiceLogprobs | None
     finish_reason: FinishReason
 
 
@@ -96,14 +104,14 @@ class Delta(TypedDict, total=False):
 class StreamChoice(TypedDict):
     index: int
     delta: Delta
-    logprobs: None
+    logprobs: ChoiceLogprobs | None
     finish_reason: FinishReason | None
 
 
 class CompletionChoice(TypedDict):
     text: str
     index: int
-    logprobs: None
+    logprobs: CompletionLogprobs | None
     finish_reason: FinishReason | None
 
 
@@ -235,13 +243,14 @@ class ChatStream:
     def feed(self, chunk: Chunk) -> list[dict[str, object]]:
         """The OpenAI chunks (zero or more) that carry this Ollama chunk."""
         delta = self._delta(message_of(chunk))
+        logprobs = chat_logprobs(entries_of(chunk))
         if not chunk.get("done"):
-            if not delta:
+            if not delta and logprobs is None:
                 return []
-            return [self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])]
+            return [self._chunk([{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": None}])]
         out = []
         reason = finish_reason(done_reason_of(chunk), self.tool_calls_sent > 0)
-        out.append(self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}]))
+        out.append(self._chunk([{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": reason}]))
         if self.include_usage:
             out.append(self._chunk([], usage=usage(chunk)))
         return out
@@ -253,6 +262,7 @@ def chat_completion(model: str, chunks: Sequence[Chunk]) -> ChatCompletion:
     thinking: list[str] = []
     calls: list[dict[str, object]] = []
     final: Chunk = {}
+    entries = [e for chunk in chunks for e in entries_of(chunk)]
     for chunk in chunks:
         message = message_of(chunk)
         content.append(text_of(message, "content"))
@@ -277,7 +287,7 @@ def chat_completion(model: str, chunks: Sequence[Chunk]) -> ChatCompletion:
         "choices": [{
             "index": 0,
             "message": out_message,
-            "logprobs": None,
+            "logprobs": chat_logprobs(entries),
             "finish_reason": finish_reason(done_reason_of(final), bool(calls)),
         }],
         "usage": usage(final),
@@ -292,6 +302,13 @@ class CompletionStream:
         self.model = model
         self.created = int(time.time())
         self.include_usage = include_usage
+        self.offset = 0  # where the next token starts in the text sent so far (legacy text_offset)
+
+    def _logprobs(self, chunk: Chunk) -> CompletionLogprobs | None:
+        entries = entries_of(chunk)
+        out = completion_logprobs(entries, self.offset)
+        self.offset += text_length(entries)
+        return out
 
     def _chunk(self, choices: list[CompletionChoice], usage: CompletionUsage | None = None) -> dict[str, object]:
         """A streamed ``text_completion`` (a plain dict: it is one of the stream's events)."""
@@ -309,12 +326,13 @@ class CompletionStream:
 
     def feed(self, chunk: Chunk) -> list[dict[str, object]]:
         text = text_of(chunk, "response")
+        logprobs = self._logprobs(chunk)
         if not chunk.get("done"):
-            if not text:
+            if not text and logprobs is None:
                 return []
-            return [self._chunk([{"text": text, "index": 0, "logprobs": None, "finish_reason": None}])]
+            return [self._chunk([{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": None}])]
         reason = finish_reason(done_reason_of(chunk), False)
-        out = [self._chunk([{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}])]
+        out = [self._chunk([{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": reason}])]
         if self.include_usage:
             out.append(self._chunk([], usage=usage(chunk)))
         return out
@@ -331,7 +349,7 @@ def completion(model: str, chunks: Sequence[Chunk]) -> Completion:
         "choices": [{
             "text": "".join(text_of(c, "response") for c in chunks),
             "index": 0,
-            "logprobs": None,
+            "logprobs": completion_logprobs([e for c in chunks for e in entries_of(c)]),
             "finish_reason": finish_reason(done_reason_of(final), False),
         }],
         "usage": usage(final),
