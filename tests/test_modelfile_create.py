@@ -423,3 +423,5 @@ async def test_config_blob_of_another_tool_is_honoured_or_ignored(
     await create(store, "derived", {"from": "pulled", "system": "s"})
     derived = library.resolve_model(store, "derived")
     assert (derived.renderer, derived.parser, derived.requires) == (renderer, parser, requires)
+    for cap in declared:
+        assert cap in derived.capabilities

@@ -81,6 +81,7 @@ class _Plan:
     requires: str | None = None
     draft: Source | None = None  # a new draft layer (DRAFT, draft_files, draft)
     draft_quantize: str | None = None
+    capabilities: list[str] = field(default_factory=list)  # declared by a base's config, carried over
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
@@ -206,6 +207,7 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
     plan.renderer = plan.renderer or base_config.renderer
     plan.parser = plan.parser or base_config.parser
     plan.requires = plan.requires or base_config.requires
+    plan.capabilities = list(base_config.capabilities)
 
 
 async def create_model(
@@ -357,6 +359,7 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
         parser=plan.parser,
         requires=plan.requires,
         draft_architecture=draft_arch,
+        capabilities=plan.capabilities,
     )
     config_digest, config_size = store.add_blob_bytes(config, pins=pins)
     manifest = build_manifest(Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size), layers)

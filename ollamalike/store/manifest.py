@@ -82,11 +82,13 @@ def build_config(
     parser: str | None = None,
     requires: str | None = None,
     draft_architecture: str | None = None,
+    capabilities: list[str] | None = None,
 ) -> bytes:
     """The config blob; deliberately without timestamps so creates are reproducible.
 
-    ``renderer``, ``parser``, ``requires`` and ``draft`` ({"model_format", "architecture"}) are
-    Ollama's ConfigV2 fields, written only when set (``omitempty``), so older models keep their digests.
+    ``renderer``, ``parser``, ``requires``, ``capabilities`` and ``draft`` ({"model_format",
+    "architecture"}) are Ollama's ConfigV2 fields, written only when set (``omitempty``), so older
+    models keep their digests.
     """
     families = model_families if model_families is not None else ([model_family] if model_family else [])
     config: dict[str, object] = {
@@ -100,6 +102,8 @@ def build_config(
     for key, value in (("renderer", renderer), ("parser", parser), ("requires", requires)):
         if value:
             config[key] = value
+    if capabilities:
+        config["capabilities"] = list(capabilities)
     if draft_architecture is not None:
         config["draft"] = {"model_format": "gguf", "architecture": draft_architecture}
     return go_json(config)
