@@ -237,6 +237,10 @@ def test_example_modelfiles_content() -> None:
     assert custom.template and "<|im_start|>" in custom.template and "<|im_end|>" in custom.params["stop"]
     few = parse((REPO / "modelfiles" / "few-shot.Modelfile").read_text())
     assert [m["role"] for m in few.messages][:2] == ["user", "assistant"] and len(few.messages) >= 4
+    coder = parse((REPO / "modelfiles" / "coder-speculative.Modelfile").read_text())
+    assert (coder.from_, coder.draft, coder.renderer, coder.parser) == ("qwen3-coder:30b", "qwen3:0.6b", "qwen3-coder",
+                                                                       "qwen3-coder")
+    assert coder.requires == "0.1.0" and coder.params["num_ctx"] == 32768
 
 
 # --- issue 15: Ollama's newer instructions and parse-time rules ----------------------------------
