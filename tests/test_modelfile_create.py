@@ -383,6 +383,15 @@ async def test_tags_carry_capabilities(
     assert "completion" in listed["chat:latest"]["capabilities"]
 
 
+async def test_tags_list_a_model_that_cannot_be_resolved_without_capabilities(store: Store, tiny_chat_gguf: Path) -> None:
+    await create(store, "good", {"files": {"m": upload(store, tiny_chat_gguf)}})
+    junk, _ = store.add_blob_bytes(b"not a GGUF at all" * 4)
+    _put_with_config(store, "broken", junk, {"model_format": "gguf"})
+    listed = {m["name"]: m for m in library.list_models(store)}
+    assert "capabilities" not in listed["broken:latest"] and listed["broken:latest"]["size"] > 0
+    assert listed["good:latest"]["capabilities"][0] == "completion"
+
+
 def _put_with_config(store: Store, name: str, model_digest: str, config: object) -> None:
     """A manifest whose config blob another tool wrote (a pulled model's)."""
     cfg, size = store.add_blob_bytes(go_json(config))

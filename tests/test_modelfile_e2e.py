@@ -6,6 +6,7 @@ whose config blob (written the way Ollama writes it) names a renderer and a pars
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ def test_cli_creates_from_a_utf16_modelfile_with_every_new_instruction_and_rebui
     assert (shown["renderer"], shown["parser"], shown["requires"]) == ("qwen3-coder", "qwen3-coder", "0.1.0")
     assert shown["system"] == "Réponds en français 🦙"
     assert shown["messages"] == [{"role": "user", "content": "hi"}]
+    summary = _ok(daemon.cli("show", name))
+    assert re.search(r"^\s+requires\s+0\.1\.0$", summary, re.M), summary
     # show --modelfile writes DRAFT/RENDERER/PARSER/REQUIRES back; creating from it gives the same digest.
     written = _ok(daemon.cli("show", name, "--modelfile"))
     for line in ("\nDRAFT ", "\nRENDERER qwen3-coder\n", "\nPARSER qwen3-coder\n", "\nREQUIRES 0.1.0\n"):

@@ -297,6 +297,7 @@ def render_show(resp: dict[str, Any], verbose: bool) -> str:
         if value is not None:
             model_rows.append([label, str(value)])
     model_rows.append(["quantization", str(details.get("quantization_level") or "")])
+    model_rows.append(["requires", str(resp.get("requires") or "")])  # Ollama's row; left out when empty
     sections: list[tuple[str, list[list[str]]]] = [("Model", [r for r in model_rows if r[1]])]
     capabilities = resp.get("capabilities") or []
     if capabilities:

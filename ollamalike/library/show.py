@@ -35,8 +35,8 @@ def list_models(store: Store) -> list[dict[str, object]]:
         }
         try:
             entry["capabilities"] = list(resolve_model(store, row.name).capabilities)
-        except OllamalikeError as e:
-            log.warning("listing %s without capabilities: %s", display, e.message)
+        except (OllamalikeError, OSError, ValueError) as e:  # ValueError: a manifest that is not JSON
+            log.warning("listing %s without capabilities: %s", display, e.message if isinstance(e, OllamalikeError) else e)
         out.append(entry)
     return out
 
