@@ -265,7 +265,7 @@ def test_example_modelfiles_content() -> None:
         ("FROM a\nSYSTEM s\nFROM b\nFROM c", {"from_": "a", "more_from": ["b", "c"], "froms": ["a", "b", "c"]}),
         # Any parameter name parses (create refuses an unknown one); its value stays text.
         ("FROM m\nPARAMETER temprature 0.5", {"parameters": [("temprature", "0.5")]}),
-        ("FROM m\nPARAMETER draft_num_predict 4", {"parameters": [("draft_num_predict", "4")]}),
+        ("FROM m\nPARAMETER draft_num_predict 4", {"parameters": [("draft_num_predict", 4)]}),  # Ollama's, known
         ("FROM m\nPARAMETER 2x_y 1", {"parameters": [("2x_y", "1")]}),
         # An empty quoted value is kept as "", which clears an inherited system prompt at create.
         ('FROM m\nSYSTEM ""', {"system": ""}),

@@ -258,8 +258,8 @@ BAD: list[tuple[str, Any, str]] = [
     ("PARSER not a name", lambda p: {"modelfile": f"FROM {p['path']}\nPARSER <x>"}, "line 2: invalid parser name"),
     ("unknown PARAMETER", lambda p: {"modelfile": f"FROM {p['path']}\nPARAMETER temprature 0.5"},
      'unknown parameter "temprature"'),
-    ("unknown parameter field", lambda p: {"files": {"m": p["model"]}, "parameters": {"draft_num_predict": 4}},
-     'unknown parameter "draft_num_predict"'),
+    ("unknown parameter field", lambda p: {"files": {"m": p["model"]}, "parameters": {"draft_num_predict": 4, "nope": 1}},
+     'unknown parameter "nope"'),
     ("MESSAGE role case", lambda p: {"modelfile": f"FROM {p['path']}\nMESSAGE User hi"}, "message role must be"),
     ("DRAFT missing model", lambda p: {"modelfile": f"FROM {p['path']}\nDRAFT ghost:1b"},
      "draft model 'ghost:1b' not found"),
@@ -341,7 +341,7 @@ async def test_show_modelfile_round_trip_with_every_instruction(
             "modelfile": (
                 f"FROM {tiny_chat_gguf}\nFROM {extra_ggufs['projector']}\nADAPTER {extra_ggufs['adapter']}\n"
                 f"DRAFT {tiny_chat_q4_gguf}\nRENDERER glm-4.7\nPARSER glm-4.7\nREQUIRES 0.0.1\n"
-                'SYSTEM "be brief"\nPARAMETER stop <x>\nPARAMETER temperature 0.3\n'
+                'SYSTEM "be brief"\nPARAMETER stop <x>\nPARAMETER temperature 0.3\nPARAMETER draft_num_predict 8\n'
                 "MESSAGE user hi\nMESSAGE assistant hello\nLICENSE MIT\n"
             )
         },
@@ -354,6 +354,7 @@ async def test_show_modelfile_round_trip_with_every_instruction(
     for line in ("DRAFT ", "RENDERER glm-4.7", "PARSER glm-4.7", "REQUIRES 0.0.1", "ADAPTER ", "MESSAGE user hi"):
         assert f"\n{line}" in text
     assert text.count("\nFROM ") == 2
+    assert library.resolve_model(store, "full").parameters["draft_num_predict"] == 8
 
 
 # --- /api/show tensors, /api/tags capabilities, config blobs from elsewhere ---------------------------
