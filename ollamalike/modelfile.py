@@ -18,9 +18,11 @@ closing quote; there are no escape sequences. One extension makes every value wr
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ollamalike import options
 from ollamalike.errors import BadRequest
@@ -312,6 +314,14 @@ def format(mf: Modelfile) -> str:
     lines += [f"MESSAGE {m['role']} {quote(m['content'])}" for m in mf.messages]
     lines += [f"LICENSE {quote(text)}" for text in mf.license]
     return "\n".join(lines) + "\n"
+
+
+def check_draft_path(draft: Path, froms: list[Path | None]) -> None:
+    """Ollama's rule: DRAFT must not name the file a FROM line names (symlinks followed)."""
+    real = os.path.realpath(draft)
+    for path in froms:
+        if path is not None and os.path.realpath(path) == real:
+            raise BadRequest(f"DRAFT must not reference the same local path as FROM: {str(draft)[:300]}")
 
 
 def version_key(version: str) -> tuple[object, ...]:

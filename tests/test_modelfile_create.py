@@ -174,10 +174,10 @@ async def test_draft_is_inherited_and_replaced(store: Store, tiny_chat_gguf: Pat
     assert drafts == [model]
 
 
-async def test_draft_quantize_quantizes_only_the_draft(store: Store, tiny_chat_gguf: Path) -> None:
-    statuses = await create(
-        store, "dq", {"modelfile": f"FROM {tiny_chat_gguf}\nDRAFT {tiny_chat_gguf}", "draft_quantize": "q8_0"}
-    )
+async def test_draft_quantize_quantizes_only_the_draft(store: Store, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    draft = tmp_path / "draft-f32.gguf"
+    draft.write_bytes(tiny_chat_gguf.read_bytes())  # Ollama refuses DRAFT and FROM naming one file
+    statuses = await create(store, "dq", {"modelfile": f"FROM {tiny_chat_gguf}\nDRAFT {draft}", "draft_quantize": "q8_0"})
     assert {"status": "quantizing F32 draft model to Q8_0"} in statuses
     resolved = library.resolve_model(store, "dq")
     assert resolved.info.file_type == "F32"
@@ -282,6 +282,10 @@ BAD: list[tuple[str, Any, str]] = [
      "draft quantization requires an unquantized draft model, got Q4_0"),
     ("draft_quantize type", lambda p: {"files": {"m": p["model"]}, "draft_files": {"a": p["model"]}, "draft_quantize": "q9"},
      "unsupported quantization type"),
+    ("DRAFT same file as FROM", lambda p: {"modelfile": f"FROM {p['path']}\nDRAFT {p['path']}"},
+     "DRAFT must not reference the same local path as FROM"),
+    ("DRAFT same file through a symlink", lambda p: {"modelfile": f"FROM {p['path']}\nDRAFT {p['link']}"},
+     "DRAFT must not reference the same local path as FROM"),
     ("FROM name and file", lambda p: {"modelfile": f"FROM m\nFROM {p['path']}"}, "name both a model (m) and files"),
     ("clear_system and system", lambda p: {"from": "m", "clear_system": True, "system": "s"}, "'clear_system', not both"),
     ("clear_system type", lambda p: {"from": "m", "clear_system": "yes"}, "'clear_system': expected a boolean"),
@@ -309,7 +313,9 @@ async def test_bad_create_is_a_clear_400_and_changes_nothing(
         "projector": upload(store, extra_ggufs["projector"]),
         "path": str(tiny_chat_gguf),
         "dir": str(tmp_path),
+        "link": str(tmp_path / "link.gguf"),
     }
+    (tmp_path / "link.gguf").symlink_to(tiny_chat_gguf)
     await create(store, "m", {"files": {"a": prepared["model"]}})
     before = store_snapshot(models_dir)
     with pytest.raises(OllamalikeError) as info:

@@ -119,6 +119,7 @@ def test_cli_creates_from_a_utf16_modelfile_with_every_new_instruction_and_rebui
         ("FROM {model}\nREQUIRES nine\n", [], "requires must be a valid semver"),
         ("FROM {model}\nMESSAGE User hi\n", [], 'message role must be "system", "user" or "assistant", got "User"'),
         ("FROM {model}\nDRAFT ./missing.gguf\n", [], "DRAFT file not found"),
+        ("FROM {model}\nDRAFT {model}\n", [], "DRAFT must not reference the same local path as FROM"),
         ("FROM {model}\nDRAFT ghost-draft\n", [], "draft model 'ghost-draft' not found"),
         ("FROM {model}\n", ["--draft-quantize", "q8_0"], "--draft-quantize requires a DRAFT model"),
         ("FROM {model}\nDRAFT {q4}\n", ["--draft-quantize", "q8_0"], "requires an unquantized draft model, got Q4_0"),

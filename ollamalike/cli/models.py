@@ -199,6 +199,9 @@ def build_create_request(client: Client, name: str, modelfile_path: Path) -> dic
             adapters[path.name] = _upload(client, path, "ADAPTER")
         body["adapters"] = adapters
     if mf.draft is not None:
+        from ollamalike.modelfile import check_draft_path
+
+        check_draft_path(_resolve_path(mf.draft, base), [_resolve_path(v, base) for v in mf.froms])
         draft = _model_files(client, mf.draft, base, "DRAFT")
         if draft is None:
             body["draft"] = mf.draft

@@ -17,6 +17,7 @@ from ollamalike.errors import BadRequest
 from ollamalike.library.create_convert import CheckpointInput, local_split
 from ollamalike.library.create_paths import is_dir, local_path, refuse_server_path
 from ollamalike.library.request import Access, CreateRequest
+from ollamalike.modelfile import check_draft_path
 
 
 @dataclass
@@ -66,8 +67,10 @@ def resolve_modelfile(request: CreateRequest, access: Access) -> ModelfileSource
         if draft is None:
             out.draft_name = mf.draft
         else:
+            check_draft_path(draft, [*out.model_files, *([out.checkpoint.directory] if out.checkpoint else [])])
             out.draft_file = draft
     return out
+
 
 
 def _local(spec: str, base_dir: Path, access: Access) -> Path | None:
