@@ -163,15 +163,22 @@ async def test_draft_is_its_own_layer(store: Store, tiny_chat_gguf: Path, tiny_c
     assert store.get_manifest("spec-again")[0] == store.get_manifest("spec")[0]
 
 
-async def test_draft_is_inherited_and_replaced(store: Store, tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path) -> None:
+async def test_draft_is_inherited_and_replaced(
+    store: Store, tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path, tmp_path: Path
+) -> None:
     model, small = upload(store, tiny_chat_gguf), upload(store, tiny_chat_q4_gguf)
     await create(store, "spec", {"files": {"m": model}, "draft_files": {"d.gguf": small}})
     await create(store, "child", {"from": "spec", "system": "s"})
     assert layers_of(store, "child") == [MEDIA_MODEL, MEDIA_DRAFT, MEDIA_SYSTEM]
     assert config_of(store, "child")["draft"]["architecture"] == "llama"
-    await create(store, "swapped", {"from": "spec", "draft_files": {"d.gguf": model}})
+    from ollamalike.testmodels import write_tiny_llama
+
+    other = upload(store, write_tiny_llama(tmp_path / "other-draft.gguf", seed=7))
+    await create(store, "swapped", {"from": "spec", "draft_files": {"d.gguf": other}})
     drafts = [x["digest"] for x in store.get_manifest("swapped")[1]["layers"] if x["mediaType"] == MEDIA_DRAFT]
-    assert drafts == [model]
+    assert drafts == [other]
+    text = await rebuild_from_show(store, "swapped", "swapped-again")
+    assert store.get_manifest("swapped-again")[0] == store.get_manifest("swapped")[0] and "\nDRAFT " in text
 
 
 async def test_draft_quantize_quantizes_only_the_draft(store: Store, tiny_chat_gguf: Path, tmp_path: Path) -> None:
@@ -286,6 +293,9 @@ BAD: list[tuple[str, Any, str]] = [
      "DRAFT must not reference the same local path as FROM"),
     ("DRAFT same file through a symlink", lambda p: {"modelfile": f"FROM {p['path']}\nDRAFT {p['link']}"},
      "DRAFT must not reference the same local path as FROM"),
+    ("draft is the model", lambda p: {"files": {"m": p["model"]}, "draft_files": {"d": p["model"]}},
+     "the draft model is the model itself"),
+    ("draft is the FROM model", lambda p: {"from": "m", "draft": "m"}, "the draft model is the model itself"),
     ("FROM name and file", lambda p: {"modelfile": f"FROM m\nFROM {p['path']}"}, "name both a model (m) and files"),
     ("clear_system and system", lambda p: {"from": "m", "clear_system": True, "system": "s"}, "'clear_system', not both"),
     ("clear_system type", lambda p: {"from": "m", "clear_system": "yes"}, "'clear_system': expected a boolean"),
@@ -325,12 +335,15 @@ async def test_bad_create_is_a_clear_400_and_changes_nothing(
     assert store_snapshot(models_dir) == before
 
 
-async def test_remote_client_may_not_name_a_draft_file_on_the_server(store: Store, tiny_chat_gguf: Path) -> None:
+async def test_remote_client_may_not_name_a_draft_file_on_the_server(
+    store: Store, tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path
+) -> None:
     await create(store, "m", {"files": {"a": upload(store, tiny_chat_gguf)}})
+    await create(store, "d", {"files": {"a": upload(store, tiny_chat_q4_gguf)}})
     with pytest.raises(BadRequest, match="only accepted from a client on the server's own machine"):
         await create(store, "x", {"modelfile": f"FROM m\nDRAFT {tiny_chat_gguf}"}, access=REMOTE)
     # A model name is fine from anywhere.
-    await create(store, "x", {"modelfile": "FROM m\nDRAFT m"}, access=REMOTE)
+    await create(store, "x", {"modelfile": "FROM m\nDRAFT d"}, access=REMOTE)
     assert layers_of(store, "x") == [MEDIA_MODEL, MEDIA_DRAFT]
 
 
@@ -441,3 +454,36 @@ async def test_config_blob_of_another_tool_is_honoured_or_ignored(
     assert (derived.renderer, derived.parser, derived.requires) == (renderer, parser, requires)
     for cap in declared:
         assert cap in derived.capabilities
+
+
+def test_show_modelfile_round_trip_property(models_dir: Path, tiny_chat_gguf: Path) -> None:
+    """Any renderer/parser names, accepted versions and system prompt (SYSTEM "" too): show rebuilds the digest."""
+    import asyncio
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    store = Store(models_dir)
+    name = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
+    version = st.sampled_from(["0", "0.1", "0.0.1", "v0.1.0", "0.1.0-rc.1", "0.0.9+sha.1"])
+    system = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(renderer=st.none() | name, parser=st.none() | name, requires=st.none() | version, system=st.none() | system)
+    def check(renderer: str | None, parser: str | None, requires: str | None, system: str | None) -> None:
+        from ollamalike import modelfile
+
+        mf = modelfile.Modelfile(from_=str(tiny_chat_gguf), renderer=renderer, parser=parser,
+                                 requires=modelfile.check_requires(requires) if requires else None, system=system)
+
+        async def run() -> None:
+            await create(store, "orig", {"modelfile": modelfile.format(mf)})
+            resolved = library.resolve_model(store, "orig")
+            assert (resolved.renderer, resolved.parser, resolved.requires) == (renderer, parser, mf.requires)
+            assert resolved.system == (system or None)
+            await rebuild_from_show(store, "orig", "again")
+            assert store.get_manifest("again")[0] == store.get_manifest("orig")[0]
+
+        asyncio.run(run())
+
+    check()

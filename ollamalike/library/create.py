@@ -292,6 +292,9 @@ async def _write_draft(store: Store, plan: _Plan, pins: Pins, layers: list[Descr
         digest, size = await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
     else:
         digest, size = pins.add(src.digest or ""), src.size
+    if any(d.media_type == MEDIA_MODEL and d.digest == digest for d in layers):
+        # Pointless for speculative decoding, and show --modelfile could not write it back (DRAFT = FROM).
+        raise BadRequest("the draft model is the model itself: DRAFT must name a different, smaller model")
     layers[:] = [d for d in layers if d.media_type != MEDIA_DRAFT]
     layers.append(Descriptor(MEDIA_DRAFT, digest, size))
     return str(src.info.architecture)
