@@ -81,6 +81,7 @@ class GGUFInfo:
     non_layer_bytes: int = 0  # token_embd, output, norms and anything not in a block
     output_bytes: int = 0  # output.weight (or token_embd when the output is tied to it)
     tensor_types: dict[str, int] = field(default_factory=dict)  # type name -> element count
+    tensors: list[TensorInfo] = field(default_factory=list)  # the tensor index: only when read verbose
 
     @property
     def details(self) -> JSONObject:
@@ -165,7 +166,10 @@ def _parse(cur: Cursor, verbose: bool) -> GGUFInfo:
             raise InvalidGGUF(f"tensor {name!r} data lies outside the file")
         tensors.append(TensorInfo(name, shape, qtype.name, n_elements, n_bytes, start))
     _check_no_overlap(tensors)
-    return _summarise(version, kv, tokens, tensors, cur.size, alignment)
+    info = _summarise(version, kv, tokens, tensors, cur.size, alignment)
+    if verbose:  # /api/show's "tensors"; left out otherwise, so the cached metadata stays small
+        info.tensors = tensors
+    return info
 
 
 def _check_no_overlap(tensors: list[TensorInfo]) -> None:

@@ -95,6 +95,9 @@ PARAMETERS: dict[str, ParamSpec] = dict(
         _p("use_mmap", bool, True, load_time=True),
         _p("use_mlock", bool, False, load_time=True),
         _p("num_thread", int, 0, minimum=0, maximum=_INT32_MAX, load_time=True),
+        # Tokens the DRAFT model proposes per step (Ollama's Runner field, default 4). Accepted and stored
+        # so Ollama's Modelfiles create; the runner does no speculative decoding yet, so it has no effect.
+        _p("draft_num_predict", int, 4, minimum=0, maximum=_INT32_MAX, load_time=True),
     ]
 )
 

@@ -67,6 +67,11 @@ MODELFILES = st.builds(
     license=st.lists(VALUE, max_size=2),
     messages=st.lists(st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant"]), "content": VALUE}),
                       max_size=3),
+    more_from=st.lists(VALUE.filter(bool), max_size=2),
+    draft=st.none() | VALUE.filter(bool),
+    renderer=st.none() | st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True),
+    parser=st.none() | st.sampled_from(["qwen3-coder", "harmony", "deepseek3", "glm-4.7"]),
+    requires=st.none() | st.from_regex(r"(0|[1-9][0-9]{0,3})(\.(0|[1-9][0-9]{0,3})){0,2}", fullmatch=True),
 )
 
 

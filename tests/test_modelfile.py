@@ -52,11 +52,11 @@ def test_minimal() -> None:
 @pytest.mark.parametrize(
     ("text", "field", "expected"),
     [
-        # Case-insensitive instructions and message roles; parameter names are lower-cased.
+        # Case-insensitive instructions; parameter names are lower-cased (message roles are not: below).
         ("from llama3\nsystem hi", "system", "hi"),
         ("FrOm llama3\nSyStEm hi", "system", "hi"),
         ("FROM llama3\nparameter TEMPERATURE 1", "parameters", [("temperature", 1.0)]),
-        ("FROM llama3\nmessage USER hi", "messages", [{"role": "user", "content": "hi"}]),
+        ("FROM llama3\nmessage user hi", "messages", [{"role": "user", "content": "hi"}]),
         # Blank lines, indentation, tabs, comments.
         ("\n\n  # comment\n\tFROM   llama3   \n#SYSTEM not this\n", "from_", "llama3"),
         ("FROM llama3\n   SYSTEM\t  spaced out  ", "system", "spaced out"),
@@ -102,7 +102,6 @@ def test_parse_values(text: str, field: str, expected: Any) -> None:
         ("FROM a\nSYSTEM: hi", 'line 2: unknown instruction "SYSTEM:"'),
         ("FROM a\n123 x", 'line 2: unknown instruction "123"'),
         ("FROM a\nREQUIRE x", 'line 2: unknown instruction "REQUIRE"'),
-        ("FROM a\nFROM b", "line 2: more than one FROM (the first is on line 1)"),
         ("FROM", "line 1: FROM needs a value"),
         ("FROM   \nSYSTEM x", "line 1: FROM needs a value"),
         ('FROM ""', "line 1: FROM needs a model name or a path"),
@@ -111,7 +110,6 @@ def test_parse_values(text: str, field: str, expected: Any) -> None:
         ('FROM a\nSYSTEM """never\nclosed', 'line 2: unterminated """ quoted value'),
         ('FROM a\n\nSYSTEM "never\nclosed', 'line 3: unterminated " quoted value'),
         ('FROM a\nSYSTEM """x"""y', "line 2: unterminated"),
-        ("FROM a\nPARAMETER temprature 0.5", 'line 2: unknown parameter "temprature"'),
         ("FROM a\nPARAMETER top_k 1.5", 'line 2: invalid parameter "top_k": expected an integer'),
         ("FROM a\nPARAMETER num_ctx -1", 'line 2: invalid parameter "num_ctx": must be at least 1'),
         ("FROM a\nPARAMETER use_mmap maybe", "line 2: invalid parameter \"use_mmap\": expected true or false"),
@@ -125,6 +123,9 @@ def test_parse_values(text: str, field: str, expected: Any) -> None:
         ("FROM a\nMESSAGE user", "line 2: MESSAGE user needs a value"),
         ("FROM a\nMESSAGE user   ", "line 2: MESSAGE user needs a value"),
         ("FROM a\nMESSAGE us3r hi", 'line 2: invalid message role "us3r"'),
+        # Roles are case-sensitive, as in Ollama (issue 15; they were lower-cased before).
+        ("FROM a\nMESSAGE USER hi", 'line 2: message role must be "system", "user" or "assistant", got "USER"'),
+        ("FROM a\nMESSAGE Assistant hi", 'got "Assistant"'),
         ('FROM a\nSYSTEM """one\ntwo"""\nPARAMETER seed x', "line 4: invalid parameter"),
         ("FROM a\r\nSYSTEM x\r\nBAD", "line 3: unknown instruction"),
     ],
@@ -236,3 +237,156 @@ def test_example_modelfiles_content() -> None:
     assert custom.template and "<|im_start|>" in custom.template and "<|im_end|>" in custom.params["stop"]
     few = parse((REPO / "modelfiles" / "few-shot.Modelfile").read_text())
     assert [m["role"] for m in few.messages][:2] == ["user", "assistant"] and len(few.messages) >= 4
+    coder = parse((REPO / "modelfiles" / "coder-speculative.Modelfile").read_text())
+    assert (coder.from_, coder.draft, coder.renderer, coder.parser) == ("qwen3-coder:30b", "qwen3:0.6b", "qwen3-coder",
+                                                                       "qwen3-coder")
+    assert coder.requires == "0.1.0" and coder.params["num_ctx"] == 32768
+
+
+# --- issue 15: Ollama's newer instructions and parse-time rules ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "fields"),
+    [
+        ("FROM m\nDRAFT ./draft.gguf", {"draft": "./draft.gguf"}),
+        ("FROM m\nDRAFT qwen2.5:0.5b\nDRAFT other", {"draft": "other"}),  # the last one wins
+        ("FROM m\ndraft d", {"draft": "d"}),
+        ("FROM m\nRENDERER qwen3-coder\nPARSER qwen3-coder", {"renderer": "qwen3-coder", "parser": "qwen3-coder"}),
+        ("FROM m\nparser harmony\nPARSER glm-4.7", {"parser": "glm-4.7"}),
+        ('FROM m\nRENDERER "deepseek3"', {"renderer": "deepseek3"}),
+        ("FROM m\nREQUIRES 0.14.0", {"requires": "0.14.0"}),
+        ("FROM m\nREQUIRES v0.14.0", {"requires": "0.14.0"}),  # stored without the v, as Ollama does
+        ("FROM m\nREQUIRES 1", {"requires": "1"}),
+        ("FROM m\nREQUIRES 0.12", {"requires": "0.12"}),
+        ("FROM m\nREQUIRES 0.14.0-rc2+build.7", {"requires": "0.14.0-rc2+build.7"}),
+        # Repeated FROM: every value kept in order (files merge, the last model name wins at create).
+        ("FROM ./m.gguf\nFROM ./mmproj.gguf", {"from_": "./m.gguf", "more_from": ["./mmproj.gguf"]}),
+        ("FROM a\nSYSTEM s\nFROM b\nFROM c", {"from_": "a", "more_from": ["b", "c"], "froms": ["a", "b", "c"]}),
+        # Any parameter name parses (create refuses an unknown one); its value stays text.
+        ("FROM m\nPARAMETER temprature 0.5", {"parameters": [("temprature", "0.5")]}),
+        ("FROM m\nPARAMETER draft_num_predict 4", {"parameters": [("draft_num_predict", 4)]}),  # Ollama's, known
+        ("FROM m\nPARAMETER 2x_y 1", {"parameters": [("2x_y", "1")]}),
+        # An empty quoted value is kept as "", which clears an inherited system prompt at create.
+        ('FROM m\nSYSTEM ""', {"system": ""}),
+        ("FROM m", {"system": None, "draft": None, "renderer": None, "parser": None, "requires": None}),
+    ],
+)
+def test_new_instructions(text: str, fields: dict[str, Any]) -> None:
+    mf = parse(text)
+    for name, expected in fields.items():
+        assert getattr(mf, name) == expected, name
+    assert parse(modelfile.format(mf)) == mf
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("FROM m\nREQUIRES x", 'line 2: requires must be a valid semver (e.g. 0.14.0), got "x"'),
+        ("FROM m\nREQUIRES 01.2.3", "line 2: requires must be a valid semver"),
+        ("FROM m\nREQUIRES 1.2.3.4", "requires must be a valid semver"),
+        ("FROM m\nREQUIRES 1.2-rc1", "requires must be a valid semver"),  # a prerelease needs all three parts
+        ("FROM m\nREQUIRES vv1", "requires must be a valid semver"),
+        ("FROM m\nREQUIRES 1.2.3-", "requires must be a valid semver"),
+        ("FROM m\nREQUIRES 1.2.3-01", "requires must be a valid semver"),  # numeric prerelease, leading zero
+        ('FROM m\nREQUIRES ""', "requires must be a valid semver"),
+        ("FROM m\nREQUIRES", "line 2: REQUIRES needs a value"),
+        ("FROM m\nRENDERER two words", 'line 2: invalid renderer name "two"'),
+        ("FROM m\nPARSER -dash", 'invalid parser name "-dash"'),
+        ('FROM m\nPARSER ""', "invalid parser name"),
+        ("FROM m\nPARSER " + "x" * 65, "invalid parser name"),
+        ('FROM m\nDRAFT ""', "line 2: DRAFT needs a model name or a path"),
+        ("FROM m\nDRAFT", "line 2: DRAFT needs a value"),
+        ("FROM m\nFROM \"\"", "line 2: FROM needs a model name or a path"),
+        ("FROM m\nDRAFTS x", 'unknown instruction "DRAFTS"'),
+        ("FROM m\nREQUIRES: 1", 'unknown instruction "REQUIRES:"'),
+        ("FROM a\nPARAMETER top_k 1.5", 'line 2: invalid parameter "top_k": expected an integer'),  # known: typed
+    ],
+)
+def test_new_instruction_errors(text: str, message: str) -> None:
+    with pytest.raises(BadRequest) as e:
+        parse(text)
+    assert message in e.value.message
+
+
+def test_unknown_parameter_parses_but_is_refused_when_made_a_params_layer() -> None:
+    mf = parse("FROM m\nPARAMETER temperature 0.5\nPARAMETER temprature 0.5")
+    assert mf.parameters == [("temperature", 0.5), ("temprature", "0.5")]
+    with pytest.raises(BadRequest, match='unknown parameter "temprature"'):
+        mf.params  # noqa: B018 - what the CLI and create build the request from
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"FROM m\nSYSTEM hi\n", "FROM m\nSYSTEM hi\n"),
+        (b"\xef\xbb\xbfFROM m\n", "FROM m\n"),
+        ("\ufeffFROM m\nSYSTEM caf\u00e9 \U0001f999\n".encode("utf-16-le"), "FROM m\nSYSTEM caf\u00e9 \U0001f999\n"),
+        ("\ufeffFROM m\r\nSYSTEM \u65e5\u672c\r\n".encode("utf-16-be"), "FROM m\r\nSYSTEM \u65e5\u672c\r\n"),
+        ("FROM m\n".encode("utf-16"), "FROM m\n"),  # Python's own utf-16 writes a BOM
+    ],
+)
+def test_decode_reads_utf8_and_utf16_with_a_bom(data: bytes, expected: str) -> None:
+    text = modelfile.decode(data)
+    assert text == expected
+    assert parse(text).from_ == "m"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"FROM m\nSYSTEM \xff\xfe",  # not UTF-8, and no BOM at the start
+        b"\xff\xfe\x00\xd8",  # a BOM, then a lone surrogate
+    ],
+)
+def test_decode_refuses_undecodable_bytes(data: bytes) -> None:
+    with pytest.raises(BadRequest, match="Modelfile is not valid UTF-8 or UTF-16 text"):
+        modelfile.decode(data)
+
+
+def test_format_writes_every_new_instruction_back() -> None:
+    mf = Modelfile(
+        from_="/blobs/sha256-aa",
+        more_from=["/blobs/sha256-bb"],
+        draft="/blobs/sha256-cc",
+        renderer="qwen3-coder",
+        parser="qwen3-coder",
+        requires="0.1.0",
+        system="",
+        parameters=[("temperature", 0.5)],
+    )
+    text = modelfile.format(mf)
+    assert text.splitlines() == [
+        "FROM /blobs/sha256-aa",
+        "FROM /blobs/sha256-bb",
+        "DRAFT /blobs/sha256-cc",
+        'SYSTEM ""',
+        "RENDERER qwen3-coder",
+        "PARSER qwen3-coder",
+        "REQUIRES 0.1.0",
+        "PARAMETER temperature 0.5",
+    ]
+    assert parse(text) == mf
+
+
+@pytest.mark.parametrize(
+    ("lower", "higher"),
+    [
+        ("0.1.0", "0.14.0"),
+        ("0.9.9", "0.10.0"),
+        ("0.14.0-rc1", "0.14.0"),
+        ("0.14.0-rc.2", "0.14.0-rc.11"),
+        ("1.0.0-alpha", "1.0.0-alpha.1"),
+        ("1.0.0-alpha.1", "1.0.0-alpha.beta"),
+        ("1.0.0-beta", "1.0.0-rc.1"),
+        ("1", "1.0.1"),
+    ],
+)
+def test_version_order(lower: str, higher: str) -> None:
+    assert modelfile.version_key(lower) < modelfile.version_key(higher)
+    assert modelfile.version_key(higher) > modelfile.version_key(lower)
+
+
+@pytest.mark.parametrize(("a", "b"), [("1", "1.0.0"), ("0.14", "0.14.0"), ("1.2.3+build", "1.2.3")])
+def test_version_equal(a: str, b: str) -> None:
+    assert modelfile.version_key(a) == modelfile.version_key(b)

@@ -136,42 +136,86 @@ def _split_shards(first: Path) -> list[Path] | None:
     return [first.parent / n for n in names] if names else None
 
 
-def build_create_request(client: Client, name: str, modelfile_path: Path) -> dict[str, Any]:
-    """Parse the Modelfile, upload its local files, and return the ``/api/create`` body."""
-    from ollamalike.modelfile import parse
-    from ollamalike.options import params_to_json
+def _read_modelfile(modelfile_path: Path) -> str:
+    """The Modelfile's text: UTF-8, or UTF-16 after a byte order mark (Windows editors save that)."""
+    from ollamalike.modelfile import decode
 
     try:
-        text = modelfile_path.read_text(encoding="utf-8")
+        data = modelfile_path.read_bytes()
     except FileNotFoundError:
         raise BadRequest(f"specified Modelfile wasn't found: {modelfile_path}") from None
     except IsADirectoryError:
         raise BadRequest(f"specified Modelfile is a directory: {modelfile_path}") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise BadRequest(f"cannot read Modelfile {modelfile_path}: {e}") from None
-    mf = parse(text)
+    try:
+        return decode(data)
+    except BadRequest as e:
+        raise BadRequest(f"cannot read Modelfile {modelfile_path}: {e.message}") from None
+
+
+def _model_files(client: Client, value: str, base: Path, what: str = "FROM") -> dict[str, str] | None:
+    """Upload what a FROM/DRAFT value names on this machine: ``files`` for it, or None for a model name."""
+    source = _resolve_path(value, base)
+    if source.is_dir():
+        return _upload_dir(client, source)
+    if (shards := _split_shards(source)) is not None:
+        return {p.name: _upload(client, p, what) for p in shards}
+    if source.exists() or _looks_like_path(value):
+        return {source.name: _upload(client, source, what)}
+    return None
+
+
+def build_create_request(client: Client, name: str, modelfile_path: Path) -> dict[str, Any]:
+    """Parse the Modelfile, upload its local files, and return the ``/api/create`` body.
+
+    As Ollama's client does: files of every FROM line merge into ``files``, and of the model names
+    the last one is ``from`` (the daemon refuses a Modelfile that names both). A DRAFT file goes in
+    ``draft_files``; a DRAFT model name in ``draft`` (our extension: Ollama's DRAFT takes files only).
+    """
+    from ollamalike.modelfile import parse
+    from ollamalike.options import params_to_json
+
+    mf = parse(_read_modelfile(modelfile_path))
     base = modelfile_path.resolve().parent
     click.echo("gathering model components")
     body: dict[str, Any] = {"model": name}
-    source = _resolve_path(mf.from_, base)
-    if source.is_dir():
-        body["files"] = _upload_dir(client, source)
-    elif (shards := _split_shards(source)) is not None:
-        body["files"] = {p.name: _upload(client, p, "FROM") for p in shards}
-    elif source.exists() or _looks_like_path(mf.from_):
-        body["files"] = {source.name: _upload(client, source, "FROM")}
-    else:
-        body["from"] = mf.from_
+    files: dict[str, str] = {}
+    for value in mf.froms:
+        found = _model_files(client, value, base)
+        if found is None:
+            body["from"] = value
+            continue
+        for fname, digest in found.items():
+            # Two FROM files with one base name (a/model.gguf, b/model.gguf) must both arrive.
+            key = fname if fname not in files or files[fname] == digest else f"{len(files)}-{fname}"
+            files[key] = digest
+    if files:
+        body["files"] = files
     if mf.adapters:
         adapters: dict[str, str] = {}
         for value in mf.adapters:
             path = _resolve_path(value, base)
             adapters[path.name] = _upload(client, path, "ADAPTER")
         body["adapters"] = adapters
+    if mf.draft is not None:
+        from ollamalike.modelfile import check_draft_path
+
+        check_draft_path(_resolve_path(mf.draft, base), [_resolve_path(v, base) for v in mf.froms])
+        draft = _model_files(client, mf.draft, base, "DRAFT")
+        if draft is None:
+            body["draft"] = mf.draft
+        else:
+            body["draft_files"] = draft
     if mf.template is not None:
         body["template"] = mf.template
-    if mf.system is not None:
+    if mf.system:
         body["system"] = mf.system
+    elif mf.system is not None:
+        body["clear_system"] = True  # SYSTEM "": an empty "system" would mean "not given"
+    for key in ("renderer", "parser", "requires"):
+        if (value := getattr(mf, key)) is not None:
+            body[key] = value
     if mf.license:
         body["license"] = list(mf.license)
     if mf.parameters:
@@ -185,7 +229,8 @@ def build_create_request(client: Client, name: str, modelfile_path: Path) -> dic
 @click.argument("name")
 @click.option("-f", "--file", "file", default=None, help="Name of the Modelfile (default: ./Modelfile).")
 @click.option("-q", "--quantize", default=None, help="Quantize model to this level (e.g. q4_0).")
-def create(name: str, file: str | None, quantize: str | None) -> None:
+@click.option("--draft-quantize", default=None, help="Quantize the DRAFT model to this level (e.g. q8_0).")
+def create(name: str, file: str | None, quantize: str | None, draft_quantize: str | None) -> None:
     """Create a model from a Modelfile."""
     ModelName.parse(name)
     path = Path(file).expanduser() if file else Path.cwd() / "Modelfile"
@@ -193,6 +238,10 @@ def create(name: str, file: str | None, quantize: str | None) -> None:
     body = build_create_request(client, name, path)
     if quantize:
         body["quantize"] = quantize
+    if draft_quantize:
+        if "draft" not in body and "draft_files" not in body:
+            raise BadRequest("--draft-quantize requires a DRAFT model")
+        body["draft_quantize"] = draft_quantize
     last = None
     for status in client.stream("POST", "/api/create", body):
         line = status.get("status")
@@ -251,6 +300,7 @@ def render_show(resp: dict[str, Any], verbose: bool) -> str:
         if value is not None:
             model_rows.append([label, str(value)])
     model_rows.append(["quantization", str(details.get("quantization_level") or "")])
+    model_rows.append(["requires", str(resp.get("requires") or "")])  # Ollama's row; left out when empty
     sections: list[tuple[str, list[list[str]]]] = [("Model", [r for r in model_rows if r[1]])]
     capabilities = resp.get("capabilities") or []
     if capabilities:

@@ -113,11 +113,12 @@ class _RetryingRunner:
         return self._holder.lease.runner.memory
 
     async def completion(self, prompt: str | list[int], options: Mapping[str, object] | None = None,
-                         format: str | JSONObject | None = None) -> AsyncIterator[JSONObject]:
+                         format: str | JSONObject | None = None, *, logprobs: int | None = None,
+                         shift: bool = True) -> AsyncIterator[JSONObject]:
         holder = self._holder
         while True:
             try:
-                chunks = holder.lease.runner.completion(prompt, options, format)
+                chunks = holder.lease.runner.completion(prompt, options, format, logprobs=logprobs, shift=shift)
                 async with contextlib.aclosing(chunks):  # type: ignore[type-var]  # an async generator in fact
                     async for chunk in chunks:
                         holder.answered = True

@@ -36,7 +36,13 @@ from ollamalike.inference.chunks import (
     shorten,
     with_context,
 )
-from ollamalike.inference.requests import ChatMessage, ChatRequest, EmbedRequest, GenerateRequest, runner_logprobs
+from ollamalike.inference.requests import (
+    ChatMessage,
+    ChatRequest,
+    EmbedRequest,
+    GenerateRequest,
+    runner_logprobs,
+)
 from ollamalike.inference.retry import acquire_retrying
 from ollamalike.inference.stream import ToolStream
 from ollamalike.jsontypes import JSONObject
@@ -138,7 +144,7 @@ async def _pieces(runner: RunnerLike, tokens: list[int], run_opts: opts.Options,
             raw_text = chunk.get("content")
             text = raw_text if isinstance(raw_text, str) else ""
             raw_logprobs = chunk.get("logprobs")
-            logprobs = raw_logprobs if isinstance(raw_logprobs, list) else []
+            logprobs: list[object] = list(raw_logprobs) if isinstance(raw_logprobs, list) else []
             if text or logprobs:
                 thinking, content = splitter.feed(text) if splitter and text else ("", text)
                 yield thinking, content, logprobs

@@ -16,24 +16,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ollamalike import modelfile, options
+from ollamalike import options
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.library.create_convert import (
     CheckpointInput,
     check_checkpoint,
     convert_checkpoint,
     is_checkpoint,
-    local_split,
     pin_files,
     split_shards,
 )
-from ollamalike.library.create_paths import (
-    check_regular,
-    is_dir,
-    local_path,
-    refuse_server_path,
+from ollamalike.library.create_modelfile import resolve_modelfile
+from ollamalike.library.create_sources import (
+    PROJECTOR_ARCHITECTURES,
+    Source,
+    check_requires,
+    draft_source,
+    gguf_source,
+    gguf_type,
+    read_info,
 )
-from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
+from ollamalike.library.models import Layers, encode_info, gguf_info, read_config, read_layers
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import REMOTE, Access, CreateRequest
 from ollamalike.names import ModelName
@@ -41,6 +44,7 @@ from ollamalike.store import Pins, Store
 from ollamalike.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_ADAPTER,
+    MEDIA_DRAFT,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
@@ -60,23 +64,9 @@ if TYPE_CHECKING:
     from ollamalike.library.convert import Prepared
     from ollamalike.library.convert.split import MergedSplit
 
-PROJECTOR_ARCHITECTURES = ("clip",)
-
-
-@dataclass
-class _Source:
-    """A GGUF that becomes a layer: a local file to copy in, or a blob already in the store."""
-
-    media: str
-    info: GGUFInfo
-    path: Path | None = None
-    digest: str | None = None
-    size: int = 0
-
-
 @dataclass
 class _Plan:
-    sources: list[_Source] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     base: Layers | None = None
     base_descs: list[Descriptor] = field(default_factory=list)
     base_info: GGUFInfo | None = None
@@ -88,6 +78,12 @@ class _Plan:
     license: list[str] = field(default_factory=list)
     quantize: str | None = None
     checkpoint: CheckpointInput | None = None  # a safetensors checkpoint still to be converted
+    renderer: str | None = None
+    parser: str | None = None
+    requires: str | None = None
+    draft: Source | None = None  # a new draft layer (DRAFT, draft_files, draft)
+    draft_quantize: str | None = None
+    capabilities: list[str] = field(default_factory=list)  # declared by a base's config, carried over
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[JSONObject]:
@@ -100,42 +96,16 @@ async def _missing_base(store: Store, name: str) -> AsyncIterator[JSONObject]:
             yield status
 
 
-def _read_info(path: Path) -> GGUFInfo:
-    from ollamalike.gguf_info import read_gguf_info
-
-    return read_gguf_info(path)
-
-
 def _check_parameters(params: Mapping[str, object]) -> dict[str, object]:
     # Validated once, here at create; a resolved model's params are read back with Options.from_stored.
     return dict(options.Options.from_create(params))
 
 
-async def _gguf_source(
-    store: Store, pins: Pins, media: str, *, path: Path | None = None, digest: str | None = None
-) -> _Source:
-    if path is not None:
-        check_regular(path, "file")
-        info = await asyncio.to_thread(_read_info, path)
-        return _Source(media, info, path=path)
-    assert digest is not None
-    # Pinned before the existence check: a GC between the check and the manifest cannot take it.
-    d = pins.add(digest)
-    if not store.has_blob(d):
-        pins.fresh.discard(d)  # not ours to clean up if it appears meanwhile
-        raise BadRequest(f"blob {d} not found: upload it with POST /api/blobs/{d} first")
-    if store.take_received(d):
-        # Uploaded for this create and referenced by nothing yet: a failed create drops it again.
-        pins.fresh.add(d)
-    info = await asyncio.to_thread(_read_info, store.blob_path(d))
-    return _Source(media, info, digest=d, size=store.blob_size(d))
-
-
-def _classify(sources: list[_Source], converted: bool = False) -> None:
+def _classify(sources: list[Source], converted: bool = False) -> None:
     """Files: the one model GGUF (``converted``: it comes from a checkpoint), and projectors beside it."""
     models = []
     for s in sources:
-        if s.media == MEDIA_MODEL and getattr(s.info, "architecture", "") in PROJECTOR_ARCHITECTURES:
+        if s.media == MEDIA_MODEL and s.info.architecture in PROJECTOR_ARCHITECTURES:
             s.media = MEDIA_PROJECTOR
         if s.media == MEDIA_MODEL:
             models.append(s)
@@ -149,39 +119,31 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
     plan = _Plan(quantize=quantize_type(request.quantize) if request.quantize else None)
     from_name: str | None = request.from_
     files = dict(request.files)
-    template, system = request.template, request.system
+    template, system = request.template, ("" if request.clear_system else request.system)
     license_, messages = request.license, request.messages
     params = _check_parameters(request.parameters or {})
-    adapter_sources: list[_Source] = []
+    adapter_sources: list[Source] = []
+    draft_file: Path | None = None
+    draft_name = request.draft
     if request.modelfile is not None:
         if from_name or files:
             raise BadRequest("give either 'modelfile' or 'from'/'files', not both")
-        mf = modelfile.parse(request.modelfile)
-        if not access.server_paths:
-            # A remote client: files come through /api/blobs (Ollama's rule); no path, no ~, no stat.
-            for spec in (mf.from_, *mf.adapters):
-                refuse_server_path(spec, access.keys_on)
-            from_name = mf.from_
-        else:
-            base_dir = Path(request.path).expanduser().parent if request.path else Path.cwd()
-            local = local_path(mf.from_, base_dir)
-            if local is None:
-                from_name = mf.from_
-            elif is_dir(local) and not local.name.lower().endswith(".gguf"):
-                plan.checkpoint = CheckpointInput(directory=local)
-            elif (split := local_split(local)) is not None:
-                plan.checkpoint = split
-            else:
-                plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, path=local))
-            for spec in mf.adapters:
-                adapter = Path(spec).expanduser()
-                path = adapter if adapter.is_absolute() else base_dir / adapter
-                adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, path=path))
+        found = resolve_modelfile(request, access)
+        mf = found.mf
+        from_name, plan.checkpoint = found.from_name, found.checkpoint
+        for path in found.model_files:
+            plan.sources.append(await gguf_source(store, pins, MEDIA_MODEL, path=path))
+        for path in found.adapter_files:
+            adapter_sources.append(await gguf_source(store, pins, MEDIA_ADAPTER, path=path))
+        if not (request.draft_files or draft_name):
+            draft_file, draft_name = found.draft_file, found.draft_name
         template = template if template is not None else (mf.template or None)
-        system = system if system is not None else (mf.system or None)
+        # SYSTEM "" is kept as "": it clears the base model's system prompt.
+        system = system if system is not None else mf.system
         license_ = license_ if license_ is not None else (mf.license or None)
         messages = messages if messages is not None else (mf.messages or None)
         params = {**_check_parameters(mf.params), **params}
+        plan.renderer, plan.parser, plan.requires = mf.renderer, mf.parser, mf.requires
     elif from_name and files:
         raise BadRequest("give either 'from' or 'files', not both")
     elif not from_name and not files:
@@ -192,12 +154,23 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         plan.checkpoint = pin_files(store, pins, files, None if is_checkpoint(files) else shards)
         files = {}
     for fname in sorted(files):
-        plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
+        plan.sources.append(await gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
     for fname in sorted(request.adapters):
-        adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
+        adapter_sources.append(await gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
     if plan.sources or plan.checkpoint is not None:
         _classify(plan.sources, converted=plan.checkpoint is not None)
     plan.sources.extend(adapter_sources)
+    plan.renderer = request.renderer or plan.renderer
+    plan.parser = request.parser or plan.parser
+    plan.requires = request.requires or plan.requires
+    check_requires(plan.requires)
+    plan.draft = await draft_source(store, pins, request, draft_file, draft_name)
+    if request.draft_quantize:
+        if plan.draft is None:
+            raise BadRequest("--draft-quantize requires a DRAFT model")
+        plan.draft_quantize = quantize_type(request.draft_quantize)
+        if plan.draft.info.file_type not in ("F32", "F16", "BF16"):
+            raise BadRequest(f"draft quantization requires an unquantized draft model, got {plan.draft.info.file_type}")
     if template is not None:
         from ollamalike.template import check_template
 
@@ -219,7 +192,7 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
         raise BadRequest(f"model '{from_name}' has no model layer")
     plan.base = base
     plan.parent = ModelName.parse(from_name).display
-    keep = (MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER)
+    keep = (MEDIA_MODEL, MEDIA_PROJECTOR, MEDIA_ADAPTER, MEDIA_DRAFT)
     plan.base_descs = [
         Descriptor(layer["mediaType"], layer["digest"], layer["size"])
         for layer in manifest["layers"]
@@ -231,6 +204,12 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
     plan.parameters = {**base.parameters, **plan.parameters}
     plan.messages = plan.messages or list(base.messages)
     plan.license = plan.license or list(base.license)
+    # As in Ollama, the base's renderer, parser and minimum version carry over unless given anew.
+    base_config = read_config(store, manifest)
+    plan.renderer = plan.renderer or base_config.renderer
+    plan.parser = plan.parser or base_config.parser
+    plan.requires = plan.requires or base_config.requires
+    plan.capabilities = list(base_config.capabilities)
 
 
 async def create_model(
@@ -271,27 +250,23 @@ async def create_model(
     yield {"status": "success"}
 
 
-async def _converted_source(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> _Source:
+async def _converted_source(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> Source:
     """The checked checkpoint converted to a scratch GGUF, then a local model file like any other."""
     path = await convert_checkpoint(store, prepared, scratch)
-    info = await asyncio.to_thread(_read_info, path)
-    return _Source(MEDIA_MODEL, info, path=path)
-
-
-def _gguf_type(info: GGUFInfo | None) -> str:
-    return str((info.model_info if info is not None else {}).get("general.type") or "model")
+    info = await asyncio.to_thread(read_info, path)
+    return Source(MEDIA_MODEL, info, path=path)
 
 
 def _check_kinds(plan: _Plan) -> None:
     """A LoRA adapter given as the model, or a model given as an adapter, would only fail at load time."""
     model = _model_info(plan)
-    if _gguf_type(model) == "adapter":
+    if gguf_type(model) == "adapter":
         raise BadRequest("the model file is a LoRA adapter: give it as ADAPTER (or 'adapters') on top of a model")
     for src in plan.sources:
         if src.media != MEDIA_ADAPTER:
             continue
-        if _gguf_type(src.info) != "adapter" and "adapter.type" not in src.info.model_info:
-            raise BadRequest(f"adapter file is not a LoRA adapter (its general.type is {_gguf_type(src.info)!r})")
+        if gguf_type(src.info) != "adapter" and "adapter.type" not in src.info.model_info:
+            raise BadRequest(f"adapter file is not a LoRA adapter (its general.type is {gguf_type(src.info)!r})")
         arch, base_arch = src.info.architecture, model.architecture if model is not None else ""
         if arch and base_arch and arch != base_arch:
             raise BadRequest(f"adapter is for architecture {arch!r} but the model is {base_arch!r}")
@@ -303,6 +278,27 @@ def _model_info(plan: _Plan) -> GGUFInfo | None:
         if src.media == MEDIA_MODEL:
             return src.info
     return plan.base_info
+
+
+async def _write_draft(store: Store, plan: _Plan, pins: Pins, layers: list[Descriptor]) -> str | None:
+    """Put the new draft layer in place of the base's (if any); returns the draft's architecture."""
+    src = plan.draft
+    if src is None:
+        base = next((d for d in layers if d.media_type == MEDIA_DRAFT), None)
+        return None if base is None else gguf_info(store, base.digest).architecture
+    source = src.path if src.path is not None else store.blob_path(src.digest or "")
+    if plan.draft_quantize:
+        digest, size, src.info = await quantize_model(store, pins, source, plan.draft_quantize)
+    elif src.path is not None:
+        digest, size = await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
+    else:
+        digest, size = pins.add(src.digest or ""), src.size
+    if any(d.media_type == MEDIA_MODEL and d.digest == digest for d in layers):
+        # Pointless for speculative decoding, and show --modelfile could not write it back (DRAFT = FROM).
+        raise BadRequest("the draft model is the model itself: DRAFT must name a different, smaller model")
+    layers[:] = [d for d in layers if d.media_type != MEDIA_DRAFT]
+    layers.append(Descriptor(MEDIA_DRAFT, digest, size))
+    return str(src.info.architecture)
 
 
 async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> AsyncIterator[JSONObject]:
@@ -335,10 +331,13 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
             layers = [d for d in layers if d.media_type not in (MEDIA_MODEL, MEDIA_PROJECTOR)]
             model_info = src.info
         layers.append(Descriptor(src.media, digest, size))
+    if plan.draft is not None and plan.draft_quantize:
+        yield {"status": f"quantizing {plan.draft.info.file_type} draft model to {plan.draft_quantize}"}
+    draft_arch = await _write_draft(store, plan, pins, layers)
     texts: list[tuple[str, bytes]] = []
     if plan.template is not None:
         texts.append((MEDIA_TEMPLATE, plan.template.encode()))
-    if plan.system is not None:
+    if plan.system:  # "" (SYSTEM "") clears an inherited system prompt
         texts.append((MEDIA_SYSTEM, plan.system.encode()))
     texts += [(MEDIA_LICENSE, text.encode()) for text in plan.license]
     if plan.parameters:
@@ -361,6 +360,11 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
         model_type=model_info.parameter_size if model_info is not None else "",
         file_type=model_info.file_type if model_info is not None else "",
         diff_ids=[d.digest for d in layers],
+        renderer=plan.renderer,
+        parser=plan.parser,
+        requires=plan.requires,
+        draft_architecture=draft_arch,
+        capabilities=plan.capabilities,
     )
     config_digest, config_size = store.add_blob_bytes(config, pins=pins)
     manifest = build_manifest(Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size), layers)

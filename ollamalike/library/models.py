@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, InternalError
 from ollamalike.jsontypes import JSONObject, JSONValue
+from ollamalike.modelfile import NAME_RE, SEMVER_RE
 from ollamalike.names import ModelName
 from ollamalike.store import Store, local_rfc3339
 from ollamalike.store.manifest import (
     MEDIA_ADAPTER,
+    MEDIA_DRAFT,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
@@ -61,6 +62,12 @@ class ResolvedModel:
     license: list[str] = field(default_factory=list)
     model_digest: str = ""
     modified_at: str = ""
+    # From the config blob (Ollama's ConfigV2): the prompt renderer and output parser by name
+    # ("qwen3-coder", "harmony", ...), and the minimum daemon version; None when the model names none.
+    renderer: str | None = None
+    parser: str | None = None
+    requires: str | None = None
+    draft_path: Path | None = None  # the draft model's GGUF (a DRAFT layer), for speculative decoding
 
 
 @dataclass
@@ -75,12 +82,25 @@ class Layers:
     parameters: JSONObject = field(default_factory=dict)
     messages: list[JSONObject] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
+    draft: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the config blob says beyond the GGUF details: Ollama's renderer, parser, requires and
+    capabilities fields (a model pulled from a registry may carry them)."""
+
+    renderer: str | None = None
+    parser: str | None = None
+    requires: str | None = None
+    capabilities: tuple[str, ...] = ()
 
 
 # Template, system, params, messages and license layers are read into memory: a pulled model with a
 # gigabyte "system prompt" must fail clearly rather than exhaust the daemon's memory.
 MAX_TEXT_LAYER_BYTES = 32 << 20
-_BINARY_LAYERS = (MEDIA_MODEL, MEDIA_ADAPTER, MEDIA_PROJECTOR)
+_BINARY_LAYERS = (MEDIA_MODEL, MEDIA_ADAPTER, MEDIA_PROJECTOR, MEDIA_DRAFT)
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def _text(store: Store, digest: str) -> str:
@@ -121,6 +141,8 @@ def read_layers(store: Store, manifest: JSONObject) -> Layers:
             out.adapters.append(digest)
         elif media == MEDIA_PROJECTOR:
             out.projectors.append(digest)
+        elif media == MEDIA_DRAFT:
+            out.draft = digest
         elif media == MEDIA_TEMPLATE:
             out.template = _text(store, digest)
         elif media == MEDIA_SYSTEM:
@@ -134,6 +156,38 @@ def read_layers(store: Store, manifest: JSONObject) -> Layers:
             messages = _json(store, media, digest)
             out.messages = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
     return out
+
+
+def read_config(store: Store, manifest: JSONObject) -> ModelConfig:
+    """The renderer, parser, requires and capabilities of a manifest's config blob.
+
+    The blob is untrusted when pulled: a field of the wrong type, a name that is not a plain word, a
+    missing or undecodable blob all read as "not set" rather than making the model unusable.
+    """
+    config = manifest.get("config")
+    digest = config.get("digest") if isinstance(config, dict) else None
+    size = config.get("size") if isinstance(config, dict) else None
+    if not isinstance(digest, str) or not store.has_blob(digest) or not isinstance(size, int) or size > MAX_CONFIG_BYTES:
+        return ModelConfig()
+    try:
+        obj: JSONValue = json.loads(store.read_blob(digest))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return ModelConfig()
+    if not isinstance(obj, dict):
+        return ModelConfig()
+
+    def word(key: str, pattern: re.Pattern[str]) -> str | None:
+        value = obj.get(key)
+        return value if isinstance(value, str) and pattern.fullmatch(value) else None
+
+    requires = word("requires", SEMVER_RE)
+    caps = obj.get("capabilities")
+    return ModelConfig(
+        renderer=word("renderer", NAME_RE),
+        parser=word("parser", NAME_RE),
+        requires=requires[1:] if requires and requires.startswith("v") else requires,
+        capabilities=tuple(c for c in caps if isinstance(c, str) and c) if isinstance(caps, list) else (),
+    )
 
 
 # --- GGUF info: parsed once per blob, cached in the catalog as tagged JSON -------------------
@@ -230,9 +284,16 @@ class ModelKind(Protocol):
     def chat_template(self) -> str | None: ...
 
 
-def capabilities(template: str | None, info: ModelKind, projectors: list[str]) -> list[str]:
+def capabilities(
+    template: str | None, info: ModelKind, projectors: list[str], declared: tuple[str, ...] = ()
+) -> list[str]:
     """Ollama's capability list, read from the effective Go template (or the GGUF's Jinja template
-    when that is rendered directly)."""
+    when that is rendered directly), plus any the config blob declares (``declared``), as Ollama adds them."""
+    caps = _capabilities(template, info, projectors)
+    return caps + [c for c in dict.fromkeys(declared) if c not in caps]
+
+
+def _capabilities(template: str | None, info: ModelKind, projectors: list[str]) -> list[str]:
     if info.is_embedding_model:
         return ["embedding"]
     caps = ["completion"]
@@ -292,6 +353,7 @@ def resolve_model(store: Store, name: ModelName | str) -> ResolvedModel:
 def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     manifest = json.loads(store.read_blob(digest))
     layers = read_layers(store, manifest)
+    config = read_config(store, manifest)
     if layers.model is None:
         raise InternalError(f"manifest {digest} has no model layer")
     info = gguf_info(store, layers.model)
@@ -310,8 +372,12 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
         capabilities=[],
         license=layers.license,
         model_digest=layers.model,
+        renderer=config.renderer,
+        parser=config.parser,
+        requires=config.requires,
+        draft_path=store.blob_path(layers.draft) if layers.draft else None,
     )
-    resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors)
+    resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors, config.capabilities)
     return resolved
 
 
@@ -321,96 +387,3 @@ def effective_template(resolved: ResolvedModel) -> str | None:
     from ollamalike.template import go_template_for
 
     return go_template_for(resolved)
-
-
-# --- list, show, copy, delete ----------------------------------------------------------------
-
-
-def list_models(store: Store) -> list[dict[str, object]]:
-    """/api/tags entries, newest first."""
-    out = []
-    for row in store.list_tags():
-        display = ModelName.parse(row.name).display
-        out.append(
-            {
-                "name": display,
-                "model": display,
-                "modified_at": local_rfc3339(row.modified_at),
-                "size": row.size,
-                "digest": row.digest.split(":", 1)[1],
-                "details": dict(row.details),
-            }
-        )
-    return out
-
-
-def _text_field(message: JSONObject, name: str) -> str:
-    value = message.get(name, "")
-    return value if isinstance(value, str) else ""
-
-
-def show_modelfile(display: str, resolved: ResolvedModel) -> str:
-    """A Modelfile that builds the same model again: blobs by path, the rest verbatim."""
-    mf = modelfile.Modelfile(
-        from_=str(resolved.model_path),
-        parameters=options.json_to_params(resolved.parameters),
-        template=resolved.template,
-        system=resolved.system,
-        adapters=[str(p) for p in resolved.adapters],
-        license=list(resolved.license),
-        messages=[{"role": _text_field(m, "role"), "content": _text_field(m, "content")} for m in resolved.messages],
-    )
-    header = (
-        '# Modelfile generated by "ollamalike show"\n'
-        "# To build a new Modelfile based on this, replace FROM with:\n"
-        f"# FROM {display}\n\n"
-    )
-    return header + modelfile.format(mf)
-
-
-def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, object]:
-    """/api/show. ``verbose`` reads the GGUF again for every array (the vocabulary too), which the
-    cached metadata leaves out; it can take a moment on a large vocabulary, so call it off the loop."""
-    resolved = resolve_model(store, name)
-    model_info = resolved.info.model_info
-    if verbose:
-        from ollamalike.gguf_info import read_gguf_info
-
-        model_info = read_gguf_info(resolved.model_path, verbose=True).model_info
-    out: dict[str, object] = {
-        "license": "\n".join(resolved.license),
-        "modelfile": show_modelfile(resolved.name, resolved),
-        "parameters": options.format_show_parameters(resolved.parameters),
-        # What prompts are actually rendered with, as Ollama shows it (the Modelfile keeps layers only).
-        "template": effective_template(resolved) or resolved.info.chat_template or "",
-        "details": resolved.details,
-        "model_info": _shown_model_info(model_info),
-        "capabilities": list(resolved.capabilities),
-        "modified_at": resolved.modified_at,
-    }
-    if resolved.system is not None:
-        out["system"] = resolved.system
-    if resolved.messages:
-        out["messages"] = resolved.messages
-    return out
-
-
-# Ollama's GetModelInfo deletes these: the name is the GGUF author's, not the model's, and the chat
-# template is the response's "template" already.
-_HIDDEN_INFO_KEYS = ("general.name", "tokenizer.chat_template")
-
-
-def _shown_model_info(model_info: Mapping[str, object]) -> dict[str, object]:
-    """``model_info`` as current Ollama returns it: without general.name and the chat template. Arrays
-    the metadata left out (longer than gguf_walk.SHOW_ARRAY_LIMIT, unless verbose) stay null, as
-    Ollama's array marshalling gives them (its docs' ``[]`` is not what it returns)."""
-    return {k: v for k, v in model_info.items() if k not in _HIDDEN_INFO_KEYS}
-
-
-def copy_model(store: Store, src: str, dst: str) -> None:
-    ModelName.parse(dst)  # a bad destination is a 400 before the source is even looked up
-    store.copy_tag(src, dst)
-
-
-def delete_model(store: Store, name: str) -> None:
-    store.delete_tag(name)

@@ -1,12 +1,20 @@
-"""The /api/create request: Ollama's current shape and the legacy Modelfile one, type-checked."""
+"""The /api/create request: Ollama's current shape and the legacy Modelfile one, type-checked.
+
+Besides Ollama's fields (``renderer``, ``parser``, ``requires``, ``draft_files``, ``draft_quantize``)
+one extension: ``draft`` names an existing model whose weights become the draft layer (a Modelfile
+``DRAFT <model name>``; Ollama's DRAFT takes files only). Another: ``clear_system: true`` drops the
+base model's system prompt, which is what a Modelfile's ``SYSTEM ""`` means here; ``system: ""``
+itself keeps the base's, as Ollama's API reads an empty string as "not given".
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from ollamalike.errors import BadRequest
-from ollamalike.jsonfields import get_dict, get_str
+from ollamalike.jsonfields import get_bool, get_dict, get_str
 from ollamalike.jsontypes import JSONObject
+from ollamalike.modelfile import check_name, check_requires
 
 # The roles a Modelfile MESSAGE can carry, so `show --modelfile` always rebuilds the model.
 MESSAGE_ROLES = ("system", "user", "assistant")
@@ -78,6 +86,13 @@ class CreateRequest:
     parameters: JSONObject | None = None
     messages: list[dict[str, str]] | None = None
     quantize: str | None = None
+    renderer: str | None = None
+    parser: str | None = None
+    requires: str | None = None  # without a leading "v"
+    draft_files: dict[str, str] = field(default_factory=dict)
+    draft: str | None = None  # extension: a model whose model layer becomes the draft layer
+    draft_quantize: str | None = None
+    clear_system: bool = False
     # Legacy shape: Modelfile text, and the path it came from (relative FROM/ADAPTER paths resolve there).
     modelfile: str | None = None
     path: str | None = None
@@ -98,6 +113,15 @@ class CreateRequest:
         parameters = get_dict(body, "parameters")
         messages = body.get("messages")
         quantize = get_str(body, "quantize") or get_str(body, "quantization")
+        renderer, parser, requires = get_str(body, "renderer"), get_str(body, "parser"), get_str(body, "requires")
+        draft_files = _digest_map(body, "draft_files")
+        draft = get_str(body, "draft") or None
+        draft_quantize = get_str(body, "draft_quantize") or None
+        if draft_files and draft:
+            raise BadRequest("give either 'draft' or 'draft_files', not both")
+        clear_system = get_bool(body, "clear_system", False)
+        if clear_system and get_str(body, "system"):
+            raise BadRequest("give either a 'system' prompt or 'clear_system', not both")
         return cls(
             from_=get_str(body, "from") or None,
             files=_digest_map(body, "files"),
@@ -109,6 +133,13 @@ class CreateRequest:
             parameters=dict(parameters) if parameters is not None else None,
             messages=check_messages(messages) if messages is not None else None,
             quantize=quantize or None,
+            renderer=check_name("renderer", renderer) if renderer else None,
+            parser=check_name("parser", parser) if parser else None,
+            requires=check_requires(requires) if requires else None,
+            draft_files=draft_files,
+            draft=draft,
+            draft_quantize=draft_quantize,
+            clear_system=clear_system,
             modelfile=get_str(body, "modelfile"),
             path=get_str(body, "path"),
         )

@@ -165,7 +165,7 @@ class RunnerProcess:
     ) -> AsyncIterator[JSONObject]:
         """Chunks {"content": ...} (with "logprobs" when ``logprobs`` is the number of top alternatives
         wanted), then one {"done": True, ...}. Stopping early cancels the sequence."""
-        body: JSONObject = {"prompt": prompt, "options": dict(options or {}), "format": format}
+        body: dict[str, object] = {"prompt": prompt, "options": options or {}, "format": format}
         if logprobs is not None:
             body["logprobs"] = logprobs
         if not shift:

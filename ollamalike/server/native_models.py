@@ -38,7 +38,8 @@ async def version(request: web.Request) -> web.Response:
 
 async def tags(request: web.Request) -> web.Response:
     state = get_state(request)
-    return json_response({"models": library.list_models(state.store)})
+    # In a thread: each entry's capabilities resolve the model (a first listing parses its GGUF).
+    return json_response({"models": await asyncio.to_thread(library.list_models, state.store)})
 
 
 async def show(request: web.Request) -> web.Response:

@@ -27,6 +27,8 @@ MEDIA_LICENSE = "application/vnd.ollama.image.license"
 MEDIA_ADAPTER = "application/vnd.ollama.image.adapter"
 MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 MEDIA_PROJECTOR = "application/vnd.ollama.image.projector"
+# A draft model for speculative decoding (Modelfile DRAFT), Ollama's media type for it.
+MEDIA_DRAFT = "application/vnd.ollama.image.draft"
 
 LAYER_MEDIA_TYPES = frozenset(
     {
@@ -38,6 +40,7 @@ LAYER_MEDIA_TYPES = frozenset(
         MEDIA_ADAPTER,
         MEDIA_MESSAGES,
         MEDIA_PROJECTOR,
+        MEDIA_DRAFT,
         # Older Ollama models carry an embed layer; accepted so they can still be pulled and listed.
         "application/vnd.ollama.image.embed",
     }
@@ -75,19 +78,35 @@ def build_config(
     model_type: str = "",
     file_type: str = "",
     diff_ids: list[str],
+    renderer: str | None = None,
+    parser: str | None = None,
+    requires: str | None = None,
+    draft_architecture: str | None = None,
+    capabilities: list[str] | None = None,
 ) -> bytes:
-    """The config blob; deliberately without timestamps so creates are reproducible."""
+    """The config blob; deliberately without timestamps so creates are reproducible.
+
+    ``renderer``, ``parser``, ``requires``, ``capabilities`` and ``draft`` ({"model_format",
+    "architecture"}) are Ollama's ConfigV2 fields, written only when set (``omitempty``), so older
+    models keep their digests.
+    """
     families = model_families if model_families is not None else ([model_family] if model_family else [])
-    return go_json(
-        {
-            "model_format": model_format,
-            "model_family": model_family,
-            "model_families": families,
-            "model_type": model_type,
-            "file_type": file_type,
-            "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
-        }
-    )
+    config: dict[str, object] = {
+        "model_format": model_format,
+        "model_family": model_family,
+        "model_families": families,
+        "model_type": model_type,
+        "file_type": file_type,
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+    }
+    for key, value in (("renderer", renderer), ("parser", parser), ("requires", requires)):
+        if value:
+            config[key] = value
+    if capabilities:
+        config["capabilities"] = list(capabilities)
+    if draft_architecture is not None:
+        config["draft"] = {"model_format": "gguf", "architecture": draft_architecture}
+    return go_json(config)
 
 
 def build_manifest(config: Descriptor, layers: list[Descriptor]) -> bytes:

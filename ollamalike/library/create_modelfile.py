@@ -1,0 +1,88 @@
+"""The legacy /api/create shape: a Modelfile's text, its FROM, ADAPTER and DRAFT lines resolved.
+
+Each FROM line is a model name or, for a client allowed to name server paths (``Access``), a file:
+a GGUF (model or projector), a safetensors directory or a split GGUF's first shard. Files of every
+FROM line are merged (what ``show --modelfile`` prints for a model with a projector); of the model
+names the last one wins, as in Ollama. Ollama silently drops the files when a name is also given;
+that is refused here instead, since the model built would not be the one the Modelfile describes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ollamalike import modelfile
+from ollamalike.errors import BadRequest
+from ollamalike.library.create_convert import CheckpointInput, local_split
+from ollamalike.library.create_paths import is_dir, local_path, refuse_server_path
+from ollamalike.library.request import Access, CreateRequest
+from ollamalike.modelfile import check_draft_path
+
+
+@dataclass
+class ModelfileSources:
+    """What a Modelfile's lines name: files on this machine, or model names."""
+
+    mf: modelfile.Modelfile
+    from_name: str | None = None
+    model_files: list[Path] = field(default_factory=list)
+    checkpoint: CheckpointInput | None = None
+    adapter_files: list[Path] = field(default_factory=list)
+    draft_file: Path | None = None
+    draft_name: str | None = None
+
+
+def resolve_modelfile(request: CreateRequest, access: Access) -> ModelfileSources:
+    """Parse ``request.modelfile`` and sort its FROM/ADAPTER/DRAFT values into files and names."""
+    assert request.modelfile is not None
+    mf = modelfile.parse(request.modelfile)
+    out = ModelfileSources(mf)
+    base_dir = Path(request.path).expanduser().parent if request.path else Path.cwd()
+    names: list[str] = []
+    for spec in mf.froms:
+        local = _local(spec, base_dir, access)
+        if local is None:
+            names.append(spec)
+        elif is_dir(local) and not local.name.lower().endswith(".gguf"):
+            out.checkpoint = _one_checkpoint(out.checkpoint, CheckpointInput(directory=local))
+        elif (split := local_split(local)) is not None:
+            out.checkpoint = _one_checkpoint(out.checkpoint, split)
+        else:
+            out.model_files.append(local)
+    if names and (out.model_files or out.checkpoint is not None):
+        raise BadRequest(
+            f"the Modelfile's FROM lines name both a model ({names[-1][:100]}) and files: "
+            "build on a model, or from files, not both"
+        )
+    out.from_name = names[-1] if names else None
+    for spec in mf.adapters:
+        if not access.server_paths:
+            refuse_server_path(spec, access.keys_on)
+            continue  # as before: a remote client's adapters come as 'adapters' blobs
+        adapter = Path(spec).expanduser()
+        out.adapter_files.append(adapter if adapter.is_absolute() else base_dir / adapter)
+    if mf.draft is not None:
+        draft = _local(mf.draft, base_dir, access)
+        if draft is None:
+            out.draft_name = mf.draft
+        else:
+            check_draft_path(draft, [*out.model_files, *([out.checkpoint.directory] if out.checkpoint else [])])
+            out.draft_file = draft
+    return out
+
+
+
+def _local(spec: str, base_dir: Path, access: Access) -> Path | None:
+    """The file a FROM/DRAFT value names, or None for a model name."""
+    if not access.server_paths:
+        # A remote client: files come through /api/blobs (Ollama's rule); no path, no ~, no stat.
+        refuse_server_path(spec, access.keys_on)
+        return None
+    return local_path(spec, base_dir)
+
+
+def _one_checkpoint(current: CheckpointInput | None, new: CheckpointInput) -> CheckpointInput:
+    if current is not None:
+        raise BadRequest("only one FROM line may name a safetensors directory or a split GGUF")
+    return new

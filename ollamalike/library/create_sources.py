@@ -1,0 +1,105 @@
+"""The GGUF files a create turns into layers (model, projector, adapter, draft), checked before writing.
+
+A source is a local file (a Modelfile path on the server's own machine, or a converted checkpoint)
+or a blob already in the store (uploaded with /api/blobs, or a model's layer). Reading its GGUF
+header here is what lets a create refuse a wrong file before it writes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+from ollamalike import __version__
+from ollamalike.errors import BadRequest, ModelNotFound
+from ollamalike.gguf_info import GGUFInfo
+from ollamalike.library.create_paths import check_regular
+from ollamalike.library.models import read_layers
+from ollamalike.library.request import CreateRequest
+from ollamalike.modelfile import version_key
+from ollamalike.store import Pins, Store
+from ollamalike.store.manifest import MEDIA_DRAFT
+
+PROJECTOR_ARCHITECTURES = ("clip",)
+
+
+@dataclass
+class Source:
+    """A GGUF that becomes a layer: a local file to copy in, or a blob already in the store."""
+
+    media: str
+    info: GGUFInfo
+    path: Path | None = None
+    digest: str | None = None
+    size: int = 0
+
+
+def read_info(path: Path) -> GGUFInfo:
+    from ollamalike.gguf_info import read_gguf_info
+
+    return read_gguf_info(path)
+
+
+async def gguf_source(
+    store: Store, pins: Pins, media: str, *, path: Path | None = None, digest: str | None = None
+) -> Source:
+    if path is not None:
+        check_regular(path, "file")
+        info = await asyncio.to_thread(read_info, path)
+        return Source(media, info, path=path)
+    assert digest is not None
+    # Pinned before the existence check: a GC between the check and the manifest cannot take it.
+    d = pins.add(digest)
+    if not store.has_blob(d):
+        pins.fresh.discard(d)  # not ours to clean up if it appears meanwhile
+        raise BadRequest(f"blob {d} not found: upload it with POST /api/blobs/{d} first")
+    if store.take_received(d):
+        # Uploaded for this create and referenced by nothing yet: a failed create drops it again.
+        pins.fresh.add(d)
+    info = await asyncio.to_thread(read_info, store.blob_path(d))
+    return Source(media, info, digest=d, size=store.blob_size(d))
+
+
+def gguf_type(info: GGUFInfo | None) -> str:
+    """general.type of a GGUF ("model", "adapter", "projector"), "model" when it does not say."""
+    value = info.model_info.get("general.type") if info is not None else None
+    return str(value or "model")
+
+
+def check_requires(requires: str | None) -> None:
+    """REQUIRES: a model that needs a newer daemon than this one is refused, naming both versions."""
+    if requires and version_key(requires) > version_key(__version__):
+        raise BadRequest(f"this model requires ollamalike version {requires} or newer, but this is version {__version__}")
+
+
+async def draft_source(
+    store: Store, pins: Pins, request: CreateRequest, path: Path | None, name: str | None
+) -> Source | None:
+    """The draft model's GGUF: a file (DRAFT path), an uploaded blob (draft_files) or a model's weights
+    (DRAFT model name, or the ``draft`` extension field). None when the create names no draft."""
+    if request.draft_files:
+        if len(request.draft_files) != 1:
+            raise BadRequest(f"expected exactly one draft model GGUF, got {len(request.draft_files)} files")
+        (digest,) = request.draft_files.values()
+        src = await gguf_source(store, pins, MEDIA_DRAFT, digest=digest)
+    elif path is not None:
+        src = await gguf_source(store, pins, MEDIA_DRAFT, path=path)
+    elif name is not None:
+        try:
+            _, manifest, _ = store.get_manifest(name)
+        except ModelNotFound:
+            raise BadRequest(
+                f"draft model '{name[:100]}' not found: pull or create it first, or name a GGUF file"
+            ) from None
+        layers = read_layers(store, manifest)
+        if layers.model is None:
+            raise BadRequest(f"draft model '{name[:100]}' has no model layer")
+        src = await gguf_source(store, pins, MEDIA_DRAFT, digest=layers.model)
+    else:
+        return None
+    if gguf_type(src.info) == "adapter":
+        raise BadRequest("the draft model must be a language model GGUF, not a LoRA adapter")
+    if src.info.architecture in PROJECTOR_ARCHITECTURES or src.info.is_embedding_model:
+        raise BadRequest(f"the draft model must be a language model GGUF, not a {src.info.architecture} model")
+    return src
