@@ -34,6 +34,7 @@ from ollamalike.library.create_paths import (
     refuse_server_path,
 )
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
+from ollamalike.library.projector import is_projector
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import REMOTE, Access, CreateRequest
 from ollamalike.names import ModelName
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
     from ollamalike.library.convert import Prepared
     from ollamalike.library.convert.split import MergedSplit
 
-PROJECTOR_ARCHITECTURES = ("clip",)
 
 
 @dataclass
@@ -133,7 +133,7 @@ def _classify(sources: list[_Source], converted: bool = False) -> None:
     """Files: the one model GGUF (``converted``: it comes from a checkpoint), and projectors beside it."""
     models = []
     for s in sources:
-        if s.media == MEDIA_MODEL and getattr(s.info, "architecture", "") in PROJECTOR_ARCHITECTURES:
+        if s.media == MEDIA_MODEL and is_projector(s.info):
             s.media = MEDIA_PROJECTOR
         if s.media == MEDIA_MODEL:
             models.append(s)
@@ -195,6 +195,10 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
     if plan.sources or plan.checkpoint is not None:
         _classify(plan.sources, converted=plan.checkpoint is not None)
+    for src in adapter_sources:
+        # ADAPTER (or the API's adapters) naming a CLIP GGUF gives the model its projector.
+        if is_projector(src.info):
+            src.media = MEDIA_PROJECTOR
     plan.sources.extend(adapter_sources)
     if template is not None:
         from ollamalike.template import check_template

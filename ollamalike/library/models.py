@@ -229,7 +229,8 @@ class ModelKind(Protocol):
     def chat_template(self) -> str | None: ...
 
 
-def capabilities(template: str | None, info: ModelKind, projectors: list[str]) -> list[str]:
+def capabilities(template: str | None, info: ModelKind, projectors: list[str],
+                 media: tuple[bool, bool] = (True, False)) -> list[str]:
     """Ollama's capability list, read from the effective Go template (or the GGUF's Jinja template
     when that is rendered directly)."""
     if info.is_embedding_model:
@@ -248,8 +249,8 @@ def capabilities(template: str | None, info: ModelKind, projectors: list[str]) -
             caps.append("tools")
         if _JINJA_THINK.search(jinja):
             caps.append("thinking")
-    if projectors:
-        caps.append("vision")
+    if projectors:  # media: what the projectors encode (images, audio)
+        caps += [c for c, on in zip(("vision", "audio"), media, strict=True) if on]
     return caps
 
 
@@ -308,7 +309,10 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
         license=layers.license,
         model_digest=layers.model,
     )
-    resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors)
+    from ollamalike.library.projector import projector_media
+
+    media = projector_media(store, layers.projectors) if layers.projectors else (False, False)
+    resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors, media)
     return resolved
 
 
@@ -389,6 +393,10 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, obje
         out["system"] = resolved.system
     if resolved.messages:
         out["messages"] = resolved.messages
+    if resolved.projectors:
+        from ollamalike.library.projector import projector_info
+
+        out["projector_info"] = projector_info(store, "sha256:" + resolved.projectors[0].name.removeprefix("sha256-"))
     return out
 
 

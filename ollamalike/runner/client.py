@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import aiohttp
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, RunnerError
+from ollamalike.media import Image
 from ollamalike.runner.spec import RunnerSpec
 
 __all__ = ["RunnerProcess", "RunnerSpec"]
@@ -152,10 +153,15 @@ class RunnerProcess:
 
     # --- requests --------------------------------------------------------------------------
     async def completion(
-        self, prompt: str | list[int], options: dict[str, Any] | None = None, format: str | dict[str, Any] | None = None
+        self, prompt: str | list[int], options: dict[str, Any] | None = None, format: str | dict[str, Any] | None = None,
+        images: Sequence[Image] = (),
     ) -> AsyncIterator[dict[str, Any]]:
-        """Chunks {"content": ...}, then one {"done": True, ...}. Stopping early cancels the sequence."""
-        body = {"prompt": prompt, "options": options or {}, "format": format}
+        """Chunks {"content": ...}, then one {"done": True, ...}. Stopping early cancels the sequence.
+
+        With ``images``, ``prompt`` is text whose ``[img-N]`` tags place them (runner/vision.py)."""
+        body: dict[str, Any] = {"prompt": prompt, "options": options or {}, "format": format}
+        if images:
+            body["images"] = [img.to_wire() for img in images]
         done = False
         try:
             async with self._session.post("/completion", json=body) as resp:
@@ -180,8 +186,12 @@ class RunnerProcess:
         if not done:
             raise await self._died(None)
 
-    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        body = await self._call("/tokenize", {"content": text, "add_special": add_special})
+    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Image] = ()) -> list[int]:
+        """Token ids; with ``images``, each image's positions are negative ids (one per image chunk)."""
+        payload: dict[str, Any] = {"content": text, "add_special": add_special}
+        if images:
+            payload["images"] = [img.to_wire() for img in images]
+        body = await self._call("/tokenize", payload)
         return list(body["tokens"])
 
     async def detokenize(self, tokens: list[int]) -> str:

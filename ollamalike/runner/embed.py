@@ -11,6 +11,7 @@ generation's output stays exactly what it is alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import llama_cpp
@@ -18,6 +19,30 @@ import llama_cpp
 from ollamalike.runner.llama import Loaded, embedding_context
 
 _MIN_SIDE_CTX = 256
+
+
+def embedding_limit(m: Loaded) -> int:
+    """The longest input an embed takes: an embedding model's batch, or a chat model's slot context."""
+    train = llama_cpp.llama_model_n_ctx_train(m.model) or m.n_ctx_slot
+    if m.opts is not None and m.opts.embedding:
+        return min(m.n_ctx_slot, m.n_batch, train)
+    return min(m.n_ctx_slot, train)
+
+
+def run_embed(m: Loaded, batch: Any, n_slots: int, side: SideContext | None, inputs: list[list[int]],
+              done: Callable[[list[list[float]] | None, str | None], None]) -> SideContext | None:
+    """One embed job on the engine thread; returns the side context (made here on a chat model's first embed)."""
+    try:
+        if m.opts is not None and m.opts.embedding:
+            vectors = embed_batch(m, batch, n_slots, inputs)
+        else:
+            if side is None:
+                side = SideContext(m, embedding_limit(m))
+            vectors = side.embed(inputs)
+        done(vectors, None)
+    except Exception as e:  # reported to the caller; the engine keeps serving
+        done(None, str(e))
+    return side
 
 
 def embed_batch(m: Loaded, batch: Any, n_seq_max: int, inputs: list[list[int]]) -> list[list[float]]:

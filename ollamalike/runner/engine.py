@@ -27,6 +27,7 @@ from ollamalike.runner.constrained import Candidates, build_grammar
 from ollamalike.runner.llama import Loaded
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
+from ollamalike.runner.vision import MediaPrompt, Vision, advance_images
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -40,6 +41,7 @@ class Request:
     grammar: str | None
     emit: Emit
     cancelled: bool = False
+    media: MediaPrompt | None = None  # the prompt's image chunks (prompt holds their positions' ids)
 
 
 @dataclass
@@ -57,8 +59,9 @@ class _Stats:
 
 
 class Engine:
-    def __init__(self, loaded: Loaded, parallel: int) -> None:
+    def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None) -> None:
         self.m = loaded
+        self.vision = vision
         self.slots = [Slot(seq=i) for i in range(max(1, parallel))]
         self.batch = llama_cpp.llama_batch_init(loaded.n_batch, 0, 1)
         self._incoming: queue.SimpleQueue[Request | EmbedJob | None] = queue.SimpleQueue()
@@ -154,6 +157,8 @@ class Engine:
         n = slot.common_prefix(prompt)
         if n >= len(prompt):
             n = len(prompt) - 1  # the last prompt token must be evaluated again to get logits
+        if req.media is not None:
+            n = req.media.align(n)  # an image is reused whole or encoded again
         if n < len(slot.cache):
             if not llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, n, -1):
                 n = 0
@@ -165,7 +170,7 @@ class Engine:
             req.emit({"error": str(e)})
             return
         # The penalty window is primed with the whole prompt, whether it was cached or not.
-        sampler = build_sampler(req.params, m.vocab, m.n_vocab, prompt)
+        sampler = build_sampler(req.params, m.vocab, m.n_vocab, [t for t in prompt if t >= 0])
         slot.begin(req, prompt, n, sampler, TextStream(req.params.stop), self._limit(req.params), grammar)
         if n == len(prompt) - 1:
             self._queue_last_prompt_token(slot)
@@ -188,6 +193,9 @@ class Engine:
         """One llama_decode over every active slot. Returns False when there was nothing to do."""
         m = self.m
         batch = self.batch
+        # Images first, each decoded on its own: the text before them is in the KV cache by now.
+        imaged = self.vision is not None and advance_images(self.vision, self.slots, m, self._queue_last_prompt_token,
+                                                            self._fail_slot)
         n = 0
         for slot in self.slots:
             req = slot.req
@@ -226,6 +234,10 @@ class Engine:
             if slot.t_prompt == 0:
                 slot.t_prompt = time.perf_counter_ns()
             take = min(room, body - slot.prompt_done)
+            if slot.req.media is not None:  # text up to the next image; the image goes in the next step
+                take = min(take, slot.req.media.next_start(slot.prompt_done) - slot.prompt_done)
+                if take <= 0:
+                    continue
             base = len(slot.cache)
             for i in range(take):
                 batch.token[n] = slot.prompt[slot.prompt_done + i]
@@ -240,7 +252,7 @@ class Engine:
             if slot.prompt_done == body:
                 self._queue_last_prompt_token(slot)
         if n == 0:
-            return False
+            return imaged
         batch.n_tokens = n
         rc = llama_cpp.llama_decode(m.ctx, batch)
         self.stats.steps += 1
@@ -290,7 +302,8 @@ class Engine:
         """The slot's context is full: shift it (Ollama's context shift) or end with "length"."""
         req = slot.req
         assert req is not None
-        if req.params.num_predict == -2:
+        if req.params.num_predict == -2 or req.media is not None:
+            # Shifting would cut through an image's positions (llama.cpp's server refuses it too).
             self._finish(slot, reason="length")
             return False
         m = self.m
@@ -308,20 +321,21 @@ class Engine:
     def _fail_active(self, reason: str) -> None:
         for slot in self.slots:
             if slot.req is not None:
-                slot.logit_index = -1
-                llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
-                slot.cache.clear()
-                self._finish(slot, error=reason)
+                self._fail_slot(slot, reason)
+
+    def _fail_slot(self, slot: Slot, reason: str) -> None:
+        """End the slot's request with ``reason`` and drop its KV cache (its state is unknown)."""
+        slot.logit_index = -1
+        llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
+        slot.cache.clear()
+        self._finish(slot, error=reason)
 
     def _fail_batch(self, rc: int) -> None:
         reason = "out of KV cache space" if rc == 1 else f"llama_decode failed with status {rc}"
         self.stats.errors.append(reason)
         for slot in self.slots:
             if slot.req is not None and (slot.logit_index >= 0 or slot.in_prompt):
-                slot.logit_index = -1
-                llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
-                slot.cache.clear()
-                self._finish(slot, error=reason)
+                self._fail_slot(slot, reason)
 
     def _finish(self, slot: Slot, reason: str = "stop", error: str | None = None, emit: bool = True) -> None:
         req = slot.req
@@ -361,33 +375,18 @@ class Engine:
             self._pieces[token] = piece
         return piece
 
-    # --- embeddings ------------------------------------------------------------------------
+    # --- embeddings (runner/embed.py) ------------------------------------------------------
     def embedding_limit(self) -> int:
         """The longest input an embed takes: an embedding model's batch, or a chat model's slot context."""
-        m = self.m
-        train = llama_cpp.llama_model_n_ctx_train(m.model) or m.n_ctx_slot
-        if self.embedding_runner:
-            return min(m.n_ctx_slot, m.n_batch, train)
-        return min(m.n_ctx_slot, train)
+        from ollamalike.runner.embed import embedding_limit
 
-    @property
-    def embedding_runner(self) -> bool:
-        return bool(self.m.opts is not None and self.m.opts.embedding)
+        return embedding_limit(self.m)
 
     def _run_embed(self, job: EmbedJob) -> None:
         """Between two steps: the sequences in flight wait for it, their KV cache untouched."""
-        from ollamalike.runner.embed import SideContext, embed_batch
+        from ollamalike.runner.embed import run_embed
 
-        try:
-            if self.embedding_runner:
-                vectors = embed_batch(self.m, self.batch, len(self.slots), job.inputs)
-            else:
-                if self._side is None:
-                    self._side = SideContext(self.m, self.embedding_limit())
-                vectors = self._side.embed(job.inputs)
-            job.done(vectors, None)
-        except Exception as e:  # reported to the caller; the engine keeps serving
-            job.done(None, str(e))
+        self._side = run_embed(self.m, self.batch, len(self.slots), self._side, job.inputs, job.done)
 
 
 def ctypes_char_array(n: int) -> Any:

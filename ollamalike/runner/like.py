@@ -7,8 +7,11 @@ llama_cpp, so the scheduler and the inference service can name the type without 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ollamalike.media import Image
 
 
 class RunnerLike(Protocol):
@@ -26,12 +29,13 @@ class RunnerLike(Protocol):
 
     def completion(
         self, prompt: str | list[int], options: dict[str, Any] | None = None,
-        format: str | dict[str, Any] | None = None,
+        format: str | dict[str, Any] | None = None, images: Sequence[Image] = (),
     ) -> AsyncIterator[dict[str, Any]]:
-        """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats."""
+        """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats.
+        ``images`` go where the text prompt's ``[img-N]`` tags are (a model with a projector)."""
         ...
 
-    async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
+    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Image] = ()) -> list[int]: ...
 
     async def detokenize(self, tokens: list[int]) -> str: ...
 

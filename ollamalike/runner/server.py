@@ -2,7 +2,8 @@
 
 Routes: GET /health (status loading|ok, load progress, memory, slots), POST /completion (NDJSON:
 {"content"} chunks then a {"done": true, ...} object, or an {"error"} line), POST /tokenize,
-POST /detokenize, POST /embedding (an embedding model's runner, or beside the generations of a
+POST /detokenize, POST /embedding (completion and tokenize take ``images``: decoded RGB pixels, placed
+at the prompt's ``[img-N]`` tags; see runner/vision.py) (an embedding model's runner, or beside the generations of a
 chat model's), POST /shutdown. The model loads in a worker thread while
 /health already answers; the engine runs in its own thread and talks back through
 ``loop.call_soon_threadsafe``. A client that goes away cancels its sequence.
@@ -26,6 +27,7 @@ from ollamalike.runner.engine import EmbedJob, Engine, Request
 from ollamalike.runner.llama import Loaded, LoadError, load_model
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
 from ollamalike.runner.spec import RunnerSpec
+from ollamalike.runner.vision import MediaError, MediaPrompt, RawImage, Vision
 
 NDJSON = "application/x-ndjson"
 
@@ -66,6 +68,7 @@ class RunnerServer:
         self.progress = [0.0]
         self.loaded: Loaded | None = None
         self.engine: Engine | None = None
+        self.vision: Vision | None = None
         self.stopping = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -73,18 +76,25 @@ class RunnerServer:
         loop = asyncio.get_running_loop()
         try:
             self.loaded = await loop.run_in_executor(None, load_model, self.opts, self.progress, self.verbose)
+            if self.opts.projectors:
+                self.vision = await loop.run_in_executor(None, _open_vision, self.loaded, self.opts, self.verbose)
         except LoadError as e:
+            if self.loaded is not None:
+                self.loaded.close()
+                self.loaded = None
             self.status, self.error = "error", str(e)
             print(f"error: {e}", file=sys.stderr, flush=True)
             self.stopping.set()
             return
-        self.engine = Engine(self.loaded, self.opts.num_parallel)
+        self.engine = Engine(self.loaded, self.opts.num_parallel, self.vision)
         self.engine.start()
         self.status = "ok"
 
     def close(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+        if self.vision is not None:
+            self.vision.close()
         if self.loaded is not None:
             self.loaded.close()
 
@@ -113,7 +123,8 @@ class RunnerServer:
             body.update(
                 memory={"size": m.size, "size_vram": m.size_vram},
                 n_ctx=m.n_ctx, n_ctx_slot=m.n_ctx_slot, n_batch=m.n_batch, parallel=len(self.engine.slots),
-                embedding=self.opts.embedding, slots_busy=self.engine.busy_slots(),
+                embedding=self.opts.embedding, vision=bool(self.vision and self.vision.vision),
+                audio=bool(self.vision and self.vision.audio), slots_busy=self.engine.busy_slots(),
                 queued=self.engine.stats.queued, steps=self.engine.stats.steps,
                 decoded_tokens=self.engine.stats.decoded_tokens,
             )
@@ -125,7 +136,22 @@ class RunnerServer:
         content = body.get("content")
         if not isinstance(content, str):
             raise _http_error(400, "content must be a string")
-        return web.json_response({"tokens": tokenize(m, content, bool(body.get("add_special", True)))})
+        add_special = bool(body.get("add_special", True))
+        images = _images(body.get("images"))
+        if images:
+            media = await self._media(content, images, add_special)
+            return web.json_response({"tokens": media.tokens})
+        return web.json_response({"tokens": tokenize(m, content, add_special)})
+
+    async def _media(self, text: str, images: list[RawImage], add_special: bool = True) -> MediaPrompt:
+        """The prompt through mtmd (off the event loop: images are resized and normalised here)."""
+        if self.vision is None:
+            raise _http_error(400, "this model is missing data required for image input")
+        vision = self.vision
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, vision.tokenize, text, images, add_special)
+        except MediaError as e:
+            raise _http_error(400, str(e)) from None
 
     async def detokenize(self, request: web.Request) -> web.Response:
         m, _ = self._ready()
@@ -178,7 +204,15 @@ class RunnerServer:
             raise _http_error(400, "this runner serves embeddings only; it cannot generate text")
         body = await _json(request)
         prompt = body.get("prompt", "")
-        tokens = tokenize(m, prompt, True, True) if isinstance(prompt, str) else _check_tokens(m, prompt)
+        images = _images(body.get("images"))
+        media: MediaPrompt | None = None
+        if images:
+            if not isinstance(prompt, str):
+                raise _http_error(400, "a prompt with images must be text")
+            media = await self._media(prompt, images)
+            tokens = media.tokens
+        else:
+            tokens = tokenize(m, prompt, True, True) if isinstance(prompt, str) else _check_tokens(m, prompt)
         if not tokens:
             if m.bos < 0:
                 raise _http_error(400, "the prompt is empty and this model has no BOS token to start from")
@@ -203,7 +237,7 @@ class RunnerServer:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        req = Request(prompt=tokens, params=params, grammar=grammar, emit=emit)
+        req = Request(prompt=tokens, params=params, grammar=grammar, emit=emit, media=media)
         engine.submit(req)
         finished = False
         try:
@@ -237,6 +271,38 @@ async def _json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _http_error(400, "request body must be a JSON object")
     return body
+
+
+def _open_vision(m: Loaded, spec: RunnerSpec, verbose: bool) -> Vision:
+    from ollamalike.runner.llama import _default_threads
+
+    return Vision.open(m, spec.projectors[0], spec.threads or _default_threads(), spec.gpu_layers != 0, verbose)
+
+
+def _images(value: object) -> list[RawImage]:
+    """The wire's images: [{"width", "height", "data": base64 RGB}] (the daemon decoded and checked them)."""
+    import base64
+    import binascii
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _http_error(400, "images must be a list")
+    out = []
+    for item in value:
+        w = item.get("width") if isinstance(item, dict) else None
+        h = item.get("height") if isinstance(item, dict) else None
+        data = item.get("data") if isinstance(item, dict) else None
+        if not (isinstance(w, int) and isinstance(h, int) and isinstance(data, str) and w > 0 and h > 0):
+            raise _http_error(400, "each image needs an integer width and height and base64 RGB data")
+        try:
+            rgb = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise _http_error(400, "image data is not valid base64") from None
+        if len(rgb) != w * h * 3:
+            raise _http_error(400, f"image data is {len(rgb)} bytes, not {w}x{h} RGB")
+        out.append(RawImage(w, h, rgb))
+    return out
 
 
 def _check_tokens(m: Loaded, tokens: Any) -> list[int]:

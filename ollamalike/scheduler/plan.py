@@ -75,6 +75,7 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
         use_mmap=bool(options.get("use_mmap", True)),
         embedding=bool(embedding or info.is_embedding_model),
         adapters=tuple(str(a) for a in model.adapters),
+        projectors=tuple(str(p) for p in model.projectors),
         kv_cache_type=config.kv_cache_type,
         main_gpu=int_option(options, "main_gpu") or 0,
         tensor_split=(),  # chosen with the GPU layout at load

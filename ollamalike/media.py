@@ -1,0 +1,124 @@
+"""Images at the edge: decoding and checking a request's images before anything reaches llama.cpp.
+
+Every API hands its images here as base64 text (native ``images``, OpenAI ``image_url`` data URLs,
+Anthropic ``image`` blocks). ``decode_images`` decodes each with Pillow (a well-kept decoder; the
+runner never parses an image file) and returns raw RGB pixels. A value that is not base64, not an
+image, corrupt or truncated, or over ``Config.max_image_pixels`` (``OLLAMALIKE_MAX_IMAGE_PIXELS``)
+is a ``BadRequest`` naming the image, raised before any model loads. ``tag_messages`` and
+``tag_prompt`` place Ollama's ``[img-N]`` tags in the text the template renders; the runner puts
+each image's embeddings where its tag lands.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypedDict
+
+from ollamalike.errors import BadRequest
+
+# Accepted around the base64 itself: what clients put there (a data URL's header is the caller's).
+_WHITESPACE = re.compile(r"\s+")
+
+
+class WireImage(TypedDict):
+    """An image as the runner protocol carries it."""
+
+    width: int
+    height: int
+    data: str  # base64 of width * height * 3 RGB bytes
+
+
+@dataclass(frozen=True)
+class Image:
+    """A decoded image: RGB pixels, row by row."""
+
+    width: int
+    height: int
+    rgb: bytes
+
+    def to_wire(self) -> WireImage:
+        return {"width": self.width, "height": self.height, "data": base64.b64encode(self.rgb).decode("ascii")}
+
+
+def _b64(text: str, where: str) -> bytes:
+    try:
+        data = base64.b64decode(_WHITESPACE.sub("", text), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(f"{where}: invalid image data: not base64") from None
+    if not data:
+        raise BadRequest(f"{where}: invalid image data: empty")
+    return data
+
+
+def decode_image(text: str, max_pixels: int, where: str = "image") -> Image:
+    """One base64 image to RGB pixels; BadRequest for anything that is not a whole, allowed image."""
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    data = _b64(text, where)
+    try:
+        # Pillow reads the header only here: the size is checked before any pixel is decoded.
+        with PILImage.open(io.BytesIO(data)) as img:
+            width, height = img.size
+            if width <= 0 or height <= 0:
+                raise BadRequest(f"{where}: invalid image: it has no pixels")
+            if width * height > max_pixels:
+                raise BadRequest(f"{where}: image is {width}x{height} ({width * height} pixels), over the limit of "
+                                 f"{max_pixels} pixels (OLLAMALIKE_MAX_IMAGE_PIXELS)")
+            img.load()
+            rgb = img.convert("RGB")
+            pixels = rgb.tobytes()
+    except UnidentifiedImageError:
+        raise BadRequest(f"{where}: invalid image: not a supported image format") from None
+    except PILImage.DecompressionBombError:
+        raise BadRequest(f"{where}: image is over the limit of {max_pixels} pixels (OLLAMALIKE_MAX_IMAGE_PIXELS)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        # Pillow's words for a truncated or corrupt file ("image file is truncated", "broken data stream").
+        raise BadRequest(f"{where}: invalid image: corrupt or truncated ({e})") from None
+    return Image(width, height, pixels)
+
+
+def decode_images(texts: Sequence[str], max_pixels: int, where: str = "images") -> list[Image]:
+    return [decode_image(t, max_pixels, f"{where}[{i}]") for i, t in enumerate(texts)]
+
+
+def tag_text(content: str, first: int, count: int) -> str:
+    """Ollama's rule for one message: each image's ``[img-N]`` replaces a ``[img]`` placeholder in the
+    text, in order, or else goes in front of the text."""
+    prefix = ""
+    for n in range(first, first + count):
+        tag = f"[img-{n}]"
+        if "[img]" in content:
+            content = content.replace("[img]", tag, 1)
+        else:
+            prefix += tag
+    return prefix + content
+
+
+def tag_prompt(prompt: str, count: int) -> str:
+    """A generate prompt's tags: kept as written when it has ``[img-N]`` tags already, else Ollama's rule."""
+    if "[img-" in prompt:
+        missing = [n for n in range(count) if f"[img-{n}]" not in prompt]
+        return "".join(f"[img-{n}]" for n in missing) + prompt
+    return tag_text(prompt, 0, count)
+
+
+def tag_messages(messages: Sequence[dict[str, object]], images: Sequence[Sequence[Image]]
+                 ) -> tuple[list[dict[str, object]], list[Image]]:
+    """Messages with their images' ``[img-N]`` tags in the content (N counts over these messages, as
+    the runner numbers the images it is sent), and those images in that order. ``images[i]`` are
+    message i's decoded images."""
+    out: list[dict[str, object]] = []
+    flat: list[Image] = []
+    for msg, imgs in zip(messages, images, strict=True):
+        if imgs:
+            content = msg.get("content")
+            msg = {**msg, "content": tag_text(content if isinstance(content, str) else "", len(flat), len(imgs))}
+            flat.extend(imgs)
+        out.append(msg)
+    return out, flat
