@@ -159,7 +159,7 @@ class RunnerProcess:
         """Chunks {"content": ...}, then one {"done": True, ...}. Stopping early cancels the sequence.
 
         With ``images``, ``prompt`` is text whose ``[img-N]`` tags place them (runner/vision.py)."""
-        body: dict[str, Any] = {"prompt": prompt, "options": options or {}, "format": format}
+        body: dict[str, object] = {"prompt": prompt, "options": options or {}, "format": format}
         if images:
             body["images"] = [img.to_wire() for img in images]
         done = False
@@ -188,7 +188,7 @@ class RunnerProcess:
 
     async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Image] = ()) -> list[int]:
         """Token ids; with ``images``, each image's positions are negative ids (one per image chunk)."""
-        payload: dict[str, Any] = {"content": text, "add_special": add_special}
+        payload: dict[str, object] = {"content": text, "add_special": add_special}
         if images:
             payload["images"] = [img.to_wire() for img in images]
         body = await self._call("/tokenize", payload)
