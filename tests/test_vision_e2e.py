@@ -180,6 +180,14 @@ def test_official_clients(d: Daemon, tmp_path: Path) -> None:
         "role": "user", "content": [{"type": "text", "text": "Describe it."},
                                     {"type": "image_url", "image_url": {"url": "data:image/png;base64," + RED}}]}])
     assert resp.choices[0].message.content == native["message"]["content"]
+    import anthropic
+
+    msg = anthropic.Anthropic(base_url=d.base_url, api_key="x", max_retries=0).messages.create(
+        model="vis", max_tokens=12, messages=[{"role": "user", "content": [
+            {"type": "text", "text": "Describe it."},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": RED}}]}])
+    assert msg.content[0].type == "text" and msg.content[0].text == native["message"]["content"]
+    assert msg.usage.input_tokens == native["prompt_eval_count"]
     with pytest.raises(openai.BadRequestError) as e:
         oa.chat.completions.create(model="vis", messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])
