@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import llama_cpp
-from llama_cpp import mtmd_cpp
 
 from ollamalike.runner.llama import Loaded, LoadError, install_log_capture
 from ollamalike.runner.slots import Slot
@@ -118,6 +117,8 @@ MARKER = f"<__ollamalike_media_{secrets.token_hex(8)}__>"
 
 class Vision:
     def __init__(self, ctx: int, loaded: Loaded) -> None:
+        from llama_cpp import mtmd_cpp
+
         self.ctx = ctx
         self.m = loaded
         self.vision = bool(mtmd_cpp.mtmd_support_vision(ctx))
@@ -126,6 +127,11 @@ class Vision:
     @classmethod
     def open(cls, loaded: Loaded, path: str, threads: int, use_gpu: bool, verbose: bool = False) -> Vision:
         capture = install_log_capture(verbose)
+        try:
+            # Only here: a runner without a projector works on a build without libmtmd.
+            from llama_cpp import mtmd_cpp
+        except (ImportError, OSError, FileNotFoundError):
+            raise LoadError("this llama.cpp build has no libmtmd (images need it): run ./install.sh --rebuild") from None
         params = mtmd_cpp.mtmd_context_params_default()
         params.use_gpu = use_gpu
         params.print_timings = verbose
@@ -138,12 +144,16 @@ class Vision:
         return cls(ctx, loaded)
 
     def close(self) -> None:
+        from llama_cpp import mtmd_cpp
+
         if self.ctx:
             mtmd_cpp.mtmd_free(self.ctx)
             self.ctx = 0
 
     def tokenize(self, text: str, images: Sequence[RawImage], add_special: bool = True) -> MediaPrompt:
         """The prompt as mtmd chunks. Safe beside the engine thread (it reads the projector's settings only)."""
+        from llama_cpp import mtmd_cpp
+
         if images and not self.vision:
             raise MediaError("this model's projector does not take images")
         marked, order = tag_order(text, len(images))
@@ -192,6 +202,8 @@ class Vision:
 
     def eval_image(self, span: Span, n_past: int, seq: int, n_batch: int) -> int:
         """Encode one image and decode it into ``seq`` at ``n_past``; returns the next position."""
+        from llama_cpp import mtmd_cpp
+
         new_past = llama_cpp.llama_pos(0)
         rc = mtmd_cpp.mtmd_helper_eval_chunk_single(
             self.ctx, self.m.ctx, ctypes.c_void_p(span.chunk), n_past, seq, n_batch, False, ctypes.byref(new_past))
@@ -201,6 +213,8 @@ class Vision:
 
 
 def _bitmap(img: RawImage) -> int:
+    from llama_cpp import mtmd_cpp
+
     if img.width <= 0 or img.height <= 0 or len(img.rgb) != img.width * img.height * 3:
         raise MediaError("image pixels do not match its width and height")
     buf = (ctypes.c_uint8 * len(img.rgb)).from_buffer_copy(img.rgb)
