@@ -6,7 +6,9 @@ runner never parses an image file) and returns raw RGB pixels. A value that is n
 image, corrupt or truncated, or over ``Config.max_image_pixels`` (``OLLAMALIKE_MAX_IMAGE_PIXELS``)
 is a ``BadRequest`` naming the image, raised before any model loads. ``tag_messages`` and
 ``tag_prompt`` place Ollama's ``[img-N]`` tags in the text the template renders; the runner puts
-each image's embeddings where its tag lands.
+each image's embeddings where its tag lands. An item that is a WAV file is an audio clip (Ollama passes
+audio in ``images`` too; OpenAI's ``input_audio`` parts arrive the same way): PCM decoded to mono
+float32 by the standard library, at most ``MAX_AUDIO_SECONDS``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,27 @@ class Image:
         return {"width": self.width, "height": self.height, "data": base64.b64encode(self.rgb).decode("ascii")}
 
 
+class WireAudio(TypedDict):
+    kind: str  # "audio"
+    rate: int
+    data: str  # base64 of little-endian float32 mono samples
+
+
+@dataclass(frozen=True)
+class Audio:
+    """A decoded audio clip: mono float32 samples at ``rate`` Hz (the runner resamples to its projector's)."""
+
+    rate: int
+    samples: bytes
+
+    def to_wire(self) -> WireAudio:
+        return {"kind": "audio", "rate": self.rate, "data": base64.b64encode(self.samples).decode("ascii")}
+
+
+Media = Image | Audio
+MAX_AUDIO_SECONDS = 600  # one clip; longer ones are refused (a 400)
+
+
 def _b64(text: str, where: str) -> bytes:
     try:
         data = base64.b64decode(_WHITESPACE.sub("", text), validate=True)
@@ -55,12 +78,61 @@ def _b64(text: str, where: str) -> bytes:
     return data
 
 
+def is_wav(data: bytes) -> bool:
+    return data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+
+
+def decode_wav(data: bytes, where: str = "audio") -> Audio:
+    """A PCM WAV file (8, 16, 24 or 32-bit, any channels) to mono float32; BadRequest otherwise."""
+    import wave
+
+    import numpy as np
+
+    try:
+        with wave.open(io.BytesIO(data)) as w:
+            rate, width, channels, frames = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
+            if rate <= 0 or channels <= 0 or frames <= 0:
+                raise BadRequest(f"{where}: invalid audio: no samples")
+            if frames > rate * MAX_AUDIO_SECONDS:
+                raise BadRequest(f"{where}: audio is {frames / rate:.0f} s, over the limit of {MAX_AUDIO_SECONDS} s")
+            raw = w.readframes(frames)
+    except (wave.Error, EOFError) as e:
+        raise BadRequest(f"{where}: invalid audio: not a PCM WAV file ({e})") from None
+    usable = len(raw) // (width * channels) * width * channels
+    if usable == 0:
+        raise BadRequest(f"{where}: invalid audio: truncated")
+    raw = raw[:usable]
+    if width == 1:
+        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        x = (np.where(v >= 1 << 23, v - (1 << 24), v)).astype(np.float32) / float(1 << 23)
+    else:
+        x = np.frombuffer(raw, dtype="<i4").astype(np.float32) / float(1 << 31)
+    mono = x.reshape(-1, channels).mean(axis=1).astype("<f4")
+    return Audio(rate, mono.tobytes())
+
+
+def decode_media(text: str, max_pixels: int, where: str = "image") -> Media:
+    """One base64 item of ``images``: a WAV file is audio (as Ollama takes it), anything else an image."""
+    data = _b64(text, where)
+    if is_wav(data):
+        return decode_wav(data, where)
+    return _decode_image(data, max_pixels, where)
+
+
 def decode_image(text: str, max_pixels: int, where: str = "image") -> Image:
     """One base64 image to RGB pixels; BadRequest for anything that is not a whole, allowed image."""
+    return _decode_image(_b64(text, where), max_pixels, where)
+
+
+def _decode_image(data: bytes, max_pixels: int, where: str) -> Image:
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
-    data = _b64(text, where)
     try:
         # Pillow reads the header only here: the size is checked before any pixel is decoded.
         with PILImage.open(io.BytesIO(data)) as img:
@@ -83,8 +155,8 @@ def decode_image(text: str, max_pixels: int, where: str = "image") -> Image:
     return Image(width, height, pixels)
 
 
-def decode_images(texts: Sequence[str], max_pixels: int, where: str = "images") -> list[Image]:
-    return [decode_image(t, max_pixels, f"{where}[{i}]") for i, t in enumerate(texts)]
+def decode_images(texts: Sequence[str], max_pixels: int, where: str = "images") -> list[Media]:
+    return [decode_media(t, max_pixels, f"{where}[{i}]") for i, t in enumerate(texts)]
 
 
 def tag_text(content: str, first: int, count: int) -> str:
@@ -108,13 +180,13 @@ def tag_prompt(prompt: str, count: int) -> str:
     return tag_text(prompt, 0, count)
 
 
-def tag_messages(messages: Sequence[dict[str, object]], images: Sequence[Sequence[Image]]
-                 ) -> tuple[list[dict[str, object]], list[Image]]:
+def tag_messages(messages: Sequence[dict[str, object]], images: Sequence[Sequence[Media]]
+                 ) -> tuple[list[dict[str, object]], list[Media]]:
     """Messages with their images' ``[img-N]`` tags in the content (N counts over these messages, as
     the runner numbers the images it is sent), and those images in that order. ``images[i]`` are
     message i's decoded images."""
     out: list[dict[str, object]] = []
-    flat: list[Image] = []
+    flat: list[Media] = []
     for msg, imgs in zip(messages, images, strict=True):
         if imgs:
             content = msg.get("content")

@@ -4,7 +4,7 @@
 SentencePiece-style vocabulary: special tokens, the 256 byte-fallback tokens, ChatML control tokens
 and English pieces, so ordinary text tokenizes into multi-character pieces and any UTF-8 falls back
 to bytes. ``write_tiny_bert`` writes a BERT embedding model with a WordPiece vocabulary and mean
-pooling. ``write_tiny_projector`` writes a CLIP vision projector (mmproj) for the tiny llama. Nothing is downloaded; the same arguments always give byte-identical files.
+pooling (the projectors for the tiny llama are in ``testmodels_mm``). Nothing is downloaded; the same arguments always give byte-identical files.
 """
 
 from __future__ import annotations
@@ -197,68 +197,6 @@ def write_bench_llama(path: str | Path, quant: str = "Q4_0") -> Path:
         path, quant=quant, n_layer=12, n_embd=768, n_head=12, n_head_kv=4, n_ff=3072, n_ctx_train=4096,
         name="bench-llama-100m",
     )
-
-
-def write_tiny_projector(
-    path: str | Path,
-    n_embd_text: int = 64,
-    n_embd: int = 32,
-    n_head: int = 2,
-    n_ff: int = 64,
-    n_layer: int = 2,
-    image_size: int = 32,
-    patch_size: int = 8,
-    seed: int = 4321,
-) -> Path:
-    """A random-weight CLIP vision projector (LLaVA-style ``mlp``) for ``write_tiny_llama``'s embedding size.
-
-    llama.cpp's mtmd loads it like a real mmproj: a ViT over ``patch_size`` patches of the image resized
-    to ``image_size``, then the two-layer MLP into the text model's embedding space, so each image is
-    ``(image_size // patch_size) ** 2`` tokens (16 by default). ``general.architecture`` is ``clip``, which
-    is how a create tells a projector from a model (as Ollama does)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    n_patches = (image_size // patch_size) ** 2
-    w = gguf.GGUFWriter(str(_tmp(path)), "clip")
-    w.add_name("tiny-clip-projector")
-    w.add_file_type(LlamaFileType.MOSTLY_F16)
-    w.add_string("clip.projector_type", "mlp")
-    w.add_bool("clip.has_vision_encoder", True)
-    w.add_bool("clip.use_gelu", True)
-    v = "clip.vision."
-    w.add_uint32(v + "image_size", image_size)
-    w.add_uint32(v + "patch_size", patch_size)
-    w.add_uint32(v + "embedding_length", n_embd)
-    w.add_uint32(v + "feed_forward_length", n_ff)
-    w.add_uint32(v + "projection_dim", n_embd_text)
-    w.add_uint32(v + "attention.head_count", n_head)
-    w.add_float32(v + "attention.layer_norm_epsilon", 1e-6)
-    w.add_uint32(v + "block_count", n_layer)
-    w.add_array(v + "image_mean", [0.5, 0.5, 0.5])
-    w.add_array(v + "image_std", [0.5, 0.5, 0.5])
-    # numpy shapes are ggml's reversed: the patch convolution is [n_embd, 3, patch, patch].
-    w.add_tensor("v.patch_embd.weight", _weights(rng, (n_embd, 3, patch_size, patch_size), 0.2).astype(np.float16))
-    w.add_tensor("v.position_embd.weight", _weights(rng, (n_patches, n_embd), 0.2))
-    for i in range(n_layer):
-        p = f"v.blk.{i}."
-        for t in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            w.add_tensor(p + t + ".weight", _weights(rng, (n_embd, n_embd), 0.2).astype(np.float16))
-            w.add_tensor(p + t + ".bias", np.zeros(n_embd, dtype=np.float32))
-        for t in ("ln1", "ln2"):
-            w.add_tensor(p + t + ".weight", np.ones(n_embd, dtype=np.float32))
-            w.add_tensor(p + t + ".bias", np.zeros(n_embd, dtype=np.float32))
-        w.add_tensor(p + "ffn_up.weight", _weights(rng, (n_ff, n_embd), 0.2).astype(np.float16))
-        w.add_tensor(p + "ffn_up.bias", np.zeros(n_ff, dtype=np.float32))
-        w.add_tensor(p + "ffn_down.weight", _weights(rng, (n_embd, n_ff), 0.2).astype(np.float16))
-        w.add_tensor(p + "ffn_down.bias", np.zeros(n_embd, dtype=np.float32))
-    # The MLP lands on the scale of the tiny llama's token embeddings (unit variance), so an image moves the output.
-    w.add_tensor("mm.0.weight", _weights(rng, (n_embd_text, n_embd), 0.5).astype(np.float16))
-    w.add_tensor("mm.0.bias", np.zeros(n_embd_text, dtype=np.float32))
-    w.add_tensor("mm.2.weight", _weights(rng, (n_embd_text, n_embd_text), 0.5).astype(np.float16))
-    w.add_tensor("mm.2.bias", np.zeros(n_embd_text, dtype=np.float32))
-    _write(w, path)
-    return path
 
 
 def _wordpiece_vocab() -> list[str]:

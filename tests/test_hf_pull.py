@@ -68,7 +68,7 @@ def test_available_quants_labels() -> None:
 
 @pytest.fixture(scope="module")
 def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path, tiny_models_dir: Path) -> Iterator[ThreadedServer]:
-    from ollamalike.testmodels import write_tiny_projector
+    from ollamalike.testmodels_mm import write_tiny_projector
 
     projector = write_tiny_projector(tiny_models_dir / "mmproj-hf-tiny.gguf").read_bytes()
     files = {

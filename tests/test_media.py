@@ -98,3 +98,43 @@ def test_tag_messages_numbers_over_the_kept_messages() -> None:
     assert [m["content"] for m in out] == ["[img-0][img-1]first", "ok", "and [img-2] here"]
     assert flat == [a, b, c]
     assert msgs[0]["content"] == "first"  # the caller's messages are not changed
+
+
+def _wav(width: int, channels: int, values: list[int], rate: int = 8000) -> bytes:
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(b"".join(v.to_bytes(width, "little", signed=width > 1) for v in values))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("width", "values", "expected"), [
+    (1, [128, 255, 0], [0.0, 127 / 128, -1.0]),
+    (2, [0, 16384, -32768], [0.0, 0.5, -1.0]),
+    (3, [0, 1 << 22, -(1 << 23)], [0.0, 0.5, -1.0]),
+    (4, [0, 1 << 30, -(1 << 31)], [0.0, 0.5, -1.0]),
+])
+def test_wav_is_audio_as_mono_float32(width: int, values: list[int], expected: list[float]) -> None:
+    import numpy as np
+
+    from ollamalike.media import Audio, decode_media
+
+    clip = decode_media(b64(_wav(width, 1, values)), 10_000)
+    assert isinstance(clip, Audio) and clip.rate == 8000
+    assert np.frombuffer(clip.samples, dtype="<f4").tolist() == pytest.approx(expected, abs=1e-6)
+    stereo = decode_media(b64(_wav(2, 2, [16384, 0, -16384, -16384])), 10_000)
+    assert isinstance(stereo, Audio)
+    assert np.frombuffer(stereo.samples, dtype="<f4").tolist() == pytest.approx([0.25, -0.5])
+
+
+def test_bad_wav_is_a_bad_request() -> None:
+    from ollamalike.media import decode_media
+
+    with pytest.raises(BadRequest, match="invalid audio"):
+        decode_media(b64(_wav(2, 1, [1, 2, 3])[:30]), 10_000, "images[0]")
+    with pytest.raises(BadRequest, match="invalid audio"):
+        decode_media(b64(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk"), 10_000)

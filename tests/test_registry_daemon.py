@@ -126,7 +126,7 @@ def test_vision_model_push_pull_carries_the_projector(
 
     from PIL import Image
 
-    from ollamalike.testmodels import write_tiny_projector
+    from ollamalike.testmodels_mm import write_tiny_projector
 
     a, b = daemons
     name = f"{registry.host}/e2e/vision:v1"

@@ -16,7 +16,7 @@ import pexpect
 import pytest
 from PIL import Image as PILImage
 
-from ollamalike.testmodels import write_tiny_projector
+from ollamalike.testmodels_mm import write_tiny_projector
 from tests.daemon import Daemon, start_daemon
 from tests.helpers import assert_api_error, assert_openai_error
 from tests.infer_helpers import create_model
@@ -286,3 +286,76 @@ def test_repl_show_info_and_image_path(d: Daemon, tmp_path: Path) -> None:
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
+
+
+# -- audio: a projector with an audio encoder (the tiny Whisper-style ``qwen2a``) ----------------------
+AUDIO_TOKENS = 750  # one 30 s window of the tiny audio projector
+
+
+def wav(freq: float, seconds: float = 1.0, rate: int = 22050, width: int = 2, channels: int = 1) -> bytes:
+    import math
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        frames = bytearray()
+        for i in range(int(seconds * rate)):
+            v = int(0.4 * math.sin(2 * math.pi * freq * i / rate) * (2 ** (8 * width - 1) - 1))
+            sample = (v + 128).to_bytes(1, "little") if width == 1 else v.to_bytes(width, "little", signed=True)
+            frames += sample * channels
+        w.writeframes(bytes(frames))
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def aud(d: Daemon, tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path) -> str:
+    from ollamalike.testmodels_mm import write_tiny_audio_projector
+
+    home = tmp_path_factory.mktemp("audio")
+    proj = write_tiny_audio_projector(home / "mmproj-audio.gguf")
+    create_model(d, "aud", f"FROM {tiny_chat_gguf}\nADAPTER {proj}\nPARAMETER temperature 0\n"
+                           "PARAMETER num_predict 8\n", home)
+    return "aud"
+
+
+def test_audio_clips(d: Daemon, aud: str) -> None:
+    status, show = d.request("POST", "/api/show", {"model": aud})
+    assert status == 200 and "audio" in show["capabilities"] and "vision" not in show["capabilities"]
+    assert show["projector_info"]["clip.has_audio_encoder"] is True
+    low, high = b64(wav(220)), b64(wav(1760, rate=16000, width=1, channels=2))
+    one = generate(d, [low], prompt="What do you hear?", model=aud)
+    again = generate(d, [low], prompt="What do you hear?", model=aud)
+    other = generate(d, [high], prompt="What do you hear?", model=aud)
+    two = generate(d, [low, high], prompt="What do you hear?", model=aud)
+    assert one["response"] == again["response"] and other["response"] != one["response"]
+    # Each clip adds its 750 audio positions (and the projector's <|audio_bos|>/<|audio_eos|> text around them).
+    none = generate(d, [], prompt="What do you hear?", model=aud)
+    # (The text around a clip is tokenized in pieces, so a count may move by a token or two; the 750 may not.)
+    assert one["prompt_eval_count"] - none["prompt_eval_count"] >= AUDIO_TOKENS
+    assert two["prompt_eval_count"] - one["prompt_eval_count"] >= AUDIO_TOKENS
+    # OpenAI's input_audio part is the same clip on the same path.
+    status, oa = d.request("POST", "/v1/chat/completions", {"model": aud, "max_tokens": 8, "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "What do you hear?"},
+                                     {"type": "input_audio", "input_audio": {"data": low, "format": "wav"}}]}]})
+    assert status == 200, oa
+    status, native = d.request("POST", "/api/chat", {"model": aud, "stream": False, "messages": [
+        {"role": "user", "content": "What do you hear?", "images": [low]}]})
+    assert status == 200 and oa["choices"][0]["message"]["content"] == native["message"]["content"]
+    assert oa["usage"]["prompt_tokens"] == native["prompt_eval_count"]
+
+
+def test_audio_bad_inputs(d: Daemon, aud: str) -> None:
+    low = b64(wav(220))
+    status, body = d.request("POST", "/api/generate", {"model": "vis", "prompt": "hi", "images": [low]})
+    assert_api_error(status, body, 400, "does not support audio input")
+    status, body = d.request("POST", "/api/generate", {"model": aud, "prompt": "hi", "images": [RED]})
+    assert_api_error(status, body, 400, "missing data required for image input")
+    broken = b64(wav(220)[:30])  # a RIFF/WAVE header cut short
+    status, body = d.request("POST", "/api/generate", {"model": aud, "prompt": "hi", "images": [broken]})
+    assert_api_error(status, body, 400, "invalid audio")
+    status, body = d.request("POST", "/v1/chat/completions", {"model": aud, "messages": [
+        {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": low, "format": "mp3"}}]}]})
+    assert_openai_error(status, body, 400, "'mp3' is not supported")

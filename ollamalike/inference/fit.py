@@ -12,7 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ollamalike.errors import BadRequest
-from ollamalike.media import Image, tag_messages
+from ollamalike.media import Media, tag_messages
 from ollamalike.runner.like import RunnerLike
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]
     return tokens[:keep] + tokens[len(tokens) - (num_ctx - keep) :]
 
 
-Fitted = tuple[str, list[int], list[Image]]  # prompt, its tokens (image positions negative), its images
+Fitted = tuple[str, list[int], list[Media]]  # prompt, its tokens (image positions negative), its images
 
 
 def too_many_images(count: int, tokens: int, num_ctx: int) -> BadRequest:
@@ -44,7 +44,7 @@ def too_many_images(count: int, tokens: int, num_ctx: int) -> BadRequest:
 
 async def fit_chat(runner: RunnerLike, model: ModelLike, messages: list[dict[str, Any]],
                     tools: list[dict[str, Any]] | None, think: bool | str | None, num_ctx: int,
-                    images: list[list[Image]] | None = None) -> Fitted:
+                    images: list[list[Media]] | None = None) -> Fitted:
     """Render the chat, dropping the oldest non-system messages until the prompt fits num_ctx.
 
     Dropping more messages never makes the prompt longer, so the smallest number to drop is found

@@ -36,7 +36,7 @@ from ollamalike.inference.fit import fit_chat, prompt_budget, too_many_images, t
 from ollamalike.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
 from ollamalike.inference.stream import ToolStream
 from ollamalike.library.models import ResolvedModel
-from ollamalike.media import Image, decode_images, tag_messages, tag_prompt
+from ollamalike.media import Audio, Media, decode_images, tag_messages, tag_prompt
 from ollamalike.runner.like import RunnerLike
 from ollamalike.scheduler import Scheduler
 from ollamalike.store import Store
@@ -61,6 +61,7 @@ __all__ = [
 log = logging.getLogger("ollamalike.inference")
 
 InferenceRequest = GenerateRequest | ChatRequest | EmbedRequest
+MEDIA_CAPS = {"vision", "audio"}  # what a model needs to take any item of ``images``
 # The runner's text as it streams: (thinking, content) pieces.
 Pieces = AsyncGenerator[tuple[str, str], None]
 Chunks = AsyncGenerator[dict[str, Any], None]
@@ -92,7 +93,7 @@ def _check_chat_inputs(model: ResolvedModel, req: ChatRequest) -> None:
     check_think(req.model, model, req.think)
     if req.tools and "tools" not in model.capabilities:
         raise BadRequest(f'"{req.model}" does not support tools')
-    if any(m.get("images") for m in req.messages) and "vision" not in model.capabilities:
+    if any(m.get("images") for m in req.messages) and not MEDIA_CAPS & set(model.capabilities):
         raise BadRequest("this model is missing data required for image input")
 
 
@@ -116,7 +117,7 @@ def runner_options(model: ResolvedModel, request_options: opts.Options) -> opts.
 
 async def _pieces(runner: RunnerLike, tokens: list[int] | str, run_opts: opts.Options,
                   fmt: str | dict[str, Any] | None, splitter: ThinkingParser | None,
-                  done: dict[str, Any], images: list[Image] | None = None) -> Pieces:
+                  done: dict[str, Any], images: list[Media] | None = None) -> Pieces:
     """The runner's text as (thinking, content) pieces; its final chunk is stored into ``done``.
     With images the prompt is text (the runner places them at its tags)."""
     stream = (runner.completion(tokens, run_opts.to_json(), fmt, images=images) if images
@@ -155,14 +156,21 @@ class InferenceService:
         # Installed after construction by server/ops.py (the metrics exist once the app is set up).
         self.observer = observer
 
-    async def _decode(self, texts: list[list[str]], where: list[str]) -> list[list[Image]]:
-        """Every image of a request decoded and checked (off the event loop), before any model loads."""
+    async def _decode(self, model: ResolvedModel, texts: list[list[str]], where: list[str]) -> list[list[Media]]:
+        """Every image (or audio clip) of a request decoded and checked (off the event loop), before any
+        model loads; each kind needs a projector that takes it."""
         limit = self.scheduler.config.max_image_pixels
 
-        def run() -> list[list[Image]]:
+        def run() -> list[list[Media]]:
             return [decode_images(t, limit, w) if t else [] for t, w in zip(texts, where, strict=True)]
 
-        return await asyncio.to_thread(run) if any(texts) else [[] for _ in texts]
+        decoded = await asyncio.to_thread(run) if any(texts) else [[] for _ in texts]
+        items = [m for ms in decoded for m in ms]
+        if any(isinstance(m, Audio) for m in items) and "audio" not in model.capabilities:
+            raise BadRequest(f'"{model.name}" does not support audio input')
+        if any(not isinstance(m, Audio) for m in items) and "vision" not in model.capabilities:
+            raise BadRequest("this model is missing data required for image input")
+        return decoded
 
     def _observe(self, req: InferenceRequest, final: Mapping[str, Any]) -> None:
         """Hand a finished request's final fields to the metrics/access log, if an observer is set."""
@@ -191,10 +199,10 @@ class InferenceService:
         check_think(req.model, model, req.think)
         if req.suffix and "insert" not in caps:
             raise BadRequest(f'"{req.model}" does not support insert')
-        if req.images and "vision" not in caps:
+        if req.images and not MEDIA_CAPS & set(caps):
             raise BadRequest("this model is missing data required for image input")
         options = runner_options(model, req.options)
-        images = (await self._decode([req.images], ["images"]))[0]
+        images = (await self._decode(model, [req.images], ["images"]))[0]
         if images and req.context:
             raise BadRequest("context cannot be combined with images: send the conversation to /api/chat instead")
         if not req.prompt and not req.suffix and not req.context and not images:
@@ -257,7 +265,7 @@ class InferenceService:
             raise BadRequest(f'"{req.model}" does not support chat')
         _check_chat_inputs(model, req)
         options = runner_options(model, req.options)
-        images = await self._chat_images(req)
+        images = await self._chat_images(model, req)
         if not req.messages:
             reason = await self._load_only(model, options, req.keep_alive)
             yield {"model": req.model, "created_at": now_rfc3339(),
@@ -298,12 +306,12 @@ class InferenceService:
         finally:
             lease.release()
 
-    async def _chat_images(self, req: ChatRequest) -> list[list[Image]] | None:
+    async def _chat_images(self, model: ResolvedModel, req: ChatRequest) -> list[list[Media]] | None:
         """Each message's decoded images (None when the chat has none)."""
         texts = [list(m.get("images") or []) for m in req.messages]
         if not any(texts):
             return None
-        return await self._decode(texts, [f"messages[{i}].images" for i in range(len(texts))])
+        return await self._decode(model, texts, [f"messages[{i}].images" for i in range(len(texts))])
 
     # -- embed ---------------------------------------------------------------------------------
     async def embed(self, req: EmbedRequest) -> dict[str, Any]:
@@ -343,7 +351,7 @@ class InferenceService:
 
         model = await resolve(self.store, req.model)
         _check_chat_inputs(model, req)
-        images = await self._chat_images(req)
+        images = await self._chat_images(model, req)
         messages, imgs = tag_messages(req.messages, images or [[] for _ in req.messages])
         prompt = await asyncio.to_thread(render_chat, model, messages, tools=req.tools, think=req.think)
         lease = await self.scheduler.acquire(model, runner_options(model, req.options), req.keep_alive)

@@ -26,7 +26,7 @@ import aiohttp
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, RunnerError
-from ollamalike.media import Image
+from ollamalike.media import Media
 from ollamalike.runner.spec import RunnerSpec
 
 __all__ = ["RunnerProcess", "RunnerSpec"]
@@ -154,7 +154,7 @@ class RunnerProcess:
     # --- requests --------------------------------------------------------------------------
     async def completion(
         self, prompt: str | list[int], options: dict[str, Any] | None = None, format: str | dict[str, Any] | None = None,
-        images: Sequence[Image] = (),
+        images: Sequence[Media] = (),
     ) -> AsyncIterator[dict[str, Any]]:
         """Chunks {"content": ...}, then one {"done": True, ...}. Stopping early cancels the sequence.
 
@@ -186,7 +186,7 @@ class RunnerProcess:
         if not done:
             raise await self._died(None)
 
-    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Image] = ()) -> list[int]:
+    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Media] = ()) -> list[int]:
         """Token ids; with ``images``, each image's positions are negative ids (one per image chunk)."""
         payload: dict[str, object] = {"content": text, "add_special": add_special}
         if images:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ollamalike.media import Image
+    from ollamalike.media import Media
 
 
 class RunnerLike(Protocol):
@@ -29,13 +29,13 @@ class RunnerLike(Protocol):
 
     def completion(
         self, prompt: str | list[int], options: dict[str, Any] | None = None,
-        format: str | dict[str, Any] | None = None, images: Sequence[Image] = (),
+        format: str | dict[str, Any] | None = None, images: Sequence[Media] = (),
     ) -> AsyncIterator[dict[str, Any]]:
         """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats.
         ``images`` go where the text prompt's ``[img-N]`` tags are (a model with a projector)."""
         ...
 
-    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Image] = ()) -> list[int]: ...
+    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Media] = ()) -> list[int]: ...
 
     async def detokenize(self, tokens: list[int]) -> str: ...
 

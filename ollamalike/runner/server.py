@@ -27,7 +27,7 @@ from ollamalike.runner.engine import EmbedJob, Engine, Request
 from ollamalike.runner.llama import Loaded, LoadError, load_model
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
 from ollamalike.runner.spec import RunnerSpec
-from ollamalike.runner.vision import MediaError, MediaPrompt, RawImage, Vision
+from ollamalike.runner.vision import Media, MediaError, MediaPrompt, RawAudio, RawImage, Vision
 
 NDJSON = "application/x-ndjson"
 
@@ -143,7 +143,7 @@ class RunnerServer:
             return web.json_response({"tokens": media.tokens})
         return web.json_response({"tokens": tokenize(m, content, add_special)})
 
-    async def _media(self, text: str, images: list[RawImage], add_special: bool = True) -> MediaPrompt:
+    async def _media(self, text: str, images: list[Media], add_special: bool = True) -> MediaPrompt:
         """The prompt through mtmd (off the event loop: images are resized and normalised here)."""
         if self.vision is None:
             raise _http_error(400, "this model is missing data required for image input")
@@ -279,8 +279,9 @@ def _open_vision(m: Loaded, spec: RunnerSpec, verbose: bool) -> Vision:
     return Vision.open(m, spec.projectors[0], spec.threads or _default_threads(), spec.gpu_layers != 0, verbose)
 
 
-def _images(value: object) -> list[RawImage]:
-    """The wire's images: [{"width", "height", "data": base64 RGB}] (the daemon decoded and checked them)."""
+def _images(value: object) -> list[Media]:
+    """The wire's media: images [{"width", "height", "data": base64 RGB}] and audio clips [{"kind": "audio",
+    "rate", "data": base64 float32 mono}] (the daemon decoded and checked them)."""
     import base64
     import binascii
 
@@ -288,8 +289,11 @@ def _images(value: object) -> list[RawImage]:
         return []
     if not isinstance(value, list):
         raise _http_error(400, "images must be a list")
-    out = []
+    out: list[Media] = []
     for item in value:
+        if isinstance(item, dict) and item.get("kind") == "audio":
+            out.append(_audio(item))
+            continue
         w = item.get("width") if isinstance(item, dict) else None
         h = item.get("height") if isinstance(item, dict) else None
         data = item.get("data") if isinstance(item, dict) else None
@@ -303,6 +307,22 @@ def _images(value: object) -> list[RawImage]:
             raise _http_error(400, f"image data is {len(rgb)} bytes, not {w}x{h} RGB")
         out.append(RawImage(w, h, rgb))
     return out
+
+
+def _audio(item: dict[str, object]) -> RawAudio:
+    import base64
+    import binascii
+
+    rate, data = item.get("rate"), item.get("data")
+    if not (isinstance(rate, int) and rate > 0 and isinstance(data, str)):
+        raise _http_error(400, "an audio clip needs an integer rate and base64 float32 data")
+    try:
+        samples = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _http_error(400, "audio data is not valid base64") from None
+    if not samples or len(samples) % 4:
+        raise _http_error(400, "audio data is not float32 samples")
+    return RawAudio(rate, samples)
 
 
 def _check_tokens(m: Loaded, tokens: Any) -> list[int]:

@@ -10,7 +10,8 @@ next turn is not encoded again. ``Vision.eval_image(...)`` encodes one image chu
 embeddings into a sequence's KV cache (mtmd's helper: non-causal and M-RoPE models included).
 
 The images arrive already decoded and checked by the daemon (``ollamalike/media.py``, Pillow): raw RGB
-pixels, so no image parser runs in this process.
+pixels, so no image parser runs in this process. Audio clips (a projector with an audio encoder) arrive
+as mono float32 samples, tagged like images; they are resampled here to the projector's rate.
 """
 
 from __future__ import annotations
@@ -47,6 +48,21 @@ class RawImage:
     @property
     def digest(self) -> str:
         return hashlib.sha256(f"{self.width}x{self.height}:".encode() + self.rgb).hexdigest()
+
+
+@dataclass(frozen=True)
+class RawAudio:
+    """Decoded audio: mono float32 samples (little-endian bytes) at ``rate`` Hz."""
+
+    rate: int
+    samples: bytes
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(f"audio@{self.rate}:".encode() + self.samples).hexdigest()
+
+
+Media = RawImage | RawAudio
 
 
 def position_key(image_id: str, part: int) -> int:
@@ -150,15 +166,25 @@ class Vision:
             mtmd_cpp.mtmd_free(self.ctx)
             self.ctx = 0
 
-    def tokenize(self, text: str, images: Sequence[RawImage], add_special: bool = True) -> MediaPrompt:
+    def tokenize(self, text: str, images: Sequence[Media], add_special: bool = True) -> MediaPrompt:
         """The prompt as mtmd chunks. Safe beside the engine thread (it reads the projector's settings only)."""
         from llama_cpp import mtmd_cpp
 
-        if images and not self.vision:
+        if any(isinstance(m, RawImage) for m in images) and not self.vision:
             raise MediaError("this model's projector does not take images")
+        if any(isinstance(m, RawAudio) for m in images) and not self.audio:
+            raise MediaError("this model's projector does not take audio")
         marked, order = tag_order(text, len(images))
         ordered = [images[i] for i in order]
-        bitmaps = [_bitmap(img) for img in ordered]
+        rate = int(mtmd_cpp.mtmd_get_audio_sample_rate(self.ctx)) if self.audio else 0
+        bitmaps: list[int] = []
+        try:
+            for item in ordered:
+                bitmaps.append(_bitmap(item) if isinstance(item, RawImage) else _audio_bitmap(item, rate))
+        except BaseException:
+            for b in bitmaps:
+                mtmd_cpp.mtmd_bitmap_free(b)
+            raise
         chunks = mtmd_cpp.mtmd_input_chunks_init()
         if not chunks:
             for b in bitmaps:
@@ -210,6 +236,26 @@ class Vision:
         if rc != 0:
             raise RuntimeError(f"evaluating an image failed (mtmd status {rc})")
         return int(new_past.value)
+
+
+def _audio_bitmap(clip: RawAudio, rate: int) -> int:
+    """Audio at the projector's sample rate (linear resampling), as an mtmd bitmap."""
+    import numpy as np
+    from llama_cpp import mtmd_cpp
+
+    if clip.rate <= 0 or len(clip.samples) % 4 or not clip.samples:
+        raise MediaError("audio samples do not match their rate and format")
+    samples = np.frombuffer(clip.samples, dtype="<f4")
+    if rate > 0 and clip.rate != rate:
+        n = max(1, round(len(samples) * rate / clip.rate))
+        samples = np.interp(np.arange(n) * (clip.rate / rate), np.arange(len(samples)), samples).astype(np.float32)
+    data = np.ascontiguousarray(samples, dtype=np.float32)
+    buf = (ctypes.c_float * len(data)).from_buffer_copy(data.tobytes())
+    bitmap = mtmd_cpp.mtmd_bitmap_init_from_audio(len(data), buf)
+    if not bitmap:
+        raise MemoryError("mtmd could not allocate an audio clip")
+    mtmd_cpp.mtmd_bitmap_set_id(bitmap, clip.digest.encode())
+    return int(bitmap)
 
 
 def _bitmap(img: RawImage) -> int:
