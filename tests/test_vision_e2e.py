@@ -194,6 +194,26 @@ def test_official_clients(d: Daemon, tmp_path: Path) -> None:
     assert "not fetched" in str(e.value)
 
 
+def test_concurrent_image_requests_match_their_sequential_answers(d: Daemon) -> None:
+    """Images are evaluated per slot while other sequences decode in the shared batch: the answers of
+    requests run at once are exactly their answers alone."""
+    import threading
+
+    imgs = [b64(png((30 * i, 200 - 20 * i, 90), gradient=True)) for i in range(4)]  # new: nothing cached
+    together: list[str] = [""] * len(imgs)
+
+    def one(i: int) -> None:
+        together[i] = generate(d, [imgs[i]], prompt=f"Picture {i}?")["response"]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(imgs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    alone = [generate(d, [img], prompt=f"Picture {i}?")["response"] for i, img in enumerate(imgs)]
+    assert together == alone and all(together) and len(set(together)) > 1
+
+
 def truncated_png() -> str:
     return b64(png((1, 2, 3), gradient=True)[:70])
 

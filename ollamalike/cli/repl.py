@@ -215,7 +215,7 @@ class Repl:
 
     def send(self, text: str) -> None:
         message: dict[str, Any] = {"role": "user", "content": text}
-        if "vision" in (self.info.get("capabilities") or []):
+        if {"vision", "audio"} & set(self.info.get("capabilities") or []):
             from ollamalike.cli.images import extract_images
 
             try:

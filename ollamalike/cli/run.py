@@ -69,7 +69,7 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
         return
     if parts:
         message: dict[str, Any] = {"role": "user", "content": " ".join(parts)}
-        if "vision" in caps:  # image paths in the prompt attach those images, as Ollama's run does
+        if {"vision", "audio"} & set(caps):  # image (and .wav) paths in the prompt attach them, as Ollama's run does
             from ollamalike.cli.images import extract_images
 
             message["content"], images = extract_images(message["content"])
