@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import re
 from collections.abc import Sequence
@@ -43,8 +44,13 @@ class Image:
     height: int
     rgb: bytes
 
+    @functools.cached_property
+    def _data(self) -> str:
+        # Encoded once: a chat that is fitted to the context sends the same image several times.
+        return base64.b64encode(self.rgb).decode("ascii")
+
     def to_wire(self) -> WireImage:
-        return {"width": self.width, "height": self.height, "data": base64.b64encode(self.rgb).decode("ascii")}
+        return {"width": self.width, "height": self.height, "data": self._data}
 
 
 class WireAudio(TypedDict):
@@ -60,8 +66,12 @@ class Audio:
     rate: int
     samples: bytes
 
+    @functools.cached_property
+    def _data(self) -> str:
+        return base64.b64encode(self.samples).decode("ascii")
+
     def to_wire(self) -> WireAudio:
-        return {"kind": "audio", "rate": self.rate, "data": base64.b64encode(self.samples).decode("ascii")}
+        return {"kind": "audio", "rate": self.rate, "data": self._data}
 
 
 Media = Image | Audio
@@ -190,7 +200,9 @@ def tag_messages(messages: Sequence[dict[str, object]], images: Sequence[Sequenc
     for msg, imgs in zip(messages, images, strict=True):
         if imgs:
             content = msg.get("content")
-            msg = {**msg, "content": tag_text(content if isinstance(content, str) else "", len(flat), len(imgs))}
+            # The tags stand for the images from here on: the template (and its worker process) gets no pixels.
+            msg = {k: v for k, v in msg.items() if k != "images"}
+            msg["content"] = tag_text(content if isinstance(content, str) else "", len(flat), len(imgs))
             flat.extend(imgs)
         out.append(msg)
     return out, flat

@@ -92,12 +92,14 @@ def test_ollama_tag_rules() -> None:
 
 def test_tag_messages_numbers_over_the_kept_messages() -> None:
     a, b, c = (Image(1, 1, bytes([i, i, i])) for i in range(3))
-    msgs = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
-            {"role": "user", "content": "and [img] here"}]
+    msgs: list[dict[str, object]] = [{"role": "user", "content": "first", "images": ["x", "y"]},
+                                     {"role": "assistant", "content": "ok"},
+                                     {"role": "user", "content": "and [img] here", "images": ["z"]}]
     out, flat = tag_messages(msgs, [[a, b], [], [c]])
     assert [m["content"] for m in out] == ["[img-0][img-1]first", "ok", "and [img-2] here"]
     assert flat == [a, b, c]
-    assert msgs[0]["content"] == "first"  # the caller's messages are not changed
+    assert msgs[0]["content"] == "first" and msgs[0]["images"] == ["x", "y"]  # the caller's are not changed
+    assert all("images" not in m for m in out)  # the template renders tags, never pixels
 
 
 def _wav(width: int, channels: int, values: list[int], rate: int = 8000) -> bytes:

@@ -105,6 +105,22 @@ def test_projector_layer_in_the_manifest(d: Daemon, tiny_chat_gguf: Path) -> Non
     assert "application/vnd.ollama.image.adapter" not in kinds
 
 
+def test_show_modelfile_recreates_the_vision_model(d: Daemon, tmp_path: Path) -> None:
+    """The generated Modelfile names the projector (ADAPTER <its blob>): creating from it gives the same model."""
+    status, show = d.request("POST", "/api/show", {"model": "vis"})
+    assert status == 200
+    text = show["modelfile"]
+    assert text.count("ADAPTER ") == 1 and "sha256-" in text.split("ADAPTER ", 1)[1]
+    create_model(d, "vis-again", text, tmp_path)
+    from ollamalike.store import Store
+
+    store = Store(d.models_dir)
+    try:
+        assert store.get_manifest("vis-again")[0] == store.get_manifest("vis")[0]
+    finally:
+        store.close()
+
+
 def test_an_image_changes_the_output_deterministically(d: Daemon) -> None:
     red = generate(d, [RED])
     again = generate(d, [RED])
@@ -188,6 +204,11 @@ def test_official_clients(d: Daemon, tmp_path: Path) -> None:
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": RED}}]}])
     assert msg.content[0].type == "text" and msg.content[0].text == native["message"]["content"]
     assert msg.usage.input_tokens == native["prompt_eval_count"]
+    counted = anthropic.Anthropic(base_url=d.base_url, api_key="x", max_retries=0).messages.count_tokens(
+        model="vis", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "Describe it."},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": RED}}]}])
+    assert counted.input_tokens == native["prompt_eval_count"]
     with pytest.raises(openai.BadRequestError) as e:
         oa.chat.completions.create(model="vis", messages=[{"role": "user", "content": [
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}])

@@ -311,7 +311,7 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     )
     from ollamalike.library.projector import projector_media
 
-    media = projector_media(store, layers.projectors) if layers.projectors else (False, False)
+    media = projector_media([gguf_info(store, d) for d in layers.projectors]) if layers.projectors else (False, False)
     resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors, media)
     return resolved
 
@@ -357,7 +357,7 @@ def show_modelfile(display: str, resolved: ResolvedModel) -> str:
         parameters=options.json_to_params(resolved.parameters),
         template=resolved.template,
         system=resolved.system,
-        adapters=[str(p) for p in resolved.adapters],
+        adapters=[str(p) for p in (*resolved.adapters, *resolved.projectors)],  # ADAPTER <projector> recreates it
         license=list(resolved.license),
         messages=[{"role": _text_field(m, "role"), "content": _text_field(m, "content")} for m in resolved.messages],
     )
@@ -396,7 +396,8 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, obje
     if resolved.projectors:
         from ollamalike.library.projector import projector_info
 
-        out["projector_info"] = projector_info(store, "sha256:" + resolved.projectors[0].name.removeprefix("sha256-"))
+        digest = "sha256:" + resolved.projectors[0].name.removeprefix("sha256-")
+        out["projector_info"] = projector_info(gguf_info(store, digest))
     return out
 
 

@@ -8,10 +8,7 @@ encodes. Its layer has media type ``application/vnd.ollama.image.projector``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from ollamalike.store import Store
+from typing import Protocol
 
 PROJECTOR_ARCHITECTURES = ("clip",)
 
@@ -37,16 +34,12 @@ def media_of(info: HasMetadata) -> tuple[bool, bool]:
     return bool(vision), bool(audio)
 
 
-def projector_media(store: Store, digests: list[str]) -> tuple[bool, bool]:
-    """(images, audio) over a model's projector layers."""
-    from ollamalike.library.models import gguf_info
-
-    kinds = [media_of(gguf_info(store, d)) for d in digests]
+def projector_media(infos: list[HasMetadata]) -> tuple[bool, bool]:
+    """(images, audio) over a model's projector layers (their GGUF metadata)."""
+    kinds = [media_of(info) for info in infos]
     return any(v for v, _ in kinds), any(a for _, a in kinds)
 
 
-def projector_info(store: Store, digest: str) -> dict[str, object]:
+def projector_info(info: HasMetadata) -> dict[str, object]:
     """The projector GGUF's metadata, as /api/show's ``projector_info`` (without its name)."""
-    from ollamalike.library.models import gguf_info
-
-    return {k: v for k, v in gguf_info(store, digest).model_info.items() if k != "general.name"}
+    return {k: v for k, v in info.model_info.items() if k != "general.name"}
