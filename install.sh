@@ -98,7 +98,9 @@ cpu_flags() {
   echo "$args"
 }
 
-CMAKE_ARGS_ALL="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF"
+# LLAVA_BUILD builds libmtmd (llama.cpp's multimodal library: image and audio projectors) next to
+# libllama; the runner's vision path needs it. It is part of the flags, so of the wheel cache key.
+CMAKE_ARGS_ALL="-DLLAVA_BUILD=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF"
 case "$BACKEND" in
   cpu)   CMAKE_ARGS_ALL="$CMAKE_ARGS_ALL $(cpu_flags)" ;;
   cuda)  CMAKE_ARGS_ALL="$CMAKE_ARGS_ALL $(cpu_flags) -DGGML_CUDA=ON" ;;
@@ -164,7 +166,7 @@ else
   "$VPY" -m pip install --quiet -e "$ROOT" || die "pip install failed"
 fi
 
-# --- smoke test: a small Q4_0 model must run (a bad build dies here, not in front of a user) ----
+# --- smoke test: a small Q4_0 model must run and libmtmd must load (a bad build dies here) --------
 say "smoke-testing llama.cpp with a small quantized model"
 if ! "$VPY" -m ollamalike.runner.smoke; then
   die "llama.cpp smoke test failed: this build cannot run quantized models here. Try ./install.sh --rebuild, or set LLAMA_CMAKE_ARGS."

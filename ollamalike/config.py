@@ -25,6 +25,9 @@ KVCacheType = Literal["f16", "q8_0", "q4_0"]
 KV_CACHE_TYPES: tuple[str, ...] = get_args(KVCacheType)
 
 # Ollama's default allow-list: local origins on any port plus the app schemes of desktop wrappers.
+# 16 megapixels (4096 x 4096): a decoded image is width x height x 3 bytes in the daemon and the runner.
+DEFAULT_MAX_IMAGE_PIXELS = 16 * 1024 * 1024
+
 DEFAULT_ORIGINS: tuple[str, ...] = (
     "http://localhost",
     "https://localhost",
@@ -187,6 +190,8 @@ class Config:
     # Inputs one embed request may carry (/api/embed, /v1/embeddings); OpenAI's own limit, so a
     # client batching for OpenAI fits. Each input is cut to the context, the body to max_body_bytes.
     max_embed_inputs: int = 2048
+    # Largest image a request may send (width x height); bigger ones are refused before decoding (400).
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_concurrent_pulls: int = 3
     load_timeout: float = 300.0
     # SIGTERM: how long in-flight requests may run on before they are cut (server/health.py's drain).
@@ -345,6 +350,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         num_threads=max(0, _int(env, "NUM_THREADS", 0)),
         max_body_bytes=max(1024, _int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
         max_embed_inputs=_positive(env, "MAX_EMBED_INPUTS", 2048),
+        max_image_pixels=_positive(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
         max_concurrent_pulls=max(1, _int(env, "MAX_CONCURRENT_PULLS", 3)),
         load_timeout=parse_duration(_get(env, "LOAD_TIMEOUT") or "5m"),
         drain_timeout=_drain_timeout(_get(env, "DRAIN_TIMEOUT")),

@@ -4,7 +4,7 @@
 SentencePiece-style vocabulary: special tokens, the 256 byte-fallback tokens, ChatML control tokens
 and English pieces, so ordinary text tokenizes into multi-character pieces and any UTF-8 falls back
 to bytes. ``write_tiny_bert`` writes a BERT embedding model with a WordPiece vocabulary and mean
-pooling. Nothing is downloaded; the same arguments always give byte-identical files.
+pooling (the projectors for the tiny llama are in ``testmodels_mm``). Nothing is downloaded; the same arguments always give byte-identical files.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ httpx's MockTransport implements its transport interface) that tests subclass fo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +47,11 @@ class StubRunner:
         self.memory: dict[str, int] = {"size": 0, "size_vram": 0}
 
     async def completion(self, prompt: str | list[int], options: dict[str, Any] | None = None,
-                         format: str | dict[str, Any] | None = None, *, logprobs: int | None = None,
-                         shift: bool = True) -> AsyncIterator[dict[str, Any]]:
+                         format: str | dict[str, Any] | None = None, images: Sequence[Any] = (), *,
+                         logprobs: int | None = None, shift: bool = True) -> AsyncIterator[dict[str, Any]]:
         yield {"done": True, "done_reason": "stop", "prompt_eval_count": len(prompt), "eval_count": 0}
 
-    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Any] = ()) -> list[int]:
         return list(range(len(text.split())))
 
     async def detokenize(self, tokens: list[int]) -> str:

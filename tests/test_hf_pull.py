@@ -21,6 +21,7 @@ from tests.helpers import assert_api_error
 from tests.registry_server import ThreadedServer, fake_hub
 
 REPO = "tester/Tiny-GGUF"
+VISION_REPO = "tester/Tiny-Vision-GGUF"
 HF_TOKEN = "hf_localtesttoken"
 SEEN_AUTH: list[str] = []
 
@@ -66,7 +67,10 @@ def test_available_quants_labels() -> None:
 
 
 @pytest.fixture(scope="module")
-def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path) -> Iterator[ThreadedServer]:
+def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path, tiny_models_dir: Path) -> Iterator[ThreadedServer]:
+    from ollamalike.testmodels_mm import write_tiny_projector
+
+    projector = write_tiny_projector(tiny_models_dir / "mmproj-hf-tiny.gguf").read_bytes()
     files = {
         "README.md": b"# tiny\n",
         "tiny-F32.gguf": tiny_chat_gguf.read_bytes(),
@@ -74,7 +78,9 @@ def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path) -> Iterator[ThreadedServe
         "tiny-Q8_0-00001-of-00002.gguf": b"GGUF" + b"\0" * 2000,
         "tiny-Q8_0-00002-of-00002.gguf": b"GGUF" + b"\0" * 2000,
     }
-    server = ThreadedServer(fake_hub({REPO: files}, seen_auth=SEEN_AUTH))
+    vision = {"tiny-Q4_0.gguf": tiny_chat_q4_gguf.read_bytes(), "mmproj-tiny-F16.gguf": projector,
+              "mmproj-tiny-F32.gguf": projector[:-1] + b"x"}  # not the one taken: the F16 is
+    server = ThreadedServer(fake_hub({REPO: files, VISION_REPO: vision}, seen_auth=SEEN_AUTH))
     server.start()
     yield server
     server.stop()
@@ -150,6 +156,50 @@ def test_pull_latest_falls_back_to_first_gguf(daemon: Daemon, tiny_chat_gguf: Pa
         store.close()
     model = [layer for layer in manifest["layers"] if layer["mediaType"].endswith(".model")][0]
     assert model["digest"][7:] == hashlib.sha256(tiny_chat_gguf.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(("files", "model", "expected"), [
+    (["m-Q4_K_M.gguf", "mmproj-m-F16.gguf", "mmproj-m-Q4_K_M.gguf"], "m-Q4_K_M.gguf", "mmproj-m-Q4_K_M.gguf"),
+    (["m-Q8_0.gguf", "mmproj-m-F32.gguf", "mmproj-m-F16.gguf"], "m-Q8_0.gguf", "mmproj-m-F16.gguf"),
+    (["m-Q8_0.gguf", "mmproj-model-bf16.gguf"], "m-Q8_0.gguf", "mmproj-model-bf16.gguf"),
+    (["m-Q8_0.gguf", "README.md"], "m-Q8_0.gguf", None),
+])
+def test_choose_mmproj(files: list[str], model: str, expected: str | None) -> None:
+    from ollamalike.registry.hf import choose_mmproj
+
+    assert choose_mmproj(files, model) == expected
+
+
+@pytest.mark.e2e
+def test_pull_vision_repo_takes_its_mmproj(daemon: Daemon, tiny_models_dir: Path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    done = daemon.cli("pull", f"hf.co/{VISION_REPO}:Q4_0")
+    assert done.returncode == 0, done.stderr
+    projector = (tiny_models_dir / "mmproj-hf-tiny.gguf").read_bytes()
+    store = Store(daemon.models_dir)
+    try:
+        _, manifest, _ = store.get_manifest(f"hf.co/{VISION_REPO}:Q4_0")
+    finally:
+        store.close()
+    kinds = [(layer["mediaType"], layer["digest"]) for layer in manifest["layers"]]
+    assert ("application/vnd.ollama.image.projector", "sha256:" + hashlib.sha256(projector).hexdigest()) in kinds
+    assert sum(1 for k, _ in kinds if k.endswith(".projector")) == 1
+    status, shown = daemon.request("POST", "/api/show", {"model": f"hf.co/{VISION_REPO}:Q4_0"})
+    assert status == 200 and "vision" in shown["capabilities"], shown
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (0, 128, 255)).save(buf, format="PNG")
+    status, gen = daemon.request("POST", "/api/generate", {
+        "model": f"hf.co/{VISION_REPO}:Q4_0", "prompt": "what is it?", "stream": False,
+        "images": [base64.b64encode(buf.getvalue()).decode()], "options": {"num_predict": 2}})
+    assert status == 200 and gen["done"] is True, gen
+    # A repository without an mmproj gives no projector (and no vision).
+    assert daemon.cli("pull", f"hf.co/{REPO}:Q4_0").returncode == 0
+    status, plain = daemon.request("POST", "/api/show", {"model": f"hf.co/{REPO}:Q4_0"})
+    assert status == 200 and "vision" not in plain["capabilities"] and "projector_info" not in plain
 
 
 def test_hf_errors(daemon: Daemon) -> None:

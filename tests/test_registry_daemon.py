@@ -117,6 +117,46 @@ def test_push_then_pull_between_daemons(
     assert (status, final) == (200, {"status": "success"})
 
 
+def test_vision_model_push_pull_carries_the_projector(
+    registry: DockerRegistry, daemons: tuple[Daemon, Daemon], tiny_chat_gguf: Path, tmp_path: Path
+) -> None:
+    """Issue 16: the projector layer travels through the registry; the pulled model takes images."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from ollamalike.testmodels_mm import write_tiny_projector
+
+    a, b = daemons
+    name = f"{registry.host}/e2e/vision:v1"
+    proj = write_tiny_projector(tmp_path / "mmproj.gguf")
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(f"FROM {tiny_chat_gguf}\nADAPTER {proj}\n")
+    assert a.cli("create", name, "-f", str(modelfile)).returncode == 0
+    assert a.cli("push", name, "--insecure").returncode == 0
+    pulled = b.cli("pull", name, "--insecure")
+    assert pulled.returncode == 0, pulled.stderr
+    src, dst = Store(a.models_dir), Store(b.models_dir)
+    try:
+        _, manifest_a, body_a = src.get_manifest(name)
+        _, _, body_b = dst.get_manifest(name)
+        assert body_a == body_b
+        projectors = [d for d in manifest_a["layers"] if d["mediaType"] == "application/vnd.ollama.image.projector"]
+        assert len(projectors) == 1 and dst.read_blob(projectors[0]["digest"]) == proj.read_bytes()
+    finally:
+        src.close()
+        dst.close()
+    status, shown = b.request("POST", "/api/show", {"model": name})
+    assert status == 200 and "vision" in shown["capabilities"] and shown["projector_info"]["general.architecture"] == "clip"
+    buf = io.BytesIO()
+    Image.new("RGB", (24, 24), (255, 200, 0)).save(buf, format="JPEG")
+    status, gen = b.request("POST", "/api/generate", {"model": name, "prompt": "hi", "stream": False,
+                                                      "images": [base64.b64encode(buf.getvalue()).decode()],
+                                                      "options": {"num_predict": 2}})
+    assert status == 200 and gen["done"] is True, gen
+
+
 def test_cli_progress_redraws_in_place_on_a_terminal(
     registry: DockerRegistry, daemons: tuple[Daemon, Daemon], tiny_chat_gguf: Path, tmp_path: Path
 ) -> None:

@@ -307,8 +307,12 @@ def render_show(resp: dict[str, Any], verbose: bool) -> str:
         sections.append(("Capabilities", [[str(c)] for c in capabilities]))
     if resp.get("projector_info"):
         proj = resp["projector_info"]
-        parch = str(proj.get("general.architecture", ""))
-        sections.append(("Projector", [["architecture", parch]]))
+        prows = [["architecture", str(proj.get("general.architecture", ""))]]
+        for label, key in (("parameters", "general.parameter_count"), ("embedding length", "clip.vision.embedding_length"),
+                           ("dimensions", "clip.vision.projection_dim"), ("image size", "clip.vision.image_size")):
+            if proj.get(key) is not None:
+                prows.append([label, str(proj[key])])
+        sections.append(("Projector", prows))
     if resp.get("parameters"):
         sections.append(("Parameters", _parameter_rows(str(resp["parameters"]))))
     if resp.get("system"):

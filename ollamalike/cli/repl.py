@@ -214,7 +214,18 @@ class Repl:
         return body
 
     def send(self, text: str) -> None:
-        self.messages.append({"role": "user", "content": text})
+        message: dict[str, Any] = {"role": "user", "content": text}
+        if {"vision", "audio"} & set(self.info.get("capabilities") or []):
+            from ollamalike.cli.images import extract_images
+
+            try:
+                message["content"], images = extract_images(text)
+            except (OllamalikeError, OSError) as e:
+                click.echo(f"Error: {e}", err=True)
+                return
+            if images:
+                message["images"] = images
+        self.messages.append(message)
         printer = Printer(sys.stdout, wordwrap=self.wordwrap)
         try:
             content, final = stream_chat(self.client, self.chat_body(), printer)

@@ -97,8 +97,14 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
         click.echo(json.dumps(result["embeddings"][0]))
         return
     if parts:
-        body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": " ".join(parts)}],
-                                "stream": True}
+        message: dict[str, Any] = {"role": "user", "content": " ".join(parts)}
+        if {"vision", "audio"} & set(caps):  # image (and .wav) paths in the prompt attach them, as Ollama's run does
+            from ollamalike.cli.images import extract_images
+
+            message["content"], images = extract_images(message["content"])
+            if images:
+                message["images"] = images
+        body: dict[str, Any] = {"model": model, "messages": [message], "stream": True}
         if fmt:
             body["format"] = fmt
         if keep_alive is not None:

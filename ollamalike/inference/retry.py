@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from ollamalike.errors import RunnerDied
@@ -24,6 +24,7 @@ from ollamalike.scheduler import Lease, Scheduler
 
 if TYPE_CHECKING:
     from ollamalike.library.models import ResolvedModel
+    from ollamalike.media import Media
 
 __all__ = ["RetryingLease", "acquire_retrying"]
 
@@ -113,12 +114,12 @@ class _RetryingRunner:
         return self._holder.lease.runner.memory
 
     async def completion(self, prompt: str | list[int], options: Mapping[str, object] | None = None,
-                         format: str | JSONObject | None = None, *, logprobs: int | None = None,
-                         shift: bool = True) -> AsyncIterator[JSONObject]:
+                         format: str | JSONObject | None = None, images: Sequence[Media] = (), *,
+                         logprobs: int | None = None, shift: bool = True) -> AsyncIterator[JSONObject]:
         holder = self._holder
         while True:
             try:
-                chunks = holder.lease.runner.completion(prompt, options, format, logprobs=logprobs, shift=shift)
+                chunks = holder.lease.runner.completion(prompt, options, format, images, logprobs=logprobs, shift=shift)
                 async with contextlib.aclosing(chunks):  # type: ignore[type-var]  # an async generator in fact
                     async for chunk in chunks:
                         holder.answered = True
@@ -129,8 +130,8 @@ class _RetryingRunner:
                     raise
                 await holder.renew(e)
 
-    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        return await self._holder.call(lambda runner: runner.tokenize(text, add_special))
+    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Media] = ()) -> list[int]:
+        return await self._holder.call(lambda runner: runner.tokenize(text, add_special, images))
 
     async def detokenize(self, tokens: list[int]) -> str:
         return await self._holder.call(lambda runner: runner.detokenize(tokens))

@@ -36,6 +36,7 @@ from ollamalike.inference.chunks import (
     shorten,
     with_context,
 )
+from ollamalike.inference.fit import check_fits, fit_chat, prompt_budget, too_many_images, truncate_tokens
 from ollamalike.inference.requests import (
     ChatMessage,
     ChatRequest,
@@ -47,6 +48,7 @@ from ollamalike.inference.retry import acquire_retrying
 from ollamalike.inference.stream import ToolStream
 from ollamalike.jsontypes import JSONObject
 from ollamalike.library.models import ResolvedModel
+from ollamalike.media import Audio, Media, decode_images, tag_messages, tag_prompt
 from ollamalike.names import ModelName
 from ollamalike.runner.like import RunnerLike
 from ollamalike.scheduler import Scheduler
@@ -73,6 +75,7 @@ __all__ = [
 log = logging.getLogger("ollamalike.inference")
 
 InferenceRequest = GenerateRequest | ChatRequest | EmbedRequest
+MEDIA_CAPS = {"vision", "audio"}  # what a model needs to take any item of ``images``
 # The runner's text as it streams: (thinking, content, logprob entries) pieces.
 Pieces = AsyncGenerator[tuple[str, str, list[object]], None]
 Chunks = AsyncGenerator[Chunk, None]
@@ -105,7 +108,7 @@ def _check_chat_inputs(model: ResolvedModel, req: ChatRequest) -> None:
     check_think(req.model, model, req.think)
     if req.tools and "tools" not in model.capabilities:
         raise BadRequest(f'"{req.model}" does not support tools')
-    if any(m.get("images") for m in req.messages) and "vision" not in model.capabilities:
+    if any(m.get("images") for m in req.messages) and not MEDIA_CAPS & set(model.capabilities):
         raise BadRequest("this model is missing data required for image input")
 
 
@@ -127,14 +130,15 @@ def runner_options(model: ResolvedModel, request_options: opts.Options) -> opts.
     return merged
 
 
-async def _pieces(runner: RunnerLike, tokens: list[int], run_opts: opts.Options,
+async def _pieces(runner: RunnerLike, tokens: list[int] | str, run_opts: opts.Options,
                   fmt: str | JSONObject | None, splitter: ThinkingParser | None,
-                  done: JSONObject, req: GenerateRequest | ChatRequest) -> Pieces:
+                  done: JSONObject, req: GenerateRequest | ChatRequest, images: list[Media] | None = None) -> Pieces:
     """The runner's text as (thinking, content, logprobs) pieces; its final chunk is stored into ``done``.
+    With images the prompt is text (the runner places them at its tags).
 
     Logprob entries go on with the piece of the runner chunk that carried them, even when the
     thinking splitter holds its text back (as Ollama sends them while a parser buffers)."""
-    stream = runner.completion(tokens, run_opts.to_json(), fmt,
+    stream = runner.completion(tokens, run_opts.to_json(), fmt, images or (),
                                logprobs=runner_logprobs(req.logprobs, req.top_logprobs), shift=req.shift)
     async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
         async for chunk in chunks:
@@ -156,68 +160,12 @@ def _think_parser(prompt: str) -> ThinkingParser:
     return ThinkingParser(started=prompt_opens_thinking(prompt))
 
 
-# -- truncation --------------------------------------------------------------------------------
-def prompt_budget(num_ctx: int) -> int:
-    """The most prompt tokens a slot of ``num_ctx`` takes: one cell stays free for the first generated token."""
-    return max(1, num_ctx - 1)
-
-
-def check_fits(tokens: list[int], num_ctx: int) -> None:
-    """``truncate: false``: a prompt that does not fit is refused, never cut (Ollama's message first)."""
-    budget = prompt_budget(num_ctx)
-    if len(tokens) > budget:
-        raise BadRequest(f"the input length exceeds the context length: the prompt is {len(tokens)} tokens and "
-                         f"num_ctx {num_ctx} takes at most {budget} (truncate is false)")
-
-
-def truncate_tokens(tokens: list[int], num_ctx: int, num_keep: int) -> list[int]:
-    """Keep the first ``num_keep`` tokens and the tail, so the prompt fits the context (Ollama's rule)."""
-    if len(tokens) <= num_ctx:
-        return tokens
-    keep = max(0, min(num_keep, num_ctx // 2))
-    return tokens[:keep] + tokens[len(tokens) - (num_ctx - keep) :]
-
-
+# -- truncation (inference/fit.py) -------------------------------------------------------------
 async def _fit_chat(runner: RunnerLike, model: ModelLike, messages: list[ChatMessage],
-                    tools: list[Tool] | None, think: bool | str | None, num_ctx: int,
-                    truncate: bool = True) -> tuple[str, list[int]]:
-    """Render the chat, dropping the oldest non-system messages until the prompt fits num_ctx
-    (``truncate=False``: the whole chat or nothing; the caller refuses it when it does not fit).
-
-    Dropping more messages never makes the prompt longer, so the smallest number to drop is found
-    by bisection: a few tokenizations even for a very long history.
-    """
-    from ollamalike.template import render_chat
-
-    droppable = [i for i, m in enumerate(messages) if m["role"] != "system"]
-    rendered: dict[int, tuple[str, list[int]]] = {}
-
-    async def attempt(k: int) -> tuple[str, list[int]]:
-        if k not in rendered:
-            gone = set(droppable[:k])
-            keep = [m for i, m in enumerate(messages) if i not in gone]
-            # Off the event loop: a pathological template may take its whole time budget.
-            prompt = await asyncio.to_thread(render_chat, model, keep, tools=tools, think=think)
-            rendered[k] = (prompt, await runner.tokenize(prompt, add_special=True))
-        return rendered[k]
-
-    prompt, tokens = await attempt(0)
-    if len(tokens) <= num_ctx or not truncate:
-        return prompt, tokens
-    lo, hi = 1, max(len(droppable) - 1, 0)  # the latest message always stays
-    if hi < lo or len((await attempt(hi))[1]) > num_ctx:
-        # Even the latest message alone is too long: keep its tail, as generate does.
-        prompt, tokens = await attempt(max(hi, 0))
-        log.info("chat prompt truncated to the last %d tokens to fit num_ctx %d", num_ctx, num_ctx)
-        return prompt, truncate_tokens(tokens, num_ctx, 0)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if len((await attempt(mid))[1]) <= num_ctx:
-            hi = mid
-        else:
-            lo = mid + 1
-    log.info("chat prompt truncated: dropped the %d oldest messages to fit num_ctx %d", lo, num_ctx)
-    return await attempt(lo)
+                    tools: list[Tool] | None, think: bool | str | None, num_ctx: int) -> tuple[str, list[int]]:
+    """A text-only chat fitted to num_ctx: the prompt and its tokens (``fit_chat`` without images)."""
+    prompt, tokens, _ = await fit_chat(runner, model, messages, tools, think, num_ctx)
+    return prompt, tokens
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -229,6 +177,22 @@ class InferenceService:
         self.scheduler = scheduler
         # Installed after construction by server/ops.py (the metrics exist once the app is set up).
         self.observer = observer
+
+    async def _decode(self, model: ResolvedModel, texts: list[list[str]], where: list[str]) -> list[list[Media]]:
+        """Every image (or audio clip) of a request decoded and checked (off the event loop), before any
+        model loads; each kind needs a projector that takes it."""
+        limit = self.scheduler.config.max_image_pixels
+
+        def run() -> list[list[Media]]:
+            return [decode_images(t, limit, w) if t else [] for t, w in zip(texts, where, strict=True)]
+
+        decoded = await asyncio.to_thread(run) if any(texts) else [[] for _ in texts]
+        items = [m for ms in decoded for m in ms]
+        if any(isinstance(m, Audio) for m in items) and "audio" not in model.capabilities:
+            raise BadRequest(f'"{model.name}" does not support audio input')
+        if any(not isinstance(m, Audio) for m in items) and "vision" not in model.capabilities:
+            raise BadRequest("this model is missing data required for image input")
+        return decoded
 
     def _observe(self, req: InferenceRequest, final: Mapping[str, object]) -> None:
         """Hand a finished request's final fields to the metrics/access log, if an observer is set."""
@@ -257,22 +221,26 @@ class InferenceService:
         check_think(req.model, model, req.think)
         if req.suffix and "insert" not in caps:
             raise BadRequest(f'"{req.model}" does not support insert')
-        if req.images and "vision" not in caps:
+        if req.images and not MEDIA_CAPS & set(caps):
             raise BadRequest("this model is missing data required for image input")
         options = runner_options(model, req.options)
-        if not req.prompt and not req.suffix and not req.context:
+        images = (await self._decode(model, [req.images], ["images"]))[0]
+        if images and req.context:
+            raise BadRequest("context cannot be combined with images: send the conversation to /api/chat instead")
+        if not req.prompt and not req.suffix and not req.context and not images:
             reason = await self._load_only(model, options, req.keep_alive)
             yield FinalChunk({"model": req.model, "created_at": now_rfc3339(), "response": "", "done": True,
                               "done_reason": reason})
             return
 
+        text = tag_prompt(req.prompt, len(images)) if images else req.prompt
         if req.raw:
-            prompt = req.prompt
+            prompt = text
         else:
             from ollamalike.template import render_generate
 
             prompt = await asyncio.to_thread(
-                render_generate, model, req.prompt, system=req.system, suffix=req.suffix,
+                render_generate, model, text, system=req.system, suffix=req.suffix,
                 template_override=req.template, include_history=not req.context, think=req.think)
         lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)
         try:
@@ -280,16 +248,21 @@ class InferenceService:
             # The previous context stays token-exact (its KV cache can be reused); the new text
             # continues it, so it gets no second BOS.
             prefix = [int(t) for t in req.context or []]
-            tokens = prefix + await runner.tokenize(prompt, add_special=not prefix)
-            num_keep = opts.int_option(options, "num_keep")
-            if not req.truncate:
-                check_fits(tokens, lease.num_ctx)
-            tokens = truncate_tokens(tokens, prompt_budget(lease.num_ctx),
-                                     opts.PARAMETERS["num_keep"].default if num_keep is None else num_keep)
+            if images:  # an image is never cut in two: too long is refused, not truncated
+                tokens = await runner.tokenize(prompt, add_special=True, images=images)
+                if len(tokens) > prompt_budget(lease.num_ctx):
+                    raise too_many_images(len(images), len(tokens), prompt_budget(lease.num_ctx))
+            else:
+                tokens = prefix + await runner.tokenize(prompt, add_special=not prefix)
+                num_keep = opts.int_option(options, "num_keep")
+                if not req.truncate:
+                    check_fits(tokens, lease.num_ctx)
+                tokens = truncate_tokens(tokens, prompt_budget(lease.num_ctx),
+                                         opts.PARAMETERS["num_keep"].default if num_keep is None else num_keep)
             splitter = _think_parser(prompt) if req.think else None
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
             done: JSONObject = {}
-            pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done, req)
+            pieces = _pieces(runner, prompt if images else tokens, run_opts, req.format, splitter, done, req, images)
             async with contextlib.aclosing(pieces):
                 async for thinking, content, logprobs in pieces:
                     if thinking or content or logprobs:
@@ -299,8 +272,8 @@ class InferenceService:
                 if thinking or content:
                     yield gen_chunk(req.model, content, thinking)
             final = final_chunk(req.model, {"response": ""}, done, started, lease.load_duration_ns)
-            # Ollama puts the context right after done_reason.
-            context = tokens + generated_tokens(done)
+            # Ollama puts the context right after done_reason. Image positions are no token ids: left out.
+            context = [t for t in tokens if t >= 0] + generated_tokens(done)
             final = with_context(final, context)
             self._observe(req, final)
             yield final
@@ -316,6 +289,7 @@ class InferenceService:
             raise BadRequest(f'"{req.model}" does not support chat')
         _check_chat_inputs(model, req)
         options = runner_options(model, req.options)
+        images = await self._chat_images(model, req)
         if not req.messages:
             reason = await self._load_only(model, options, req.keep_alive)
             yield FinalChunk({"model": req.model, "created_at": now_rfc3339(),
@@ -325,8 +299,8 @@ class InferenceService:
         lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)
         try:
             runner = lease.runner
-            prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think,
-                                             prompt_budget(lease.num_ctx), truncate=req.truncate)
+            prompt, tokens, imgs = await fit_chat(runner, model, req.messages, req.tools, req.think,
+                                                  prompt_budget(lease.num_ctx), images, truncate=req.truncate)
             if not req.truncate:
                 check_fits(tokens, lease.num_ctx)
             splitter = _think_parser(prompt) if req.think else None
@@ -335,7 +309,7 @@ class InferenceService:
             tool_stream = ToolStream(model, req.tools) if req.tools else None
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
             done: JSONObject = {}
-            pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done, req)
+            pieces = _pieces(runner, prompt if imgs else tokens, run_opts, req.format, splitter, done, req, imgs)
             async with contextlib.aclosing(pieces):
                 async for thinking, content, logprobs in pieces:
                     calls: list[ToolCall] = []
@@ -357,6 +331,13 @@ class InferenceService:
             yield final
         finally:
             lease.release()
+
+    async def _chat_images(self, model: ResolvedModel, req: ChatRequest) -> list[list[Media]] | None:
+        """Each message's decoded images (None when the chat has none)."""
+        texts = [list(m.get("images") or []) for m in req.messages]
+        if not any(texts):
+            return None
+        return await self._decode(model, texts, [f"messages[{i}].images" for i in range(len(texts))])
 
     # -- embed ---------------------------------------------------------------------------------
     async def embed(self, req: EmbedRequest) -> EmbedResponse:
@@ -400,9 +381,13 @@ class InferenceService:
 
         model = await resolve(self.store, req.name)
         _check_chat_inputs(model, req)
-        prompt = await asyncio.to_thread(render_chat, model, req.messages, tools=req.tools, think=req.think)
+        images = await self._chat_images(model, req)
+        messages, imgs = tag_messages(req.messages, images or [[] for _ in req.messages])
+        prompt = await asyncio.to_thread(render_chat, model, messages, tools=req.tools, think=req.think)
         lease = await acquire_retrying(self.scheduler, model, runner_options(model, req.options), req.keep_alive)
         try:
+            if imgs:
+                return len(await lease.runner.tokenize(prompt, add_special=True, images=imgs))
             return len(await lease.runner.tokenize(prompt, add_special=True))
         finally:
             lease.release()

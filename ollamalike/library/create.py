@@ -28,7 +28,6 @@ from ollamalike.library.create_convert import (
 )
 from ollamalike.library.create_modelfile import resolve_modelfile
 from ollamalike.library.create_sources import (
-    PROJECTOR_ARCHITECTURES,
     Source,
     check_requires,
     draft_source,
@@ -37,6 +36,7 @@ from ollamalike.library.create_sources import (
     read_info,
 )
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_config, read_layers
+from ollamalike.library.projector import is_projector
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import REMOTE, Access, CreateRequest
 from ollamalike.names import ModelName
@@ -105,7 +105,7 @@ def _classify(sources: list[Source], converted: bool = False) -> None:
     """Files: the one model GGUF (``converted``: it comes from a checkpoint), and projectors beside it."""
     models = []
     for s in sources:
-        if s.media == MEDIA_MODEL and s.info.architecture in PROJECTOR_ARCHITECTURES:
+        if s.media == MEDIA_MODEL and is_projector(s.info):
             s.media = MEDIA_PROJECTOR
         if s.media == MEDIA_MODEL:
             models.append(s)
@@ -159,6 +159,10 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         adapter_sources.append(await gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
     if plan.sources or plan.checkpoint is not None:
         _classify(plan.sources, converted=plan.checkpoint is not None)
+    for src in adapter_sources:
+        # ADAPTER (or the API's adapters) naming a CLIP GGUF gives the model its projector.
+        if is_projector(src.info):
+            src.media = MEDIA_PROJECTOR
     plan.sources.extend(adapter_sources)
     plan.renderer = request.renderer or plan.renderer
     plan.parser = request.parser or plan.parser

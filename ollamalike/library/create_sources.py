@@ -16,12 +16,11 @@ from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.gguf_info import GGUFInfo
 from ollamalike.library.create_paths import check_regular
 from ollamalike.library.models import read_layers
+from ollamalike.library.projector import is_projector
 from ollamalike.library.request import CreateRequest
 from ollamalike.modelfile import version_key
 from ollamalike.store import Pins, Store
 from ollamalike.store.manifest import MEDIA_DRAFT
-
-PROJECTOR_ARCHITECTURES = ("clip",)
 
 
 @dataclass
@@ -100,6 +99,6 @@ async def draft_source(
         return None
     if gguf_type(src.info) == "adapter":
         raise BadRequest("the draft model must be a language model GGUF, not a LoRA adapter")
-    if src.info.architecture in PROJECTOR_ARCHITECTURES or src.info.is_embedding_model:
+    if is_projector(src.info) or src.info.is_embedding_model:
         raise BadRequest(f"the draft model must be a language model GGUF, not a {src.info.architecture} model")
     return src

@@ -283,16 +283,17 @@ class ModelKind(Protocol):
     def chat_template(self) -> str | None: ...
 
 
-def capabilities(
-    template: str | None, info: ModelKind, projectors: list[str], declared: tuple[str, ...] = ()
-) -> list[str]:
+def capabilities(template: str | None, info: ModelKind, projectors: list[str],
+                 media: tuple[bool, bool] = (True, False), declared: tuple[str, ...] = ()) -> list[str]:
     """Ollama's capability list, read from the effective Go template (or the GGUF's Jinja template
-    when that is rendered directly), plus any the config blob declares (``declared``), as Ollama adds them."""
-    caps = _capabilities(template, info, projectors)
+    when that is rendered directly), plus any the config blob declares (``declared``), as Ollama adds them.
+    ``media``: whether the projectors encode images and audio."""
+    caps = _capabilities(template, info, projectors, media)
     return caps + [c for c in dict.fromkeys(declared) if c not in caps]
 
 
-def _capabilities(template: str | None, info: ModelKind, projectors: list[str]) -> list[str]:
+def _capabilities(template: str | None, info: ModelKind, projectors: list[str],
+                  media: tuple[bool, bool]) -> list[str]:
     if info.is_embedding_model:
         return ["embedding"]
     caps = ["completion"]
@@ -309,8 +310,8 @@ def _capabilities(template: str | None, info: ModelKind, projectors: list[str]) 
             caps.append("tools")
         if _JINJA_THINK.search(jinja):
             caps.append("thinking")
-    if projectors:
-        caps.append("vision")
+    if projectors:  # media: what the projectors encode (images, audio)
+        caps += [c for c, on in zip(("vision", "audio"), media, strict=True) if on]
     return caps
 
 
@@ -376,7 +377,11 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
         requires=config.requires,
         draft_path=store.blob_path(layers.draft) if layers.draft else None,
     )
-    resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors, config.capabilities)
+    from ollamalike.library.projector import projector_media
+
+    media = projector_media([gguf_info(store, d) for d in layers.projectors]) if layers.projectors else (False, False)
+    resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors, media,
+                                         config.capabilities)
     return resolved
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from ollamalike import modelfile, options
 from ollamalike.errors import OllamalikeError
 from ollamalike.jsontypes import JSONObject
-from ollamalike.library.models import ResolvedModel, effective_template, resolve_model
+from ollamalike.library.models import ResolvedModel, effective_template, gguf_info, resolve_model
 from ollamalike.names import ModelName
 from ollamalike.store import Store, local_rfc3339
 
@@ -107,6 +107,11 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, obje
             out[key] = value
     if tensors is not None:
         out["tensors"] = tensors
+    if resolved.projectors:
+        from ollamalike.library.projector import projector_info
+
+        digest = "sha256:" + resolved.projectors[0].name.removeprefix("sha256-")
+        out["projector_info"] = projector_info(gguf_info(store, digest))
     return out
 
 

@@ -6,6 +6,8 @@ fetched with ``hf_hub_download`` (which honours HF_ENDPOINT, HF_TOKEN and its ow
 hard-linked into the store when possible (copied otherwise) and verified against the LFS sha256.
 The manifest gets a template layer and stop parameters when the GGUF's chat template matches a
 named template; otherwise no template, so the GGUF's own Jinja template is used at render time.
+A repository with an ``mmproj*.gguf`` (a vision model's projector) gives the model its projector
+layer too (``choose_mmproj``: the model's quantization, else F16, else the first).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import io
 import re
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, NotFound, OllamalikeError, RegistryError
@@ -25,12 +28,16 @@ from ollamalike.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_MODEL,
     MEDIA_PARAMS,
+    MEDIA_PROJECTOR,
     MEDIA_TEMPLATE,
     Descriptor,
     build_config,
     build_manifest,
     go_json,
 )
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 DEFAULT_QUANT = "Q4_K_M"
 _SPLIT_RE = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
@@ -103,6 +110,20 @@ def _hf_errors(e: Exception, repo_id: str) -> OllamalikeError:
     return RegistryError(f"Hugging Face download of {repo_id} failed: {e}")
 
 
+def choose_mmproj(files: list[str], model_file: str) -> str | None:
+    """The repository's projector (``mmproj*.gguf``) for a vision model, None when it has none: the one
+    of the model's quantization if there is one, else F16, else the first."""
+    projs = sorted(f for f in files if f.lower().endswith(".gguf") and "mmproj" in f.rsplit("/", 1)[-1].lower())
+    if not projs:
+        return None
+    quants = available_quants([model_file])
+    for want in (quants[0] if quants else "", "F16"):
+        hit = [f for f in projs if want and _quant_matches(f, want)]
+        if hit:
+            return hit[0]
+    return projs[0]
+
+
 async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterator[JSONObject]:
     import huggingface_hub
 
@@ -112,9 +133,30 @@ async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterato
     try:
         files = await asyncio.to_thread(api.list_repo_files, repo_id)
         filename = choose_gguf(files, name.tag)
-        infos = await asyncio.to_thread(api.get_paths_info, repo_id, [filename])
     except OllamalikeError:
         raise
+    except Exception as e:
+        raise _hf_errors(e, repo_id) from None
+    projector = choose_mmproj(files, filename)
+    fetched: list[tuple[str, str, int]] = []  # (path, digest, size) of the model, then the projector
+    for fname in [filename] + ([projector] if projector else []):
+        async for status in _fetch(store, api, repo_id, fname, fetched):
+            yield status
+    with store.pin([digest for _, digest, _ in fetched]) as pins:
+        manifest = await asyncio.to_thread(_build_manifest, store, pins, *fetched[0], fetched[1:])
+        yield {"status": "writing manifest"}
+        await asyncio.to_thread(store.put_manifest, name, manifest)
+    yield {"status": "success"}
+
+
+async def _fetch(store: Store, api: HfApi, repo_id: str, filename: str,
+                 fetched: list[tuple[str, str, int]]) -> AsyncIterator[JSONObject]:
+    """Download one repository file into the store (progress as Ollama's status objects); appends
+    (path, digest, size) to ``fetched``."""
+    import huggingface_hub
+
+    try:
+        infos = await asyncio.to_thread(api.get_paths_info, repo_id, [filename])
     except Exception as e:
         raise _hf_errors(e, repo_id) from None
     # huggingface_hub's RepoFile has size and lfs; a RepoFolder (a directory named like a GGUF) has neither.
@@ -152,18 +194,19 @@ async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterato
     yield {"status": "verifying sha256 digest"}
     digest, size = await asyncio.to_thread(link_blob, store, path, expected)
     yield {"status": status, "digest": digest, "total": size, "completed": size}
-    with store.pin([digest]) as pins:
-        manifest = await asyncio.to_thread(_build_manifest, store, pins, path, digest, size)
-        yield {"status": "writing manifest"}
-        await asyncio.to_thread(store.put_manifest, name, manifest)
-    yield {"status": "success"}
+    fetched.append((path, digest, size))
 
 
-def _build_manifest(store: Store, pins: Pins, path: str, digest: str, size: int) -> bytes:
+def _build_manifest(store: Store, pins: Pins, path: str, digest: str, size: int,
+                    projectors: list[tuple[str, str, int]]) -> bytes:
     from ollamalike.gguf_info import read_gguf_info
 
     info = read_gguf_info(path)
     layers = [Descriptor(MEDIA_MODEL, digest, size)]
+    for proj_path, proj_digest, proj_size in projectors:
+        if read_gguf_info(proj_path).architecture != "clip":
+            raise BadRequest(f"{proj_path.rsplit('/', 1)[-1]} in this repository is not a CLIP projector GGUF")
+        layers.append(Descriptor(MEDIA_PROJECTOR, proj_digest, proj_size))
     named = _detect(info.chat_template)
     if named is not None:
         template_text, stops = named
@@ -176,6 +219,7 @@ def _build_manifest(store: Store, pins: Pins, path: str, digest: str, size: int)
             layers.append(Descriptor(MEDIA_PARAMS, p_digest, p_size))
     config = build_config(
         model_family=info.architecture,
+        model_families=[info.architecture, "clip"] if projectors else [info.architecture],
         model_type=info.parameter_size,
         file_type=info.file_type,
         diff_ids=[layer.digest for layer in layers],

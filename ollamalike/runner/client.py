@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +26,7 @@ import aiohttp
 from ollamalike.config import Config
 from ollamalike.errors import BadRequest, RunnerDied, RunnerError
 from ollamalike.jsontypes import JSONObject
+from ollamalike.media import Media
 from ollamalike.runner.spec import RunnerSpec
 
 __all__ = ["RunnerProcess", "RunnerSpec"]
@@ -161,11 +162,16 @@ class RunnerProcess:
     # --- requests --------------------------------------------------------------------------
     async def completion(
         self, prompt: str | list[int], options: Mapping[str, object] | None = None,
-        format: str | JSONObject | None = None, *, logprobs: int | None = None, shift: bool = True,
+        format: str | JSONObject | None = None, images: Sequence[Media] = (), *, logprobs: int | None = None,
+        shift: bool = True,
     ) -> AsyncIterator[JSONObject]:
         """Chunks {"content": ...} (with "logprobs" when ``logprobs`` is the number of top alternatives
-        wanted), then one {"done": True, ...}. Stopping early cancels the sequence."""
+        wanted), then one {"done": True, ...}. Stopping early cancels the sequence.
+
+        With ``images``, ``prompt`` is text whose ``[img-N]`` tags place them (runner/vision.py)."""
         body: dict[str, object] = {"prompt": prompt, "options": options or {}, "format": format}
+        if images:
+            body["images"] = [img.to_wire() for img in images]
         if logprobs is not None:
             body["logprobs"] = logprobs
         if not shift:
@@ -194,8 +200,12 @@ class RunnerProcess:
         if not done:
             raise await self._died(None)
 
-    async def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        body = await self._call("/tokenize", {"content": text, "add_special": add_special})
+    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Media] = ()) -> list[int]:
+        """Token ids; with ``images``, each image's positions are negative ids (one per image chunk)."""
+        payload: dict[str, object] = {"content": text, "add_special": add_special}
+        if images:
+            payload["images"] = [img.to_wire() for img in images]
+        body = await self._call("/tokenize", payload)
         return _ints(body, "tokens")
 
     async def detokenize(self, tokens: list[int]) -> str:
@@ -216,7 +226,7 @@ class RunnerProcess:
     async def get_health(self) -> JSONObject:
         return await self._call("/health", None)
 
-    async def _call(self, path: str, payload: JSONObject | None) -> JSONObject:
+    async def _call(self, path: str, payload: Mapping[str, object] | None) -> JSONObject:
         try:
             method = self._session.get(path) if payload is None else self._session.post(path, json=payload)
             async with method as resp:

@@ -30,6 +30,14 @@ _MIN_SIDE_CTX = 256
 EmbedDone = Callable[[list[list[float]] | None, str | None], None]
 
 
+def embedding_limit(m: Loaded) -> int:
+    """The longest input an embed takes: an embedding model's batch, or a chat model's slot context."""
+    train = llama_cpp.llama_model_n_ctx_train(m.model) or m.n_ctx_slot
+    if m.opts is not None and m.opts.embedding:
+        return min(m.n_ctx_slot, m.n_batch, train)
+    return min(m.n_ctx_slot, train)
+
+
 @dataclass
 class EmbedJob:
     """One embed request: tokenized, truncated inputs; ``done(vectors, None)`` or ``done(None, error)``

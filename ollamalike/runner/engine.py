@@ -32,6 +32,7 @@ from ollamalike.runner.llama import Loaded
 from ollamalike.runner.logprobs import LogprobQueue, score
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
+from ollamalike.runner.vision import MediaPrompt, Vision, advance_images
 
 # An event for the daemon: {"content"}, {"done": True, ...} or {"error"}; the server sends it as JSON.
 Event = dict[str, object]
@@ -54,6 +55,7 @@ class Request:
     cancelled: bool = False
     logprobs: int | None = None
     shift: bool = True
+    media: MediaPrompt | None = None  # the prompt's image chunks (prompt holds their positions' ids)
 
 
 @dataclass
@@ -65,8 +67,9 @@ class _Stats:
 
 
 class Engine:
-    def __init__(self, loaded: Loaded, parallel: int) -> None:
+    def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None) -> None:
         self.m = loaded
+        self.vision = vision
         self.slots: list[Slot[Request]] = [Slot(seq=i) for i in range(max(1, parallel))]
         self.batch = llama_cpp.llama_batch_init(loaded.n_batch, 0, 1)
         self._incoming: queue.SimpleQueue[Request | EmbedJob | None] = queue.SimpleQueue()
@@ -168,6 +171,8 @@ class Engine:
         n = slot.common_prefix(prompt)
         if n >= len(prompt):
             n = len(prompt) - 1  # the last prompt token must be evaluated again to get logits
+        if req.media is not None:
+            n = req.media.align(n)  # an image is reused whole or encoded again
         if n < len(slot.cache):
             if not llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, n, -1):
                 n = 0
@@ -179,7 +184,7 @@ class Engine:
             req.emit({"error": str(e)})
             return
         # The penalty window is primed with the whole prompt, whether it was cached or not.
-        sampler = build_sampler(req.params, m.vocab, m.n_vocab, prompt)
+        sampler = build_sampler(req.params, m.vocab, m.n_vocab, [t for t in prompt if t >= 0])
         slot.begin(req, prompt, n, sampler, TextStream(req.params.stop), self._limit(req.params), grammar)
         slot.logprobs = LogprobQueue(req.logprobs) if req.logprobs is not None else None
         if n == len(prompt) - 1:
@@ -203,6 +208,9 @@ class Engine:
         """One llama_decode over every active slot. Returns False when there was nothing to do."""
         m = self.m
         batch = self.batch
+        # Images first, each decoded on its own: the text before them is in the KV cache by now.
+        imaged = self.vision is not None and advance_images(self.vision, self.slots, m, self._queue_last_prompt_token,
+                                                            self._fail_slot)
         n = 0
         for slot in self.slots:
             req = slot.req
@@ -241,6 +249,11 @@ class Engine:
             if slot.t_prompt == 0:
                 slot.t_prompt = time.perf_counter_ns()
             take = min(room, body - slot.prompt_done)
+            media = slot.req.media if slot.req is not None else None
+            if media is not None:  # text up to the next image; the image goes in the next step
+                take = min(take, media.next_start(slot.prompt_done) - slot.prompt_done)
+                if take <= 0:
+                    continue
             base = len(slot.cache)
             for i in range(take):
                 batch.token[n] = slot.prompt[slot.prompt_done + i]
@@ -255,7 +268,7 @@ class Engine:
             if slot.prompt_done == body:
                 self._queue_last_prompt_token(slot)
         if n == 0:
-            return False
+            return imaged
         batch.n_tokens = n
         rc = llama_cpp.llama_decode(m.ctx, batch)
         self.stats.steps += 1
@@ -325,7 +338,9 @@ class Engine:
         """The slot's context is full: shift it (Ollama's context shift) or end with "length"."""
         req = slot.req
         assert req is not None
-        if req.params.num_predict == -2 or not req.shift:
+        # A prompt with images never shifts: that would cut through an image's positions (llama.cpp's
+        # server refuses it too).
+        if req.params.num_predict == -2 or not req.shift or req.media is not None:
             self._finish(slot, reason="length")
             return False
         m = self.m
@@ -343,20 +358,21 @@ class Engine:
     def _fail_active(self, reason: str) -> None:
         for slot in self.slots:
             if slot.req is not None:
-                slot.logit_index = -1
-                llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
-                slot.cache.clear()
-                self._finish(slot, error=reason)
+                self._fail_slot(slot, reason)
+
+    def _fail_slot(self, slot: Slot[Request], reason: str) -> None:
+        """End the slot's request with ``reason`` and drop its KV cache (its state is unknown)."""
+        slot.logit_index = -1
+        llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
+        slot.cache.clear()
+        self._finish(slot, error=reason)
 
     def _fail_batch(self, rc: int) -> None:
         reason = "out of KV cache space" if rc == 1 else f"llama_decode failed with status {rc}"
         self.stats.errors.append(reason)
         for slot in self.slots:
             if slot.req is not None and (slot.logit_index >= 0 or slot.in_prompt):
-                slot.logit_index = -1
-                llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
-                slot.cache.clear()
-                self._finish(slot, error=reason)
+                self._fail_slot(slot, reason)
 
     def _finish(self, slot: Slot[Request], reason: str = "stop", error: str | None = None, emit: bool = True) -> None:
         req = slot.req
@@ -398,16 +414,13 @@ class Engine:
             self._pieces[token] = piece
         return piece
 
-    # --- embeddings ------------------------------------------------------------------------
+    # --- embeddings (runner/embed.py) ------------------------------------------------------
     def embedding_limit(self) -> int:
         """The longest input an embed takes: an embedding model's batch, or a chat model's slot context."""
-        m = self.m
-        train = llama_cpp.llama_model_n_ctx_train(m.model) or m.n_ctx_slot
-        if self.embedding_runner:
-            return min(m.n_ctx_slot, m.n_batch, train)
-        return min(m.n_ctx_slot, train)
+        from ollamalike.runner.embed import embedding_limit
+
+        return embedding_limit(self.m)
 
     @property
     def embedding_runner(self) -> bool:
         return bool(self.m.opts is not None and self.m.opts.embedding)
-

@@ -7,10 +7,13 @@ llama_cpp, so the scheduler and the inference service can name the type without 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 from ollamalike.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from ollamalike.media import Media
 
 
 class RunnerLike(Protocol):
@@ -28,17 +31,19 @@ class RunnerLike(Protocol):
 
     def completion(
         self, prompt: str | list[int], options: Mapping[str, object] | None = None,
-        format: str | JSONObject | None = None, *, logprobs: int | None = None, shift: bool = True,
+        format: str | JSONObject | None = None, images: Sequence[Media] = (), *, logprobs: int | None = None,
+        shift: bool = True,
     ) -> AsyncIterator[JSONObject]:
         """Chunks ``{"content": ...}``, then one ``{"done": True, ...}`` with the runner's stats
         (``runner.engine.Engine._finish`` names them), as decoded from the runner's NDJSON.
 
+        ``images`` go where the text prompt's ``[img-N]`` tags are (a model with a projector).
         ``logprobs`` (None: off) is how many top alternatives each token's entry lists; the
         entries come on the content chunks as ``"logprobs"``. ``shift=False``: a full context ends
         the generation with "length" instead of shifting it."""
         ...
 
-    async def tokenize(self, text: str, add_special: bool = True) -> list[int]: ...
+    async def tokenize(self, text: str, add_special: bool = True, images: Sequence[Media] = ()) -> list[int]: ...
 
     async def detokenize(self, tokens: list[int]) -> str: ...
 

@@ -3,7 +3,8 @@
 Routes: GET /health (status loading|ok, load progress, memory, slots), POST /completion (NDJSON:
 {"content"} chunks, each with its tokens' "logprobs" when the body asked for them, then a
 {"done": true, ...} object, or an {"error"} line), POST /tokenize,
-POST /detokenize, POST /embedding (an embedding model's runner, or beside the generations of a
+POST /detokenize, POST /embedding (completion and tokenize take ``images``: decoded RGB pixels, placed
+at the prompt's ``[img-N]`` tags; see runner/vision.py) (an embedding model's runner, or beside the generations of a
 chat model's), POST /shutdown. The model loads in a worker thread while
 /health already answers; the engine runs in its own thread and talks back through
 ``loop.call_soon_threadsafe``. A client that goes away cancels its sequence.
@@ -29,6 +30,7 @@ from ollamalike.runner.llama import Loaded, LoadError, load_model
 from ollamalike.runner.logprobs import MAX_TOP_LOGPROBS
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
 from ollamalike.runner.spec import RunnerSpec
+from ollamalike.runner.vision import Media, MediaError, MediaPrompt, RawAudio, RawImage, Vision
 
 NDJSON = "application/x-ndjson"
 HEARTBEAT = 0.25  # seconds between the spaces an embed answer starts with while it is computed
@@ -70,6 +72,7 @@ class RunnerServer:
         self.progress = [0.0]
         self.loaded: Loaded | None = None
         self.engine: Engine | None = None
+        self.vision: Vision | None = None
         self.stopping = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -77,18 +80,25 @@ class RunnerServer:
         loop = asyncio.get_running_loop()
         try:
             self.loaded = await loop.run_in_executor(None, load_model, self.opts, self.progress, self.verbose)
+            if self.opts.projectors:
+                self.vision = await loop.run_in_executor(None, _open_vision, self.loaded, self.opts, self.verbose)
         except LoadError as e:
+            if self.loaded is not None:
+                self.loaded.close()
+                self.loaded = None
             self.status, self.error = "error", str(e)
             print(f"error: {e}", file=sys.stderr, flush=True)
             self.stopping.set()
             return
-        self.engine = Engine(self.loaded, self.opts.num_parallel)
+        self.engine = Engine(self.loaded, self.opts.num_parallel, self.vision)
         self.engine.start()
         self.status = "ok"
 
     def close(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+        if self.vision is not None:
+            self.vision.close()
         if self.loaded is not None:
             self.loaded.close()
 
@@ -117,7 +127,8 @@ class RunnerServer:
             body.update(
                 memory={"size": m.size, "size_vram": m.size_vram},
                 n_ctx=m.n_ctx, n_ctx_slot=m.n_ctx_slot, n_batch=m.n_batch, parallel=len(self.engine.slots),
-                embedding=self.opts.embedding, slots_busy=self.engine.busy_slots(),
+                embedding=self.opts.embedding, vision=bool(self.vision and self.vision.vision),
+                audio=bool(self.vision and self.vision.audio), slots_busy=self.engine.busy_slots(),
                 queued=self.engine.stats.queued, steps=self.engine.stats.steps,
                 decoded_tokens=self.engine.stats.decoded_tokens,
                 embed_inputs_pending=self.engine.embeds.inputs_pending,
@@ -131,7 +142,22 @@ class RunnerServer:
         content = body.get("content")
         if not isinstance(content, str):
             raise _http_error(400, "content must be a string")
-        return web.json_response({"tokens": tokenize(m, content, bool(body.get("add_special", True)))})
+        add_special = bool(body.get("add_special", True))
+        images = _images(body.get("images"))
+        if images:
+            media = await self._media(content, images, add_special)
+            return web.json_response({"tokens": media.tokens})
+        return web.json_response({"tokens": tokenize(m, content, add_special)})
+
+    async def _media(self, text: str, images: list[Media], add_special: bool = True) -> MediaPrompt:
+        """The prompt through mtmd (off the event loop: images are resized and normalised here)."""
+        if self.vision is None:
+            raise _http_error(400, "this model is missing data required for image input")
+        vision = self.vision
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, vision.tokenize, text, images, add_special)
+        except MediaError as e:
+            raise _http_error(400, str(e)) from None
 
     async def detokenize(self, request: web.Request) -> web.Response:
         m, _ = self._ready()
@@ -193,7 +219,15 @@ class RunnerServer:
             raise _http_error(400, "this runner serves embeddings only; it cannot generate text")
         body = await _json(request)
         prompt = body.get("prompt", "")
-        tokens = tokenize(m, prompt, True, True) if isinstance(prompt, str) else _check_tokens(m, prompt)
+        images = _images(body.get("images"))
+        media: MediaPrompt | None = None
+        if images:
+            if not isinstance(prompt, str):
+                raise _http_error(400, "a prompt with images must be text")
+            media = await self._media(prompt, images)
+            tokens = media.tokens
+        else:
+            tokens = tokenize(m, prompt, True, True) if isinstance(prompt, str) else _check_tokens(m, prompt)
         if not tokens:
             if m.bos < 0:
                 raise _http_error(400, "the prompt is empty and this model has no BOS token to start from")
@@ -225,7 +259,8 @@ class RunnerServer:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(events.put_nowait, event)
 
-        req = Request(prompt=tokens, params=params, grammar=grammar, emit=emit, logprobs=logprobs, shift=shift)
+        req = Request(prompt=tokens, params=params, grammar=grammar, emit=emit, logprobs=logprobs, shift=shift,
+                      media=media)
         engine.submit(req)
         finished = False
         try:
@@ -275,6 +310,58 @@ def _embed_tokens(m: Loaded, inputs: list[str], limit: int, truncate: bool) -> l
             toks = toks[: limit - 1] + [toks[-1]] if keep_last else toks[:limit]
         token_lists.append(toks)
     return token_lists
+
+
+def _open_vision(m: Loaded, spec: RunnerSpec, verbose: bool) -> Vision:
+    from ollamalike.runner.llama import _default_threads
+
+    return Vision.open(m, spec.projectors[0], spec.threads or _default_threads(), spec.gpu_layers != 0, verbose)
+
+
+def _images(value: object) -> list[Media]:
+    """The wire's media: images [{"width", "height", "data": base64 RGB}] and audio clips [{"kind": "audio",
+    "rate", "data": base64 float32 mono}] (the daemon decoded and checked them)."""
+    import base64
+    import binascii
+
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _http_error(400, "images must be a list")
+    out: list[Media] = []
+    for item in value:
+        if isinstance(item, dict) and item.get("kind") == "audio":
+            out.append(_audio(item))
+            continue
+        w = item.get("width") if isinstance(item, dict) else None
+        h = item.get("height") if isinstance(item, dict) else None
+        data = item.get("data") if isinstance(item, dict) else None
+        if not (isinstance(w, int) and isinstance(h, int) and isinstance(data, str) and w > 0 and h > 0):
+            raise _http_error(400, "each image needs an integer width and height and base64 RGB data")
+        try:
+            rgb = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise _http_error(400, "image data is not valid base64") from None
+        if len(rgb) != w * h * 3:
+            raise _http_error(400, f"image data is {len(rgb)} bytes, not {w}x{h} RGB")
+        out.append(RawImage(w, h, rgb))
+    return out
+
+
+def _audio(item: dict[str, object]) -> RawAudio:
+    import base64
+    import binascii
+
+    rate, data = item.get("rate"), item.get("data")
+    if not (isinstance(rate, int) and rate > 0 and isinstance(data, str)):
+        raise _http_error(400, "an audio clip needs an integer rate and base64 float32 data")
+    try:
+        samples = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise _http_error(400, "audio data is not valid base64") from None
+    if not samples or len(samples) % 4:
+        raise _http_error(400, "audio data is not float32 samples")
+    return RawAudio(rate, samples)
 
 
 def _check_tokens(m: Loaded, tokens: object) -> list[int]:

@@ -2,7 +2,8 @@
 
 ``python -m ollamalike.runner.smoke`` writes a tiny Q4_0 llama to a temporary directory and, in a
 child process (so a SIGILL from a build using instructions this CPU lacks is caught rather than
-killing us), loads it and generates a few tokens. It prints one line and exits 0 on success, or
+killing us), loads it and generates a few tokens, then loads libmtmd (the multimodal library the image path
+needs; importing llama_cpp.mtmd_cpp opens it) and asks it for its media marker. It prints one line and exits 0 on success, or
 prints the reason and exits 1. install.sh runs it after building.
 """
 
@@ -38,6 +39,14 @@ def _child(model: str) -> int:
     generated = int(out["usage"]["completion_tokens"])  # type: ignore[index]
     if generated < 1:
         print("the model produced no tokens", file=sys.stderr)
+        return 1
+    try:
+        from llama_cpp import mtmd_cpp  # opening the module opens libmtmd
+    except (ImportError, OSError, FileNotFoundError) as exc:
+        print(f"libmtmd did not load ({exc}); build with -DLLAVA_BUILD=ON", file=sys.stderr)
+        return 1
+    if not mtmd_cpp.mtmd_default_marker():
+        print("libmtmd loaded but returned no media marker", file=sys.stderr)
         return 1
     print(f"{generated / max(elapsed, 1e-9):.0f}")
     return 0

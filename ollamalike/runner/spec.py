@@ -32,6 +32,7 @@ class RunnerSpec:
     use_mmap: bool = True
     embedding: bool = False
     adapters: tuple[str, ...] = ()
+    projectors: tuple[str, ...] = ()  # mmproj GGUFs (the model's image/audio projector); the runner loads the first
     kv_cache_type: KVCacheType = "f16"
     main_gpu: int = 0
     tensor_split: tuple[float, ...] = ()  # share of the offloaded layers per GPU; () lets llama.cpp choose
@@ -40,6 +41,7 @@ class RunnerSpec:
         # A spec is made from trusted values (the scheduler's plan); these are invariants, and the
         # runner relies on them without checking again.
         object.__setattr__(self, "adapters", tuple(self.adapters))
+        object.__setattr__(self, "projectors", tuple(self.projectors))
         object.__setattr__(self, "tensor_split", tuple(float(x) for x in self.tensor_split))
         if not self.model_path:
             raise RunnerError("runner spec: model_path is empty")
@@ -101,7 +103,7 @@ def _decode(name: str, default: Any, value: Any) -> Any:
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, tuple):
-        item = str if name == "adapters" else (int, float)
+        item = str if name in ("adapters", "projectors") else (int, float)
         ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
     else:

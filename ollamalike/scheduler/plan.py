@@ -64,6 +64,7 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
     if not info.layer_bytes:
         with contextlib.suppress(OSError):
             size += os.path.getsize(model.model_path)  # no tensor index known: the file is the weights
+    size += projector_bytes(model)
     spec = RunnerSpec(
         model_path=str(model.model_path),
         ctx_size=num_ctx * parallel,
@@ -75,11 +76,21 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
         use_mmap=bool(options.get("use_mmap", True)),
         embedding=bool(embedding or info.is_embedding_model),
         adapters=tuple(str(a) for a in model.adapters),
+        projectors=tuple(str(p) for p in model.projectors),
         kv_cache_type=config.kv_cache_type,
         main_gpu=int_option(options, "main_gpu") or 0,
         tensor_split=(),  # chosen with the GPU layout at load
     )
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
+
+
+def projector_bytes(model: ResolvedModel) -> int:
+    """The projectors' weights, loaded beside the model (their files: mtmd reads them whole)."""
+    total = 0
+    for path in model.projectors:
+        with contextlib.suppress(OSError):
+            total += os.path.getsize(path)
+    return total
 
 
 def _num_batch(options: Options, num_ctx: int, parallel: int) -> int:
@@ -104,7 +115,7 @@ def layout_load(plan: LoadPlan, model: ResolvedModel, config: Config) -> LoadPla
         options["num_gpu"] = spec.gpu_layers
     system = hardware.system(config, refresh=True)
     hp = planner.plan_load(info, options, system, config, num_parallel=spec.num_parallel)
-    size = hp.size if info.layer_bytes else plan.size
+    size = hp.size + projector_bytes(model) if info.layer_bytes else plan.size
     size_vram = min(hp.size_vram, size)
     processor = planner.processor_text(size, size_vram)
     log.info("%s: %d layers on the GPU, context %d x %d slots, %.2f GiB, %s", display_name(model), hp.gpu_layers,

@@ -87,6 +87,17 @@ def _image(part: JSONObject, where: str) -> str:
     raise BadRequest(f"{where}: invalid image input: use a data:image/(png|jpeg|webp|gif);base64,... URL")
 
 
+def _audio(part: JSONObject, where: str) -> str:
+    spec = part.get("input_audio")
+    data = spec.get("data") if isinstance(spec, dict) else None
+    fmt = spec.get("format") if isinstance(spec, dict) else None
+    if not isinstance(data, str) or not data:
+        raise BadRequest(f"{where}.input_audio must be {{\"data\": base64, \"format\": \"wav\"}}")
+    if fmt != "wav":
+        raise BadRequest(f"{where}.input_audio.format {fmt!r} is not supported: send \"wav\"")
+    return data
+
+
 def _content(content: object, where: str) -> tuple[str, list[str]]:
     """Text and base64 images from a string or an array of content parts."""
     if content is None:
@@ -109,8 +120,11 @@ def _content(content: object, where: str) -> tuple[str, list[str]]:
             texts.append(text)
         elif kind == "image_url":
             images.append(_image(part, here))
+        elif kind == "input_audio":
+            images.append(_audio(part, here))  # audio travels with the images, as in Ollama's API
         else:
-            raise BadRequest(f"{here}: content part type {kind!r} is not supported (use \"text\" or \"image_url\")")
+            raise BadRequest(f"{here}: content part type {kind!r} is not supported "
+                             "(use \"text\", \"image_url\" or \"input_audio\")")
     return "\n".join(texts), images
 
 
