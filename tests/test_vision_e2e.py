@@ -106,11 +106,13 @@ def test_projector_layer_in_the_manifest(d: Daemon, tiny_chat_gguf: Path) -> Non
 
 
 def test_show_modelfile_recreates_the_vision_model(d: Daemon, tmp_path: Path) -> None:
-    """The generated Modelfile names the projector (ADAPTER <its blob>): creating from it gives the same model."""
+    """The generated Modelfile names the projector as a second FROM <its blob>, as Ollama writes it:
+    creating from it gives the same model."""
     status, show = d.request("POST", "/api/show", {"model": "vis"})
     assert status == 200
     text = show["modelfile"]
-    assert text.count("ADAPTER ") == 1 and "sha256-" in text.split("ADAPTER ", 1)[1]
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(froms) == 2 and "sha256-" in froms[1] and "ADAPTER " not in text
     create_model(d, "vis-again", text, tmp_path)
     from ollamalike.store import Store
 
