@@ -20,9 +20,12 @@ from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.library.create_convert import (
     CheckpointInput,
+    check_adapters,
     check_checkpoint,
+    convert_adapter,
     convert_checkpoint,
     is_checkpoint,
+    is_lora_files,
     local_split,
     pin_files,
     split_shards,
@@ -86,6 +89,7 @@ class _Plan:
     license: list[str] = field(default_factory=list)
     quantize: str | None = None
     checkpoint: CheckpointInput | None = None  # a safetensors checkpoint still to be converted
+    loras: list[CheckpointInput] = field(default_factory=list)  # PEFT adapters, converted once the base is known
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
@@ -174,6 +178,9 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
             for spec in mf.adapters:
                 adapter = Path(spec).expanduser()
                 path = adapter if adapter.is_absolute() else base_dir / adapter
+                if is_dir(path):
+                    plan.loras.append(CheckpointInput(directory=path))
+                    continue
                 adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, path=path))
         template = template if template is not None else (mf.template or None)
         system = system if system is not None else (mf.system or None)
@@ -191,8 +198,11 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         files = {}
     for fname in sorted(files):
         plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
-    for fname in sorted(request.adapters):
-        adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
+    if is_lora_files(request.adapters):  # a PEFT directory's uploaded files
+        plan.loras.append(pin_files(store, pins, request.adapters))
+    else:
+        for fname in sorted(request.adapters):
+            adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
     if plan.sources or plan.checkpoint is not None:
         _classify(plan.sources, converted=plan.checkpoint is not None)
     plan.sources.extend(adapter_sources)
@@ -253,6 +263,13 @@ async def create_model(
                     async for status in _missing_base(store, from_name):
                         yield status
                 _inherit(store, plan, from_name, pins)
+            if plan.loras:
+                prepared_loras = await check_adapters(store, plan.loras, _model_path(store, plan), scratch)
+                yield {"status": "converting adapter"}
+                for lora in prepared_loras:
+                    path = await convert_adapter(store, lora, scratch)
+                    info = await asyncio.to_thread(_read_info, path)
+                    plan.sources.append(_Source(MEDIA_ADAPTER, info, path=path))
             _check_kinds(plan)
             if plan.quantize:
                 check_quantizable(_model_info(plan))
@@ -294,6 +311,16 @@ def _check_kinds(plan: _Plan) -> None:
         arch, base_arch = getattr(src.info, "architecture", ""), getattr(model, "architecture", "")
         if arch and base_arch and arch != base_arch:
             raise BadRequest(f"adapter is for architecture {arch!r} but the model is {base_arch!r}")
+
+
+def _model_path(store: Store, plan: _Plan) -> Path:
+    """The GGUF file of the model an adapter goes on: a new model file, else the base model's blob."""
+    for src in plan.sources:
+        if src.media == MEDIA_MODEL:
+            return src.path if src.path is not None else store.blob_path(src.digest or "")
+    if plan.base is None or plan.base.model is None:
+        raise BadRequest("an ADAPTER needs a base model: give FROM")
+    return store.blob_path(plan.base.model)
 
 
 def _model_info(plan: _Plan) -> Any:
