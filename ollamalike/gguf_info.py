@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,10 +100,37 @@ def read_gguf_info(path: str | os.PathLike[str], verbose: bool = False) -> GGUFI
     ``verbose`` keeps every array in ``model_info`` (``/api/show`` with ``verbose: true``); otherwise
     arrays longer than SHOW_ARRAY_LIMIT items are null there.
     """
-    f, size = open_regular(path)
+    return _guarded(lambda: _parse(path, verbose))
+
+
+def read_split_gguf_info(paths: list[str | os.PathLike[str]], verbose: bool = False) -> GGUFInfo:
+    """The info of a split GGUF's shards, in order, as one model: the first shard's metadata and every
+    shard's tensors (what ``llama_model_load_from_splits`` loads); ``BadRequest`` when unusable."""
+
+    def parse() -> GGUFInfo:
+        version, kv, tokens, tensors, size = _parse_raw(paths[0], verbose)
+        names = {t.name for t in tensors}
+        for i, path in enumerate(paths[1:], start=1):
+            _, shard_kv, _, more, more_size = _parse_raw(path, False)
+            if shard_kv.get("split.no") != i or shard_kv.get("split.count") != len(paths):
+                raise InvalidGGUF(f"shard {i + 1} of {len(paths)} is not split.no {i} of a {len(paths)}-way split")
+            for t in more:
+                if t.name in names:
+                    raise InvalidGGUF(f"duplicate tensor {t.name!r} in shard {i + 1}")
+                names.add(t.name)
+            tensors += more
+            size += more_size
+        if kv.get("split.count") != len(paths) or kv.get("split.tensors.count") != len(tensors):
+            raise InvalidGGUF(f"the first shard's split.count/split.tensors.count do not match the {len(paths)} shards")
+        alignment = kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+        return _summarise(version, kv, tokens, tensors, size, alignment)
+
+    return _guarded(parse)
+
+
+def _guarded(parse: Callable[[], GGUFInfo]) -> GGUFInfo:
     try:
-        with f:
-            return _parse(Cursor(f, size), verbose)
+        return parse()
     except InvalidGGUF as e:
         raise BadRequest(f"invalid GGUF file: {e}") from None
     except BadRequest:
@@ -113,7 +141,20 @@ def read_gguf_info(path: str | os.PathLike[str], verbose: bool = False) -> GGUFI
         raise BadRequest(f"invalid GGUF file: {type(e).__name__}: {e}") from None
 
 
-def _parse(cur: Cursor, verbose: bool) -> GGUFInfo:
+def _parse(path: str | os.PathLike[str], verbose: bool) -> GGUFInfo:
+    version, kv, tokens, tensors, size = _parse_raw(path, verbose)
+    return _summarise(version, kv, tokens, tensors, size, kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT))
+
+
+def _parse_raw(
+    path: str | os.PathLike[str], verbose: bool
+) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int]:
+    f, size = open_regular(path)
+    with f:
+        return _parse_cursor(Cursor(f, size), verbose)
+
+
+def _parse_cursor(cur: Cursor, verbose: bool) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int]:
     if cur.size < 24:
         raise InvalidGGUF(f"file is too small ({cur.size} bytes) to be a GGUF file")
     magic = cur.unpack("<I")
@@ -164,7 +205,7 @@ def _parse(cur: Cursor, verbose: bool) -> GGUFInfo:
             raise InvalidGGUF(f"tensor {name!r} data lies outside the file")
         tensors.append(TensorInfo(name, shape, qtype.name, n_elements, n_bytes, start))
     _check_no_overlap(tensors)
-    return _summarise(version, kv, tokens, tensors, cur.size, alignment)
+    return version, kv, tokens, tensors, cur.size
 
 
 def _check_no_overlap(tensors: list[TensorInfo]) -> None:

@@ -73,6 +73,7 @@ class _Source:
     path: Path | None = None
     digest: str | None = None
     size: int = 0
+    shards: list[_Source] = field(default_factory=list)  # a split GGUF's other shards: more model layers
 
 
 @dataclass
@@ -233,7 +234,9 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
         for layer in manifest["layers"]
         if layer["mediaType"] in keep
     ]
-    plan.base_info = gguf_info(store, base.model)
+    if base.model_splits and plan.quantize:
+        raise BadRequest(f"model '{from_name}' is a split GGUF: quantize it when creating it from its shards")
+    plan.base_info = gguf_info(store, base.model, base.model_splits)
     plan.template = plan.template if plan.template is not None else base.template
     plan.system = plan.system if plan.system is not None else base.system
     plan.parameters = {**base.parameters, **plan.parameters}
@@ -254,8 +257,12 @@ async def create_model(
             plan, from_name = await _plan(store, request, pins, access)
             if plan.checkpoint is not None:
                 prepared = await check_checkpoint(store, plan.checkpoint, scratch)
-                yield {"status": "merging split GGUF" if plan.checkpoint.shards else "converting model"}
-                plan.sources.insert(0, await _converted_source(store, prepared, scratch))
+                if plan.checkpoint.shards and not plan.quantize:
+                    # Stored as they are, one model layer per shard; the runner loads them as a split.
+                    plan.sources.insert(0, await asyncio.to_thread(_split_source, store, plan.checkpoint))
+                else:  # a checkpoint, or shards to quantize (llama.cpp's quantizer wants one named file)
+                    yield {"status": "merging split GGUF" if plan.checkpoint.shards else "converting model"}
+                    plan.sources.insert(0, await _converted_source(store, prepared, scratch))
             if from_name is not None:
                 try:
                     store.get_manifest(from_name)
@@ -264,7 +271,7 @@ async def create_model(
                         yield status
                 _inherit(store, plan, from_name, pins)
             if plan.loras:
-                prepared_loras = await check_adapters(store, plan.loras, _model_path(store, plan), scratch)
+                prepared_loras = await check_adapters(store, plan.loras, _model_paths(store, plan), scratch)
                 yield {"status": "converting adapter"}
                 for lora in prepared_loras:
                     path = await convert_adapter(store, lora, scratch)
@@ -284,6 +291,22 @@ async def create_model(
             store.collect(fresh)
             raise
     yield {"status": "success"}
+
+
+def _split_source(store: Store, inp: CheckpointInput) -> _Source:
+    from ollamalike.gguf_info import read_split_gguf_info
+
+    assert inp.shards is not None
+    if inp.files is not None:
+        digests = [inp.files[n] for n in inp.shards]
+        sources = [_Source(MEDIA_MODEL, None, digest=d, size=store.blob_size(d)) for d in digests]
+    else:
+        assert inp.directory is not None
+        sources = [_Source(MEDIA_MODEL, None, path=inp.directory / n) for n in inp.shards]
+    paths = [s.path if s.path is not None else store.blob_path(s.digest or "") for s in sources]
+    first = sources[0]
+    first.info, first.shards = read_split_gguf_info(list(paths)), sources[1:]
+    return first
 
 
 async def _converted_source(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> _Source:
@@ -313,14 +336,14 @@ def _check_kinds(plan: _Plan) -> None:
             raise BadRequest(f"adapter is for architecture {arch!r} but the model is {base_arch!r}")
 
 
-def _model_path(store: Store, plan: _Plan) -> Path:
-    """The GGUF file of the model an adapter goes on: a new model file, else the base model's blob."""
+def _model_paths(store: Store, plan: _Plan) -> list[Path]:
+    """The GGUF file(s, for a split) of the model an adapter goes on: a new model file, else the base's blobs."""
     for src in plan.sources:
         if src.media == MEDIA_MODEL:
-            return src.path if src.path is not None else store.blob_path(src.digest or "")
+            return [s.path if s.path is not None else store.blob_path(s.digest or "") for s in (src, *src.shards)]
     if plan.base is None or plan.base.model is None:
         raise BadRequest("an ADAPTER needs a base model: give FROM")
-    return store.blob_path(plan.base.model)
+    return [store.blob_path(d) for d in (plan.base.model, *plan.base.model_splits)]
 
 
 def _model_info(plan: _Plan) -> Any:
@@ -348,18 +371,15 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
             source = src.path if src.path is not None else store.blob_path(src.digest or "")
             yield {"status": f"quantizing {src.info.file_type} model to {plan.quantize}"}
             digest, size, src.info = await quantize_model(store, pins, source, plan.quantize)
-        elif src.path is not None:
-            digest, size = await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
         else:
-            assert src.digest is not None
-            digest, size = pins.add(src.digest), src.size
-            if not store.has_blob(digest):
-                raise BadRequest(f"blob {digest} not found")
+            digest, size = await _stored(store, src, pins)
         if src.media == MEDIA_MODEL:
             # A new model GGUF replaces the base's model (and its projector/adapters don't fit it).
             layers = [d for d in layers if d.media_type not in (MEDIA_MODEL, MEDIA_PROJECTOR)]
             model_info = src.info
         layers.append(Descriptor(src.media, digest, size))
+        for shard in src.shards:
+            layers.append(Descriptor(MEDIA_MODEL, *await _stored(store, shard, pins)))
     texts: list[tuple[str, bytes]] = []
     if plan.template is not None:
         texts.append((MEDIA_TEMPLATE, plan.template.encode()))
@@ -391,8 +411,19 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
     manifest = build_manifest(Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size), layers)
     yield {"status": "writing manifest"}
     await asyncio.to_thread(store.put_manifest, target, manifest, plan.parent)
-    model_layer = next(d.digest for d in layers if d.media_type == MEDIA_MODEL)
-    if model_info is not None:
+    model_layers = [d.digest for d in layers if d.media_type == MEDIA_MODEL]
+    if model_info is not None and len(model_layers) == 1:  # a split's info is not one blob's
         # Not representable as JSON: resolve parses it once instead.
         with contextlib.suppress(TypeError):
-            store.cache_info(model_layer, encode_info(model_info))
+            store.cache_info(model_layers[0], encode_info(model_info))
+
+
+async def _stored(store: Store, src: _Source, pins: Pins) -> tuple[str, int]:
+    """The source as a pinned blob: a local file copied in, or an existing blob."""
+    if src.path is not None:
+        return await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
+    assert src.digest is not None
+    digest = pins.add(src.digest)
+    if not store.has_blob(digest):
+        raise BadRequest(f"blob {digest} not found")
+    return digest, src.size

@@ -124,10 +124,10 @@ def is_lora_files(files: dict[str, str]) -> bool:
     return any(n == CONFIG_FILE or n.lower().endswith(CHECKPOINT_SUFFIXES) for n in files)
 
 
-def _prepare_lora(store: Store, inp: CheckpointInput, base_model: Path, scratch: contextlib.ExitStack) -> PreparedLora:
+def _prepare_lora(store: Store, inp: CheckpointInput, base_model: list[Path], scratch: contextlib.ExitStack) -> PreparedLora:
     from ollamalike.library.convert.lora import LoraBase, prepare_lora
 
-    base = LoraBase.from_gguf(base_model)
+    base = LoraBase.from_gguf(*base_model)
     if inp.directory is not None:
         return prepare_lora(inp.directory, base)
     assert inp.files is not None
@@ -137,9 +137,9 @@ def _prepare_lora(store: Store, inp: CheckpointInput, base_model: Path, scratch:
 
 
 async def check_adapters(
-    store: Store, inputs: list[CheckpointInput], base_model: Path, scratch: contextlib.ExitStack
+    store: Store, inputs: list[CheckpointInput], base_model: list[Path], scratch: contextlib.ExitStack
 ) -> list[PreparedLora]:
-    """Every PEFT adapter checked against the base model GGUF ``base_model``, in a worker thread."""
+    """Every PEFT adapter checked against the base model GGUF ``base_model`` (a split's shards), in a worker thread."""
     return [await asyncio.to_thread(_prepare_lora, store, inp, base_model, scratch) for inp in inputs]
 
 

@@ -60,6 +60,7 @@ class ResolvedModel:
     license: list[str] = field(default_factory=list)
     model_digest: str = ""
     modified_at: str = ""
+    model_splits: list[Path] = field(default_factory=list)  # a split GGUF's other shards, in order
 
 
 @dataclass
@@ -67,6 +68,7 @@ class Layers:
     """A manifest's layers read back: what every reader of a model needs."""
 
     model: str | None = None
+    model_splits: list[str] = field(default_factory=list)  # more model layers: the other shards of a split GGUF
     adapters: list[str] = field(default_factory=list)
     projectors: list[str] = field(default_factory=list)
     template: str | None = None
@@ -114,7 +116,9 @@ def read_layers(store: Store, manifest: JSONObject) -> Layers:
     for media, digest, size in _layers_of(manifest):
         if media not in _BINARY_LAYERS and size > MAX_TEXT_LAYER_BYTES:
             raise BadRequest(f"{media} layer {digest} is {size} bytes: too large to be a text layer")
-        if media == MEDIA_MODEL:
+        if media == MEDIA_MODEL and out.model is not None:
+            out.model_splits.append(digest)  # several model layers are one split GGUF, in shard order
+        elif media == MEDIA_MODEL:
             out.model = digest
         elif media == MEDIA_ADAPTER:
             out.adapters.append(digest)
@@ -192,9 +196,13 @@ def _pair(value: JSONValue) -> tuple[JSONValue, JSONValue]:
     return key, item
 
 
-def gguf_info(store: Store, digest: str) -> GGUFInfo:
-    """Parsed metadata of a GGUF blob: from the catalog cache, else parsed and cached."""
-    from ollamalike.gguf_info import GGUFInfo, read_gguf_info
+def gguf_info(store: Store, digest: str, splits: list[str] | None = None) -> GGUFInfo:
+    """Parsed metadata of a GGUF blob: from the catalog cache, else parsed and cached. With ``splits``
+    (the other shards' digests) the shards as one model, not cached: the catalog caches one blob's info."""
+    from ollamalike.gguf_info import GGUFInfo, read_gguf_info, read_split_gguf_info
+
+    if splits:
+        return read_split_gguf_info([store.blob_path(d) for d in (digest, *splits)])
 
     cached = store.cached_info(digest)
     if cached is not None:
@@ -291,7 +299,7 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     layers = read_layers(store, manifest)
     if layers.model is None:
         raise InternalError(f"manifest {digest} has no model layer")
-    info = gguf_info(store, layers.model)
+    info = gguf_info(store, layers.model, layers.model_splits)
     resolved = ResolvedModel(
         name="",
         digest=digest,
@@ -307,6 +315,7 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
         capabilities=[],
         license=layers.license,
         model_digest=layers.model,
+        model_splits=[store.blob_path(d) for d in layers.model_splits],
     )
     resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors)
     return resolved
@@ -371,9 +380,12 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, obje
     resolved = resolve_model(store, name)
     model_info = resolved.info.model_info
     if verbose:
-        from ollamalike.gguf_info import read_gguf_info
+        from ollamalike.gguf_info import read_gguf_info, read_split_gguf_info
 
-        model_info = read_gguf_info(resolved.model_path, verbose=True).model_info
+        if resolved.model_splits:
+            model_info = read_split_gguf_info([resolved.model_path, *resolved.model_splits], verbose=True).model_info
+        else:
+            model_info = read_gguf_info(resolved.model_path, verbose=True).model_info
     out: dict[str, object] = {
         "license": "\n".join(resolved.license),
         "modelfile": show_modelfile(resolved.name, resolved),

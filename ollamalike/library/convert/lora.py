@@ -51,7 +51,8 @@ class LoraBase:
     shapes: dict[str, tuple[int, ...]]
 
     @classmethod
-    def from_gguf(cls, path: Path) -> LoraBase:
+    def from_gguf(cls, path: Path, *shards: Path) -> LoraBase:
+        """From the base model's GGUF (and a split's other shards, whose tensors count too)."""
         reader = gguf.GGUFReader(path)
 
         def field(key: str) -> object:
@@ -65,7 +66,8 @@ class LoraBase:
         n_head_kv = field(f"{arch}.attention.head_count_kv")
         heads = n_head if isinstance(n_head, int) else 0
         heads_kv = n_head_kv if isinstance(n_head_kv, int) else heads
-        shapes = {t.name: tuple(int(x) for x in reversed(t.shape.tolist())) for t in reader.tensors}
+        tensors = [t for r in (reader, *map(gguf.GGUFReader, shards)) for t in r.tensors]
+        shapes = {t.name: tuple(int(x) for x in reversed(t.shape.tolist())) for t in tensors}
         return cls(arch, heads, heads_kv, shapes)
 
 
