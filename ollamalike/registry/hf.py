@@ -6,6 +6,8 @@ fetched with ``hf_hub_download`` (which honours HF_ENDPOINT, HF_TOKEN and its ow
 hard-linked into the store when possible (copied otherwise) and verified against the LFS sha256.
 The manifest gets a template layer and stop parameters when the GGUF's chat template matches a
 named template; otherwise no template, so the GGUF's own Jinja template is used at render time.
+A split quant (``x-00001-of-00003.gguf``) is pulled shard by shard into one model layer each, in
+shard order (the runner loads them with llama.cpp's split loading).
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def choose_gguf(files: list[str], tag: str) -> str:
             f"no GGUF file for quantization {tag!r} in this repository; available: {', '.join(available_quants(ggufs))}"
         )
     chosen = matches[0]
-    if _SPLIT_RE.search(chosen):
-        raise BadRequest(f"split GGUF files are not supported ({chosen})")
+    if (m := _SPLIT_RE.search(chosen)) and not m.group(0).lower().startswith("-00001-"):
+        raise BadRequest(f"split GGUF {chosen} is not a first shard (-00001-of-N)")
     return chosen
 
 
@@ -103,6 +105,22 @@ def _hf_errors(e: Exception, repo_id: str) -> OllamalikeError:
     return RegistryError(f"Hugging Face download of {repo_id} failed: {e}")
 
 
+def shard_files(files: list[str], chosen: str) -> list[str]:
+    """The chosen file, or all shards of the split GGUF it is the first of, in order (each must exist)."""
+    from ollamalike.names import gguf_shard_names
+
+    folder, _, base = chosen.rpartition("/")
+    names = gguf_shard_names(base)
+    if names is None:
+        return [chosen]
+    paths = [f"{folder}/{n}" if folder else n for n in names]
+    present = set(files)
+    missing = [p for p in paths if p not in present]
+    if missing:
+        raise BadRequest(f"split GGUF shard {missing[0]} is missing from this repository")
+    return paths
+
+
 async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterator[JSONObject]:
     import huggingface_hub
 
@@ -111,14 +129,32 @@ async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterato
     yield {"status": "pulling manifest"}
     try:
         files = await asyncio.to_thread(api.list_repo_files, repo_id)
-        filename = choose_gguf(files, name.tag)
-        infos = await asyncio.to_thread(api.get_paths_info, repo_id, [filename])
+        filenames = shard_files(files, choose_gguf(files, name.tag))
+        infos = await asyncio.to_thread(api.get_paths_info, repo_id, filenames)
     except OllamalikeError:
         raise
     except Exception as e:
         raise _hf_errors(e, repo_id) from None
+    by_path = {str(getattr(i, "path", "")): i for i in infos}
+    layers: list[tuple[str, str, int]] = []  # (local path, digest, size), in shard order
+    for filename in filenames:
+        async for status in _download(store, repo_id, filename, by_path.get(filename)):
+            if "path" in status:
+                layers.append((str(status["path"]), str(status["digest"]), int(str(status["total"]))))
+            else:
+                yield status
+    with store.pin([d for _, d, _ in layers]) as pins:
+        manifest = await asyncio.to_thread(_build_manifest, store, pins, layers)
+        yield {"status": "writing manifest"}
+        await asyncio.to_thread(store.put_manifest, name, manifest)
+    yield {"status": "success"}
+
+
+async def _download(store: Store, repo_id: str, filename: str, info: object) -> AsyncIterator[JSONObject]:
+    """One repository file into the store, with Ollama's progress lines; the last item (with "path") is the result."""
+    import huggingface_hub
+
     # huggingface_hub's RepoFile has size and lfs; a RepoFolder (a directory named like a GGUF) has neither.
-    info = infos[0] if infos else None
     size = int(getattr(info, "size", 0) or 0)
     lfs = getattr(info, "lfs", None)
     sha = getattr(lfs, "sha256", None) if lfs is not None else None
@@ -152,18 +188,16 @@ async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterato
     yield {"status": "verifying sha256 digest"}
     digest, size = await asyncio.to_thread(link_blob, store, path, expected)
     yield {"status": status, "digest": digest, "total": size, "completed": size}
-    with store.pin([digest]) as pins:
-        manifest = await asyncio.to_thread(_build_manifest, store, pins, path, digest, size)
-        yield {"status": "writing manifest"}
-        await asyncio.to_thread(store.put_manifest, name, manifest)
-    yield {"status": "success"}
+    yield {"path": path, "digest": digest, "total": size}
 
 
-def _build_manifest(store: Store, pins: Pins, path: str, digest: str, size: int) -> bytes:
-    from ollamalike.gguf_info import read_gguf_info
+def _build_manifest(store: Store, pins: Pins, files: list[tuple[str, str, int]]) -> bytes:
+    """Model layers (several for a split GGUF, in shard order), then the detected template and stops."""
+    from ollamalike.gguf_info import read_gguf_info, read_split_gguf_info
 
-    info = read_gguf_info(path)
-    layers = [Descriptor(MEDIA_MODEL, digest, size)]
+    paths = [path for path, _, _ in files]
+    info = read_split_gguf_info(list(paths)) if len(paths) > 1 else read_gguf_info(paths[0])
+    layers = [Descriptor(MEDIA_MODEL, digest, size) for _, digest, size in files]
     named = _detect(info.chat_template)
     if named is not None:
         template_text, stops = named
