@@ -259,3 +259,23 @@ def test_bad_adapter_is_a_400_and_changes_nothing(daemon: Daemon, base_dirs: dic
     status, body = daemon.request("POST", "/api/create", {"model": f"bad-{case}", "from": base, "adapters": adapters})
     assert_api_error(status, body, 400, message)
     assert store_snapshot(daemon.models_dir) == before
+
+
+def test_adapter_on_a_split_base_answers_as_on_the_whole_base(daemon: Daemon, base_dirs: dict[str, Path],
+                                                              tmp_path: Path) -> None:
+    """The adapter is checked against every shard's tensors, and llama.cpp applies it to a split load."""
+    from ollamalike.library.convert import convert
+    from tests.test_convert_split import split_gguf
+
+    whole = tmp_path / "base.gguf"
+    convert(base_dirs["llama"], whole)
+    shards = split_gguf(whole, tmp_path / "split", 3)
+    lora = write_lora(base_dirs["llama"], tmp_path / "lora", ["q_proj", "down_proj"], seed=5)
+    answers = []
+    for name, source in (("lora-on-whole", whole), ("lora-on-split", shards[0])):
+        status, body = daemon.request("POST", "/api/create", {
+            "model": name, "modelfile": f"FROM {source}\nADAPTER {lora}\n", "stream": False})
+        assert status == 200 and body == {"status": "success"}, body
+        answers.append(_answer(daemon, name))
+    assert answers[0] == answers[1]
+    assert answers[0] != _answer(daemon, "base-llama")

@@ -145,3 +145,13 @@ def test_server_side_first_shard_without_its_siblings_is_a_400(daemon: Daemon, t
     status, body = daemon.request("POST", "/api/create", {"model": "lonely", "modelfile": f"FROM {shards[0]}\n"})
     assert_api_error(status, body, 400, f"shard {shards[2].name} not found")
     assert store_snapshot(daemon.models_dir) == before
+
+
+def test_quantizing_a_split_base_model_is_a_400(daemon: Daemon, tmp_path: Path, tiny_chat_gguf: Path) -> None:
+    shards = split_gguf(tiny_chat_gguf, tmp_path / "split", 3)
+    _create(daemon, "split-base", shards[0], tmp_path)
+    before = store_snapshot(daemon.models_dir)
+    status, body = daemon.request("POST", "/api/create", {"model": "split-base-q", "from": "split-base",
+                                                          "quantize": "q8_0"})
+    assert_api_error(status, body, 400, "is a split GGUF: quantize it when creating it from its shards")
+    assert store_snapshot(daemon.models_dir) == before

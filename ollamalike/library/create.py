@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ollamalike import modelfile, options
 from ollamalike.errors import BadRequest, ModelNotFound
@@ -23,7 +23,6 @@ from ollamalike.library.create_convert import (
     check_adapters,
     check_checkpoint,
     convert_adapter,
-    convert_checkpoint,
     is_checkpoint,
     is_lora_files,
     local_split,
@@ -31,10 +30,17 @@ from ollamalike.library.create_convert import (
     split_shards,
 )
 from ollamalike.library.create_paths import (
-    check_regular,
     is_dir,
     local_path,
     refuse_server_path,
+)
+from ollamalike.library.create_sources import (
+    Source,
+    converted_source,
+    gguf_source,
+    read_info,
+    split_source,
+    stored,
 )
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_layers
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
@@ -57,28 +63,12 @@ from ollamalike.store.manifest import (
     go_json,
 )
 
-if TYPE_CHECKING:
-    from ollamalike.library.convert import Prepared
-    from ollamalike.library.convert.split import MergedSplit
-
 PROJECTOR_ARCHITECTURES = ("clip",)
 
 
 @dataclass
-class _Source:
-    """A GGUF that becomes a layer: a local file to copy in, or a blob already in the store."""
-
-    media: str
-    info: Any
-    path: Path | None = None
-    digest: str | None = None
-    size: int = 0
-    shards: list[_Source] = field(default_factory=list)  # a split GGUF's other shards: more model layers
-
-
-@dataclass
 class _Plan:
-    sources: list[_Source] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
     base: Layers | None = None
     base_descs: list[Descriptor] = field(default_factory=list)
     base_info: Any = None
@@ -103,38 +93,12 @@ async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]
             yield status
 
 
-def _read_info(path: Path) -> Any:
-    from ollamalike.gguf_info import read_gguf_info
-
-    return read_gguf_info(path)
-
-
 def _check_parameters(params: dict[str, Any]) -> dict[str, Any]:
     # Validated once, here at create; a resolved model's params are read back with Options.from_stored.
     return dict(options.Options.from_create(params))
 
 
-async def _gguf_source(
-    store: Store, pins: Pins, media: str, *, path: Path | None = None, digest: str | None = None
-) -> _Source:
-    if path is not None:
-        check_regular(path, "file")
-        info = await asyncio.to_thread(_read_info, path)
-        return _Source(media, info, path=path)
-    assert digest is not None
-    # Pinned before the existence check: a GC between the check and the manifest cannot take it.
-    d = pins.add(digest)
-    if not store.has_blob(d):
-        pins.fresh.discard(d)  # not ours to clean up if it appears meanwhile
-        raise BadRequest(f"blob {d} not found: upload it with POST /api/blobs/{d} first")
-    if store.take_received(d):
-        # Uploaded for this create and referenced by nothing yet: a failed create drops it again.
-        pins.fresh.add(d)
-    info = await asyncio.to_thread(_read_info, store.blob_path(d))
-    return _Source(media, info, digest=d, size=store.blob_size(d))
-
-
-def _classify(sources: list[_Source], converted: bool = False) -> None:
+def _classify(sources: list[Source], converted: bool = False) -> None:
     """Files: the one model GGUF (``converted``: it comes from a checkpoint), and projectors beside it."""
     models = []
     for s in sources:
@@ -155,7 +119,7 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
     template, system = request.template, request.system
     license_, messages = request.license, request.messages
     params: dict[str, Any] = _check_parameters(request.parameters or {})
-    adapter_sources: list[_Source] = []
+    adapter_sources: list[Source] = []
     if request.modelfile is not None:
         if from_name or files:
             raise BadRequest("give either 'modelfile' or 'from'/'files', not both")
@@ -175,14 +139,14 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
             elif (split := local_split(local)) is not None:
                 plan.checkpoint = split
             else:
-                plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, path=local))
+                plan.sources.append(await gguf_source(store, pins, MEDIA_MODEL, path=local))
             for spec in mf.adapters:
                 adapter = Path(spec).expanduser()
                 path = adapter if adapter.is_absolute() else base_dir / adapter
                 if is_dir(path):
                     plan.loras.append(CheckpointInput(directory=path))
                     continue
-                adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, path=path))
+                adapter_sources.append(await gguf_source(store, pins, MEDIA_ADAPTER, path=path))
         template = template if template is not None else (mf.template or None)
         system = system if system is not None else (mf.system or None)
         license_ = license_ if license_ is not None else (mf.license or None)
@@ -198,12 +162,12 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         plan.checkpoint = pin_files(store, pins, files, None if is_checkpoint(files) else shards)
         files = {}
     for fname in sorted(files):
-        plan.sources.append(await _gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
+        plan.sources.append(await gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
     if is_lora_files(request.adapters):  # a PEFT directory's uploaded files
         plan.loras.append(pin_files(store, pins, request.adapters))
     else:
         for fname in sorted(request.adapters):
-            adapter_sources.append(await _gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
+            adapter_sources.append(await gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
     if plan.sources or plan.checkpoint is not None:
         _classify(plan.sources, converted=plan.checkpoint is not None)
     plan.sources.extend(adapter_sources)
@@ -259,10 +223,10 @@ async def create_model(
                 prepared = await check_checkpoint(store, plan.checkpoint, scratch)
                 if plan.checkpoint.shards and not plan.quantize:
                     # Stored as they are, one model layer per shard; the runner loads them as a split.
-                    plan.sources.insert(0, await asyncio.to_thread(_split_source, store, plan.checkpoint))
+                    plan.sources.insert(0, await asyncio.to_thread(split_source, store, plan.checkpoint))
                 else:  # a checkpoint, or shards to quantize (llama.cpp's quantizer wants one named file)
                     yield {"status": "merging split GGUF" if plan.checkpoint.shards else "converting model"}
-                    plan.sources.insert(0, await _converted_source(store, prepared, scratch))
+                    plan.sources.insert(0, await converted_source(store, prepared, scratch))
             if from_name is not None:
                 try:
                     store.get_manifest(from_name)
@@ -275,8 +239,8 @@ async def create_model(
                 yield {"status": "converting adapter"}
                 for lora in prepared_loras:
                     path = await convert_adapter(store, lora, scratch)
-                    info = await asyncio.to_thread(_read_info, path)
-                    plan.sources.append(_Source(MEDIA_ADAPTER, info, path=path))
+                    info = await asyncio.to_thread(read_info, path)
+                    plan.sources.append(Source(MEDIA_ADAPTER, info, path=path))
             _check_kinds(plan)
             if plan.quantize:
                 check_quantizable(_model_info(plan))
@@ -291,29 +255,6 @@ async def create_model(
             store.collect(fresh)
             raise
     yield {"status": "success"}
-
-
-def _split_source(store: Store, inp: CheckpointInput) -> _Source:
-    from ollamalike.gguf_info import read_split_gguf_info
-
-    assert inp.shards is not None
-    if inp.files is not None:
-        digests = [inp.files[n] for n in inp.shards]
-        sources = [_Source(MEDIA_MODEL, None, digest=d, size=store.blob_size(d)) for d in digests]
-    else:
-        assert inp.directory is not None
-        sources = [_Source(MEDIA_MODEL, None, path=inp.directory / n) for n in inp.shards]
-    paths = [s.path if s.path is not None else store.blob_path(s.digest or "") for s in sources]
-    first = sources[0]
-    first.info, first.shards = read_split_gguf_info(list(paths)), sources[1:]
-    return first
-
-
-async def _converted_source(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> _Source:
-    """The checked checkpoint converted to a scratch GGUF, then a local model file like any other."""
-    path = await convert_checkpoint(store, prepared, scratch)
-    info = await asyncio.to_thread(_read_info, path)
-    return _Source(MEDIA_MODEL, info, path=path)
 
 
 def _gguf_type(info: Any) -> str:
@@ -372,14 +313,14 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
             yield {"status": f"quantizing {src.info.file_type} model to {plan.quantize}"}
             digest, size, src.info = await quantize_model(store, pins, source, plan.quantize)
         else:
-            digest, size = await _stored(store, src, pins)
+            digest, size = await stored(store, src, pins)
         if src.media == MEDIA_MODEL:
             # A new model GGUF replaces the base's model (and its projector/adapters don't fit it).
             layers = [d for d in layers if d.media_type not in (MEDIA_MODEL, MEDIA_PROJECTOR)]
             model_info = src.info
         layers.append(Descriptor(src.media, digest, size))
         for shard in src.shards:
-            layers.append(Descriptor(MEDIA_MODEL, *await _stored(store, shard, pins)))
+            layers.append(Descriptor(MEDIA_MODEL, *await stored(store, shard, pins)))
     texts: list[tuple[str, bytes]] = []
     if plan.template is not None:
         texts.append((MEDIA_TEMPLATE, plan.template.encode()))
@@ -417,13 +358,3 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
         with contextlib.suppress(TypeError):
             store.cache_info(model_layers[0], encode_info(model_info))
 
-
-async def _stored(store: Store, src: _Source, pins: Pins) -> tuple[str, int]:
-    """The source as a pinned blob: a local file copied in, or an existing blob."""
-    if src.path is not None:
-        return await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
-    assert src.digest is not None
-    digest = pins.add(src.digest)
-    if not store.has_blob(digest):
-        raise BadRequest(f"blob {digest} not found")
-    return digest, src.size
