@@ -215,6 +215,8 @@ def write_checkpoint(name: str, directory: Path, dtype: str = "F32", shards: int
         "bos_token": "<s>", "eos_token": "</s>",
         "unk_token": "<unk>" if kind.tokenizer in ("spm", "unigram") else None,
         "add_bos_token": kind.tokenizer in ("spm", "unigram"), "chat_template": CHAT_TEMPLATE,
+        # transformers' Qwen2 tokenizer class would add an <|endoftext|> of its own (llama.cpp's converter loads it).
+        "tokenizer_class": "PreTrainedTokenizerFast",
     }))
     (directory / "generation_config.json").write_text(json.dumps({
         "bos_token_id": tok.token_to_id("<s>"), "eos_token_id": [tok.token_to_id("</s>"), tok.token_to_id("<|im_end|>")],
