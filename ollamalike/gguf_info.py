@@ -122,8 +122,7 @@ def read_split_gguf_info(paths: list[str | os.PathLike[str]], verbose: bool = Fa
             size += more_size
         if kv.get("split.count") != len(paths) or kv.get("split.tensors.count") != len(tensors):
             raise InvalidGGUF(f"the first shard's split.count/split.tensors.count do not match the {len(paths)} shards")
-        alignment = kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
-        return _summarise(version, kv, tokens, tensors, size, alignment)
+        return _summarise(version, kv, tokens, tensors, size, _alignment(kv))
 
     return _guarded(parse)
 
@@ -143,18 +142,25 @@ def _guarded(parse: Callable[[], GGUFInfo]) -> GGUFInfo:
 
 def _parse(path: str | os.PathLike[str], verbose: bool) -> GGUFInfo:
     version, kv, tokens, tensors, size = _parse_raw(path, verbose)
-    return _summarise(version, kv, tokens, tensors, size, kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT))
+    return _summarise(version, kv, tokens, tensors, size, _alignment(kv))
 
 
-def _parse_raw(
-    path: str | os.PathLike[str], verbose: bool
-) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int]:
+def _alignment(kv: dict[str, object]) -> int:
+    value = kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    return value if isinstance(value, int) else GGUF_DEFAULT_ALIGNMENT  # checked while parsing
+
+
+# (version, metadata, vocabulary tokens, tensors, file size) of one file, before the checks across them.
+_Raw = tuple[int, dict[str, object], list[str] | None, list[TensorInfo], int]
+
+
+def _parse_raw(path: str | os.PathLike[str], verbose: bool) -> _Raw:
     f, size = open_regular(path)
     with f:
         return _parse_cursor(Cursor(f, size), verbose)
 
 
-def _parse_cursor(cur: Cursor, verbose: bool) -> tuple[int, dict[str, Any], list[str] | None, list[TensorInfo], int]:
+def _parse_cursor(cur: Cursor, verbose: bool) -> _Raw:
     if cur.size < 24:
         raise InvalidGGUF(f"file is too small ({cur.size} bytes) to be a GGUF file")
     magic = cur.unpack("<I")

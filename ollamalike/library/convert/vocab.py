@@ -149,13 +149,13 @@ def _adds_space_prefix(raw: dict[str, Any]) -> bool:
     return walk(raw.get("normalizer")) or walk(raw.get("pre_tokenizer"))
 
 
-def _unigram(raw: dict[str, Any], model: dict[str, Any], tokens: list[str], types: list[int]) -> Vocab:
+def _unigram(raw: dict[str, object], model: dict[str, object], tokens: list[str], types: list[int]) -> Vocab:
     """SentencePiece Unigram -> llama.cpp's ``t5`` (UGM) tokenizer: the pieces' log-probabilities as
     scores (its Viterbi search uses them as the Unigram model does), the unknown piece, byte pieces
     when byte_fallback, and the normalizer's precompiled charsmap when there is one."""
-    pieces = model.get("vocab") or []
+    pieces = model.get("vocab")
     scores = [0.0] * len(tokens)
-    for i, entry in enumerate(pieces):
+    for i, entry in enumerate(pieces if isinstance(pieces, list) else []):
         if i < len(scores) and isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], (int, float)):
             scores[i] = float(entry[1])
     unk = model.get("unk_id")
@@ -169,16 +169,18 @@ def _unigram(raw: dict[str, Any], model: dict[str, Any], tokens: list[str], type
     return vocab
 
 
-def _charsmap(node: Any) -> bytes | None:
+def _charsmap(node: object) -> bytes | None:
     """The base64 ``precompiled_charsmap`` of a Precompiled normalizer (alone or in a Sequence)."""
     if not isinstance(node, dict):
         return None
-    if node.get("type") == "Precompiled" and isinstance(node.get("precompiled_charsmap"), str):
+    charsmap = node.get("precompiled_charsmap")
+    if node.get("type") == "Precompiled" and isinstance(charsmap, str):
         try:
-            return base64.b64decode(node["precompiled_charsmap"], validate=True)
+            return base64.b64decode(charsmap, validate=True)
         except ValueError:
             raise BadRequest("tokenizer.json: the normalizer's precompiled_charsmap is not base64") from None
-    for child in node.get("normalizers") or []:
+    children = node.get("normalizers")
+    for child in children if isinstance(children, list) else []:
         if (found := _charsmap(child)) is not None:
             return found
     return None
