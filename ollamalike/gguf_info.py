@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,10 +102,36 @@ def read_gguf_info(path: str | os.PathLike[str], verbose: bool = False) -> GGUFI
     ``verbose`` keeps every array in ``model_info`` (``/api/show`` with ``verbose: true``); otherwise
     arrays longer than SHOW_ARRAY_LIMIT items are null there.
     """
-    f, size = open_regular(path)
+    return _guarded(lambda: _parse(path, verbose))
+
+
+def read_split_gguf_info(paths: Sequence[str | os.PathLike[str]], verbose: bool = False) -> GGUFInfo:
+    """The info of a split GGUF's shards, in order, as one model: the first shard's metadata and every
+    shard's tensors (what ``llama_model_load_from_splits`` loads); ``BadRequest`` when unusable."""
+
+    def parse() -> GGUFInfo:
+        version, kv, tokens, tensors, size = _parse_raw(paths[0], verbose)
+        names = {t.name for t in tensors}
+        for i, path in enumerate(paths[1:], start=1):
+            _, shard_kv, _, more, more_size = _parse_raw(path, False)
+            if shard_kv.get("split.no") != i or shard_kv.get("split.count") != len(paths):
+                raise InvalidGGUF(f"shard {i + 1} of {len(paths)} is not split.no {i} of a {len(paths)}-way split")
+            for t in more:
+                if t.name in names:
+                    raise InvalidGGUF(f"duplicate tensor {t.name!r} in shard {i + 1}")
+                names.add(t.name)
+            tensors += more
+            size += more_size
+        if kv.get("split.count") != len(paths) or kv.get("split.tensors.count") != len(tensors):
+            raise InvalidGGUF(f"the first shard's split.count/split.tensors.count do not match the {len(paths)} shards")
+        return _summarised(version, kv, tokens, tensors, size, verbose)
+
+    return _guarded(parse)
+
+
+def _guarded(parse: Callable[[], GGUFInfo]) -> GGUFInfo:
     try:
-        with f:
-            return _parse(Cursor(f, size), verbose)
+        return parse()
     except InvalidGGUF as e:
         raise BadRequest(f"invalid GGUF file: {e}") from None
     except BadRequest:
@@ -115,7 +142,35 @@ def read_gguf_info(path: str | os.PathLike[str], verbose: bool = False) -> GGUFI
         raise BadRequest(f"invalid GGUF file: {type(e).__name__}: {e}") from None
 
 
-def _parse(cur: Cursor, verbose: bool) -> GGUFInfo:
+def _parse(path: str | os.PathLike[str], verbose: bool) -> GGUFInfo:
+    version, kv, tokens, tensors, size = _parse_raw(path, verbose)
+    return _summarised(version, kv, tokens, tensors, size, verbose)
+
+
+def _summarised(version: int, kv: dict[str, object], tokens: list[str] | None, tensors: list[TensorInfo],
+                size: int, verbose: bool) -> GGUFInfo:
+    info = _summarise(version, kv, tokens, tensors, size, _alignment(kv))
+    if verbose:  # /api/show's "tensors"; left out otherwise, so the cached metadata stays small
+        info.tensors = tensors
+    return info
+
+
+def _alignment(kv: dict[str, object]) -> int:
+    value = kv.get("general.alignment", GGUF_DEFAULT_ALIGNMENT)
+    return value if isinstance(value, int) else GGUF_DEFAULT_ALIGNMENT  # checked while parsing
+
+
+# (version, metadata, vocabulary tokens, tensors, file size) of one file, before the checks across them.
+_Raw = tuple[int, dict[str, object], list[str] | None, list[TensorInfo], int]
+
+
+def _parse_raw(path: str | os.PathLike[str], verbose: bool) -> _Raw:
+    f, size = open_regular(path)
+    with f:
+        return _parse_cursor(Cursor(f, size), verbose)
+
+
+def _parse_cursor(cur: Cursor, verbose: bool) -> _Raw:
     if cur.size < 24:
         raise InvalidGGUF(f"file is too small ({cur.size} bytes) to be a GGUF file")
     magic = cur.unpack("<I")
@@ -166,10 +221,7 @@ def _parse(cur: Cursor, verbose: bool) -> GGUFInfo:
             raise InvalidGGUF(f"tensor {name!r} data lies outside the file")
         tensors.append(TensorInfo(name, shape, qtype.name, n_elements, n_bytes, start))
     _check_no_overlap(tensors)
-    info = _summarise(version, kv, tokens, tensors, cur.size, alignment)
-    if verbose:  # /api/show's "tensors"; left out otherwise, so the cached metadata stays small
-        info.tensors = tensors
-    return info
+    return version, kv, tokens, tensors, cur.size
 
 
 def _check_no_overlap(tensors: list[TensorInfo]) -> None:

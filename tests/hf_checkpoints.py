@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ CHAT_TEMPLATE = (
 class Kind:
     arch: str
     model_type: str
-    tokenizer: str  # "llama3" | "qwen2" | "spm"
+    tokenizer: str  # "llama3" | "qwen2" | "spm" | "unigram"
     gguf_arch: str
     extra: dict[str, Any]
     tied: bool = False
@@ -110,7 +110,21 @@ def _spm() -> Any:
     return Tokenizer.from_str(json.dumps(raw))
 
 
+def _unigram() -> Any:
+    """A SentencePiece Unigram tokenizer (``▁`` word starts, log-probability scores), as T5/ALBERT-style exports."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    return tok
+
+
 def tokenizer_for(kind: Kind) -> Any:
+    if kind.tokenizer == "unigram":
+        return _unigram()
     if kind.tokenizer == "llama3":
         return _byte_level(LLAMA3_REGEX)
     if kind.tokenizer == "qwen2":
@@ -181,9 +195,10 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str = "
     path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
 
 
-def write_checkpoint(name: str, directory: Path, dtype: str = "F32", shards: int = 1, seed: int = 0) -> Path:
-    """Write the tiny ``name`` checkpoint into ``directory``; returns it."""
-    kind = KINDS[name]
+def write_checkpoint(name: str, directory: Path, dtype: str = "F32", shards: int = 1, seed: int = 0,
+                     tokenizer: str | None = None) -> Path:
+    """Write the tiny ``name`` checkpoint into ``directory`` (``tokenizer``: another kind of tokenizer); returns it."""
+    kind = KINDS[name] if tokenizer is None else replace(KINDS[name], tokenizer=tokenizer)
     directory.mkdir(parents=True, exist_ok=True)
     tok = tokenizer_for(kind)
     n_vocab = tok.get_vocab_size(with_added_tokens=True)
@@ -197,8 +212,11 @@ def write_checkpoint(name: str, directory: Path, dtype: str = "F32", shards: int
     (directory / "config.json").write_text(json.dumps(config, indent=2))
     tok.save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps({
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>" if kind.tokenizer == "spm" else None,
-        "add_bos_token": kind.tokenizer == "spm", "chat_template": CHAT_TEMPLATE,
+        "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>" if kind.tokenizer in ("spm", "unigram") else None,
+        "add_bos_token": kind.tokenizer in ("spm", "unigram"), "chat_template": CHAT_TEMPLATE,
+        # transformers' Qwen2 tokenizer class would add an <|endoftext|> of its own (llama.cpp's converter loads it).
+        "tokenizer_class": "PreTrainedTokenizerFast",
     }))
     (directory / "generation_config.json").write_text(json.dumps({
         "bos_token_id": tok.token_to_id("<s>"), "eos_token_id": [tok.token_to_id("</s>"), tok.token_to_id("<|im_end|>")],

@@ -1,4 +1,4 @@
-"""Split GGUFs: ``FROM`` the first shard merges the shards into one model layer that answers as the whole file."""
+"""Split GGUFs: ``FROM`` the first shard stores the shards as model layers that load and answer as the whole file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 
 from tests.daemon import Daemon, start_daemon
 from tests.helpers import assert_api_error, store_snapshot
-from tests.test_convert_decoders import model_blob
 
 
 def split_gguf(source: Path, out_dir: Path, shards: int) -> list[Path]:
@@ -65,19 +64,50 @@ def _answer(d: Daemon, name: str) -> str:
     return str(body["response"])
 
 
+def model_layers(d: Daemon, name: str) -> list[Path]:
+    from ollamalike.store import Store
+
+    store = Store(d.models_dir)
+    try:
+        _, manifest, _ = store.get_manifest(name)
+        return [store.blob_path(x["digest"]) for x in manifest["layers"]
+                if x["mediaType"] == "application/vnd.ollama.image.model"]
+    finally:
+        store.close()
+
+
 def test_split_model_creates_loads_and_answers_as_the_whole_file(daemon: Daemon, tmp_path: Path, tiny_chat_gguf: Path) -> None:
+    """Issue 17: the shards are stored as they are, one model layer each in shard order, and loaded
+    with llama.cpp's split loading (they used to be merged into one layer at create)."""
     shards = split_gguf(tiny_chat_gguf, tmp_path / "split", 3)
     assert int(gguf.GGUFReader(shards[1]).fields["split.no"].contents()) == 1
     _create(daemon, "whole", tiny_chat_gguf, tmp_path)
     out = _create(daemon, "split", shards[0], tmp_path)
-    assert "merging split GGUF" in out, out
-    merged = gguf.GGUFReader(model_blob(daemon, "split"))
-    assert not any(k.startswith("split.") for k in merged.fields)
-    original = gguf.GGUFReader(tiny_chat_gguf)
-    assert [(t.name, t.tensor_type, t.data.tobytes()) for t in merged.tensors] == [
-        (t.name, t.tensor_type, t.data.tobytes()) for t in original.tensors
-    ]
+    assert "merging split GGUF" not in out, out
+    layers = model_layers(daemon, "split")
+    assert [p.read_bytes() for p in layers] == [p.read_bytes() for p in shards]
+    status, show = daemon.request("POST", "/api/show", {"model": "split"})
+    status_whole, show_whole = daemon.request("POST", "/api/show", {"model": "whole"})
+    assert status == 200 and status_whole == 200, (show, show_whole)
+    assert show["details"] == show_whole["details"], (show["details"], show_whole["details"])
+    assert show["model_info"]["general.parameter_count"] == show_whole["model_info"]["general.parameter_count"]
     assert _answer(daemon, "split") == _answer(daemon, "whole")
+    status, ps = daemon.request("GET", "/api/ps", None)
+    assert status == 200 and {m["name"] for m in ps["models"]} >= {"split:latest"}, ps
+
+
+def test_split_model_quantized_at_create_is_merged(daemon: Daemon, tmp_path: Path, tiny_chat_gguf: Path) -> None:
+    """llama.cpp's quantizer reads one file: quantizing shards merges them first, into one layer."""
+    shards = split_gguf(tiny_chat_gguf, tmp_path / "split", 3)
+    (tmp_path / "Modelfile-q").write_text(f"FROM {shards[0]}\n")
+    r = daemon.cli("create", "split-q8", "-f", str(tmp_path / "Modelfile-q"), "--quantize", "q8_0", timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "merging split GGUF" in r.stdout and "quantizing" in r.stdout, r.stdout
+    (layer,) = model_layers(daemon, "split-q8")
+    merged = gguf.GGUFReader(layer)
+    assert not any(k.startswith("split.") for k in merged.fields)
+    assert len(merged.tensors) == len(gguf.GGUFReader(tiny_chat_gguf).tensors)
+    assert _answer(daemon, "split-q8")
 
 
 def _upload(d: Daemon, path: Path) -> str:
@@ -114,4 +144,14 @@ def test_server_side_first_shard_without_its_siblings_is_a_400(daemon: Daemon, t
     before = store_snapshot(daemon.models_dir)
     status, body = daemon.request("POST", "/api/create", {"model": "lonely", "modelfile": f"FROM {shards[0]}\n"})
     assert_api_error(status, body, 400, f"shard {shards[2].name} not found")
+    assert store_snapshot(daemon.models_dir) == before
+
+
+def test_quantizing_a_split_base_model_is_a_400(daemon: Daemon, tmp_path: Path, tiny_chat_gguf: Path) -> None:
+    shards = split_gguf(tiny_chat_gguf, tmp_path / "split", 3)
+    _create(daemon, "split-base", shards[0], tmp_path)
+    before = store_snapshot(daemon.models_dir)
+    status, body = daemon.request("POST", "/api/create", {"model": "split-base-q", "from": "split-base",
+                                                          "quantize": "q8_0"})
+    assert_api_error(status, body, 400, "is a split GGUF: quantize it when creating it from its shards")
     assert store_snapshot(daemon.models_dir) == before

@@ -1,7 +1,7 @@
 """Hugging Face pulls through the REAL daemon and huggingface_hub, against a local fake Hub (HF_ENDPOINT).
 
 Covers quantization choice (explicit, ``latest`` fallback, unknown quant listing what exists,
-split GGUFs refused), the LFS sha256 check, hard-linking from the HF cache, the template layer
+split GGUFs pulled shard by shard into several model layers), the LFS sha256 check, hard-linking from the HF cache, the template layer
 from detection, ``FROM hf.co/...`` in a Modelfile, and unknown repositories.
 """
 
@@ -19,6 +19,7 @@ from ollamalike.store import Store
 from tests.daemon import Daemon, start_daemon
 from tests.helpers import assert_api_error
 from tests.registry_server import ThreadedServer, fake_hub
+from tests.test_convert_split import split_gguf
 
 REPO = "tester/Tiny-GGUF"
 VISION_REPO = "tester/Tiny-Vision-GGUF"
@@ -35,6 +36,7 @@ SEEN_AUTH: list[str] = []
         (["README.md", "only-F16.gguf"], "latest", "only-F16.gguf"),
         (["b-Q8_0.gguf", "a-F16.gguf", "mmproj-F16.gguf"], "latest", "a-F16.gguf"),
         (["model-Q4_K_M.gguf", "model-IQ4_XS.gguf"], "iq4_xs", "model-IQ4_XS.gguf"),
+        (["m-Q8_0-00002-of-00002.gguf", "m-Q8_0-00001-of-00002.gguf"], "Q8_0", "m-Q8_0-00001-of-00002.gguf"),
     ],
 )
 def test_choose_gguf(files: list[str], tag: str, expected: str) -> None:
@@ -47,7 +49,7 @@ def test_choose_gguf(files: list[str], tag: str, expected: str) -> None:
         (["README.md"], "latest", "no GGUF files"),
         (["m-Q4_K_M.gguf", "m-Q8_0.gguf"], "Q5_K_M", "available: Q4_K_M, Q8_0"),
         (["m-Q4_K_M.gguf"], "Q4_K", "available: Q4_K_M"),  # a prefix is not a match
-        (["m-Q8_0-00001-of-00002.gguf", "m-Q8_0-00002-of-00002.gguf"], "Q8_0", "split GGUF"),
+        (["m-Q8_0-00002-of-00002.gguf"], "Q8_0", "not a first shard"),
     ],
 )
 def test_choose_gguf_errors(files: list[str], tag: str, message: str) -> None:
@@ -66,17 +68,25 @@ def test_available_quants_labels() -> None:
     ]
 
 
+def _renamed(source: Path, target: Path) -> Path:
+    target.write_bytes(source.read_bytes())
+    return target
+
+
 @pytest.fixture(scope="module")
-def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path, tiny_models_dir: Path) -> Iterator[ThreadedServer]:
+def hub(tiny_chat_gguf: Path, tiny_chat_q4_gguf: Path, tiny_models_dir: Path,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
     from ollamalike.testmodels_mm import write_tiny_projector
 
     projector = write_tiny_projector(tiny_models_dir / "mmproj-hf-tiny.gguf").read_bytes()
+    tmp = tmp_path_factory.mktemp("hf-split")
     files = {
         "README.md": b"# tiny\n",
         "tiny-F32.gguf": tiny_chat_gguf.read_bytes(),
         "tiny-Q4_0.gguf": tiny_chat_q4_gguf.read_bytes(),
-        "tiny-Q8_0-00001-of-00002.gguf": b"GGUF" + b"\0" * 2000,
-        "tiny-Q8_0-00002-of-00002.gguf": b"GGUF" + b"\0" * 2000,
+        # A split quant: real shards of the F32 file; and a split with its last shard missing.
+        **{p.name: p.read_bytes() for p in split_gguf(_renamed(tiny_chat_gguf, tmp / "tiny-Q8_0.gguf"), tmp / "split", 3)},
+        "tiny-Q6_K-00001-of-00002.gguf": b"GGUF" + b"\0" * 2000,
     }
     vision = {"tiny-Q4_0.gguf": tiny_chat_q4_gguf.read_bytes(), "mmproj-tiny-F16.gguf": projector,
               "mmproj-tiny-F32.gguf": projector[:-1] + b"x"}  # not the one taken: the F16 is
@@ -204,9 +214,9 @@ def test_pull_vision_repo_takes_its_mmproj(daemon: Daemon, tiny_models_dir: Path
 
 def test_hf_errors(daemon: Daemon) -> None:
     status, data = daemon.request("POST", "/api/pull", {"model": f"hf.co/{REPO}:Q5_K_M", "stream": False})
-    assert_api_error(status, data, 400, "available: F32, Q4_0, Q8_0")
-    status, data = daemon.request("POST", "/api/pull", {"model": f"hf.co/{REPO}:Q8_0", "stream": False})
-    assert_api_error(status, data, 400, "split GGUF files are not supported")
+    assert_api_error(status, data, 400, "available: F32, Q4_0, Q6_K, Q8_0")
+    status, data = daemon.request("POST", "/api/pull", {"model": f"hf.co/{REPO}:Q6_K", "stream": False})
+    assert_api_error(status, data, 400, "split GGUF shard tiny-Q6_K-00002-of-00002.gguf is missing from this repository")
     status, data = daemon.request("POST", "/api/pull", {"model": "hf.co/nobody/nothing", "stream": False})
     assert_api_error(status, data, 404, "not found")
     bad = daemon.cli("pull", f"hf.co/{REPO}:Q5_K_M")
@@ -223,3 +233,29 @@ def test_modelfile_from_hf_pulls_base(daemon: Daemon, tmp_path: Path) -> None:
     assert "You are a test." in shown.get("system", "") + shown.get("modelfile", "")
     status, shown = daemon.request("POST", "/api/show", {"model": f"hf.co/{REPO}:F32"})
     assert status == 200, shown  # the base was pulled and tagged on the way
+
+
+
+def test_split_quant_pulls_every_shard_as_a_model_layer(daemon: Daemon, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    """hf.co/...:<quant> whose file is split: each shard becomes a model layer, in shard order, loaded
+    with llama.cpp's split loading, and it answers exactly as the unsplit file does."""
+    pulled = daemon.cli("pull", f"hf.co/{REPO}:Q8_0")
+    assert pulled.returncode == 0, pulled.stderr
+    whole = daemon.cli("pull", f"hf.co/{REPO}:F32")
+    assert whole.returncode == 0, whole.stderr
+    shards = split_gguf(_renamed(tiny_chat_gguf, tmp_path / "tiny-Q8_0.gguf"), tmp_path / "split", 3)
+    store = Store(daemon.models_dir)
+    try:
+        _, manifest, _ = store.get_manifest(f"hf.co/{REPO}:Q8_0")
+    finally:
+        store.close()
+    models = [x["digest"] for x in manifest["layers"] if x["mediaType"] == "application/vnd.ollama.image.model"]
+    assert models == ["sha256:" + hashlib.sha256(p.read_bytes()).hexdigest() for p in shards]
+    answers = []
+    for tag in ("Q8_0", "F32"):
+        status, gen = daemon.request("POST", "/api/generate", {
+            "model": f"hf.co/{REPO}:{tag}", "prompt": "Once upon a time", "raw": True, "stream": False,
+            "options": {"temperature": 0, "num_predict": 12, "seed": 3}})
+        assert status == 200 and gen["done"] is True, gen
+        answers.append(gen["response"])
+    assert answers[0] == answers[1]

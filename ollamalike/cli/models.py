@@ -196,6 +196,9 @@ def build_create_request(client: Client, name: str, modelfile_path: Path) -> dic
         adapters: dict[str, str] = {}
         for value in mf.adapters:
             path = _resolve_path(value, base)
+            if path.is_dir():  # a PEFT directory: its files, as Ollama's client sends them
+                adapters.update(_upload_dir(client, path))
+                continue
             adapters[path.name] = _upload(client, path, "ADAPTER")
         body["adapters"] = adapters
     if mf.draft is not None:

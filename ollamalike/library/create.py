@@ -20,9 +20,11 @@ from ollamalike import options
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.library.create_convert import (
     CheckpointInput,
+    check_adapters,
     check_checkpoint,
-    convert_checkpoint,
+    convert_adapter,
     is_checkpoint,
+    is_lora_files,
     pin_files,
     split_shards,
 )
@@ -30,10 +32,13 @@ from ollamalike.library.create_modelfile import resolve_modelfile
 from ollamalike.library.create_sources import (
     Source,
     check_requires,
+    converted_source,
     draft_source,
     gguf_source,
     gguf_type,
     read_info,
+    split_source,
+    stored,
 )
 from ollamalike.library.models import Layers, encode_info, gguf_info, read_config, read_layers
 from ollamalike.library.projector import is_projector
@@ -61,8 +66,6 @@ from ollamalike.store.manifest import (
 if TYPE_CHECKING:
     from ollamalike.gguf_info import GGUFInfo
     from ollamalike.jsontypes import JSONObject
-    from ollamalike.library.convert import Prepared
-    from ollamalike.library.convert.split import MergedSplit
 
 @dataclass
 class _Plan:
@@ -84,6 +87,7 @@ class _Plan:
     draft: Source | None = None  # a new draft layer (DRAFT, draft_files, draft)
     draft_quantize: str | None = None
     capabilities: list[str] = field(default_factory=list)  # declared by a base's config, carried over
+    loras: list[CheckpointInput] = field(default_factory=list)  # PEFT adapters, converted once the base is known
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[JSONObject]:
@@ -135,6 +139,7 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
             plan.sources.append(await gguf_source(store, pins, MEDIA_MODEL, path=path))
         for path in found.adapter_files:
             adapter_sources.append(await gguf_source(store, pins, MEDIA_ADAPTER, path=path))
+        plan.loras += [CheckpointInput(directory=path) for path in found.lora_dirs]
         if not (request.draft_files or draft_name):
             draft_file, draft_name = found.draft_file, found.draft_name
         template = template if template is not None else (mf.template or None)
@@ -155,8 +160,11 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         files = {}
     for fname in sorted(files):
         plan.sources.append(await gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
-    for fname in sorted(request.adapters):
-        adapter_sources.append(await gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
+    if is_lora_files(request.adapters):  # a PEFT directory's uploaded files
+        plan.loras.append(pin_files(store, pins, request.adapters))
+    else:
+        for fname in sorted(request.adapters):
+            adapter_sources.append(await gguf_source(store, pins, MEDIA_ADAPTER, digest=request.adapters[fname]))
     if plan.sources or plan.checkpoint is not None:
         _classify(plan.sources, converted=plan.checkpoint is not None)
     for src in adapter_sources:
@@ -202,7 +210,9 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
         for layer in manifest["layers"]
         if layer["mediaType"] in keep
     ]
-    plan.base_info = gguf_info(store, base.model)
+    if base.model_splits and plan.quantize:
+        raise BadRequest(f"model '{from_name}' is a split GGUF: quantize it when creating it from its shards")
+    plan.base_info = gguf_info(store, base.model, base.model_splits)
     plan.template = plan.template if plan.template is not None else base.template
     plan.system = plan.system if plan.system is not None else base.system
     plan.parameters = {**base.parameters, **plan.parameters}
@@ -229,8 +239,12 @@ async def create_model(
             plan, from_name = await _plan(store, request, pins, access)
             if plan.checkpoint is not None:
                 prepared = await check_checkpoint(store, plan.checkpoint, scratch)
-                yield {"status": "merging split GGUF" if plan.checkpoint.shards else "converting model"}
-                plan.sources.insert(0, await _converted_source(store, prepared, scratch))
+                if plan.checkpoint.shards and not plan.quantize:
+                    # Stored as they are, one model layer per shard; the runner loads them as a split.
+                    plan.sources.insert(0, await asyncio.to_thread(split_source, store, plan.checkpoint))
+                else:  # a checkpoint, or shards to quantize (llama.cpp's quantizer wants one named file)
+                    yield {"status": "merging split GGUF" if plan.checkpoint.shards else "converting model"}
+                    plan.sources.insert(0, await converted_source(store, prepared, scratch))
             if from_name is not None:
                 try:
                     store.get_manifest(from_name)
@@ -238,6 +252,13 @@ async def create_model(
                     async for status in _missing_base(store, from_name):
                         yield status
                 _inherit(store, plan, from_name, pins)
+            if plan.loras:
+                prepared_loras = await check_adapters(store, plan.loras, _model_paths(store, plan), scratch)
+                yield {"status": "converting adapter"}
+                for lora in prepared_loras:
+                    path = await convert_adapter(store, lora, scratch)
+                    info = await asyncio.to_thread(read_info, path)
+                    plan.sources.append(Source(MEDIA_ADAPTER, info, path=path))
             _check_kinds(plan)
             if plan.quantize:
                 check_quantizable(_model_info(plan))
@@ -254,11 +275,6 @@ async def create_model(
     yield {"status": "success"}
 
 
-async def _converted_source(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> Source:
-    """The checked checkpoint converted to a scratch GGUF, then a local model file like any other."""
-    path = await convert_checkpoint(store, prepared, scratch)
-    info = await asyncio.to_thread(read_info, path)
-    return Source(MEDIA_MODEL, info, path=path)
 
 
 def _check_kinds(plan: _Plan) -> None:
@@ -274,6 +290,16 @@ def _check_kinds(plan: _Plan) -> None:
         arch, base_arch = src.info.architecture, model.architecture if model is not None else ""
         if arch and base_arch and arch != base_arch:
             raise BadRequest(f"adapter is for architecture {arch!r} but the model is {base_arch!r}")
+
+
+def _model_paths(store: Store, plan: _Plan) -> list[Path]:
+    """The GGUF file(s, for a split) of the model an adapter goes on: a new model file, else the base's blobs."""
+    for src in plan.sources:
+        if src.media == MEDIA_MODEL:
+            return [s.path if s.path is not None else store.blob_path(s.digest or "") for s in (src, *src.shards)]
+    if plan.base is None or plan.base.model is None:
+        raise BadRequest("an ADAPTER needs a base model: give FROM")
+    return [store.blob_path(d) for d in (plan.base.model, *plan.base.model_splits)]
 
 
 def _model_info(plan: _Plan) -> GGUFInfo | None:
@@ -323,18 +349,15 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
             source = src.path if src.path is not None else store.blob_path(src.digest or "")
             yield {"status": f"quantizing {src.info.file_type} model to {plan.quantize}"}
             digest, size, src.info = await quantize_model(store, pins, source, plan.quantize)
-        elif src.path is not None:
-            digest, size = await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
         else:
-            assert src.digest is not None
-            digest, size = pins.add(src.digest), src.size
-            if not store.has_blob(digest):
-                raise BadRequest(f"blob {digest} not found")
+            digest, size = await stored(store, src, pins)
         if src.media == MEDIA_MODEL:
             # A new model GGUF replaces the base's model (and its projector/adapters don't fit it).
             layers = [d for d in layers if d.media_type not in (MEDIA_MODEL, MEDIA_PROJECTOR)]
             model_info = src.info
         layers.append(Descriptor(src.media, digest, size))
+        for shard in src.shards:
+            layers.append(Descriptor(MEDIA_MODEL, *await stored(store, shard, pins)))
     if plan.draft is not None and plan.draft_quantize:
         yield {"status": f"quantizing {plan.draft.info.file_type} draft model to {plan.draft_quantize}"}
     draft_arch = await _write_draft(store, plan, pins, layers)
@@ -374,8 +397,9 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
     manifest = build_manifest(Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size), layers)
     yield {"status": "writing manifest"}
     await asyncio.to_thread(store.put_manifest, target, manifest, plan.parent)
-    model_layer = next(d.digest for d in layers if d.media_type == MEDIA_MODEL)
-    if model_info is not None:
+    model_layers = [d.digest for d in layers if d.media_type == MEDIA_MODEL]
+    if model_info is not None and len(model_layers) == 1:  # a split's info is not one blob's
         # Not representable as JSON: resolve parses it once instead.
         with contextlib.suppress(TypeError):
-            store.cache_info(model_layer, encode_info(model_info))
+            store.cache_info(model_layers[0], encode_info(model_info))
+

@@ -6,6 +6,8 @@ blob digests); a legacy Modelfile request may name a local directory. Either way
 store; that file then becomes the model source like a local GGUF (so ``quantize`` takes the usual
 path, straight from the converted F16). A bad checkpoint is a 400 before anything is written. The
 shards of a split GGUF (``FROM name-00001-of-00003.gguf``) go the same way and are merged.
+A PEFT LoRA directory (``ADAPTER ./lora-dir``, or its uploaded files in ``adapters``) is converted
+the same way once the base model is known, since it is checked against the base's tensors.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ollamalike.store import Pins, Store
 
 if TYPE_CHECKING:
     from ollamalike.library.convert import Prepared
+    from ollamalike.library.convert.lora import PreparedLora
     from ollamalike.library.convert.split import MergedSplit
 
 CHECKPOINT_SUFFIXES = (".safetensors",)
@@ -109,6 +112,39 @@ async def check_checkpoint(store: Store, inp: CheckpointInput, scratch: contextl
 
 async def convert_checkpoint(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> Path:
     """Write the GGUF in a worker thread into a store scratch file that lives until ``scratch`` closes."""
+    out = scratch.enter_context(store.temp_file("convert"))
+    await asyncio.to_thread(prepared.write, out)
+    return out
+
+
+def is_lora_files(files: dict[str, str]) -> bool:
+    """Uploaded adapter files that are a PEFT directory rather than GGUF adapters."""
+    from ollamalike.library.convert.lora import CONFIG_FILE
+
+    return any(n == CONFIG_FILE or n.lower().endswith(CHECKPOINT_SUFFIXES) for n in files)
+
+
+def _prepare_lora(store: Store, inp: CheckpointInput, base_model: list[Path], scratch: contextlib.ExitStack) -> PreparedLora:
+    from ollamalike.library.convert.lora import LoraBase, prepare_lora
+
+    base = LoraBase.from_gguf(*base_model)
+    if inp.directory is not None:
+        return prepare_lora(inp.directory, base)
+    assert inp.files is not None
+    root = Path(scratch.enter_context(tempfile.TemporaryDirectory(prefix="ollamalike-lora-")))
+    _link_tree(store, inp.files, root)
+    return prepare_lora(root, base, trusted=True)
+
+
+async def check_adapters(
+    store: Store, inputs: list[CheckpointInput], base_model: list[Path], scratch: contextlib.ExitStack
+) -> list[PreparedLora]:
+    """Every PEFT adapter checked against the base model GGUF ``base_model`` (a split's shards), in a worker thread."""
+    return [await asyncio.to_thread(_prepare_lora, store, inp, base_model, scratch) for inp in inputs]
+
+
+async def convert_adapter(store: Store, prepared: PreparedLora, scratch: contextlib.ExitStack) -> Path:
+    """The adapter GGUF, in a store scratch file that lives until ``scratch`` closes."""
     out = scratch.enter_context(store.temp_file("convert"))
     await asyncio.to_thread(prepared.write, out)
     return out

@@ -29,6 +29,7 @@ class ModelfileSources:
     model_files: list[Path] = field(default_factory=list)
     checkpoint: CheckpointInput | None = None
     adapter_files: list[Path] = field(default_factory=list)
+    lora_dirs: list[Path] = field(default_factory=list)  # PEFT adapter directories, converted at create
     draft_file: Path | None = None
     draft_name: str | None = None
 
@@ -61,7 +62,8 @@ def resolve_modelfile(request: CreateRequest, access: Access) -> ModelfileSource
             refuse_server_path(spec, access.keys_on)
             continue  # as before: a remote client's adapters come as 'adapters' blobs
         adapter = Path(spec).expanduser()
-        out.adapter_files.append(adapter if adapter.is_absolute() else base_dir / adapter)
+        path = adapter if adapter.is_absolute() else base_dir / adapter
+        (out.lora_dirs if is_dir(path) else out.adapter_files).append(path)
     if mf.draft is not None:
         draft = _local(mf.draft, base_dir, access)
         if draft is None:
@@ -70,7 +72,6 @@ def resolve_modelfile(request: CreateRequest, access: Access) -> ModelfileSource
             check_draft_path(draft, [*out.model_files, *([out.checkpoint.directory] if out.checkpoint else [])])
             out.draft_file = draft
     return out
-
 
 
 def _local(spec: str, base_dir: Path, access: Access) -> Path | None:

@@ -1,26 +1,37 @@
-"""The GGUF files a create turns into layers (model, projector, adapter, draft), checked before writing.
+"""The GGUF files a create turns into layers (``Source``: model, projector, adapter, draft), checked
+before writing: local files, uploaded blobs, a split GGUF's shards, a converted checkpoint; and
+storing one as a pinned blob.
 
 A source is a local file (a Modelfile path on the server's own machine, or a converted checkpoint)
 or a blob already in the store (uploaded with /api/blobs, or a model's layer). Reading its GGUF
-header here is what lets a create refuse a wrong file before it writes anything.
+header here is what lets a create refuse a wrong file before it writes anything. A local file is
+copied into the store only when the manifest is written; an uploaded blob is pinned the moment it
+is named, before its existence is checked, so a GC cannot take it between.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ollamalike import __version__
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.gguf_info import GGUFInfo
+from ollamalike.library.create_convert import CheckpointInput, convert_checkpoint
 from ollamalike.library.create_paths import check_regular
 from ollamalike.library.models import read_layers
 from ollamalike.library.projector import is_projector
 from ollamalike.library.request import CreateRequest
 from ollamalike.modelfile import version_key
 from ollamalike.store import Pins, Store
-from ollamalike.store.manifest import MEDIA_DRAFT
+from ollamalike.store.manifest import MEDIA_DRAFT, MEDIA_MODEL
+
+if TYPE_CHECKING:
+    from ollamalike.library.convert import Prepared
+    from ollamalike.library.convert.split import MergedSplit
 
 
 @dataclass
@@ -32,6 +43,7 @@ class Source:
     path: Path | None = None
     digest: str | None = None
     size: int = 0
+    shards: list[Source] = field(default_factory=list)  # a split GGUF's other shards: more model layers
 
 
 def read_info(path: Path) -> GGUFInfo:
@@ -102,3 +114,40 @@ async def draft_source(
     if is_projector(src.info) or src.info.is_embedding_model:
         raise BadRequest(f"the draft model must be a language model GGUF, not a {src.info.architecture} model")
     return src
+
+
+def split_source(store: Store, inp: CheckpointInput) -> Source:
+    from ollamalike.gguf_info import read_split_gguf_info
+
+    assert inp.shards is not None
+    if inp.files is not None:
+        digests = [inp.files[n] for n in inp.shards]
+        paths = [store.blob_path(d) for d in digests]
+        info = read_split_gguf_info(paths)  # the shards read as one model: each source carries it
+        sources = [Source(MEDIA_MODEL, info, digest=d, size=store.blob_size(d)) for d in digests]
+    else:
+        assert inp.directory is not None
+        paths = [inp.directory / n for n in inp.shards]
+        info = read_split_gguf_info(paths)
+        sources = [Source(MEDIA_MODEL, info, path=p) for p in paths]
+    first = sources[0]
+    first.shards = sources[1:]
+    return first
+
+
+async def converted_source(store: Store, prepared: Prepared | MergedSplit, scratch: contextlib.ExitStack) -> Source:
+    """The checked checkpoint converted to a scratch GGUF, then a local model file like any other."""
+    path = await convert_checkpoint(store, prepared, scratch)
+    info = await asyncio.to_thread(read_info, path)
+    return Source(MEDIA_MODEL, info, path=path)
+
+
+async def stored(store: Store, src: Source, pins: Pins) -> tuple[str, int]:
+    """The source as a pinned blob: a local file copied in, or an existing blob."""
+    if src.path is not None:
+        return await asyncio.to_thread(store.add_blob_file, src.path, None, pins)
+    assert src.digest is not None
+    digest = pins.add(src.digest)
+    if not store.has_blob(digest):
+        raise BadRequest(f"blob {digest} not found")
+    return digest, src.size

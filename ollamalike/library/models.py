@@ -67,6 +67,7 @@ class ResolvedModel:
     parser: str | None = None
     requires: str | None = None
     draft_path: Path | None = None  # the draft model's GGUF (a DRAFT layer), for speculative decoding
+    model_splits: list[Path] = field(default_factory=list)  # a split GGUF's other shards, in order
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Layers:
     """A manifest's layers read back: what every reader of a model needs."""
 
     model: str | None = None
+    model_splits: list[str] = field(default_factory=list)  # more model layers: the other shards of a split GGUF
     adapters: list[str] = field(default_factory=list)
     projectors: list[str] = field(default_factory=list)
     template: str | None = None
@@ -134,7 +136,9 @@ def read_layers(store: Store, manifest: JSONObject) -> Layers:
     for media, digest, size in _layers_of(manifest):
         if media not in _BINARY_LAYERS and size > MAX_TEXT_LAYER_BYTES:
             raise BadRequest(f"{media} layer {digest} is {size} bytes: too large to be a text layer")
-        if media == MEDIA_MODEL:
+        if media == MEDIA_MODEL and out.model is not None:
+            out.model_splits.append(digest)  # several model layers are one split GGUF, in shard order
+        elif media == MEDIA_MODEL:
             out.model = digest
         elif media == MEDIA_ADAPTER:
             out.adapters.append(digest)
@@ -246,9 +250,13 @@ def _pair(value: JSONValue) -> tuple[JSONValue, JSONValue]:
     return key, item
 
 
-def gguf_info(store: Store, digest: str) -> GGUFInfo:
-    """Parsed metadata of a GGUF blob: from the catalog cache, else parsed and cached."""
-    from ollamalike.gguf_info import GGUFInfo, read_gguf_info
+def gguf_info(store: Store, digest: str, splits: list[str] | None = None) -> GGUFInfo:
+    """Parsed metadata of a GGUF blob: from the catalog cache, else parsed and cached. With ``splits``
+    (the other shards' digests) the shards as one model, not cached: the catalog caches one blob's info."""
+    from ollamalike.gguf_info import GGUFInfo, read_gguf_info, read_split_gguf_info
+
+    if splits:
+        return read_split_gguf_info([store.blob_path(d) for d in (digest, *splits)])
 
     cached = store.cached_info(digest)
     if cached is not None:
@@ -356,7 +364,7 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     config = read_config(store, manifest)
     if layers.model is None:
         raise InternalError(f"manifest {digest} has no model layer")
-    info = gguf_info(store, layers.model)
+    info = gguf_info(store, layers.model, layers.model_splits)
     resolved = ResolvedModel(
         name="",
         digest=digest,
@@ -376,6 +384,7 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
         parser=config.parser,
         requires=config.requires,
         draft_path=store.blob_path(layers.draft) if layers.draft else None,
+        model_splits=[store.blob_path(d) for d in layers.model_splits],
     )
     from ollamalike.library.projector import projector_media
 

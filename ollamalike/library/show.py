@@ -80,9 +80,10 @@ def show_model(store: Store, name: str, verbose: bool = False) -> dict[str, obje
     model_info = resolved.info.model_info
     tensors: list[dict[str, object]] | None = None
     if verbose:
-        from ollamalike.gguf_info import read_gguf_info
+        from ollamalike.gguf_info import read_gguf_info, read_split_gguf_info
 
-        full = read_gguf_info(resolved.model_path, verbose=True)
+        full = (read_split_gguf_info([resolved.model_path, *resolved.model_splits], verbose=True)
+                if resolved.model_splits else read_gguf_info(resolved.model_path, verbose=True))
         model_info = full.model_info
         # Ollama's api.Tensor: the GGML type name and the dimensions in GGUF (ne) order.
         tensors = [{"name": t.name, "type": t.type_name, "shape": list(t.shape)} for t in full.tensors]

@@ -8,12 +8,15 @@ The manifest gets a template layer and stop parameters when the GGUF's chat temp
 named template; otherwise no template, so the GGUF's own Jinja template is used at render time.
 A repository with an ``mmproj*.gguf`` (a vision model's projector) gives the model its projector
 layer too (``choose_mmproj``: the model's quantization, else F16, else the first).
+A split quant (``x-00001-of-00003.gguf``) is pulled shard by shard into one model layer each, in
+shard order (the runner loads them with llama.cpp's split loading).
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -37,7 +40,7 @@ from ollamalike.store.manifest import (
 )
 
 if TYPE_CHECKING:
-    from huggingface_hub import HfApi
+    pass
 
 DEFAULT_QUANT = "Q4_K_M"
 _SPLIT_RE = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
@@ -77,8 +80,8 @@ def choose_gguf(files: list[str], tag: str) -> str:
             f"no GGUF file for quantization {tag!r} in this repository; available: {', '.join(available_quants(ggufs))}"
         )
     chosen = matches[0]
-    if _SPLIT_RE.search(chosen):
-        raise BadRequest(f"split GGUF files are not supported ({chosen})")
+    if (m := _SPLIT_RE.search(chosen)) and not m.group(0).lower().startswith("-00001-"):
+        raise BadRequest(f"split GGUF {chosen} is not a first shard (-00001-of-N)")
     return chosen
 
 
@@ -124,6 +127,22 @@ def choose_mmproj(files: list[str], model_file: str) -> str | None:
     return projs[0]
 
 
+def shard_files(files: list[str], chosen: str) -> list[str]:
+    """The chosen file, or all shards of the split GGUF it is the first of, in order (each must exist)."""
+    from ollamalike.names import gguf_shard_names
+
+    folder, _, base = chosen.rpartition("/")
+    names = gguf_shard_names(base)
+    if names is None:
+        return [chosen]
+    paths = [f"{folder}/{n}" if folder else n for n in names]
+    present = set(files)
+    missing = [p for p in paths if p not in present]
+    if missing:
+        raise BadRequest(f"split GGUF shard {missing[0]} is missing from this repository")
+    return paths
+
+
 async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterator[JSONObject]:
     import huggingface_hub
 
@@ -132,35 +151,35 @@ async def pull_hf(store: Store, config: Config, name: ModelName) -> AsyncIterato
     yield {"status": "pulling manifest"}
     try:
         files = await asyncio.to_thread(api.list_repo_files, repo_id)
-        filename = choose_gguf(files, name.tag)
+        filenames = shard_files(files, choose_gguf(files, name.tag))
+        projector = choose_mmproj(files, filenames[0])
+        wanted = filenames + ([projector] if projector else [])
+        infos = await asyncio.to_thread(api.get_paths_info, repo_id, wanted)
     except OllamalikeError:
         raise
     except Exception as e:
         raise _hf_errors(e, repo_id) from None
-    projector = choose_mmproj(files, filename)
-    fetched: list[tuple[str, str, int]] = []  # (path, digest, size) of the model, then the projector
-    for fname in [filename] + ([projector] if projector else []):
-        async for status in _fetch(store, api, repo_id, fname, fetched):
-            yield status
-    with store.pin([digest for _, digest, _ in fetched]) as pins:
-        manifest = await asyncio.to_thread(_build_manifest, store, pins, *fetched[0], fetched[1:])
+    by_path = {str(getattr(i, "path", "")): i for i in infos}
+    fetched: list[tuple[str, str, int]] = []  # (local path, digest, size): the shards in order, then the projector
+    for filename in wanted:
+        async for status in _download(store, repo_id, filename, by_path.get(filename)):
+            if "path" in status:
+                fetched.append((str(status["path"]), str(status["digest"]), int(str(status["total"]))))
+            else:
+                yield status
+    with store.pin([d for _, d, _ in fetched]) as pins:
+        shards = fetched[: len(filenames)]
+        manifest = await asyncio.to_thread(_build_manifest, store, pins, shards, fetched[len(filenames):])
         yield {"status": "writing manifest"}
         await asyncio.to_thread(store.put_manifest, name, manifest)
     yield {"status": "success"}
 
 
-async def _fetch(store: Store, api: HfApi, repo_id: str, filename: str,
-                 fetched: list[tuple[str, str, int]]) -> AsyncIterator[JSONObject]:
-    """Download one repository file into the store (progress as Ollama's status objects); appends
-    (path, digest, size) to ``fetched``."""
+async def _download(store: Store, repo_id: str, filename: str, info: object) -> AsyncIterator[JSONObject]:
+    """One repository file into the store, with Ollama's progress lines; the last item (with "path") is the result."""
     import huggingface_hub
 
-    try:
-        infos = await asyncio.to_thread(api.get_paths_info, repo_id, [filename])
-    except Exception as e:
-        raise _hf_errors(e, repo_id) from None
     # huggingface_hub's RepoFile has size and lfs; a RepoFolder (a directory named like a GGUF) has neither.
-    info = infos[0] if infos else None
     size = int(getattr(info, "size", 0) or 0)
     lfs = getattr(info, "lfs", None)
     sha = getattr(lfs, "sha256", None) if lfs is not None else None
@@ -194,15 +213,18 @@ async def _fetch(store: Store, api: HfApi, repo_id: str, filename: str,
     yield {"status": "verifying sha256 digest"}
     digest, size = await asyncio.to_thread(link_blob, store, path, expected)
     yield {"status": status, "digest": digest, "total": size, "completed": size}
-    fetched.append((path, digest, size))
+    yield {"path": path, "digest": digest, "total": size}
 
 
-def _build_manifest(store: Store, pins: Pins, path: str, digest: str, size: int,
+def _build_manifest(store: Store, pins: Pins, files: list[tuple[str, str, int]],
                     projectors: list[tuple[str, str, int]]) -> bytes:
-    from ollamalike.gguf_info import read_gguf_info
+    """Model layers (several for a split GGUF, in shard order), the projector, then the detected
+    template and stops."""
+    from ollamalike.gguf_info import read_gguf_info, read_split_gguf_info
 
-    info = read_gguf_info(path)
-    layers = [Descriptor(MEDIA_MODEL, digest, size)]
+    paths: list[str | os.PathLike[str]] = [path for path, _, _ in files]
+    info = read_split_gguf_info(paths) if len(paths) > 1 else read_gguf_info(paths[0])
+    layers = [Descriptor(MEDIA_MODEL, digest, size) for _, digest, size in files]
     for proj_path, proj_digest, proj_size in projectors:
         if read_gguf_info(proj_path).architecture != "clip":
             raise BadRequest(f"{proj_path.rsplit('/', 1)[-1]} in this repository is not a CLIP projector GGUF")

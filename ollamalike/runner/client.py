@@ -74,9 +74,9 @@ class RunnerProcess:
     # --- lifecycle -------------------------------------------------------------------------
     @classmethod
     async def start(cls, spec: RunnerSpec, config: Config) -> RunnerProcess:
-        path = Path(spec.model_path)
-        if not path.is_file():
-            raise RunnerError(f"model file not found: {path}")
+        for path in map(Path, (spec.model_path, *spec.model_splits)):
+            if not path.is_file():
+                raise RunnerError(f"model file not found: {path}")
         socket_path = _socket_path(config)
         env = dict(os.environ)
         if config.cuda_visible_devices is not None:

@@ -141,7 +141,12 @@ def load_model(opts: RunnerSpec, progress: list[float], verbose: bool = False) -
 
     cb = llama_cpp.llama_progress_callback(on_progress)
     mparams.progress_callback = cb
-    model = llama_cpp.llama_model_load_from_file(opts.model_path.encode(), mparams)
+    if opts.model_splits:
+        # Shards are store blobs without llama.cpp's file names: every path is given, in order.
+        paths = [p.encode() for p in (opts.model_path, *opts.model_splits)]
+        model = llama_cpp.llama_model_load_from_splits((ctypes.c_char_p * len(paths))(*paths), len(paths), mparams)
+    else:
+        model = llama_cpp.llama_model_load_from_file(opts.model_path.encode(), mparams)
     del split  # llama.cpp copied the split while loading
     if not model:
         raise LoadError(capture.reason(f"failed to load model {opts.model_path}"))

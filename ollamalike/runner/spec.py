@@ -36,12 +36,14 @@ class RunnerSpec:
     kv_cache_type: KVCacheType = "f16"
     main_gpu: int = 0
     tensor_split: tuple[float, ...] = ()  # share of the offloaded layers per GPU; () lets llama.cpp choose
+    model_splits: tuple[str, ...] = ()  # a split GGUF's other shards, in order (model_path is the first)
 
     def __post_init__(self) -> None:
         # A spec is made from trusted values (the scheduler's plan); these are invariants, and the
         # runner relies on them without checking again.
         object.__setattr__(self, "adapters", tuple(self.adapters))
         object.__setattr__(self, "projectors", tuple(self.projectors))
+        object.__setattr__(self, "model_splits", tuple(self.model_splits))
         object.__setattr__(self, "tensor_split", tuple(float(x) for x in self.tensor_split))
         if not self.model_path:
             raise RunnerError("runner spec: model_path is empty")
@@ -103,7 +105,7 @@ def _decode(name: str, default: Any, value: Any) -> Any:
     elif isinstance(default, int):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, tuple):
-        item = str if name in ("adapters", "projectors") else (int, float)
+        item = str if name in ("adapters", "projectors", "model_splits") else (int, float)
         ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
     else:

@@ -67,6 +67,7 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
     size += projector_bytes(model)
     spec = RunnerSpec(
         model_path=str(model.model_path),
+        model_splits=tuple(str(p) for p in model.model_splits),
         ctx_size=num_ctx * parallel,
         num_parallel=parallel,
         num_batch=num_batch,

@@ -112,9 +112,9 @@ def _decoder(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
     w.add_layer_norm_rms_eps(float(hp.get("rms_norm_eps", default=1e-6)))
     w.add_vocab_size(hp.n_vocab)
     w.add_rope_dimension_count(hp.head_dim)
-    if hp.get("head_dim") is not None:
-        w.add_key_length(hp.head_dim)
-        w.add_value_length(hp.head_dim)
+    # Always, as llama.cpp's converter does (transformers' configs derive head_dim); Gemma's is not hidden/heads.
+    w.add_key_length(hp.head_dim)
+    w.add_value_length(hp.head_dim)
     rope = hp.rope
     if rope.get("rope_theta") is not None:
         w.add_rope_freq_base(float(rope["rope_theta"]))
@@ -187,16 +187,8 @@ def _norm_plus_one(name: str, data: np.ndarray, hp: Hparams) -> np.ndarray:
     return data + 1 if name.endswith("norm.weight") else data
 
 
-def _head_dim_keys(w: gguf.GGUFWriter, hp: Hparams) -> None:
-    """Gemma's head size is not hidden/heads: always written (``_decoder`` writes it when config has it)."""
-    if hp.get("head_dim") is None:
-        w.add_key_length(hp.head_dim)
-        w.add_value_length(hp.head_dim)
-
-
 def _gemma2(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
     _decoder(w, hp, ckpt)
-    _head_dim_keys(w, hp)
     w.add_attn_logit_softcapping(float(hp.get("attn_logit_softcapping", default=50.0)))
     w.add_final_logit_softcapping(float(hp.get("final_logit_softcapping", default=30.0)))
     w.add_sliding_window(int(hp.get("sliding_window", default=4096)))
@@ -204,7 +196,6 @@ def _gemma2(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
 
 def _gemma3(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
     _decoder(w, hp, ckpt)
-    _head_dim_keys(w, hp)
     if hp.rope.get("rope_theta") is None:
         w.add_rope_freq_base(1_000_000.0)
     if hp.get("rope_local_base_freq") is not None:
@@ -229,10 +220,11 @@ def _phi3(w: gguf.GGUFWriter, hp: Hparams, ckpt: Checkpoint) -> None:
     w.add_rope_dimension_count(int(float(hp.get("partial_rotary_factor", default=1.0)) * hp.n_embd) // hp.n_head)
     w.add_rope_freq_base(float(rope.get("rope_theta", 10000.0)))
     ctx = int(hp.get("max_position_embeddings", default=4096))
-    w.add_rope_scaling_orig_ctx_len(int(hp.get("original_max_position_embeddings", default=ctx)))
+    # transformers' Phi3Config default (what llama.cpp's converter reads through it), not the context length.
+    orig = int(hp.get("original_max_position_embeddings", default=4096))
+    w.add_rope_scaling_orig_ctx_len(orig)
     w.add_sliding_window(int(hp.get("sliding_window", default=0) or 0))
     if rope.get("long_factor"):
-        orig = int(hp.get("original_max_position_embeddings", default=ctx))
         scale = ctx / orig
         attn = math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1.0 else 1.0
         w.add_rope_scaling_attn_factors(attn)

@@ -181,8 +181,13 @@ def _weight_files(root: Path, trusted: bool) -> list[str]:
     return files
 
 
-def open_checkpoint(root: Path, trusted: bool = False) -> Checkpoint:
-    """Validate ``root`` and read its config and tensor table (no tensor data is read)."""
+def tensor_table(root: Path, name: str, trusted: bool = False) -> dict[str, TensorRef]:
+    """The checked tensor table of the safetensors file ``root/name`` (no tensor data is read)."""
+    return _tensor_refs(root, name, trusted)
+
+
+def check_links(root: Path, trusted: bool = False) -> None:
+    """No entry of the directory ``root`` may be a symlink that leads out of it."""
     if not root.is_dir():
         raise BadRequest(f"{root} is not a directory")
     for dirpath, dirnames, filenames in os.walk(root):
@@ -193,6 +198,11 @@ def open_checkpoint(root: Path, trusted: bool = False) -> Checkpoint:
                 real = full.resolve()
                 if not real.is_relative_to(root.resolve()):
                     raise BadRequest(f"{rel} is a link that leads outside the model directory")
+
+
+def open_checkpoint(root: Path, trusted: bool = False) -> Checkpoint:
+    """Validate ``root`` and read its config and tensor table (no tensor data is read)."""
+    check_links(root, trusted)
     if not os.path.lexists(root / "config.json"):
         raise BadRequest("config.json not found in the model directory")
     config = read_json(root, "config.json", trusted=trusted)

@@ -1,7 +1,7 @@
 """The tokenizer of a checkpoint, as the ``tokenizer.*`` keys of a GGUF.
 
 ``tokenizer.json`` is loaded with the ``tokenizers`` package (a file it cannot load is a 400) and
-turned into one of llama.cpp's three tokenizer models:
+turned into one of llama.cpp's tokenizer models:
 
 - WordPiece -> ``bert`` (WPM): tokens in llama.cpp's "phantom space" form (``##x`` -> ``x``, a word
   start gets ``▁``);
@@ -9,7 +9,8 @@ turned into one of llama.cpp's three tokenizer models:
   recognised from the pre-tokenizer's split regexes (Llama 3, Qwen 2, GPT-2);
 - byte-fallback BPE (SentencePiece exported by transformers: Llama 2, Mistral, Gemma, Phi-3) ->
   ``llama`` (SPM), scores taken from the merge ranks so that llama.cpp's score-ordered merging
-  follows the BPE merge order.
+  follows the BPE merge order;
+- Unigram (SentencePiece's other model) -> ``t5`` (UGM), the pieces' log-probabilities as scores.
 
 Special tokens, add_bos/add_eos, the merges' encoding and the chat template come from the ``gguf``
 package's ``SpecialVocab``; the end-of-generation ids from ``generation_config.json``.
@@ -17,6 +18,7 @@ package's ``SpecialVocab``; the end-of-generation ids from ``generation_config.j
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ class Vocab:
     token_type_count: int | None = None
     special: gguf.SpecialVocab | None = None
     eog_ids: list[int] = field(default_factory=list)
+    charsmap: bytes | None = None  # Unigram: the normalizer's precompiled charsmap
 
     def write(self, w: gguf.GGUFWriter) -> None:
         w.add_tokenizer_model(self.model)
@@ -66,6 +69,9 @@ class Vocab:
             w.add_add_space_prefix(self.add_space_prefix)
         if self.token_type_count is not None:
             w.add_token_type_count(self.token_type_count)
+        if self.model == "t5":
+            w.add_remove_extra_whitespaces(False)
+            w.add_precompiled_charsmap(self.charsmap or b"")
         if self.special is not None:
             self.special.add_to_gguf(w, quiet=True)
         if self.eog_ids:
@@ -143,6 +149,43 @@ def _adds_space_prefix(raw: dict[str, Any]) -> bool:
     return walk(raw.get("normalizer")) or walk(raw.get("pre_tokenizer"))
 
 
+def _unigram(raw: dict[str, object], model: dict[str, object], tokens: list[str], types: list[int]) -> Vocab:
+    """SentencePiece Unigram -> llama.cpp's ``t5`` (UGM) tokenizer: the pieces' log-probabilities as
+    scores (its Viterbi search uses them as the Unigram model does), the unknown piece, byte pieces
+    when byte_fallback, and the normalizer's precompiled charsmap when there is one."""
+    pieces = model.get("vocab")
+    scores = [0.0] * len(tokens)
+    for i, entry in enumerate(pieces if isinstance(pieces, list) else []):
+        if i < len(scores) and isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], (int, float)):
+            scores[i] = float(entry[1])
+    unk = model.get("unk_id")
+    for i, t in enumerate(tokens):
+        if i == unk:
+            types[i] = int(TT.UNKNOWN)
+        elif types[i] == TT.NORMAL and model.get("byte_fallback") and _BYTE_TOKEN.fullmatch(t):
+            types[i] = int(TT.BYTE)
+    vocab = Vocab("t5", "default", tokens, types, scores=scores, add_space_prefix=_adds_space_prefix(raw))
+    vocab.charsmap = _charsmap(raw.get("normalizer"))
+    return vocab
+
+
+def _charsmap(node: object) -> bytes | None:
+    """The base64 ``precompiled_charsmap`` of a Precompiled normalizer (alone or in a Sequence)."""
+    if not isinstance(node, dict):
+        return None
+    charsmap = node.get("precompiled_charsmap")
+    if node.get("type") == "Precompiled" and isinstance(charsmap, str):
+        try:
+            return base64.b64decode(charsmap, validate=True)
+        except ValueError:
+            raise BadRequest("tokenizer.json: the normalizer's precompiled_charsmap is not base64") from None
+    children = node.get("normalizers")
+    for child in children if isinstance(children, list) else []:
+        if (found := _charsmap(child)) is not None:
+            return found
+    return None
+
+
 def _eog_ids(ckpt: Checkpoint, n_vocab: int) -> list[int]:
     """End-of-generation ids: generation_config.json's eos_token_id (an int or a list), in order."""
     ids: list[int] = []
@@ -184,11 +227,14 @@ def read_vocab(ckpt: Checkpoint, n_vocab: int | None) -> Vocab:
             scores.append(-float(ranks[t]) if t in ranks else (0.0 if types[i] == TT.NORMAL else -1000.0))
         vocab = Vocab("llama", "default", tokens, types, scores=scores, add_space_prefix=_adds_space_prefix(raw))
         vocab.special = gguf.SpecialVocab(ckpt.root, n_vocab=size)
+    elif kind == "Unigram":
+        vocab = _unigram(raw, model, tokens, types)
+        vocab.special = gguf.SpecialVocab(ckpt.root, n_vocab=size)
     elif kind == "BPE":
         vocab = Vocab("gpt2", _pre_type(raw), tokens, types)
         vocab.special = gguf.SpecialVocab(ckpt.root, load_merges=True, n_vocab=size)
     else:
-        raise BadRequest(f"tokenizer.json: unsupported tokenizer model {kind!r} (supported: WordPiece, BPE)")
+        raise BadRequest(f"tokenizer.json: unsupported tokenizer model {kind!r} (supported: WordPiece, BPE, Unigram)")
     vocab.eog_ids = _eog_ids(ckpt, size)
     if vocab.special is not None and vocab.eog_ids:
         # generation_config's first id is the one generation stops on; a second one is the end of a turn.
