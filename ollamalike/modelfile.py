@@ -1,7 +1,8 @@
 '''Modelfile parsing (errors name the line) and writing back, with Ollama's syntax rules.
 
 A Modelfile is a sequence of instructions, case-insensitive: FROM (exactly one), ADAPTER, TEMPLATE,
-SYSTEM, PARAMETER, MESSAGE and LICENSE. Lines whose first non-blank character is # are comments.
+SYSTEM, PARAMETER, MESSAGE and LICENSE. ENGINE (ours, not Ollama's: its parser refuses the line)
+takes the place of FROM for a model served by a remote engine (``ollamalike.remote.engine``). Lines whose first non-blank character is # are comments.
 A value runs to the end of the line, or is quoted with " or """ and may then span lines. As in
 Ollama, a quoted value ends at the first line end where the text so far, trimmed, ends with its
 closing quote; there are no escape sequences. One extension makes every value writable: inside a
@@ -18,8 +19,9 @@ from typing import Any
 
 from ollamalike import options
 from ollamalike.errors import BadRequest
+from ollamalike.remote.engine import Engine
 
-INSTRUCTIONS = ("FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "PARAMETER", "MESSAGE", "LICENSE")
+INSTRUCTIONS = ("FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "PARAMETER", "MESSAGE", "LICENSE", "ENGINE")
 MESSAGE_ROLES = ("system", "user", "assistant")
 
 _NEWLINE_RE = re.compile(r"(\r\n|\r|\n)")
@@ -38,6 +40,7 @@ class Modelfile:
     adapters: list[str] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
+    engine: Engine | None = None  # ENGINE instead of FROM: from_ is then ""
 
     @property
     def params(self) -> dict[str, Any]:
@@ -129,6 +132,7 @@ def parse(text: str) -> Modelfile:
     from_: str | None = None
     from_line = 0
     mf = Modelfile(from_="")
+    engine_line = 0
     i = 0
     while i < len(src.lines):
         lineno = i + 1
@@ -144,7 +148,7 @@ def parse(text: str) -> Modelfile:
             raise _error(
                 lineno,
                 f'unknown instruction "{_token(line)}" (expected FROM, ADAPTER, TEMPLATE, SYSTEM, '
-                "PARAMETER, MESSAGE or LICENSE)",
+                "PARAMETER, MESSAGE, LICENSE or ENGINE)",
             )
         if not rest.strip():
             raise _error(lineno, f"{instruction} needs a value")
@@ -165,7 +169,15 @@ def parse(text: str) -> Modelfile:
             mf.messages.append({"role": role.lower(), "content": value})
             continue
         value, i = _read_value(src, i, rest)
-        if instruction == "FROM":
+        if instruction == "ENGINE":
+            if mf.engine is not None:
+                raise _error(lineno, "more than one ENGINE")
+            try:
+                mf.engine = Engine.parse_line(value)
+            except BadRequest as e:
+                raise _error(lineno, e.message) from None
+            engine_line = lineno
+        elif instruction == "FROM":
             if from_ is not None:
                 raise _error(lineno, f"more than one FROM (the first is on line {from_line})")
             if not value:
@@ -181,6 +193,13 @@ def parse(text: str) -> Modelfile:
             mf.system = value
         else:
             mf.license.append(value)
+    if mf.engine is not None:
+        if from_ is not None:
+            raise _error(max(from_line, engine_line), "a Modelfile has FROM or ENGINE, not both "
+                         "(ENGINE serves the model from a remote engine, FROM from local weights)")
+        if mf.adapters:
+            raise _error(engine_line, "ADAPTER cannot be used with ENGINE (the remote engine has the weights)")
+        return mf
     if from_ is None:
         raise BadRequest("Modelfile has no FROM line")
     mf.from_ = from_
@@ -212,7 +231,7 @@ def parameter_lines(params: Mapping[str, Any] | list[tuple[str, Any]]) -> list[s
 
 def format(mf: Modelfile) -> str:
     """The Modelfile text; ``parse(format(mf))`` gives back ``mf``."""
-    lines = [f"FROM {quote(mf.from_)}"]
+    lines = [f"ENGINE {mf.engine.line_value()}" if mf.engine is not None else f"FROM {quote(mf.from_)}"]
     lines += [f"ADAPTER {quote(a)}" for a in mf.adapters]
     if mf.template is not None:
         lines.append(f"TEMPLATE {quote(mf.template)}")

@@ -231,6 +231,14 @@ class InferenceService:
             yield {"model": req.model, "created_at": now_rfc3339(), "response": "", "done": True,
                    "done_reason": reason}
             return
+        if model.engine is not None:
+            from ollamalike.inference import remote
+
+            async with contextlib.aclosing(remote.generate(self.scheduler, model, req, options, started,
+                                                           lambda final: self._observe(req, final))) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
 
         if req.raw:
             prompt = req.prompt
@@ -284,6 +292,14 @@ class InferenceService:
             reason = await self._load_only(model, options, req.keep_alive)
             yield {"model": req.model, "created_at": now_rfc3339(),
                    "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": reason}
+            return
+        if model.engine is not None:
+            from ollamalike.inference import remote
+
+            async with contextlib.aclosing(remote.chat(self.scheduler, model, req, options, started,
+                                                       lambda final: self._observe(req, final))) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             return
 
         lease = await self.scheduler.acquire(model, options, req.keep_alive)

@@ -37,10 +37,12 @@ from ollamalike.library.models import Layers, encode_info, gguf_info, read_layer
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import REMOTE, Access, CreateRequest
 from ollamalike.names import ModelName
+from ollamalike.remote.engine import Engine
 from ollamalike.store import Pins, Store
 from ollamalike.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_ADAPTER,
+    MEDIA_ENGINE,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
@@ -86,6 +88,7 @@ class _Plan:
     license: list[str] = field(default_factory=list)
     quantize: str | None = None
     checkpoint: CheckpointInput | None = None  # a safetensors checkpoint still to be converted
+    engine: Engine | None = None  # served by a remote engine (Modelfile ENGINE): no weights
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[dict[str, Any]]:
@@ -155,7 +158,11 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
         if from_name or files:
             raise BadRequest("give either 'modelfile' or 'from'/'files', not both")
         mf = modelfile.parse(request.modelfile)
-        if not access.server_paths:
+        if mf.engine is not None:
+            if request.quantize:
+                raise BadRequest("a model served by a remote engine (ENGINE) cannot be quantized here")
+            plan.engine = mf.engine
+        elif not access.server_paths:
             # A remote client: files come through /api/blobs (Ollama's rule); no path, no ~, no stat.
             for spec in (mf.from_, *mf.adapters):
                 refuse_server_path(spec, access.keys_on)
@@ -213,7 +220,11 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
     for layer in manifest["layers"]:
         pins.add(layer["digest"])
     base = read_layers(store, manifest)
-    if base.model is None:
+    if base.engine is not None and base.model is None:
+        if plan.quantize:
+            raise BadRequest(f"model '{from_name}' is served by a remote engine: it cannot be quantized here")
+        plan.engine = base.engine  # FROM a remote engine's model: the same engine, new text layers
+    elif base.model is None:
         raise BadRequest(f"model '{from_name}' has no model layer")
     plan.base = base
     plan.parent = ModelName.parse(from_name).display
@@ -223,7 +234,7 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
         for layer in manifest["layers"]
         if layer["mediaType"] in keep
     ]
-    plan.base_info = gguf_info(store, base.model)
+    plan.base_info = gguf_info(store, base.model) if base.model is not None else None
     plan.template = plan.template if plan.template is not None else base.template
     plan.system = plan.system if plan.system is not None else base.system
     plan.parameters = {**base.parameters, **plan.parameters}
@@ -334,6 +345,8 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
             model_info = src.info
         layers.append(Descriptor(src.media, digest, size))
     texts: list[tuple[str, bytes]] = []
+    if plan.engine is not None:
+        texts.append((MEDIA_ENGINE, plan.engine.to_layer()))
     if plan.template is not None:
         texts.append((MEDIA_TEMPLATE, plan.template.encode()))
     if plan.system is not None:
@@ -354,6 +367,7 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
     if any(d.media_type == MEDIA_PROJECTOR for d in layers) and "clip" not in families:
         families.append("clip")
     config = build_config(
+        model_format="engine" if plan.engine is not None else "gguf",
         model_family=family,
         model_families=families,
         model_type=getattr(model_info, "parameter_size", "") or "",
@@ -364,8 +378,8 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
     manifest = build_manifest(Descriptor(CONFIG_MEDIA_TYPE, config_digest, config_size), layers)
     yield {"status": "writing manifest"}
     await asyncio.to_thread(store.put_manifest, target, manifest, plan.parent)
-    model_layer = next(d.digest for d in layers if d.media_type == MEDIA_MODEL)
-    if model_info is not None:
+    model_layer = next((d.digest for d in layers if d.media_type == MEDIA_MODEL), None)
+    if model_info is not None and model_layer is not None:
         # Not representable as JSON: resolve parses it once instead.
         with contextlib.suppress(TypeError):
             store.cache_info(model_layer, encode_info(model_info))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
+from ollamalike.remote.engine import Engine
 from ollamalike.scheduler.plan import LoadPlan, display_name
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def model_load(model: ResolvedModel, state: ModelState, active: int, num_paralle
 def ps_entry(model: ResolvedModel, runner: RunnerLike, plan: LoadPlan, keep_alive: float, expires_at: float | None) -> dict[str, Any]:
     """Sizes as the runner measured them when it says, else the plan's estimate."""
     memory = runner.memory
-    return {
+    entry = {
         "name": display_name(model),
         "model": display_name(model),
         "size": int(memory.get("size") or plan.size),
@@ -62,6 +63,10 @@ def ps_entry(model: ResolvedModel, runner: RunnerLike, plan: LoadPlan, keep_aliv
         "expires_at": expires_text(keep_alive, expires_at),
         "context_length": plan.num_ctx,
     }
+    if isinstance(plan.spec, Engine):
+        # Not one of Ollama's fields: a remote engine runs it, and `ps` shows that engine's host.
+        entry["processor"] = plan.processor
+    return entry
 
 
 def expires_text(keep_alive: float, expires_at: float | None) -> str:
