@@ -191,7 +191,8 @@ class RemoteRunner:
             resp.release()
         data = listing.get("data") if isinstance(listing, dict) else None
         ids = [m.get("id") for m in data if isinstance(m, dict)] if isinstance(data, list) else []
-        if self.engine.model not in ids:
+        # An Ollama-style engine (ollamalike, Ollama) lists "name:latest" and answers to "name" too.
+        if self.engine.model not in ids and f"{self.engine.model}:latest" not in ids:
             served = ", ".join(str(i) for i in ids[:10]) or "none"
             raise EngineError(f"{self.engine.label}: the engine does not serve model {self.engine.model!r} "
                               f"(it serves: {served})")
