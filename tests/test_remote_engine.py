@@ -231,6 +231,14 @@ def test_slow_engine_hits_the_read_timeout_and_retry_rules(strict_front: Daemon,
     client = ollama.Client(host=front.base_url)
     assert client.chat(model="stubbed", messages=[{"role": "user", "content": "hi"}]).message.content == "Hello from the stub"
 
+    # num_parallel=1 on the ENGINE line: one request in flight to the engine at a time.
+    stub.delay, stub.max_in_flight = 0.1, 0
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda _: client.chat(model="stubbed", messages=[{"role": "user", "content": "x"}]),
+                                range(4)))
+    stub.delay = 0.0
+    assert all(r.message.content == "Hello from the stub" for r in replies) and stub.max_in_flight == 1
+
     stub.stall = 10.0  # past OLLAMALIKE_ENGINE_READ_TIMEOUT=2s, before any header
     began = time.monotonic()
     status, err = front.request("POST", "/api/chat", {"model": "stubbed", "messages": [{"role": "user", "content": "hi"}]})
@@ -254,13 +262,6 @@ def test_slow_engine_hits_the_read_timeout_and_retry_rules(strict_front: Daemon,
     assert_api_error(status, err, 503, f"remote engine {stub.url} (model {stub.model}) is busy")
     stub.busy = 0
 
-    # num_parallel=1 on the ENGINE line: one request in flight to the engine at a time.
-    stub.delay, stub.max_in_flight = 0.1, 0
-    with ThreadPoolExecutor(4) as pool:
-        replies = list(pool.map(lambda _: client.chat(model="stubbed", messages=[{"role": "user", "content": "x"}]),
-                                range(4)))
-    stub.delay = 0.0
-    assert all(r.message.content == "Hello from the stub" for r in replies) and stub.max_in_flight == 1
     # keep_alive does nothing: the remote model stays listed after keep_alive 0.
     client.chat(model="stubbed", messages=[{"role": "user", "content": "x"}], keep_alive=0)
     assert "stubbed:latest" in [m["name"] for m in front.request("GET", "/api/ps")[1]["models"]]  # type: ignore[index]
