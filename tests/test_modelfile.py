@@ -225,7 +225,7 @@ def test_example_modelfiles_parse_and_round_trip() -> None:
     assert len(files) >= 3
     for path in files:
         mf = parse(path.read_text())
-        assert mf.from_, path
+        assert mf.from_ or mf.engine is not None, path  # FROM, or ENGINE in its place (remote-engine.Modelfile)
         assert parse(modelfile.format(mf)) == mf, path
 
 
@@ -236,3 +236,6 @@ def test_example_modelfiles_content() -> None:
     assert custom.template and "<|im_start|>" in custom.template and "<|im_end|>" in custom.params["stop"]
     few = parse((REPO / "modelfiles" / "few-shot.Modelfile").read_text())
     assert [m["role"] for m in few.messages][:2] == ["user", "assistant"] and len(few.messages) >= 4
+    remote = parse((REPO / "modelfiles" / "remote-engine.Modelfile").read_text())
+    assert remote.engine is not None and remote.engine.api_key_env == "VLLM_API_KEY" and not remote.from_
+    assert remote.system and remote.params["temperature"] == 0.3
