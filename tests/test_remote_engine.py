@@ -177,6 +177,27 @@ def test_show_modelfile_creates_the_same_digest_and_the_key_is_not_stored(front:
     assert tags["lcpp:latest"] == tags["lcpp-again:latest"]
     blobs = front.models_dir / "blobs"
     assert all(ENGINE_KEY.encode() not in p.read_bytes() for p in blobs.iterdir() if p.stat().st_size < 1 << 20)
+    assert shown["details"]["format"] == "engine" and shown["capabilities"] == ["completion", "tools"]  # type: ignore[index]
+    out = front.cli("show", "lcpp")
+    assert out.returncode == 0 and ENGINE_KEY not in out.stdout, out.stderr
+
+    # FROM a remote engine's model: the same engine, its own SYSTEM.
+    create_ok(front, "lcpp-child", "FROM lcpp\nSYSTEM be terse\n")
+    child = front.request("POST", "/api/show", {"model": "lcpp-child"})[1]
+    assert f"ENGINE openai {llama_server.url} model=qwen-lcpp" in child["modelfile"]  # type: ignore[index]
+    assert child["system"] == "be terse" and child["details"]["parent_model"] == "lcpp:latest"  # type: ignore[index]
+
+
+def test_anthropic_messages_stream_through_a_remote_model(front: Daemon, real_daemon: Daemon) -> None:
+    import anthropic
+
+    create_ok(front, "far-claude", f"ENGINE openai {real_daemon.base_url}/v1 model={QWEN}\n")
+    client = anthropic.Anthropic(base_url=front.base_url, api_key="unused")
+    with client.messages.stream(model="far-claude", max_tokens=6,
+                                messages=[{"role": "user", "content": "Count from 1 to 20."}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text and final.stop_reason == "max_tokens" and final.usage.output_tokens == 6
 
 
 # -- llama-cpp-python's server as the engine --------------------------------------------------------

@@ -142,3 +142,41 @@ def test_messages_become_openai_messages() -> None:
     assert out[5] == {"role": "tool", "content": "sunny", "tool_call_id": call["id"], "name": "get_weather"}
     # A request's own system message wins over the model's SYSTEM.
     assert openai_messages("model's", [], [{"role": "system", "content": "mine"}]) == [{"role": "system", "content": "mine"}]
+
+
+def test_engine_timeouts_come_from_the_environment() -> None:
+    from ollamalike.config import load_config
+
+    assert (load_config({}).engine_connect_timeout, load_config({}).engine_read_timeout) == (10.0, 300.0)
+    config = load_config({"OLLAMALIKE_ENGINE_CONNECT_TIMEOUT": "3", "OLLAMA_ENGINE_READ_TIMEOUT": "1m30s"})
+    assert (config.engine_connect_timeout, config.engine_read_timeout) == (3.0, 90.0)
+    for bad in ("0", "-1", "soon"):
+        with pytest.raises(BadRequest, match="OLLAMALIKE_ENGINE_READ_TIMEOUT must be a positive duration"):
+            load_config({"OLLAMALIKE_ENGINE_READ_TIMEOUT": bad})
+
+
+def test_the_engine_key_is_read_from_the_environment_when_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ollamalike.config import env_secret
+
+    monkeypatch.delenv("REMOTE_UNIT_KEY", raising=False)
+    assert env_secret("REMOTE_UNIT_KEY") is None
+    monkeypatch.setenv("REMOTE_UNIT_KEY", "")
+    assert env_secret("REMOTE_UNIT_KEY") is None
+    monkeypatch.setenv("REMOTE_UNIT_KEY", "k-123")
+    assert env_secret("REMOTE_UNIT_KEY") == "k-123"
+
+
+def test_a_manifest_has_weights_or_one_engine_layer() -> None:
+    from ollamalike.store.manifest import MEDIA_ENGINE, MEDIA_MODEL, validate_manifest
+
+    def manifest(*media: str) -> dict[str, object]:
+        config = {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": "sha256:" + "0" * 64, "size": 1}
+        layers = [{"mediaType": m, "digest": "sha256:" + str(i) * 64, "size": 1} for i, m in enumerate(media)]
+        return {"schemaVersion": 2, "config": config, "layers": layers}
+
+    validate_manifest(manifest(MEDIA_ENGINE))
+    validate_manifest(manifest(MEDIA_MODEL))
+    with pytest.raises(BadRequest, match="not both"):
+        validate_manifest(manifest(MEDIA_MODEL, MEDIA_ENGINE))
+    with pytest.raises(BadRequest, match="not both"):
+        validate_manifest(manifest(MEDIA_ENGINE, MEDIA_ENGINE))
