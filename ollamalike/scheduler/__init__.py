@@ -248,7 +248,8 @@ class Scheduler:
                 return await asyncio.to_thread(self._layout, entry.plan, entry.model, self.config)
             except InsufficientMemory:
                 async with self._cond:
-                    victim = self._lru_idle([e for e in self._models.values() if e is not entry])
+                    # A remote engine's entry holds none of this machine's memory: evicting it frees nothing.
+                    victim = self._lru_idle([e for e in self._models.values() if e is not entry and not e.remote])
                     if victim is None:
                         raise
                     log.info("evicting %s to make room for %s", victim.key, entry.key)
