@@ -202,6 +202,10 @@ class Config:
     registries: tuple[str, ...] | None = None
     nopush: bool = False  # every push refused
     pull_stall_timeout: float = 30.0  # seconds a pull stream may go without (enough) data
+    # A model's remote engine (Modelfile ENGINE): seconds to connect, and seconds it may go silent
+    # (before its answer's headers, or between two pieces of a stream).
+    engine_connect_timeout: float = 10.0
+    engine_read_timeout: float = 300.0
     proxies: Proxies = field(default_factory=Proxies)
     cuda_visible_devices: str | None = None
     hip_visible_devices: str | None = None
@@ -358,6 +362,8 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         registries=_registries(_get(env, "REGISTRIES")),
         nopush=_bool(_get(env, "NOPUSH")),
         pull_stall_timeout=_stall_timeout(_get(env, "PULL_STALL_TIMEOUT")),
+        engine_connect_timeout=_positive_duration(env, "ENGINE_CONNECT_TIMEOUT", 10.0),
+        engine_read_timeout=_positive_duration(env, "ENGINE_READ_TIMEOUT", 300.0),
         proxies=_proxies(env),
         cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
         hip_visible_devices=env.get("HIP_VISIBLE_DEVICES"),
@@ -367,6 +373,26 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         noprune=_bool(_get(env, "NOPRUNE")),
         model_cache=_model_cache(env),
     )
+
+
+def _positive_duration(env: Mapping[str, str], name: str, default: float) -> float:
+    """Seconds or a Go duration ("10s", "5m"), more than zero; unset: ``default``."""
+    value = _get(env, name)
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = parse_duration(value)
+    except BadRequest:
+        seconds = 0.0
+    if seconds <= 0:
+        raise BadRequest(f"OLLAMALIKE_{name} must be a positive duration, got {value!r}")
+    return seconds
+
+
+def env_secret(name: str) -> str | None:
+    """The value of the environment variable ``name``, read when it is used: a remote engine's API key,
+    which its Modelfile names (``api_key_env=``) and the daemon's environment holds."""
+    return os.environ.get(name) or None
 
 
 def _drain_timeout(value: str | None) -> float:

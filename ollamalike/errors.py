@@ -89,3 +89,16 @@ class RegistryError(OllamalikeError):
 
     status = 502
     openai_type = "server_error"
+
+
+class EngineError(OllamalikeError):
+    """A model's remote engine (its Modelfile ENGINE) failed, refused us or answered with garbage."""
+
+    status = 502
+    openai_type = "server_error"
+
+
+class EngineUnavailable(EngineError):
+    """A model's remote engine cannot be reached (refused, reset, busy): the client may retry later."""
+
+    status = 503

@@ -1,14 +1,16 @@
 '''Modelfile parsing (errors name the line) and writing back, with Ollama's syntax rules.
 
 A Modelfile is a sequence of instructions, case-insensitive: FROM (at least one), ADAPTER, TEMPLATE,
-SYSTEM, PARAMETER, MESSAGE, LICENSE, and Ollama's newer DRAFT, RENDERER, PARSER and REQUIRES. Lines
-whose first non-blank character is # are comments. As in Ollama, MESSAGE roles are case-sensitive
-(``system``, ``user``, ``assistant``), and a PARAMETER name is only checked against the parameter
-table at create (parse accepts any name, keeping an unknown one's value as text); a known name's
-value is typed here, so a bad value still names its line. Repeated FROM lines are all kept: files
-they name are merged (a model GGUF and its projector), and of the model names the last one wins
-(``library.create`` and the CLI decide which FROM is which). ``decode`` reads a Modelfile's bytes:
-UTF-8, or UTF-16 when it starts with a byte order mark, as Ollama's parser does.
+SYSTEM, PARAMETER, MESSAGE, LICENSE, and Ollama's newer DRAFT, RENDERER, PARSER and REQUIRES. ENGINE
+(ours, not Ollama's: its parser refuses the line) takes the place of FROM for a model served by a
+remote engine (``ollamalike.remote.engine``). Lines whose first non-blank character is # are
+comments. As in Ollama, MESSAGE roles are case-sensitive (``system``, ``user``, ``assistant``), and a
+PARAMETER name is only checked against the parameter table at create (parse accepts any name,
+keeping an unknown one's value as text); a known name's value is typed here, so a bad value still
+names its line. Repeated FROM lines are all kept: files they name are merged (a model GGUF and its
+projector), and of the model names the last one wins (``library.create`` and the CLI decide which
+FROM is which). ``decode`` reads a Modelfile's bytes: UTF-8, or UTF-16 when it starts with a byte
+order mark, as Ollama's parser does.
 A value runs to the end of the line, or is quoted with " or """ and may then span lines. As in
 Ollama, a quoted value ends at the first line end where the text so far, trimmed, ends with its
 closing quote; there are no escape sequences. One extension makes every value writable: inside a
@@ -26,10 +28,11 @@ from pathlib import Path
 
 from ollamalike import options
 from ollamalike.errors import BadRequest
+from ollamalike.remote.engine import Engine
 
 INSTRUCTIONS = (
     "FROM", "ADAPTER", "TEMPLATE", "SYSTEM", "PARAMETER", "MESSAGE", "LICENSE", "DRAFT", "RENDERER", "PARSER",
-    "REQUIRES",
+    "REQUIRES", "ENGINE",
 )
 MESSAGE_ROLES = ("system", "user", "assistant")
 # Renderer and parser names as Ollama's registries key them ("qwen3-coder", "harmony", "glm-4.7").
@@ -71,6 +74,7 @@ class Modelfile:
     renderer: str | None = None
     parser: str | None = None
     requires: str | None = None
+    engine: Engine | None = None  # ENGINE instead of FROM: from_ is then ""
 
     @property
     def froms(self) -> list[str]:
@@ -193,6 +197,7 @@ def parse(text: str) -> Modelfile:
     src = _Lines(text)
     froms: list[str] = []
     mf = Modelfile(from_="")
+    engine_line = from_line = 0
     i = 0
     while i < len(src.lines):
         lineno = i + 1
@@ -208,7 +213,7 @@ def parse(text: str) -> Modelfile:
             raise _error(
                 lineno,
                 f'unknown instruction "{_token(line)}" (expected FROM, ADAPTER, TEMPLATE, SYSTEM, PARAMETER, '
-                "MESSAGE, LICENSE, DRAFT, RENDERER, PARSER or REQUIRES)",
+                "MESSAGE, LICENSE, DRAFT, RENDERER, PARSER, REQUIRES or ENGINE)",
             )
         if not rest.strip():
             raise _error(lineno, f"{instruction} needs a value")
@@ -226,10 +231,28 @@ def parse(text: str) -> Modelfile:
             mf.messages.append({"role": role, "content": value})
             continue
         value, i = _read_value(src, i, rest)
+        if instruction == "ENGINE":
+            if mf.engine is not None:
+                raise _error(lineno, "more than one ENGINE")
+            try:
+                mf.engine = Engine.parse_line(value)
+            except BadRequest as e:
+                raise _error(lineno, e.message) from None
+            engine_line = lineno
+            continue
+        if instruction == "FROM" and not froms:
+            from_line = lineno
         try:
             _apply(mf, froms, instruction, value)
         except BadRequest as e:
             raise _error(lineno, e.message) from None
+    if mf.engine is not None:
+        if froms:
+            raise _error(max(from_line, engine_line), "a Modelfile has FROM or ENGINE, not both "
+                         "(ENGINE serves the model from a remote engine, FROM from local weights)")
+        if mf.adapters:
+            raise _error(engine_line, "ADAPTER cannot be used with ENGINE (the remote engine has the weights)")
+        return mf
     if not froms:
         raise BadRequest("Modelfile has no FROM line")
     mf.from_, mf.more_from = froms[0], froms[1:]
@@ -299,7 +322,10 @@ def parameter_lines(params: Mapping[str, object] | Sequence[tuple[str, object]])
 
 def format(mf: Modelfile) -> str:
     """The Modelfile text; ``parse(format(mf))`` gives back ``mf``."""
-    lines = [f"FROM {quote(f)}" for f in mf.froms]
+    if mf.engine is not None:
+        lines = [f"ENGINE {mf.engine.line_value()}"]
+    else:
+        lines = [f"FROM {quote(f)}" for f in mf.froms]
     lines += [f"ADAPTER {quote(a)}" for a in mf.adapters]
     if mf.draft is not None:
         lines.append(f"DRAFT {quote(mf.draft)}")

@@ -226,7 +226,7 @@ def test_example_modelfiles_parse_and_round_trip() -> None:
     assert len(files) >= 3
     for path in files:
         mf = parse(path.read_text())
-        assert mf.from_, path
+        assert mf.from_ or mf.engine is not None, path  # FROM, or ENGINE in its place (remote-engine.Modelfile)
         assert parse(modelfile.format(mf)) == mf, path
 
 
@@ -241,6 +241,9 @@ def test_example_modelfiles_content() -> None:
     assert (coder.from_, coder.draft, coder.renderer, coder.parser) == ("qwen3-coder:30b", "qwen3:0.6b", "qwen3-coder",
                                                                        "qwen3-coder")
     assert coder.requires == "0.1.0" and coder.params["num_ctx"] == 32768
+    remote = parse((REPO / "modelfiles" / "remote-engine.Modelfile").read_text())
+    assert remote.engine is not None and remote.engine.api_key_env == "VLLM_API_KEY" and not remote.from_
+    assert remote.system and remote.params["temperature"] == 0.3
 
 
 # --- issue 15: Ollama's newer instructions and parse-time rules ----------------------------------

@@ -160,7 +160,8 @@ def ps_table(models: list[dict[str, Any]]) -> str:
             str(m.get("name", "")),
             str(m.get("digest", "")).removeprefix("sha256:")[:12],
             human_bytes(size),
-            processor_text(size, vram),
+            # A remote engine's model: the daemon names the engine's host (no memory of ours to split).
+            str(m.get("processor") or processor_text(size, vram)),
             str(m.get("context_length", "")),
             until_text(str(m.get("expires_at", ""))),
         ])

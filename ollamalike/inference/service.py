@@ -232,6 +232,14 @@ class InferenceService:
             yield FinalChunk({"model": req.model, "created_at": now_rfc3339(), "response": "", "done": True,
                               "done_reason": reason})
             return
+        if model.engine is not None:
+            from ollamalike.inference import remote
+
+            async with contextlib.aclosing(remote.generate(self.scheduler, model, req, options, started,
+                                                           lambda final: self._observe(req, final))) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
 
         text = tag_prompt(req.prompt, len(images)) if images else req.prompt
         if req.raw:
@@ -294,6 +302,14 @@ class InferenceService:
             reason = await self._load_only(model, options, req.keep_alive)
             yield FinalChunk({"model": req.model, "created_at": now_rfc3339(),
                               "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": reason})
+            return
+        if model.engine is not None:
+            from ollamalike.inference import remote
+
+            async with contextlib.aclosing(remote.chat(self.scheduler, model, req, options, started,
+                                                       lambda final: self._observe(req, final))) as chunks:
+                async for chunk in chunks:
+                    yield chunk
             return
 
         lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)

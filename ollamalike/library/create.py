@@ -45,11 +45,13 @@ from ollamalike.library.projector import is_projector
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import REMOTE, Access, CreateRequest
 from ollamalike.names import ModelName
+from ollamalike.remote.engine import Engine
 from ollamalike.store import Pins, Store
 from ollamalike.store.manifest import (
     CONFIG_MEDIA_TYPE,
     MEDIA_ADAPTER,
     MEDIA_DRAFT,
+    MEDIA_ENGINE,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
@@ -88,6 +90,7 @@ class _Plan:
     draft_quantize: str | None = None
     capabilities: list[str] = field(default_factory=list)  # declared by a base's config, carried over
     loras: list[CheckpointInput] = field(default_factory=list)  # PEFT adapters, converted once the base is known
+    engine: Engine | None = None  # served by a remote engine (Modelfile ENGINE): no weights
 
 
 async def _missing_base(store: Store, name: str) -> AsyncIterator[JSONObject]:
@@ -134,6 +137,10 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
             raise BadRequest("give either 'modelfile' or 'from'/'files', not both")
         found = resolve_modelfile(request, access)
         mf = found.mf
+        if mf.engine is not None:
+            if request.quantize:
+                raise BadRequest("a model served by a remote engine (ENGINE) cannot be quantized here")
+            plan.engine = mf.engine
         from_name, plan.checkpoint = found.from_name, found.checkpoint
         for path in found.model_files:
             plan.sources.append(await gguf_source(store, pins, MEDIA_MODEL, path=path))
@@ -200,7 +207,11 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
     for layer in manifest["layers"]:
         pins.add(layer["digest"])
     base = read_layers(store, manifest)
-    if base.model is None:
+    if base.engine is not None and base.model is None:
+        if plan.quantize:
+            raise BadRequest(f"model '{from_name}' is served by a remote engine: it cannot be quantized here")
+        plan.engine = base.engine  # FROM a remote engine's model: the same engine, new text layers
+    elif base.model is None:
         raise BadRequest(f"model '{from_name}' has no model layer")
     plan.base = base
     plan.parent = ModelName.parse(from_name).display
@@ -212,7 +223,7 @@ def _inherit(store: Store, plan: _Plan, from_name: str, pins: Pins) -> None:
     ]
     if base.model_splits and plan.quantize:
         raise BadRequest(f"model '{from_name}' is a split GGUF: quantize it when creating it from its shards")
-    plan.base_info = gguf_info(store, base.model, base.model_splits)
+    plan.base_info = gguf_info(store, base.model, base.model_splits) if base.model is not None else None
     plan.template = plan.template if plan.template is not None else base.template
     plan.system = plan.system if plan.system is not None else base.system
     plan.parameters = {**base.parameters, **plan.parameters}
@@ -362,6 +373,8 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
         yield {"status": f"quantizing {plan.draft.info.file_type} draft model to {plan.draft_quantize}"}
     draft_arch = await _write_draft(store, plan, pins, layers)
     texts: list[tuple[str, bytes]] = []
+    if plan.engine is not None:
+        texts.append((MEDIA_ENGINE, plan.engine.to_layer()))
     if plan.template is not None:
         texts.append((MEDIA_TEMPLATE, plan.template.encode()))
     if plan.system:  # "" (SYSTEM "") clears an inherited system prompt
@@ -382,6 +395,7 @@ async def _write(store: Store, target: ModelName, plan: _Plan, pins: Pins) -> As
     if any(d.media_type == MEDIA_PROJECTOR for d in layers) and "clip" not in families:
         families.append("clip")
     config = build_config(
+        model_format="engine" if plan.engine is not None else "gguf",
         model_family=family,
         model_families=families,
         model_type=model_info.parameter_size if model_info is not None else "",

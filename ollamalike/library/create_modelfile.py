@@ -39,6 +39,8 @@ def resolve_modelfile(request: CreateRequest, access: Access) -> ModelfileSource
     assert request.modelfile is not None
     mf = modelfile.parse(request.modelfile)
     out = ModelfileSources(mf)
+    if mf.engine is not None:  # served by a remote engine: no FROM, no ADAPTER (the parser refused them)
+        return out
     base_dir = Path(request.path).expanduser().parent if request.path else Path.cwd()
     names: list[str] = []
     for spec in mf.froms:

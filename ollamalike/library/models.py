@@ -22,10 +22,12 @@ from ollamalike.errors import BadRequest, InternalError
 from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.modelfile import NAME_RE, SEMVER_RE
 from ollamalike.names import ModelName
+from ollamalike.remote.engine import Engine
 from ollamalike.store import Store, local_rfc3339
 from ollamalike.store.manifest import (
     MEDIA_ADAPTER,
     MEDIA_DRAFT,
+    MEDIA_ENGINE,
     MEDIA_LICENSE,
     MEDIA_MESSAGES,
     MEDIA_MODEL,
@@ -68,6 +70,9 @@ class ResolvedModel:
     requires: str | None = None
     draft_path: Path | None = None  # the draft model's GGUF (a DRAFT layer), for speculative decoding
     model_splits: list[Path] = field(default_factory=list)  # a split GGUF's other shards, in order
+    # Served by a remote engine (Modelfile ENGINE): no weights here; model_path is empty and
+    # ``info`` knows nothing (inference/remote.py and the scheduler take this path).
+    engine: Engine | None = None
 
 
 @dataclass
@@ -84,6 +89,7 @@ class Layers:
     messages: list[JSONObject] = field(default_factory=list)
     license: list[str] = field(default_factory=list)
     draft: str | None = None
+    engine: Engine | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,7 @@ class ModelConfig:
     parser: str | None = None
     requires: str | None = None
     capabilities: tuple[str, ...] = ()
+    engine: Engine | None = None
 
 
 # Template, system, params, messages and license layers are read into memory: a pulled model with a
@@ -155,6 +162,8 @@ def read_layers(store: Store, manifest: JSONObject) -> Layers:
         elif media == MEDIA_PARAMS:
             params = _json(store, media, digest)
             out.parameters = params if isinstance(params, dict) else {}
+        elif media == MEDIA_ENGINE:
+            out.engine = Engine.from_layer(store.read_blob(digest))
         elif media == MEDIA_MESSAGES:
             messages = _json(store, media, digest)
             out.messages = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
@@ -361,6 +370,8 @@ def resolve_model(store: Store, name: ModelName | str) -> ResolvedModel:
 def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     manifest = json.loads(store.read_blob(digest))
     layers = read_layers(store, manifest)
+    if layers.engine is not None:
+        return _resolve_remote(digest, layers, layers.engine)
     config = read_config(store, manifest)
     if layers.model is None:
         raise InternalError(f"manifest {digest} has no model layer")
@@ -394,9 +405,38 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     return resolved
 
 
+def remote_info() -> GGUFInfo:
+    """The GGUF facts of a remote engine's model: none (its weights are the engine's)."""
+    from ollamalike.gguf_info import GGUFInfo
+
+    return GGUFInfo(version=0, architecture="", parameter_count=0, parameter_size="", file_type="",
+                    context_length=None, embedding_length=None, block_count=None, head_count=None,
+                    head_count_kv=None, chat_template=None, bos_token=None, eos_token=None,
+                    is_embedding_model=False, model_info={}, file_size=0, alignment=0, tensor_count=0,
+                    tensor_bytes=0)
+
+
+def remote_capabilities(template: str | None) -> list[str]:
+    """With a TEMPLATE, what it renders (as for a local model); without one the engine's own chat
+    template serves, and tools are offered (an engine that cannot take them says so)."""
+    if template is not None:
+        return capabilities(template, remote_info(), [])
+    return ["completion", "tools"]
+
+
+def _resolve_remote(digest: str, layers: Layers, engine: Engine) -> ResolvedModel:
+    return ResolvedModel(
+        name="", digest=digest, model_path=Path(), adapters=[], projectors=[], template=layers.template,
+        system=layers.system, parameters=layers.parameters, messages=layers.messages, info=remote_info(),
+        details={}, capabilities=remote_capabilities(layers.template), license=layers.license, engine=engine)
+
+
 def effective_template(resolved: ResolvedModel) -> str | None:
     """The Go template prompts are rendered with (the TEMPLATE layer, else the one detected from the
-    GGUF's chat template); None when the GGUF's Jinja template is rendered directly."""
+    GGUF's chat template); None when the GGUF's Jinja template is rendered directly, or when a remote
+    engine applies its own."""
+    if resolved.engine is not None:
+        return resolved.template
     from ollamalike.template import go_template_for
 
     return go_template_for(resolved)

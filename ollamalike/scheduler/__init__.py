@@ -8,7 +8,9 @@ value keeps it forever. Embeddings are served by the model's runner as it is loa
 model's runner embeds beside its generations), so an embed lease neither reloads it nor takes a
 generation slot: embeds have ``num_parallel`` slots of their own. A model whose options need a
 different runner (context size, GPU layers …) is reloaded once its in-flight requests finish; a runner that died is noticed
-and reloaded by the next request. Loading makes room by evicting the least recently used idle
+and reloaded by the next request. A model served by a remote engine (Modelfile ENGINE) is leased the
+same way (its ``num_parallel`` bounds the requests in flight to it), but takes no memory, does not
+count against max_loaded_models and ignores keep_alive: its runner is ``remote.client.RemoteRunner``. Loading makes room by evicting the least recently used idle
 model when the model count or the memory estimate requires.
 
 Every state change happens under one ``asyncio.Condition`` and wakes every waiter, which then
@@ -27,10 +29,11 @@ from ollamalike.config import Config
 from ollamalike.errors import OllamalikeError, Overloaded, RunnerError
 from ollamalike.hardware.planner import InsufficientMemory
 from ollamalike.options import Options
+from ollamalike.remote.engine import Engine
 from ollamalike.runner.like import RunnerLike
 from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler.lease import Lease, LoadedEntry
-from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load
+from ollamalike.scheduler.plan import LoadPlan, layout_load, plan_load, remote_plan
 from ollamalike.scheduler.report import (
     ModelLoad,
     ModelState,
@@ -48,6 +51,7 @@ __all__ = ["EVICTION_WAIT_SECONDS", "Layout", "Lease", "LoadedEntry", "Planner",
 log = logging.getLogger("ollamalike.scheduler")
 
 StartRunner = Callable[[RunnerSpec, Config], Awaitable[RunnerLike]]
+StartRemote = Callable[[Engine, Config], Awaitable[RunnerLike]]
 Planner = Callable[["ResolvedModel", Options, Config], LoadPlan]
 Layout = Callable[[LoadPlan, "ResolvedModel", Config], LoadPlan]
 # How long an eviction made for room may take before the load goes ahead anyway.
@@ -57,6 +61,12 @@ async def _start_real_runner(spec: RunnerSpec, config: Config) -> RunnerLike:
     from ollamalike.runner.client import RunnerProcess
 
     return await RunnerProcess.start(spec, config)
+
+
+async def _start_remote_runner(engine: Engine, config: Config) -> RunnerLike:
+    from ollamalike.remote.client import RemoteRunner
+
+    return await RemoteRunner.start(engine, config)
 
 
 def _free_memory() -> int | None:
@@ -78,9 +88,11 @@ class Scheduler:
         planner: Planner = plan_load,
         free_memory: Callable[[], int | None] = _free_memory,
         layout: Layout = layout_load,
+        start_remote: StartRemote | None = None,
     ) -> None:
         self.config = config
         self._start_runner = start_runner or _start_real_runner
+        self._start_remote = start_remote or _start_remote_runner
         self._planner = planner
         self._free_memory = free_memory
         self._layout = layout
@@ -100,8 +112,12 @@ class Scheduler:
         ``embedding``: the lease is for embeddings. The runner is the one generations use (no reload
         for a chat model), and the lease counts against the embedding slots, not the generation ones.
         """
-        # Off the event loop: the planner reads hardware facts and walks the model's layers.
-        plan = await asyncio.to_thread(self._planner, model, options, self.config)
+        if model.engine is not None:
+            plan = remote_plan(model.engine)
+            keep_alive = -1.0  # keep_alive does nothing for a remote engine: there is nothing to unload
+        else:
+            # Off the event loop: the planner reads hardware facts and walks the model's layers.
+            plan = await asyncio.to_thread(self._planner, model, options, self.config)
         key = model_key(model)
         keep = self.config.keep_alive if keep_alive is None else keep_alive
         async with self._cond:
@@ -121,7 +137,7 @@ class Scheduler:
                             self._unload_locked(entry)
                         continue
                 if entry is None:
-                    if not self._make_room_locked(plan):
+                    if not isinstance(plan.spec, Engine) and not self._make_room_locked(plan):
                         await self._wait_locked(key)
                         continue
                     entry = self._start_load_locked(key, model, plan)
@@ -132,9 +148,14 @@ class Scheduler:
                     await self._wait_locked(key)
                     continue
                 busy = entry.embeds if embedding else entry.active - entry.embeds
-                if busy < self.config.num_parallel:
+                if busy < self._slots(entry):
                     return self._lease_locked(entry, keep, embedding)
                 await self._wait_locked(key)
+
+    def _slots(self, entry: LoadedEntry) -> int:
+        """Requests one model takes at once: the daemon's num_parallel, or its remote engine's own."""
+        spec = entry.plan.spec
+        return (spec.num_parallel or self.config.num_parallel) if isinstance(spec, Engine) else self.config.num_parallel
 
     async def _wait_locked(self, key: str) -> None:
         if self._waiting >= self.config.max_queue:
@@ -156,7 +177,7 @@ class Scheduler:
     async def _wait_for_load(self, entry: LoadedEntry) -> None:
         """Wait for a load started by anyone; its failure is this request's too. The first
         ``num_parallel`` waiters will get a slot once it is loaded; only the others count as queued."""
-        queued = entry.load_waiters >= self.config.num_parallel
+        queued = entry.load_waiters >= self._slots(entry)
         if queued and self._waiting >= self.config.max_queue:
             raise Overloaded("server busy, please try again.  maximum pending requests exceeded")
         entry.load_waiters += 1
@@ -195,8 +216,13 @@ class Scheduler:
     async def _load(self, entry: LoadedEntry) -> None:
         started = time.perf_counter_ns()
         try:
-            entry.plan = await self._fit(entry)
-            runner = await self._start_runner(entry.plan.spec, self.config)
+            if isinstance(entry.plan.spec, Engine):
+                runner = await self._start_remote(entry.plan.spec, self.config)
+            else:
+                entry.plan = await self._fit(entry)
+                spec = entry.plan.spec
+                assert isinstance(spec, RunnerSpec)  # layout keeps a local spec local
+                runner = await self._start_runner(spec, self.config)
         except BaseException as e:
             async with self._cond:
                 if self._models.get(entry.key) is entry:
@@ -229,7 +255,8 @@ class Scheduler:
                 return await asyncio.to_thread(self._layout, entry.plan, entry.model, self.config)
             except InsufficientMemory:
                 async with self._cond:
-                    victim = self._lru_idle([e for e in self._models.values() if e is not entry])
+                    # A remote engine's entry holds none of this machine's memory: evicting it frees nothing.
+                    victim = self._lru_idle([e for e in self._models.values() if e is not entry and not e.remote])
                     if victim is None:
                         raise
                     log.info("evicting %s to make room for %s", victim.key, entry.key)
@@ -242,8 +269,9 @@ class Scheduler:
                     await asyncio.sleep(0.05)
 
     def _make_room_locked(self, plan: LoadPlan) -> bool:
-        """Evict LRU idle models until the new one fits; False if busy models are in the way."""
-        others = list(self._models.values())
+        """Evict LRU idle models until the new one fits; False if busy models are in the way. Remote
+        engines hold none of this machine's memory and are no loaded model here."""
+        others = [e for e in self._models.values() if not e.remote]
         while len(others) >= self.config.max_loaded_models:
             victim = self._lru_idle(others)
             if victim is None:
@@ -385,7 +413,7 @@ class Scheduler:
             if entry.ready.done() and not entry.alive:
                 continue
             state: ModelState = "draining" if entry.draining else "ready" if entry.ready.done() else "loading"
-            models.append(model_load(entry.model, state, entry.active, self.config.num_parallel,
+            models.append(model_load(entry.model, state, entry.active, self._slots(entry),
                                      self._waiting_by_key.get(entry.key, 0)))
         return SchedulerSnapshot(models=tuple(models), queued=self._waiting, max_queue=self.config.max_queue,
                                  num_parallel=self.config.num_parallel, closed=self._closed)

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from ollamalike.remote.engine import Engine
 from ollamalike.runner.like import RunnerLike
 from ollamalike.runner.spec import RunnerSpec
 from ollamalike.scheduler.plan import LoadPlan
@@ -27,7 +28,7 @@ class LoadedEntry:
     model: ResolvedModel
     plan: LoadPlan  # as laid out at load time (GPU layers, memory)
     ready: asyncio.Future[None]
-    requested: RunnerSpec  # the request plan's spec: what sharing compares
+    requested: RunnerSpec | Engine  # the request plan's spec: what sharing compares
     runner: RunnerLike | None = None
     active: int = 0  # leases out, embedding ones included
     embeds: int = 0  # of which embedding leases
@@ -38,6 +39,11 @@ class LoadedEntry:
     timer: asyncio.TimerHandle | None = None
     load_duration_ns: int = 0
     load_waiters: int = 0
+
+    @property
+    def remote(self) -> bool:
+        """Served by a remote engine: no memory of ours, no keep_alive, not counted as a loaded model."""
+        return isinstance(self.requested, Engine)
 
     @property
     def loaded(self) -> bool:

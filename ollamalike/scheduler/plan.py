@@ -20,6 +20,7 @@ from ollamalike.config import Config
 from ollamalike.errors import BadRequest
 from ollamalike.hardware import planner
 from ollamalike.options import PARAMETERS, Options, OptionValue, int_option
+from ollamalike.remote.engine import Engine
 from ollamalike.runner.spec import RunnerSpec
 
 if TYPE_CHECKING:
@@ -42,7 +43,12 @@ class LoadPlan:
     size: int
     size_vram: int
     processor: str
-    spec: RunnerSpec
+    spec: RunnerSpec | Engine  # an Engine: the model is served by a remote engine (no process of ours)
+
+
+def remote_plan(engine: Engine) -> LoadPlan:
+    """A remote engine's "load": nothing to lay out; ``ps`` shows the engine's host as the processor."""
+    return LoadPlan(num_ctx=0, gpu_layers=0, size=0, size_vram=0, processor=engine.host, spec=engine)
 
 
 def plan_load(model: ResolvedModel, options: Options, config: Config, embedding: bool = False) -> LoadPlan:
@@ -110,6 +116,8 @@ def layout_load(plan: LoadPlan, model: ResolvedModel, config: Config) -> LoadPla
     """``plan`` with the GPU layout chosen against the memory free right now (blocking: the
     scheduler runs it in a thread). Raises ``hardware.planner.InsufficientMemory`` when it does not fit."""
     spec = plan.spec
+    if isinstance(spec, Engine):
+        return plan  # a remote engine: nothing here to lay out
     info = model.info
     options: dict[str, OptionValue] = {"num_ctx": plan.num_ctx, "num_batch": spec.num_batch}
     if spec.gpu_layers >= 0:

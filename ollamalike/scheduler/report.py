@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Literal, TypedDict
 
+from ollamalike.remote.engine import Engine
 from ollamalike.scheduler.plan import LoadPlan, display_name
 
 if TYPE_CHECKING:
@@ -50,9 +51,7 @@ def model_load(model: ResolvedModel, state: ModelState, active: int, num_paralle
     return ModelLoad(name=display_name(model), state=state, busy=active, free=free, queued=queued)
 
 
-class PsEntry(TypedDict):
-    """One ``/api/ps`` model."""
-
+class _PsHead(TypedDict):
     name: str
     model: str
     size: int
@@ -63,10 +62,16 @@ class PsEntry(TypedDict):
     context_length: int
 
 
+class PsEntry(_PsHead, total=False):
+    """One ``/api/ps`` model; ``processor`` (not one of Ollama's fields) names a remote engine's host."""
+
+    processor: str
+
+
 def ps_entry(model: ResolvedModel, runner: RunnerLike, plan: LoadPlan, keep_alive: float, expires_at: float | None) -> PsEntry:
     """Sizes as the runner measured them when it says, else the plan's estimate."""
     memory = runner.memory
-    return {
+    entry: PsEntry = {
         "name": display_name(model),
         "model": display_name(model),
         "size": int(memory.get("size") or plan.size),
@@ -76,6 +81,10 @@ def ps_entry(model: ResolvedModel, runner: RunnerLike, plan: LoadPlan, keep_aliv
         "expires_at": expires_text(keep_alive, expires_at),
         "context_length": plan.num_ctx,
     }
+    if isinstance(plan.spec, Engine):
+        # Not one of Ollama's fields: a remote engine runs it, and `ps` shows that engine's host.
+        entry["processor"] = plan.processor
+    return entry
 
 
 def expires_text(keep_alive: float, expires_at: float | None) -> str:

@@ -29,6 +29,8 @@ MEDIA_MESSAGES = "application/vnd.ollama.image.messages"
 MEDIA_PROJECTOR = "application/vnd.ollama.image.projector"
 # A draft model for speculative decoding (Modelfile DRAFT), Ollama's media type for it.
 MEDIA_DRAFT = "application/vnd.ollama.image.draft"
+# Ours: a model served by a remote engine (Modelfile ENGINE) has this JSON layer instead of weights.
+MEDIA_ENGINE = "application/vnd.ollamalike.engine"
 
 LAYER_MEDIA_TYPES = frozenset(
     {
@@ -41,6 +43,7 @@ LAYER_MEDIA_TYPES = frozenset(
         MEDIA_MESSAGES,
         MEDIA_PROJECTOR,
         MEDIA_DRAFT,
+        MEDIA_ENGINE,
         # Older Ollama models carry an embed layer; accepted so they can still be pulled and listed.
         "application/vnd.ollama.image.embed",
     }
@@ -163,8 +166,11 @@ def validate_manifest(obj: object) -> None:
         _check_descriptor(layer, f"layer {i}", LAYER_MEDIA_TYPES)
     # Every model has its weights: a manifest without them ("layers": []) could be tagged, but every
     # use of the model would then fail. Refused here, before a pull downloads anything for it.
-    if not any(layer["mediaType"] == MEDIA_MODEL for layer in layers):
+    kinds = [layer["mediaType"] for layer in layers if layer["mediaType"] in (MEDIA_MODEL, MEDIA_ENGINE)]
+    if not kinds:
         raise BadRequest(f"invalid manifest: it has no model layer ({MEDIA_MODEL})")
+    if MEDIA_ENGINE in kinds and len(kinds) > 1:
+        raise BadRequest(f"invalid manifest: a model has weights or one engine layer ({MEDIA_ENGINE}), not both")
 
 
 def manifest_blobs(obj: dict[str, Any]) -> list[Descriptor]:
