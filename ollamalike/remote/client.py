@@ -30,7 +30,6 @@ from ollamalike.config import Config, env_secret
 from ollamalike.errors import BadRequest, EngineError, EngineUnavailable, OllamalikeError
 from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.media import Media
-from ollamalike.options import OptionValue
 from ollamalike.registry.retry import RetryPolicy, is_transient
 from ollamalike.remote.engine import Engine
 from ollamalike.remote.sampling import done_reason, response_format, sampling_fields

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ollamalike.jsontypes import JSONObject, JSONValue
-from ollamalike.options import OptionValue
 
 _STANDARD = {
     "temperature": "temperature",
