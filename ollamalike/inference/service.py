@@ -33,14 +33,14 @@ from ollamalike.inference.chunks import (
     with_context,
 )
 from ollamalike.inference.requests import ChatRequest, EmbedRequest, GenerateRequest
-from ollamalike.inference.stream import ToolStream
+from ollamalike.inference.stream import new_call_id
 from ollamalike.library.models import ResolvedModel
 from ollamalike.runner.like import RunnerLike
 from ollamalike.scheduler import Scheduler
 from ollamalike.store import Store
+from ollamalike.template.parsers import Content, Event, OutputParser, ToolCall, merge, select
 
 if TYPE_CHECKING:
-    from ollamalike.template import ThinkingParser
     from ollamalike.template.render import ModelLike
 
 __all__ = [
@@ -59,8 +59,8 @@ __all__ = [
 log = logging.getLogger("ollamalike.inference")
 
 InferenceRequest = GenerateRequest | ChatRequest | EmbedRequest
-# The runner's text as it streams: (thinking, content) pieces.
-Pieces = AsyncGenerator[tuple[str, str], None]
+# The runner's text as it streams: output-parser events (template.parsers).
+Pieces = AsyncGenerator[list[Event], None]
 Chunks = AsyncGenerator[dict[str, Any], None]
 
 # Kept for the tests that reach the vector shortening under its old name.
@@ -113,9 +113,9 @@ def runner_options(model: ResolvedModel, request_options: opts.Options) -> opts.
 
 
 async def _pieces(runner: RunnerLike, tokens: list[int], run_opts: opts.Options,
-                  fmt: str | dict[str, Any] | None, splitter: ThinkingParser | None,
+                  fmt: str | dict[str, Any] | None, parser: OutputParser | None,
                   done: dict[str, Any]) -> Pieces:
-    """The runner's text as (thinking, content) pieces; its final chunk is stored into ``done``."""
+    """The runner's text as output-parser events; its final chunk is stored into ``done``."""
     async with contextlib.aclosing(runner.completion(tokens, run_opts.to_json(), fmt)) as chunks:  # type: ignore[type-var]
         async for chunk in chunks:
             if chunk.get("done"):
@@ -123,13 +123,13 @@ async def _pieces(runner: RunnerLike, tokens: list[int], run_opts: opts.Options,
                 return
             text = chunk.get("content", "")
             if text:
-                yield splitter.feed(text) if splitter else ("", text)
+                yield parser.feed(text) if parser else [Content(text)]
 
 
-def _think_parser(prompt: str) -> ThinkingParser:
-    from ollamalike.template import ThinkingParser, prompt_opens_thinking
-
-    return ThinkingParser(started=prompt_opens_thinking(prompt))
+def _calls(calls: list[ToolCall], start: int) -> list[dict[str, Any]]:
+    """Ollama's ``tool_calls`` entries, each with an id and its index over the whole output."""
+    return [{"id": new_call_id(), "function": {"index": start + i, "name": c.name, "arguments": c.arguments}}
+            for i, c in enumerate(calls)]
 
 
 # -- truncation --------------------------------------------------------------------------------
@@ -250,16 +250,19 @@ class InferenceService:
             num_keep = opts.int_option(options, "num_keep")
             tokens = truncate_tokens(tokens, prompt_budget(lease.num_ctx),
                                      opts.PARAMETERS["num_keep"].default if num_keep is None else num_keep)
-            splitter = _think_parser(prompt) if req.think else None
+            # Raw prompts are not parsed; otherwise the model's parser (generate has no tool_calls
+            # field: calls a family parser finds are dropped, as Ollama drops them).
+            parser = None if req.raw else select(model, None, req.think, prompt)
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
             done: dict[str, Any] = {}
-            pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done)
+            pieces = _pieces(runner, tokens, run_opts, req.format, parser, done)
             async with contextlib.aclosing(pieces):
-                async for thinking, content in pieces:
+                async for events in pieces:
+                    content, thinking, _ = merge(events)
                     if thinking or content:
                         yield gen_chunk(req.model, content, thinking)
-            if splitter:
-                thinking, content = splitter.flush()
+            if parser:
+                content, thinking, _ = merge(parser.finish())
                 if thinking or content:
                     yield gen_chunk(req.model, content, thinking)
             final = final_chunk(req.model, {"response": ""}, done, started, lease.load_duration_ns)
@@ -291,28 +294,23 @@ class InferenceService:
             runner = lease.runner
             prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think,
                                              prompt_budget(lease.num_ctx))
-            splitter = _think_parser(prompt) if req.think else None
-            # With tools, content goes through the tool-call parser: calls anywhere in the output come
-            # out as tool_calls (only of the offered tools), everything else as content.
-            tool_stream = ToolStream(model, req.tools) if req.tools else None
+            # The model's output parser (template.parsers.select): its family's, or the generic one
+            # (tool calls of the offered tools anywhere in the output, <think> when thinking is on).
+            parser = select(model, req.tools, req.think, prompt)
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
             done: dict[str, Any] = {}
-            pieces = _pieces(runner, tokens, run_opts, req.format, splitter, done)
+            pieces = _pieces(runner, tokens, run_opts, req.format, parser, done)
+            count = 0
             async with contextlib.aclosing(pieces):
-                async for thinking, content in pieces:
-                    calls: list[dict[str, Any]] = []
-                    if tool_stream is not None and content:
-                        content, calls = tool_stream.feed(content)
-                    if thinking or content or calls:
-                        yield chat_chunk(req.model, content, thinking, tool_calls=calls)
-            thinking, content = splitter.flush() if splitter else ("", "")
-            calls = []
-            if tool_stream is not None:
-                content, calls = tool_stream.feed(content) if content else ("", [])
-                rest, more = tool_stream.flush()
-                content, calls = content + rest, calls + more
-            if thinking or content or calls:
-                yield chat_chunk(req.model, content, thinking, tool_calls=calls)
+                async for events in pieces:
+                    content, thinking, found = merge(events)
+                    if thinking or content or found:
+                        yield chat_chunk(req.model, content, thinking, tool_calls=_calls(found, count))
+                    count += len(found)
+            if parser:
+                content, thinking, found = merge(parser.finish())
+                if thinking or content or found:
+                    yield chat_chunk(req.model, content, thinking, tool_calls=_calls(found, count))
             final = final_chunk(req.model, {"message": {"role": "assistant", "content": ""}}, done, started,
                                 lease.load_duration_ns)
             self._observe(req, final)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from ollamalike import modelfile, options
-from ollamalike.errors import BadRequest, InternalError
+from ollamalike.errors import BadRequest, InternalError, OllamalikeError
 from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.names import ModelName
 from ollamalike.store import Store, local_rfc3339
@@ -60,6 +60,9 @@ class ResolvedModel:
     license: list[str] = field(default_factory=list)
     model_digest: str = ""
     modified_at: str = ""
+    # The Modelfile's RENDERER and PARSER (Ollama's names; template.parsers has the parsers).
+    renderer: str | None = None
+    parser: str | None = None
 
 
 @dataclass
@@ -286,6 +289,31 @@ def resolve_model(store: Store, name: str) -> ResolvedModel:
     )
 
 
+def _config_name(store: Store, manifest: JSONObject, key: str) -> str | None:
+    """``renderer``/``parser`` of the manifest's config blob (Ollama's config fields), if set."""
+    config = manifest.get("config")
+    digest = config.get("digest") if isinstance(config, dict) else None
+    if not isinstance(digest, str):
+        return None
+    try:
+        body = json.loads(store.read_blob(digest))
+    except (OSError, ValueError, OllamalikeError):
+        return None  # a config blob that is gone or not JSON names nothing; the model still serves
+    value = body.get(key) if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _parser_capabilities(parser: str | None, caps: list[str]) -> list[str]:
+    """A named parser that yields tool calls or thinking gives the model those capabilities (as Ollama's)."""
+    from ollamalike.template.parsers import family
+
+    chosen = family(parser)
+    if chosen is None or "completion" not in caps:
+        return caps
+    extra = [c for c, has in (("tools", chosen.tools), ("thinking", chosen.thinking)) if has and c not in caps]
+    return caps + extra
+
+
 def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     manifest = json.loads(store.read_blob(digest))
     layers = read_layers(store, manifest)
@@ -307,8 +335,11 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
         capabilities=[],
         license=layers.license,
         model_digest=layers.model,
+        renderer=_config_name(store, manifest, "renderer"),
+        parser=_config_name(store, manifest, "parser"),
     )
     resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors)
+    resolved.capabilities = _parser_capabilities(resolved.parser, resolved.capabilities)
     return resolved
 
 
