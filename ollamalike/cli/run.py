@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ollamalike.cli.chat import Printer, format_stats, show_or_pull, stream_chat
+from ollamalike.cli.chat import Printer, format_stats, parse_think_flag, show_or_pull, stream_chat
 from ollamalike.cli.output import human_bytes, human_time, parse_time, table
 from ollamalike.client import Client, ensure_daemon
 from ollamalike.config import load_config
@@ -41,19 +41,39 @@ def _read_stdin() -> str:
     return sys.stdin.read()
 
 
-@click.command()
+class _RunCommand(click.Command):
+    """``--think`` is a flag and ``--think=LEVEL`` takes a level, as Ollama's CLI (a bare ``--think``
+    never takes the next word: ``run qwen --think "why?"`` is a prompt)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                out += args[i:]
+                break
+            out += ["--think-level", arg[len("--think="):]] if arg.startswith("--think=") else [arg]
+        return super().parse_args(ctx, out)
+
+
+@click.command(cls=_RunCommand)
 @click.argument("model")
 @click.argument("prompt", nargs=-1)
 @click.option("--format", "fmt", default=None, help='Response format (e.g. "json").')
 @click.option("--keepalive", default=None, help='How long to keep the model loaded (e.g. "5m", "0", "-1").')
 @click.option("--verbose", is_flag=True, help="Show timings for the response.")
 @click.option("--nowordwrap", is_flag=True, help="Don't wrap words to the next line automatically.")
-@click.option("--think/--nothink", default=None, help="Enable or disable thinking for thinking models.")
+@click.option("--think", "think_on", is_flag=True,
+              help="Enable thinking; --think=LEVEL: true/false or high/medium/low/max for supported models.")
+@click.option("--think-level", "think_flag", hidden=True, default=None)
+@click.option("--nothink", is_flag=True, help="Disable thinking (the same as --think=false).")
 @click.option("--hidethinking", is_flag=True, help="Hide the thinking output (if the model thinks).")
 @click.option("--insecure", is_flag=True, help="Use plain HTTP if the model has to be pulled from a registry.")
 def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | None, verbose: bool,
-        nowordwrap: bool, think: bool | None, hidethinking: bool, insecure: bool) -> None:
+        nowordwrap: bool, think_on: bool, think_flag: str | None, nothink: bool, hidethinking: bool,
+        insecure: bool) -> None:
     """Run a model: answer PROMPT, or start an interactive chat when there is none."""
+    think = False if nothink else parse_think_flag(think_flag if think_flag is not None else
+                                                   "true" if think_on else None)
     if fmt is not None and fmt != "json":
         raise BadRequest(f"invalid format {fmt!r}: only \"json\" is supported")
     keep_alive = _keep_alive(keepalive)
@@ -76,9 +96,7 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
             body["keep_alive"] = keep_alive
         if think is not None:
             body["think"] = think
-        printer = Printer(sys.stdout, wordwrap=not nowordwrap)
-        if hidethinking:
-            printer.thinking_text = lambda text: None  # type: ignore[method-assign]
+        printer = Printer(sys.stdout, wordwrap=not nowordwrap, show_thinking=not hidethinking)
         try:
             _, final = stream_chat(client, body, printer)
         except KeyboardInterrupt:
@@ -89,7 +107,7 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
     from ollamalike.cli.repl import Repl
 
     Repl(client, model, info, fmt=fmt, keep_alive=keep_alive, verbose=verbose, wordwrap=not nowordwrap,
-         think=think).loop()
+         think=think, hidethinking=hidethinking).loop()
 
 
 # -- ps / stop ---------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from ollamalike.library.models import ResolvedModel
 from ollamalike.runner.like import RunnerLike
 from ollamalike.scheduler import Scheduler
 from ollamalike.store import Store
-from ollamalike.template.parsers import Content, Event, OutputParser, ToolCall, merge, select
+from ollamalike.template.parsers import Content, Event, OutputParser, ToolCall, merge, select, template_think
 
 if TYPE_CHECKING:
     from ollamalike.template.render import ModelLike
@@ -239,7 +239,8 @@ class InferenceService:
 
             prompt = await asyncio.to_thread(
                 render_generate, model, req.prompt, system=req.system, suffix=req.suffix,
-                template_override=req.template, include_history=not req.context, think=req.think)
+                template_override=req.template, include_history=not req.context,
+                think=template_think(model, req.think))
         lease = await self.scheduler.acquire(model, options, req.keep_alive)
         try:
             runner = lease.runner
@@ -292,8 +293,8 @@ class InferenceService:
         lease = await self.scheduler.acquire(model, options, req.keep_alive)
         try:
             runner = lease.runner
-            prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools, req.think,
-                                             prompt_budget(lease.num_ctx))
+            prompt, tokens = await _fit_chat(runner, model, req.messages, req.tools,
+                                             template_think(model, req.think), prompt_budget(lease.num_ctx))
             # The model's output parser (template.parsers.select): its family's, or the generic one
             # (tool calls of the offered tools anywhere in the output, <think> when thinking is on).
             parser = select(model, req.tools, req.think, prompt)
@@ -356,7 +357,8 @@ class InferenceService:
 
         model = await resolve(self.store, req.model)
         _check_chat_inputs(model, req)
-        prompt = await asyncio.to_thread(render_chat, model, req.messages, tools=req.tools, think=req.think)
+        prompt = await asyncio.to_thread(render_chat, model, req.messages, tools=req.tools,
+                                         think=template_think(model, req.think))
         lease = await self.scheduler.acquire(model, runner_options(model, req.options), req.keep_alive)
         try:
             return len(await lease.runner.tokenize(prompt, add_special=True))

@@ -33,7 +33,7 @@ from ollamalike.template.parsers.generic import GenericParser
 
 __all__ = [
     "FAMILIES", "Content", "Event", "Family", "OutputParser", "ParserContext", "Think", "Thinking", "ToolCall",
-    "coalesce", "detect", "family", "merge", "parser_names", "select",
+    "coalesce", "detect", "family", "merge", "parser_names", "select", "template_think",
 ]
 
 log = logging.getLogger("ollamalike.template")
@@ -112,3 +112,11 @@ def select(model: ParsedModel, tools: object, think: Think, prompt: str) -> Outp
         return None
     tags = tags_for(model) if tools else None
     return GenericParser(splitter, tags, tool_names(tools) if tools else None)
+
+
+def template_think(model: ParsedModel, think: Think) -> Think:
+    """The think value the template is given: harmony knows only low/medium/high, so ``"max"`` is
+    ``"high"`` for a harmony model (as Ollama maps it); every other value as requested."""
+    if think == "max" and (model.parser or detect(model)) == "harmony":
+        return "high"
+    return think
