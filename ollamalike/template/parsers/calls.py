@@ -29,8 +29,8 @@ from ollamalike.template.parsers.base import ParserContext, ToolCall
 
 DEEPSEEK_SEP = "<｜tool▁sep｜>"
 
-_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)(?:</function>|\Z)", re.S)
-_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.S)
+_FUNCTION = re.compile(r"<function=([^>\n]+)>(.*?)</function>", re.S)
+_PARAMETER = re.compile(r"<parameter=([^>\n]+)>(.*?)</parameter>", re.S)
 _GLM_ARG = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.S)
 _FENCED_JSON = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.S)
 _GEMMA_CALL = re.compile(r"call:([^{\s]+)\{(.*)\}", re.S)

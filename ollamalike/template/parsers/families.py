@@ -58,19 +58,19 @@ def _first(*decoders: Decoder) -> Decoder:
 
 
 THINK = ("<think>", "</think>")
-HERMES = CallFormat("<tool_call>", "</tool_call>", json_calls)
+HERMES = CallFormat("<tool_call>", "</tool_call>", json_calls, lenient_end=True)
 QWEN_XML = CallFormat("<tool_call>", "</tool_call>", xml_function)
-DEEPSEEK = CallFormat("<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", deepseek_call)
+DEEPSEEK = CallFormat("<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>", deepseek_call, lenient_end=True)
 DEEPSEEK_WRAPPERS = ("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>")
 GLM = CallFormat("<tool_call>", "</tool_call>", glm_call)
-LFM2 = CallFormat("<|tool_call_start|>", "<|tool_call_end|>", _first(json_calls, pythonic_calls))
-COHERE_ACTION = CallFormat("<|START_ACTION|>", "<|END_ACTION|>", json_calls)
+LFM2 = CallFormat("<|tool_call_start|>", "<|tool_call_end|>", _first(json_calls, pythonic_calls), lenient_end=True)
+COHERE_ACTION = CallFormat("<|START_ACTION|>", "<|END_ACTION|>", json_calls, lenient_end=True)
 COHERE_WRAPPERS = ("<|START_RESPONSE|>", "<|END_RESPONSE|>", "<|START_TEXT|>", "<|END_TEXT|>",
                    "<|END_OF_TURN_TOKEN|>")
 FUNCTION_GEMMA = CallFormat("<start_function_call>", "<end_function_call>", gemma_call)
 GEMMA4 = CallFormat("<|tool_call>", "<tool_call|>", gemma_call)
-TOOL_CODE = CallFormat("```tool_code", "```", pythonic_calls)
-OLMO3 = CallFormat("<function_calls>", "</function_calls>", pythonic_calls)
+TOOL_CODE = CallFormat("```tool_code", "```", pythonic_calls, lenient_end=True)
+OLMO3 = CallFormat("<function_calls>", "</function_calls>", pythonic_calls, lenient_end=True)
 
 
 def _tagged(fmt: TaggedFormat) -> Builder:

@@ -16,8 +16,10 @@ wrapper tokens that carry no text (DeepSeek's ``<｜tool▁calls▁begin｜>``, 
 - ``call``: the body up to the closing tag is decoded; a body that is not a call in the family's
   format is content, exactly as generated.
 
-At ``finish`` an unclosed call whose body still decodes (the closing tag was a stop token) is a call;
-otherwise its text, opening tag included, is content: nothing the model wrote is lost.
+At ``finish`` an unclosed call is a call only when its format can tell a complete body from a cut one
+(JSON, Python syntax: the closing tag may have been a stop sequence) and the body decodes; otherwise
+its text, opening tag and the whitespace before it included, is content: nothing the model wrote is
+lost, and no cut call is ever passed off as a complete one.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class CallFormat:
     open: str
     close: str
     decode: Decoder
+    # An unclosed call at the end of the output still counts when its body decodes: only for the
+    # formats whose decoder can tell a complete body from a cut one (JSON, Python syntax).
+    lenient_end: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class TaggedParser:
         self.ctx = ctx
         self.buf = ""
         self.call: CallFormat | None = None
+        self.lead_ws = ""  # the whitespace dropped before the open call: given back if it is no call
         self.skip_ws = False
         self.think_lead = False
         self.state = "content"
@@ -85,8 +91,8 @@ class TaggedParser:
         out = self._run(final=True)
         rest, self.buf = self.buf, ""
         if self.state == "call" and self.call is not None:
-            calls = self.call.decode(rest, self.ctx) if rest.strip() else None
-            out.extend(calls if calls else [Content(self.call.open + rest)])
+            calls = self.call.decode(rest, self.ctx) if rest.strip() and self.call.lenient_end else None
+            out.extend(calls if calls else [Content(self.lead_ws + self.call.open + rest)])
         elif self.state == "think":
             if rest.strip(_WS):
                 out.append(Thinking(rest.rstrip(_WS)))
@@ -155,8 +161,10 @@ class TaggedParser:
             at, tag = min(found, key=lambda f: (f[0], -len(f[1])))
             before = self.buf[:at]
             self.buf = self.buf[at + len(tag):]
+            self.lead_ws = ""
             if tag not in self.fmt.wrappers:
-                before = before.rstrip(_WS)
+                cut = len(before.rstrip(_WS))
+                before, self.lead_ws = before[:cut], before[cut:]
             if before:
                 out.append(Content(before))
             call = next((c for c in self.fmt.calls if c.open == tag), None)
@@ -183,6 +191,6 @@ class TaggedParser:
         body = self.buf[:at]
         self.buf = self.buf[at + len(call.close):]
         calls = call.decode(body, self.ctx)
-        out.extend(calls if calls else [Content(call.open + body + call.close)])
+        out.extend(calls if calls else [Content(self.lead_ws + call.open + body + call.close)])
         self.state, self.call, self.skip_ws = "content", None, True
         return True
