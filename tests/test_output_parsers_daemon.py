@@ -22,7 +22,7 @@ import pytest
 
 from tests.daemon import Daemon
 from tests.helpers import assert_api_error
-from tests.infer_helpers import create_model, start_serving_daemon
+from tests.infer_helpers import create_model, start_serving_daemon, with_parser
 
 pytestmark = pytest.mark.e2e
 
@@ -37,21 +37,6 @@ OPTS = {"num_predict": 64, "seed": 7, "temperature": 0}
 QUESTION = [{"role": "user", "content": "Weather in Oslo?"}]
 THINK_TEMPLATE = ('{{ if .Think }}{{ if eq .ThinkLevel "max" }}one two three four five six seven eight {{ end }}'
                   "{{ end }}{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant: ")
-
-
-def with_parser(d: Daemon, src: str, dst: str, parser: str) -> None:
-    """``dst``: ``src`` with ``parser`` in its config (what ``PARSER`` in a Modelfile stores)."""
-    from ollamalike.store import Store
-
-    store = Store(d.models_dir)
-    try:
-        _, manifest, _ = store.get_manifest(src)
-        config = json.loads(store.read_blob(manifest["config"]["digest"]))
-        digest, size = store.add_blob_bytes(json.dumps({**config, "parser": parser}).encode())
-        manifest = {**manifest, "config": {**manifest["config"], "digest": digest, "size": size}}
-        store.put_manifest(dst, json.dumps(manifest).encode())
-    finally:
-        store.close()
 
 
 @pytest.fixture(scope="module")
