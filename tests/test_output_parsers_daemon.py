@@ -35,6 +35,9 @@ CALL_SCHEMA = {"type": "object", "properties": {
     "required": ["name", "parameters"]}
 OPTS = {"num_predict": 64, "seed": 7, "temperature": 0}
 QUESTION = [{"role": "user", "content": "Weather in Oslo?"}]
+SHORT = "PARAMETER num_predict 6\nPARAMETER seed 5\nPARAMETER temperature 0\n"
+# With thinking on the prompt opens a <think> block: all the (random) answer is thinking.
+THINKER_TEMPLATE = "{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant: {{ if .Think }}<think>{{ end }}"
 THINK_TEMPLATE = ('{{ if .Think }}{{ if eq .ThinkLevel "max" }}one two three four five six seven eight {{ end }}'
                   "{{ end }}{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant: ")
 
@@ -43,7 +46,8 @@ THINK_TEMPLATE = ('{{ if .Think }}{{ if eq .ThinkLevel "max" }}one two three fou
 def d(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path) -> Iterator[Daemon]:
     home = tmp_path_factory.mktemp("parsers")
     daemon = start_serving_daemon(home, tiny_chat_gguf, tools=True)
-    create_model(daemon, "think", f'FROM {tiny_chat_gguf}\nTEMPLATE """{THINK_TEMPLATE}"""\n', home)
+    create_model(daemon, "think", f'FROM {tiny_chat_gguf}\nTEMPLATE """{THINK_TEMPLATE}"""\n{SHORT}', home)
+    create_model(daemon, "thinker", f'FROM {tiny_chat_gguf}\nTEMPLATE """{THINKER_TEMPLATE}"""\n{SHORT}', home)
     for parser in ("passthrough", "llama3", "qwen3", "nope"):
         with_parser(daemon, "tools", f"tools-{parser}", parser)
     yield daemon
@@ -112,3 +116,37 @@ def test_think_level_on_a_model_without_thinking_is_400(d: Daemon) -> None:
     status, body = d.request("POST", "/api/chat", {"model": "tiny", "messages": QUESTION, "think": "max",
                                                    "stream": False})
     assert_api_error(status, body, 400, "does not support thinking")
+
+
+# -- the CLI -------------------------------------------------------------------------------------------
+def _prompt_tokens(stderr: str) -> int:
+    line = next(ln for ln in stderr.splitlines() if ln.startswith("prompt eval count:"))
+    return int(line.split(":")[1].split()[0])
+
+
+def test_run_think_levels_reach_the_template(d: Daemon) -> None:
+    high = d.cli("run", "think", "--think=high", "--verbose", "hi")
+    top = d.cli("run", "think", "--think=max", "--verbose", "hi")
+    assert high.returncode == 0 and top.returncode == 0, (high.stderr, top.stderr)
+    assert _prompt_tokens(top.stderr) > _prompt_tokens(high.stderr)
+
+
+def test_run_bare_think_shows_thinking_and_hidethinking_hides_it(d: Daemon) -> None:
+    # A bare --think takes no value: "Why?" stays the prompt.
+    shown = d.cli("run", "thinker", "--think", "Why?")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Thinking...\n") and len(shown.stdout) > len("Thinking...\n"), shown.stdout
+    hidden = d.cli("run", "thinker", "--think", "--hidethinking", "Why?")
+    assert hidden.returncode == 0, hidden.stderr
+    assert "Thinking..." not in hidden.stdout and hidden.stdout.strip() == "", hidden.stdout
+    off = d.cli("run", "thinker", "--nothink", "Why?")
+    assert off.returncode == 0 and "Thinking..." not in off.stdout, off.stdout
+    api = d.request("POST", "/api/chat", {"model": "thinker", "think": False, "stream": False,
+                                          "messages": [{"role": "user", "content": "Why?"}]})[1]
+    assert off.stdout.strip() == api["message"]["content"].strip() and "thinking" not in api["message"]
+
+
+@pytest.mark.parametrize("args", [("--think=extreme",), ("--think=HIGH",)])
+def test_run_bad_think_level_is_refused(d: Daemon, args: tuple[str, ...]) -> None:
+    result = d.cli("run", "thinker", *args, "hi")
+    assert result.returncode != 0 and "--think" in result.stderr and "max" in result.stderr, result.stderr
