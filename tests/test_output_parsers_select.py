@@ -13,7 +13,7 @@ import pytest
 from ollamalike.errors import BadRequest
 from ollamalike.inference import collect, service
 from ollamalike.inference.requests import ChatRequest, GenerateRequest
-from ollamalike.library.models import _parser_capabilities
+from ollamalike.library.models import _parser_capabilities, with_parser_capabilities
 from ollamalike.server.openai_requests import parse_chat_completion
 from ollamalike.server.responses_requests import parse_response_request
 from ollamalike.template import render_chat
@@ -93,6 +93,18 @@ def test_parser_capabilities() -> None:
     assert _parser_capabilities("nope", ["completion"]) == ["completion"]
     assert _parser_capabilities("harmony", ["embedding"]) == ["embedding"]
     assert _parser_capabilities(None, ["completion"]) == ["completion"]
+
+
+def test_a_detected_parser_gives_its_capabilities() -> None:
+    gpt_oss = model(None, HARMONY_JINJA, "gpt-oss")
+    gpt_oss.capabilities = ["completion"]
+    assert with_parser_capabilities(gpt_oss) == ["completion", "tools", "thinking"]
+    qwen25 = model(None, QWEN25_JINJA, "qwen2")
+    qwen25.capabilities = ["completion", "tools"]
+    assert with_parser_capabilities(qwen25) == ["completion", "tools"]
+    named = model(None, QWEN25_JINJA, "qwen2", parser="qwen3-thinking")
+    named.capabilities = ["completion", "tools"]
+    assert with_parser_capabilities(named) == ["completion", "tools", "thinking"]
 
 
 # -- think levels ------------------------------------------------------------------------------------

@@ -303,8 +303,15 @@ def _config_name(store: Store, manifest: JSONObject, key: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def with_parser_capabilities(model: ResolvedModel) -> list[str]:
+    """The model's capabilities plus those of its output parser, named or detected (template.parsers)."""
+    from ollamalike.template.parsers import detect
+
+    return _parser_capabilities(model.parser or detect(model), model.capabilities)
+
+
 def _parser_capabilities(parser: str | None, caps: list[str]) -> list[str]:
-    """A named parser that yields tool calls or thinking gives the model those capabilities (as Ollama's)."""
+    """A parser that yields tool calls or thinking gives the model those capabilities (as Ollama's)."""
     from ollamalike.template.parsers import family
 
     chosen = family(parser)
@@ -339,7 +346,7 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
         parser=_config_name(store, manifest, "parser"),
     )
     resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors)
-    resolved.capabilities = _parser_capabilities(resolved.parser, resolved.capabilities)
+    resolved.capabilities = with_parser_capabilities(resolved)
     return resolved
 
 
