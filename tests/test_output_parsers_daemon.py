@@ -150,3 +150,21 @@ def test_run_bare_think_shows_thinking_and_hidethinking_hides_it(d: Daemon) -> N
 def test_run_bad_think_level_is_refused(d: Daemon, args: tuple[str, ...]) -> None:
     result = d.cli("run", "thinker", *args, "hi")
     assert result.returncode != 0 and "--think" in result.stderr and "max" in result.stderr, result.stderr
+
+
+def test_openai_reasoning_effort_reaches_the_template(d: Daemon) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=d.base_url + "/v1", api_key="unused", max_retries=0)
+
+    def prompt_tokens(effort: str) -> int:
+        resp = client.chat.completions.create(model="think", messages=[{"role": "user", "content": "hi"}],
+                                              reasoning_effort=effort, max_tokens=1)  # type: ignore[arg-type]
+        assert resp.usage is not None
+        return resp.usage.prompt_tokens
+
+    high = prompt_tokens("high")
+    assert prompt_tokens("xhigh") > high and prompt_tokens("max") > high  # both are the "max" level
+    assert prompt_tokens("minimal") == high == prompt_tokens("low")
+    with pytest.raises(openai.BadRequestError, match="reasoning"):
+        prompt_tokens("extreme")
