@@ -218,6 +218,14 @@ def test_content_streams_before_the_output_ends() -> None:
     assert coalesce(parser.feed("s are fun")) == [Content(" <tools are fun")]
 
 
+@pytest.mark.parametrize("name", ["llama3", "mistral", "ministral", "command-r", "granite"])
+def test_json_families_parse_calls_only_when_tools_are_offered(name: str) -> None:
+    """A structured answer that has a "name" key is no call when no tools were offered."""
+    answer = '{"name": "Alice", "parameters": {"age": 3}}'
+    parser = FAMILIES[name].build(ParserContext.create(None, None, ""))
+    assert coalesce(parser.feed(answer) + parser.finish()) == [Content(answer)]
+
+
 def test_every_registered_family_has_a_case() -> None:
     # The rest are other names of a format above (Ollama registers several names for one parser).
     aliases = {"ornith", "qwen3-vl-instruct", "qwen3-vl-thinking", "nemotron-3-nano", "nemotron-3.5-nano", "cogito",

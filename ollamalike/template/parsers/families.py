@@ -82,8 +82,11 @@ def _generic(tags: tuple[Tag, ...], think: tuple[str, str] | None = None) -> Bui
         splitter = None
         if think is not None and ctx.think is not False:
             splitter = ThinkingParser(think[0], think[1], started=ctx.prompt_ends_with(think[0]))
-        names = ctx.tool_names() if ctx.tools else None
-        return GenericParser(splitter, tags, names)
+        # As Ollama's template-driven tool parser, these formats are parsed only when tools are offered
+        # (a JSON answer with a "name" key is no call then), and only as calls of the offered tools.
+        if not ctx.tools:
+            return GenericParser(splitter, None, None)
+        return GenericParser(splitter, tags, ctx.tool_names())
     return build
 
 
