@@ -36,11 +36,6 @@ class ToolCall:
 Event: TypeAlias = Content | Thinking | ToolCall
 
 
-def thinking_on(think: Think) -> bool:
-    """True for ``think: true`` and for any level ("low" ... "max")."""
-    return bool(think)
-
-
 @dataclass(frozen=True)
 class ParserContext:
     """What a parser is started with: the offered tools (untrusted JSON, as the request had them),
@@ -106,15 +101,6 @@ class OutputParser(Protocol):
     def feed(self, text: str) -> list[Event]: ...
 
     def finish(self) -> list[Event]: ...
-
-
-class ParserFactory(Protocol):
-    """Builds a parser for one request; ``tools``/``thinking`` say what the family can yield."""
-
-    tools: bool
-    thinking: bool
-
-    def __call__(self, ctx: ParserContext) -> OutputParser: ...
 
 
 def overlap(text: str, tag: str) -> int:
