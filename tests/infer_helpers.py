@@ -119,3 +119,18 @@ def check_embed_beside_chat(d: Daemon, model: str, messages: list[dict[str, Any]
     status, again = d.request("POST", "/api/embed", {"model": model, "input": texts[0]}, timeout=600)
     assert status == 200 and all(abs(a - b) < 1e-5 for a, b in zip(again["embeddings"][0], vectors[0], strict=True))
     assert sorted(runner_pids(d)) == before
+
+
+def with_parser(d: Daemon, src: str, dst: str, parser: str) -> None:
+    """``dst``: ``src`` with ``parser`` in its config (what ``PARSER`` in a Modelfile stores)."""
+    from ollamalike.store import Store
+
+    store = Store(d.models_dir)
+    try:
+        _, manifest, _ = store.get_manifest(src)
+        config = json.loads(store.read_blob(manifest["config"]["digest"]))
+        digest, size = store.add_blob_bytes(json.dumps({**config, "parser": parser}).encode())
+        manifest = {**manifest, "config": {**manifest["config"], "digest": digest, "size": size}}
+        store.put_manifest(dst, json.dumps(manifest).encode())
+    finally:
+        store.close()

@@ -115,11 +115,27 @@ class WordWrapper:
         return prefix + word
 
 
-class Printer:
-    """Writes streamed content (and thinking, dimmed on a terminal) to ``out``."""
+def parse_think_flag(value: str | None) -> bool | str | None:
+    """``--think`` as Ollama's CLI reads it: bare or ``true``, ``false``, or a level."""
+    if value is None:
+        return None
+    if value in ("", "true"):
+        return True
+    if value == "false":
+        return False
+    if value in ("high", "medium", "low", "max"):  # Ollama's ThinkValue levels
+        return value
+    raise click.BadParameter(f"invalid value {value!r} (must be true, false, high, medium, low, or max)",
+                             param_hint="'--think'")
 
-    def __init__(self, out: TextIO, wordwrap: bool) -> None:
+
+class Printer:
+    """Writes streamed content (and thinking, dimmed on a terminal, unless ``show_thinking`` is off:
+    ``--hidethinking``) to ``out``."""
+
+    def __init__(self, out: TextIO, wordwrap: bool, show_thinking: bool = True) -> None:
         self.out = out
+        self.show_thinking = show_thinking
         self.tty = out.isatty()
         width = shutil.get_terminal_size((80, 24)).columns if self.tty else 0
         self.wrapper = WordWrapper(width - 5) if wordwrap and self.tty and width > 20 else None
@@ -137,6 +153,8 @@ class Printer:
             self.last_char = text[-1]
 
     def thinking_text(self, text: str) -> None:
+        if not self.show_thinking:
+            return
         if not self.thinking:
             self.thinking = True
             self.write("Thinking...\n")

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ollamalike.cli.chat import Printer, format_stats, show_or_pull, stream_chat
+from ollamalike.cli.chat import Printer, format_stats, parse_think_flag, show_or_pull, stream_chat
 from ollamalike.client import Client
 from ollamalike.config import load_config
 from ollamalike.errors import OllamalikeError
@@ -46,7 +46,7 @@ HELP_SET = """Available Commands:
   /set noformat          Disable formatting
   /set verbose           Show LLM stats
   /set quiet             Disable LLM stats
-  /set think             Enable thinking
+  /set think [level]     Enable thinking (a level: high, medium, low, max)
   /set nothink           Disable thinking
 """
 
@@ -91,7 +91,7 @@ HELP_PARAMETERS = """Parameters:
 class Repl:
     def __init__(self, client: Client, model: str, info: dict[str, Any], fmt: str | None = None,
                  keep_alive: str | float | None = None, verbose: bool = False, wordwrap: bool = True,
-                 think: bool | None = None) -> None:
+                 think: bool | str | None = None, hidethinking: bool = False) -> None:
         self.client = client
         self.model = model
         self.info = info
@@ -100,6 +100,7 @@ class Repl:
         self.verbose = verbose
         self.wordwrap = wordwrap
         self.think = think
+        self.hidethinking = hidethinking
         self.system: str | None = None
         self.options: dict[str, Any] = {}
         self.messages: list[dict[str, Any]] = []
@@ -226,7 +227,7 @@ class Repl:
             if images:
                 message["images"] = images
         self.messages.append(message)
-        printer = Printer(sys.stdout, wordwrap=self.wordwrap)
+        printer = Printer(sys.stdout, wordwrap=self.wordwrap, show_thinking=not self.hidethinking)
         try:
             content, final = stream_chat(self.client, self.chat_body(), printer)
         except KeyboardInterrupt:
@@ -287,7 +288,14 @@ class Repl:
             "verbose": ("verbose", True), "quiet": ("verbose", False),
             "think": ("think", True), "nothink": ("think", False),
         }
-        if what in switches:
+        if what == "think" and value:
+            try:
+                self.think = parse_think_flag(value.strip().lower())
+            except click.BadParameter:
+                click.echo(f"Invalid think level {value!r}: use true, false, high, medium, low or max")
+                return
+            click.echo(f"Set 'think' mode to {value.strip().lower()!r}.")
+        elif what in switches:
             attr, on = switches[what]
             setattr(self, attr, on)
             click.echo(f"Set '{what}' mode.")

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ollamalike.cli.chat import Printer, format_stats, show_or_pull, stream_chat
+from ollamalike.cli.chat import Printer, format_stats, parse_think_flag, show_or_pull, stream_chat
 from ollamalike.cli.output import human_bytes, human_time, parse_time, table
 from ollamalike.client import Client, ensure_daemon
 from ollamalike.config import load_config
@@ -36,7 +36,9 @@ def _keep_alive(value: str | None) -> str | float | None:
 
 
 class _RunCommand(click.Command):
-    """``run`` also takes Ollama's ``--truncate=false`` / ``--truncate=true`` spelling of its flag."""
+    """``run`` takes Ollama's spellings: ``--truncate=false`` / ``--truncate=true`` of its flag, and
+    ``--think`` as a flag with ``--think=LEVEL`` taking a level (a bare ``--think`` never takes the
+    next word: ``run qwen --think "why?"`` is a prompt)."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         out: list[str] = []
@@ -44,6 +46,9 @@ class _RunCommand(click.Command):
             if arg == "--":
                 out += args[i:]
                 break
+            if arg.startswith("--think="):
+                out += ["--think-level", arg[len("--think="):]]
+                continue
             if arg.startswith("--truncate="):
                 value = arg.partition("=")[2]
                 try:
@@ -67,7 +72,10 @@ def _read_stdin() -> str:
 @click.option("--keepalive", default=None, help='How long to keep the model loaded (e.g. "5m", "0", "-1").')
 @click.option("--verbose", is_flag=True, help="Show timings for the response.")
 @click.option("--nowordwrap", is_flag=True, help="Don't wrap words to the next line automatically.")
-@click.option("--think/--nothink", default=None, help="Enable or disable thinking for thinking models.")
+@click.option("--think", "think_on", is_flag=True,
+              help="Enable thinking; --think=LEVEL: true/false or high/medium/low/max for supported models.")
+@click.option("--think-level", "think_flag", hidden=True, default=None)
+@click.option("--nothink", is_flag=True, help="Disable thinking (the same as --think=false).")
 @click.option("--hidethinking", is_flag=True, help="Hide the thinking output (if the model thinks).")
 @click.option("--insecure", is_flag=True, help="Use plain HTTP if the model has to be pulled from a registry.")
 @click.option("--truncate/--no-truncate", default=None,
@@ -76,9 +84,11 @@ def _read_stdin() -> str:
 @click.option("--dimensions", type=click.IntRange(min=1), default=None,
               help="For embedding models: shorten the embedding to this many dimensions.")
 def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | None, verbose: bool,
-        nowordwrap: bool, think: bool | None, hidethinking: bool, insecure: bool, truncate: bool | None,
-        dimensions: int | None) -> None:
+        nowordwrap: bool, think_on: bool, think_flag: str | None, nothink: bool, hidethinking: bool,
+        insecure: bool, truncate: bool | None, dimensions: int | None) -> None:
     """Run a model: answer PROMPT, or start an interactive chat when there is none."""
+    think = False if nothink else parse_think_flag(think_flag if think_flag is not None else
+                                                   "true" if think_on else None)
     if fmt is not None and fmt != "json":
         raise BadRequest(f"invalid format {fmt!r}: only \"json\" is supported")
     keep_alive = _keep_alive(keepalive)
@@ -111,9 +121,7 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
             body["keep_alive"] = keep_alive
         if think is not None:
             body["think"] = think
-        printer = Printer(sys.stdout, wordwrap=not nowordwrap)
-        if hidethinking:
-            printer.thinking_text = lambda text: None  # type: ignore[method-assign]
+        printer = Printer(sys.stdout, wordwrap=not nowordwrap, show_thinking=not hidethinking)
         try:
             _, final = stream_chat(client, body, printer)
         except KeyboardInterrupt:
@@ -124,7 +132,7 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
     from ollamalike.cli.repl import Repl
 
     Repl(client, model, info, fmt=fmt, keep_alive=keep_alive, verbose=verbose, wordwrap=not nowordwrap,
-         think=think).loop()
+         think=think, hidethinking=hidethinking).loop()
 
 
 # -- ps / stop ---------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ from ollamalike.inference.requests import (
     runner_logprobs,
 )
 from ollamalike.inference.retry import acquire_retrying
-from ollamalike.inference.stream import ToolStream
+from ollamalike.inference.stream import new_call_id
 from ollamalike.jsontypes import JSONObject
 from ollamalike.library.models import ResolvedModel
 from ollamalike.media import Audio, Media, decode_images, tag_messages, tag_prompt
@@ -53,9 +53,10 @@ from ollamalike.names import ModelName
 from ollamalike.runner.like import RunnerLike
 from ollamalike.scheduler import Scheduler
 from ollamalike.store import Store
+from ollamalike.template.parsers import Content, Event, OutputParser, merge, select, template_think
+from ollamalike.template.parsers import ToolCall as FoundCall
 
 if TYPE_CHECKING:
-    from ollamalike.template import ThinkingParser
     from ollamalike.template.render import ModelLike
     from ollamalike.template.values import Tool, ToolCall
 
@@ -76,8 +77,9 @@ log = logging.getLogger("ollamalike.inference")
 
 InferenceRequest = GenerateRequest | ChatRequest | EmbedRequest
 MEDIA_CAPS = {"vision", "audio"}  # what a model needs to take any item of ``images``
-# The runner's text as it streams: (thinking, content, logprob entries) pieces.
-Pieces = AsyncGenerator[tuple[str, str, list[object]], None]
+# The runner's text as it streams: output-parser events (template.parsers), with the logprob
+# entries of the runner chunk they came from.
+Pieces = AsyncGenerator[tuple[list[Event], list[object]], None]
 Chunks = AsyncGenerator[Chunk, None]
 
 # Kept for the tests that reach the vector shortening under its old name.
@@ -131,13 +133,13 @@ def runner_options(model: ResolvedModel, request_options: opts.Options) -> opts.
 
 
 async def _pieces(runner: RunnerLike, tokens: list[int] | str, run_opts: opts.Options,
-                  fmt: str | JSONObject | None, splitter: ThinkingParser | None,
+                  fmt: str | JSONObject | None, parser: OutputParser | None,
                   done: JSONObject, req: GenerateRequest | ChatRequest, images: list[Media] | None = None) -> Pieces:
-    """The runner's text as (thinking, content, logprobs) pieces; its final chunk is stored into ``done``.
-    With images the prompt is text (the runner places them at its tags).
+    """The runner's text as output-parser events, with logprob entries; its final chunk is stored into
+    ``done``. With images the prompt is text (the runner places them at its tags).
 
-    Logprob entries go on with the piece of the runner chunk that carried them, even when the
-    thinking splitter holds its text back (as Ollama sends them while a parser buffers)."""
+    Logprob entries go on with the events of the runner chunk that carried them, even when the
+    parser holds its text back (as Ollama sends them while a parser buffers)."""
     stream = runner.completion(tokens, run_opts.to_json(), fmt, images or (),
                                logprobs=runner_logprobs(req.logprobs, req.top_logprobs), shift=req.shift)
     async with contextlib.aclosing(stream) as chunks:  # type: ignore[type-var]
@@ -150,14 +152,14 @@ async def _pieces(runner: RunnerLike, tokens: list[int] | str, run_opts: opts.Op
             raw_logprobs = chunk.get("logprobs")
             logprobs: list[object] = list(raw_logprobs) if isinstance(raw_logprobs, list) else []
             if text or logprobs:
-                thinking, content = splitter.feed(text) if splitter and text else ("", text)
-                yield thinking, content, logprobs
+                events: list[Event] = (parser.feed(text) if parser else [Content(text)]) if text else []
+                yield events, logprobs
 
 
-def _think_parser(prompt: str) -> ThinkingParser:
-    from ollamalike.template import ThinkingParser, prompt_opens_thinking
-
-    return ThinkingParser(started=prompt_opens_thinking(prompt))
+def _calls(calls: list[FoundCall], start: int) -> list[ToolCall]:
+    """Ollama's ``tool_calls`` entries, each with an id and its index over the whole output."""
+    return [{"id": new_call_id(), "function": {"index": start + i, "name": c.name, "arguments": c.arguments}}
+            for i, c in enumerate(calls)]
 
 
 # -- truncation (inference/fit.py) -------------------------------------------------------------
@@ -249,7 +251,8 @@ class InferenceService:
 
             prompt = await asyncio.to_thread(
                 render_generate, model, text, system=req.system, suffix=req.suffix,
-                template_override=req.template, include_history=not req.context, think=req.think)
+                template_override=req.template, include_history=not req.context,
+                think=template_think(model, req.think))
         lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)
         try:
             runner = lease.runner
@@ -267,16 +270,19 @@ class InferenceService:
                     check_fits(tokens, lease.num_ctx)
                 tokens = truncate_tokens(tokens, prompt_budget(lease.num_ctx),
                                          opts.PARAMETERS["num_keep"].default if num_keep is None else num_keep)
-            splitter = _think_parser(prompt) if req.think else None
+            # Raw prompts are not parsed; otherwise the model's parser (generate has no tool_calls
+            # field: calls a family parser finds are dropped, as Ollama drops them).
+            parser = None if req.raw else select(model, None, req.think, prompt)
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
             done: JSONObject = {}
-            pieces = _pieces(runner, prompt if images else tokens, run_opts, req.format, splitter, done, req, images)
+            pieces = _pieces(runner, prompt if images else tokens, run_opts, req.format, parser, done, req, images)
             async with contextlib.aclosing(pieces):
-                async for thinking, content, logprobs in pieces:
+                async for events, logprobs in pieces:
+                    content, thinking, _ = merge(events)
                     if thinking or content or logprobs:
                         yield gen_chunk(req.model, content, thinking, logprobs)
-            if splitter:
-                thinking, content = splitter.flush()
+            if parser:
+                content, thinking, _ = merge(parser.finish())
                 if thinking or content:
                     yield gen_chunk(req.model, content, thinking)
             final = final_chunk(req.model, {"response": ""}, done, started, lease.load_duration_ns)
@@ -315,32 +321,29 @@ class InferenceService:
         lease = await acquire_retrying(self.scheduler, model, options, req.keep_alive)
         try:
             runner = lease.runner
-            prompt, tokens, imgs = await fit_chat(runner, model, req.messages, req.tools, req.think,
-                                                  prompt_budget(lease.num_ctx), images, truncate=req.truncate)
+            prompt, tokens, imgs = await fit_chat(runner, model, req.messages, req.tools,
+                                                  template_think(model, req.think), prompt_budget(lease.num_ctx),
+                                                  images, truncate=req.truncate)
             if not req.truncate:
                 check_fits(tokens, lease.num_ctx)
-            splitter = _think_parser(prompt) if req.think else None
-            # With tools, content goes through the tool-call parser: calls anywhere in the output come
-            # out as tool_calls (only of the offered tools), everything else as content.
-            tool_stream = ToolStream(model, req.tools) if req.tools else None
+            # The model's output parser (template.parsers.select): its family's, or the generic one
+            # (tool calls of the offered tools anywhere in the output, <think> when thinking is on).
+            parser = select(model, req.tools, req.think, prompt)
             run_opts = options.with_defaults().replace(num_ctx=lease.num_ctx)
             done: JSONObject = {}
-            pieces = _pieces(runner, prompt if imgs else tokens, run_opts, req.format, splitter, done, req, imgs)
+            pieces = _pieces(runner, prompt if imgs else tokens, run_opts, req.format, parser, done, req, imgs)
+            count = 0
             async with contextlib.aclosing(pieces):
-                async for thinking, content, logprobs in pieces:
-                    calls: list[ToolCall] = []
-                    if tool_stream is not None and content:
-                        content, calls = tool_stream.feed(content)
-                    if thinking or content or calls or logprobs:
-                        yield chat_chunk(req.model, content, thinking, tool_calls=calls, logprobs=logprobs)
-            thinking, content = splitter.flush() if splitter else ("", "")
-            calls = []
-            if tool_stream is not None:
-                content, calls = tool_stream.feed(content) if content else ("", [])
-                rest, more = tool_stream.flush()
-                content, calls = content + rest, calls + more
-            if thinking or content or calls:
-                yield chat_chunk(req.model, content, thinking, tool_calls=calls)
+                async for events, logprobs in pieces:
+                    content, thinking, found = merge(events)
+                    if thinking or content or found or logprobs:
+                        yield chat_chunk(req.model, content, thinking, tool_calls=_calls(found, count),
+                                         logprobs=logprobs)
+                    count += len(found)
+            if parser:
+                content, thinking, found = merge(parser.finish())
+                if thinking or content or found:
+                    yield chat_chunk(req.model, content, thinking, tool_calls=_calls(found, count))
             final = final_chunk(req.model, {"message": {"role": "assistant", "content": ""}}, done, started,
                                 lease.load_duration_ns)
             self._observe(req, final)
@@ -399,7 +402,8 @@ class InferenceService:
         _check_chat_inputs(model, req)
         images = await self._chat_images(model, req)
         messages, imgs = tag_messages(req.messages, images or [[] for _ in req.messages])
-        prompt = await asyncio.to_thread(render_chat, model, messages, tools=req.tools, think=req.think)
+        prompt = await asyncio.to_thread(render_chat, model, messages, tools=req.tools,
+                                         think=template_think(model, req.think))
         lease = await acquire_retrying(self.scheduler, model, runner_options(model, req.options), req.keep_alive)
         try:
             if imgs:

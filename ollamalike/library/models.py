@@ -64,7 +64,8 @@ class ResolvedModel:
     model_digest: str = ""
     modified_at: str = ""
     # From the config blob (Ollama's ConfigV2): the prompt renderer and output parser by name
-    # ("qwen3-coder", "harmony", ...), and the minimum daemon version; None when the model names none.
+    # ("qwen3-coder", "harmony", ...; template.parsers has the parsers), and the minimum daemon
+    # version; None when the model names none.
     renderer: str | None = None
     parser: str | None = None
     requires: str | None = None
@@ -367,6 +368,24 @@ def resolve_model(store: Store, name: ModelName | str) -> ResolvedModel:
     )
 
 
+def with_parser_capabilities(model: ResolvedModel) -> list[str]:
+    """The model's capabilities plus those of its output parser, named or detected (template.parsers)."""
+    from ollamalike.template.parsers import detect
+
+    return _parser_capabilities(model.parser or detect(model), model.capabilities)
+
+
+def _parser_capabilities(parser: str | None, caps: list[str]) -> list[str]:
+    """A parser that yields tool calls or thinking gives the model those capabilities (as Ollama's)."""
+    from ollamalike.template.parsers import family
+
+    chosen = family(parser)
+    if chosen is None or "completion" not in caps:
+        return caps
+    extra = [c for c, has in (("tools", chosen.tools), ("thinking", chosen.thinking)) if has and c not in caps]
+    return caps + extra
+
+
 def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     manifest = json.loads(store.read_blob(digest))
     layers = read_layers(store, manifest)
@@ -402,6 +421,7 @@ def _resolve_uncached(store: Store, digest: str) -> ResolvedModel:
     media = projector_media([gguf_info(store, d) for d in layers.projectors]) if layers.projectors else (False, False)
     resolved.capabilities = capabilities(effective_template(resolved), info, layers.projectors, media,
                                          config.capabilities)
+    resolved.capabilities = with_parser_capabilities(resolved)
     return resolved
 
 

@@ -21,7 +21,10 @@ def render_request(model: ResolvedModel, body: JSONObject) -> str:
 
     think = body.get("think")
     if think is not None and not isinstance(think, (bool, str)):
-        raise BadRequest("invalid think value: must be a boolean or \"high\", \"medium\", \"low\"")
+        raise BadRequest("invalid think value: must be a boolean or \"high\", \"medium\", \"low\", \"max\"")
+    from ollamalike.template.parsers import template_think
+
+    think = template_think(model, think)
     if "messages" in body:
         if "prompt" in body:
             raise BadRequest("give either messages (chat) or prompt (generate), not both")

@@ -17,6 +17,23 @@ from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invali
 from ollamalike.jsontypes import JSONObject
 from ollamalike.options import Options
 
+# OpenAI's reasoning efforts onto the native think values, as Ollama maps them (openai.go): the
+# ends of OpenAI's scale clamp to the nearest level ("minimal" -> "low", "xhigh"/"ultra" -> "max").
+REASONING_EFFORTS: dict[str, bool | str] = {
+    "none": False, "minimal": "low", "low": "low", "medium": "medium", "high": "high", "max": "max",
+    "xhigh": "max", "ultra": "max",
+}
+
+
+def reasoning_think(effort: object, param: str) -> bool | str | None:
+    """The think value of a ``reasoning_effort`` / ``reasoning.effort`` (None: the model's default)."""
+    if effort is None:
+        return None
+    if not isinstance(effort, str) or effort not in REASONING_EFFORTS:
+        raise BadRequest(f"invalid reasoning effort {effort!r} for '{param}': use one of "
+                         f"{', '.join(REASONING_EFFORTS)}", param=param)
+    return REASONING_EFFORTS[effort]
+
 
 def model_name(body: JSONObject) -> str:
     model = get_str(body, "model")

@@ -35,6 +35,7 @@ from ollamalike.server.openai_fields import (
     completion_logprobs,
     context_options,
     model_name,
+    reasoning_think,
     sampling_options,
     wants_usage,
 )
@@ -44,7 +45,6 @@ from ollamalike.template.values import Tool, ToolFunction
 _ROLE_ALIASES = {"developer": "system"}
 _IMAGE_PREFIXES = ("data:image/jpeg;base64,", "data:image/jpg;base64,", "data:image/png;base64,",
                    "data:image/webp;base64,", "data:image/gif;base64,", "data:;base64,")
-_REASONING_EFFORTS = ("high", "medium", "low", "none")
 
 
 @dataclass
@@ -264,11 +264,8 @@ def _response_format(value: object) -> str | JSONObject | None:
 def _think(body: JSONObject) -> bool | str | None:
     reasoning = body.get("reasoning")
     effort = reasoning.get("effort") if isinstance(reasoning, dict) else body.get("reasoning_effort")
-    if effort is None:
-        return None
-    if effort not in _REASONING_EFFORTS:
-        raise BadRequest(f"invalid reasoning effort {effort!r}: use \"high\", \"medium\", \"low\" or \"none\"")
-    return False if effort == "none" else str(effort)
+    param = "reasoning.effort" if isinstance(reasoning, dict) else "reasoning_effort"
+    return reasoning_think(effort, param)
 
 
 def parse_chat_completion(body: JSONObject) -> ChatTranslation:

@@ -21,14 +21,17 @@ from ollamalike.jsonfields import get_bool, get_int, get_number, get_str, invali
 from ollamalike.jsontypes import JSONObject, JSONValue
 from ollamalike.options import Options
 from ollamalike.server.message_shapes import NativeMessage, NativeToolCall
-from ollamalike.server.openai_fields import context_options, model_name, named_options, tool_arguments_json
+from ollamalike.server.openai_fields import (
+    context_options,
+    model_name,
+    named_options,
+    reasoning_think,
+    tool_arguments_json,
+)
 from ollamalike.server.openai_requests import forced_tool_format
 from ollamalike.server.tool_ids import tool_call_id
 from ollamalike.template.values import Tool, ToolFunction
 
-# Responses' reasoning efforts onto the native think levels.
-_EFFORTS: dict[str, bool | str] = {"none": False, "minimal": "low", "low": "low", "medium": "medium",
-                                   "high": "high", "xhigh": "max"}
 _ROLES: dict[str, Literal["user", "assistant", "system"]] = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 _IMAGE_PREFIX = "data:image/"
 
@@ -264,13 +267,7 @@ def _think(reasoning: JSONValue) -> bool | str | None:
         return None
     if not isinstance(reasoning, dict):
         raise invalid("reasoning", "an object", reasoning)
-    effort = reasoning.get("effort")
-    if effort is None:
-        return None
-    if not isinstance(effort, str) or effort not in _EFFORTS:
-        raise BadRequest(f"invalid 'reasoning.effort' {effort!r}: use one of {', '.join(_EFFORTS)}",
-                         param="reasoning.effort")
-    return _EFFORTS[effort]
+    return reasoning_think(reasoning.get("effort"), "reasoning.effort")
 
 
 def _options(body: JSONObject) -> Options:

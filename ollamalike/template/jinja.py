@@ -241,7 +241,9 @@ def render_here(text: str, messages: Sequence[Mapping[str, object]], tools: Sequ
         "eos_token": eos_token,
     }
     if think is not None:
-        ctx["enable_thinking"] = bool(think)
+        # The names GGUF chat templates read: Qwen 3 / GLM ``enable_thinking``, DeepSeek V3.1 and
+        # Granite ``thinking``, gpt-oss ``reasoning_effort`` (a level; unset for a plain true).
+        ctx["enable_thinking"] = ctx["thinking"] = bool(think)
         if isinstance(think, str):
             ctx["reasoning_effort"] = think
     env = tmpl.environment

@@ -31,6 +31,7 @@ from ollamalike.template.values import (
 )
 
 DEFAULT_TEMPLATE = "{{ .Prompt }}"
+THINK_LEVELS = ("high", "medium", "low", "max")  # Ollama's ThinkValue strings (api/types.go)
 
 
 class TemplateInfo(Protocol):
@@ -131,9 +132,9 @@ def _think_values(think: bool | str | None) -> dict[str, GoValue]:
         return {"Think": False, "ThinkLevel": "", "IsThinkSet": False}
     if isinstance(think, bool):
         return {"Think": think, "ThinkLevel": "", "IsThinkSet": True}
-    if isinstance(think, str) and think in ("high", "medium", "low"):
+    if isinstance(think, str) and think in THINK_LEVELS:
         return {"Think": True, "ThinkLevel": think, "IsThinkSet": True}
-    raise BadRequest(f"invalid think value: {think!r} (use true, false, \"high\", \"medium\" or \"low\")")
+    raise BadRequest(f"invalid think value: {think!r} (use true, false, \"high\", \"medium\", \"low\" or \"max\")")
 
 
 def _jinja(model: ModelLike, msgs: list[Message], tools: list[Tool], think: bool | str | None) -> str:
