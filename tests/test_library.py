@@ -15,7 +15,7 @@ import pytest
 
 from ollamalike import library
 from ollamalike.errors import BadRequest, ModelNotFound, OllamalikeError
-from ollamalike.library import LOCAL, CreateRequest, create_model
+from ollamalike.library import LOCAL, CreateRequest, create_model, info_cache
 from ollamalike.library import create as create_mod
 from ollamalike.library import models as models_mod
 from ollamalike.store import Store
@@ -533,13 +533,13 @@ def test_gguf_info_cache_encoding_round_trips(tiny_chat_gguf: Path) -> None:
     tricky_info: Any = {"t": (1, (2, 3)), 7: ["x", {"__y": None}]}
     tricky = dataclasses.replace(info, model_info=tricky_info, layer_bytes=[1, 2])
     for value in (info, tricky):
-        stored = json.loads(json.dumps(models_mod.encode_info(value)))
-        assert models_mod.decode_info(stored) == value
+        stored = json.loads(json.dumps(info_cache.encode_info(value)))
+        assert info_cache.decode_info(stored) == value
     # Only gguf_info's own dataclasses are ever constructed from the catalog.
     with pytest.raises(ValueError):
-        models_mod.decode_info({"__dataclass__": "Path", "fields": {}})
+        info_cache.decode_info({"__dataclass__": "Path", "fields": {}})
     with pytest.raises(TypeError):
-        models_mod.encode_info({"x": object()})
+        info_cache.encode_info({"x": object()})
 
 
 async def test_show_without_template_layer_reports_the_effective_template(store: Store, tiny_chat_gguf: Path) -> None:

@@ -40,7 +40,8 @@ from ollamalike.library.create_sources import (
     split_source,
     stored,
 )
-from ollamalike.library.models import Layers, encode_info, gguf_info, read_config, read_layers
+from ollamalike.library.info_cache import encode_info, gguf_info
+from ollamalike.library.models import Layers, read_config, read_layers
 from ollamalike.library.projector import is_projector
 from ollamalike.library.quantize import check_quantizable, quantize_model, quantize_type
 from ollamalike.library.request import REMOTE, Access, CreateRequest

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from ollamalike import modelfile, options
 from ollamalike.errors import OllamalikeError
 from ollamalike.jsontypes import JSONObject
-from ollamalike.library.models import ResolvedModel, effective_template, gguf_info, resolve_model
+from ollamalike.library.info_cache import gguf_info
+from ollamalike.library.models import ResolvedModel, effective_template, resolve_model
 from ollamalike.names import ModelName
 from ollamalike.store import Store, local_rfc3339
 

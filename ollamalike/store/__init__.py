@@ -340,7 +340,7 @@ class Store:
     # --- caches and pull state -----------------------------------------------------------
 
     def cached_info(self, digest: str) -> JSONValue:
-        """The GGUF metadata cached for a blob (``library.models.encode_info``'s JSON), None when there is none."""
+        """The GGUF metadata cached for a blob (``library.info_cache.encode_info``'s JSON), None when there is none."""
         with self._lock:
             return self.catalog.get_info(parse_digest(digest))
 
