@@ -13,13 +13,11 @@ jobs are served one chunk per loop turn, between generation steps (``embed.Embed
 
 from __future__ import annotations
 
-import ctypes
 import queue
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -30,32 +28,11 @@ from ollamalike.runner.constrained import Candidates, build_grammar
 from ollamalike.runner.embed import EmbedJob, EmbedQueue
 from ollamalike.runner.llama import Loaded
 from ollamalike.runner.logprobs import LogprobQueue, score
+from ollamalike.runner.request import Event, Request
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
-from ollamalike.runner.vision import MediaPrompt, Vision, advance_images
-
-# An event for the daemon: {"content"}, {"done": True, ...} or {"error"}; the server sends it as JSON.
-Event = dict[str, object]
-Emit = Callable[[Event], None]
-
-
-@dataclass
-class Request:
-    """One completion. ``emit`` receives {"content"} chunks, then one {"done": True, ...} or {"error"}.
-
-    ``logprobs``: None, or how many top alternatives each token's logprob entry lists (0-20); the
-    entries ride on the content chunks as ``"logprobs"``. ``shift``: False ends the generation with
-    "length" when the slot's context is full, instead of shifting it.
-    """
-
-    prompt: list[int]
-    params: SamplingParams
-    grammar: str | None
-    emit: Emit
-    cancelled: bool = False
-    logprobs: int | None = None
-    shift: bool = True
-    media: MediaPrompt | None = None  # the prompt's image chunks (prompt holds their positions' ids)
+from ollamalike.runner.tokens import PieceCache
+from ollamalike.runner.vision import Vision, advance_images
 
 
 @dataclass
@@ -76,8 +53,7 @@ class Engine:
         self._waiting: list[Request] = []
         self._wake = threading.Event()
         self._stop = False
-        self._pieces: dict[int, bytes] = {}
-        self._piece_buf = (ctypes.c_char * 256)()
+        self._piece = PieceCache(loaded)
         self.stats = _Stats()
         self._candidates: Candidates | None = None
         self.embeds = EmbedQueue(loaded, self.batch, len(self.slots), self.embedding_limit(), self.embedding_runner)
@@ -401,18 +377,6 @@ class Engine:
                 "prompt_tokens": len(req.prompt),
             })
         slot.end()
-
-    def _piece(self, token: int) -> bytes:
-        piece = self._pieces.get(token)
-        if piece is None:
-            buf = self._piece_buf
-            n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, True)
-            if n < 0:
-                buf = (ctypes.c_char * -n)()
-                n = llama_cpp.llama_token_to_piece(self.m.vocab, token, buf, len(buf), 0, True)
-            piece = buf.raw[:n]
-            self._pieces[token] = piece
-        return piece
 
     # --- embeddings (runner/embed.py) ------------------------------------------------------
     def embedding_limit(self) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import sys
@@ -25,42 +24,17 @@ from aiohttp import web
 from ollamalike.errors import BadRequest
 from ollamalike.jsontypes import JSONObject
 from ollamalike.runner.embed import EmbedJob
-from ollamalike.runner.engine import Engine, Event, Request
+from ollamalike.runner.engine import Engine
 from ollamalike.runner.llama import Loaded, LoadError, load_model
 from ollamalike.runner.logprobs import MAX_TOP_LOGPROBS
+from ollamalike.runner.request import Event, Request
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
 from ollamalike.runner.spec import RunnerSpec
+from ollamalike.runner.tokens import detokenize, tokenize
 from ollamalike.runner.vision import Media, MediaError, MediaPrompt, RawAudio, RawImage, Vision
 
 NDJSON = "application/x-ndjson"
 HEARTBEAT = 0.25  # seconds between the spaces an embed answer starts with while it is computed
-
-
-def tokenize(m: Loaded, text: str, add_special: bool = True, parse_special: bool = True) -> list[int]:
-    data = text.encode("utf-8", errors="replace")
-    cap = len(data) + 8
-    buf = (llama_cpp.llama_token * cap)()
-    n = llama_cpp.llama_tokenize(m.vocab, data, len(data), buf, cap, add_special, parse_special)
-    if n < 0:
-        cap = -n
-        buf = (llama_cpp.llama_token * cap)()
-        n = llama_cpp.llama_tokenize(m.vocab, data, len(data), buf, cap, add_special, parse_special)
-    return list(buf[:n])
-
-
-def token_piece(m: Loaded, token: int) -> bytes:
-    """One token's bytes, special tokens rendered as their text (as Ollama does)."""
-    buf = ctypes.create_string_buffer(64)
-    n = llama_cpp.llama_token_to_piece(m.vocab, token, buf, len(buf), 0, True)
-    if n < 0:
-        buf = ctypes.create_string_buffer(-n)
-        n = llama_cpp.llama_token_to_piece(m.vocab, token, buf, len(buf), 0, True)
-    return buf.raw[:n]
-
-
-def detokenize(m: Loaded, tokens: list[int]) -> str:
-    """Concatenated token pieces: the same text a stream of these tokens shows."""
-    return b"".join(token_piece(m, t) for t in tokens).decode("utf-8", errors="replace")
 
 
 class RunnerServer:
