@@ -10,8 +10,9 @@ generation slot: embeds have ``num_parallel`` slots of their own. A model whose 
 different runner (context size, GPU layers …) is reloaded once its in-flight requests finish; a runner that died is noticed
 and reloaded by the next request. A model served by a remote engine (Modelfile ENGINE) is leased the
 same way (its ``num_parallel`` bounds the requests in flight to it), but takes no memory, does not
-count against max_loaded_models and ignores keep_alive: its runner is ``remote.client.RemoteRunner``. Loading makes room by evicting the least recently used idle
-model when the model count or the memory estimate requires.
+count against max_loaded_models and ignores keep_alive: its runner is ``remote.client.RemoteRunner``.
+Loading makes room by evicting the least recently used idle model when the model count or the
+memory estimate requires.
 
 Every state change happens under one ``asyncio.Condition`` and wakes every waiter, which then
 re-checks: simple, and the number of waiters is bounded by ``max_queue``.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING
 
 from ollamalike.config import Config
@@ -42,6 +43,13 @@ from ollamalike.scheduler.report import (
     model_load,
     ps_entry,
 )
+from ollamalike.scheduler.starters import (
+    StartRemote,
+    StartRunner,
+    free_memory,
+    start_real_runner,
+    start_remote_runner,
+)
 
 if TYPE_CHECKING:
     from ollamalike.library.models import ResolvedModel
@@ -50,30 +58,10 @@ __all__ = ["EVICTION_WAIT_SECONDS", "Layout", "Lease", "LoadedEntry", "Planner",
 
 log = logging.getLogger("ollamalike.scheduler")
 
-StartRunner = Callable[[RunnerSpec, Config], Awaitable[RunnerLike]]
-StartRemote = Callable[[Engine, Config], Awaitable[RunnerLike]]
 Planner = Callable[["ResolvedModel", Options, Config], LoadPlan]
 Layout = Callable[[LoadPlan, "ResolvedModel", Config], LoadPlan]
 # How long an eviction made for room may take before the load goes ahead anyway.
 EVICTION_WAIT_SECONDS = 30.0
-
-async def _start_real_runner(spec: RunnerSpec, config: Config) -> RunnerLike:
-    from ollamalike.runner.client import RunnerProcess
-
-    return await RunnerProcess.start(spec, config)
-
-
-async def _start_remote_runner(engine: Engine, config: Config) -> RunnerLike:
-    from ollamalike.remote.client import RemoteRunner
-
-    return await RemoteRunner.start(engine, config)
-
-
-def _free_memory() -> int | None:
-    from ollamalike.hardware import available_memory
-
-    return available_memory()
-
 
 def model_key(model: ResolvedModel | str) -> str:
     """The name a loaded model is known by: its display name (or that name itself), case-insensitive."""
@@ -86,15 +74,15 @@ class Scheduler:
         config: Config,
         start_runner: StartRunner | None = None,
         planner: Planner = plan_load,
-        free_memory: Callable[[], int | None] = _free_memory,
+        free_memory: Callable[[], int | None] = free_memory,
         layout: Layout = layout_load,
         start_remote: StartRemote | None = None,
     ) -> None:
         self.config = config
-        self._start_runner = start_runner or _start_real_runner
-        self._start_remote = start_remote or _start_remote_runner
+        self._start_runner = start_runner or start_real_runner
+        self._start_remote = start_remote or start_remote_runner
         self._planner = planner
-        self._free_memory = free_memory
+        self.free_memory = free_memory
         self._layout = layout
         self._models: dict[str, LoadedEntry] = {}
         self._cond = asyncio.Condition()
@@ -278,7 +266,7 @@ class Scheduler:
                 return False
             self._unload_locked(victim)
             others.remove(victim)
-        free = self._free_memory()
+        free = self.free_memory()
         if free is not None:
             # Memory held by idle models counts as free: they are ours to evict.
             while others and plan.size > free:
