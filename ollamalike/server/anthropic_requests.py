@@ -21,6 +21,7 @@ from ollamalike.options import Options
 from ollamalike.server.message_shapes import NativeMessage, NativeToolCall
 from ollamalike.server.openai_fields import context_options, model_name, named_options
 from ollamalike.server.openai_requests import forced_tool_format
+from ollamalike.server.tool_choice import ANTHROPIC_MODES, apply_tool_choice
 from ollamalike.template.values import Tool, ToolFunction
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -251,20 +252,10 @@ def _tool_choice(value: JSONValue, tools: list[Tool] | None) -> tuple[list[Tool]
     if not isinstance(value, dict):
         raise invalid("tool_choice", "an object such as {\"type\": \"auto\"}", value)
     kind = value.get("type")
-    if kind == "auto":
-        return tools, False
-    if kind == "none":
-        return None, False
-    if kind == "any":
-        if not tools:
-            raise BadRequest("tool_choice \"any\" needs 'tools'", param="tool_choice")
-        return tools, True
-    if kind == "tool":
-        name = value.get("name")
-        chosen = [t for t in tools or [] if t["function"]["name"] == name]
-        if not chosen:
-            raise BadRequest(f"tool_choice names tool {name!r}, which is not among 'tools'", param="tool_choice")
-        return chosen, True
+    if isinstance(kind, str) and kind in ANTHROPIC_MODES:
+        return apply_tool_choice(ANTHROPIC_MODES[kind], tools, value.get("name"),
+                                 required_error="tool_choice \"any\" needs 'tools'",
+                                 named_error="tool_choice names tool {name!r}, which is not among 'tools'")
     raise BadRequest(f"invalid tool_choice type {kind!r}: use \"auto\", \"any\", \"tool\" or \"none\"",
                      param="tool_choice")
 

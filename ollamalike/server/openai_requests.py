@@ -39,6 +39,7 @@ from ollamalike.server.openai_fields import (
     sampling_options,
     wants_usage,
 )
+from ollamalike.server.tool_choice import OPENAI_MODES, apply_tool_choice
 from ollamalike.template.values import Tool, ToolFunction
 
 # OpenAI's newer "developer" role is its system prompt under another name.
@@ -222,23 +223,16 @@ def forced_tool_format(tools: list[Tool]) -> JSONObject:
 
 def _tool_choice(value: object, tools: list[Tool] | None) -> tuple[list[Tool] | None, bool]:
     """(tools to offer, whether a call is forced)."""
-    if value is None or value == "auto":
-        return tools, False
-    if value == "none":
-        return None, False
-    if value == "required":
-        if not tools:
-            raise BadRequest("'tool_choice' is \"required\" but no 'tools' were given", param="tool_choice")
-        return tools, True
+    if value is None:
+        return apply_tool_choice("auto", tools)
+    if isinstance(value, str) and value in OPENAI_MODES:
+        return apply_tool_choice(OPENAI_MODES[value], tools)
     if isinstance(value, dict):
         fn = value.get("function")
         name = fn.get("name") if isinstance(fn, dict) else None
         if value.get("type", "function") != "function" or not isinstance(name, str) or not name:
             raise BadRequest("'tool_choice' object must be {\"type\": \"function\", \"function\": {\"name\": ...}}")
-        chosen = [t for t in tools or [] if t["function"]["name"] == name]
-        if not chosen:
-            raise BadRequest(f"'tool_choice' names function {name!r}, which is not among 'tools'", param="tool_choice")
-        return chosen, True
+        return apply_tool_choice("named", tools, name)
     raise BadRequest("invalid value for 'tool_choice': use \"none\", \"auto\", \"required\" or a function object", param="tool_choice")
 
 

@@ -29,6 +29,7 @@ from ollamalike.server.openai_fields import (
     tool_arguments_json,
 )
 from ollamalike.server.openai_requests import forced_tool_format
+from ollamalike.server.tool_choice import OPENAI_MODES, apply_tool_choice
 from ollamalike.server.tool_ids import tool_call_id
 from ollamalike.template.values import Tool, ToolFunction
 
@@ -222,20 +223,12 @@ def _tools(value: JSONValue) -> list[Tool] | None:
 
 
 def _tool_choice(value: JSONValue, tools: list[Tool] | None) -> tuple[list[Tool] | None, bool]:
-    if value is None or value == "auto":
-        return tools, False
-    if value == "none":
-        return None, False
-    if value == "required":
-        if not tools:
-            raise BadRequest("'tool_choice' is \"required\" but no 'tools' were given", param="tool_choice")
-        return tools, True
+    if value is None:
+        return apply_tool_choice("auto", tools)
+    if isinstance(value, str) and value in OPENAI_MODES:
+        return apply_tool_choice(OPENAI_MODES[value], tools)
     if isinstance(value, dict) and value.get("type") == "function":
-        chosen = [t for t in tools or [] if t["function"]["name"] == value.get("name")]
-        if not chosen:
-            raise BadRequest(f"'tool_choice' names function {value.get('name')!r}, which is not among 'tools'",
-                             param="tool_choice")
-        return chosen, True
+        return apply_tool_choice("named", tools, value.get("name"))
     raise BadRequest("invalid 'tool_choice': use \"none\", \"auto\", \"required\" or "
                      "{\"type\": \"function\", \"name\": ...}", param="tool_choice")
 
