@@ -160,7 +160,8 @@ class ScriptedRunner(StubRunner):
         self.pieces = pieces
 
     async def completion(self, prompt: str | list[int], options: dict[str, Any] | None = None,
-                         format: str | dict[str, Any] | None = None) -> AsyncIterator[dict[str, Any]]:
+                         format: str | dict[str, Any] | None = None, images: Any = (), *,
+                         logprobs: int | None = None, shift: bool = True) -> AsyncIterator[dict[str, Any]]:
         for piece in self.pieces:
             yield {"content": piece}
         yield {"done": True, "done_reason": "stop", "prompt_eval_count": len(prompt), "eval_count": len(self.pieces)}

@@ -183,12 +183,14 @@ class InferenceService:
     async def _decode(self, model: ResolvedModel, texts: list[list[str]], where: list[str]) -> list[list[Media]]:
         """Every image (or audio clip) of a request decoded and checked (off the event loop), before any
         model loads; each kind needs a projector that takes it."""
+        if not any(texts):
+            return [[] for _ in texts]
         limit = self.scheduler.config.max_image_pixels
 
         def run() -> list[list[Media]]:
             return [decode_images(t, limit, w) if t else [] for t, w in zip(texts, where, strict=True)]
 
-        decoded = await asyncio.to_thread(run) if any(texts) else [[] for _ in texts]
+        decoded = await asyncio.to_thread(run)
         items = [m for ms in decoded for m in ms]
         if any(isinstance(m, Audio) for m in items) and "audio" not in model.capabilities:
             raise BadRequest(f'"{model.name}" does not support audio input')
