@@ -129,6 +129,19 @@ def read_split_gguf_info(paths: Sequence[str | os.PathLike[str]], verbose: bool 
     return _guarded(parse)
 
 
+def split_position(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """(split.no, split.count) of a shard of a split GGUF, None for any other file (or an unreadable one).
+    A shard alone is no model (the later ones have no architecture), so this reads only its header."""
+    try:
+        _, kv, _, _, _ = _parse_raw(path, False)
+    except Exception:  # not a GGUF, or a broken one: create's own read says why
+        return None
+    no, count = kv.get("split.no"), kv.get("split.count")
+    if isinstance(no, int) and isinstance(count, int) and count > 1 and 0 <= no < count:
+        return no, count
+    return None
+
+
 def _guarded(parse: Callable[[], GGUFInfo]) -> GGUFInfo:
     try:
         return parse()

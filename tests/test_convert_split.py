@@ -155,3 +155,49 @@ def test_quantizing_a_split_base_model_is_a_400(daemon: Daemon, tmp_path: Path, 
                                                           "quantize": "q8_0"})
     assert_api_error(status, body, 400, "is a split GGUF: quantize it when creating it from its shards")
     assert store_snapshot(daemon.models_dir) == before
+
+
+def _manifest_digest(d: Daemon, name: str) -> str:
+    from ollamalike.store import Store
+
+    store = Store(d.models_dir)
+    try:
+        return str(store.get_manifest(name)[0])
+    finally:
+        store.close()
+
+
+def test_show_modelfile_of_a_split_model_rebuilds_the_same_model(daemon: Daemon, tmp_path: Path,
+                                                                  tiny_chat_gguf: Path) -> None:
+    """``show --modelfile`` names every shard's blob (a FROM line each, in shard order); creating from
+    it, through the CLI (which uploads the blobs, nameless) or the legacy ``modelfile`` field (server
+    paths, a loopback client), gives the same manifest digest."""
+    shards = split_gguf(tiny_chat_gguf, tmp_path / "split-rt", 3)
+    _create(daemon, "split-rt", shards[0], tmp_path)
+    r = daemon.cli("show", "split-rt", "--modelfile")
+    assert r.returncode == 0, r.stderr
+    froms = [line for line in r.stdout.splitlines() if line.startswith("FROM ")]
+    assert [Path(line[5:]).read_bytes() for line in froms] == [p.read_bytes() for p in shards]
+    (tmp_path / "Modelfile-rt").write_text(r.stdout)
+    again = daemon.cli("create", "split-again", "-f", str(tmp_path / "Modelfile-rt"), timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    status, body = daemon.request("POST", "/api/create", {"model": "split-legacy", "modelfile": r.stdout,
+                                                          "stream": False})
+    assert status == 200, body
+    assert _manifest_digest(daemon, "split-again") == _manifest_digest(daemon, "split-rt")
+    assert _manifest_digest(daemon, "split-legacy") == _manifest_digest(daemon, "split-rt")
+    assert _answer(daemon, "split-again") == _answer(daemon, "split-rt")
+
+
+def test_from_lines_naming_some_of_the_shards_are_a_400(daemon: Daemon, tmp_path: Path, tiny_chat_gguf: Path) -> None:
+    shards = split_gguf(tiny_chat_gguf, tmp_path / "split-some", 3)
+    before = store_snapshot(daemon.models_dir)
+    text = f"FROM {shards[0].resolve()}\nFROM {shards[2].resolve()}\n"
+    status, body = daemon.request("POST", "/api/create", {"model": "some", "modelfile": text, "stream": False})
+    assert_api_error(status, body, 400, "not each of its 3 shards once")
+    # Through the CLI, which uploads the files: two shards without the first are refused the same way,
+    # and the blobs it uploaded for the failed create are gone again.
+    (tmp_path / "Modelfile-some").write_text(f"FROM {shards[2]}\nFROM {shards[1]}\n")
+    r = daemon.cli("create", "some", "-f", str(tmp_path / "Modelfile-some"), timeout=300)
+    assert r.returncode != 0 and "not each of its 3 shards once" in (r.stdout + r.stderr), r.stdout + r.stderr
+    assert store_snapshot(daemon.models_dir) == before

@@ -26,6 +26,7 @@ from ollamalike.library.create_convert import (
     is_checkpoint,
     is_lora_files,
     pin_files,
+    split_by_content,
     split_shards,
 )
 from ollamalike.library.create_modelfile import resolve_modelfile
@@ -166,6 +167,9 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
     if files and (is_checkpoint(files) or (shards := split_shards(files)) is not None):
         plan.checkpoint = pin_files(store, pins, files, None if is_checkpoint(files) else shards)
         files = {}
+    elif len(files) > 1 and (shards := split_by_content(store, files)) is not None:
+        plan.checkpoint = pin_files(store, pins, {n: files[n] for n in shards}, shards)
+        files = {n: d for n, d in files.items() if n not in shards}  # a projector beside the shards
     for fname in sorted(files):
         plan.sources.append(await gguf_source(store, pins, MEDIA_MODEL, digest=files[fname]))
     if is_lora_files(request.adapters):  # a PEFT directory's uploaded files

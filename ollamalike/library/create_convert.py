@@ -61,6 +61,23 @@ def split_shards(files: dict[str, str]) -> list[str] | None:
     return None
 
 
+def split_by_content(store: Store, files: dict[str, str]) -> list[str] | None:
+    """The names of ``files`` that are the shards of one split GGUF by their headers, in shard order:
+    uploads of ``show --modelfile``'s FROM lines for a split model, whose blobs have no shard names.
+    None when no file is a shard; a 400 when the shards are not each shard of one split once."""
+    from ollamalike.gguf_info import split_position
+
+    found = [(pos, name) for name, digest in files.items()
+             if store.has_blob(digest) and (pos := split_position(store.blob_path(digest))) is not None]
+    if not found:
+        return None
+    count = found[0][0][1]
+    ordered = sorted(found)
+    if [pos for pos, _ in ordered] != [(i, count) for i in range(count)]:
+        raise BadRequest(f"'files' hold {len(found)} shard(s) of a split GGUF, not each of its {count} shards once")
+    return [name for _, name in ordered]
+
+
 def local_split(path: Path) -> CheckpointInput | None:
     """A local first shard of a split GGUF, with its siblings in the same directory."""
     from ollamalike.names import gguf_shard_names as shard_names

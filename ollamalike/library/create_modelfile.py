@@ -53,6 +53,7 @@ def resolve_modelfile(request: CreateRequest, access: Access) -> ModelfileSource
             out.checkpoint = _one_checkpoint(out.checkpoint, split)
         else:
             out.model_files.append(local)
+    _join_shards(out)
     if names and (out.model_files or out.checkpoint is not None):
         raise BadRequest(
             f"the Modelfile's FROM lines name both a model ({names[-1][:100]}) and files: "
@@ -83,6 +84,28 @@ def _local(spec: str, base_dir: Path, access: Access) -> Path | None:
         refuse_server_path(spec, access.keys_on)
         return None
     return local_path(spec, base_dir)
+
+
+def _join_shards(out: ModelfileSources) -> None:
+    """FROM lines naming every shard of one split GGUF (what ``show --modelfile`` writes for a split
+    model: its shards' blobs, which have no shard file names) become that split, in shard order."""
+    from ollamalike.gguf_info import split_position
+
+    found = [(pos, path) for path in out.model_files if (pos := split_position(path)) is not None]
+    if not found:
+        return
+    count = found[0][0][1]
+    ordered = sorted(found, key=lambda item: item[0][0])
+    if [pos for pos, _ in ordered] != [(i, count) for i in range(count)]:
+        raise BadRequest(f"the FROM lines name {len(found)} shard(s) of a split GGUF, not each of its {count} shards "
+                         "once (give its first shard's file, or every shard)")
+    parent = ordered[0][1].parent
+    if any(path.parent != parent for _, path in ordered):
+        raise BadRequest("the shards of a split GGUF named by FROM lines must be in one directory")
+    out.checkpoint = _one_checkpoint(out.checkpoint, CheckpointInput(directory=parent,
+                                                                     shards=[path.name for _, path in ordered]))
+    shards = {path for _, path in ordered}
+    out.model_files = [p for p in out.model_files if p not in shards]
 
 
 def _one_checkpoint(current: CheckpointInput | None, new: CheckpointInput) -> CheckpointInput:

@@ -53,7 +53,8 @@ def show_modelfile(display: str, resolved: ResolvedModel) -> str:
     rest verbatim. A projector is a second FROM line, as Ollama writes it."""
     mf = modelfile.Modelfile(
         from_=str(resolved.model_path),
-        more_from=[str(p) for p in resolved.projectors],
+        # A split model's other shards, then a projector: more FROM lines, as create reads them back.
+        more_from=[str(p) for p in (*resolved.model_splits, *resolved.projectors)],
         parameters=options.json_to_params(resolved.parameters),
         template=resolved.template,
         system=resolved.system,
