@@ -137,7 +137,8 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
     if request.modelfile is not None:
         if from_name or files:
             raise BadRequest("give either 'modelfile' or 'from'/'files', not both")
-        found = resolve_modelfile(request, access)
+        # Off the loop: it stats the files and reads shard headers.
+        found = await asyncio.to_thread(resolve_modelfile, request, access)
         mf = found.mf
         if mf.engine is not None:
             if request.quantize:
@@ -167,7 +168,7 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
     if files and (is_checkpoint(files) or (shards := split_shards(files)) is not None):
         plan.checkpoint = pin_files(store, pins, files, None if is_checkpoint(files) else shards)
         files = {}
-    elif len(files) > 1 and (shards := split_by_content(store, files)) is not None:
+    elif len(files) > 1 and (shards := await asyncio.to_thread(split_by_content, store, files)) is not None:
         plan.checkpoint = pin_files(store, pins, {n: files[n] for n in shards}, shards)
         files = {n: d for n, d in files.items() if n not in shards}  # a projector beside the shards
     for fname in sorted(files):
