@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ollamalike.errors import BadRequest
 from ollamalike.store import Pins, Store
@@ -61,21 +61,29 @@ def split_shards(files: dict[str, str]) -> list[str] | None:
     return None
 
 
-def split_by_content(store: Store, files: dict[str, str]) -> list[str] | None:
-    """The names of ``files`` that are the shards of one split GGUF by their headers, in shard order:
-    uploads of ``show --modelfile``'s FROM lines for a split model, whose blobs have no shard names.
-    None when no file is a shard; a 400 when the shards are not each shard of one split once."""
+T = TypeVar("T")
+
+
+def shards_by_content(items: list[tuple[T, Path]], where: str, hint: str = "") -> list[T] | None:
+    """The items whose files are shards of one split GGUF by their headers (``split.no``/``split.count``),
+    in shard order: what ``show --modelfile`` names for a split model, blobs without shard file names.
+    None when no file is a shard; a 400 (``where`` names what held them) unless each shard is there once."""
     from ollamalike.gguf_info import split_position
 
-    found = [(pos, name) for name, digest in files.items()
-             if store.has_blob(digest) and (pos := split_position(store.blob_path(digest))) is not None]
+    found = [(pos, i) for i, (_, path) in enumerate(items) if (pos := split_position(path)) is not None]
     if not found:
         return None
     count = found[0][0][1]
     ordered = sorted(found)
-    if [pos for pos, _ in ordered] != [(i, count) for i in range(count)]:
-        raise BadRequest(f"'files' hold {len(found)} shard(s) of a split GGUF, not each of its {count} shards once")
-    return [name for _, name in ordered]
+    if [pos for pos, _ in ordered] != [(no, count) for no in range(count)]:
+        raise BadRequest(f"{where} {len(found)} shard(s) of a split GGUF, not each of its {count} shards once{hint}")
+    return [items[i][0] for _, i in ordered]
+
+
+def split_by_content(store: Store, files: dict[str, str]) -> list[str] | None:
+    """The names of uploaded ``files`` that are the shards of one split GGUF, in shard order."""
+    present = [(name, store.blob_path(digest)) for name, digest in files.items() if store.has_blob(digest)]
+    return shards_by_content(present, "'files' hold")
 
 
 def local_split(path: Path) -> CheckpointInput | None:

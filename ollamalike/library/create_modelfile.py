@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ollamalike import modelfile
 from ollamalike.errors import BadRequest
-from ollamalike.library.create_convert import CheckpointInput, local_split
+from ollamalike.library.create_convert import CheckpointInput, local_split, shards_by_content
 from ollamalike.library.create_paths import is_dir, local_path, refuse_server_path
 from ollamalike.library.request import Access, CreateRequest
 from ollamalike.modelfile import check_draft_path
@@ -89,23 +89,16 @@ def _local(spec: str, base_dir: Path, access: Access) -> Path | None:
 def _join_shards(out: ModelfileSources) -> None:
     """FROM lines naming every shard of one split GGUF (what ``show --modelfile`` writes for a split
     model: its shards' blobs, which have no shard file names) become that split, in shard order."""
-    from ollamalike.gguf_info import split_position
-
-    found = [(pos, path) for path in out.model_files if (pos := split_position(path)) is not None]
-    if not found:
+    ordered = shards_by_content([(p, p) for p in out.model_files], "the FROM lines name",
+                                " (give its first shard's file, or every shard)")
+    if ordered is None:
         return
-    count = found[0][0][1]
-    ordered = sorted(found, key=lambda item: item[0][0])
-    if [pos for pos, _ in ordered] != [(i, count) for i in range(count)]:
-        raise BadRequest(f"the FROM lines name {len(found)} shard(s) of a split GGUF, not each of its {count} shards "
-                         "once (give its first shard's file, or every shard)")
-    parent = ordered[0][1].parent
-    if any(path.parent != parent for _, path in ordered):
+    parent = ordered[0].parent
+    if any(path.parent != parent for path in ordered):
         raise BadRequest("the shards of a split GGUF named by FROM lines must be in one directory")
     out.checkpoint = _one_checkpoint(out.checkpoint, CheckpointInput(directory=parent,
-                                                                     shards=[path.name for _, path in ordered]))
-    shards = {path for _, path in ordered}
-    out.model_files = [p for p in out.model_files if p not in shards]
+                                                                     shards=[path.name for path in ordered]))
+    out.model_files = [p for p in out.model_files if p not in ordered]
 
 
 def _one_checkpoint(current: CheckpointInput | None, new: CheckpointInput) -> CheckpointInput:
