@@ -12,6 +12,7 @@ from the base, the same way twice; a zero-B adapter answers exactly as the base;
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,10 +64,7 @@ def merged_checkpoint(base_dir: Path, lora_dir: Path, out: Path) -> Path:
     """The base checkpoint with PEFT's ``W + alpha/r * B @ A`` folded in (what the adapter means)."""
     from safetensors.numpy import load_file
 
-    out.mkdir(parents=True)
-    for f in base_dir.iterdir():
-        if f.is_file() and f.name != "model.safetensors":
-            (out / f.name).write_bytes(f.read_bytes())
+    shutil.copytree(base_dir, out, ignore=shutil.ignore_patterns("model.safetensors"))
     weights = _weights(base_dir)
     lora = load_file(str(lora_dir / "adapter_model.safetensors"))
     for name in weights:
@@ -236,7 +234,38 @@ def _missing_half(d: Path) -> None:
     write_safetensors(d / "adapter_model.safetensors", tensors)
 
 
+def _modules_to_save(d: Path) -> None:
+    from safetensors.numpy import load_file
+
+    tensors = dict(load_file(str(d / "adapter_model.safetensors")))
+    base = _weights(Path(json.loads((d / "adapter_config.json").read_text())["base_model_name_or_path"]))
+    tensors["base_model.model.lm_head.weight"] = base["lm_head.weight"] + 0.01
+    tensors["base_model.model.model.embed_tokens.weight"] = base["model.embed_tokens.weight"] + 0.01
+    write_safetensors(d / "adapter_model.safetensors", tensors)
+    cfg = json.loads((d / "adapter_config.json").read_text())
+    (d / "adapter_config.json").write_text(json.dumps({**cfg, "modules_to_save": ["lm_head", "embed_tokens"]}))
+
+
+def _embedding_lora(d: Path) -> None:
+    from safetensors.numpy import load_file
+
+    tensors = dict(load_file(str(d / "adapter_model.safetensors")))
+    tensors["base_model.model.model.embed_tokens.lora_embedding_A"] = np.zeros((RANK, 400), np.float32)
+    tensors["base_model.model.model.embed_tokens.lora_embedding_B"] = np.zeros((64, RANK), np.float32)
+    write_safetensors(d / "adapter_model.safetensors", tensors)
+
+
+def _lora_bias(d: Path) -> None:
+    cfg = json.loads((d / "adapter_config.json").read_text())
+    (d / "adapter_config.json").write_text(json.dumps({**cfg, "lora_bias": True}))
+
+
 BAD: dict[str, tuple[object, str, str]] = {
+    # Whole replacement tensors: a GGUF LoRA adapter cannot carry them, the message says to merge.
+    "modules-to-save": (_modules_to_save, "base-llama", "saves adapter_config.json's modules_to_save "
+                        "(lm_head, model.embed_tokens) whole"),
+    "embedding-lora": (_embedding_lora, "base-llama", "is a LoRA of an embedding layer"),
+    "lora-bias": (_lora_bias, "base-llama", "lora_bias adapters cannot be converted"),
     "missing-config": (_no_config, "base-llama", "adapter_config.json not found"),
     "rank-mismatch": (_rank_mismatch, "base-llama", "has rank 4 but adapter_config.json says r = 8"),
     "ranks-differ": (_ranks_differ, "base-llama", "q_proj has rank 4 in lora_A but 5 in lora_B"),
@@ -279,3 +308,18 @@ def test_adapter_on_a_split_base_answers_as_on_the_whole_base(daemon: Daemon, ba
         answers.append(_answer(daemon, name))
     assert answers[0] == answers[1]
     assert answers[0] != _answer(daemon, "base-llama")
+
+
+def test_modules_to_save_named_but_not_saved_converts(base_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """PEFT configs often list modules_to_save (a classifier head) the saved file does not hold: nothing to refuse."""
+    from ollamalike.library.convert import convert
+    from ollamalike.library.convert.lora import LoraBase, prepare_lora
+
+    base_gguf = tmp_path / "base.gguf"
+    convert(base_dirs["llama"], base_gguf)
+    lora = write_lora(base_dirs["llama"], tmp_path / "lora", ["q_proj"], config={"modules_to_save": ["score"]})
+    prepared = prepare_lora(lora, LoraBase.from_gguf(base_gguf))
+    assert {p.name for p in prepared.pairs} == {"blk.0.attn_q.weight", "blk.1.attn_q.weight"}
+    _modules_to_save(lora)
+    with pytest.raises(Exception, match="merge_and_unload"):
+        prepare_lora(lora, LoraBase.from_gguf(base_gguf))

@@ -13,6 +13,13 @@ mapped with the base architecture's ``gguf.TensorNameMap`` (the same mapping as 
 converter), Llama's q/k row permutation is applied to B (the rows of ``B @ A`` are B's rows), and
 every pair must fit the base tensor it adapts. Anything that does not fit is a ``BadRequest``
 naming it, before anything is written.
+
+BERT and nomic-bert adapters (embedding models) convert like the decoders'; pairs on the modules
+the model converter drops (BERT's pooler and MLM head) are left out, as the embeddings never use
+them. Modules PEFT saves whole (``modules_to_save``, ``save_embedding_layers``) are refused with the
+advice to merge: llama.cpp's LoRA adds ``B @ A`` to a base tensor and cannot replace one.
+Embedding-layer LoRAs (``lora_embedding_A/B``; llama.cpp's token-embedding LoRA stores them
+transposed) are not converted yet and get the same advice.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ from ollamalike.library.convert.source import TensorRef, check_links, read_json,
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 _PAIR = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<half>[AB])\.weight$")
+# A whole module saved beside the pairs (modules_to_save, save_embedding_layers): PEFT writes it as
+# ``base_model.model.<module>.weight`` (older versions keep ``.modules_to_save.<adapter>`` inside).
+_WHOLE = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+?)(?:\.modules_to_save\.[^.]+)?\.(?:weight|bias)$")
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
 _OUT = gguf.GGMLQuantizationType.F16  # llama.cpp's converter writes adapters in F16 by default
 Progress = Callable[[str], None]
@@ -93,6 +103,7 @@ class _Config:
     alpha: float
     targets: frozenset[str] | None  # None: a regex or "all-linear", any module PEFT adapted
     rank_pattern: bool
+    modules_to_save: tuple[str, ...] = ()
 
 
 def _number(value: object, what: str) -> float:
@@ -108,9 +119,10 @@ def _read_config(root: Path, trusted: bool) -> _Config:
     peft_type = cfg.get("peft_type", "LORA")
     if str(peft_type).upper() != "LORA":
         raise BadRequest(f"{CONFIG_FILE}: peft_type {peft_type!r} is not a LoRA adapter")
-    for flag in ("use_dora", "fan_in_fan_out"):
+    for flag in ("use_dora", "fan_in_fan_out", "lora_bias"):
         if cfg.get(flag):
-            raise BadRequest(f"{CONFIG_FILE}: {flag} adapters cannot be converted")
+            raise BadRequest(f"{CONFIG_FILE}: {flag} adapters cannot be converted (llama.cpp's LoRA has "
+                             "only the A and B matrices)")
     if cfg.get("alpha_pattern"):
         raise BadRequest(f"{CONFIG_FILE}: alpha_pattern is not supported (llama.cpp has one alpha per adapter)")
     r = cfg.get("r")
@@ -127,7 +139,10 @@ def _read_config(root: Path, trusted: bool) -> _Config:
         names = frozenset(str(t) for t in targets)
     elif targets is not None and not isinstance(targets, str):
         raise BadRequest(f"{CONFIG_FILE}: target_modules must be a list of module names or a pattern")
-    return _Config(r, alpha, names, bool(cfg.get("rank_pattern")))
+    saved = cfg.get("modules_to_save") or []
+    if not isinstance(saved, list) or not all(isinstance(m, str) for m in saved):
+        raise BadRequest(f"{CONFIG_FILE}: modules_to_save must be a list of module names")
+    return _Config(r, alpha, names, bool(cfg.get("rank_pattern")), tuple(str(m) for m in saved))
 
 
 def _check_architecture(root: Path, base: LoraBase, trusted: bool) -> None:
@@ -139,13 +154,37 @@ def _check_architecture(root: Path, base: LoraBase, trusted: bool) -> None:
         raise BadRequest(f"the adapter is for architecture {arch.name!r} but the base model is {base.arch!r}")
 
 
+def _refuse_whole_modules(names: list[str], cfg: _Config) -> None:
+    """Tensors that are not LoRA pairs: a module saved whole replaces the base's tensor, which a GGUF
+    LoRA adapter cannot express (it only adds ``B @ A``), so the only faithful conversion is a merge."""
+    embedding = [n for n in names if ".lora_embedding_" in n]
+    if embedding:
+        raise BadRequest(f"{WEIGHTS_FILE}: {embedding[0]!r} is a LoRA of an embedding layer, which this "
+                         "converter does not handle yet: merge the adapter into the model (PEFT's merge_and_unload) and create FROM "
+                         "the merged directory")
+    modules: list[str] = []
+    for n in names:
+        m = _WHOLE.match(n)
+        if m is None:
+            raise BadRequest(f"{WEIGHTS_FILE}: tensor {n!r} is not a LoRA A or B matrix")
+        if m.group("module") not in modules:
+            modules.append(m.group("module"))
+    listed = [m for m in modules if m in cfg.modules_to_save or m.rsplit(".", 1)[-1] in cfg.modules_to_save]
+    what = (f"{CONFIG_FILE}'s modules_to_save ({', '.join(listed)})" if listed
+            else f"the modules {', '.join(modules)}")
+    raise BadRequest(f"{WEIGHTS_FILE} saves {what} whole, and a GGUF LoRA adapter can only carry LoRA A/B "
+                     "pairs, not replacement tensors: merge the adapter into the model (PEFT's merge_and_unload, "
+                     "then save_pretrained) and create FROM the merged directory")
+
+
 def _halves(tensors: dict[str, TensorRef], cfg: _Config) -> dict[str, tuple[TensorRef | None, TensorRef | None]]:
+    whole = [name for name in sorted(tensors) if _PAIR.match(name) is None]
+    if whole:
+        _refuse_whole_modules(whole, cfg)
     pairs: dict[str, tuple[TensorRef | None, TensorRef | None]] = {}
     for name in sorted(tensors):
         m = _PAIR.match(name)
-        if m is None:
-            raise BadRequest(f"{WEIGHTS_FILE}: tensor {name!r} is not a LoRA A or B matrix "
-                             "(embedding adapters and modules_to_save cannot be converted)")
+        assert m is not None
         module = m.group("module")
         if cfg.targets is not None and module.rsplit(".", 1)[-1] not in cfg.targets:
             raise BadRequest(f"{WEIGHTS_FILE}: tensor {name!r} adapts a module that {CONFIG_FILE}'s target_modules "
@@ -159,13 +198,15 @@ def _halves(tensors: dict[str, TensorRef], cfg: _Config) -> dict[str, tuple[Tens
 
 
 def _pair(module: str, a: TensorRef, b: TensorRef, cfg: _Config, arch: Arch, base: LoraBase,
-          tmap: gguf.TensorNameMap, hp: Hparams) -> _Pair:
+          tmap: gguf.TensorNameMap, hp: Hparams) -> _Pair | None:
     rank = a.shape[0]
     if b.shape[1] != rank:
         raise BadRequest(f"{WEIGHTS_FILE}: {module} has rank {rank} in lora_A but {b.shape[1]} in lora_B")
     if not cfg.rank_pattern and rank != cfg.rank:
         raise BadRequest(f"{WEIGHTS_FILE}: {module} has rank {rank} but {CONFIG_FILE} says r = {cfg.rank}")
     hf_name = arch.rename(module + ".weight")
+    if arch.skip(hf_name) and arch.embedding:
+        return None  # BERT's pooler and MLM head: the converted model has neither, embeddings never use them
     gguf_name = tmap.get_name(hf_name, try_suffixes=(".weight",))
     if gguf_name is None or arch.skip(hf_name):
         raise BadRequest(f"{WEIGHTS_FILE}: target module {module!r} is not a tensor of architecture {base.arch}")
@@ -244,7 +285,8 @@ def prepare_lora(root: Path, base: LoraBase, trusted: bool = False) -> PreparedL
         if a is None or b is None:
             raise BadRequest(f"{WEIGHTS_FILE}: {module} has lora_{'B' if a is None else 'A'} but no "
                              f"lora_{'A' if a is None else 'B'}")
-        pairs.append(_pair(module, a, b, cfg, arch, base, tmap, hp))
+        if (pair := _pair(module, a, b, cfg, arch, base, tmap, hp)) is not None:
+            pairs.append(pair)
     if not pairs:
         raise BadRequest(f"{WEIGHTS_FILE} holds no LoRA tensors")
     names = [p.name for p in pairs]
