@@ -196,12 +196,13 @@ def write_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: str = "
 
 
 def write_checkpoint(name: str, directory: Path, dtype: str = "F32", shards: int = 1, seed: int = 0,
-                     tokenizer: str | None = None) -> Path:
-    """Write the tiny ``name`` checkpoint into ``directory`` (``tokenizer``: another kind of tokenizer); returns it."""
+                     tokenizer: str | None = None, vocab_size: int | None = None) -> Path:
+    """Write the tiny ``name`` checkpoint into ``directory`` (``tokenizer``: another kind of tokenizer;
+    ``vocab_size``: embedding rows for a tokenizer the caller writes itself); returns it."""
     kind = KINDS[name] if tokenizer is None else replace(KINDS[name], tokenizer=tokenizer)
     directory.mkdir(parents=True, exist_ok=True)
     tok = tokenizer_for(kind)
-    n_vocab = tok.get_vocab_size(with_added_tokens=True)
+    n_vocab = vocab_size or tok.get_vocab_size(with_added_tokens=True)
     config = {
         "architectures": [kind.arch], "model_type": kind.model_type, "hidden_size": HIDDEN,
         "intermediate_size": FF, "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS,

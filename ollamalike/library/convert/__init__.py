@@ -3,7 +3,8 @@
 ``prepare(root, out_type="F16", trusted=False) -> Prepared`` checks the directory (any problem with
 the input is a ``BadRequest`` naming it; nothing is written), ``Prepared.write(out_path, progress)``
 writes the GGUF; ``convert(root, out_path, ...)`` does both. Modules: ``source`` (the directory and safetensors files),
-``arch`` (per-architecture hyperparameters and tensor fix-ups), ``vocab`` (the tokenizer),
+``arch`` (per-architecture hyperparameters and tensor fix-ups), ``vocab`` (the tokenizer), ``spm``
+(a SentencePiece-only tokenizer.model),
 ``writer`` (the conversion). No torch and no transformers: ``safetensors``' numpy API,
 ``tokenizers`` and the ``gguf`` package.
 """

@@ -57,6 +57,7 @@ class Vocab:
     special: gguf.SpecialVocab | None = None
     eog_ids: list[int] = field(default_factory=list)
     charsmap: bytes | None = None  # Unigram: the normalizer's precompiled charsmap
+    remove_extra_whitespaces: bool = False  # Unigram: the normalizer collapses runs of spaces
 
     def write(self, w: gguf.GGUFWriter) -> None:
         w.add_tokenizer_model(self.model)
@@ -70,7 +71,7 @@ class Vocab:
         if self.token_type_count is not None:
             w.add_token_type_count(self.token_type_count)
         if self.model == "t5":
-            w.add_remove_extra_whitespaces(False)
+            w.add_remove_extra_whitespaces(self.remove_extra_whitespaces)
             w.add_precompiled_charsmap(self.charsmap or b"")
         if self.special is not None:
             self.special.add_to_gguf(w, quiet=True)
@@ -78,7 +79,7 @@ class Vocab:
             w.add_array("tokenizer.ggml.eos_token_ids", self.eog_ids)
 
 
-def _looks_special(text: str) -> bool:
+def looks_special(text: str) -> bool:
     """Added tokens some models forget to mark special (as llama.cpp's converter treats them)."""
     return (text.startswith("<|") and text.endswith("|>")) or text in ("<pad>", "<mask>") or (
         text.startswith("<unused") and text.endswith(">")
@@ -87,7 +88,8 @@ def _looks_special(text: str) -> bool:
 
 def _load(ckpt: Checkpoint) -> tuple[dict[str, Any], Any]:
     if not ckpt.has("tokenizer.json"):
-        raise BadRequest("tokenizer.json not found in the model directory (a tokenizer is required)")
+        raise BadRequest("tokenizer.json not found in the model directory (a tokenizer is required: "
+                         "tokenizer.json, or SentencePiece's tokenizer.model)")
     path = ckpt.file("tokenizer.json")
     from tokenizers import Tokenizer
 
@@ -111,7 +113,7 @@ def _base_tokens(tok: Any, n_vocab: int) -> tuple[list[str], list[int], dict[int
     added: dict[int, Any] = dict(tok.get_added_tokens_decoder())
     for i, at in added.items():
         if i < n_vocab:
-            special = at.special or _looks_special(at.content)
+            special = at.special or looks_special(at.content)
             types[i] = int(TT.CONTROL if special else TT.USER_DEFINED)
     return tokens, types, added
 
@@ -186,7 +188,7 @@ def _charsmap(node: object) -> bytes | None:
     return None
 
 
-def _eog_ids(ckpt: Checkpoint, n_vocab: int) -> list[int]:
+def eog_ids(ckpt: Checkpoint, n_vocab: int) -> list[int]:
     """End-of-generation ids: generation_config.json's eos_token_id (an int or a list), in order."""
     ids: list[int] = []
     for source in (ckpt.json_file("generation_config.json") or {}, ckpt.config):
@@ -235,7 +237,13 @@ def read_vocab(ckpt: Checkpoint, n_vocab: int | None) -> Vocab:
         vocab.special = gguf.SpecialVocab(ckpt.root, load_merges=True, n_vocab=size)
     else:
         raise BadRequest(f"tokenizer.json: unsupported tokenizer model {kind!r} (supported: WordPiece, BPE, Unigram)")
-    vocab.eog_ids = _eog_ids(ckpt, size)
+    set_eog(vocab, eog_ids(ckpt, size))
+    return vocab
+
+
+def set_eog(vocab: Vocab, ids: list[int]) -> None:
+    """The end-of-generation ids, the first as EOS unless one is set, the next other one as EOT."""
+    vocab.eog_ids = ids
     if vocab.special is not None and vocab.eog_ids:
         # generation_config's first id is the one generation stops on; a second one is the end of a turn.
         vocab.special.special_token_ids.setdefault("eos", vocab.eog_ids[0])
@@ -243,4 +251,3 @@ def read_vocab(ckpt: Checkpoint, n_vocab: int | None) -> Vocab:
             if i != vocab.special.special_token_ids.get("eos"):
                 vocab.special.special_token_ids.setdefault("eot", i)
                 break
-    return vocab

@@ -1,7 +1,8 @@
 """Converting a checkpoint directory to one GGUF file.
 
 Everything is checked before the output is opened: the directory and its safetensors headers
-(``source``), the architecture and its config (``arch``), the tokenizer (``vocab``), and every tensor:
+(``source``), the architecture and its config (``arch``), the tokenizer (``vocab``: tokenizer.json;
+``spm``: a SentencePiece tokenizer.model when there is no tokenizer.json), and every tensor:
 its GGUF name (``gguf.TensorNameMap``), its block index and its shape against config.json. Then the
 header and tensor table are written and the tensors are streamed in one at a time (memory: one
 tensor), in a fixed order (sorted by GGUF name within fixed groups), with no timestamps or paths in
@@ -21,6 +22,8 @@ import numpy as np
 from ollamalike.errors import BadRequest
 from ollamalike.library.convert.arch import Arch, Hparams, select
 from ollamalike.library.convert.source import Checkpoint, TensorRef, open_checkpoint
+from ollamalike.library.convert.spm import MODEL_FILE as SPM_FILE
+from ollamalike.library.convert.spm import read_spm_vocab
 from ollamalike.library.convert.vocab import Vocab, read_vocab
 
 OUT_TYPES = {
@@ -204,7 +207,9 @@ def prepare(root: Path, out_type: str = "F16", trusted: bool = False) -> Prepare
     arch = select(ckpt.config)
     hp = Hparams(ckpt.config)
     tensors = plan(ckpt, arch, hp, qtype)
-    vocab = read_vocab(ckpt, int(hp.get("vocab_size", default=0)) or None)
+    n_vocab = int(hp.get("vocab_size", default=0)) or None
+    spm_only = not ckpt.has("tokenizer.json") and ckpt.has(SPM_FILE)
+    vocab = read_spm_vocab(ckpt, n_vocab) if spm_only else read_vocab(ckpt, n_vocab)
     return Prepared(arch, hp, ckpt, tensors, vocab, out_type.upper())
 
 
