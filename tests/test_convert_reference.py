@@ -4,8 +4,8 @@ Each generated decoder checkpoint (tests/hf_checkpoints.py) is converted by both
 the files must hold the same tensors (name, type, bytes) and the same model keys, and llama.cpp
 must run them alike: the same logits and greedy token ids from the same prompt ids, and the same
 tokenization of a text. The reference converter needs torch and transformers, which
-are never dependencies of the package: ``./install.sh --dev --reference`` builds a separate
-interpreter for it (``.reference/venv``) and unpacks the converter from the llama-cpp-python sdist
+are never dependencies of the package: ``./install.sh --dev`` builds a separate interpreter for
+it (``.reference/venv``, a CPU-only torch) and unpacks the converter from the llama-cpp-python sdist
 (``.reference/llama.cpp``); OLLAMALIKE_REFERENCE_PYTHON / OLLAMALIKE_REFERENCE_LLAMA_CPP point
 elsewhere. Without them the tests are skipped, saying so (a dev-only check, as issue 17 asks).
 """
@@ -33,7 +33,7 @@ TEXT = "Hello world! The quick brown fox, 1234."
 
 pytestmark = pytest.mark.skipif(
     not (PYTHON.is_file() and (LLAMA_CPP / "convert_hf_to_gguf.py").is_file()),
-    reason=f"llama.cpp's reference converter is not installed ({PYTHON}, {LLAMA_CPP}): ./install.sh --dev --reference",
+    reason=f"llama.cpp's reference converter is not installed ({PYTHON}, {LLAMA_CPP}): ./install.sh --dev",
 )
 
 

@@ -57,7 +57,8 @@ def test_installed_build_has_no_amx() -> None:
     assert "AMX_INT8 = 1" not in system_info and "AMX = 1" not in system_info
 
 
-@pytest.mark.parametrize("flag", ["--dev", "--reference", "--rebuild", "--service", "--uninstall", "--print-build-flags"])
+@pytest.mark.parametrize("flag", ["--dev", "--reference", "--no-reference", "--rebuild", "--service", "--uninstall",
+                                  "--print-build-flags"])
 def test_help_lists_every_option(flag: str) -> None:
     out = subprocess.run(["bash", str(ROOT / "install.sh"), "--help"], check=True, capture_output=True, text=True,
                          timeout=30).stdout
