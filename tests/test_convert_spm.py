@@ -20,6 +20,7 @@ from typing import Any
 
 import gguf
 import pytest
+import sentencepiece as spm
 
 from tests.daemon import Daemon, start_daemon
 from tests.helpers import assert_api_error, store_snapshot
@@ -27,7 +28,6 @@ from tests.hf_checkpoints import CORPUS, write_checkpoint
 from tests.test_convert_decoders import model_blob
 from tests.test_convert_errors import upload_dir
 
-spm = pytest.importorskip("sentencepiece")
 TEXTS = [
     "Hello world!",
     "The quick brown fox jumps over the lazy dog.",
