@@ -115,3 +115,38 @@ def test_output_matches_llama_cpp_converter(tmp_path: Path, kind: str) -> None:
     spread = float(np.ptp(theirs_logits))
     assert spread > 0.01, spread
     assert float(np.abs(ours_logits - theirs_logits).max()) <= 1e-3 * max(spread, 1.0)
+
+
+def test_tokenizer_model_matches_llama_cpp_converter(tmp_path: Path) -> None:
+    """A checkpoint with only SentencePiece's tokenizer.model: the same pieces, scores, types and special
+    ids as llama.cpp's _set_vocab_sentencepiece writes, and the same tokenization. One difference is
+    ours: a user-defined piece is USER_DEFINED (llama.cpp's converter cannot tell it from NORMAL)."""
+    import gguf
+
+    from ollamalike.library.convert import convert
+    from tests.test_convert_spm import write_spm_checkpoint
+
+    src, sp = write_spm_checkpoint(tmp_path / "spm")
+    ours, theirs = tmp_path / "ours.gguf", tmp_path / "theirs.gguf"
+    convert(src, ours, out_type="F16")
+    reference_convert(src, theirs, "mistral")
+    same_file_content(ours, theirs)
+    a, b = gguf.GGUFReader(ours), gguf.GGUFReader(theirs)
+
+    def field(r: gguf.GGUFReader, key: str) -> object:
+        return r.fields[key].contents() if key in r.fields else None
+
+    n = sp.get_piece_size() + 2  # the pieces and the two added tokens; then padding rows
+    assert field(a, "tokenizer.ggml.model") == field(b, "tokenizer.ggml.model") == "llama"
+    assert field(a, "tokenizer.ggml.tokens") == field(b, "tokenizer.ggml.tokens")
+    assert np.allclose(np.array(field(a, "tokenizer.ggml.scores"))[:n], np.array(field(b, "tokenizer.ggml.scores"))[:n])
+    ours_types, theirs_types = field(a, "tokenizer.ggml.token_type"), field(b, "tokenizer.ggml.token_type")
+    assert isinstance(ours_types, list) and isinstance(theirs_types, list)
+    user = sp.piece_to_id("<sep>")
+    assert ours_types[user] == gguf.TokenType.USER_DEFINED and theirs_types[user] == gguf.TokenType.NORMAL
+    assert ours_types[:user] + ours_types[user + 1:] == theirs_types[:user] + theirs_types[user + 1:]
+    for key in ("bos_token_id", "eos_token_id", "unknown_token_id", "add_bos_token", "add_eos_token"):
+        theirs_value = field(b, f"tokenizer.ggml.{key}")
+        if theirs_value is not None:
+            assert field(a, f"tokenizer.ggml.{key}") == theirs_value, key
+    assert tokenize(ours) == tokenize(theirs)
