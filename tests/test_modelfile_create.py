@@ -512,3 +512,11 @@ async def test_an_inherited_renderer_is_kept_even_when_it_is_not_known_here(stor
     assert config_of(store, "child")["renderer"] == "brand-new"
     with pytest.raises(BadRequest, match='unknown renderer "brand-new"'):
         await create(store, "other", {"from": "pulled", "renderer": "brand-new"})
+
+
+async def test_a_pulled_models_renderer_renders_its_prompts(store: Store, tiny_chat_gguf: Path) -> None:
+    from ollamalike.template import render_chat
+
+    _put_with_config(store, "pulled-glm", upload(store, tiny_chat_gguf), {"model_format": "gguf", "renderer": "glm-4.7"})
+    resolved = library.resolve_model(store, "pulled-glm")
+    assert render_chat(resolved, [{"role": "user", "content": "Hi"}]) == "[gMASK]<sop><|user|>Hi<|assistant|><think>"

@@ -7,6 +7,7 @@ rebuilds it to the same digest."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -227,3 +228,28 @@ async def test_every_chat_api_renders_with_the_models_renderer(client: Any, tiny
     resp = await client.post("/api/chat", json={"model": "glm", "messages": HI, "stream": False, "think": False})
     assert resp.status == 200 and runner.texts[-1].endswith("<|assistant|></think>")
 
+
+
+@pytest.mark.e2e
+def test_cli_create_render_and_show_modelfile_with_a_renderer(daemon: Any, tiny_chat_gguf: Path, tmp_path: Path) -> None:
+    """Through a real daemon and the CLI: RENDERER in a Modelfile, ``ollamalike render``, and a rebuild
+    from ``show --modelfile`` with the same digest; an unknown renderer fails the create."""
+    (tmp_path / "Modelfile").write_text(f'FROM {tiny_chat_gguf}\nRENDERER cogito\nSYSTEM "Be terse."\n')
+    created = daemon.cli("create", "cog", "-f", str(tmp_path / "Modelfile"))
+    assert created.returncode == 0, created.stderr
+    out = daemon.cli("render", "cog", input=json.dumps({"messages": HI, "think": True}))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ("<｜begin▁of▁sentence｜>Enable deep thinking subroutine.\n\nYou are Cogito, an AI assistant "
+                          "created by Deep Cogito, which is an AI research lab based in San Francisco.\n\nBe terse.\n\n"
+                          "<｜User｜>Hi<｜Assistant｜><think>\n")
+    shown = daemon.cli("show", "cog", "--modelfile")
+    assert shown.returncode == 0 and "\nRENDERER cogito\n" in shown.stdout
+    (tmp_path / "Again").write_text(shown.stdout)
+    assert daemon.cli("create", "cog2", "-f", str(tmp_path / "Again")).returncode == 0
+    status, tags = daemon.request("GET", "/api/tags")
+    digests = {m["name"]: m["digest"] for m in tags["models"]}
+    assert status == 200 and digests["cog:latest"] == digests["cog2:latest"]
+
+    (tmp_path / "Bad").write_text(f"FROM {tiny_chat_gguf}\nRENDERER harmony\n")
+    bad = daemon.cli("create", "bad", "-f", str(tmp_path / "Bad"))
+    assert bad.returncode != 0 and 'unknown renderer "harmony"' in bad.stderr
