@@ -102,7 +102,7 @@ def test_qwen38_folds_every_instruction_into_one_system_turn_and_needs_a_user_qu
 
 
 def test_the_registry_and_ollamas_other_names_do_not_overlap() -> None:
-    assert not set(RENDERERS) & OLLAMA_ONLY and len(RENDERERS) == 14
+    assert not set(RENDERERS) & OLLAMA_ONLY and len(RENDERERS) == 16
 
 
 # --- through the daemon ----------------------------------------------------------------------------

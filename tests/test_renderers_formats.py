@@ -1,7 +1,8 @@
-"""Qwen renderers: each built-in renderer's exact prompt for one conversation with a system prompt, tools
-(JSON escaping, a property key Ollama's types drop), an assistant turn with reasoning, text and two
-tool calls (string, array and number arguments), and two tool results in a row. Written from the
-formats Ollama's renderers (model/renderers/*.go) produce; think unset (each renderer's default)."""
+"""Qwen renderers: each built-in renderer's exact prompt for one conversation with a
+system prompt, tools (JSON escaping, a property key Ollama's types drop), an assistant turn with
+reasoning, text and two tool calls (string, array and number arguments), and two tool results in
+a row. Written from the formats Ollama's renderers (model/renderers/*.go) produce; think unset (each
+renderer's default)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import logging
 from ollamalike.errors import BadRequest
 from ollamalike.template.renderers.base import Renderer, Think
 from ollamalike.template.renderers.deepseek import render_cogito, render_deepseek31
-from ollamalike.template.renderers.glm import render_glm47
+from ollamalike.template.renderers.glm import render_glm47, render_glm_ocr
 from ollamalike.template.renderers.lfm2 import render_lfm2, render_lfm2_thinking
 from ollamalike.template.renderers.olmo import (
     render_olmo3,
@@ -28,7 +28,7 @@ from ollamalike.template.renderers.qwen import (
     render_qwen3_vl_instruct,
     render_qwen3_vl_thinking,
 )
-from ollamalike.template.renderers.qwen35 import render_qwen35, render_qwen38
+from ollamalike.template.renderers.qwen35 import render_ornith, render_qwen35, render_qwen38
 from ollamalike.template.values import Message, Tool
 
 __all__ = ["OLLAMA_ONLY", "RENDERERS", "Renderer", "Think", "check_renderer", "renderer_for", "renderer_names"]
@@ -41,6 +41,7 @@ RENDERERS: dict[str, Renderer] = {
     "qwen3-vl-thinking": render_qwen3_vl_thinking,
     "qwen3.5": render_qwen35,
     "qwen3.8": render_qwen38,
+    "ornith": render_ornith,
     "cogito": render_cogito,
     "deepseek3.1": render_deepseek31,
     "olmo3": render_olmo3,
@@ -48,6 +49,7 @@ RENDERERS: dict[str, Renderer] = {
     "olmo3-think": render_olmo3_think,
     "olmo3-32b-think": render_olmo3_32b_think,
     "glm-4.7": render_glm47,
+    "glm-ocr": render_glm_ocr,
     "lfm2": render_lfm2,
     "lfm2-thinking": render_lfm2_thinking,
 }
@@ -55,8 +57,8 @@ RENDERERS: dict[str, Renderer] = {
 # Renderers Ollama's registry has and we do not (yet): accepted at create so that an Ollama
 # model's Modelfile rebuilds, but the model's own template renders its prompts.
 OLLAMA_ONLY: frozenset[str] = frozenset({
-    "ornith", "nemotron-3-nano", "nemotron-3.5-nano", "gemma4", "gemma4-small",
-    "gemma4-large", "functiongemma", "glm-ocr", "laguna", "poolside-v1", "cohere", "glimmer",
+    "nemotron-3-nano", "nemotron-3.5-nano", "gemma4", "gemma4-small",
+    "gemma4-large", "functiongemma", "laguna", "poolside-v1", "cohere", "glimmer",
 })
 
 _warned: set[str] = set()

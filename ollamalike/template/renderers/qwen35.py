@@ -1,11 +1,11 @@
-"""Qwen 3.5 and 3.8 renderers (``qwen3.5``, ``qwen3.8``): ChatML, tools as JSON lines in ``<tools>``
+"""Qwen 3.5 and 3.8 renderers (``qwen3.5``, ``ornith``, ``qwen3.8``): ChatML, tools as JSON lines in ``<tools>``
 with Qwen3-Coder's XML call instructions, calls written back as ``<function=…><parameter=…>``, the
 system prompt after the tools, and every message's text trimmed.
 
 Thinking is on unless the request turns it off; with it off the answer opens with an empty
 ``<think>`` block. ``qwen3.5`` writes reasoning back only for the turns after the last real user
-query (and takes it from inline ``<think>…</think>`` when the message has no ``thinking``);
-``qwen3.8`` writes a think block for every assistant turn, folds all system and ``developer``
+query (and takes it from inline ``<think>…</think>`` when the message has no ``thinking``),
+``ornith`` for every assistant turn; ``qwen3.8`` writes a think block for every assistant turn, folds all system and ``developer``
 messages into one leading system turn, states the reasoning effort of a level in the system
 turn (``low``, or ``xhigh`` for unset/``high``/``max``), and refuses a chat without a user query.
 """
@@ -70,7 +70,7 @@ def _fold_instructions(messages: list[Message]) -> list[Message]:
     return [folded, *(m for m in messages if m["role"] not in ("system", "developer"))]
 
 
-def _qwen35(messages: list[Message], tools: list[Tool], think: Think, v38: bool) -> str:
+def _qwen35(messages: list[Message], tools: list[Tool], think: Think, v38: bool, every_block: bool = False) -> str:
     if v38:
         messages = _fold_instructions(messages)
         if not any(m["role"] == "user" and not _is_tool_response(m["content"]) for m in messages):
@@ -103,7 +103,7 @@ def _qwen35(messages: list[Message], tools: list[Tool], think: Think, v38: bool)
                 log.warning("qwen3.8: a system message that is not the first")
             out.append(IM_START + role + "\n" + content + IM_END + "\n")
         elif role == "assistant":
-            block = v38 or (thinking and i > last_query)
+            block = every_block or v38 or (thinking and i > last_query)
             reasoning, content = _split_reasoning(content, thinking_of(m), block, extract_tagged=not v38)
             if block:
                 out.append(IM_START + "assistant\n" + THINK_OPEN + "\n" + reasoning + "\n" + THINK_CLOSE + "\n\n")
@@ -130,6 +130,11 @@ def _qwen35(messages: list[Message], tools: list[Tool], think: Think, v38: bool)
 
 def render_qwen35(messages: list[Message], tools: list[Tool], think: Think) -> str:
     return _qwen35(messages, tools, think, v38=False)
+
+
+def render_ornith(messages: list[Message], tools: list[Tool], think: Think) -> str:
+    """Qwen 3.5's format with a think block for every assistant turn (Ollama's ``ornith``)."""
+    return _qwen35(messages, tools, think, v38=False, every_block=True)
 
 
 def render_qwen38(messages: list[Message], tools: list[Tool], think: Think) -> str:
