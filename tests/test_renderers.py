@@ -253,3 +253,41 @@ def test_cli_create_render_and_show_modelfile_with_a_renderer(daemon: Any, tiny_
     (tmp_path / "Bad").write_text(f"FROM {tiny_chat_gguf}\nRENDERER harmony\n")
     bad = daemon.cli("create", "bad", "-f", str(tmp_path / "Bad"))
     assert bad.returncode != 0 and 'unknown renderer "harmony"' in bad.stderr
+
+
+def test_every_renderer_takes_any_checked_conversation() -> None:
+    """Random messages (any role, text, reasoning, calls with any JSON arguments) and tools (odd schemas
+    too) after the request checks: every renderer gives text, and only qwen3.8 refuses (a 400)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ollamalike.template.values import normalize_messages, validate_tools
+
+    text = st.text(max_size=12)
+    scalar = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | text
+    value = st.recursive(scalar, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+                         max_leaves=6)
+    call = st.fixed_dictionaries({"function": st.fixed_dictionaries(
+        {"name": text, "arguments": st.dictionaries(text, value, max_size=3)})})
+    message = st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "user", "assistant", "tool", "developer"]), "content": text},
+        optional={"thinking": text, "tool_calls": st.lists(call, max_size=2)})
+    schema = st.dictionaries(st.sampled_from(["type", "description", "enum", "items", "anyOf", "properties", "x"]),
+                             value, max_size=4)
+    tool = st.fixed_dictionaries({"type": st.just("function"), "function": st.fixed_dictionaries(
+        {"name": text}, optional={"description": text, "parameters": st.fixed_dictionaries(
+            {"type": st.just("object")}, optional={"properties": st.dictionaries(text, schema, max_size=3),
+                                                   "required": st.lists(text, max_size=2)})})})
+    think = st.none() | st.booleans() | st.sampled_from(["low", "medium", "high", "max"])
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(messages=st.lists(message, max_size=6), tools=st.lists(tool, max_size=2), think=think)
+    def check(messages: list[dict[str, Any]], tools: list[dict[str, Any]], think: bool | str | None) -> None:
+        msgs, checked = normalize_messages(messages), validate_tools(tools)
+        for name, render in RENDERERS.items():
+            try:
+                assert isinstance(render(msgs, checked, think), str)
+            except BadRequest:
+                assert name == "qwen3.8", name
+
+    check()
