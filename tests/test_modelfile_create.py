@@ -270,7 +270,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("REQUIRES bad", lambda p: {"modelfile": f"FROM {p['path']}\nREQUIRES 1.2.3.4"}, "line 2: requires must be"),
     ("renderer not a name", lambda p: {"files": {"m": p["model"]}, "renderer": "a b"}, 'invalid renderer name "a"'),
     ("renderer unknown", lambda p: {"files": {"m": p["model"]}, "renderer": "harmony"},
-     'unknown renderer "harmony": known renderers are cogito, deepseek3.1, glm-4.7, '),
+     'unknown renderer "harmony": known renderers are cogito, cohere, deepseek3.1, glm-4.7, '),
     ("RENDERER unknown", lambda p: {"modelfile": f"FROM {p['path']}\nRENDERER qwen9"}, 'unknown renderer "qwen9"'),
     ("parser not a name", lambda p: {"files": {"m": p["model"]}, "parser": "../x"}, "invalid parser name"),
     ("PARSER not a name", lambda p: {"modelfile": f"FROM {p['path']}\nPARSER <x>"}, "line 2: invalid parser name"),

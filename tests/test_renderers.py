@@ -72,7 +72,7 @@ def test_a_renderer_we_lack_falls_back_to_the_template_with_one_warning(caplog: 
 
 
 @pytest.mark.parametrize(("name", "ok"), [
-    ("qwen3-coder", True), ("glm-4.7", True), ("lfm2-thinking", True), ("gemma4", True), ("cohere", True),
+    ("qwen3-coder", True), ("glm-4.7", True), ("lfm2-thinking", True), ("gemma4", True), ("glimmer", True),
     ("harmony", False), ("qwen3", False), ("QWEN3-CODER", False), ("deepseek3", False),
 ])
 def test_check_renderer(name: str, ok: bool) -> None:
@@ -81,7 +81,7 @@ def test_check_renderer(name: str, ok: bool) -> None:
         return
     with pytest.raises(BadRequest) as info:
         check_renderer(name)
-    assert str(info.value).startswith(f'unknown renderer "{name}": known renderers are cogito, deepseek3.1, ')
+    assert str(info.value).startswith(f'unknown renderer "{name}": known renderers are cogito, cohere, deepseek3.1, ')
     assert info.value.status == 400
 
 
@@ -101,8 +101,23 @@ def test_qwen38_folds_every_instruction_into_one_system_turn_and_needs_a_user_qu
             render(bad, [], None)
 
 
+def test_cohere_numbers_calls_over_the_chat_and_results_name_their_call() -> None:
+    from tests.renderer_cases import call, msg
+
+    first, second = call("a", x=1), call("b")
+    first["id"], second["id"] = "call_x", "call_y"
+    chat = [msg("user", "go"), msg("assistant", calls=[first]), msg("assistant", calls=[second]),
+            msg("tool", "B", tool_call_id="call_y"), msg("tool", "A", tool_call_id="call_x"),
+            msg("tool", "?", tool_call_id="call_z")]
+    out = RENDERERS["cohere"](chat, [], False)
+    assert out.count('"tool_call_id": "0", "tool_name": "a"') == 1 and '"tool_call_id": "1", "tool_name": "b"' in out
+    results = out[out.index("<|START_TOOL_RESULT|>"):]
+    assert [part.split('"', 1)[0] for part in results.split('"tool_call_id": "')[1:]] == ["1", "0", "call_z"]
+    assert out.endswith("<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|><|START_THINKING|><|END_THINKING|>")
+
+
 def test_the_registry_and_ollamas_other_names_do_not_overlap() -> None:
-    assert not set(RENDERERS) & OLLAMA_ONLY and len(RENDERERS) == 16
+    assert not set(RENDERERS) & OLLAMA_ONLY and len(RENDERERS) == 17
 
 
 # --- through the daemon ----------------------------------------------------------------------------

@@ -122,6 +122,16 @@ PREFILL: list[tuple[str, str]] = [
         '<|im_start|>assistant\n'
         'Autumn'
     )),
+    ('cohere', (
+        '<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|><|START_TEXT|># Available Tools\n'
+        '```json\n'
+        '[\n'
+        '\n'
+        '\n'
+        '\n'
+        ']\n'
+        '```<|END_TEXT|><|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|USER_TOKEN|><|START_TEXT|>Haiku<|END_TEXT|><|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|><|START_TEXT|>Autumn'
+    )),
 ]
 
 

@@ -14,6 +14,7 @@ import logging
 
 from ollamalike.errors import BadRequest
 from ollamalike.template.renderers.base import Renderer, Think
+from ollamalike.template.renderers.cohere import render_cohere
 from ollamalike.template.renderers.deepseek import render_cogito, render_deepseek31
 from ollamalike.template.renderers.glm import render_glm47, render_glm_ocr
 from ollamalike.template.renderers.lfm2 import render_lfm2, render_lfm2_thinking
@@ -52,13 +53,14 @@ RENDERERS: dict[str, Renderer] = {
     "glm-ocr": render_glm_ocr,
     "lfm2": render_lfm2,
     "lfm2-thinking": render_lfm2_thinking,
+    "cohere": render_cohere,
 }
 
 # Renderers Ollama's registry has and we do not (yet): accepted at create so that an Ollama
 # model's Modelfile rebuilds, but the model's own template renders its prompts.
 OLLAMA_ONLY: frozenset[str] = frozenset({
     "nemotron-3-nano", "nemotron-3.5-nano", "gemma4", "gemma4-small",
-    "gemma4-large", "functiongemma", "laguna", "poolside-v1", "cohere", "glimmer",
+    "gemma4-large", "functiongemma", "laguna", "poolside-v1", "glimmer",
 })
 
 _warned: set[str] = set()
