@@ -23,4 +23,5 @@ class FakeModel:
     system: str | None = None
     messages: list[dict[str, object]] = field(default_factory=list)
     info: FakeInfo = field(default_factory=FakeInfo)
+    renderer: str | None = None
 

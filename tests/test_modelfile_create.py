@@ -15,7 +15,7 @@ import gguf
 import numpy as np
 import pytest
 
-from ollamalike import __version__, library
+from ollamalike import OLLAMA_VERSION, __version__, library
 from ollamalike.errors import BadRequest, ModelNotFound, OllamalikeError
 from ollamalike.gguf_info import read_gguf_info
 from ollamalike.library import LOCAL, REMOTE, CreateRequest, create_model
@@ -121,18 +121,21 @@ async def test_models_without_the_new_fields_keep_their_config_and_show(store: S
 
 async def test_a_child_inherits_renderer_parser_requires_and_may_override(store: Store, tiny_chat_gguf: Path) -> None:
     blob = upload(store, tiny_chat_gguf)
-    await create(store, "base", {"files": {"m": blob}, "renderer": "harmony", "parser": "harmony", "requires": "0.0.5"})
+    await create(store, "base", {"files": {"m": blob}, "renderer": "glm-4.7", "parser": "harmony", "requires": "0.0.5"})
     await create(store, "child", {"from": "base", "system": "s"})
     assert library.resolve_model(store, "child").parser == "harmony"
     assert config_of(store, "child")["requires"] == "0.0.5"
     await create(store, "other", {"modelfile": "FROM base\nPARSER qwen3-coder"})
     resolved = library.resolve_model(store, "other")
-    assert (resolved.renderer, resolved.parser) == ("harmony", "qwen3-coder")
+    assert (resolved.renderer, resolved.parser) == ("glm-4.7", "qwen3-coder")
 
 
-@pytest.mark.parametrize("requires", ["0.1.0", "0.1", "0", "v0.1.0", "0.0.9", "0.1.0-rc1", "0.1.0+build"])
-async def test_requires_up_to_this_version_is_accepted(store: Store, tiny_chat_gguf: Path, requires: str) -> None:
-    assert __version__ == "0.1.0"  # the table is written against it
+# REQUIRES names an Ollama version: it is compared with the one ollamalike is compatible with.
+@pytest.mark.parametrize("requires", ["0.1.0", "0.12.0", "0.21", "0", "v0.12.0", "0.21.3", "v0.21.3", "0.21.3-rc1",
+                                      "0.21.3+build.7", "0.21.2"])
+async def test_requires_up_to_the_compatible_ollama_version_is_accepted(store: Store, tiny_chat_gguf: Path,
+                                                                        requires: str) -> None:
+    assert OLLAMA_VERSION == "0.21.3"  # the table is written against it
     await create(store, "ok", {"files": {"m": upload(store, tiny_chat_gguf)}, "requires": requires})
     assert config_of(store, "ok")["requires"] == requires.removeprefix("v")
 
@@ -255,12 +258,20 @@ BAD: list[tuple[str, Any, str]] = [
      'requires must be a valid semver (e.g. 0.14.0), got "0.x"'),
     ("requires leading zero", lambda p: {"files": {"m": p["model"]}, "requires": "0.01.0"}, "valid semver"),
     ("requires not a string", lambda p: {"files": {"m": p["model"]}, "requires": 14}, "'requires': expected a string"),
-    ("requires newer", lambda p: {"files": {"m": p["model"]}, "requires": "0.14.0"},
-     f"this model requires ollamalike version 0.14.0 or newer, but this is version {__version__}"),
-    ("requires newer patch", lambda p: {"files": {"m": p["model"]}, "requires": "0.1.1"}, "requires ollamalike version 0.1.1"),
+    ("requires newer", lambda p: {"files": {"m": p["model"]}, "requires": "0.22.0"},
+     f"this model requires Ollama version 0.22.0 or newer, but ollamalike {__version__} is compatible with Ollama "
+     f"{OLLAMA_VERSION}"),
+    ("requires newer patch", lambda p: {"files": {"m": p["model"]}, "requires": "0.21.4"},
+     "requires Ollama version 0.21.4 or newer"),
+    ("requires newer pre-release", lambda p: {"files": {"m": p["model"]}, "requires": "0.21.4-rc0"},
+     "requires Ollama version 0.21.4-rc0 or newer"),
+    ("requires newer minor", lambda p: {"files": {"m": p["model"]}, "requires": "v0.22"}, "version 0.22 or newer"),
     ("REQUIRES newer", lambda p: {"modelfile": f"FROM {p['path']}\nREQUIRES v2.0"}, "version 2.0 or newer"),
     ("REQUIRES bad", lambda p: {"modelfile": f"FROM {p['path']}\nREQUIRES 1.2.3.4"}, "line 2: requires must be"),
     ("renderer not a name", lambda p: {"files": {"m": p["model"]}, "renderer": "a b"}, 'invalid renderer name "a"'),
+    ("renderer unknown", lambda p: {"files": {"m": p["model"]}, "renderer": "harmony"},
+     'unknown renderer "harmony": known renderers are cogito, cohere, deepseek3.1, glm-4.7, '),
+    ("RENDERER unknown", lambda p: {"modelfile": f"FROM {p['path']}\nRENDERER qwen9"}, 'unknown renderer "qwen9"'),
     ("parser not a name", lambda p: {"files": {"m": p["model"]}, "parser": "../x"}, "invalid parser name"),
     ("PARSER not a name", lambda p: {"modelfile": f"FROM {p['path']}\nPARSER <x>"}, "line 2: invalid parser name"),
     ("unknown PARAMETER", lambda p: {"modelfile": f"FROM {p['path']}\nPARAMETER temprature 0.5"},
@@ -464,12 +475,16 @@ def test_show_modelfile_round_trip_property(models_dir: Path, tiny_chat_gguf: Pa
     from hypothesis import strategies as st
 
     store = Store(models_dir)
+    from ollamalike.template.renderers import OLLAMA_ONLY, RENDERERS
+
     name = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", fullmatch=True)
+    # Create refuses a renderer that is neither ours nor Ollama's; parsers are any name.
+    renderer_name = st.sampled_from(sorted(RENDERERS) + sorted(OLLAMA_ONLY))
     version = st.sampled_from(["0", "0.1", "0.0.1", "v0.1.0", "0.1.0-rc.1", "0.0.9+sha.1"])
     system = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=30)
 
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-    @given(renderer=st.none() | name, parser=st.none() | name, requires=st.none() | version, system=st.none() | system)
+    @given(renderer=st.none() | renderer_name, parser=st.none() | name, requires=st.none() | version, system=st.none() | system)
     def check(renderer: str | None, parser: str | None, requires: str | None, system: str | None) -> None:
         from ollamalike import modelfile
 
@@ -487,3 +502,21 @@ def test_show_modelfile_round_trip_property(models_dir: Path, tiny_chat_gguf: Pa
         asyncio.run(run())
 
     check()
+
+
+async def test_an_inherited_renderer_is_kept_even_when_it_is_not_known_here(store: Store, tiny_chat_gguf: Path) -> None:
+    """A pulled model may name a renderer of a newer Ollama: a model built FROM it keeps the name (only a
+    RENDERER given anew is checked), and renders with its template."""
+    _put_with_config(store, "pulled", upload(store, tiny_chat_gguf), {"model_format": "gguf", "renderer": "brand-new"})
+    await create(store, "child", {"from": "pulled", "system": "s"})
+    assert config_of(store, "child")["renderer"] == "brand-new"
+    with pytest.raises(BadRequest, match='unknown renderer "brand-new"'):
+        await create(store, "other", {"from": "pulled", "renderer": "brand-new"})
+
+
+async def test_a_pulled_models_renderer_renders_its_prompts(store: Store, tiny_chat_gguf: Path) -> None:
+    from ollamalike.template import render_chat
+
+    _put_with_config(store, "pulled-glm", upload(store, tiny_chat_gguf), {"model_format": "gguf", "renderer": "glm-4.7"})
+    resolved = library.resolve_model(store, "pulled-glm")
+    assert render_chat(resolved, [{"role": "user", "content": "Hi"}]) == "[gMASK]<sop><|user|>Hi<|assistant|><think>"

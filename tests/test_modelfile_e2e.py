@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ollamalike import __version__
+from ollamalike import OLLAMA_VERSION, __version__
 from ollamalike.names import ModelName
 from ollamalike.store import Store
 from ollamalike.store.manifest import CONFIG_MEDIA_TYPE, MEDIA_MODEL, MEDIA_TEMPLATE
@@ -115,7 +115,8 @@ def test_cli_creates_from_a_utf16_modelfile_with_every_new_instruction_and_rebui
     [
         ("FROM {model}\nPARAMETER temprature 0.5\n", [], 'unknown parameter "temprature"'),
         ("FROM {model}\nREQUIRES 9.0.0\n", [],
-         f"this model requires ollamalike version 9.0.0 or newer, but this is version {__version__}"),
+         f"this model requires Ollama version 9.0.0 or newer, but ollamalike {__version__} is compatible with Ollama "
+         f"{OLLAMA_VERSION}"),
         ("FROM {model}\nREQUIRES nine\n", [], "requires must be a valid semver"),
         ("FROM {model}\nMESSAGE User hi\n", [], 'message role must be "system", "user" or "assistant", got "User"'),
         ("FROM {model}\nDRAFT ./missing.gguf\n", [], "DRAFT file not found"),
@@ -143,11 +144,12 @@ def test_cli_create_errors(
     [
         ({"modelfile": "FROM tiny15\nPARAMETER temprature 0.5"}, 'unknown parameter "temprature"'),
         ({"from": "tiny15", "parameters": {"temprature": 0.5}}, 'unknown parameter "temprature"'),
-        ({"from": "tiny15", "requires": "0.2.0"}, "requires ollamalike version 0.2.0 or newer, but this is version"),
+        ({"from": "tiny15", "requires": "0.22.0"}, "requires Ollama version 0.22.0 or newer, but ollamalike"),
         ({"modelfile": "FROM tiny15\nREQUIRES 3"}, "version 3 or newer"),
         ({"from": "tiny15", "requires": "1.0"}, "version 1.0 or newer"),
         ({"from": "tiny15", "requires": "one"}, "requires must be a valid semver"),
         ({"from": "tiny15", "renderer": "no way"}, "invalid renderer name"),
+        ({"from": "tiny15", "renderer": "harmony"}, 'unknown renderer "harmony": known renderers are'),
         ({"from": "tiny15", "draft": "ghost"}, "draft model 'ghost' not found"),
         ({"from": "tiny15", "draft_files": {"d.gguf": "sha256:" + "2" * 64}}, "not found"),
         ({"from": "tiny15", "draft_quantize": "q8_0"}, "requires a DRAFT model"),

@@ -186,6 +186,10 @@ async def _plan(store: Store, request: CreateRequest, pins: Pins, access: Access
             src.media = MEDIA_PROJECTOR
     plan.sources.extend(adapter_sources)
     plan.renderer = request.renderer or plan.renderer
+    if plan.renderer:  # one given anew; an inherited one (a pulled model's) is the base's business
+        from ollamalike.template.renderers import check_renderer
+
+        check_renderer(plan.renderer)
     plan.parser = request.parser or plan.parser
     plan.requires = request.requires or plan.requires
     check_requires(plan.requires)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ollamalike import __version__
+from ollamalike import OLLAMA_VERSION, __version__
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.gguf_info import GGUFInfo
 from ollamalike.library.create_convert import CheckpointInput, convert_checkpoint
@@ -79,9 +79,12 @@ def gguf_type(info: GGUFInfo | None) -> str:
 
 
 def check_requires(requires: str | None) -> None:
-    """REQUIRES: a model that needs a newer daemon than this one is refused, naming both versions."""
-    if requires and version_key(requires) > version_key(__version__):
-        raise BadRequest(f"this model requires ollamalike version {requires} or newer, but this is version {__version__}")
+    """REQUIRES: a model that needs a newer Ollama than the one this daemon is compatible with is
+    refused, naming both versions. REQUIRES is written against Ollama's versions (a Modelfile from
+    ``ollama show --modelfile`` says ``REQUIRES 0.12.0``), so ollamalike's own number means nothing here."""
+    if requires and version_key(requires) > version_key(OLLAMA_VERSION):
+        raise BadRequest(f"this model requires Ollama version {requires} or newer, but ollamalike {__version__} "
+                         f"is compatible with Ollama {OLLAMA_VERSION}")
 
 
 async def draft_source(

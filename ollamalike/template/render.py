@@ -1,4 +1,5 @@
-"""Turning a request into prompt text: the Modelfile's Go TEMPLATE when there is one, else the GGUF's
+"""Turning a request into prompt text: the model's built-in renderer when it names one we have
+(``RENDERER``, ``template/renderers/``), else the Modelfile's Go TEMPLATE when there is one, else the GGUF's
 own Jinja chat template rendered as Hugging Face transformers' ``apply_chat_template`` renders it (its
 default system prompt, tools JSON and turn structure intact), else Ollama's ``{{ .Prompt }}``.
 
@@ -20,6 +21,7 @@ from ollamalike.template.goparse import Action, FieldNode, Pipe, Tree
 from ollamalike.template.goparse import Command as GoCommand
 from ollamalike.template.govalues import GoValue
 from ollamalike.template.jinja import render_jinja
+from ollamalike.template.renderers import renderer_for
 from ollamalike.template.values import (
     Message,
     Tool,
@@ -61,6 +63,11 @@ class ModelLike(Protocol):
 
     @property
     def info(self) -> TemplateInfo: ...
+
+    @property
+    def renderer(self) -> str | None:
+        """A built-in renderer's name (``RENDERER``), or None."""
+        ...
 
 
 def check_template(text: str) -> None:
@@ -149,6 +156,9 @@ def render_chat(model: ModelLike, messages: object, tools: object = None, think:
     msgs = _with_model_context(model, normalize_messages(messages))
     tool_list = validate_tools(tools)
     think_values = _think_values(think)
+    renderer = renderer_for(model.renderer)
+    if renderer is not None:
+        return renderer(msgs, tool_list, think)
     text = go_template_for(model)
     if text is None:
         return _jinja(model, msgs, tool_list, think)
@@ -176,6 +186,9 @@ def render_generate(model: ModelLike, prompt: str, system: str | None = None, su
     if include_history:
         msgs += _history(model)
     msgs.append({"role": "user", "content": prompt, "tool_calls": []})
+    renderer = None if template_override else renderer_for(model.renderer)
+    if renderer is not None:
+        return renderer(msgs, [], think)
     if text is None:
         return _jinja(model, msgs, [], think)
     return execute(text, msgs, [], think_values)
