@@ -41,7 +41,7 @@ def _parse(data: bytes) -> Any:
         raise InternalError(f"{MODEL_FILE} needs the sentencepiece and protobuf packages: {e}") from None
     try:
         sentencepiece.SentencePieceProcessor().LoadFromSerializedProto(data)
-        proto = sentencepiece_model_pb2.ModelProto()
+        proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]  # generated protobuf code, untyped
         proto.ParseFromString(data)
     except Exception:  # sentencepiece raises RuntimeError/OSError, protobuf DecodeError
         raise BadRequest(f"{MODEL_FILE} is not a valid SentencePiece model") from None
