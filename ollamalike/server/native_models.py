@@ -9,7 +9,7 @@ import asyncio
 
 from aiohttp import web
 
-from ollamalike import __version__, library
+from ollamalike import OLLAMA_VERSION, __version__, library
 from ollamalike.config import is_loopback_host
 from ollamalike.errors import BadRequest
 from ollamalike.names import ModelName, parse_digest
@@ -33,7 +33,11 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def version(request: web.Request) -> web.Response:
-    return json_response({"version": __version__})
+    # Clients gate features on this number by comparing it with Ollama releases, so it is the Ollama
+    # version whose API we match (the one REQUIRES is checked against); our own is in a header.
+    resp = json_response({"version": OLLAMA_VERSION})
+    resp.headers["X-Ollamalike-Version"] = __version__
+    return resp
 
 
 async def tags(request: web.Request) -> web.Response:
