@@ -30,7 +30,7 @@ from ollamalike.runner.llama import Loaded
 from ollamalike.runner.logprobs import LogprobQueue, score
 from ollamalike.runner.request import Event, Request
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
-from ollamalike.runner.slots import Slot, choose_slot, keep_count
+from ollamalike.runner.slots import Slot, choose_slot, keep_count, shift_keep
 from ollamalike.runner.tokens import PieceCache
 from ollamalike.runner.vision import Vision, advance_images
 
@@ -314,18 +314,19 @@ class Engine:
         """The slot's context is full: shift it (Ollama's context shift) or end with "length"."""
         req = slot.req
         assert req is not None
-        # A prompt with images never shifts: that would cut through an image's positions (llama.cpp's
-        # server refuses it too).
-        if req.params.num_predict == -2 or not req.shift or req.media is not None:
+        if req.params.num_predict == -2 or not req.shift:
             self._finish(slot, reason="length")
             return False
         m = self.m
         keep = keep_count(req.params.num_keep, req.prompt, m.bos if m.add_bos else None, m.n_ctx_slot)
-        keep = min(keep, len(slot.cache) - 2)
-        discard = (len(slot.cache) - keep) // 2
-        if discard <= 0 or not llama_cpp.llama_memory_can_shift(m.mem):
+        # With images, only the text after the last one is discarded (llama.cpp's server never shifts then).
+        media_end = max((s.start + s.n_pos for s in req.media.spans), default=0) if req.media is not None else 0
+        start = shift_keep(keep, media_end, len(slot.cache))
+        if start is None or not llama_cpp.llama_memory_can_shift(m.mem):
             self._finish(slot, reason="length")
             return False
+        keep = start
+        discard = (len(slot.cache) - keep) // 2  # at least 1: shift_keep leaves two cells after keep
         llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, keep, keep + discard)
         llama_cpp.llama_memory_seq_add(m.mem, slot.seq, keep + discard, -1, -discard)
         del slot.cache[keep : keep + discard]

@@ -112,3 +112,12 @@ def keep_count(num_keep: int, prompt: Sequence[int], bos: int | None, n_ctx_slot
     if bos is not None and prompt and prompt[0] == bos:
         keep += 1
     return max(0, min(keep, len(prompt), n_ctx_slot // 2))
+
+
+def shift_keep(keep: int, media_end: int, n_cached: int) -> int | None:
+    """Where a context shift's discarded run starts in a full slot of ``n_cached`` cells, or None (no shift:
+    the request ends with "length"). ``keep`` is ``keep_count``'s; ``media_end`` is where the prompt's last
+    image ends (0 without images): nothing before it is discarded, since an image cut in two or lost
+    cannot be rebuilt from its positions. At least one cell is discarded and one kept after the run."""
+    keep = max(min(keep, n_cached - 2), media_end)
+    return keep if 0 <= keep <= n_cached - 2 else None
