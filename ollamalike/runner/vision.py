@@ -7,7 +7,8 @@ wrapper tokens the model wants around it) plus one flat position list for the en
 hold their token ids; an image's positions hold one negative id derived from the image's pixels
 (sha256), so the engine's prefix cache compares images by content like text: the same image in the
 next turn is not encoded again. ``Vision.eval_image(...)`` encodes one image chunk and decodes its
-embeddings into a sequence's KV cache (mtmd's helper: non-causal and M-RoPE models included).
+embeddings into a sequence's KV cache (mtmd's helper). A non-causal image (Gemma 3) must fit one
+micro-batch, and M-RoPE projectors (Qwen2-VL) are refused: both are 400s from ``tokenize``.
 
 The images arrive already decoded and checked by the daemon (``ollamalike/media.py``, Pillow): raw RGB
 pixels, so no image parser runs in this process. Audio clips (a projector with an audio encoder) arrive
@@ -140,6 +141,12 @@ class Vision:
         self.m = loaded
         self.vision = bool(mtmd_cpp.mtmd_support_vision(ctx))
         self.audio = bool(mtmd_cpp.mtmd_support_audio(ctx))
+        # M-RoPE models (Qwen2-VL family): an image takes n_tokens KV cells but advances the position by only
+        # its n_pos, which the engine's one-cell-per-position bookkeeping (context fill, shift, truncation)
+        # cannot express. Not supported yet: their images are refused rather than decoded wrong.
+        self.mrope = bool(mtmd_cpp.mtmd_decode_use_mrope(ctx))
+        # A non-causal image (Gemma 3) is decoded in one micro-batch: llama.cpp asserts n_ubatch >= its tokens.
+        self.n_ubatch = int(llama_cpp.llama_n_ubatch(loaded.ctx))
 
     @classmethod
     def open(cls, loaded: Loaded, path: str, threads: int, use_gpu: bool, verbose: bool = False) -> Vision:
@@ -175,6 +182,9 @@ class Vision:
             raise MediaError("this model's projector does not take images")
         if any(isinstance(m, RawAudio) for m in images) and not self.audio:
             raise MediaError("this model's projector does not take audio")
+        if images and self.mrope:
+            raise MediaError("this model's projector places images with M-RoPE positions (the Qwen2-VL family), "
+                             "which ollamalike does not support yet")
         marked, order = tag_order(text, len(images))
         ordered = [images[i] for i in order]
         rate = int(mtmd_cpp.mtmd_get_audio_sample_rate(self.ctx)) if self.audio else 0
@@ -218,6 +228,11 @@ class Vision:
                 prompt.tokens.extend(ptr[j] for j in range(n.value))
                 continue
             n_pos = int(mtmd_cpp.mtmd_input_chunk_get_n_pos(chunk))
+            n_tokens = int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk))
+            if n_tokens > self.n_ubatch and mtmd_cpp.mtmd_decode_use_non_causal(self.ctx, chunk):
+                raise MediaError(f"an image takes {n_tokens} tokens and this model's projector needs all of an "
+                                 f"image's tokens in one batch: set num_batch to at least {n_tokens} "
+                                 f"(it is {self.n_ubatch})")
             image_id = (mtmd_cpp.mtmd_input_chunk_get_id(chunk) or b"").decode()
             part = parts[image_id] = parts.get(image_id, -1) + 1
             key = position_key(image_id, part)
