@@ -1,7 +1,8 @@
 """Images and the context's limits through a real daemon and real runners (the tiny llama, the tiny CLIP
 projectors): a full context shifts only the text after the last image, ``shift: false`` ends with
 "length", and a projector whose image tokens attend both ways (Gemma 3's, decoded non-causally) needs an
-image in one batch: a smaller num_batch is a 400 before the image reaches llama.cpp."""
+image in one batch: a smaller num_batch is a 400 before the image reaches llama.cpp. A text model with
+M-RoPE positions (the Qwen2-VL family; here a tiny random one) refuses images with a 400 naming why."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ollamalike.testmodels import write_tiny_llama
 from ollamalike.testmodels_mm import write_tiny_projector
 from tests.daemon import Daemon, start_daemon
 from tests.helpers import assert_api_error
@@ -28,10 +30,12 @@ def d(tmp_path_factory: pytest.TempPathFactory, tiny_chat_gguf: Path) -> Iterato
     home = tmp_path_factory.mktemp("vision-ctx")
     mlp = write_tiny_projector(home / "mmproj-tiny.gguf")
     g3 = write_tiny_projector(home / "mmproj-g3.gguf", projector_type="gemma3", patch_size=4, merge=2)
+    mrope = write_tiny_llama(home / "tiny-qwen2vl.gguf", arch="qwen2vl")
     daemon = start_daemon(home)
     try:
         create_model(daemon, "vis", f"FROM {tiny_chat_gguf}\nADAPTER {mlp}\n", home)
         create_model(daemon, "g3", f"FROM {tiny_chat_gguf}\nADAPTER {g3}\n", home)
+        create_model(daemon, "mrope", f"FROM {mrope}\nADAPTER {mlp}\n", home)
     except BaseException:
         print(daemon.logs())
         daemon.stop(check=False)
@@ -81,3 +85,14 @@ def test_a_non_causal_image_must_fit_one_batch(d: Daemon) -> None:
     assert status == 200 and blue["response"] != red["response"]
     status, again = generate(d, "g3", [RED], {**opts, "num_batch": G3_TOKENS})
     assert status == 200 and again["response"] == red["response"]
+
+
+def test_an_mrope_model_refuses_images_and_serves_text(d: Daemon) -> None:
+    opts = {"temperature": 0, "num_predict": 4}
+    status, body = generate(d, "mrope", [RED], opts)
+    assert_api_error(status, body, 400, "M-RoPE positions (the Qwen2-VL family), which ollamalike does not support yet")
+    status, chat = d.request("POST", "/api/chat", {"model": "mrope", "stream": False, "options": opts, "messages": [
+        {"role": "user", "content": "what is it?", "images": [BLUE]}]})
+    assert_api_error(status, chat, 400, "M-RoPE")
+    status, text = generate(d, "mrope", [], opts)
+    assert status == 200 and text["eval_count"] >= 1, text
