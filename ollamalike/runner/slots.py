@@ -1,7 +1,8 @@
 """Sequence slots: what one llama.cpp sequence id is doing, and how a request picks a slot.
 
 A slot's ``cache`` lists exactly the tokens whose KV entries live in the context for its sequence
-(position i holds cache[i]); it survives the request so the next one can reuse a shared prefix.
+(position i holds cache[i], but past an M-RoPE model's image: see ``pos_offset``); it survives the
+request so the next one can reuse a shared prefix.
 Pure Python (no llama_cpp at import), so slot choice and truncation are unit-testable on their own.
 A slot is generic in the request it serves (the engine's ``Request``), which it only holds.
 """
@@ -46,6 +47,14 @@ class Slot(Generic[R]):
     prompt_ns: int = 0
     t_gen: int = 0
     logprobs: LogprobQueue | None = None  # the request asked for logprobs (set after ``begin``)
+    # Cache entries minus decoder positions: an M-RoPE model's image fills more KV cells than the
+    # positions it advances (``vision.Span``). 0 for every other model.
+    pos_offset: int = 0
+
+    @property
+    def next_pos(self) -> int:
+        """The decoder position of the next entry appended to the cache."""
+        return len(self.cache) - self.pos_offset
 
     def common_prefix(self, tokens: Sequence[int]) -> int:
         n = 0

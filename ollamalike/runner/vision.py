@@ -8,7 +8,9 @@ hold their token ids; an image's positions hold one negative id derived from the
 (sha256), so the engine's prefix cache compares images by content like text: the same image in the
 next turn is not encoded again. ``Vision.eval_image(...)`` encodes one image chunk and decodes its
 embeddings into a sequence's KV cache (mtmd's helper). A non-causal image (Gemma 3) must fit one
-micro-batch, and M-RoPE projectors (Qwen2-VL) are refused: both are 400s from ``tokenize``.
+micro-batch (else a 400 from ``tokenize``). An M-RoPE model's image (Qwen2-VL) has one entry per KV
+cell in the position list but advances the decoder position by fewer (``Span.n_pos``): slots keep the
+difference (``Slot.pos_offset``) so that the text after it is decoded where mtmd left off.
 
 The images arrive already decoded and checked by the daemon (``ollamalike/media.py``, Pillow): raw RGB
 pixels, so no image parser runs in this process. Audio clips (a projector with an audio encoder) arrive
@@ -76,11 +78,23 @@ def position_key(image_id: str, part: int) -> int:
 
 @dataclass
 class Span:
-    """One image chunk of a prompt: positions ``start .. start + n_pos - 1``."""
+    """One image chunk of a prompt: entries ``start .. start + n_tokens - 1`` of its flat list (one per KV cell).
+
+    ``n_pos``: how far the image advances the decoder's position; ``n_tokens`` but for M-RoPE models
+    (Qwen2-VL), whose image is a grid of ``nx`` x ``ny`` tokens placed over ``max(nx, ny)`` positions."""
 
     start: int
-    n_pos: int
+    n_tokens: int
     chunk: int  # mtmd_input_chunk pointer, owned by the MediaPrompt's chunk list
+    n_pos: int = -1  # -1: n_tokens
+
+    @property
+    def positions(self) -> int:
+        return self.n_tokens if self.n_pos < 0 else self.n_pos
+
+    @property
+    def end(self) -> int:
+        return self.start + self.n_tokens
 
 
 @dataclass
@@ -103,9 +117,14 @@ class MediaPrompt:
     def align(self, n: int) -> int:
         """A reusable prefix never ends inside an image: move ``n`` back to the start of one it cuts."""
         for s in self.spans:
-            if s.start < n < s.start + s.n_pos:
+            if s.start < n < s.end:
                 return s.start
         return n
+
+    def offset_before(self, n: int) -> int:
+        """Entries minus decoder positions of the images before entry ``n`` (an image boundary): the entry
+        ``n`` is decoded at position ``n - offset_before(n)``. 0 but for M-RoPE models."""
+        return sum(s.n_tokens - s.positions for s in self.spans if s.end <= n)
 
 
 def tag_order(text: str, count: int) -> tuple[str, list[int]]:
@@ -141,10 +160,6 @@ class Vision:
         self.m = loaded
         self.vision = bool(mtmd_cpp.mtmd_support_vision(ctx))
         self.audio = bool(mtmd_cpp.mtmd_support_audio(ctx))
-        # M-RoPE models (Qwen2-VL family): an image takes n_tokens KV cells but advances the position by only
-        # its n_pos, which the engine's one-cell-per-position bookkeeping (context fill, shift, truncation)
-        # cannot express. Not supported yet: their images are refused rather than decoded wrong.
-        self.mrope = bool(mtmd_cpp.mtmd_decode_use_mrope(ctx))
         # A non-causal image (Gemma 3) is decoded in one micro-batch: llama.cpp asserts n_ubatch >= its tokens.
         self.n_ubatch = int(llama_cpp.llama_n_ubatch(loaded.ctx))
 
@@ -182,9 +197,6 @@ class Vision:
             raise MediaError("this model's projector does not take images")
         if any(isinstance(m, RawAudio) for m in images) and not self.audio:
             raise MediaError("this model's projector does not take audio")
-        if images and self.mrope:
-            raise MediaError("this model's projector places images with M-RoPE positions (the Qwen2-VL family), "
-                             "which ollamalike does not support yet")
         marked, order = tag_order(text, len(images))
         ordered = [images[i] for i in order]
         rate = int(mtmd_cpp.mtmd_get_audio_sample_rate(self.ctx)) if self.audio else 0
@@ -236,8 +248,8 @@ class Vision:
             image_id = (mtmd_cpp.mtmd_input_chunk_get_id(chunk) or b"").decode()
             part = parts[image_id] = parts.get(image_id, -1) + 1
             key = position_key(image_id, part)
-            prompt.spans.append(Span(len(prompt.tokens), n_pos, int(chunk)))
-            prompt.tokens.extend([key] * n_pos)
+            prompt.spans.append(Span(len(prompt.tokens), n_tokens, int(chunk), n_pos))
+            prompt.tokens.extend([key] * n_tokens)
         if prompt.spans and prompt.tokens[-1] < 0:
             raise MediaError("the prompt ends with an image: put some text after it")
         return prompt
@@ -317,14 +329,16 @@ def advance_images(vision: Vision, slots: Sequence[Slot[R]], m: Loaded, prompt_d
             continue
         if slot.t_prompt == 0:
             slot.t_prompt = time.perf_counter_ns()
+        pos = slot.next_pos
         try:
-            vision.eval_image(span, len(slot.cache), slot.seq, m.n_batch)
+            after = vision.eval_image(span, pos, slot.seq, m.n_batch)
         except RuntimeError as e:
             fail(slot, str(e))
             continue
-        slot.cache.extend(slot.prompt[span.start : span.start + span.n_pos])
-        slot.prompt_done += span.n_pos
-        slot.prompt_evaluated += span.n_pos
+        slot.cache.extend(slot.prompt[span.start : span.end])
+        slot.pos_offset += span.n_tokens - (after - pos)  # M-RoPE: fewer positions than cells
+        slot.prompt_done += span.n_tokens
+        slot.prompt_evaluated += span.n_tokens
         if slot.prompt_done == len(slot.prompt) - 1:
             prompt_done(slot)
         did = True
