@@ -291,6 +291,16 @@ def test_layout_counts_the_real_projector_and_refuses_what_does_not_fit(
     assert memory.weights == proj.stat().st_size
     assert memory.graph == 4 * (3 * 32 * 32 + 17 * (4 * 32 + 64) + 17 * 17 * 2)
     assert memory == projector_estimate(read_gguf_info(proj).model_info, proj.stat().st_size)
+    # The estimates against what mtmd reserves for the tiny projectors (its "compute buffer size" log line,
+    # llama.cpp of llama-cpp-python 0.3.36): 0.02 MiB for the CLIP above, 0.08 MiB for the Gemma 3 one, and
+    # 279 MiB for the Qwen2-VL one, sized by its warmup image of 46 x 46 merged tokens, not its image_size.
+    from ollamalike.testmodels_mm import write_tiny_qwen2vl_projector
+
+    g3 = write_tiny_projector(tmp_path / "g3.gguf", projector_type="gemma3", patch_size=4)
+    qwen = write_tiny_qwen2vl_projector(tmp_path / "qwen.gguf")
+    for path, reserved in ((proj, 0.02 * MIB), (g3, 0.08 * MIB), (qwen, 279 * MIB)):
+        graph = projector_estimate(read_gguf_info(path).model_info, 0).graph
+        assert reserved <= graph <= 1.4 * reserved, (path.name, graph / MIB)
 
     info = gguf_info(**vars(model()))
     plain = resolved_model(name="plain:latest", model_path=Path("/models/m.gguf"), info=info)

@@ -62,6 +62,10 @@ DEFAULT_BATCH = 512
 MIN_CTX = 8
 MAX_LAYERS = 4096  # the deepest real models have a few hundred repeating layers
 AUDIO_FRAMES = 3000  # mel frames of one 30 s window (Whisper-style encoders take one at a time)
+# Dynamic-resolution projectors (any image size, up to a token limit): mtmd reserves the compute of a
+# warmup image of this many merged tokens per side (llama.cpp's choice for the Qwen-VL family).
+DYNAMIC_PROJECTORS = ("qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger")
+DYNAMIC_WARMUP_SIDE = 46
 
 
 class InsufficientMemory(InternalError):
@@ -109,7 +113,9 @@ def projector_estimate(metadata: Mapping[str, object], file_size: int) -> Projec
     """A projector's memory from its GGUF: the file is its weights (mtmd reads all of it); the graph is one
     image through one encoder layer: the f32 input pixels, the patches' activations (q, k, v, the output and
     the feed-forward) and, without flash attention (the runner's mtmd setting), every head's
-    patches x patches attention scores. Audio encoders: one 30 s window of mel frames likewise."""
+    patches x patches attention scores. Audio encoders: one 30 s window of mel frames likewise. A
+    dynamic-resolution projector (``DYNAMIC_PROJECTORS``) is sized by mtmd's warmup image, not
+    ``image_size``."""
     def num(key: str) -> int:
         value = metadata.get(key)
         return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
@@ -120,6 +126,8 @@ def projector_estimate(metadata: Mapping[str, object], file_size: int) -> Projec
         ff = num(f"clip.{kind}.feed_forward_length")
         if kind == "vision":
             size, patch = num("clip.vision.image_size"), num("clip.vision.patch_size")
+            if metadata.get("clip.projector_type") in DYNAMIC_PROJECTORS:
+                size = DYNAMIC_WARMUP_SIDE * (num("clip.vision.spatial_merge_size") or 2) * patch
             positions = (size // patch) ** 2 + 1 if size and patch else 0  # + a class token
             inputs = 3 * size * size
         else:
