@@ -112,8 +112,14 @@ def write_tiny_llama(
     seed: int = 1234,
     name: str = "tiny-llama",
     chat_template: str = CHATML_TEMPLATE,
+    arch: str = "llama",
 ) -> Path:
-    """Write a random-weight llama model with a SentencePiece vocab and a chat template (ChatML by default)."""
+    """Write a random-weight llama model with a SentencePiece vocab and a chat template (ChatML by default).
+
+    ``arch="qwen2vl"``: the same tensors as Qwen2-VL's text model, whose M-RoPE positions (rope sections
+    over the head's rotary pairs) llama.cpp and mtmd give four components per token."""
+    if arch not in ("llama", "qwen2vl"):
+        raise ValueError(f"unsupported arch {arch!r}: use llama or qwen2vl")
     if quant not in _FILE_TYPES:
         raise ValueError(f"unsupported quant {quant!r}: use F32, F16 or Q4_0")
     if n_embd % n_head or n_head % n_head_kv:
@@ -125,7 +131,7 @@ def write_tiny_llama(
     head_dim = n_embd // n_head
     rng = np.random.default_rng(seed)
 
-    w = gguf.GGUFWriter(str(_tmp(path)), "llama")
+    w = gguf.GGUFWriter(str(_tmp(path)), arch)
     w.add_name(name)
     w.add_file_type(_FILE_TYPES[quant])
     w.add_context_length(n_ctx_train)
@@ -136,6 +142,9 @@ def write_tiny_llama(
     w.add_head_count_kv(n_head_kv)
     w.add_rope_dimension_count(head_dim)
     w.add_rope_freq_base(10000.0)
+    if arch == "qwen2vl":  # temporal, height, width sections of the head's rotary pairs (head_dim / 2 in all)
+        pairs = head_dim // 2
+        w.add_array(f"{arch}.rope.dimension_sections", [pairs - 2 * (pairs // 3), pairs // 3, pairs // 3, 0])
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(n_vocab)
     w.add_tokenizer_model("llama")

@@ -27,13 +27,21 @@ def write_tiny_projector(
     image_size: int = 32,
     patch_size: int = 8,
     seed: int = 4321,
+    projector_type: str = "mlp",
+    merge: int = 2,
 ) -> Path:
     """A random-weight CLIP vision projector (LLaVA-style ``mlp``) for ``write_tiny_llama``'s embedding size.
 
     llama.cpp's mtmd loads it like a real mmproj: a ViT over ``patch_size`` patches of the image resized
     to ``image_size``, then the two-layer MLP into the text model's embedding space, so each image is
     ``(image_size // patch_size) ** 2`` tokens (16 by default). ``general.architecture`` is ``clip``, which
-    is how a create tells a projector from a model (as Ollama does)."""
+    is how a create tells a projector from a model (as Ollama does).
+
+    ``projector_type="gemma3"``: Gemma 3's projector instead of the MLP, whose image tokens attend to each
+    other both ways (mtmd decodes them non-causally, so one image must fit one batch): the patches are
+    average-pooled ``merge`` x ``merge``, so an image is ``(image_size // patch_size // merge) ** 2`` tokens."""
+    if projector_type not in ("mlp", "gemma3"):
+        raise ValueError(f"unknown projector type {projector_type!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -41,7 +49,7 @@ def write_tiny_projector(
     w = gguf.GGUFWriter(str(_tmp(path)), "clip")
     w.add_name("tiny-clip-projector")
     w.add_file_type(LlamaFileType.MOSTLY_F16)
-    w.add_string("clip.projector_type", "mlp")
+    w.add_string("clip.projector_type", projector_type)
     w.add_bool("clip.has_vision_encoder", True)
     w.add_bool("clip.use_gelu", True)
     v = "clip.vision."
@@ -55,6 +63,8 @@ def write_tiny_projector(
     w.add_uint32(v + "block_count", n_layer)
     w.add_array(v + "image_mean", [0.5, 0.5, 0.5])
     w.add_array(v + "image_std", [0.5, 0.5, 0.5])
+    if projector_type == "gemma3":
+        w.add_uint32(v + "projector.scale_factor", merge)
     # numpy shapes are ggml's reversed: the patch convolution is [n_embd, 3, patch, patch].
     w.add_tensor("v.patch_embd.weight", _weights(rng, (n_embd, 3, patch_size, patch_size), 0.2).astype(np.float16))
     w.add_tensor("v.position_embd.weight", _weights(rng, (n_patches, n_embd), 0.2))
@@ -70,6 +80,12 @@ def write_tiny_projector(
         w.add_tensor(p + "ffn_up.bias", np.zeros(n_ff, dtype=np.float32))
         w.add_tensor(p + "ffn_down.weight", _weights(rng, (n_embd, n_ff), 0.2).astype(np.float16))
         w.add_tensor(p + "ffn_down.bias", np.zeros(n_embd, dtype=np.float32))
+    if projector_type == "gemma3":
+        # RMS-normed pooled patches, then one projection into the text model's embedding space.
+        w.add_tensor("mm.soft_emb_norm.weight", np.ones(n_embd, dtype=np.float32))
+        w.add_tensor("mm.input_projection.weight", _weights(rng, (n_embd, n_embd_text), 0.5).astype(np.float16))
+        _write(w, path)
+        return path
     # The MLP lands on the scale of the tiny llama's token embeddings (unit variance), so an image moves the output.
     w.add_tensor("mm.0.weight", _weights(rng, (n_embd_text, n_embd), 0.5).astype(np.float16))
     w.add_tensor("mm.0.bias", np.zeros(n_embd_text, dtype=np.float32))
@@ -130,5 +146,62 @@ def write_tiny_audio_projector(
     w.add_tensor("a.post_ln.bias", np.zeros(n_embd, dtype=np.float32))
     w.add_tensor("mm.a.fc.weight", _weights(rng, (n_embd_text, n_embd), 0.5).astype(np.float16))
     w.add_tensor("mm.a.fc.bias", np.zeros(n_embd_text, dtype=np.float32))
+    _write(w, path)
+    return path
+
+
+def write_tiny_qwen2vl_projector(
+    path: str | Path, n_embd_text: int = 64, n_embd: int = 32, n_head: int = 1, n_ff: int = 64, n_layer: int = 1,
+    patch_size: int = 2, seed: int = 8765,
+) -> Path:
+    """A random-weight Qwen2-VL vision projector (``qwen2vl_merger``) for ``write_tiny_llama(arch="qwen2vl")``.
+
+    Dynamic resolution: an image keeps its aspect, resized to a multiple of 2 x ``patch_size``; its 2 x 2 merged
+    patches are its tokens, laid on a grid, so with an M-RoPE text model an image of ``nx`` x ``ny`` tokens
+    advances the position by only ``max(nx, ny)``. (mtmd's warmup encodes a 2116-token image once at load.)"""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    w = gguf.GGUFWriter(str(_tmp(path)), "clip")
+    w.add_name("tiny-qwen2vl-projector")
+    w.add_file_type(LlamaFileType.MOSTLY_F16)
+    w.add_string("clip.projector_type", "qwen2vl_merger")
+    w.add_bool("clip.has_vision_encoder", True)
+    w.add_bool("clip.use_gelu", True)
+    v = "clip.vision."
+    w.add_uint32(v + "image_size", 56)
+    w.add_uint32(v + "patch_size", patch_size)
+    w.add_uint32(v + "embedding_length", n_embd)
+    w.add_uint32(v + "feed_forward_length", n_ff)
+    w.add_uint32(v + "projection_dim", n_embd_text)
+    w.add_uint32(v + "attention.head_count", n_head)
+    w.add_float32(v + "attention.layer_norm_epsilon", 1e-6)
+    w.add_uint32(v + "block_count", n_layer)
+    w.add_array(v + "image_mean", [0.5, 0.5, 0.5])
+    w.add_array(v + "image_std", [0.5, 0.5, 0.5])
+
+    def f16(shape: tuple[int, ...], scale: float = 0.2) -> np.ndarray:
+        return _weights(rng, shape, scale).astype(np.float16)
+
+    # Two patch kernels (Qwen2-VL's temporal pair of frames; a still image goes through both).
+    w.add_tensor("v.patch_embd.weight", f16((n_embd, 3, patch_size, patch_size)))
+    w.add_tensor("v.patch_embd.weight.1", f16((n_embd, 3, patch_size, patch_size)))
+    for i in range(n_layer):
+        p = f"v.blk.{i}."
+        for t in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            w.add_tensor(p + t + ".weight", f16((n_embd, n_embd)))
+            w.add_tensor(p + t + ".bias", np.zeros(n_embd, dtype=np.float32))
+        for t in ("ln1", "ln2"):
+            w.add_tensor(p + t + ".weight", np.ones(n_embd, dtype=np.float32))
+            w.add_tensor(p + t + ".bias", np.zeros(n_embd, dtype=np.float32))
+        w.add_tensor(p + "ffn_up.weight", f16((n_ff, n_embd)))
+        w.add_tensor(p + "ffn_up.bias", np.zeros(n_ff, dtype=np.float32))
+        w.add_tensor(p + "ffn_down.weight", f16((n_embd, n_ff)))
+        w.add_tensor(p + "ffn_down.bias", np.zeros(n_embd, dtype=np.float32))
+    # The merger: 2 x 2 neighbouring patches (4 * n_embd) through an MLP into the text embedding space.
+    w.add_tensor("mm.0.weight", f16((4 * n_embd, 4 * n_embd), 0.5))
+    w.add_tensor("mm.0.bias", np.zeros(4 * n_embd, dtype=np.float32))
+    w.add_tensor("mm.2.weight", f16((n_embd_text, 4 * n_embd), 0.5))
+    w.add_tensor("mm.2.bias", np.zeros(n_embd_text, dtype=np.float32))
     _write(w, path)
     return path

@@ -229,3 +229,88 @@ def test_the_split_reaches_the_runner_command_line(monkeypatch: pytest.MonkeyPat
     alone = sched_plan.layout_load(requested, loaded, config())
     argv = alone.spec.argv("/tmp/r.sock")
     assert alone.spec.tensor_split == () and RunnerSpec.from_json(argv[argv.index("--spec") + 1]).tensor_split == ()
+
+
+# -- a projector (mmproj) beside the model -----------------------------------------------------------
+def test_projector_takes_its_gpu_room_before_the_layers() -> None:
+    from ollamalike.hardware.planner import Projector
+
+    free = [mib(RESERVE + 81 + 5 * 116 + 50)]
+    without = plan_load(model(), {"num_ctx": 4096}, system(free), config())
+    proj = Projector(weights=150 * MIB, graph=50 * MIB)
+    with_proj = plan_load(model(), {"num_ctx": 4096}, system(free), config(), projector=proj)
+    # 5 * 116 + 50 MiB of room less the projector's 200 MiB: 3 layers of 116 MiB.
+    assert (without.gpu_layers, with_proj.gpu_layers) == (5, 3)
+    assert with_proj.size == without.size + 200 * MIB
+    assert with_proj.size_vram == 3 * 116 * MIB + GRAPH + 200 * MIB  # the projector is on the GPU too
+
+
+def test_a_projector_too_big_for_the_gpu_keeps_the_model_on_the_cpu() -> None:
+    from ollamalike.hardware.planner import Projector
+
+    free = [mib(RESERVE + 81 + 5 * 116 + 50)]
+    plan = plan_load(model(), {"num_ctx": 4096}, system(free), config(), projector=Projector(700 * MIB, 0))
+    assert (plan.gpu_layers, plan.size_vram, plan.processor) == (0, 0, "100% CPU")
+    assert plan.size == plan_load(model(), {"num_ctx": 4096}, system([]), config()).size + 700 * MIB
+
+
+def test_a_projector_that_does_not_fit_in_ram_is_refused() -> None:
+    from ollamalike.hardware.planner import Projector
+
+    cpu_only = system([], ram_gib=1.6, backend=CPU_ONLY)
+    plan_load(model(), {"num_ctx": 4096}, cpu_only, config())  # the model alone fits (1.5 GiB)
+    with pytest.raises(InsufficientMemory, match=r"requires more system memory \(1.7 GiB\) than is available \(1.6 GiB\)"):
+        plan_load(model(), {"num_ctx": 4096}, cpu_only, config(), projector=Projector(200 * MIB, 0))
+
+
+def test_projector_graph_estimate() -> None:
+    from ollamalike.hardware.planner import projector_estimate
+
+    # A gemma3-sized SigLIP (896 px, 14 px patches): its attention scores dominate, about 1 GiB as llama.cpp reports.
+    gemma = {"clip.vision.image_size": 896, "clip.vision.patch_size": 14, "clip.vision.embedding_length": 1152,
+             "clip.vision.attention.head_count": 16, "clip.vision.feed_forward_length": 4304}
+    est = projector_estimate(gemma, 800 * MIB)
+    assert est.weights == 800 * MIB and 0.9 * GIB < est.graph < 1.4 * GIB
+    assert projector_estimate({}, 10).graph == 0  # nothing known: weights only
+    audio = {"clip.audio.num_mel_bins": 128, "clip.audio.embedding_length": 1280,
+             "clip.audio.attention.head_count": 20, "clip.audio.feed_forward_length": 5120}
+    assert 0.1 * GIB < projector_estimate(audio, 0).graph < 0.5 * GIB
+
+
+def test_layout_counts_the_real_projector_and_refuses_what_does_not_fit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler reads the projector's GGUF (the tiny CLIP): its file and its encoder's graph are in the
+    load's size, and a machine with room for the model but not the projector refuses the load."""
+    from ollamalike.hardware.planner import projector_estimate
+    from ollamalike.scheduler import plan as sched_plan
+    from ollamalike.testmodels_mm import write_tiny_projector
+
+    proj = write_tiny_projector(tmp_path / "mmproj.gguf")
+    memory = sched_plan.projector_memory(resolved_model(projectors=[proj]))
+    # 32 px images in 8 px patches: 16 patches and a class token, 32 wide, 2 heads, 64 feed-forward.
+    assert memory.weights == proj.stat().st_size
+    assert memory.graph == 4 * (3 * 32 * 32 + 17 * (4 * 32 + 64) + 17 * 17 * 2)
+    assert memory == projector_estimate(read_gguf_info(proj).model_info, proj.stat().st_size)
+    # The estimates against what mtmd reserves for the tiny projectors (its "compute buffer size" log line,
+    # llama.cpp of llama-cpp-python 0.3.36): 0.02 MiB for the CLIP above, 0.08 MiB for the Gemma 3 one, and
+    # 279 MiB for the Qwen2-VL one, sized by its warmup image of 46 x 46 merged tokens, not its image_size.
+    from ollamalike.testmodels_mm import write_tiny_qwen2vl_projector
+
+    g3 = write_tiny_projector(tmp_path / "g3.gguf", projector_type="gemma3", patch_size=4)
+    qwen = write_tiny_qwen2vl_projector(tmp_path / "qwen.gguf")
+    for path, reserved in ((proj, 0.02 * MIB), (g3, 0.08 * MIB), (qwen, 279 * MIB)):
+        graph = projector_estimate(read_gguf_info(path).model_info, 0).graph
+        assert reserved <= graph <= 1.4 * reserved, (path.name, graph / MIB)
+
+    info = gguf_info(**vars(model()))
+    plain = resolved_model(name="plain:latest", model_path=Path("/models/m.gguf"), info=info)
+    vis = resolved_model(name="vis:latest", model_path=Path("/models/m.gguf"), info=info, projectors=[proj])
+    monkeypatch.setattr(sched_plan.hardware, "system", lambda config, refresh=False: system([], backend=CPU_ONLY))
+    alone = sched_plan.layout_load(sched_plan.plan_load(plain, {"num_ctx": 4096}, config()), plain, config())
+    both = sched_plan.layout_load(sched_plan.plan_load(vis, {"num_ctx": 4096}, config()), vis, config())
+    assert both.size == alone.size + memory.total
+    tight = system([], ram_gib=(alone.size + memory.total // 2) / GIB, backend=CPU_ONLY)
+    monkeypatch.setattr(sched_plan.hardware, "system", lambda config, refresh=False: tight)
+    sched_plan.layout_load(sched_plan.plan_load(plain, {"num_ctx": 4096}, config()), plain, config())
+    with pytest.raises(InsufficientMemory):
+        sched_plan.layout_load(sched_plan.plan_load(vis, {"num_ctx": 4096}, config()), vis, config())

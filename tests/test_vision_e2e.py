@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from PIL import Image as PILImage
 from ollamalike.testmodels_mm import write_tiny_projector
 from tests.daemon import Daemon, start_daemon
 from tests.helpers import assert_api_error, assert_openai_error
-from tests.infer_helpers import create_model
+from tests.infer_helpers import create_model, stream_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -134,8 +135,10 @@ def test_an_image_changes_the_output_deterministically(d: Daemon) -> None:
     two = generate(d, [RED, BLUE])
     assert two["prompt_eval_count"] == red["prompt_eval_count"] + IMAGE_TOKENS
     assert red["prompt_eval_count"] > none["prompt_eval_count"]
-    # The context holds token ids only (the image positions are not tokens a client could send back).
-    assert all(t >= 0 for t in red["context"])
+    # A generation with images returns no context (its image positions are no token ids to send back);
+    # one without images does, and it continues token-exact.
+    assert "context" not in red and "context" not in two
+    assert none["context"] and all(t >= 0 for t in none["context"])
     # The order of the images matters, and [img-N] tags in a prompt place them.
     swapped = generate(d, [RED, BLUE], prompt="[img-1][img-0]What is in the picture?")
     assert swapped["prompt_eval_count"] == two["prompt_eval_count"]
@@ -294,6 +297,16 @@ def test_context_with_images_is_refused(d: Daemon) -> None:
     status, body = d.request("POST", "/api/generate", {"model": "vis", "prompt": "hi", "images": [RED],
                                                        "context": [1, 2, 3]})
     assert_api_error(status, body, 400, "context cannot be combined with images")
+    # An image position is no token id: a context carrying one (a negative id) is refused before any load.
+    status, body = d.request("POST", "/api/generate", {"model": "vis", "prompt": "hi", "context": [1, -5, 3]})
+    assert_api_error(status, body, 400, "context must be a list of integer token ids")
+
+
+def test_streamed_image_generation_ends_without_context(d: Daemon) -> None:
+    lines = stream_lines(d, "/api/generate", {"model": "vis", "prompt": "What is in the picture?", "images": [RED],
+                                              "options": OPTS})
+    final = [json.loads(line) for line in lines][-1]
+    assert final["done"] is True and "context" not in final and final["prompt_eval_count"] > IMAGE_TOKENS
 
 
 def test_cli_run_attaches_image_paths(d: Daemon, tmp_path: Path) -> None:

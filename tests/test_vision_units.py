@@ -60,3 +60,14 @@ def test_plan_counts_the_projector(tmp_path: Path) -> None:
     assert with_proj.size - without.size == 123_456
     assert with_proj.spec.projectors == (str(proj),) and without.spec.projectors == ()
     assert with_proj.spec != without.spec  # never shared with the runner of the same model without it
+
+
+def test_a_context_shift_keeps_every_image() -> None:
+    from ollamalike.runner.slots import shift_keep
+
+    # Text only: num_keep's count, capped so that two cells stay after it (one discarded at least).
+    assert shift_keep(5, 0, 64) == 5 and shift_keep(40, 0, 41) == 39 and shift_keep(0, 0, 1) is None
+    # With images: never before the last image's end, even past num_keep's half-context cap.
+    assert shift_keep(5, 40, 64) == 40 and shift_keep(50, 40, 64) == 50
+    # The last image ends where no text after it could go: no shift ("length").
+    assert shift_keep(5, 63, 64) is None and shift_keep(5, 62, 64) == 62

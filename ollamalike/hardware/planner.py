@@ -61,6 +61,11 @@ DEFAULT_VOCAB = 32000
 DEFAULT_BATCH = 512
 MIN_CTX = 8
 MAX_LAYERS = 4096  # the deepest real models have a few hundred repeating layers
+AUDIO_FRAMES = 3000  # mel frames of one 30 s window (Whisper-style encoders take one at a time)
+# Dynamic-resolution projectors (any image size, up to a token limit): mtmd reserves the compute of a
+# warmup image of this many merged tokens per side (llama.cpp's choice for the Qwen-VL family).
+DYNAMIC_PROJECTORS = ("qwen2vl_merger", "qwen2.5vl_merger", "qwen3vl_merger")
+DYNAMIC_WARMUP_SIDE = 46
 
 
 class InsufficientMemory(InternalError):
@@ -88,6 +93,49 @@ class Estimate:
     @property
     def total(self) -> int:
         return sum(self.layers) + self.non_layer + self.output + self.graph
+
+
+@dataclass(frozen=True)
+class Projector:
+    """A projector (mmproj) loaded beside the model: its weights and the compute buffer of encoding one image.
+
+    mtmd puts it on the first GPU whenever any layer is offloaded, else in RAM (``runner.vision``)."""
+
+    weights: int
+    graph: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.graph
+
+
+def projector_estimate(metadata: Mapping[str, object], file_size: int) -> Projector:
+    """A projector's memory from its GGUF: the file is its weights (mtmd reads all of it); the graph is one
+    image through one encoder layer: the f32 input pixels, the patches' activations (q, k, v, the output and
+    the feed-forward) and, without flash attention (the runner's mtmd setting), every head's
+    patches x patches attention scores. Audio encoders: one 30 s window of mel frames likewise. A
+    dynamic-resolution projector (``DYNAMIC_PROJECTORS``) is sized by mtmd's warmup image, not
+    ``image_size``."""
+    def num(key: str) -> int:
+        value = metadata.get(key)
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+    graph = 0
+    for kind in ("vision", "audio"):
+        embd, heads = num(f"clip.{kind}.embedding_length"), num(f"clip.{kind}.attention.head_count")
+        ff = num(f"clip.{kind}.feed_forward_length")
+        if kind == "vision":
+            size, patch = num("clip.vision.image_size"), num("clip.vision.patch_size")
+            if metadata.get("clip.projector_type") in DYNAMIC_PROJECTORS:
+                size = DYNAMIC_WARMUP_SIDE * (num("clip.vision.spatial_merge_size") or 2) * patch
+            positions = (size // patch) ** 2 + 1 if size and patch else 0  # + a class token
+            inputs = 3 * size * size
+        else:
+            bins = num("clip.audio.num_mel_bins")
+            positions, inputs = (AUDIO_FRAMES // 2, AUDIO_FRAMES * bins) if bins else (0, 0)
+        if positions and embd:
+            graph = max(graph, 4 * (inputs + positions * (4 * embd + ff) + positions * positions * max(1, heads)))
+    return Projector(max(0, file_size), graph)
 
 
 def processor_text(size: int, size_vram: int) -> str:
@@ -163,8 +211,12 @@ def estimate(info: ModelShape, ctx_total: int, cache_type: str = "f16", batch: i
 
 
 def plan_load(info: ModelShape, options: Mapping[str, OptionValue], system: SystemInfo, config: Config,
-              num_parallel: int | None = None) -> LoadPlan:
-    """Choose num_ctx and the GPU layout for loading ``info`` (a GGUFInfo) with ``options``."""
+              num_parallel: int | None = None, projector: Projector | None = None) -> LoadPlan:
+    """Choose num_ctx and the GPU layout for loading ``info`` (a GGUFInfo) with ``options``.
+
+    ``projector``: loaded beside the model, on the first GPU when any layer is offloaded (so the layers
+    that fit are counted after it), else in RAM. One that does not fit on that GPU keeps the whole
+    model on the CPU (mtmd would put it there all the same)."""
     num_ctx = choose_num_ctx(info, options, config, system)
     parallel = num_parallel or config.num_parallel
     cache = config.kv_cache_type if config.flash_attention else "f16"  # quantized KV needs flash attention
@@ -173,20 +225,21 @@ def plan_load(info: ModelShape, options: Mapping[str, OptionValue], system: Syst
     num_gpu = int_option(options, "num_gpu")
     requested = -1 if num_gpu is None else num_gpu
     n_layer = len(est.layers)
+    beside = projector.total if projector else 0
     if requested == 0 or not gpus or n_layer == 0:
         gpu_layers, placed = 0, {}
     elif requested > 0:
         gpu_layers = min(requested, n_layer + 1)
         placed = _split(est, gpus, gpu_layers)
     else:
-        gpu_layers, placed = _fit(est, gpus, config)
+        gpu_layers, placed = _fit(est, gpus, config, (system.usable_gpus[0].id, beside) if beside else None)
     used = sum(1 for n in placed.values() if n)
-    size = est.total + est.graph * max(0, used - 1)  # every GPU holding layers has its own graph
+    size = est.total + est.graph * max(0, used - 1) + beside  # every GPU holding layers has its own graph
     size_vram = 0
     if gpu_layers > n_layer:
         size_vram = size  # all on the GPUs; the token embedding lookup is too small to matter (Ollama: 100% GPU)
     elif gpu_layers:
-        size_vram = sum(est.layers[n_layer - gpu_layers:]) + est.graph * used
+        size_vram = sum(est.layers[n_layer - gpu_layers:]) + est.graph * used + beside
     _check_ram(size - size_vram, system, size)
     order = [g for g in system.usable_gpus if placed.get(g.id)]
     layers_placed = sum(placed.values()) or 1
@@ -198,10 +251,16 @@ def _reserve(gpu: GPU, config: Config) -> int:
     return config.gpu_overhead_bytes + MINIMUM_GPU_RESERVE.get(gpu.library, 457 * MIB)
 
 
-def _fit(est: Estimate, gpus: list[GPU], config: Config) -> tuple[int, dict[str, int]]:
+def _fit(est: Estimate, gpus: list[GPU], config: Config,
+         first: tuple[str, int] | None = None) -> tuple[int, dict[str, int]]:
     """As many layers as fit, the last ones first (llama.cpp offloads from the end); each GPU that
-    takes layers also holds a compute graph. The output layer follows when every layer fits."""
+    takes layers also holds a compute graph. The output layer follows when every layer fits.
+    ``first``: (GPU id, bytes) taken on that GPU before any layer (the projector); none when it does not fit."""
     room = {g.id: g.free - _reserve(g, config) - est.graph for g in gpus}
+    if first is not None and first[0] in room:
+        room[first[0]] -= first[1]
+        if room[first[0]] < 0:
+            return 0, {}
     placed: dict[str, int] = {}
     count = 0
     for size in reversed(est.layers):

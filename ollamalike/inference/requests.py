@@ -162,9 +162,10 @@ def _images(value: object, where: str) -> list[str]:
 def parse_generate_request(body: JSONObject) -> GenerateRequest:
     context = body.get("context")
     if context is not None and (
-        not isinstance(context, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in context)
+        not isinstance(context, list)
+        or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in context)
     ):
-        raise BadRequest("context must be a list of integer token ids")
+        raise BadRequest("context must be a list of integer token ids (non-negative)")
     return GenerateRequest(
         model=model_field(body),
         prompt=get_str(body, "prompt") or "",

@@ -288,9 +288,11 @@ class InferenceService:
                 if thinking or content:
                     yield gen_chunk(req.model, content, thinking)
             final = final_chunk(req.model, {"response": ""}, done, started, lease.load_duration_ns)
-            # Ollama puts the context right after done_reason. Image positions are no token ids: left out.
-            context = [t for t in tokens if t >= 0] + generated_tokens(done)
-            final = with_context(final, context)
+            # Ollama puts the context right after done_reason. A prompt with images has none: its image
+            # positions are no token ids a client could send back, and the text alone would continue a
+            # conversation that silently lost its images (send the conversation to /api/chat instead).
+            if not images:
+                final = with_context(final, tokens + generated_tokens(done))
             self._observe(req, final)
             yield final
         finally:

@@ -30,7 +30,7 @@ from ollamalike.runner.llama import Loaded
 from ollamalike.runner.logprobs import LogprobQueue, score
 from ollamalike.runner.request import Event, Request
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
-from ollamalike.runner.slots import Slot, choose_slot, keep_count
+from ollamalike.runner.slots import Slot, choose_slot, keep_count, shift_keep
 from ollamalike.runner.tokens import PieceCache
 from ollamalike.runner.vision import Vision, advance_images
 
@@ -149,11 +149,14 @@ class Engine:
             n = len(prompt) - 1  # the last prompt token must be evaluated again to get logits
         if req.media is not None:
             n = req.media.align(n)  # an image is reused whole or encoded again
+        # The reused prefix is this prompt's: its images say where its positions stand (M-RoPE).
+        offset = req.media.offset_before(n) if req.media is not None else 0
         if n < len(slot.cache):
-            if not llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, n, -1):
-                n = 0
+            if not llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, n - offset, -1):
+                n = offset = 0
                 llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, -1, -1)
             del slot.cache[n:]
+        slot.pos_offset = offset
         try:
             grammar = build_grammar(m.vocab, req.grammar) if req.grammar is not None else None
         except Exception as e:
@@ -201,7 +204,7 @@ class Engine:
                 continue
             if slot.in_prompt and slot.t_prompt == 0:
                 slot.t_prompt = time.perf_counter_ns()  # the whole prompt but its last token was cached
-            pos = len(slot.cache)
+            pos = slot.next_pos
             batch.token[n] = slot.next_token
             batch.pos[n] = pos
             batch.n_seq_id[n] = 1
@@ -230,7 +233,7 @@ class Engine:
                 take = min(take, media.next_start(slot.prompt_done) - slot.prompt_done)
                 if take <= 0:
                     continue
-            base = len(slot.cache)
+            base = slot.next_pos
             for i in range(take):
                 batch.token[n] = slot.prompt[slot.prompt_done + i]
                 batch.pos[n] = base + i
@@ -314,18 +317,20 @@ class Engine:
         """The slot's context is full: shift it (Ollama's context shift) or end with "length"."""
         req = slot.req
         assert req is not None
-        # A prompt with images never shifts: that would cut through an image's positions (llama.cpp's
-        # server refuses it too).
-        if req.params.num_predict == -2 or not req.shift or req.media is not None:
+        if req.params.num_predict == -2 or not req.shift:
             self._finish(slot, reason="length")
             return False
         m = self.m
         keep = keep_count(req.params.num_keep, req.prompt, m.bos if m.add_bos else None, m.n_ctx_slot)
-        keep = min(keep, len(slot.cache) - 2)
-        discard = (len(slot.cache) - keep) // 2
-        if discard <= 0 or not llama_cpp.llama_memory_can_shift(m.mem):
+        # With images, only the text after the last one is discarded (llama.cpp's server never shifts then).
+        media_end = max((s.end for s in req.media.spans), default=0) if req.media is not None else 0
+        start = shift_keep(keep, media_end, len(slot.cache))
+        # (M-RoPE models never shift: llama.cpp cannot shift their positions, and their cells are not positions.)
+        if start is None or slot.pos_offset or not llama_cpp.llama_memory_can_shift(m.mem):
             self._finish(slot, reason="length")
             return False
+        keep = start
+        discard = (len(slot.cache) - keep) // 2  # at least 1: shift_keep leaves two cells after keep
         llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, keep, keep + discard)
         llama_cpp.llama_memory_seq_add(m.mem, slot.seq, keep + discard, -1, -discard)
         del slot.cache[keep : keep + discard]
@@ -341,6 +346,7 @@ class Engine:
         slot.logit_index = -1
         llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
         slot.cache.clear()
+        slot.pos_offset = 0
         self._finish(slot, error=reason)
 
     def _fail_batch(self, rc: int) -> None:

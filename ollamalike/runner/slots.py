@@ -1,7 +1,8 @@
 """Sequence slots: what one llama.cpp sequence id is doing, and how a request picks a slot.
 
 A slot's ``cache`` lists exactly the tokens whose KV entries live in the context for its sequence
-(position i holds cache[i]); it survives the request so the next one can reuse a shared prefix.
+(position i holds cache[i], but past an M-RoPE model's image: see ``pos_offset``); it survives the
+request so the next one can reuse a shared prefix.
 Pure Python (no llama_cpp at import), so slot choice and truncation are unit-testable on their own.
 A slot is generic in the request it serves (the engine's ``Request``), which it only holds.
 """
@@ -46,6 +47,14 @@ class Slot(Generic[R]):
     prompt_ns: int = 0
     t_gen: int = 0
     logprobs: LogprobQueue | None = None  # the request asked for logprobs (set after ``begin``)
+    # Cache entries minus decoder positions: an M-RoPE model's image fills more KV cells than the
+    # positions it advances (``vision.Span``). 0 for every other model.
+    pos_offset: int = 0
+
+    @property
+    def next_pos(self) -> int:
+        """The decoder position of the next entry appended to the cache."""
+        return len(self.cache) - self.pos_offset
 
     def common_prefix(self, tokens: Sequence[int]) -> int:
         n = 0
@@ -112,3 +121,12 @@ def keep_count(num_keep: int, prompt: Sequence[int], bos: int | None, n_ctx_slot
     if bos is not None and prompt and prompt[0] == bos:
         keep += 1
     return max(0, min(keep, len(prompt), n_ctx_slot // 2))
+
+
+def shift_keep(keep: int, media_end: int, n_cached: int) -> int | None:
+    """Where a context shift's discarded run starts in a full slot of ``n_cached`` cells, or None (no shift:
+    the request ends with "length"). ``keep`` is ``keep_count``'s; ``media_end`` is where the prompt's last
+    image ends (0 without images): nothing before it is discarded, since an image cut in two or lost
+    cannot be rebuilt from its positions. At least one cell is discarded and one kept after the run."""
+    keep = max(min(keep, n_cached - 2), media_end)
+    return keep if 0 <= keep <= n_cached - 2 else None

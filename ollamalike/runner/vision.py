@@ -7,7 +7,10 @@ wrapper tokens the model wants around it) plus one flat position list for the en
 hold their token ids; an image's positions hold one negative id derived from the image's pixels
 (sha256), so the engine's prefix cache compares images by content like text: the same image in the
 next turn is not encoded again. ``Vision.eval_image(...)`` encodes one image chunk and decodes its
-embeddings into a sequence's KV cache (mtmd's helper: non-causal and M-RoPE models included).
+embeddings into a sequence's KV cache (mtmd's helper). A non-causal image (Gemma 3) must fit one
+micro-batch (else a 400 from ``tokenize``). An M-RoPE model's image (Qwen2-VL) has one entry per KV
+cell in the position list but advances the decoder position by fewer (``Span.n_pos``): slots keep the
+difference (``Slot.pos_offset``) so that the text after it is decoded where mtmd left off.
 
 The images arrive already decoded and checked by the daemon (``ollamalike/media.py``, Pillow): raw RGB
 pixels, so no image parser runs in this process. Audio clips (a projector with an audio encoder) arrive
@@ -75,11 +78,23 @@ def position_key(image_id: str, part: int) -> int:
 
 @dataclass
 class Span:
-    """One image chunk of a prompt: positions ``start .. start + n_pos - 1``."""
+    """One image chunk of a prompt: entries ``start .. start + n_tokens - 1`` of its flat list (one per KV cell).
+
+    ``n_pos``: how far the image advances the decoder's position; ``n_tokens`` but for M-RoPE models
+    (Qwen2-VL), whose image is a grid of ``nx`` x ``ny`` tokens placed over ``max(nx, ny)`` positions."""
 
     start: int
-    n_pos: int
+    n_tokens: int
     chunk: int  # mtmd_input_chunk pointer, owned by the MediaPrompt's chunk list
+    n_pos: int = -1  # -1: n_tokens
+
+    @property
+    def positions(self) -> int:
+        return self.n_tokens if self.n_pos < 0 else self.n_pos
+
+    @property
+    def end(self) -> int:
+        return self.start + self.n_tokens
 
 
 @dataclass
@@ -102,9 +117,14 @@ class MediaPrompt:
     def align(self, n: int) -> int:
         """A reusable prefix never ends inside an image: move ``n`` back to the start of one it cuts."""
         for s in self.spans:
-            if s.start < n < s.start + s.n_pos:
+            if s.start < n < s.end:
                 return s.start
         return n
+
+    def offset_before(self, n: int) -> int:
+        """Entries minus decoder positions of the images before entry ``n`` (an image boundary): the entry
+        ``n`` is decoded at position ``n - offset_before(n)``. 0 but for M-RoPE models."""
+        return sum(s.n_tokens - s.positions for s in self.spans if s.end <= n)
 
 
 def tag_order(text: str, count: int) -> tuple[str, list[int]]:
@@ -140,6 +160,8 @@ class Vision:
         self.m = loaded
         self.vision = bool(mtmd_cpp.mtmd_support_vision(ctx))
         self.audio = bool(mtmd_cpp.mtmd_support_audio(ctx))
+        # A non-causal image (Gemma 3) is decoded in one micro-batch: llama.cpp asserts n_ubatch >= its tokens.
+        self.n_ubatch = int(llama_cpp.llama_n_ubatch(loaded.ctx))
 
     @classmethod
     def open(cls, loaded: Loaded, path: str, threads: int, use_gpu: bool, verbose: bool = False) -> Vision:
@@ -218,11 +240,16 @@ class Vision:
                 prompt.tokens.extend(ptr[j] for j in range(n.value))
                 continue
             n_pos = int(mtmd_cpp.mtmd_input_chunk_get_n_pos(chunk))
+            n_tokens = int(mtmd_cpp.mtmd_input_chunk_get_n_tokens(chunk))
+            if n_tokens > self.n_ubatch and mtmd_cpp.mtmd_decode_use_non_causal(self.ctx, chunk):
+                raise MediaError(f"an image takes {n_tokens} tokens and this model's projector needs all of an "
+                                 f"image's tokens in one batch: set num_batch to at least {n_tokens} "
+                                 f"(it is {self.n_ubatch})")
             image_id = (mtmd_cpp.mtmd_input_chunk_get_id(chunk) or b"").decode()
             part = parts[image_id] = parts.get(image_id, -1) + 1
             key = position_key(image_id, part)
-            prompt.spans.append(Span(len(prompt.tokens), n_pos, int(chunk)))
-            prompt.tokens.extend([key] * n_pos)
+            prompt.spans.append(Span(len(prompt.tokens), n_tokens, int(chunk), n_pos))
+            prompt.tokens.extend([key] * n_tokens)
         if prompt.spans and prompt.tokens[-1] < 0:
             raise MediaError("the prompt ends with an image: put some text after it")
         return prompt
@@ -302,14 +329,16 @@ def advance_images(vision: Vision, slots: Sequence[Slot[R]], m: Loaded, prompt_d
             continue
         if slot.t_prompt == 0:
             slot.t_prompt = time.perf_counter_ns()
+        pos = slot.next_pos
         try:
-            vision.eval_image(span, len(slot.cache), slot.seq, m.n_batch)
+            after = vision.eval_image(span, pos, slot.seq, m.n_batch)
         except RuntimeError as e:
             fail(slot, str(e))
             continue
-        slot.cache.extend(slot.prompt[span.start : span.start + span.n_pos])
-        slot.prompt_done += span.n_pos
-        slot.prompt_evaluated += span.n_pos
+        slot.cache.extend(slot.prompt[span.start : span.end])
+        slot.pos_offset += span.n_tokens - (after - pos)  # M-RoPE: fewer positions than cells
+        slot.prompt_done += span.n_tokens
+        slot.prompt_evaluated += span.n_tokens
         if slot.prompt_done == len(slot.prompt) - 1:
             prompt_done(slot)
         did = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
     if not info.layer_bytes:
         with contextlib.suppress(OSError):
             size += os.path.getsize(model.model_path)  # no tensor index known: the file is the weights
-    size += projector_bytes(model)
+    size += projector_memory(model).total
     spec = RunnerSpec(
         model_path=str(model.model_path),
         model_splits=tuple(str(p) for p in model.model_splits),
@@ -91,13 +92,28 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
 
 
-def projector_bytes(model: ResolvedModel) -> int:
-    """The projectors' weights, loaded beside the model (their files: mtmd reads them whole)."""
-    total = 0
-    for path in model.projectors:
-        with contextlib.suppress(OSError):
-            total += os.path.getsize(path)
-    return total
+def projector_memory(model: ResolvedModel) -> planner.Projector:
+    """The projector the runner loads beside the model (the first: ``RunnerSpec.projectors``), or none."""
+    if not model.projectors:
+        return planner.Projector(0, 0)
+    try:
+        return _projector_memory(str(model.projectors[0]))
+    except OSError:
+        return planner.Projector(0, 0)  # a missing blob: the runner's load says so
+
+
+@functools.lru_cache(maxsize=64)
+def _projector_memory(path: str) -> planner.Projector:
+    # Per path: a projector is a content-addressed blob, never rewritten; plan_load runs per request.
+    # (A missing file raises, and is not cached.)
+    from ollamalike.gguf_info import read_gguf_info
+
+    size = os.path.getsize(path)
+    try:
+        metadata = read_gguf_info(path).model_info
+    except BadRequest:
+        metadata = {}  # unreadable here: the runner's load says why; its weights are still counted
+    return planner.Projector(size, planner.projector_estimate(metadata, size).graph)
 
 
 def _num_batch(options: Options, num_ctx: int, parallel: int) -> int:
@@ -123,8 +139,9 @@ def layout_load(plan: LoadPlan, model: ResolvedModel, config: Config) -> LoadPla
     if spec.gpu_layers >= 0:
         options["num_gpu"] = spec.gpu_layers
     system = hardware.system(config, refresh=True)
-    hp = planner.plan_load(info, options, system, config, num_parallel=spec.num_parallel)
-    size = hp.size + projector_bytes(model) if info.layer_bytes else plan.size
+    hp = planner.plan_load(info, options, system, config, num_parallel=spec.num_parallel,
+                           projector=projector_memory(model))
+    size = hp.size if info.layer_bytes else plan.size
     size_vram = min(hp.size_vram, size)
     processor = planner.processor_text(size, size_vram)
     log.info("%s: %d layers on the GPU, context %d x %d slots, %.2f GiB, %s", display_name(model), hp.gpu_layers,
