@@ -35,8 +35,10 @@ class Starter:
         self.fail = fail
         self.started: list[FakeRunner] = []
         self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()  # a start is under way (waiting at the gate, if any)
 
     async def __call__(self, spec: RunnerSpec, config: Any) -> FakeRunner:
+        self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
         await asyncio.sleep(self.delay)
@@ -221,7 +223,7 @@ async def test_disconnected_first_requester_does_not_cancel_the_load(tmp_path: P
     m = model(tmp_path)
     first = asyncio.create_task(sched.acquire(m, {}, None))
     second = asyncio.create_task(sched.acquire(m, {}, None))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(starter.entered.wait(), 5)  # the first acquire is starting the runner
     first.cancel()
     starter.gate.set()
     lease = await asyncio.wait_for(second, 5)
@@ -331,7 +333,7 @@ async def test_shutdown_stops_a_model_still_loading(tmp_path: Path) -> None:
     starter.gate = asyncio.Event()
     sched = make(starter)
     pending = asyncio.create_task(sched.acquire(model(tmp_path), {}, None))
-    await asyncio.sleep(0.01)
+    await asyncio.wait_for(starter.entered.wait(), 5)  # the model is loading
     closing = asyncio.create_task(sched.shutdown())
     starter.gate.set()
     await asyncio.wait_for(closing, 5)
