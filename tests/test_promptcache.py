@@ -193,3 +193,25 @@ def test_before_admit_saves_the_lost_tail_and_restores_the_longer_prefix(loaded:
     assert cache.before_admit(slot, back, 1, restore=True) == len(PROMPT)
     assert slot.cache == PROMPT and cache.report()["saved"] == 2 and cache.report()["restored"] == 1
     assert cache.before_admit(slot, back, len(PROMPT), restore=False) == len(PROMPT)  # images: never restored
+
+
+def test_a_sliding_window_state_is_restored_only_where_its_window_suffices(gemma_gguf: Path) -> None:
+    """Gemma 3 (sliding window 512): a saved state holds only the window's cells of its SWA layers. It
+    gives the same logits when the prompt goes on from its end, and is not restored to be cut back."""
+    m = load_model(RunnerSpec(str(gemma_gguf), ctx_size=2048, num_parallel=2, threads=2), [0.0])
+    try:
+        assert m.mem is not None and llama_cpp.llama_model_n_swa(m.model) == 512
+        rng = np.random.default_rng(0)
+        prompt = [2] + [int(x) for x in rng.integers(1000, 20000, 699)]
+        for i in range(0, len(prompt), 256):
+            decode(m, prompt[i : i + 256], 0, i)
+        a, b = Slot[object](seq=0, cache=list(prompt)), Slot[object](seq=1)
+        cache = PromptCache(m, 1 << 30)
+        assert cache.windowed and cache.save(a)
+        cut = [*prompt[:600], *range(50, 50 + 2 * MIN_TOKENS)]
+        assert cache.before_admit(b, cut, 0, restore=True) == 0 and cache.report()["restored"] == 0
+        assert cache.before_admit(b, [*prompt, 777], 0, restore=True) == len(prompt)
+        assert llama_cpp.llama_memory_seq_pos_min(m.mem, 1) > 0  # only the window came back
+        assert np.array_equal(decode(m, [777], 0, len(prompt)), decode(m, [777], 1, len(prompt)))
+    finally:
+        m.close()
