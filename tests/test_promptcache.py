@@ -213,5 +213,8 @@ def test_a_sliding_window_state_is_restored_only_where_its_window_suffices(gemma
         assert cache.before_admit(b, [*prompt, 777], 0, restore=True) == len(prompt)
         assert llama_cpp.llama_memory_seq_pos_min(m.mem, 1) > 0  # only the window came back
         assert np.array_equal(decode(m, [777], 0, len(prompt)), decode(m, [777], 1, len(prompt)))
+        b.cache.extend([777, *range(60, 60 + MIN_TOKENS)])  # a restored window is saved again, later
+        decode(m, b.cache[len(prompt) + 1 :], 1, len(prompt) + 1)
+        assert cache.save(b) and cache.report()["failed"] == 0 and cache.report()["entries"] == 1
     finally:
         m.close()

@@ -182,7 +182,8 @@ class PromptCache:
             if llama_cpp.llama_memory_seq_pos_max(m.mem, seq) >= len(tokens):
                 # Cells past the slot's tokens (rejected speculative drafts) are not part of its state.
                 llama_cpp.llama_memory_seq_rm(m.mem, seq, len(tokens), -1)
-            if (llama_cpp.llama_memory_seq_pos_min(m.mem, seq) != 0
+            # (A restored sliding-window state starts at its window: its state is the same either way.)
+            if ((not self.windowed and llama_cpp.llama_memory_seq_pos_min(m.mem, seq) != 0)
                     or llama_cpp.llama_memory_seq_pos_max(m.mem, seq) != len(tokens) - 1):
                 raise RuntimeError("the sequence's cells do not match its tokens")
             size = int(llama_cpp.llama_state_seq_get_size(m.ctx, seq))
