@@ -28,6 +28,10 @@ KV_CACHE_TYPES: tuple[str, ...] = get_args(KVCacheType)
 # 16 megapixels (4096 x 4096): a decoded image is width x height x 3 bytes in the daemon and the runner.
 DEFAULT_MAX_IMAGE_PIXELS = 16 * 1024 * 1024
 
+# The runner's host-RAM prompt cache (runner/promptcache.py), per loaded model: 2k tokens of a 0.5B
+# model's f16 KV cache take ~24 MiB, of an 8B model's ~256 MiB.
+DEFAULT_PROMPT_CACHE = 1 << 30
+
 DEFAULT_ORIGINS: tuple[str, ...] = (
     "http://localhost",
     "https://localhost",
@@ -186,6 +190,7 @@ class Config:
     flash_attention: bool = False
     kv_cache_type: KVCacheType = "f16"
     num_threads: int = 0  # 0: physical cores
+    prompt_cache_bytes: int = DEFAULT_PROMPT_CACHE  # per runner; 0: off
     max_body_bytes: int = 64 * 1024 * 1024
     # Inputs one embed request may carry (/api/embed, /v1/embeddings); OpenAI's own limit, so a
     # client batching for OpenAI fits. Each input is cut to the context, the body to max_body_bytes.
@@ -262,6 +267,23 @@ def _positive(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 1:
         raise BadRequest(f"OLLAMALIKE_{name} must be a positive integer, got {value}")
     return value
+
+
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([kmgt]i?b|b)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _byte_size(env: Mapping[str, str], name: str, default: int) -> int:
+    """Bytes: a whole number, or a number with a unit (``512MiB``, ``2GiB``, ``1.5GB``); 0 is allowed."""
+    value = _get(env, name)
+    if value is None or not value.strip():
+        return default
+    m = _SIZE_RE.fullmatch(value.strip())
+    if m is None:
+        raise BadRequest(f"OLLAMALIKE_{name} must be a size in bytes (like 1073741824, 512MiB or 2GiB; "
+                         f"0 turns it off), got {value!r}")
+    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
 
 
 def _keys(value: str | None) -> tuple[str, ...]:
@@ -352,6 +374,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         flash_attention=_bool(_get(env, "FLASH_ATTENTION")),
         kv_cache_type=_kv_cache_type(_get(env, "KV_CACHE_TYPE")),
         num_threads=max(0, _int(env, "NUM_THREADS", 0)),
+        prompt_cache_bytes=_byte_size(env, "PROMPT_CACHE", DEFAULT_PROMPT_CACHE),
         max_body_bytes=max(1024, _int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
         max_embed_inputs=_positive(env, "MAX_EMBED_INPUTS", 2048),
         max_image_pixels=_positive(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),

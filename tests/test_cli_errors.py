@@ -41,3 +41,15 @@ def test_version_and_help_exit_zero() -> None:
     assert _cli("--version").stdout.strip() == f"ollamalike version is {__version__}"
     result = _cli("create", "--help")
     assert result.returncode == 0 and "Modelfile" in result.stdout
+
+
+def test_a_bad_setting_stops_serve_with_one_line() -> None:
+    import os
+
+    env = {**os.environ, "OLLAMALIKE_PROMPT_CACHE": "lots"}
+    result = subprocess.run([sys.executable, "-m", "ollamalike", "serve"], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "Error: OLLAMALIKE_PROMPT_CACHE must be a size in bytes (like 1073741824, 512MiB or 2GiB; 0 turns it off), "
+        "got 'lots'"]

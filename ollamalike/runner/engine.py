@@ -4,7 +4,8 @@ One thread owns the context. Each step it builds ONE ``llama_batch``: the next t
 generating slot plus prompt chunks of slots still evaluating their prompt (bounded by n_batch),
 calls ``llama_decode`` once, and samples for every slot that asked for logits. A request joins
 between steps, so a new prompt is evaluated while the others keep generating. Finished slots keep
-their tokens/KV so a later request with a shared prefix evaluates only the rest.
+their tokens/KV so a later request with a shared prefix evaluates only the rest; what a slot loses to
+another request is kept in host RAM (``promptcache.PromptCache``) and brought back when it returns.
 
 Other threads talk to it only through ``submit``/``cancel``/``embed``/``cancel_embed`` (thread-safe);
 results go back through each request's ``emit`` callback, which must itself be thread-safe. Embed
@@ -28,6 +29,7 @@ from ollamalike.runner.constrained import Candidates, build_grammar
 from ollamalike.runner.embed import EmbedJob, EmbedQueue
 from ollamalike.runner.llama import Loaded
 from ollamalike.runner.logprobs import LogprobQueue, score
+from ollamalike.runner.promptcache import PromptCache
 from ollamalike.runner.request import Event, Request
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
 from ollamalike.runner.slots import Slot, choose_slot, keep_count, shift_keep
@@ -44,9 +46,10 @@ class _Stats:
 
 
 class Engine:
-    def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None) -> None:
+    def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None, prompt_cache: int = 0) -> None:
         self.m = loaded
         self.vision = vision
+        self.prompt_cache = PromptCache(loaded, prompt_cache) if prompt_cache > 0 and loaded.mem is not None else None
         self.slots: list[Slot[Request]] = [Slot(seq=i) for i in range(max(1, parallel))]
         self.batch = llama_cpp.llama_batch_init(loaded.n_batch, 0, 1)
         self._incoming: queue.SimpleQueue[Request | EmbedJob | None] = queue.SimpleQueue()
@@ -145,6 +148,8 @@ class Engine:
                                f"of {m.n_ctx_slot} leaves room for"})
             return
         n = slot.common_prefix(prompt)
+        if self.prompt_cache is not None:  # may swap the slot's sequence for a longer cached prefix
+            n = self.prompt_cache.before_admit(slot, prompt, n, restore=req.media is None)
         if n >= len(prompt):
             n = len(prompt) - 1  # the last prompt token must be evaluated again to get logits
         if req.media is not None:

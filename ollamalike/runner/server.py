@@ -64,7 +64,8 @@ class RunnerServer:
             print(f"error: {e}", file=sys.stderr, flush=True)
             self.stopping.set()
             return
-        self.engine = Engine(self.loaded, self.opts.num_parallel, self.vision)
+        self.engine = Engine(self.loaded, self.opts.num_parallel, self.vision,
+                             prompt_cache=0 if self.opts.embedding else self.opts.prompt_cache)
         self.engine.start()
         self.status = "ok"
 
@@ -108,6 +109,8 @@ class RunnerServer:
                 embed_inputs_pending=self.engine.embeds.inputs_pending,
                 embed_inputs_done=self.engine.embeds.inputs_embedded,
             )
+            if self.engine.prompt_cache is not None:
+                body["prompt_cache"] = self.engine.prompt_cache.report()
         return web.json_response(body)
 
     async def tokenize(self, request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, cast
 
-from ollamalike.config import KV_CACHE_TYPES, KVCacheType
+from ollamalike.config import DEFAULT_PROMPT_CACHE, KV_CACHE_TYPES, KVCacheType
 from ollamalike.errors import RunnerError
 
 MAX_GPUS = 16
@@ -37,6 +37,7 @@ class RunnerSpec:
     main_gpu: int = 0
     tensor_split: tuple[float, ...] = ()  # share of the offloaded layers per GPU; () lets llama.cpp choose
     model_splits: tuple[str, ...] = ()  # a split GGUF's other shards, in order (model_path is the first)
+    prompt_cache: int = DEFAULT_PROMPT_CACHE  # bytes of host RAM for evicted slots' states (runner/promptcache.py); 0: off
 
     def __post_init__(self) -> None:
         # A spec is made from trusted values (the scheduler's plan); these are invariants, and the
@@ -54,8 +55,8 @@ class RunnerSpec:
             # llama.cpp asserts (and aborts) when a batch cannot hold one token of every sequence.
             raise RunnerError(f"runner spec: num_batch ({self.num_batch}) must be at least num_parallel "
                               f"({self.num_parallel})")
-        if self.main_gpu < 0 or self.threads < 0:
-            raise RunnerError("runner spec: main_gpu and threads must not be negative")
+        if self.main_gpu < 0 or self.threads < 0 or self.prompt_cache < 0:
+            raise RunnerError("runner spec: main_gpu, threads and prompt_cache must not be negative")
         if self.kv_cache_type not in KV_CACHE_TYPES:
             raise RunnerError(f"runner spec: invalid choice: {self.kv_cache_type!r} for kv_cache_type "
                               f"(choose from {', '.join(KV_CACHE_TYPES)})")
