@@ -168,8 +168,9 @@ async def sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
         yield json.loads(data)
 
 
-async def post_stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
-    resp = await session.post(url, json=body)
+async def post_stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+                      headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+    resp = await session.post(url, json=body, headers=headers)
     if resp.status != 200:
         text = await resp.text()
         resp.release()
@@ -207,6 +208,7 @@ async def timed_openai(
     body: dict[str, Any],
     count_text: Callable[[str], int],
     texts: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Timed:
     """An OpenAI-style SSE stream (/v1/completions or /v1/chat/completions).
 
@@ -219,7 +221,7 @@ async def timed_openai(
     finish = ""
     usage: int | None = None
     parts: list[str] = [] if texts is None else texts
-    async with await post_stream(session, url, body) as resp:
+    async with await post_stream(session, url, body, headers) as resp:
         async for event in sse(resp):
             if "error" in event:
                 raise RuntimeError(f"{url}: {event['error']}")

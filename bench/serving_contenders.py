@@ -157,11 +157,11 @@ def runners(session: aiohttp.ClientSession, ours: str, servers: dict[str, str], 
 
         async def completion(text: str, n: int) -> Timed:
             body = {"prompt": text, "max_tokens": n, **common}
-            return await timed_openai(session, f"{base}/v1/completions", body, count)
+            return await timed_openai(session, f"{base}/v1/completions", body, count, headers=headers(who))
 
         async def chat(text: str, n: int) -> Timed:
             body = {"messages": [{"role": "user", "content": text}], "max_tokens": n, **common}
-            return await timed_openai(session, f"{base}/v1/chat/completions", body, count)
+            return await timed_openai(session, f"{base}/v1/chat/completions", body, count, headers=headers(who))
 
         return completion, chat
 
@@ -187,6 +187,12 @@ def usage(who: str) -> dict[str, Any]:
     return {"stream_options": {"include_usage": True}} if who == "llama" else {}
 
 
+def headers(who: str) -> dict[str, str] | None:
+    # llama-server closes a connection after a streamed answer although it offers keep-alive, so a pooled
+    # connection fails the next request: one connection per request (a loopback connect, microseconds).
+    return {"Connection": "close"} if who == "llama" else None
+
+
 def chat_runners(session: aiohttp.ClientSession, ours: str, servers: dict[str, str], count: Callable[[str], int],
                  ours_options: dict[str, Any]) -> dict[str, ChatRunner]:
     """who -> a streamed chat over a message list that also returns the answer's text (for multi-turn
@@ -206,7 +212,7 @@ def chat_runners(session: aiohttp.ClientSession, ours: str, servers: dict[str, s
             body = {"messages": messages, "max_tokens": n, "temperature": 0, "repeat_penalty": 1.0, "seed": SEED,
                     "stream": True, **usage(who)}
             texts: list[str] = []
-            timed = await timed_openai(session, f"{base}/v1/chat/completions", body, count, texts)
+            timed = await timed_openai(session, f"{base}/v1/chat/completions", body, count, texts, headers(who))
             return timed, "".join(texts), 0
 
         return chat
