@@ -46,6 +46,7 @@ from serving_contenders import (  # type: ignore[import-not-found]
     KINDS,
     Raw,
     Runner,
+    chat_kinds,
     chat_runners,
     create_model,
     good_prompts,
@@ -71,20 +72,21 @@ async def measure(run: dict[tuple[str, str], Runner], prompts: list[str], args: 
     n = args.tokens
     texts = iter(prompts)  # every request gets its own prompt, shared by the contenders compared
     for key in run:  # warm-up: loads our model, fills caches and thread pools everywhere
-        await run[key](prompt(f"warm {key[0]} {key[1]}"), n)
+        if key[0] in args.kinds:
+            await run[key](prompt(f"warm {key[0]} {key[1]}"), n)
     whos = list(dict.fromkeys(who for _kind, who in run))
     servers = [w for w in whos if w != "raw"]
-    single: Results = {key: [] for key in run}
+    single: Results = {key: [] for key in run if key[0] in args.kinds}
     rates: dict[str, list[float]] = {}
     for rep in range(args.reps):
         shift = rep % (len(whos) + (bench is not None))
         order = [*whos, "bench"] if bench is not None else whos
-        for kind in KINDS:
+        for kind in args.kinds:
             text = next(texts)
             for who in order[shift:] + order[:shift]:
                 quiet.wait()
                 if who == "bench":
-                    if kind == KINDS[0]:  # one llama-bench run (pp and tg) per repetition
+                    if kind == args.kinds[0]:  # one llama-bench run (pp and tg) per repetition
                         for name, rate in (await asyncio.to_thread(bench)).items():
                             rates.setdefault(name, []).append(rate)
                     continue
@@ -93,7 +95,7 @@ async def measure(run: dict[tuple[str, str], Runner], prompts: list[str], args: 
     conc: Concurrent = {}
     for rep in range(args.reps):
         for i, clients in enumerate(args.clients):
-            for kind in KINDS:
+            for kind in args.kinds:
                 shift = (rep + i) % len(servers)
                 batch = [next(texts) for _ in range(clients)]
                 for who in servers[shift:] + servers[:shift]:
@@ -133,8 +135,11 @@ async def profile(run: dict[tuple[str, str], Runner], daemon: Daemon, args: argp
 async def main_phase(args: argparse.Namespace, path: Path, home: Path, llama: Any, quiet: Quiet,
                      targets: Targets) -> list[str]:
     raw = Raw(path, args.ctx, args.threads)
-    count = len(KINDS) * args.reps * (1 + sum(args.clients))
-    prompts = good_prompts(raw, count, args.tokens, path)
+    args.kinds = chat_kinds(raw, args.tokens)
+    notes = [] if args.kinds == KINDS else [
+        "(no chat rows: this model's greedy chat answer ends at once, a base model's EOS; completions only)"]
+    count = len(args.kinds) * args.reps * (1 + sum(args.clients))
+    prompts = good_prompts(raw, count, args.tokens, path, args.kinds)
     parallel = max(args.clients)
     procs = {"server": start_llama_cpp_server(path, pyport := free_port(), args.ctx, args.threads,
                                               home / "llama_cpp.server.log")}
@@ -180,7 +185,7 @@ async def main_phase(args: argparse.Namespace, path: Path, home: Path, llama: An
         for proc in procs.values():
             stop_process(proc)
     servers = list(procs)
-    out = [report(single, conc, mem, raw.rss_growth_kib / 1024, servers, args)]
+    out = [*notes, report(single, conc, mem, raw.rss_growth_kib / 1024, servers, args)]
     if rates:
         out.append("llama-bench (medians over repetitions, tokens/s): "
                    + ", ".join(f"{name} {sorted(v)[len(v) // 2]:.1f}" for name, v in rates.items()))

@@ -220,15 +220,25 @@ def chat_runners(session: aiohttp.ClientSession, ours: str, servers: dict[str, s
     return {"ours": ours_chat, **{who: openai(who, base) for who, base in servers.items()}}
 
 
-def good_prompts(raw: Raw, count: int, n: int, model: Path) -> list[str]:
-    """``count`` prompts whose greedy answer runs the full ``n`` tokens (no EOS) both as a completion
-    and as a chat, and starts with whole text (``Raw.first_text``), so every request asks for the
+def chat_kinds(raw: Raw, n: int) -> tuple[str, ...]:
+    """KINDS, less "chat" when the model's greedy chat answer ends before ``n`` tokens for every one of a
+    few prompts (a base model, such as the Gemma 3 270M of the real-model tier, answers a chat with EOS)."""
+    if any(raw.chat(prompt(f"q{i}"), n).finish == "length" for i in range(5)):
+        return KINDS
+    return tuple(k for k in KINDS if k != "chat")
+
+
+def good_prompts(raw: Raw, count: int, n: int, model: Path, kinds: tuple[str, ...] = KINDS) -> list[str]:
+    """``count`` prompts whose greedy answer runs the full ``n`` tokens (no EOS) in each of ``kinds``
+    (completion, chat), and starts with whole text (``Raw.first_text``), so every request asks for the
     same work. Found once with the raw model and cached in bench/out/ next to the model."""
     import llama_cpp
 
     cache = OUT / f"serving-prompts-{model.stem}.json"
     stat = model.stat()
     key = {"model": [stat.st_size, stat.st_mtime_ns], "llama_cpp": llama_cpp.__version__}
+    if kinds != KINDS:
+        key["kinds"] = list(kinds)
     good: list[str] = []
     if cache.exists():
         saved = json.loads(cache.read_text())
@@ -242,8 +252,8 @@ def good_prompts(raw: Raw, count: int, n: int, model: Path) -> list[str]:
         text = prompt(f"q{i}")
         i += 1
         tried += 1
-        if (raw.completion(text, n).finish == "length" and raw.first_text("completion", text)
-                and raw.chat(text, n).finish == "length" and raw.first_text("chat", text)):
+        run = {"completion": raw.completion, "chat": raw.chat}
+        if all(run[kind](text, n).finish == "length" and raw.first_text(kind, text) for kind in kinds):
             good.append(text)
             if len(good) % 20 == 0:
                 print(f"  screening prompts (once, cached): {len(good)}/{count}", file=sys.stderr)

@@ -40,6 +40,11 @@ class Targets:
         return markdown_table(["target", "measured (median of per-round ratios)", "goal", "met"], out, 1)
 
 
+def measured_kinds(single: Results) -> list[str]:
+    """The request kinds measured (chat is left out for a base model)."""
+    return [k for k in KINDS if (k, "ours") in single]
+
+
 def agg_rate(batch: Batch) -> float:
     timed, wall = batch
     return sum(t.tokens for t in timed) / wall
@@ -54,6 +59,7 @@ def report(single: Results, conc: Concurrent, mem: dict[str, Any], raw_growth_mi
            args: argparse.Namespace) -> str:
     """The main table: single stream, 1..N clients and memory, ours against each server and raw Llama."""
     who_all = ["ours", *servers]
+    kinds = measured_kinds(single)
     has_raw = ("completion", "raw") in single
     rows: list[list[str]] = []
 
@@ -70,10 +76,10 @@ def report(single: Results, conc: Concurrent, mem: dict[str, Any], raw_growth_mi
         cells.append(winner(values["ours"], values[best], higher, name=NAME[best]) if best else "-")
         rows.append([what, metric, *cells])
 
-    serial = ({k: median(t.tokens / t.latency for t in single[(k, "raw")]) for k in KINDS} if has_raw
-              else dict.fromkeys(KINDS, float("nan")))
+    serial = ({k: median(t.tokens / t.latency for t in single[(k, "raw")]) for k in kinds} if has_raw
+              else dict.fromkeys(kinds, float("nan")))
     nan = float("nan")
-    for kind in KINDS:
+    for kind in kinds:
         what = f"single stream, {kind}"
         raw_ttft = median(t.ttft * 1000 for t in single[(kind, "raw")]) if has_raw else nan
         raw_rate = median(t.decode_rate for t in single[(kind, "raw")]) if has_raw else nan
@@ -82,7 +88,7 @@ def report(single: Results, conc: Concurrent, mem: dict[str, Any], raw_growth_mi
         row(what, "decode tok/s", {w: median(t.decode_rate for t in single[(kind, w)]) for w in who_all}, raw_rate,
             True, ".1f")
     for clients in args.clients:
-        for kind in KINDS:
+        for kind in kinds:
             what = f"{clients} client{'s' if clients > 1 else ''}, {kind}"
             batches = {w: conc[(kind, w, clients)] for w in who_all}
             row(what, "aggregate tok/s", {w: median(agg_rate(b) for b in bs) for w, bs in batches.items()},
@@ -124,25 +130,25 @@ def token_counts(single: Results, conc: Concurrent, asked: int) -> str:
 def main_targets(targets: Targets, single: Results, conc: Concurrent, mem: dict[str, Any],
                  bench_tg: list[float], clients: list[int]) -> None:
     """Issue 20's targets that the main phase measures, against llama-server (and llama-bench tg)."""
-    for kind in KINDS:
+    for kind in measured_kinds(single):
         ours = [t.decode_rate for t in single[(kind, "ours")]]
         theirs = [t.decode_rate for t in single[(kind, "llama")]]
         targets.add(f"single-stream decode ({kind}) vs llama-server", round_ratios(ours, theirs), ">=", 1.0)
     if bench_tg:
-        for kind in KINDS:
+        for kind in measured_kinds(single):
             ours_rate = median(t.decode_rate for t in single[(kind, "ours")])
             targets.add(f"single-stream decode ({kind}) vs llama-bench tg (ratio of medians)",
                         ours_rate / median(bench_tg), ">=", 0.95)
     for n in (4, 8):
         if n not in clients:
             continue
-        for kind in KINDS:
+        for kind in measured_kinds(single):
             ours_b, theirs_b = conc[(kind, "ours", n)], conc[(kind, "llama", n)]
             targets.add(f"median TTFT at {n} clients ({kind}) vs llama-server",
                         round_ratios([median(t.ttft for t in b[0]) for b in ours_b],
                                      [median(t.ttft for t in b[0]) for b in theirs_b]), "<=", 1.0)
     if 8 in clients:
-        for kind in KINDS:
+        for kind in measured_kinds(single):
             targets.add(f"aggregate tok/s at 8 clients ({kind}) vs llama-server --parallel 8",
                         round_ratios([agg_rate(b) for b in conc[(kind, "ours", 8)]],
                                      [agg_rate(b) for b in conc[(kind, "llama", 8)]]), ">=", 1.1)
@@ -158,7 +164,7 @@ def plot(conc: Concurrent, single: Results, clients: list[int], servers: list[st
 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     styles = {"ours": "-o", "server": "--s", "llama": "-.^"}
-    for kind in KINDS:
+    for kind in measured_kinds(single):
         for who in ("ours", *servers):
             ys = [median(agg_rate(b) for b in conc[(kind, who, c)]) for c in clients]
             ax.plot(clients, ys, styles[who], label=LABEL[(kind, who)])

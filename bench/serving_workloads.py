@@ -123,8 +123,9 @@ async def measure_edit(run: dict[str, ChatRunner], rounds: int, tokens: int, qui
             timed, _text, _n = await run[who](edit_prompt(rnd), tokens)
             got[who].append(timed)
         print(f"  edit-this-code: round {rnd + 1}/{rounds} done", file=sys.stderr)
-    rows = [[NAME[w], f"{median(t.decode_rate for t in ts):.1f}", f"{median(t.ttft * 1000 for t in ts):.0f}",
-             f"{median(t.tokens for t in ts):.0f}"] for w, ts in got.items()]
+    # An answer of fewer than 2 tokens (a base model ending a chat at once) has no decode rate.
+    rows = [[NAME[w], f"{median(t.decode_rate for t in ts if t.tokens > 1):.1f}",
+             f"{median(t.ttft * 1000 for t in ts):.0f}", f"{median(t.tokens for t in ts):.0f}"] for w, ts in got.items()]
     table = markdown_table(["contender", "decode tok/s", "TTFT ms", "tokens generated"], rows, 1)
     return f"### edit-this-code, single stream ({tokens} tokens asked, medians)\n\n{table}", got
 
