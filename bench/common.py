@@ -168,8 +168,9 @@ async def sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
         yield json.loads(data)
 
 
-async def post_stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
-    resp = await session.post(url, json=body)
+async def post_stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+                      headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
+    resp = await session.post(url, json=body, headers=headers)
     if resp.status != 200:
         text = await resp.text()
         resp.release()
@@ -177,18 +178,26 @@ async def post_stream(session: aiohttp.ClientSession, url: str, body: dict[str, 
     return resp
 
 
-async def timed_ollama_generate(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> Timed:
-    """Ollama's native /api/generate stream: text in ``response``, counts on the final ``done`` line."""
+async def timed_ollama(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+                       done: list[dict[str, Any]] | None = None, texts: list[str] | None = None) -> Timed:
+    """Ollama's native NDJSON stream (/api/generate: text in ``response``; /api/chat: in ``message.content``),
+    counts on the final ``done`` line, which is appended to ``done`` when given (load_duration and the rest);
+    the text pieces go to ``texts`` when given."""
     start = time.perf_counter()
     first = 0.0
     async with await post_stream(session, url, body) as resp:
         async for chunk in ndjson(resp):
             if "error" in chunk:
                 raise RuntimeError(f"{url}: {chunk['error']}")
-            if not first and chunk.get("response"):
+            text = chunk.get("response") or (chunk.get("message") or {}).get("content")
+            if text and texts is not None:
+                texts.append(text)
+            if not first and text:
                 first = time.perf_counter()
             if chunk.get("done"):
                 end = time.perf_counter()
+                if done is not None:
+                    done.append(chunk)
                 return Timed(start, first or end, end, int(chunk["eval_count"]), str(chunk.get("done_reason")), True)
     raise RuntimeError(f"{url}: stream ended without a done line")
 
@@ -198,6 +207,8 @@ async def timed_openai(
     url: str,
     body: dict[str, Any],
     count_text: Callable[[str], int],
+    texts: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Timed:
     """An OpenAI-style SSE stream (/v1/completions or /v1/chat/completions).
 
@@ -209,8 +220,8 @@ async def timed_openai(
     first = 0.0
     finish = ""
     usage: int | None = None
-    parts: list[str] = []
-    async with await post_stream(session, url, body) as resp:
+    parts: list[str] = [] if texts is None else texts
+    async with await post_stream(session, url, body, headers) as resp:
         async for event in sse(resp):
             if "error" in event:
                 raise RuntimeError(f"{url}: {event['error']}")
@@ -254,14 +265,56 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x"
 
 
-def winner(ours: float, theirs: float, higher_is_better: bool, tie: float = 0.05) -> str:
+def winner(ours: float, theirs: float, higher_is_better: bool, tie: float = 0.05, name: str = "llama_cpp.server") -> str:
     """Which server wins a metric; within ``tie`` (relative) it is a tie: these machines are noisy."""
     if ours != ours or theirs != theirs or not theirs:
         return "-"
     rel = ours / theirs
     if abs(rel - 1.0) <= tie:
         return "tie"
-    return "ours" if (rel > 1.0) == higher_is_better else "llama_cpp.server"
+    return "ours" if (rel > 1.0) == higher_is_better else name
+
+
+def cpu_busy(window: float = 0.5) -> float:
+    """Fraction of all CPUs busy (not idle, not waiting for I/O) over ``window`` seconds, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]), idle
+
+    total0, idle0 = sample()
+    time.sleep(window)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+@dataclass
+class Quiet:
+    """Waits, before each measurement, until the machine is quiet: another process's work on a shared
+    2-core machine changes every figure. ``max_wait`` 0 turns the wait off (smoke runs)."""
+
+    below: float = 0.15
+    max_wait: float = 60.0
+    waits: int = 0
+    busy_starts: int = 0  # measurements started busy because the wait ran out
+
+    def wait(self) -> None:
+        if self.max_wait <= 0:
+            return
+        self.waits += 1
+        deadline = time.monotonic() + self.max_wait
+        while cpu_busy() > self.below:
+            if time.monotonic() > deadline:
+                self.busy_starts += 1
+                return
+
+    def summary(self) -> str:
+        if self.max_wait <= 0:
+            return "no wait for a quiet machine (--quiet-wait 0)"
+        return (f"each of {self.waits} measurements waited (up to {self.max_wait:.0f}s) for < {self.below:.0%} CPU busy; "
+                f"{self.busy_starts} started busy after the wait ran out")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]], align_right_from: int = 1) -> str:

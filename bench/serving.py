@@ -1,18 +1,20 @@
-"""Serving benchmark: our daemon vs llama-cpp-python's own server vs raw ``Llama``, side by side in one run.
+"""Serving benchmark: our daemon vs llama-cpp-python's own server, llama.cpp's llama-server and raw ``Llama``.
 
-Run: ``.venv/bin/python bench/serving.py [--quick] [--model PATH|starter|qwen|gemma|bench]`` (needs the
-``bench`` extra for llama_cpp.server). The model defaults to the real Qwen2.5-Coder 0.5B when it is fetched
-(docs/models.md), else the ~100M-parameter random Q4_0 llama under bench/out/. With the same threads and
-per-request context:
-  ours    ``ollamalike serve`` (private home, model made with /api/blobs + /api/create), via /api/generate
-          (raw prompt, NDJSON) and /v1/chat/completions (SSE);
-  server  ``python -m llama_cpp.server`` via /v1/completions and /v1/chat/completions (SSE);
-  raw     ``Llama.create_completion`` / ``create_chat_completion`` in this process (no HTTP at all).
-Workloads: single stream (time to first token, client-side decode tokens/s); 1/4/8 concurrent clients
-(aggregate tokens/s, median latency and TTFT); peak RSS of the serving processes. Greedy sampling and a
-fixed token budget per request; token counts are checked from the servers' own answers. Servers take
-turns (A B, then B A) in every repetition to cancel drift. Prints a markdown table of medians with
-ratios and writes bench/out/serving.png. Traffic goes to 127.0.0.1 only.
+Run: ``.venv/bin/python bench/serving.py [--quick] [--model PATH|starter|qwen|gemma|bench] [--with-llama-server]
+[--workloads main,cold,edit,returning|all] [--profile]`` (needs the ``bench`` extra for llama_cpp.server). The
+model defaults to the real Qwen2.5-Coder 0.5B when it is fetched (docs/models.md), else the ~100M-parameter
+random Q4_0 llama under bench/out/. The same threads and per-request context for all; the contenders are
+described in bench/serving_contenders.py, llama-server and llama-bench are built by bench/llamacpp_build.py.
+Workloads:
+  main       single stream (time to first token, client-side decode tokens/s; llama-bench pp/tg beside it);
+             1/4/8 concurrent clients (aggregate tokens/s, median latency and TTFT); peak RSS;
+  cold       model not loaded -> first token, and where our time goes (bench/serving_cold.py);
+  edit       edit-this-code, single-stream decode (bench/serving_workloads.py);
+  returning  a 2k-token conversation returning after its slot was taken (bench/serving_workloads.py).
+Greedy sampling, a fixed token budget per request, token counts checked from the servers' own answers.
+Contenders take turns in a rotating order in every repetition, each measurement waits for a quiet machine
+(``--quiet-wait``), and the tables are medians; with llama-server, a targets table gives issue 20's ratios
+as medians of per-repetition ratios. Writes bench/out/serving.png. Traffic goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -20,15 +22,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import hashlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,372 +34,330 @@ import aiohttp
 from common import (  # type: ignore[import-not-found]
     MODEL_CHOICES,
     OUT,
-    Timed,
+    Quiet,
     describe_model,
-    markdown_table,
-    median,
     memory_mib,
-    proc_status_kib,
-    ratio,
     resolve_model,
     run_concurrent,
     stop_process,
-    timed_ollama_generate,
-    timed_openai,
     wait_http,
-    winner,
 )
+from serving_contenders import (  # type: ignore[import-not-found]
+    KINDS,
+    Raw,
+    Runner,
+    chat_kinds,
+    chat_runners,
+    create_model,
+    good_prompts,
+    prompt,
+    runners,
+    start_llama_cpp_server,
+    start_llama_server,
+)
+from serving_report import Concurrent, Results, Targets, main_targets, plot, report  # type: ignore[import-not-found]
 
-from tests.daemon import Daemon, descendants, free_port, start_daemon
+from tests.daemon import Daemon, free_port, runner_descendants, start_daemon
 
-MODEL = "bench-serving"
-SEED = 42
-KINDS = ("completion", "chat")
-WHO = ("ours", "server", "raw")
-LABEL = {
-    ("completion", "ours"): "ours /api/generate",
-    ("chat", "ours"): "ours /v1/chat/completions",
-    ("completion", "server"): "llama_cpp.server /v1/completions",
-    ("chat", "server"): "llama_cpp.server /v1/chat/completions",
-    ("completion", "raw"): "raw Llama.create_completion",
-    ("chat", "raw"): "raw Llama.create_chat_completion",
-}
-Runner = Callable[[str, int], Awaitable[Timed]]
-
-
-def prompt(tag: str) -> str:
-    # The tag comes first so no two requests share a prefix: every prompt is really evaluated.
-    return f"{tag}: once upon a time there was a little dog and a big cat in the house. tell me about the sun"
+WORKLOADS = ("main", "cold", "edit", "returning")
 
 
-class Raw:
-    """llama-cpp-python's high-level API in this process: the single-stream reference."""
-
-    def __init__(self, path: Path, ctx: int, threads: int) -> None:
-        from llama_cpp import Llama
-
-        before = proc_status_kib(os.getpid(), "VmRSS")
-        self.llm = Llama(str(path), n_ctx=ctx, n_batch=512, n_threads=threads, n_threads_batch=threads,
-                         seed=SEED, verbose=False)
-        self.rss_growth_kib = proc_status_kib(os.getpid(), "VmRSS") - before
-
-    def count(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode(), add_bos=False))
-
-    def _timed(self, chunks: Any, n: int) -> Timed:
-        start = time.perf_counter()
-        first, finish, parts = 0.0, "", []
-        for chunk in chunks:
-            choice = chunk["choices"][0]
-            text = choice["text"] if "text" in choice else choice.get("delta", {}).get("content")
-            if text:
-                parts.append(text)
-                first = first or time.perf_counter()
-            finish = choice.get("finish_reason") or finish
-        end = time.perf_counter()
-        if finish == "length":
-            return Timed(start, first or end, end, n, finish, True)
-        return Timed(start, first or end, end, self.count("".join(parts)), finish, False)
-
-    def completion(self, text: str, n: int) -> Timed:
-        self.llm.reset()  # no prefix reuse from the screening call: the prompt is evaluated in full
-        return self._timed(self.llm.create_completion(text, max_tokens=n, temperature=0.0, repeat_penalty=1.0,
-                                                      seed=SEED, stream=True), n)
-
-    def chat(self, text: str, n: int) -> Timed:
-        self.llm.reset()
-        return self._timed(self.llm.create_chat_completion([{"role": "user", "content": text}], max_tokens=n,
-                                                           temperature=0.0, repeat_penalty=1.0, seed=SEED,
-                                                           stream=True), n)
-
-    def first_text(self, kind: str, text: str) -> bool:
-        """Whether the greedy first token is whole UTF-8 text: llama-cpp-python holds back a stream whose
-        text is not valid UTF-8 until the end, which on random weights would turn TTFT into total time."""
-        if kind == "completion":
-            out: Any = self.llm.create_completion(text, max_tokens=1, temperature=0.0, seed=SEED)
-            return bool(out["choices"][0]["text"].strip())
-        out = self.llm.create_chat_completion([{"role": "user", "content": text}], max_tokens=1,
-                                              temperature=0.0, seed=SEED)
-        return bool((out["choices"][0]["message"]["content"] or "").strip())
+def daemon_env(args: argparse.Namespace, parallel: int) -> dict[str, str]:
+    return {"OLLAMALIKE_NUM_PARALLEL": str(parallel), "OLLAMALIKE_NUM_THREADS": str(args.threads),
+            "OLLAMALIKE_KEEP_ALIVE": "-1", "OLLAMALIKE_MAX_LOADED_MODELS": "1"}
 
 
-def start_llama_server(path: Path, port: int, ctx: int, threads: int, log: Path) -> subprocess.Popen[bytes]:
-    # interrupt_requests=False: by default the server cuts a running stream short whenever another
-    # request waits, which would make concurrent clients get fewer tokens than they asked for.
-    args = [sys.executable, "-m", "llama_cpp.server", "--model", str(path), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", str(ctx), "--n_batch", "512", "--n_threads", str(threads),
-            "--n_threads_batch", str(threads), "--interrupt_requests", "False", "--seed", str(SEED)]
-    with log.open("ab") as f:
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
-
-
-async def create_model(session: aiohttp.ClientSession, base: str, path: Path, ctx: int) -> None:
-    """Upload the GGUF as a blob and create the model from it, as `ollamalike create` would."""
-    sha = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            sha.update(block)
-    digest = "sha256:" + sha.hexdigest()
-    with path.open("rb") as f:
-        async with session.post(f"{base}/api/blobs/{digest}", data=f) as resp:
-            if resp.status not in (200, 201):
-                raise RuntimeError(f"blob upload -> {resp.status}: {await resp.text()}")
-    body = {"model": MODEL, "files": {path.name: digest}, "stream": False,
-            "parameters": {"num_ctx": ctx, "repeat_penalty": 1.0}}
-    async with session.post(f"{base}/api/create", json=body) as resp:
-        if resp.status != 200:
-            raise RuntimeError(f"/api/create -> {resp.status}: {await resp.text()}")
-
-
-def runners(session: aiohttp.ClientSession, ours: str, server: str, raw: Raw) -> dict[tuple[str, str], Runner]:
-    count = raw.count
-
-    async def ours_generate(text: str, n: int) -> Timed:
-        body = {"model": MODEL, "prompt": text, "raw": True, "stream": True,
-                "options": {"num_predict": n, "temperature": 0, "seed": SEED}}
-        return await timed_ollama_generate(session, f"{ours}/api/generate", body)
-
-    async def ours_chat(text: str, n: int) -> Timed:
-        body = {"model": MODEL, "messages": [{"role": "user", "content": text}], "max_tokens": n,
-                "temperature": 0, "seed": SEED, "stream": True, "stream_options": {"include_usage": True}}
-        return await timed_openai(session, f"{ours}/v1/chat/completions", body, count)
-
-    async def server_completion(text: str, n: int) -> Timed:
-        body = {"prompt": text, "max_tokens": n, "temperature": 0, "repeat_penalty": 1.0, "seed": SEED,
-                "stream": True}
-        return await timed_openai(session, f"{server}/v1/completions", body, count)
-
-    async def server_chat(text: str, n: int) -> Timed:
-        body = {"messages": [{"role": "user", "content": text}], "max_tokens": n, "temperature": 0,
-                "repeat_penalty": 1.0, "seed": SEED, "stream": True}
-        return await timed_openai(session, f"{server}/v1/chat/completions", body, count)
-
-    async def raw_completion(text: str, n: int) -> Timed:
-        return raw.completion(text, n)  # blocks the loop on purpose: nothing else runs meanwhile
-
-    async def raw_chat(text: str, n: int) -> Timed:
-        return raw.chat(text, n)
-
-    return {("completion", "ours"): ours_generate, ("chat", "ours"): ours_chat,
-            ("completion", "server"): server_completion, ("chat", "server"): server_chat,
-            ("completion", "raw"): raw_completion, ("chat", "raw"): raw_chat}
-
-
-def good_prompts(raw: Raw, count: int, n: int, model: Path) -> list[str]:
-    """``count`` prompts whose greedy answer runs the full ``n`` tokens (no EOS) both as a completion
-    and as a chat, and starts with whole text (``Raw.first_text``), so every request asks for the
-    same work. Found once with the raw model and cached in bench/out/ next to the model."""
-    import llama_cpp
-
-    cache = OUT / f"serving-prompts-{model.stem}.json"
-    stat = model.stat()
-    key = {"model": [stat.st_size, stat.st_mtime_ns], "llama_cpp": llama_cpp.__version__}
-    good: list[str] = []
-    if cache.exists():
-        saved = json.loads(cache.read_text())
-        # A greedy answer that runs 64 tokens without EOS also runs its first 32.
-        if saved.get("key") == key and saved.get("tokens", 0) >= n:
-            good, n = saved["prompts"], saved["tokens"]
-    tried = len(good)
-    start = time.perf_counter()
-    i = int(good[-1].split(":")[0][1:]) + 1 if good else 0
-    while len(good) < count and tried < 20 * count:
-        text = prompt(f"q{i}")
-        i += 1
-        tried += 1
-        if (raw.completion(text, n).finish == "length" and raw.first_text("completion", text)
-                and raw.chat(text, n).finish == "length" and raw.first_text("chat", text)):
-            good.append(text)
-            if len(good) % 20 == 0:
-                print(f"  screening prompts (once, cached): {len(good)}/{count}", file=sys.stderr)
-    if time.perf_counter() - start > 1:
-        print(f"  screened prompts: {len(good)} good ({time.perf_counter() - start:.0f}s)", file=sys.stderr)
-        cache.write_text(json.dumps({"key": key, "tokens": n, "prompts": good}, indent=1))
-    if len(good) < count:
-        raise RuntimeError(f"only {len(good)} of {count} prompts run {n} tokens without EOS")
-    return good[:count]
-
-
-Results = dict[tuple[str, str], list[Timed]]  # (kind, who) -> requests
-Concurrent = dict[tuple[str, str, int], list[tuple[list[Timed], float]]]  # (kind, who, clients) -> batches
-
-
-async def measure(run: dict[tuple[str, str], Runner], prompts: list[str], args: argparse.Namespace,
-                  ) -> tuple[Results, Concurrent]:
+async def measure(run: dict[tuple[str, str], Runner], prompts: list[str], args: argparse.Namespace, quiet: Quiet,
+                  bench: Any) -> tuple[Results, Concurrent, dict[str, list[float]]]:
     n = args.tokens
-    texts = iter(prompts)  # every request gets its own prompt, shared by the servers compared
+    texts = iter(prompts)  # every request gets its own prompt, shared by the contenders compared
     for key in run:  # warm-up: loads our model, fills caches and thread pools everywhere
-        await run[key](prompt(f"warm {key[0]} {key[1]}"), n)
-    single: Results = {key: [] for key in run}
+        if key[0] in args.kinds:
+            await run[key](prompt(f"warm {key[0]} {key[1]}"), n)
+    whos = list(dict.fromkeys(who for _kind, who in run))
+    servers = [w for w in whos if w != "raw"]
+    single: Results = {key: [] for key in run if key[0] in args.kinds}
+    rates: dict[str, list[float]] = {}
     for rep in range(args.reps):
-        order: tuple[str, ...] = WHO if rep % 2 == 0 else WHO[::-1]
-        for kind in KINDS:
+        shift = rep % (len(whos) + (bench is not None))
+        order = [*whos, "bench"] if bench is not None else whos
+        for kind in args.kinds:
             text = next(texts)
-            for who in order:
+            for who in order[shift:] + order[:shift]:
+                quiet.wait()
+                if who == "bench":
+                    if kind == args.kinds[0]:  # one llama-bench run (pp and tg) per repetition
+                        for name, rate in (await asyncio.to_thread(bench)).items():
+                            rates.setdefault(name, []).append(rate)
+                    continue
                 single[(kind, who)].append(await run[(kind, who)](text, n))
         print(f"  single stream: repetition {rep + 1}/{args.reps} done", file=sys.stderr)
     conc: Concurrent = {}
     for rep in range(args.reps):
-        for clients in args.clients:
-            for kind in KINDS:
-                pair = ("ours", "server") if (rep + clients) % 2 == 0 else ("server", "ours")
+        for i, clients in enumerate(args.clients):
+            for kind in args.kinds:
+                shift = (rep + i) % len(servers)
                 batch = [next(texts) for _ in range(clients)]
-                for who in pair:
+                for who in servers[shift:] + servers[:shift]:
                     jobs = [lambda t=t, f=run[(kind, who)]: f(t, n) for t in batch]  # type: ignore[misc]
+                    quiet.wait()
                     conc.setdefault((kind, who, clients), []).append(await run_concurrent(jobs))
         print(f"  concurrency: repetition {rep + 1}/{args.reps} done", file=sys.stderr)
-    return single, conc
+    return single, conc, rates
 
 
-def report(single: Results, conc: Concurrent, mem: dict[str, Any], raw: Raw, args: argparse.Namespace) -> str:
-    rows: list[list[str]] = []
+async def profile(run: dict[tuple[str, str], Runner], daemon: Daemon, args: argparse.Namespace) -> str:
+    """One extra batch of the highest concurrency, not counted above, with py-spy on our runner."""
+    from serving_profile import Profile, analyse, find_py_spy  # type: ignore[import-not-found]
 
-    def row(what: str, metric: str, ours: float, server: float, ref: float, higher: bool, fmt: str) -> None:
-        cells = ["-" if v != v else format(v, fmt) for v in (ours, server, ref)]
-        rows.append([what, metric, *cells, ratio(ours, server), ratio(ours, ref),
-                     winner(ours, server, higher)])
-
-    serial = {k: median(t.tokens / t.latency for t in single[(k, "raw")]) for k in KINDS}
-    for kind in KINDS:
-        what = f"single stream, {kind}"
-        first = [median(t.ttft * 1000 for t in single[(kind, w)]) for w in WHO]
-        rate = [median(t.decode_rate for t in single[(kind, w)]) for w in WHO]
-        row(what, "TTFT ms", first[0], first[1], first[2], False, ".0f")
-        row(what, "decode tok/s", rate[0], rate[1], rate[2], True, ".1f")
-    for clients in args.clients:
-        for kind in KINDS:
-            what = f"{clients} client{'s' if clients > 1 else ''}, {kind}"
-            batches = {w: conc[(kind, w, clients)] for w in ("ours", "server")}
-            agg = {w: median(sum(t.tokens for t in ts) / wall for ts, wall in b) for w, b in batches.items()}
-            row(what, "aggregate tok/s", agg["ours"], agg["server"], serial[kind], True, ".1f")
-            lat = {w: median(t.latency for ts, _ in b for t in ts) for w, b in batches.items()}
-            row(what, "p50 latency s", lat["ours"], lat["server"], float("nan"), False, ".2f")
-            ttft = {w: median(t.ttft * 1000 for ts, _ in b for t in ts) for w, b in batches.items()}
-            row(what, "p50 TTFT ms", ttft["ours"], ttft["server"], float("nan"), False, ".0f")
-    row("memory", "peak RSS MiB (VmHWM)", mem["ours"][0], mem["server"][0], raw.rss_growth_kib / 1024, False, ".0f")
-    row("memory", "RSS MiB at end (VmRSS)", mem["ours"][1], mem["server"][1], float("nan"), False, ".0f")
-    headers = ["workload", "metric", "ours", "llama_cpp.server", "raw Llama", "ours / server", "ours / raw", "winner"]
-    lines = [markdown_table(headers, rows, align_right_from=2), ""]
-    lines.append(f"ours = daemon (pid {mem['pids'][0]}, peak {mem['daemon'][0]:.0f} MiB) + runner "
-                 f"(peak {mem['runner'][0]:.0f} MiB); raw Llama memory = growth of this process after loading.")
-    counts: dict[str, list[Timed]] = {}
-    for (kind, who), ts in single.items():
-        counts.setdefault(LABEL[(kind, who)], []).extend(ts)
-    for (kind, who, _clients), runs in conc.items():
-        counts[LABEL[(kind, who)]].extend(t for ts, _wall in runs for t in ts)
-    lines.append(f"token counts ({args.tokens} asked per request):")
-    for label, ts in counts.items():
-        full = sum(1 for t in ts if t.tokens == args.tokens and t.finish == "length")
-        early = [t.tokens for t in ts if t.finish != "length"]
-        inexact = sum(1 for t in ts if not t.exact)
-        note = f", ended early (EOS) with {sorted(early)} tokens" if early else ""
-        note += f", {inexact} counted by re-tokenizing" if inexact else ""
-        lines.append(f"- {label}: {full}/{len(ts)} requests generated exactly {args.tokens}{note}")
-    return "\n".join(lines)
+    py_spy = find_py_spy(args.py_spy)
+    if py_spy is None:
+        return ("profile skipped: py-spy not found (install the bench extra: .venv/bin/pip install -e '.[bench]', "
+                "or give --py-spy PATH)")
+    kids = runner_descendants(daemon.proc.pid)
+    if len(kids) != 1:
+        return f"profile skipped: expected one runner process under the daemon, found {kids}"
+    clients = max(args.clients)
+    OUT.mkdir(parents=True, exist_ok=True)
+    rec = Profile(py_spy, kids[0], OUT / "serving-profile.txt")
+    try:
+        await asyncio.sleep(1.0)  # py-spy attaches (and reads the runner's symbols) before the batch starts
+        jobs = [lambda i=i: run[("completion", "ours")](prompt(f"profile {i}"), args.tokens) for i in range(clients)]
+        await run_concurrent(jobs)
+    finally:
+        raw = rec.stop()
+    if raw is None:
+        return f"profile failed: py-spy wrote nothing; its output: {rec.log.read_text(errors='replace')[-600:]}"
+    return (f"### profile: py-spy --native on our runner (pid {kids[0]}) during {clients} concurrent "
+            f"/api/generate streams (raw stacks: {rec.out})\n\n{analyse(raw)}")
 
 
-def plot(conc: Concurrent, single: Results, clients: list[int], path: Path, title: str) -> None:
-    import matplotlib
+async def main_phase(args: argparse.Namespace, path: Path, home: Path, llama: Any, quiet: Quiet,
+                     targets: Targets) -> list[str]:
+    raw = Raw(path, args.ctx, args.threads)
+    args.kinds = chat_kinds(raw, args.tokens)
+    notes = [] if args.kinds == KINDS else [
+        "(no chat rows: this model's greedy chat answer ends at once, a base model's EOS; completions only)"]
+    count = len(args.kinds) * args.reps * (1 + sum(args.clients))
+    prompts = good_prompts(raw, count, args.tokens, path, args.kinds)
+    parallel = max(args.clients)
+    procs = {"server": start_llama_cpp_server(path, pyport := free_port(), args.ctx, args.threads,
+                                              home / "llama_cpp.server.log")}
+    urls = {"server": f"http://127.0.0.1:{pyport}"}
+    if llama is not None:
+        port = free_port()
+        procs["llama"] = start_llama_server(llama.server, path, port, args.ctx, parallel, args.threads,
+                                            home / "llama-server.log")
+        urls["llama"] = f"http://127.0.0.1:{port}"
+    daemon: Daemon | None = None
+    try:
+        daemon = start_daemon(home / "ours", daemon_env(args, parallel))
+        for who, proc in procs.items():
+            health = "/v1/models" if who == "server" else "/health"
+            try:
+                wait_http(urls[who] + health, proc, 300, who)
+            except RuntimeError as e:
+                tail = (home / ("llama_cpp.server.log" if who == "server" else "llama-server.log")).read_text(
+                    errors="replace").splitlines()[-15:]
+                hint = ["(is the bench extra installed? .venv/bin/pip install -e '.[bench]')"] if who == "server" else []
+                raise RuntimeError("\n".join([str(e), *tail, *hint])) from None
+        bench = None
+        if llama is not None:
+            from serving_workloads import llama_bench  # type: ignore[import-not-found]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+            def bench() -> dict[str, float]:
+                return llama_bench(llama.bench, path, args.threads, args.bench_pp, args.bench_tg)
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    styles = {"ours": "-o", "server": "--s"}
-    for kind in KINDS:
-        for who in ("ours", "server"):
-            ys = [median(sum(t.tokens for t in ts) / wall for ts, wall in conc[(kind, who, c)]) for c in clients]
-            ax.plot(clients, ys, styles[who], label=LABEL[(kind, who)])
-        ref = median(t.tokens / t.latency for t in single[(kind, "raw")])
-        ax.axhline(ref, linestyle=":", color="grey" if kind == "completion" else "black",
-                   label=f"{LABEL[(kind, 'raw')]} (one at a time)")
-    ax.set_xlabel("concurrent clients")
-    ax.set_ylabel("aggregate tokens/s (median)")
-    ax.set_xticks(clients)
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"Serving throughput, {title} on CPU")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        timeout = aiohttp.ClientTimeout(total=1800)
+        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+            await create_model(session, daemon.base_url, path, args.ctx)
+            run = runners(session, daemon.base_url, urls, raw, raw.count, args.ours_options)
+            single, conc, rates = await measure(run, prompts, args, quiet, bench)
+            daemon.note_children()
+            kids = runner_descendants(daemon.proc.pid)
+            mem: dict[str, Any] = {w: memory_mib([p.pid]) for w, p in procs.items()}
+            mem.update(ours=memory_mib([daemon.proc.pid, *kids]), pids=[daemon.proc.pid, *kids],
+                       daemon=memory_mib([daemon.proc.pid]), runner=memory_mib(kids))
+            prof = await profile(run, daemon, args) if args.profile else None
+    finally:
+        if daemon is not None:
+            daemon.stop(check=False)
+        for proc in procs.values():
+            stop_process(proc)
+    servers = list(procs)
+    out = [*notes, report(single, conc, mem, raw.rss_growth_kib / 1024, servers, args)]
+    if rates:
+        out.append("llama-bench (medians over repetitions, tokens/s): "
+                   + ", ".join(f"{name} {sorted(v)[len(v) // 2]:.1f}" for name, v in rates.items()))
+    if llama is not None:
+        tg = next((v for name, v in rates.items() if name.startswith("tg")), [])
+        main_targets(targets, single, conc, mem, tg, args.clients)
+    if prof:
+        out.append(prof)
+    plot(conc, single, args.clients, servers, OUT / "serving.png", path.name)
+    out.append(f"plot: {OUT / 'serving.png'}")
+    return out
+
+
+async def long_phase(args: argparse.Namespace, path: Path, home: Path, llama: Any, quiet: Quiet,
+                     targets: Targets) -> list[str]:
+    """edit and returning: servers with --long-ctx per slot and --long-slots slots."""
+    from serving_workloads import measure_edit, measure_returning  # type: ignore[import-not-found]
+
+    slots = args.long_slots
+    proc = None
+    urls: dict[str, str] = {}
+    daemon: Daemon | None = None
+    out: list[str] = []
+    try:
+        daemon = start_daemon(home / "ours-long", daemon_env(args, slots))
+        if llama is not None:
+            port = free_port()
+            proc = start_llama_server(llama.server, path, port, args.long_ctx, slots, args.threads,
+                                      home / "llama-server-long.log")
+            urls["llama"] = f"http://127.0.0.1:{port}"
+            wait_http(urls["llama"] + "/health", proc, 300, "llama-server")
+        timeout = aiohttp.ClientTimeout(total=1800)
+        async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+            await create_model(session, daemon.base_url, path, args.long_ctx)
+            run = chat_runners(session, daemon.base_url, urls, lambda text: len(text.split()), args.ours_options)
+            for who in run:  # warm-up, and our model's load
+                await run[who]([{"role": "user", "content": f"warm {who}"}], 4)
+            if "edit" in args.workloads:
+                table, _ = await measure_edit(run, args.reps, args.edit_tokens, quiet)
+                out.append(table)
+            if "returning" in args.workloads:
+                out.append(await measure_returning(run, args.reps, args.history_words, slots, 16, quiet, targets))
+    finally:
+        if daemon is not None:
+            daemon.stop(check=False)
+        if proc is not None:
+            stop_process(proc)
+    return out
+
+
+async def cold_phase(args: argparse.Namespace, path: Path, home: Path, llama: Any, quiet: Quiet,
+                     targets: Targets) -> list[str]:
+    from serving_cold import measure_cold  # type: ignore[import-not-found]
+
+    env = daemon_env(args, max(args.clients))
+    timeout = aiohttp.ClientTimeout(total=1800)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        if "main" not in args.workloads:  # the main phase leaves the model made in home/ours
+            daemon = start_daemon(home / "ours", env)
+            try:
+                await create_model(session, daemon.base_url, path, args.ctx)
+            finally:
+                daemon.stop(check=False)
+        return [await measure_cold(session, home / "ours", env, llama.server if llama else None, path, args.ctx,
+                                   max(args.clients), args.threads, args.reps, quiet, targets)]
 
 
 async def run_all(args: argparse.Namespace) -> int:
     path = resolve_model(args.model)
+    llama = None
+    if args.with_llama_server:
+        from llamacpp_build import ensure_built  # type: ignore[import-not-found]
+
+        llama = ensure_built(args.build_jobs)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
-    raw = Raw(path, args.ctx, args.threads)
-    prompts = good_prompts(raw, args.reps * (len(KINDS) + len(KINDS) * sum(args.clients)), args.tokens, path)
+    quiet = Quiet(args.quiet_below, args.quiet_wait)
+    targets = Targets()
+    # Each part is printed as soon as it is measured: a long run that is cut short keeps what it had.
+    print(f"\nserving benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()} with {os.cpu_count()} cores "
+          f"(load average {load_before[0]:.1f} before)")
+    print(f"model {describe_model(path)}, threads={args.threads}, context {args.ctx} per request "
+          f"(ours and llama-server: {max(args.clients)} slots; edit/returning: {args.long_slots} slots of "
+          f"{args.long_ctx}), greedy, {args.tokens} tokens per request, medians over {args.reps} repetitions, "
+          f"workloads {','.join(args.workloads)}" + (f", env {' '.join(args.env)}" if args.env else "")
+          + (f", ours options {json.dumps(args.ours_options)}" if args.ours_options else ""))
+    if llama is not None:
+        print(f"llama-server and llama-bench: {llama.describe()}; llama-server defaults otherwise (flash attention auto)")
+    print("", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         home = Path(tmp)
-        port = free_port()
-        server = start_llama_server(path, port, args.ctx, args.threads, home / "llama-server.log")
-        daemon: Daemon | None = None
-        try:
-            daemon = start_daemon(home / "ours", {
-                "OLLAMALIKE_NUM_PARALLEL": str(max(args.clients)), "OLLAMALIKE_NUM_THREADS": str(args.threads),
-                "OLLAMALIKE_KEEP_ALIVE": "-1", "OLLAMALIKE_MAX_LOADED_MODELS": "1"})
-            server_url = f"http://127.0.0.1:{port}"
-            try:
-                wait_http(f"{server_url}/v1/models", server, 120, "llama_cpp.server")
-            except RuntimeError as e:
-                # Its log lives in the temporary home, gone after this block: show why it failed now.
-                tail = (home / "llama-server.log").read_text(errors="replace").splitlines()[-15:]
-                raise RuntimeError("\n".join([str(e), *tail, "(is the bench extra installed? "
-                                              ".venv/bin/pip install -e '.[bench]')"])) from None
-            timeout = aiohttp.ClientTimeout(total=600)
-            async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
-                await create_model(session, daemon.base_url, path, args.ctx)
-                single, conc = await measure(runners(session, daemon.base_url, server_url, raw), prompts, args)
-            daemon.note_children()
-            kids = descendants(daemon.proc.pid)
-            pids = [daemon.proc.pid, *kids]
-            mem = {"ours": memory_mib(pids), "server": memory_mib([server.pid]), "pids": pids,
-                   "daemon": memory_mib([daemon.proc.pid]), "runner": memory_mib(kids)}
-        finally:
-            if daemon is not None:
-                daemon.stop(check=False)
-            stop_process(server)
+        wanted = set(args.workloads)
+        phases = [({"main"}, main_phase), ({"cold"}, cold_phase), ({"edit", "returning"}, long_phase)]
+        for names, phase in phases:
+            if names & wanted:
+                print("\n\n".join(await phase(args, path, home, llama, quiet, targets)) + "\n", flush=True)
+    if targets.rows:
+        print("### issue 20 targets\n\n" + targets.table() + "\n")
     elapsed = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
-    print(f"\nserving benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.machine()} with {os.cpu_count()} cores "
-          f"(load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after), {elapsed:.0f}s")
-    print(f"model {describe_model(path)}, threads={args.threads}, "
-          f"context {args.ctx} per request (ours: {max(args.clients)} slots), greedy, {args.tokens} tokens per "
-          f"request, medians over {args.reps} repetitions" + (f", env {' '.join(args.env)}" if args.env else "") + "\n")
-    print(report(single, conc, mem, raw, args))
-    out = OUT / "serving.png"
-    plot(conc, single, args.clients, out, path.name)
-    print(f"\nplot: {out}")
+    print(f"{elapsed:.0f}s, load average {os.getloadavg()[0]:.1f} after; {quiet.summary()}")
     return 0
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="fewer tokens and repetitions (about 2 minutes)")
+    ap.add_argument("--quick", action="store_true", help="fewer tokens and repetitions, shorter waits")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--tokens", type=int, default=None, help="tokens per request (default 64, quick 32)")
-    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5, quick 3)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions/rounds of every workload (default 5, quick 3)")
     ap.add_argument("--clients", default="1,4,8", help="concurrency levels, comma-separated")
     ap.add_argument("--ctx", type=int, default=512, help="context per request (per slot)")
     ap.add_argument("--model", default=None, help=f"{MODEL_CHOICES} (default: qwen when fetched, else bench)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                    help="environment for all three (e.g. OMP_WAIT_POLICY=PASSIVE); repeatable")
+                    help="environment for all contenders (e.g. OMP_WAIT_POLICY=PASSIVE); repeatable")
+    ap.add_argument("--ours-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an Ollama option for our native requests (/api/generate, /api/chat); JSON values; repeatable")
+    ap.add_argument("--with-llama-server", action="store_true",
+                    help="add llama.cpp's llama-server and llama-bench, built once under bench/out/ (minutes)")
+    ap.add_argument("--build-jobs", type=int, default=os.cpu_count() or 2, help="compile jobs for that build")
+    ap.add_argument("--workloads", default="main", help=f"comma-separated of {','.join(WORKLOADS)}, or all")
+    ap.add_argument("--profile", action="store_true", help="py-spy on our runner during one extra batch (main)")
+    ap.add_argument("--py-spy", default=None, metavar="PATH", help="the py-spy binary (default: the venv's, or PATH)")
+    ap.add_argument("--quiet-below", type=float, default=0.15, help="CPU busy fraction that counts as quiet")
+    ap.add_argument("--quiet-wait", type=float, default=None,
+                    help="seconds to wait for a quiet machine before each measurement (default 60, quick 10; 0: none)")
+    ap.add_argument("--bench-pp", type=int, default=None, help="llama-bench prompt tokens (default 512, quick 128)")
+    ap.add_argument("--bench-tg", type=int, default=None, help="llama-bench generated tokens (default 128, quick 32)")
+    ap.add_argument("--long-ctx", type=int, default=4096, help="context per slot for edit/returning")
+    ap.add_argument("--long-slots", type=int, default=2, help="slots for edit/returning")
+    ap.add_argument("--edit-tokens", type=int, default=None, help="edit-this-code answer budget (default 400, quick 64)")
+    ap.add_argument("--history-words", type=int, default=None,
+                    help="returning conversation's history in words (default 1600: about 2k tokens; quick 400)")
     args = ap.parse_args()
-    args.tokens = args.tokens or (32 if args.quick else 64)
-    args.reps = args.reps or (3 if args.quick else 5)
+    quick = args.quick
+    args.tokens = args.tokens or (32 if quick else 64)
+    args.reps = args.reps or (3 if quick else 5)
+    args.quiet_wait = args.quiet_wait if args.quiet_wait is not None else (10.0 if quick else 60.0)
+    args.bench_pp = args.bench_pp or (128 if quick else 512)
+    args.bench_tg = args.bench_tg or (32 if quick else 128)
+    args.edit_tokens = args.edit_tokens or (64 if quick else 400)
+    args.history_words = args.history_words or (400 if quick else 1600)
     try:
         args.clients = sorted({int(c) for c in args.clients.split(",")})
     except ValueError:
         ap.error("--clients takes comma-separated integers, e.g. 1,4,8")
+    args.workloads = list(WORKLOADS) if args.workloads == "all" else args.workloads.split(",")
+    if set(args.workloads) - set(WORKLOADS):
+        ap.error(f"--workloads takes {','.join(WORKLOADS)} or all")
     for item in args.env:
         key, sep, value = item.partition("=")
         if not sep or not key:
             ap.error(f"--env takes KEY=VALUE, got {item!r}")
-        # Set before llama_cpp (and its OpenMP runtime) loads here, and inherited by both servers.
+        # Set before llama_cpp (and its OpenMP runtime) loads here, and inherited by every server.
         os.environ[key] = value
+    args.ours_options = {}
+    for item in args.ours_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            ap.error(f"--ours-option takes KEY=VALUE, got {item!r}")
+        try:
+            args.ours_options[key] = json.loads(value)
+        except ValueError:
+            args.ours_options[key] = value
     if args.tokens < 2 or args.reps < 1 or args.threads < 1 or args.clients[0] < 1 or args.ctx < 128:
         ap.error("--tokens >= 2, --reps >= 1, --threads >= 1, --clients >= 1 and --ctx >= 128 are required")
-    return asyncio.run(run_all(args))
+    if args.profile and "main" not in args.workloads:
+        ap.error("--profile profiles the main workload's highest concurrency: add main to --workloads")
+    return args
+
+
+def main() -> int:
+    return asyncio.run(run_all(parse_args()))
 
 
 if __name__ == "__main__":
