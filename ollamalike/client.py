@@ -8,9 +8,18 @@ nothing answers on a local address.
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import json
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
 
+from ollamalike.config import Config
 from ollamalike.errors import (
     BadRequest,
     Conflict,
@@ -23,18 +32,6 @@ from ollamalike.errors import (
     RegistryError,
     Unauthorized,
 )
-
-# The rest of the standard library is imported where it is used: ``quick_json`` (the fast path of
-# ``list``/``ps``/``show``, issue 20) must not pay for http.client (email, ssl), hashlib, subprocess,
-# pathlib or typing. Not typing.TYPE_CHECKING, for the same reason; annotations are strings.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import http.client
-    from collections.abc import Callable, Iterable, Iterator
-    from pathlib import Path
-    from typing import Any
-
-    from ollamalike.config import Config
 
 _STATUS_ERRORS: dict[int, type[OllamalikeError]] = {
     400: BadRequest,
@@ -74,97 +71,8 @@ def error_for(status: int, body: bytes) -> OllamalikeError:
     return cls(message)
 
 
-def quick_json(
-    host: str, port: int, method: str, path: str, body: object = None, api_key: str | None = None
-) -> object | None:
-    """One plain-HTTP request on a raw socket and its JSON answer, or None when anything is not a plain
-    200 with a JSON body (nothing listening, an error status, a broken answer).
-
-    The fast path of ``list``/``ps``/``show`` (cli/fast.py): it costs ``json`` and ``socket`` to import,
-    where ``Client`` costs http.client, email and ssl. None means "ask ``Client``", which starts the daemon,
-    reads the error message and reports a failure the usual way. The headers are those ``Client`` sends
-    (http.client's Host and Accept-Encoding, our User-Agent, Accept and key), plus ``Connection: close``."""
-    import socket
-
-    payload = b"" if body is None else json.dumps(body).encode()
-    name = f"[{host}]" if ":" in host else host
-    lines = [
-        f"{method} {path} HTTP/1.1",
-        f"Host: {name}" if port == 80 else f"Host: {name}:{port}",
-        "User-Agent: ollamalike-cli",
-        "Accept-Encoding: identity",
-        "Accept: application/json",
-        "Connection: close",
-    ]
-    if api_key:
-        lines.append(f"Authorization: Bearer {api_key}")
-    if body is not None:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + payload
-    chunks: list[bytes] = []
-    try:
-        # Client.is_running gives a daemon 2 s to answer before ensure_daemon decides it is down.
-        # An ASCII host as bytes (getaddrinfo takes either): for a str it loads the idna codec (~1 ms).
-        address = (host.encode("ascii") if host.isascii() else host, port)
-        with socket.create_connection(address, timeout=2.0) as sock:  # type: ignore[arg-type]
-            sock.settimeout(None)  # as Client.json: no limit on the answer itself
-            sock.sendall(request)
-            while data := sock.recv(1 << 16):
-                chunks.append(data)
-    except (OSError, UnicodeError):
-        return None
-    head, sep, rest = b"".join(chunks).partition(b"\r\n\r\n")
-    status_line, *header_lines = head.split(b"\r\n")
-    status = status_line.split(None, 2)
-    if not sep or len(status) < 2 or not status[0].startswith(b"HTTP/1.") or status[1] != b"200":
-        return None
-    headers = {}
-    for line in header_lines:
-        key, _, value = line.partition(b":")
-        headers[key.strip().lower()] = value.strip().lower()
-    if b"chunked" in headers.get(b"transfer-encoding", b""):
-        decoded = _dechunk(rest)
-        if decoded is None:
-            return None
-        rest = decoded
-    elif (length := headers.get(b"content-length")) is not None:
-        if not length.isdigit() or len(rest) < int(length):
-            return None  # cut short
-        rest = rest[: int(length)]
-    try:
-        answer: object = json.loads(rest)
-    except ValueError:
-        return None
-    return answer
-
-
-def _dechunk(data: bytes) -> bytes | None:
-    """A chunked transfer-encoded body, or None if it is malformed or cut short."""
-    out: list[bytes] = []
-    pos = 0
-    while True:
-        end = data.find(b"\r\n", pos)
-        if end < 0:
-            return None
-        try:
-            size = int(data[pos:end].split(b";", 1)[0], 16)
-        except ValueError:
-            return None
-        if size < 0:
-            return None
-        if size == 0:
-            return b"".join(out)
-        start = end + 2
-        if len(data) < start + size + 2:
-            return None
-        out.append(data[start : start + size])
-        pos = start + size + 2
-
-
 class Client:
     def __init__(self, base_url: str, api_key: str | None = None, timeout: float | None = None) -> None:
-        from urllib.parse import urlsplit
-
         parts = urlsplit(base_url if "://" in base_url else f"http://{base_url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadRequest(f"invalid server address {base_url!r}")
@@ -177,8 +85,6 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------------
     def _connection(self, timeout: float | None) -> http.client.HTTPConnection:
-        import http.client
-
         if self._https:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
@@ -198,8 +104,6 @@ class Client:
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        import http.client
-
         conn = self._connection(self.timeout if timeout is None else timeout)
         try:
             conn.request(method, path, body=body, headers=self._headers(headers))
@@ -232,8 +136,6 @@ class Client:
 
     def stream(self, method: str, path: str, body: object = None) -> Iterator[dict[str, Any]]:
         """Yield each NDJSON object; a line carrying ``error`` raises it."""
-        import http.client
-
         data = None if body is None else json.dumps(body).encode()
         conn, resp = self._send(method, path, data, {"Content-Type": "application/json"})
         try:
@@ -266,8 +168,6 @@ class Client:
         return status == 200
 
     def has_blob(self, digest: str) -> bool:
-        from urllib.parse import quote
-
         status, raw = self.request("HEAD", f"/api/blobs/{quote(digest)}")
         if status == 200:
             return True
@@ -277,9 +177,6 @@ class Client:
 
     def upload_blob(self, path: str | Path, progress: Callable[[int, int], None] | None = None) -> str:
         """Upload a file as a blob unless the server has it; returns ``sha256:<hex>``."""
-        from pathlib import Path
-        from urllib.parse import quote
-
         file = Path(path)
         try:
             size = file.stat().st_size
@@ -312,8 +209,6 @@ class Client:
 
 
 def file_sha256(path: Path) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(_CHUNK):
@@ -337,9 +232,6 @@ def client_for(config: Config) -> Client:
 
 def ensure_daemon(config: Config, timeout: float = 60.0) -> Client:
     """A client for a daemon that answers, starting ``ollamalike serve`` if the address is local."""
-    import subprocess
-    import time
-
     client = client_for(config)
     if client.is_running():
         return client

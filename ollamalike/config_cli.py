@@ -10,9 +10,12 @@ to import than ``ollamalike list`` may take in all (issue 20). Together the two 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from ollamalike.errors import BadRequest
+
+TYPE_CHECKING = False  # not typing's: typing costs the fast path ~2 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DEFAULT_PORT = 11434
 

@@ -1,19 +1,25 @@
-"""cli/fast.py's argument forms and client.quick_json's reading of HTTP answers, against a real loopback socket.
+"""cli/fast.py's argument forms, client.quick_json's reading of HTTP answers (against a real loopback socket)
+(client_fast.py) and output.parse_epoch's timestamps (against datetime).
 
 The end-to-end checks (real daemon, imports, same output as click) are in tests/test_cli_startup.py.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ollamalike.cli.fast import parse
-from ollamalike.client import quick_json
+from ollamalike.cli.output import parse_epoch
+from ollamalike.client_fast import dumps, loads, quick_json
 from ollamalike.config_cli import cli_target
 from tests.daemon import free_port
 
@@ -55,6 +61,28 @@ def test_cli_target_reads_what_load_config_reads(tmp_path: object) -> None:
         client = client_for(load_config(env))
         host, port, key = cli_target(env)
         assert (host, port, key) == (client._host, client._port, client._api_key), env
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"models": [{"name": "qwen:latest", "size": 12, "details": {"families": null}}]}', '  [1, 2.5e3, -0, true]\n',
+     '"\\u00e9\\ud83d\\ude00"', '{"a": NaN, "b": Infinity, "c": -Infinity}', "{}", '{"é": "ü"}', "123", "null", "\ufeff{}"],
+)
+def test_loads_is_json_loads(text: str) -> None:
+    assert repr(loads(text.encode())) == repr(json.loads(text.encode()))
+
+
+@pytest.mark.parametrize("raw", [b"", b"  ", b"{", b'{"a": 1} {', b"[1,]", b"nul", b'{"a": 1}x', b"\xff", b'"\xc3"'])
+def test_loads_refuses_what_json_loads_refuses(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    with pytest.raises(ValueError):
+        loads(raw)
+
+
+@given(st.dictionaries(st.text(), st.one_of(st.text(), st.booleans()), max_size=4))
+def test_dumps_is_json_dumps(body: dict[str, str | bool]) -> None:
+    assert dumps(body) == json.dumps(body)
 
 
 class _Server:
@@ -132,3 +160,48 @@ def test_quick_json_declines_anything_but_a_whole_200(serve: type[_Server], answ
 
 def test_quick_json_declines_when_nothing_listens() -> None:
     assert quick_json("127.0.0.1", free_port(), "GET", "/api/tags") is None
+
+
+# --- output.parse_epoch: RFC 3339 by hand (no datetime import), checked against datetime itself -----------
+def _reference(text: str) -> float | None:
+    from datetime import datetime, timezone
+
+    value = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    head, dot, rest = value.partition(".")
+    if dot:
+        digits = "".join(itertools.takewhile(str.isdigit, rest))
+        value = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2025-01-01T11:58:00.123456789Z", "2025-01-01T04:00:00.5-07:00", "2025-01-01T13:00:00Z", "2024-02-29T00:00:00Z",
+     "2023-02-29T00:00:00Z", "2025-13-01T00:00:00Z", "2025-04-31T00:00:00Z", "2025-01-01T24:00:00Z",
+     "2025-01-01T23:59:59.999999+14:00", "0001-01-01T00:00:00Z", "2318-06-01T10:00:00.000000001+02:00",
+     "1969-12-31T23:59:59Z", "2000-03-01 12:00:00", "2025-01-01T12:00", "  2025-01-01T12:00:00Z  ", "", "garbage",
+     "2025-01-01", "2025-01-01T12:00:00+0530", "9999-12-31T23:59:59Z", "2025-01-01T12:00:00.Z",
+     "2025-01-01T12:00:00Z junk", "2025-01-01T1:00:00Z", "２０２５-01-01T00:00:00Z", "2025-01-01T12:00:00+05"],
+)
+def test_parse_epoch_agrees_with_datetime(text: str) -> None:
+    expected = _reference(text)
+    got = parse_epoch(text)
+    assert (got is None) == (expected is None), (text, got, expected)
+    if expected is not None and got is not None:
+        assert abs(got - expected) < 1e-5, text
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(timezone.utc)),
+       st.integers(-14 * 60, 14 * 60), st.integers(0, 999_999_999))
+def test_parse_epoch_reads_go_timestamps(moment: datetime, offset_minutes: int, nanos: int) -> None:
+    local = moment.astimezone(timezone(timedelta(minutes=offset_minutes)))
+    sign = "-" if offset_minutes < 0 else "+"
+    zone = "Z" if offset_minutes == 0 else f"{sign}{abs(offset_minutes) // 60:02d}:{abs(offset_minutes) % 60:02d}"
+    text = local.replace(tzinfo=None, microsecond=0).isoformat() + f".{nanos:09d}" + zone
+    expected = moment.replace(microsecond=0).timestamp() + nanos / 1e9
+    got = parse_epoch(text)
+    assert got is not None and abs(got - expected) < 1e-5, text

@@ -72,11 +72,13 @@ def test_top_level_help_lists_commands() -> None:
 # Modules the fast path (cli/fast.py) must not import; each costs milliseconds of start-up. Checked against
 # what the interpreter had loaded before our code ran (site and .pth files may load some of them).
 FAST_FORBIDDEN = ("aiohttp", "llama_cpp", "click", "http", "email", "ssl", "urllib", "subprocess", "hashlib",
-                  "dataclasses", "inspect", "pathlib", "typing", "ollamalike.config", "ollamalike.names",
-                  "ollamalike.cli.app", "ollamalike.cli.models", "ollamalike.cli.run")
+                  "dataclasses", "inspect", "pathlib", "typing", "socket", "selectors", "datetime", "encodings.idna",
+                  "json", "re", "enum", "functools",
+                  "ollamalike.config", "ollamalike.names", "ollamalike.cli.app", "ollamalike.cli.models",
+                  "ollamalike.cli.run")
 
 MAIN_PROBE = r"""
-import json, sys
+import sys
 before = set(sys.modules)
 from ollamalike.cli import main
 code = 0
@@ -84,8 +86,10 @@ try:
     main(sys.argv[2:])
 except SystemExit as e:
     code = e.code
+new = sorted(set(sys.modules) - before)
+import json
 with open(sys.argv[1], "w") as f:
-    json.dump({"code": code, "new": sorted(set(sys.modules) - before)}, f)
+    json.dump({"code": code, "new": new}, f)
 """
 
 CLICK_PROBE = "import sys\nfrom ollamalike.cli.app import main\nmain(sys.argv[1:])\n"

@@ -1,12 +1,14 @@
 """The fast path of ``list``/``ls``, ``ps`` and ``show``: answered without click, http.client or config.py.
 
-Those commands are one request and a table, so their cost is the interpreter's start-up plus imports;
-with click (~15 ms), http.client (~10 ms) and the dataclass ``Config`` (~15 ms) they took 0.14-0.18 s
-(issue 20). ``run`` handles only their plain forms (known flags and the positional arguments, nothing
-else) against a daemon that answers 200. Everything else returns None and goes to the click app, which
-does the command from the start: ``--help``, an unknown option, a daemon that must be started, an error
-status (the click path reads the error message), a variable config.py would refuse (config_cli.py reads
-only the address and the key). The text printed comes from cli/views.py, as the click commands print it.
+Those commands are one request and a table, so their cost is the interpreter's start-up plus imports.
+Through click, http.client and the dataclass ``Config`` they took 0.14-0.18 s on a quiet 2-core machine
+(issue 20; bench/cli.py). ``run`` handles only their plain forms (known flags and the positional arguments,
+nothing else) against a daemon that answers 200, importing only ``_json``, ``_socket``, ``math`` and a few
+small modules of ours (client_fast, config_cli, views, output, errors). Everything else returns None and goes
+to the click app, which does the command from the start: ``--help``, an unknown option, a daemon that must be
+started, an error status (the click path reads the error message), a variable config.py would refuse
+(config_cli.py reads only the address and the key). The text printed comes from cli/views.py, as the click
+commands print it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ollamalike.client_fast import JSONBody
+
 _SHOW_FLAGS = {
     "--license": "license",
     "--modelfile": "modelfile",
@@ -28,7 +32,7 @@ _SHOW_FLAGS = {
 
 
 class _Request:
-    def __init__(self, command: str, method: str, path: str, body: dict[str, object] | None = None) -> None:
+    def __init__(self, command: str, method: str, path: str, body: JSONBody | None = None) -> None:
         self.command, self.method, self.path, self.body = command, method, path, body
         self.prefix: str | None = None
         self.field: str | None = None
@@ -76,7 +80,7 @@ def run(args: list[str]) -> int | None:
     req = parse(args)
     if req is None:
         return None
-    from ollamalike.client import quick_json
+    from ollamalike.client_fast import quick_json
     from ollamalike.config_cli import cli_target
     from ollamalike.errors import OllamalikeError
 

@@ -6,13 +6,14 @@ through these same functions, so the two can never print differently.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import time
 
-from ollamalike.cli.output import human_bytes, human_time, indented_table, parse_time, table
+from ollamalike.cli.output import human_bytes, human_duration, human_time, indented_table, parse_epoch, table
 
 # Not typing.TYPE_CHECKING: importing typing would cost the fast path ~2 ms (annotations are strings).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import datetime
     from typing import Any
 
 # -- list ----------------------------------------------------------------------------------------
@@ -47,15 +48,15 @@ def processor_text(size: int, size_vram: int) -> str:
 
 
 def until_text(expires_at: str, now: datetime | None = None) -> str:
-    when = parse_time(expires_at)
-    now = now or datetime.now(timezone.utc)
+    when = parse_epoch(expires_at)
     if when is None:
         return "Unknown"
-    if (when - now).days > 365 * FOREVER_YEARS:
+    left = when - (time.time() if now is None else now.timestamp())
+    if left // 86400 > 365 * FOREVER_YEARS:
         return "Forever"
-    if when <= now:
+    if left <= 0:
         return "Stopping..."
-    return human_time(when, now)
+    return f"{human_duration(left)} from now"
 
 
 def ps_table(models: list[dict[str, Any]]) -> str:
