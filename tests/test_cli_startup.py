@@ -144,6 +144,12 @@ def test_fast_path_imports_nothing_heavy_and_prints_what_click_prints(tiny_daemo
         slow = _click_path(tiny_daemon, *args)
         assert slow.returncode == 0, slow.stderr
         assert _when(stdout) == _when(slow.stdout), args
+    # The console script's entry point: the same answers, its output flushed before the quick exit.
+    for args in [("list",), ("show", "tiny", "--license"), ("show", "missing")]:
+        script = subprocess.run([sys.executable, "-c", "from ollamalike.cli import console; console()", *args],
+                                capture_output=True, text=True, env=tiny_daemon.env, timeout=120)
+        stdout, stderr, code, _ = _probe(tiny_daemon, tmp_path, *args)
+        assert (_when(script.stdout), script.stderr, script.returncode) == (_when(stdout), stderr, code), args
     listing = _probe(tiny_daemon, tmp_path, "list")[0].splitlines()
     assert listing[0].split() == ["NAME", "ID", "SIZE", "MODIFIED"] and listing[1].startswith("tiny:latest ")
     assert "100% CPU" in _probe(tiny_daemon, tmp_path, "ps")[0]
