@@ -205,3 +205,17 @@ def test_parse_epoch_reads_go_timestamps(moment: datetime, offset_minutes: int, 
     expected = moment.replace(microsecond=0).timestamp() + nanos / 1e9
     got = parse_epoch(text)
     assert got is not None and abs(got - expected) < 1e-5, text
+
+
+def test_the_fast_flags_are_the_click_commands_own() -> None:
+    """A flag the fast path takes means what it means to the click command (a new click flag is simply declined)."""
+    from ollamalike.cli import fast
+    from ollamalike.cli.models import list_models, show
+    from ollamalike.cli.run import ps
+    from ollamalike.cli.views import SHOW_FIELDS
+
+    flags = {opt: p.name for p in show.params for opt in p.opts if opt.startswith("-")}
+    assert {o: flags[o] for o in fast._SHOW_FLAGS} == {f"--{f}": "show_license" if f == "license" else f for f in SHOW_FIELDS}
+    assert flags["-v"] == flags["--verbose"] == "verbose"
+    assert [p.name for p in show.params if not p.opts[0].startswith("-")] == ["name"]
+    assert [(p.name, p.required) for p in list_models.params] == [("prefix", False)] and ps.params == []
