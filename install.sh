@@ -148,7 +148,7 @@ printf '%s\n' "$BACKEND" > "$VENV/.llama-cpp-backend"
 
 # --- the package -----------------------------------------------------------------------------------
 # Editable, as a plain .pth entry (setuptools' "compat" mode): the default mode's import finder costs
-# every start of the interpreter ~17-20 ms of CPU, as much as all the rest of `ollamalike list` (issue 20;
+# every start of the interpreter ~15-20 ms of CPU, as much as all the rest of `ollamalike list` (issue 20;
 # bench/README.md). If a setuptools without compat mode refuses it, the default editable mode still works.
 editable_install() {
   "$VPY" -m pip install --quiet -e "$1" --config-settings editable_mode=compat 2>/dev/null \
