@@ -152,9 +152,16 @@ fi
 printf '%s\n' "$BACKEND" > "$VENV/.llama-cpp-backend"
 
 # --- the package -----------------------------------------------------------------------------------
+# Editable, as a plain .pth entry (setuptools' "compat" mode): the default mode's import finder costs
+# every start of the interpreter ~15-20 ms of CPU, as much as all the rest of `ollamalike list` (issue 20;
+# bench/README.md). If a setuptools without compat mode refuses it, the default editable mode still works.
+editable_install() {
+  "$VPY" -m pip install --quiet -e "$1" --config-settings editable_mode=compat 2>/dev/null \
+    || "$VPY" -m pip install --quiet -e "$1" || die "pip install failed"
+}
 if [ "$DEV" = 1 ]; then
   say "installing ollamalike with the test tools"
-  "$VPY" -m pip install --quiet -e "$ROOT[dev]" || die "pip install failed"
+  editable_install "$ROOT[dev]"
   # Test peers from Debian: a real OCI registry for pull/push, Go to check our Go-template engine
   # against Go's own text/template, and openssl for the throwaway certificates of the TLS tests.
   for pkg in docker-registry:docker-registry golang-go:go openssl:openssl; do
@@ -171,7 +178,7 @@ if [ "$DEV" = 1 ]; then
   done
 else
   say "installing ollamalike"
-  "$VPY" -m pip install --quiet -e "$ROOT" || die "pip install failed"
+  editable_install "$ROOT"
 fi
 
 # --- smoke test: a small Q4_0 model must run and libmtmd must load (a bad build dies here) --------

@@ -1,4 +1,5 @@
-"""Every environment variable and default, as one frozen ``Config``; the only reader of ``os.environ``.
+"""Every environment variable and default, as one frozen ``Config``; the only reader of ``os.environ``
+(with config_cli.py, which holds the address and key parsing that the CLI's fast path needs without this module).
 
 Each ``OLLAMALIKE_*`` variable also accepts Ollama's ``OLLAMA_*`` spelling as an alias, so an
 existing Ollama set-up carries over. ``load_config()`` is cheap and re-reads the environment each
@@ -17,9 +18,12 @@ from pathlib import Path
 from typing import Literal, cast, get_args
 from urllib.parse import urlsplit
 
+from ollamalike.config_cli import DEFAULT_PORT as DEFAULT_PORT
+from ollamalike.config_cli import connect_host
+from ollamalike.config_cli import env_value as _get
+from ollamalike.config_cli import parse_host as parse_host
+from ollamalike.config_cli import parse_keys as _keys
 from ollamalike.errors import BadRequest
-
-DEFAULT_PORT = 11434
 
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
 KV_CACHE_TYPES: tuple[str, ...] = get_args(KVCacheType)
@@ -87,34 +91,6 @@ def parse_duration(value: str | int | float) -> float:
     if pos != len(text) or pos == 0:
         raise BadRequest(f"invalid duration: {value!r}")
     return sign * total
-
-
-def parse_host(value: str) -> tuple[str, int]:
-    """Host and port from OLLAMA_HOST-style values: "0.0.0.0", ":8080", "http://h:1", "[::1]:9"."""
-    text = value.strip()
-    for scheme in ("http://", "https://"):
-        if text.startswith(scheme):
-            text = text[len(scheme) :]
-    text = text.rstrip("/")
-    host, port = text, DEFAULT_PORT
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise BadRequest(f"invalid host: {value!r}")
-        host = text[1:end]
-        rest = text[end + 1 :]
-        if rest.startswith(":"):
-            port = _port(rest[1:], value)
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = _port(p, value)
-    return (host or "127.0.0.1"), port
-
-
-def _port(text: str, whole: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise BadRequest(f"invalid port in host {whole!r}")
-    return int(text)
 
 
 @dataclass(frozen=True)
@@ -224,8 +200,8 @@ class Config:
 
     @property
     def base_url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
+        host = connect_host(self.host)
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}"
 
     @property
@@ -236,14 +212,6 @@ class Config:
     def run_dir(self) -> Path:
         """Where runner sockets live. Kept short: Unix socket paths are limited to ~100 bytes."""
         return self.home / "run"
-
-
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    for key in (f"OLLAMALIKE_{name}", f"OLLAMA_{name}"):
-        value = env.get(key)
-        if value is not None and value != "":
-            return value
-    return None
 
 
 def _bool(value: str | None, default: bool = False) -> bool:
@@ -284,21 +252,6 @@ def _byte_size(env: Mapping[str, str], name: str, default: int) -> int:
         raise BadRequest(f"OLLAMALIKE_{name} must be a size in bytes (like 1073741824, 512MiB or 2GiB; "
                          f"0 turns it off), got {value!r}")
     return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
-
-
-def _keys(value: str | None) -> tuple[str, ...]:
-    """Comma-separated keys, or ``@/path/to/file`` / a path to a file with one key per line."""
-    if not value:
-        return ()
-    text = value.strip()
-    path = Path(text[1:] if text.startswith("@") else text)
-    if text.startswith("@") or (("/" in text) and path.is_file()):
-        try:
-            lines = path.read_text().splitlines()
-        except OSError as e:
-            raise BadRequest(f"cannot read API key file {path}: {e.strerror}") from None
-        return tuple(k.strip() for k in lines if k.strip() and not k.strip().startswith("#"))
-    return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
 def _registry_auth(value: str | None) -> tuple[tuple[str, str, str], ...]:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from ollamalike.cli.chat import WordWrapper, format_stats, go_duration
-from ollamalike.cli.run import processor_text, ps_table, until_text
+from ollamalike.cli.views import processor_text, ps_table, until_text
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ollamalike.cli.output import human_bytes, human_time, indented_table, table
+from ollamalike.cli.views import SHOW_FIELDS, SHOW_FIELDS_ERROR, list_table, show_text
 from ollamalike.client import Client, ensure_daemon
 from ollamalike.config import load_config
 from ollamalike.errors import BadRequest
@@ -254,96 +254,15 @@ def create(name: str, file: str | None, quantize: str | None, draft_quantize: st
 
 
 # -- list ----------------------------------------------------------------------------------------
-def _short_id(digest: str) -> str:
-    return digest.removeprefix("sha256:")[:12]
-
-
 @click.command("list")
 @click.argument("prefix", required=False)
 def list_models(prefix: str | None) -> None:
     """List models."""
     data = _client().json("GET", "/api/tags")
-    rows = []
-    for m in data.get("models") or []:
-        name = str(m.get("name") or m.get("model") or "")
-        if prefix and not name.lower().startswith(prefix.lower()):
-            continue
-        rows.append([name, _short_id(str(m.get("digest", ""))), human_bytes(m.get("size") or 0), human_time(m.get("modified_at"))])
-    click.echo(table(["NAME", "ID", "SIZE", "MODIFIED"], rows))
+    click.echo(list_table(data.get("models") or [], prefix))
 
 
 # -- show ----------------------------------------------------------------------------------------
-_SHOW_FIELDS = ("license", "modelfile", "parameters", "system", "template")
-
-
-def _parameter_rows(text: str) -> list[list[str]]:
-    rows = []
-    for line in text.splitlines():
-        key, _, value = line.strip().partition(" ")
-        if key:
-            rows.append([key, value.strip()])
-    return rows
-
-
-def _first_lines(text: str, verbose: bool) -> list[list[str]]:
-    lines = text.strip("\n").splitlines()
-    if not verbose and len(lines) > 2:
-        lines = [*lines[:2], "..."]
-    return [[line] for line in lines]
-
-
-def render_show(resp: dict[str, Any], verbose: bool) -> str:
-    """Ollama's ``show`` layout: Model, Capabilities, Parameters, System, License sections."""
-    info = resp.get("model_info") or {}
-    details = resp.get("details") or {}
-    arch = str(info.get("general.architecture") or details.get("family") or "")
-    model_rows = [["architecture", arch], ["parameters", str(details.get("parameter_size") or "")]]
-    for key, label in (("context_length", "context length"), ("embedding_length", "embedding length")):
-        value = info.get(f"{arch}.{key}")
-        if value is not None:
-            model_rows.append([label, str(value)])
-    model_rows.append(["quantization", str(details.get("quantization_level") or "")])
-    model_rows.append(["requires", str(resp.get("requires") or "")])  # Ollama's row; left out when empty
-    sections: list[tuple[str, list[list[str]]]] = [("Model", [r for r in model_rows if r[1]])]
-    capabilities = resp.get("capabilities") or []
-    if capabilities:
-        sections.append(("Capabilities", [[str(c)] for c in capabilities]))
-    if resp.get("projector_info"):
-        proj = resp["projector_info"]
-        prows = [["architecture", str(proj.get("general.architecture", ""))]]
-        for label, key in (("parameters", "general.parameter_count"), ("embedding length", "clip.vision.embedding_length"),
-                           ("dimensions", "clip.vision.projection_dim"), ("image size", "clip.vision.image_size")):
-            if proj.get(key) is not None:
-                prows.append([label, str(proj[key])])
-        sections.append(("Projector", prows))
-    if resp.get("parameters"):
-        sections.append(("Parameters", _parameter_rows(str(resp["parameters"]))))
-    if resp.get("system"):
-        sections.append(("System", _first_lines(str(resp["system"]), verbose)))
-    if resp.get("license"):
-        sections.append(("License", _first_lines(str(resp["license"]), verbose)))
-    if verbose and info:
-        rows = [[str(k), _metadata_value(v)] for k, v in sorted(info.items())]
-        sections.append(("Metadata", rows))
-    out: list[str] = []
-    for title, rows in sections:
-        if not rows:
-            continue
-        out.append(f"  {title}")
-        out.extend(indented_table(rows))
-        out.append("")
-    return "\n".join(out)
-
-
-def _metadata_value(value: Any) -> str:
-    if isinstance(value, list):
-        shown = ", ".join(str(v) for v in value[:5])
-        return f"[{shown}{', ...' if len(value) > 5 else ''}]"
-    if value is None:
-        return "[...]"
-    return str(value)
-
-
 @click.command()
 @click.argument("name")
 @click.option("--license", "show_license", is_flag=True, help="Show the license of a model.")
@@ -357,16 +276,13 @@ def show(
 ) -> None:
     """Show information for a model."""
     flags = {"license": show_license, "modelfile": modelfile, "parameters": parameters, "system": system, "template": template}
-    chosen = [f for f in _SHOW_FIELDS if flags[f]]
+    chosen = [f for f in SHOW_FIELDS if flags[f]]
     if len(chosen) > 1:
-        raise BadRequest("only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified")
+        raise BadRequest(SHOW_FIELDS_ERROR)
     resp = _client().json("POST", "/api/show", {"model": name, "verbose": verbose})
-    if chosen:
-        value = resp.get(chosen[0]) or ""
-        if value:
-            click.echo(str(value).rstrip("\n"))
-        return
-    click.echo(render_show(resp, verbose))
+    text = show_text(resp, chosen[0] if chosen else None, verbose)
+    if text is not None:
+        click.echo(text)
 
 
 # -- cp / rm -------------------------------------------------------------------------------------

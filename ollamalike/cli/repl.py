@@ -347,7 +347,7 @@ class Repl:
         info = self.info
         what = what.lower()
         if what == "info":
-            from ollamalike.cli.models import render_show
+            from ollamalike.cli.views import render_show
 
             click.echo(render_show(info, verbose=False))
         elif what == "license":

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
 from typing import Any
 
 import click
 
 from ollamalike.cli.chat import Printer, format_stats, parse_think_flag, show_or_pull, stream_chat
-from ollamalike.cli.output import human_bytes, human_time, parse_time, table
+from ollamalike.cli.views import ps_table
 from ollamalike.client import Client, ensure_daemon
 from ollamalike.config import load_config
 from ollamalike.errors import BadRequest, NotFound
@@ -136,46 +135,6 @@ def run(model: str, prompt: tuple[str, ...], fmt: str | None, keepalive: str | N
 
 
 # -- ps / stop ---------------------------------------------------------------------------------------
-FOREVER_YEARS = 100
-
-
-def processor_text(size: int, size_vram: int) -> str:
-    if size_vram <= 0:
-        return "100% CPU"
-    if size_vram >= size:
-        return "100% GPU"
-    gpu = round(size_vram * 100 / size)
-    return f"{100 - gpu}%/{gpu}% CPU/GPU"
-
-
-def until_text(expires_at: str, now: datetime | None = None) -> str:
-    when = parse_time(expires_at)
-    now = now or datetime.now(timezone.utc)
-    if when is None:
-        return "Unknown"
-    if (when - now).days > 365 * FOREVER_YEARS:
-        return "Forever"
-    if when <= now:
-        return "Stopping..."
-    return human_time(when, now)
-
-
-def ps_table(models: list[dict[str, Any]]) -> str:
-    rows = []
-    for m in models:
-        size, vram = int(m.get("size", 0)), int(m.get("size_vram", 0))
-        rows.append([
-            str(m.get("name", "")),
-            str(m.get("digest", "")).removeprefix("sha256:")[:12],
-            human_bytes(size),
-            # A remote engine's model: the daemon names the engine's host (no memory of ours to split).
-            str(m.get("processor") or processor_text(size, vram)),
-            str(m.get("context_length", "")),
-            until_text(str(m.get("expires_at", ""))),
-        ])
-    return table(["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], rows, padding=4)
-
-
 @click.command()
 def ps() -> None:
     """List running models."""
