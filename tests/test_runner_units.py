@@ -132,7 +132,7 @@ def test_runner_spec_round_trips_through_json() -> None:
     from ollamalike.runner.spec import RunnerSpec
 
     spec = RunnerSpec("/m.gguf", ctx_size=8192, num_parallel=4, num_batch=256, gpu_layers=12, threads=2,
-                      flash_attn=True, use_mmap=False, embedding=True, adapters=("/a.gguf",), kv_cache_type="q8_0",
+                      flash_attn="on", use_mmap=False, embedding=True, adapters=("/a.gguf",), kv_cache_type="q8_0",
                       main_gpu=1, tensor_split=(0.25, 0.75))
     assert RunnerSpec.from_json(spec.to_json()) == spec
     assert spec.ctx_per_slot == 2048
@@ -160,6 +160,37 @@ def test_model_params_carry_the_gpu_split(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(llama_cpp, "LLAMA_MAX_DEVICES", 1)
     with pytest.raises(LoadError, match="supports"):
         model_params(RunnerSpec(model_path="m.gguf", tensor_split=(0.6, 0.4)))
+
+
+@pytest.mark.parametrize(("mode", "name"), [("auto", "LLAMA_FLASH_ATTN_TYPE_AUTO"), ("on", "LLAMA_FLASH_ATTN_TYPE_ENABLED"),
+                                            ("off", "LLAMA_FLASH_ATTN_TYPE_DISABLED")])
+def test_flash_attention_setting_reaches_the_context(monkeypatch: pytest.MonkeyPatch, mode: str, name: str) -> None:
+    import llama_cpp
+
+    from ollamalike.runner import llama
+    from ollamalike.runner.spec import RunnerSpec
+
+    seen: list[int] = []
+
+    def init(_model: object, cparams: llama_cpp.llama_context_params) -> None:
+        seen.append(cparams.flash_attn_type)
+
+    monkeypatch.setattr(llama_cpp, "llama_model_n_ctx_train", lambda _model: 4096)
+    monkeypatch.setattr(llama_cpp, "llama_init_from_model", init)
+    spec = RunnerSpec(model_path="m.gguf") if mode == "auto" else RunnerSpec(model_path="m.gguf", flash_attn=mode)  # type: ignore[arg-type]
+    llama._new_context(llama_cpp.llama_model_p(0), spec)
+    assert seen == [getattr(llama_cpp, name)]
+
+
+def test_flash_attention_mode_is_checked() -> None:
+    from ollamalike.errors import RunnerError
+    from ollamalike.runner.spec import RunnerSpec
+
+    assert RunnerSpec(model_path="m.gguf").flash_attn == "auto"  # llama-server's default
+    with pytest.raises(RunnerError, match="flash_attn"):
+        RunnerSpec(model_path="m.gguf", flash_attn="yes")  # type: ignore[arg-type]
+    with pytest.raises(RunnerError, match="flash_attn"):
+        RunnerSpec.from_json('{"model_path": "m.gguf", "flash_attn": true}')
 
 
 def _rule_regex(body: str) -> re.Pattern[str]:
