@@ -46,6 +46,20 @@ def test_stop_sequences(pieces: list[bytes], stop: list[str], expected: str, sto
     assert did_stop is stopped
 
 
+def test_stop_matching_work_does_not_grow_with_the_output() -> None:
+    # Only a tail that could still begin a stop is held back and searched; what went out is never
+    # looked at again, so a long generation costs the same per token as a short one.
+    ts = TextStream(["</answer>", "\n\nUser:"])
+    longest = 0
+    for i in range(20000):
+        ts.push(b"</answ" if i % 3 == 0 else b"\n\nUse" if i % 3 == 1 else b"x")
+        longest = max(longest, len(ts._pending))
+    assert not ts.stopped and ts.emitted > 20000
+    assert longest <= len("\n\nUser:") - 1
+    ts.push(b"</answer>")
+    assert ts.stopped and ts.matched == "</answer>"
+
+
 @given(st.text(alphabet="ab✓é\n", min_size=1, max_size=40), st.lists(st.text(alphabet="ab✓é\n", min_size=1, max_size=4), max_size=1),
        st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=40))
 def test_stream_never_emits_a_stop_and_matches_reference(text: str, stops: list[str], cuts: list[int]) -> None:
