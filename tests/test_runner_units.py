@@ -90,6 +90,20 @@ def test_choose_slot_prefers_longest_prefix_then_lru() -> None:
     assert choose_slot([a, b, c], [1]) is None
 
 
+def test_choose_slot_keeps_busy_sequences_together() -> None:
+    # Busy: 1 and 3. A free slot between them beats the least recently used one far away, and a few
+    # shared tokens (a BOS) do not outweigh that; a long shared prefix still does.
+    slots = [Slot(i, cache=[1, 5, 6]) for i in range(6)]
+    for i, s in enumerate(slots):
+        s.last_used = float(10 - i)  # slot 5 is the least recently used
+    slots[1].req = slots[3].req = object()
+    assert choose_slot(slots, [1, 7]) is slots[2]
+    slots[2].req = object()
+    assert choose_slot(slots, [1, 7]) is slots[4]  # next to the block, not the LRU slot 5
+    slots[5].cache = list(range(100))
+    assert choose_slot(slots, list(range(100)) + [7]) is slots[5]
+
+
 def test_keep_count() -> None:
     prompt = list(range(1, 101))
     assert keep_count(4, prompt, bos=1, n_ctx_slot=64) == 5  # BOS on top of num_keep
