@@ -27,6 +27,9 @@ from ollamalike.errors import BadRequest
 
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
 KV_CACHE_TYPES: tuple[str, ...] = get_args(KVCacheType)
+# "auto": llama.cpp turns flash attention on where the backend supports it (llama-server's default).
+FlashAttention = Literal["auto", "on", "off"]
+FLASH_ATTENTION_MODES: tuple[str, ...] = get_args(FlashAttention)
 
 # Ollama's default allow-list: local origins on any port plus the app schemes of desktop wrappers.
 # 16 megapixels (4096 x 4096): a decoded image is width x height x 3 bytes in the daemon and the runner.
@@ -163,7 +166,7 @@ class Config:
     insecure_no_auth: bool = False
     debug: bool = False
     log_prompts: bool = False
-    flash_attention: bool = False
+    flash_attention: FlashAttention = "auto"
     kv_cache_type: KVCacheType = "f16"
     num_threads: int = 0  # 0: physical cores
     prompt_cache_bytes: int = DEFAULT_PROMPT_CACHE  # per runner; 0: off
@@ -324,7 +327,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         insecure_no_auth=_bool(env.get("OLLAMALIKE_INSECURE_NO_AUTH")),
         debug=_bool(_get(env, "DEBUG")),
         log_prompts=_bool(env.get("OLLAMALIKE_LOG_PROMPTS")),
-        flash_attention=_bool(_get(env, "FLASH_ATTENTION")),
+        flash_attention=_flash_attention(_get(env, "FLASH_ATTENTION")),
         kv_cache_type=_kv_cache_type(_get(env, "KV_CACHE_TYPE")),
         num_threads=max(0, _int(env, "NUM_THREADS", 0)),
         prompt_cache_bytes=_byte_size(env, "PROMPT_CACHE", DEFAULT_PROMPT_CACHE),
@@ -380,6 +383,18 @@ def _drain_timeout(value: str | None) -> float:
     if seconds < 0:
         raise BadRequest(f"OLLAMALIKE_DRAIN_TIMEOUT must not be negative, got {value!r}")
     return seconds
+
+
+def _flash_attention(value: str | None) -> FlashAttention:
+    """Ollama's boolean (1/true/yes/on, 0/false/no/off) forces it; unset, empty or "auto": llama.cpp decides."""
+    text = (value or "auto").strip().lower() or "auto"
+    if text in ("1", "true", "yes", "on"):
+        return "on"
+    if text in ("0", "false", "no", "off"):
+        return "off"
+    if text != "auto":
+        raise BadRequest(f"OLLAMALIKE_FLASH_ATTENTION must be 1, 0 or auto, got {value!r}")
+    return "auto"
 
 
 def _kv_cache_type(value: str | None) -> KVCacheType:

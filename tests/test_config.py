@@ -81,7 +81,7 @@ def test_defaults() -> None:
     assert cfg.context_length == 0
     assert cfg.origins == DEFAULT_ORIGINS
     assert cfg.api_keys == () and cfg.admin_keys == ()
-    assert cfg.debug is False and cfg.flash_attention is False
+    assert cfg.debug is False and cfg.flash_attention == "auto"
     assert cfg.kv_cache_type == "f16"
     assert cfg.load_timeout == 300.0
     assert cfg.base_url == "http://127.0.0.1:11434"
@@ -115,7 +115,12 @@ def test_the_test_environment_is_private(_private_data_dir: Path) -> None:
         ({"OLLAMA_DEBUG": "1"}, "debug", True),
         ({"OLLAMA_DEBUG": "true"}, "debug", True),
         ({"OLLAMA_DEBUG": "0"}, "debug", False),
-        ({"OLLAMA_FLASH_ATTENTION": "yes"}, "flash_attention", True),
+        ({"OLLAMA_FLASH_ATTENTION": "yes"}, "flash_attention", "on"),
+        ({"OLLAMALIKE_FLASH_ATTENTION": "1"}, "flash_attention", "on"),
+        ({"OLLAMALIKE_FLASH_ATTENTION": "0"}, "flash_attention", "off"),
+        ({"OLLAMALIKE_FLASH_ATTENTION": "false"}, "flash_attention", "off"),
+        ({"OLLAMALIKE_FLASH_ATTENTION": "Auto"}, "flash_attention", "auto"),
+        ({"OLLAMALIKE_FLASH_ATTENTION": ""}, "flash_attention", "auto"),
         ({"OLLAMA_KV_CACHE_TYPE": "Q8_0"}, "kv_cache_type", "q8_0"),
         ({}, "prompt_cache_bytes", 1 << 30),
         ({"OLLAMALIKE_PROMPT_CACHE": "0"}, "prompt_cache_bytes", 0),
@@ -146,6 +151,7 @@ def test_environment(env: dict[str, str], attr: str, expected: object) -> None:
         ({"OLLAMA_HOST": "h:99999"}, "invalid port"),
         ({"OLLAMALIKE_REGISTRY_AUTH": "nopassword"}, "host=user:password"),
         ({"OLLAMALIKE_API_KEY": "@/nonexistent/keys.txt"}, "cannot read API key file"),
+        ({"OLLAMALIKE_FLASH_ATTENTION": "maybe"}, "FLASH_ATTENTION must be 1, 0 or auto"),
     ],
 )
 def test_environment_errors(env: dict[str, str], message: str) -> None:

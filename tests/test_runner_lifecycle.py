@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ollamalike.config import Config
+from ollamalike.config import Config, FlashAttention
 from ollamalike.errors import BadRequest, RunnerError
 from ollamalike.runner.client import RunnerProcess, RunnerSpec
 
@@ -225,12 +225,14 @@ def test_client_module_does_not_import_llama_cpp() -> None:
     assert r.stdout.strip() == "False"
 
 
-@pytest.mark.parametrize("kv", ["q8_0", "q4_0"])
-async def test_quantized_kv_cache_with_flash_attention(config: Config, tmp_path: Path, kv: str) -> None:
+@pytest.mark.parametrize(("kv", "flash"), [("q8_0", "on"), ("q4_0", "on"), ("q8_0", "auto")])
+async def test_quantized_kv_cache_with_flash_attention(config: Config, tmp_path: Path, kv: str,
+                                                       flash: FlashAttention) -> None:
+    # "auto" (the default) keeps the quantized cache: llama.cpp turns flash attention on for it.
     from ollamalike.testmodels import write_tiny_llama
 
     model = write_tiny_llama(tmp_path / "hd32.gguf", quant="Q4_0", n_head=2, n_head_kv=1)  # head size 32
-    spec = RunnerSpec(str(model), ctx_size=512, num_parallel=2, threads=1, flash_attn=True,
+    spec = RunnerSpec(str(model), ctx_size=512, num_parallel=2, threads=1, flash_attn=flash,
                       kv_cache_type=kv, use_mmap=False)
     proc = await RunnerProcess.start(spec, config)
     try:
@@ -245,11 +247,24 @@ async def test_quantized_kv_cache_with_flash_attention(config: Config, tmp_path:
 
 async def test_quantized_kv_cache_falls_back_to_f16(config: Config, tiny_chat_gguf: Path) -> None:
     # Head size 16 cannot use 32-wide q8_0 blocks: the runner keeps an f16 cache instead of failing.
-    spec = RunnerSpec(str(tiny_chat_gguf), ctx_size=256, threads=1, flash_attn=True, kv_cache_type="q8_0")
+    spec = RunnerSpec(str(tiny_chat_gguf), ctx_size=256, threads=1, flash_attn="on", kv_cache_type="q8_0")
     proc = await RunnerProcess.start(spec, config)
     try:
         assert (await _final(proc, "fallback", {"num_predict": 3}))["eval_count"] == 3
         assert any("using f16" in line for line in proc.stderr_tail)
+    finally:
+        await proc.stop()
+
+
+async def test_quantized_kv_cache_without_flash_attention_is_f16(config: Config, tmp_path: Path) -> None:
+    from ollamalike.testmodels import write_tiny_llama
+
+    model = write_tiny_llama(tmp_path / "hd32.gguf", quant="Q4_0", n_head=2, n_head_kv=1)
+    spec = RunnerSpec(str(model), ctx_size=256, threads=1, flash_attn="off", kv_cache_type="q8_0", use_mmap=False)
+    proc = await RunnerProcess.start(spec, config)
+    try:
+        assert (await _final(proc, "no flash", {"num_predict": 3}))["eval_count"] == 3
+        assert any("flash attention is off" in line for line in proc.stderr_tail)
     finally:
         await proc.stop()
 

@@ -46,6 +46,20 @@ def test_stop_sequences(pieces: list[bytes], stop: list[str], expected: str, sto
     assert did_stop is stopped
 
 
+def test_stop_matching_work_does_not_grow_with_the_output() -> None:
+    # Only a tail that could still begin a stop is held back and searched; what went out is never
+    # looked at again, so a long generation costs the same per token as a short one.
+    ts = TextStream(["</answer>", "\n\nUser:"])
+    longest = 0
+    for i in range(20000):
+        ts.push(b"</answ" if i % 3 == 0 else b"\n\nUse" if i % 3 == 1 else b"x")
+        longest = max(longest, len(ts._pending))
+    assert not ts.stopped and ts.emitted > 20000
+    assert longest <= len("\n\nUser:") - 1
+    ts.push(b"</answer>")
+    assert ts.stopped and ts.matched == "</answer>"
+
+
 @given(st.text(alphabet="ab✓é\n", min_size=1, max_size=40), st.lists(st.text(alphabet="ab✓é\n", min_size=1, max_size=4), max_size=1),
        st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=40))
 def test_stream_never_emits_a_stop_and_matches_reference(text: str, stops: list[str], cuts: list[int]) -> None:
@@ -74,6 +88,20 @@ def test_choose_slot_prefers_longest_prefix_then_lru() -> None:
     assert choose_slot([a, b, c], [7]) is c  # no prefix anywhere: least recently used
     a.req = b.req = c.req = object()
     assert choose_slot([a, b, c], [1]) is None
+
+
+def test_choose_slot_keeps_busy_sequences_together() -> None:
+    # Busy: 1 and 3. A free slot between them beats the least recently used one far away, and a few
+    # shared tokens (a BOS) do not outweigh that; a long shared prefix still does.
+    slots = [Slot(i, cache=[1, 5, 6]) for i in range(6)]
+    for i, s in enumerate(slots):
+        s.last_used = float(10 - i)  # slot 5 is the least recently used
+    slots[1].req = slots[3].req = object()
+    assert choose_slot(slots, [1, 7]) is slots[2]
+    slots[2].req = object()
+    assert choose_slot(slots, [1, 7]) is slots[4]  # next to the block, not the LRU slot 5
+    slots[5].cache = list(range(100))
+    assert choose_slot(slots, list(range(100)) + [7]) is slots[5]
 
 
 def test_keep_count() -> None:
@@ -132,7 +160,7 @@ def test_runner_spec_round_trips_through_json() -> None:
     from ollamalike.runner.spec import RunnerSpec
 
     spec = RunnerSpec("/m.gguf", ctx_size=8192, num_parallel=4, num_batch=256, gpu_layers=12, threads=2,
-                      flash_attn=True, use_mmap=False, embedding=True, adapters=("/a.gguf",), kv_cache_type="q8_0",
+                      flash_attn="on", use_mmap=False, embedding=True, adapters=("/a.gguf",), kv_cache_type="q8_0",
                       main_gpu=1, tensor_split=(0.25, 0.75))
     assert RunnerSpec.from_json(spec.to_json()) == spec
     assert spec.ctx_per_slot == 2048
@@ -160,6 +188,37 @@ def test_model_params_carry_the_gpu_split(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(llama_cpp, "LLAMA_MAX_DEVICES", 1)
     with pytest.raises(LoadError, match="supports"):
         model_params(RunnerSpec(model_path="m.gguf", tensor_split=(0.6, 0.4)))
+
+
+@pytest.mark.parametrize(("mode", "name"), [("auto", "LLAMA_FLASH_ATTN_TYPE_AUTO"), ("on", "LLAMA_FLASH_ATTN_TYPE_ENABLED"),
+                                            ("off", "LLAMA_FLASH_ATTN_TYPE_DISABLED")])
+def test_flash_attention_setting_reaches_the_context(monkeypatch: pytest.MonkeyPatch, mode: str, name: str) -> None:
+    import llama_cpp
+
+    from ollamalike.runner import llama
+    from ollamalike.runner.spec import RunnerSpec
+
+    seen: list[int] = []
+
+    def init(_model: object, cparams: llama_cpp.llama_context_params) -> None:
+        seen.append(cparams.flash_attn_type)
+
+    monkeypatch.setattr(llama_cpp, "llama_model_n_ctx_train", lambda _model: 4096)
+    monkeypatch.setattr(llama_cpp, "llama_init_from_model", init)
+    spec = RunnerSpec(model_path="m.gguf") if mode == "auto" else RunnerSpec(model_path="m.gguf", flash_attn=mode)  # type: ignore[arg-type]
+    llama._new_context(llama_cpp.llama_model_p(0), spec)
+    assert seen == [getattr(llama_cpp, name)]
+
+
+def test_flash_attention_mode_is_checked() -> None:
+    from ollamalike.errors import RunnerError
+    from ollamalike.runner.spec import RunnerSpec
+
+    assert RunnerSpec(model_path="m.gguf").flash_attn == "auto"  # llama-server's default
+    with pytest.raises(RunnerError, match="flash_attn"):
+        RunnerSpec(model_path="m.gguf", flash_attn="yes")  # type: ignore[arg-type]
+    with pytest.raises(RunnerError, match="flash_attn"):
+        RunnerSpec.from_json('{"model_path": "m.gguf", "flash_attn": true}')
 
 
 def _rule_regex(body: str) -> re.Pattern[str]:

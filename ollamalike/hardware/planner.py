@@ -219,7 +219,7 @@ def plan_load(info: ModelShape, options: Mapping[str, OptionValue], system: Syst
     model on the CPU (mtmd would put it there all the same)."""
     num_ctx = choose_num_ctx(info, options, config, system)
     parallel = num_parallel or config.num_parallel
-    cache = config.kv_cache_type if config.flash_attention else "f16"  # quantized KV needs flash attention
+    cache = config.kv_cache_type if config.flash_attention != "off" else "f16"  # quantized KV needs flash attention
     est = estimate(info, num_ctx * parallel, cache, int_option(options, "num_batch") or DEFAULT_BATCH)
     gpus = sorted(system.usable_gpus, key=lambda g: g.free, reverse=True)
     num_gpu = int_option(options, "num_gpu")

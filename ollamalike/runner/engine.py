@@ -1,14 +1,16 @@
 """The engine loop: continuous batching of many sequences through one llama.cpp context.
 
 One thread owns the context. Each step it builds ONE ``llama_batch``: the next token of every
-generating slot plus prompt chunks of slots still evaluating their prompt (bounded by n_batch),
-calls ``llama_decode`` once, and samples for every slot that asked for logits. A request joins
+generating slot plus prompt chunks of slots still evaluating their prompt (``prefill``: a bounded
+budget per step, oldest first),
+calls ``llama_decode`` once, and samples for every slot that asked for logits (``picker``). A request joins
 between steps, so a new prompt is evaluated while the others keep generating. Finished slots keep
 their tokens/KV so a later request with a shared prefix evaluates only the rest; what a slot loses to
 another request is kept in host RAM (``promptcache.PromptCache``) and brought back when it returns.
 
 Other threads talk to it only through ``submit``/``cancel``/``embed``/``cancel_embed`` (thread-safe);
-results go back through each request's ``emit`` callback, which must itself be thread-safe. Embed
+results go back through each request's ``emit`` callback, which must itself be thread-safe; each step
+holds the ``gate`` (if given) so that its emits can reach the daemon together. Embed
 jobs are served one chunk per loop turn, between generation steps (``embed.EmbedQueue``).
 """
 
@@ -25,13 +27,15 @@ import llama_cpp
 import numpy as np
 import numpy.typing as npt
 
-from ollamalike.runner.constrained import Candidates, build_grammar
+from ollamalike.runner.constrained import build_grammar
 from ollamalike.runner.embed import EmbedJob, EmbedQueue
 from ollamalike.runner.llama import Loaded
 from ollamalike.runner.logprobs import LogprobQueue, score
+from ollamalike.runner.picker import TokenPicker
+from ollamalike.runner.prefill import plan_prefill, prefill_budget
 from ollamalike.runner.promptcache import PromptCache
-from ollamalike.runner.request import Event, Request
-from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
+from ollamalike.runner.request import NO_GATE, Event, Request, StepGate
+from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler
 from ollamalike.runner.slots import Slot, choose_slot, keep_count, shift_keep
 from ollamalike.runner.tokens import PieceCache
 from ollamalike.runner.vision import Vision, advance_images
@@ -46,8 +50,10 @@ class _Stats:
 
 
 class Engine:
-    def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None, prompt_cache: int = 0) -> None:
+    def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None,
+                 gate: StepGate | None = None, prompt_cache: int = 0) -> None:
         self.m = loaded
+        self.gate = gate or NO_GATE
         self.vision = vision
         self.prompt_cache = PromptCache(loaded, prompt_cache) if prompt_cache > 0 and loaded.mem is not None else None
         self.slots: list[Slot[Request]] = [Slot(seq=i) for i in range(max(1, parallel))]
@@ -58,7 +64,7 @@ class Engine:
         self._stop = False
         self._piece = PieceCache(loaded)
         self.stats = _Stats()
-        self._candidates: Candidates | None = None
+        self.picker = TokenPicker(loaded)
         self.embeds = EmbedQueue(loaded, self.batch, len(self.slots), self.embedding_limit(), self.embedding_runner)
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
 
@@ -98,8 +104,12 @@ class Engine:
         try:
             while not self._stop:
                 try:
-                    self._drain_incoming()
-                    busy = self._step()
+                    self.gate.hold()
+                    try:
+                        self._drain_incoming()
+                        busy = self._step()
+                    finally:
+                        self.gate.release()  # the step's events leave together, before an embed chunk
                     # One embed chunk per generation step: neither waits for the other to finish.
                     busy = self.embeds.step() or busy
                 except Exception as e:  # a bug must not hang every client: fail the active requests, go on
@@ -195,7 +205,7 @@ class Engine:
         # Images first, each decoded on its own: the text before them is in the KV cache by now.
         imaged = self.vision is not None and advance_images(self.vision, self.slots, m, self._queue_last_prompt_token,
                                                             self._fail_slot)
-        n = 0
+        singles: set[int] = set()  # the slots (seq ids) with one token: a generated one or a prompt's last
         for slot in self.slots:
             req = slot.req
             if req is None:
@@ -207,50 +217,25 @@ class Engine:
                 continue
             if len(slot.cache) >= m.n_ctx_slot and not self._make_room(slot):
                 continue
-            if slot.in_prompt and slot.t_prompt == 0:
-                slot.t_prompt = time.perf_counter_ns()  # the whole prompt but its last token was cached
-            pos = slot.next_pos
-            batch.token[n] = slot.next_token
-            batch.pos[n] = pos
-            batch.n_seq_id[n] = 1
-            batch.seq_id[n][0] = slot.seq
-            batch.logits[n] = 1
-            slot.logit_index = n
-            slot.cache.append(slot.next_token)
-            slot.next_token = None
-            n += 1
-        for slot in sorted((s for s in self.slots if s.req is not None and s.in_prompt), key=lambda s: s.admitted):
-            # The prompt's last token is left out of the chunks: it is decoded on its own in the next
-            # step (as a generated token is), exactly as when the rest of the prompt was cached. A
-            # token's logits depend on the size of the batch it is computed in, so this keeps greedy
-            # output the same whether the prompt came from the prefix cache or not.
-            body = len(slot.prompt) - 1
-            if slot.next_token is not None or slot.prompt_done >= body:
-                continue
-            room = m.n_batch - n
-            if room <= 0:
-                break
-            if slot.t_prompt == 0:
-                slot.t_prompt = time.perf_counter_ns()
-            take = min(room, body - slot.prompt_done)
-            media = slot.req.media if slot.req is not None else None
-            if media is not None:  # text up to the next image; the image goes in the next step
-                take = min(take, media.next_start(slot.prompt_done) - slot.prompt_done)
-                if take <= 0:
-                    continue
-            base = slot.next_pos
-            for i in range(take):
-                batch.token[n] = slot.prompt[slot.prompt_done + i]
-                batch.pos[n] = base + i
-                batch.n_seq_id[n] = 1
-                batch.seq_id[n][0] = slot.seq
-                batch.logits[n] = 0
+            singles.add(slot.seq)
+        chunks = plan_prefill(self.slots, prefill_budget(m.n_batch, len(singles)))
+        # Written in sequence order: over per-slot KV streams llama.cpp splits a batch into micro-batches
+        # of consecutive sequences with equal token counts, and tokens out of order make more of them
+        # (each one a pass over the weights).
+        n = 0
+        now = time.perf_counter_ns()
+        for slot in self.slots:
+            if slot.seq in chunks:
+                n = self._put_chunk(slot, chunks[slot.seq], n, now)
+            elif slot.seq in singles:
+                if slot.in_prompt and slot.t_prompt == 0:
+                    slot.t_prompt = now  # the whole prompt but its last token was cached
+                assert slot.next_token is not None
+                self._put(n, slot.next_token, slot.next_pos, slot.seq, True)
+                slot.logit_index = n
+                slot.cache.append(slot.next_token)
+                slot.next_token = None
                 n += 1
-            slot.cache.extend(slot.prompt[slot.prompt_done : slot.prompt_done + take])
-            slot.prompt_done += take
-            slot.prompt_evaluated += take
-            if slot.prompt_done == body:
-                self._queue_last_prompt_token(slot)
         if n == 0:
             return imaged
         batch.n_tokens = n
@@ -272,23 +257,36 @@ class Engine:
             if slot.limit <= 0:
                 self._finish(slot, reason="length")
                 continue
-            assert slot.sampler is not None  # set with the request (Slot.begin)
-            if slot.logprobs is not None:
-                # Only a request that asked for logprobs pays for the sampler-by-sampler path.
-                if self._candidates is None:
-                    self._candidates = Candidates(m.n_vocab)
-                first = 1 if has_penalties(slot.req.params) else 0
-                token, scored = self._candidates.sample_scored(slot.sampler, first, slot.grammar, m.ctx, idx)
-                self._on_token(slot, token, scored)
-                continue
-            if slot.grammar is not None:
-                if self._candidates is None:
-                    self._candidates = Candidates(m.n_vocab)
-                token = self._candidates.sample(slot.sampler, slot.grammar, m.ctx, idx)
-            else:
-                token = llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx)
-            self._on_token(slot, token)
+            token, scored = self.picker.pick(slot, idx)
+            self._on_token(slot, token, scored)
         return True
+
+    def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        batch = self.batch
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = logits
+
+    def _put_chunk(self, slot: Slot[Request], take: int, n: int, now: int) -> int:
+        """``take`` more of the slot's prompt into the batch at ``n``; returns the next free index.
+
+        The prompt's last token is never in a chunk (prefill.plan_prefill): it is decoded on its own in
+        a later step, as a generated token is, exactly as when the rest of the prompt was cached. A
+        token's logits depend on the size of the batch it is computed in, so this keeps greedy output
+        the same whether the prompt came from the prefix cache or not."""
+        if slot.t_prompt == 0:
+            slot.t_prompt = now
+        base, done = slot.next_pos, slot.prompt_done
+        for i in range(take):
+            self._put(n + i, slot.prompt[done + i], base + i, slot.seq, False)
+        slot.cache.extend(slot.prompt[done : done + take])
+        slot.prompt_done += take
+        slot.prompt_evaluated += take
+        if slot.prompt_done == len(slot.prompt) - 1:
+            self._queue_last_prompt_token(slot)
+        return n + take
 
     def _on_token(self, slot: Slot[Request], token: int, scored: npt.NDArray[np.float32] | None = None) -> None:
         """``scored``: the logits the logprobs come from, when the request asked for them."""

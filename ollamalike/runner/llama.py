@@ -23,6 +23,8 @@ from ollamalike.runner.spec import RunnerSpec
 _KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 _KV_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 _LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5
+_FLASH_ATTN = {"auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+               "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED}
 
 
 class LoadError(Exception):
@@ -227,7 +229,7 @@ def _new_context(model: llama_cpp.llama_model_p, opts: RunnerSpec) -> tuple[llam
     threads = opts.threads if opts.threads > 0 else _default_threads()
     cparams.n_threads = threads
     cparams.n_threads_batch = threads
-    cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    cparams.flash_attn_type = _FLASH_ATTN[opts.flash_attn]
     kv = _effective_kv_type(model, opts)
     cparams.type_k = _KV_TYPES[kv]
     cparams.type_v = _KV_TYPES[kv]
@@ -243,13 +245,14 @@ def _new_context(model: llama_cpp.llama_model_p, opts: RunnerSpec) -> tuple[llam
 
 def _effective_kv_type(model: llama_cpp.llama_model_p, opts: RunnerSpec) -> str:
     """As Ollama: a quantized KV cache needs flash attention and head sizes that fit its 32-wide
-    blocks; otherwise the cache stays f16 (with a warning) instead of failing the load."""
+    blocks; otherwise the cache stays f16 (with a warning) instead of failing the load. With
+    flash attention on "auto", llama.cpp turns it on for a quantized V cache."""
     kv = opts.kv_cache_type
     if kv == "f16":
         return kv
     head_dim = llama_cpp.llama_model_n_embd(model) // max(1, llama_cpp.llama_model_n_head(model))
-    if not opts.flash_attn or head_dim % 32:
-        why = "flash attention is off" if not opts.flash_attn else f"head size {head_dim} is not a multiple of 32"
+    if opts.flash_attn == "off" or head_dim % 32:
+        why = "flash attention is off" if opts.flash_attn == "off" else f"head size {head_dim} is not a multiple of 32"
         print(f"warning: kv cache type {kv} not used ({why}); using f16", file=sys.stderr, flush=True)
         return "f16"
     return kv

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ollamalike.runner.sampling import SamplingParams
 from ollamalike.runner.vision import MediaPrompt
@@ -11,6 +12,26 @@ from ollamalike.runner.vision import MediaPrompt
 # An event for the daemon: {"content"}, {"done": True, ...} or {"error"}; the server sends it as JSON.
 Event = dict[str, object]
 Emit = Callable[[Event], None]
+
+
+class StepGate(Protocol):
+    """Held by the engine for each loop turn: what is emitted meanwhile may be delivered together at
+    ``release`` (runner/outbox.py), never later."""
+
+    def hold(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class _NoGate:
+    def hold(self) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+
+NO_GATE: StepGate = _NoGate()  # emits go out as they are made
 
 
 @dataclass

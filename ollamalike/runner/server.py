@@ -6,8 +6,9 @@ Routes: GET /health (status loading|ok, load progress, memory, slots), POST /com
 POST /detokenize, POST /embedding (completion and tokenize take ``images``: decoded RGB pixels, placed
 at the prompt's ``[img-N]`` tags; see runner/vision.py) (an embedding model's runner, or beside the generations of a
 chat model's), POST /shutdown. The model loads in a worker thread while
-/health already answers; the engine runs in its own thread and talks back through
-``loop.call_soon_threadsafe``. A client that goes away cancels its sequence.
+/health already answers; the engine runs in its own thread and talks back through one
+``outbox.Outbox`` (one loop wake-up per engine step for all streams). A client that goes away cancels
+its sequence.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ollamalike.runner.embed import EmbedJob
 from ollamalike.runner.engine import Engine
 from ollamalike.runner.llama import Loaded, LoadError, load_model
 from ollamalike.runner.logprobs import MAX_TOP_LOGPROBS
+from ollamalike.runner.outbox import Outbox
 from ollamalike.runner.request import Event, Request
 from ollamalike.runner.sampling import SamplingParams, grammar_for_format
 from ollamalike.runner.spec import RunnerSpec
@@ -47,6 +49,7 @@ class RunnerServer:
         self.loaded: Loaded | None = None
         self.engine: Engine | None = None
         self.vision: Vision | None = None
+        self.outbox: Outbox | None = None
         self.stopping = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -64,7 +67,8 @@ class RunnerServer:
             print(f"error: {e}", file=sys.stderr, flush=True)
             self.stopping.set()
             return
-        self.engine = Engine(self.loaded, self.opts.num_parallel, self.vision,
+        self.outbox = Outbox(loop)
+        self.engine = Engine(self.loaded, self.opts.num_parallel, self.vision, self.outbox,
                              prompt_cache=0 if self.opts.embedding else self.opts.prompt_cache)
         self.engine.start()
         self.status = "ok"
@@ -229,14 +233,10 @@ class RunnerServer:
         shift = body.get("shift", True)
         if not isinstance(shift, bool):
             raise _http_error(400, "shift must be a boolean")
-        loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
-
-        def emit(event: Event) -> None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(events.put_nowait, event)
-
-        req = Request(prompt=tokens, params=params, grammar=grammar, emit=emit, logprobs=logprobs, shift=shift,
+        assert self.outbox is not None  # made with the engine
+        req = Request(prompt=tokens, params=params, grammar=grammar, emit=self.outbox.sender(events),
+                      logprobs=logprobs, shift=shift,
                       media=media)
         engine.submit(req)
         finished = False

@@ -104,12 +104,26 @@ class Slot(Generic[R]):
         self.last_used = time.monotonic()
 
 
+# What a busy neighbour is worth, in prompt tokens reused: llama.cpp runs a batch over per-slot KV
+# streams as micro-batches of consecutive sequence ids, so a slot apart from the busy ones costs every
+# later step another pass over the weights, while a few shared tokens (a BOS, a template's first line)
+# save next to nothing. A long shared prefix (a returning conversation) still wins.
+PACK_BONUS = 32
+
+
 def choose_slot(slots: Sequence[Slot[R]], prompt: Sequence[int]) -> Slot[R] | None:
-    """The free slot sharing the longest prefix with ``prompt``; ties go to the least recently used."""
+    """The free slot sharing the longest prefix with ``prompt``, counting ``PACK_BONUS`` tokens for each
+    busy neighbour (sequence id one below or above); ties go to the least recently used."""
     free = [s for s in slots if s.req is None]
     if not free:
         return None
-    return max(free, key=lambda s: (s.common_prefix(prompt), -s.last_used))
+    busy = {s.seq for s in slots if s.req is not None}
+
+    def score(s: Slot[R]) -> tuple[int, float]:
+        neighbours = (s.seq - 1 in busy) + (s.seq + 1 in busy)
+        return s.common_prefix(prompt) + PACK_BONUS * neighbours, -s.last_used
+
+    return max(free, key=score)
 
 
 def keep_count(num_keep: int, prompt: Sequence[int], bos: int | None, n_ctx_slot: int) -> int:

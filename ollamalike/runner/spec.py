@@ -14,7 +14,13 @@ import math
 from dataclasses import dataclass
 from typing import Any, cast
 
-from ollamalike.config import DEFAULT_PROMPT_CACHE, KV_CACHE_TYPES, KVCacheType
+from ollamalike.config import (
+    DEFAULT_PROMPT_CACHE,
+    FLASH_ATTENTION_MODES,
+    KV_CACHE_TYPES,
+    FlashAttention,
+    KVCacheType,
+)
 from ollamalike.errors import RunnerError
 
 MAX_GPUS = 16
@@ -28,7 +34,7 @@ class RunnerSpec:
     num_batch: int = 512
     gpu_layers: int = 0
     threads: int = 0  # 0: the runner picks (physical cores)
-    flash_attn: bool = False
+    flash_attn: FlashAttention = "auto"  # "auto": where the backend supports it (a quantized V cache forces it on)
     use_mmap: bool = True
     embedding: bool = False
     adapters: tuple[str, ...] = ()
@@ -57,6 +63,9 @@ class RunnerSpec:
                               f"({self.num_parallel})")
         if self.main_gpu < 0 or self.threads < 0 or self.prompt_cache < 0:
             raise RunnerError("runner spec: main_gpu, threads and prompt_cache must not be negative")
+        if self.flash_attn not in FLASH_ATTENTION_MODES:
+            raise RunnerError(f"runner spec: invalid choice: {self.flash_attn!r} for flash_attn "
+                              f"(choose from {', '.join(FLASH_ATTENTION_MODES)})")
         if self.kv_cache_type not in KV_CACHE_TYPES:
             raise RunnerError(f"runner spec: invalid choice: {self.kv_cache_type!r} for kv_cache_type "
                               f"(choose from {', '.join(KV_CACHE_TYPES)})")

@@ -66,7 +66,7 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
     requested_gpu = int_option(options, "num_gpu")
     gpu_layers = -1 if requested_gpu is None or requested_gpu < 0 else requested_gpu
     num_batch = _num_batch(options, num_ctx, parallel)
-    cache = config.kv_cache_type if config.flash_attention else "f16"
+    cache = config.kv_cache_type if config.flash_attention != "off" else "f16"
     size = planner.estimate(info, num_ctx * parallel, cache, num_batch).total
     if not info.layer_bytes:
         with contextlib.suppress(OSError):
