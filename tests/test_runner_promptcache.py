@@ -141,9 +141,12 @@ async def test_the_byte_bound_holds_oldest_first(cached: RunnerProcess, tiny_cha
 
 @pytest.mark.e2e
 async def test_real_model_output_is_the_same_after_a_restore(qwen_gguf: Path, runner_config: Config) -> None:
-    """Qwen2.5-Coder 0.5B: a ~700-token chat comes back after another took its slot."""
-    outputs = {}
-    for limit in (0, 1 << 28):
+    """Qwen2.5-Coder 0.5B: a ~700-token chat comes back after another took its slot, and answers exactly
+    as when its slot had kept it. (Against evaluating it afresh greedy output may differ: the answer's
+    cells were computed one token per step the first time and in a prompt chunk afresh, and those
+    round differently, with flash attention especially; the cache does not promise more than the slot.)"""
+    outputs: dict[str, Any] = {}
+    for case, limit in (("kept", 0), ("fresh", 0), ("restored", 1 << 28)):
         proc = await start(qwen_gguf, runner_config, limit, ctx=2048)
         try:
             system = "You are a careful assistant. " + " ".join(f"Rule {i}: answer briefly and kindly." for i in range(60))
@@ -151,17 +154,20 @@ async def test_real_model_output_is_the_same_after_a_restore(qwen_gguf: Path, ru
                                     "Write a haiku about rivers.<|im_end|>\n<|im_start|>assistant\n")
             b = await proc.tokenize("<|im_start|>user\nList three prime numbers.<|im_end|>\n<|im_start|>assistant\n")
             first = await run(proc, a, {"temperature": 0, "num_predict": 24})
-            await run(proc, b, {"temperature": 0, "num_predict": 8})
+            if case != "kept":
+                await run(proc, b, {"temperature": 0, "num_predict": 8})
             turn = await proc.tokenize("<|im_end|>\n<|im_start|>user\nNow one about the sea.<|im_end|>\n"
                                        "<|im_start|>assistant\n", add_special=False)
             again = [*a, *first["tokens"], *turn]
-            outputs[limit] = await run(proc, again, {"temperature": 0, "num_predict": 32})
-            if limit:
-                assert outputs[limit]["cached_tokens"] == cached_length(a, first)
+            outputs[case] = await run(proc, again, {"temperature": 0, "num_predict": 32})
+            if case == "fresh":
+                assert outputs[case]["cached_tokens"] <= 1
+            else:  # the slot's own prefix, or the same brought back from RAM
+                assert outputs[case]["cached_tokens"] == cached_length(a, first)
+            if case == "restored":
                 assert (await pc(proc))["restored"] == 1
-            else:
-                assert outputs[limit]["cached_tokens"] <= 1
         finally:
             await proc.stop()
     assert len(a) > 500
-    assert outputs[1 << 28]["tokens"] == outputs[0]["tokens"]
+    assert outputs["restored"]["tokens"] == outputs["kept"]["tokens"]
+    assert len(outputs["fresh"]["tokens"]) > 0
