@@ -91,7 +91,7 @@ def head32_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_llama(tmp_path_factory.mktemp("pc") / "head32.gguf", n_head=2, n_head_kv=1)
 
 
-@pytest.fixture(scope="module", params=[("f16", False), ("f16", True), ("q8_0", True)],
+@pytest.fixture(scope="module", params=[("f16", "off"), ("f16", "on"), ("q8_0", "on")],
                 ids=["f16", "f16-flash", "q8_0-flash"])
 def loaded(request: pytest.FixtureRequest, head32_gguf: Path) -> Iterator[Loaded]:
     kv, flash = request.param
@@ -198,7 +198,7 @@ def test_before_admit_saves_the_lost_tail_and_restores_the_longer_prefix(loaded:
 def test_a_sliding_window_state_is_restored_only_where_its_window_suffices(gemma_gguf: Path) -> None:
     """Gemma 3 (sliding window 512): a saved state holds only the window's cells of its SWA layers. It
     gives the same logits when the prompt goes on from its end, and is not restored to be cut back."""
-    m = load_model(RunnerSpec(str(gemma_gguf), ctx_size=2048, num_parallel=2, threads=2), [0.0])
+    m = load_model(RunnerSpec(str(gemma_gguf), ctx_size=2048, num_parallel=2, threads=2, flash_attn="off"), [0.0])
     try:
         assert m.mem is not None and llama_cpp.llama_model_n_swa(m.model) == 512
         rng = np.random.default_rng(0)
@@ -216,5 +216,21 @@ def test_a_sliding_window_state_is_restored_only_where_its_window_suffices(gemma
         b.cache.extend([777, *range(60, 60 + MIN_TOKENS)])  # a restored window is saved again, later
         decode(m, b.cache[len(prompt) + 1 :], 1, len(prompt) + 1)
         assert cache.save(b) and cache.report()["failed"] == 0 and cache.report()["entries"] == 1
+    finally:
+        m.close()
+
+
+def test_a_sliding_window_model_with_flash_attention_is_not_cached(gemma_gguf: Path) -> None:
+    """With flash attention a restored Gemma 3 window does not give its sequence's logits back, so the
+    cache leaves such a model alone: nothing saved, nothing restored."""
+    m = load_model(RunnerSpec(str(gemma_gguf), ctx_size=1024, num_parallel=2, threads=2, flash_attn="on"), [0.0])
+    try:
+        prompt = [2, *range(1000, 1000 + 3 * MIN_TOKENS)]
+        decode(m, prompt, 0, 0)
+        cache = PromptCache(m, 1 << 30)
+        assert not cache.usable
+        slot = Slot[object](seq=0, cache=list(prompt))
+        assert cache.before_admit(slot, [2, 7, *range(50, 50 + 2 * MIN_TOKENS)], 1, restore=True) == 1
+        assert cache.report()["saved"] == 0 and cache.report()["entries"] == 0
     finally:
         m.close()

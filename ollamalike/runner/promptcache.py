@@ -151,11 +151,19 @@ class PromptCache:
         # A sliding-window model's saved state holds only the window's cells for its SWA layers
         # (llama.cpp leaves out the masked ones), so it can be cut back by at most its last token.
         self.windowed = llama_cpp.llama_model_n_swa(loaded.model) > 0
+        # Measured on Gemma 3: with flash attention, a restored window gives other logits than the
+        # sequence it was saved from (without it they are bit-identical), so such a model goes uncached.
+        flash = loaded.opts.flash_attn if loaded.opts is not None else "off"
+        self.usable = not (self.windowed and flash != "off")
+        if not self.usable:
+            _log("off for this model: a sliding-window state does not restore exactly with flash attention")
 
     def before_admit(self, slot: Slot[R], prompt: Sequence[int], n: int, restore: bool) -> int:
         """``slot`` is about to serve ``prompt``, with which it shares ``n`` tokens. Saves what the slot
         would lose, brings back a longer cached prefix when there is one (``restore``: the prompt has
         no images), and returns the prefix the slot now shares with the prompt."""
+        if not self.usable:
+            return n
         found = None
         if restore and len(prompt) > n + MIN_TOKENS:
             found = self.lru.lookup(as_tokens(prompt), n + MIN_TOKENS - 1)
