@@ -23,6 +23,10 @@ DEFAULT_PORT = 11434
 
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
 KV_CACHE_TYPES: tuple[str, ...] = get_args(KVCacheType)
+# Speculative decoding (runner/speculate.py): "on" drafts freely, "exact" only as many tokens as keep
+# greedy output bit-identical to "off" on CPU (docs/operations.md), "off" never.
+SpeculativeMode = Literal["off", "on", "exact"]
+SPECULATIVE_MODES: tuple[str, ...] = get_args(SpeculativeMode)
 
 # Ollama's default allow-list: local origins on any port plus the app schemes of desktop wrappers.
 # 16 megapixels (4096 x 4096): a decoded image is width x height x 3 bytes in the daemon and the runner.
@@ -184,6 +188,9 @@ class Config:
     debug: bool = False
     log_prompts: bool = False
     flash_attention: bool = False
+    # Speculative decoding in the runner: prompt lookup, and the draft model of a DRAFT layer
+    # (OLLAMALIKE_SPECULATIVE: on (default), exact, or off/0/false, which turns both off).
+    speculative: SpeculativeMode = "on"
     kv_cache_type: KVCacheType = "f16"
     num_threads: int = 0  # 0: physical cores
     max_body_bytes: int = 64 * 1024 * 1024
@@ -350,6 +357,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         debug=_bool(_get(env, "DEBUG")),
         log_prompts=_bool(env.get("OLLAMALIKE_LOG_PROMPTS")),
         flash_attention=_bool(_get(env, "FLASH_ATTENTION")),
+        speculative=_speculative(_get(env, "SPECULATIVE")),
         kv_cache_type=_kv_cache_type(_get(env, "KV_CACHE_TYPE")),
         num_threads=max(0, _int(env, "NUM_THREADS", 0)),
         max_body_bytes=max(1024, _int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
@@ -404,6 +412,17 @@ def _drain_timeout(value: str | None) -> float:
     if seconds < 0:
         raise BadRequest(f"OLLAMALIKE_DRAIN_TIMEOUT must not be negative, got {value!r}")
     return seconds
+
+
+def _speculative(value: str | None) -> SpeculativeMode:
+    text = (value or "on").strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return "on"
+    if text in ("0", "false", "no", "off"):
+        return "off"
+    if text != "exact":
+        raise BadRequest(f"OLLAMALIKE_SPECULATIVE must be on, exact or off, got {value!r}")
+    return "exact"
 
 
 def _kv_cache_type(value: str | None) -> KVCacheType:

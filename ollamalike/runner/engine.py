@@ -13,6 +13,7 @@ jobs are served one chunk per loop turn, between generation steps (``embed.Embed
 
 from __future__ import annotations
 
+import functools
 import queue
 import sys
 import threading
@@ -31,6 +32,7 @@ from ollamalike.runner.logprobs import LogprobQueue, score
 from ollamalike.runner.request import Event, Request
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
+from ollamalike.runner.speculate import Drafter, Speculator
 from ollamalike.runner.tokens import PieceCache
 from ollamalike.runner.vision import Vision, advance_images
 
@@ -44,7 +46,8 @@ class _Stats:
 
 
 class Engine:
-    def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None) -> None:
+    def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None, speculative: str = "on",
+                 drafter: Drafter | None = None) -> None:
         self.m = loaded
         self.vision = vision
         self.slots: list[Slot[Request]] = [Slot(seq=i) for i in range(max(1, parallel))]
@@ -58,6 +61,18 @@ class Engine:
         self._candidates: Candidates | None = None
         self.embeds = EmbedQueue(loaded, self.batch, len(self.slots), self.embedding_limit(), self.embedding_runner)
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        # Speculative decoding (runner/speculate.py): prompt lookup and/or a draft model. A recurrent
+        # model's memory cannot drop the rejected tail, so it never speculates; "exact" needs flash
+        # attention (without it a token's attention already differs between a 1- and a 2-row batch).
+        recurrent = bool(loaded.model) and (llama_cpp.llama_model_is_recurrent(loaded.model)
+                                            or llama_cpp.llama_model_is_hybrid(loaded.model))
+        flash = loaded.opts is not None and loaded.opts.flash_attn
+        self.spec: Speculator[Request] | None = None
+        if speculative == "exact" and not flash:
+            print("warning: speculative decoding \"exact\" needs flash attention: not speculating", file=sys.stderr,
+                  flush=True)
+        elif speculative != "off" and not recurrent and not self.embedding_runner:
+            self.spec = Speculator(len(self.slots), loaded.n_ctx_slot, drafter, exact=speculative == "exact")
 
     # --- thread-safe API -------------------------------------------------------------------
     def start(self) -> None:
@@ -211,6 +226,8 @@ class Engine:
             slot.cache.append(slot.next_token)
             slot.next_token = None
             n += 1
+        if self.spec is not None:
+            n = self.spec.add_drafts(self.slots, batch, n, m.n_batch, self._spec_history)
         for slot in sorted((s for s in self.slots if s.req is not None and s.in_prompt), key=lambda s: s.admitted):
             # The prompt's last token is left out of the chunks: it is decoded on its own in the next
             # step (as a generated token is), exactly as when the rest of the prompt was cached. A
@@ -264,23 +281,50 @@ class Engine:
             if slot.limit <= 0:
                 self._finish(slot, reason="length")
                 continue
-            assert slot.sampler is not None  # set with the request (Slot.begin)
-            if slot.logprobs is not None:
-                # Only a request that asked for logprobs pays for the sampler-by-sampler path.
-                if self._candidates is None:
-                    self._candidates = Candidates(m.n_vocab)
-                first = 1 if has_penalties(slot.req.params) else 0
-                token, scored = self._candidates.sample_scored(slot.sampler, first, slot.grammar, m.ctx, idx)
-                self._on_token(slot, token, scored)
+            if self.spec is not None and self.spec.drafted(slot):
+                if not self.spec.verify(slot, idx, self._sample, self._on_token, functools.partial(self._seq_rm, slot.seq)):
+                    self._restart(slot)
                 continue
-            if slot.grammar is not None:
-                if self._candidates is None:
-                    self._candidates = Candidates(m.n_vocab)
-                token = self._candidates.sample(slot.sampler, slot.grammar, m.ctx, idx)
-            else:
-                token = llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx)
-            self._on_token(slot, token)
+            token, scored = self._sample(slot, idx)
+            self._on_token(slot, token, scored)
         return True
+
+    def _sample(self, slot: Slot[Request], idx: int) -> tuple[int, npt.NDArray[np.float32] | None]:
+        """The slot's next token from the logits at batch index ``idx`` (and the scored logits when
+        the request asked for logprobs). One call per emitted token: the chain's state advances."""
+        m = self.m
+        assert slot.sampler is not None and slot.req is not None  # set with the request (Slot.begin)
+        if slot.logprobs is not None:
+            # Only a request that asked for logprobs pays for the sampler-by-sampler path.
+            if self._candidates is None:
+                self._candidates = Candidates(m.n_vocab)
+            first = 1 if has_penalties(slot.req.params) else 0
+            return self._candidates.sample_scored(slot.sampler, first, slot.grammar, m.ctx, idx)
+        if slot.grammar is not None:
+            if self._candidates is None:
+                self._candidates = Candidates(m.n_vocab)
+            return self._candidates.sample(slot.sampler, slot.grammar, m.ctx, idx), None
+        return llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx), None
+
+    @staticmethod
+    def _spec_history(slot: Slot[Request]) -> tuple[list[int], list[int]] | None:
+        """What a slot's drafts are looked up in (prompt, output); None: it does not speculate (a
+        prompt with images: their positions hold no token ids to match or to feed a draft model)."""
+        req = slot.req
+        if req is None or req.media is not None:
+            return None
+        return req.prompt, slot.generated
+
+    def _seq_rm(self, seq: int, p0: int, p1: int) -> bool:
+        return bool(llama_cpp.llama_memory_seq_rm(self.m.mem, seq, p0, p1))
+
+    def _restart(self, slot: Slot[Request]) -> None:
+        """The KV cache could not drop rejected drafts: the slot's sequence is gone; a request still
+        running ends with an error (speculation is off from now on)."""
+        llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
+        slot.cache.clear()
+        if slot.req is not None:
+            self._finish(slot, error="the KV cache could not drop rejected draft tokens")
 
     def _on_token(self, slot: Slot[Request], token: int, scored: npt.NDArray[np.float32] | None = None) -> None:
         """``scored``: the logits the logprobs come from, when the request asked for them."""

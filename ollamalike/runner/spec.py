@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, cast
 
-from ollamalike.config import KV_CACHE_TYPES, KVCacheType
+from ollamalike.config import KV_CACHE_TYPES, SPECULATIVE_MODES, KVCacheType, SpeculativeMode
 from ollamalike.errors import RunnerError
 
 MAX_GPUS = 16
@@ -37,6 +37,8 @@ class RunnerSpec:
     main_gpu: int = 0
     tensor_split: tuple[float, ...] = ()  # share of the offloaded layers per GPU; () lets llama.cpp choose
     model_splits: tuple[str, ...] = ()  # a split GGUF's other shards, in order (model_path is the first)
+    speculative: SpeculativeMode = "on"  # prompt lookup (and the draft model): runner/speculate.py
+    draft_model_path: str = ""  # a draft model's GGUF (the Modelfile's DRAFT layer); "" for none
 
     def __post_init__(self) -> None:
         # A spec is made from trusted values (the scheduler's plan); these are invariants, and the
@@ -59,6 +61,9 @@ class RunnerSpec:
         if self.kv_cache_type not in KV_CACHE_TYPES:
             raise RunnerError(f"runner spec: invalid choice: {self.kv_cache_type!r} for kv_cache_type "
                               f"(choose from {', '.join(KV_CACHE_TYPES)})")
+        if self.speculative not in SPECULATIVE_MODES:
+            raise RunnerError(f"runner spec: invalid choice: {self.speculative!r} for speculative "
+                              f"(choose from {', '.join(SPECULATIVE_MODES)})")
         split = self.tensor_split
         if split and (len(split) > MAX_GPUS or not all(x >= 0 and math.isfinite(x) for x in split) or not any(split)):
             raise RunnerError(f"runner spec: tensor_split must be 1-{MAX_GPUS} non-negative shares, not all zero")

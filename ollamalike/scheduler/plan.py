@@ -87,6 +87,8 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
         kv_cache_type=config.kv_cache_type,
         main_gpu=int_option(options, "main_gpu") or 0,
         tensor_split=(),  # chosen with the GPU layout at load
+        speculative=config.speculative,
+        draft_model_path=str(model.draft_path) if config.speculative != "off" and model.draft_path is not None else "",
     )
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
 
