@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -76,10 +77,19 @@ def chat(user: str) -> str:
             "<|im_start|>assistant\n")
 
 
-async def one(proc: RunnerProcess, prompt: str, tokens: int) -> tuple[float, list[int]]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all threads (a shared machine's steadier yardstick)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def one(proc: RunnerProcess, prompt: str, tokens: int) -> tuple[float, float, list[int]]:
+    """(decode tok/s by the runner's eval_duration, generated tokens per CPU second, the tokens)."""
+    cpu = cpu_seconds(proc.pid)
     async for ev in proc.completion(prompt, {"temperature": 0, "num_predict": tokens}):
         if ev.get("done"):
-            return int(ev["eval_count"]) / (int(ev["eval_duration"]) / 1e9), list(ev["tokens"])
+            n = int(ev["eval_count"])
+            return n / (int(ev["eval_duration"]) / 1e9), n / max(cpu_seconds(proc.pid) - cpu, 1e-3), list(ev["tokens"])
     raise RuntimeError("stream ended without done")
 
 
@@ -90,6 +100,8 @@ async def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=400)
     ap.add_argument("--mode", choices=["on", "exact"], default="on", help="the speculating runner's mode")
+    ap.add_argument("--flash-attn", action="store_true", help="both runners with flash attention ('exact' needs it)")
+    ap.add_argument("--edits", type=int, default=len(EDITS), help="how many of the edit prompts to run")
     args = ap.parse_args()
     path = resolve_model(args.model)
     home = OUT / "home"
@@ -98,34 +110,38 @@ async def main() -> None:
     for on in (True, False):
         # One slot: a single stream; the prompt and answer fit the slot's context.
         spec = RunnerSpec(str(path), ctx_size=4096, num_parallel=1, threads=args.threads,
-                          speculative=args.mode if on else "off")
+                          speculative=args.mode if on else "off", flash_attn=args.flash_attn)
         procs[on] = await RunnerProcess.start(spec, config)
     try:
-        workloads = {"edit this code": [chat(f"{e}\n\n```python\n{CODE}```") for e in EDITS],
+        workloads = {"edit this code": [chat(f"{e}\n\n```python\n{CODE}```") for e in EDITS[: args.edits]],
                      "free-form": [chat(q) for q in FREE]}
         rows = []
         for name, prompts in workloads.items():
             rates: dict[bool, list[float]] = {True: [], False: []}
+            per_cpu: dict[bool, list[float]] = {True: [], False: []}
             same = True
             for r in range(args.runs):
                 for p in prompts:
                     out: dict[bool, list[int]] = {}
                     for on in ((True, False) if r % 2 else (False, True)):
-                        rate, out[on] = await one(procs[on], p, args.tokens)
+                        rate, cpu_rate, out[on] = await one(procs[on], p, args.tokens)
                         rates[on].append(rate)
+                        per_cpu[on].append(cpu_rate)
                     same = same and out[True] == out[False]
             on_rate, off_rate = statistics.median(rates[True]), statistics.median(rates[False])
-            rows.append((name, off_rate, on_rate, on_rate / off_rate, same))
+            cpu_ratio = statistics.median(per_cpu[True]) / statistics.median(per_cpu[False])
+            rows.append((name, off_rate, on_rate, on_rate / off_rate, cpu_ratio, same))
         health = await procs[True].get_health()
     finally:
         for proc in procs.values():
             await proc.stop()
-    print(f"\nModel: {describe_model(path)}; threads {args.threads}; up to {args.tokens} tokens; "
+    print(f"\nModel: {describe_model(path)}; speculative={args.mode}, flash attention "
+          f"{'on' if args.flash_attn else 'off'}; threads {args.threads}; up to {args.tokens} tokens; "
           f"medians of {args.runs} interleaved rounds\n")
-    print("| workload | decode tok/s, speculation off | on | ratio | same tokens |")
-    print("|---|---:|---:|---:|---|")
-    for name, off_rate, on_rate, ratio, same in rows:
-        print(f"| {name} | {off_rate:.1f} | {on_rate:.1f} | {ratio:.2f}x | {'yes' if same else 'NO'} |")
+    print("| workload | decode tok/s, speculation off | on | ratio | ratio of tokens per CPU second | same tokens |")
+    print("|---|---:|---:|---:|---:|---|")
+    for name, off_rate, on_rate, ratio, cpu_ratio, same in rows:
+        print(f"| {name} | {off_rate:.1f} | {on_rate:.1f} | {ratio:.2f}x | {cpu_ratio:.2f}x | {'yes' if same else 'NO'} |")
     print(f"\ndrafts {health.get('spec_drafts')}, proposed {health.get('spec_proposed')}, "
           f"accepted {health.get('spec_accepted')}")
 

@@ -32,7 +32,7 @@ from ollamalike.runner.logprobs import LogprobQueue, score
 from ollamalike.runner.request import Event, Request
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler, has_penalties
 from ollamalike.runner.slots import Slot, choose_slot, keep_count
-from ollamalike.runner.speculate import Drafter, Speculator
+from ollamalike.runner.speculate import Drafter, Speculator, spec_history, speculator
 from ollamalike.runner.tokens import PieceCache
 from ollamalike.runner.vision import Vision, advance_images
 
@@ -61,18 +61,10 @@ class Engine:
         self._candidates: Candidates | None = None
         self.embeds = EmbedQueue(loaded, self.batch, len(self.slots), self.embedding_limit(), self.embedding_runner)
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
-        # Speculative decoding (runner/speculate.py): prompt lookup and/or a draft model. A recurrent
-        # model's memory cannot drop the rejected tail, so it never speculates; "exact" needs flash
-        # attention (without it a token's attention already differs between a 1- and a 2-row batch).
-        recurrent = bool(loaded.model) and (llama_cpp.llama_model_is_recurrent(loaded.model)
-                                            or llama_cpp.llama_model_is_hybrid(loaded.model))
-        flash = loaded.opts is not None and loaded.opts.flash_attn
+        # Speculative decoding: prompt lookup and/or a draft model (runner/speculate.py).
         self.spec: Speculator[Request] | None = None
-        if speculative == "exact" and not flash:
-            print("warning: speculative decoding \"exact\" needs flash attention: not speculating", file=sys.stderr,
-                  flush=True)
-        elif speculative != "off" and not recurrent and not self.embedding_runner:
-            self.spec = Speculator(len(self.slots), loaded.n_ctx_slot, drafter, exact=speculative == "exact")
+        if not self.embedding_runner:
+            self.spec = speculator(loaded, len(self.slots), speculative, drafter)
 
     # --- thread-safe API -------------------------------------------------------------------
     def start(self) -> None:
@@ -227,7 +219,7 @@ class Engine:
             slot.next_token = None
             n += 1
         if self.spec is not None:
-            n = self.spec.add_drafts(self.slots, batch, n, m.n_batch, self._spec_history)
+            n = self.spec.add_drafts(self.slots, batch, n, m.n_batch, spec_history)
         for slot in sorted((s for s in self.slots if s.req is not None and s.in_prompt), key=lambda s: s.admitted):
             # The prompt's last token is left out of the chunks: it is decoded on its own in the next
             # step (as a generated token is), exactly as when the rest of the prompt was cached. A
@@ -305,15 +297,6 @@ class Engine:
                 self._candidates = Candidates(m.n_vocab)
             return self._candidates.sample(slot.sampler, slot.grammar, m.ctx, idx), None
         return llama_cpp.llama_sampler_sample(slot.sampler, m.ctx, idx), None
-
-    @staticmethod
-    def _spec_history(slot: Slot[Request]) -> tuple[list[int], list[int]] | None:
-        """What a slot's drafts are looked up in (prompt, output); None: it does not speculate (a
-        prompt with images: their positions hold no token ids to match or to feed a draft model)."""
-        req = slot.req
-        if req is None or req.media is not None:
-            return None
-        return req.prompt, slot.generated
 
     def _seq_rm(self, seq: int, p0: int, p1: int) -> bool:
         return bool(llama_cpp.llama_memory_seq_rm(self.m.mem, seq, p0, p1))

@@ -23,15 +23,19 @@ before proposing again, so a slot whose text does not repeat costs (almost) noth
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+import llama_cpp
+
 if TYPE_CHECKING:
-    import llama_cpp
     import numpy as np
     import numpy.typing as npt
 
+    from ollamalike.runner.llama import Loaded
+    from ollamalike.runner.request import Request
     from ollamalike.runner.slots import Slot
 
 NGRAM_MAX = 4  # the longest tail looked up; the longest match wins
@@ -258,3 +262,26 @@ class Speculator(Generic[R]):
         self.states[slot.seq] = None
         if self.drafter is not None:
             self.drafter.forget(slot.seq)
+
+
+def speculator(loaded: Loaded, n_slots: int, mode: str, drafter: Drafter | None) -> Speculator[Request] | None:
+    """The engine's speculator for ``mode`` ("on", "exact", "off"), or None where it would not run: off,
+    a recurrent or hybrid model (its memory cannot drop a rejected tail), or "exact" without flash
+    attention (then a token's attention already differs between a 1- and a 2-row batch)."""
+    if mode == "off":
+        return None
+    if loaded.model and (llama_cpp.llama_model_is_recurrent(loaded.model) or llama_cpp.llama_model_is_hybrid(loaded.model)):
+        return None
+    if mode == "exact" and not (loaded.opts is not None and loaded.opts.flash_attn):
+        print('warning: speculative decoding "exact" needs flash attention: not speculating', file=sys.stderr, flush=True)
+        return None
+    return Speculator(n_slots, loaded.n_ctx_slot, drafter, exact=mode == "exact")
+
+
+def spec_history(slot: Slot[Request]) -> tuple[list[int], list[int]] | None:
+    """What a slot's drafts are looked up in (prompt, output); None: it does not speculate (a prompt
+    with images: their positions hold no token ids to match or to feed a draft model)."""
+    req = slot.req
+    if req is None or req.media is not None:
+        return None
+    return req.prompt, slot.generated
