@@ -15,6 +15,7 @@ from ollamalike.runner.speculate import (
     DRAFT_MAX,
     DRAFT_MIN,
     DRAFT_START,
+    NGRAM_MIN,
     NgramIndex,
     Speculator,
 )
@@ -31,25 +32,27 @@ def index(tokens: list[int]) -> NgramIndex:
 @pytest.mark.parametrize("history, k, want", [
     ([1, 2, 3, 4, 1, 2, 3], 3, [4, 1, 2]),  # the tail 1 2 3 was followed by 4 1 2
     ([1, 2, 3, 4, 1, 2, 3], 1, [4]),
-    ([5, 6, 7, 8, 9, 6, 7], 4, [8, 9, 6, 7]),  # a 2-gram match; cut at the end of the history
-    ([5, 6, 7, 8, 9, 7], 4, []),  # a lone repeated token proposes nothing (NGRAM_MIN)
-    ([9, 1, 2, 5, 3, 1, 2, 6, 7, 1, 2], 2, [6, 7]),  # the most recent occurrence wins
-    ([4, 1, 2, 3, 8, 2, 3, 9, 1, 2, 3], 2, [8, 2]),  # the longest matching tail wins (1 2 3 over 2 3)
+    ([5, 6, 7, 8, 9, 5, 6, 7], 4, [8, 9, 5, 6]),
+    ([5, 6, 7, 8, 9, 5, 6, 7, 8, 9, 5, 6, 7], 8, [8, 9, 5, 6, 7]),  # cut at the end of the history
+    ([5, 6, 7, 8, 9, 6, 7], 4, []),  # a 2-token match proposes nothing (NGRAM_MIN)
+    ([9, 1, 2, 3, 5, 1, 2, 3, 6, 7, 1, 2, 3], 2, [6, 7]),  # the most recent occurrence wins
+    ([4, 0, 1, 2, 3, 8, 5, 1, 2, 3, 9, 0, 1, 2, 3], 2, [8, 5]),  # the longest matching tail wins
     ([1, 2, 3], 4, []),  # nothing repeats
-    ([1, 2, -1, 7, 1, 2], 3, []),  # an image placeholder is never proposed
-    ([1, 2, 3, -1, 1, 2], 3, [3]),
+    ([1, 2, 3, -1, 7, 1, 2, 3], 3, []),  # an image placeholder is never proposed
+    ([1, 2, 3, 4, -1, 1, 2, 3], 3, [4]),
     ([], 3, []),
 ])
 def test_ngram_lookup(history: list[int], k: int, want: list[int]) -> None:
+    assert NGRAM_MIN == 3
     assert index(history).propose(k) == want
 
 
 def test_ngram_index_grows_incrementally() -> None:
-    ix = index([10, 11, 12, 13])
+    ix = index([10, 11, 12, 13, 14])
     assert ix.propose(2) == []
-    ix.extend([10, 11])
-    assert ix.propose(2) == [12, 13]
-    ix.extend([12, 13])
+    ix.extend([10, 11, 12])
+    assert ix.propose(2) == [13, 14]
+    ix.extend([13, 14])
     assert ix.propose(3) == [10, 11, 12]
 
 

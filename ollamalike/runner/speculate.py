@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ollamalike.runner.slots import Slot
 
 NGRAM_MAX = 4  # the longest tail looked up; the longest match wins
-NGRAM_MIN = 2  # a single repeated token predicts too little to pay for a draft on a CPU
+NGRAM_MIN = 3  # shorter matches (", and", "of the") predict too little to pay for a draft on a CPU
 DRAFT_START = 4  # a new request's first draft length
 DRAFT_MAX = 16  # per slot and step
 DRAFT_MIN = 2
