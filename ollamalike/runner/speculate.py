@@ -2,7 +2,7 @@
 
 Each step, after every generating slot has put its next token into the batch, ``Speculator.add_drafts``
 appends up to ``k`` proposed continuation tokens per slot (logits on), taken from prompt lookup (the
-slot's own prompt + output: the continuation of the most recent earlier occurrence of its last 4..1
+slot's own prompt + output: the continuation of the most recent earlier occurrence of its last 4 or 3
 tokens) or from a draft model (``runner/draft.py``). After the decode, ``verify`` samples the slot's
 chain at its token's logits and then at each draft position in turn, for as long as the sampled
 token equals the proposed one, so every emitted token is sampled from the target's logits in the
@@ -64,11 +64,7 @@ class Drafter(Protocol):
     """A source of proposals beside prompt lookup (a draft model)."""
 
     def propose(self, seq: int, history: Sequence[int], k: int) -> list[int]:
-        """Up to ``k`` tokens that may follow ``history`` (the slot's KV tokens and its next token)."""
-        ...
-
-    def forget(self, seq: int) -> None:
-        """The slot's target cache was dropped: nothing in the draft's cache for it can be trusted."""
+        """Up to ``k`` tokens that may follow ``history`` (the slot's KV tokens, its next token last)."""
         ...
 
 
@@ -256,12 +252,6 @@ class Speculator(Generic[R]):
         else:
             st.k = max(DRAFT_MIN, accepted + 1)
             st.misses = 0
-
-    def forget(self, slot: Slot[R]) -> None:
-        """The slot's KV cache was cleared (a failed step): the draft model's copy goes too."""
-        self.states[slot.seq] = None
-        if self.drafter is not None:
-            self.drafter.forget(slot.seq)
 
 
 def speculator(loaded: Loaded, n_slots: int, mode: str, drafter: Drafter | None) -> Speculator[Request] | None:
