@@ -30,6 +30,10 @@ KV_CACHE_TYPES: tuple[str, ...] = get_args(KVCacheType)
 # "auto": llama.cpp turns flash attention on where the backend supports it (llama-server's default).
 FlashAttention = Literal["auto", "on", "off"]
 FLASH_ATTENTION_MODES: tuple[str, ...] = get_args(FlashAttention)
+# Speculative decoding (runner/speculate.py): "on" drafts freely, "exact" only as many tokens as keep
+# greedy output bit-identical to "off" on CPU (docs/operations.md), "off" never.
+SpeculativeMode = Literal["off", "on", "exact"]
+SPECULATIVE_MODES: tuple[str, ...] = get_args(SpeculativeMode)
 
 # Ollama's default allow-list: local origins on any port plus the app schemes of desktop wrappers.
 # 16 megapixels (4096 x 4096): a decoded image is width x height x 3 bytes in the daemon and the runner.
@@ -167,6 +171,9 @@ class Config:
     debug: bool = False
     log_prompts: bool = False
     flash_attention: FlashAttention = "auto"
+    # Speculative decoding in the runner: prompt lookup, and the draft model of a DRAFT layer
+    # (OLLAMALIKE_SPECULATIVE: on (default), exact, or off/0/false, which turns both off).
+    speculative: SpeculativeMode = "on"
     kv_cache_type: KVCacheType = "f16"
     num_threads: int = 0  # 0: physical cores
     prompt_cache_bytes: int = DEFAULT_PROMPT_CACHE  # per runner; 0: off
@@ -328,6 +335,7 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         debug=_bool(_get(env, "DEBUG")),
         log_prompts=_bool(env.get("OLLAMALIKE_LOG_PROMPTS")),
         flash_attention=_flash_attention(_get(env, "FLASH_ATTENTION")),
+        speculative=_speculative(_get(env, "SPECULATIVE")),
         kv_cache_type=_kv_cache_type(_get(env, "KV_CACHE_TYPE")),
         num_threads=max(0, _int(env, "NUM_THREADS", 0)),
         prompt_cache_bytes=_byte_size(env, "PROMPT_CACHE", DEFAULT_PROMPT_CACHE),
@@ -385,16 +393,26 @@ def _drain_timeout(value: str | None) -> float:
     return seconds
 
 
-def _flash_attention(value: str | None) -> FlashAttention:
-    """Ollama's boolean (1/true/yes/on, 0/false/no/off) forces it; unset, empty or "auto": llama.cpp decides."""
-    text = (value or "auto").strip().lower() or "auto"
+def _switch(value: str | None, name: str, default: str, third: str) -> str:
+    """Ollama's boolean (1/true/yes/on, 0/false/no/off) as "on"/"off", or the setting's ``third`` word;
+    unset or empty: ``default``."""
+    text = (value or default).strip().lower() or default
     if text in ("1", "true", "yes", "on"):
         return "on"
     if text in ("0", "false", "no", "off"):
         return "off"
-    if text != "auto":
-        raise BadRequest(f"OLLAMALIKE_FLASH_ATTENTION must be 1, 0 or auto, got {value!r}")
-    return "auto"
+    if text != third:
+        raise BadRequest(f"OLLAMALIKE_{name} must be on, off or {third} (1/0 and true/false too), got {value!r}")
+    return third
+
+
+def _flash_attention(value: str | None) -> FlashAttention:
+    """Forced on or off, or "auto" (unset): llama.cpp decides."""
+    return cast(FlashAttention, _switch(value, "FLASH_ATTENTION", "auto", "auto"))
+
+
+def _speculative(value: str | None) -> SpeculativeMode:
+    return cast(SpeculativeMode, _switch(value, "SPECULATIVE", "on", "exact"))
 
 
 def _kv_cache_type(value: str | None) -> KVCacheType:

@@ -16,6 +16,7 @@ jobs are served one chunk per loop turn, between generation steps (``embed.Embed
 
 from __future__ import annotations
 
+import functools
 import queue
 import sys
 import threading
@@ -36,7 +37,9 @@ from ollamalike.runner.prefill import plan_prefill, prefill_budget
 from ollamalike.runner.promptcache import PromptCache
 from ollamalike.runner.request import NO_GATE, Event, Request, StepGate
 from ollamalike.runner.sampling import SamplingParams, TextStream, build_sampler
-from ollamalike.runner.slots import Slot, choose_slot, keep_count, shift_keep
+from ollamalike.runner.shift import context_shift
+from ollamalike.runner.slots import Slot, choose_slot
+from ollamalike.runner.speculate import Drafter, Speculator, spec_history, speculator
 from ollamalike.runner.tokens import PieceCache
 from ollamalike.runner.vision import Vision, advance_images
 
@@ -51,7 +54,8 @@ class _Stats:
 
 class Engine:
     def __init__(self, loaded: Loaded, parallel: int, vision: Vision | None = None,
-                 gate: StepGate | None = None, prompt_cache: int = 0) -> None:
+                 gate: StepGate | None = None, prompt_cache: int = 0, speculative: str = "on",
+                 drafter: Drafter | None = None) -> None:
         self.m = loaded
         self.gate = gate or NO_GATE
         self.vision = vision
@@ -67,6 +71,10 @@ class Engine:
         self.picker = TokenPicker(loaded)
         self.embeds = EmbedQueue(loaded, self.batch, len(self.slots), self.embedding_limit(), self.embedding_runner)
         self.thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        # Speculative decoding: prompt lookup and/or a draft model (runner/speculate.py).
+        self.spec: Speculator[Request] | None = None
+        if not self.embedding_runner:
+            self.spec = speculator(loaded, len(self.slots), speculative, drafter)
 
     # --- thread-safe API -------------------------------------------------------------------
     def start(self) -> None:
@@ -236,6 +244,8 @@ class Engine:
                 slot.cache.append(slot.next_token)
                 slot.next_token = None
                 n += 1
+        if self.spec is not None:  # after the rows above: verified in this same step
+            n = self.spec.add_drafts(self.slots, batch, n, m.n_batch, spec_history)
         if n == 0:
             return imaged
         batch.n_tokens = n
@@ -257,9 +267,25 @@ class Engine:
             if slot.limit <= 0:
                 self._finish(slot, reason="length")
                 continue
+            if self.spec is not None and self.spec.drafted(slot):
+                if not self.spec.verify(slot, idx, self.picker.pick, self._on_token,
+                                        functools.partial(self._seq_rm, slot.seq)):
+                    self._restart(slot)
+                continue
             token, scored = self.picker.pick(slot, idx)
             self._on_token(slot, token, scored)
         return True
+
+    def _seq_rm(self, seq: int, p0: int, p1: int) -> bool:
+        return bool(llama_cpp.llama_memory_seq_rm(self.m.mem, seq, p0, p1))
+
+    def _restart(self, slot: Slot[Request]) -> None:
+        """The KV cache could not drop rejected drafts: the slot's sequence is gone; a request still
+        running ends with an error."""
+        llama_cpp.llama_memory_seq_rm(self.m.mem, slot.seq, -1, -1)
+        slot.cache.clear()
+        if slot.req is not None:
+            self._finish(slot, error="the KV cache could not drop rejected draft tokens")
 
     def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         batch = self.batch
@@ -318,26 +344,10 @@ class Engine:
 
     def _make_room(self, slot: Slot[Request]) -> bool:
         """The slot's context is full: shift it (Ollama's context shift) or end with "length"."""
-        req = slot.req
-        assert req is not None
-        if req.params.num_predict == -2 or not req.shift:
-            self._finish(slot, reason="length")
-            return False
-        m = self.m
-        keep = keep_count(req.params.num_keep, req.prompt, m.bos if m.add_bos else None, m.n_ctx_slot)
-        # With images, only the text after the last one is discarded (llama.cpp's server never shifts then).
-        media_end = max((s.end for s in req.media.spans), default=0) if req.media is not None else 0
-        start = shift_keep(keep, media_end, len(slot.cache))
-        # (M-RoPE models never shift: llama.cpp cannot shift their positions, and their cells are not positions.)
-        if start is None or slot.pos_offset or not llama_cpp.llama_memory_can_shift(m.mem):
-            self._finish(slot, reason="length")
-            return False
-        keep = start
-        discard = (len(slot.cache) - keep) // 2  # at least 1: shift_keep leaves two cells after keep
-        llama_cpp.llama_memory_seq_rm(m.mem, slot.seq, keep, keep + discard)
-        llama_cpp.llama_memory_seq_add(m.mem, slot.seq, keep + discard, -1, -discard)
-        del slot.cache[keep : keep + discard]
-        return True
+        if context_shift(self.m, slot):
+            return True
+        self._finish(slot, reason="length")
+        return False
 
     def _fail_active(self, reason: str) -> None:
         for slot in self.slots:

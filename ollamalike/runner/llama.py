@@ -243,6 +243,11 @@ def _new_context(model: llama_cpp.llama_model_p, opts: RunnerSpec) -> tuple[llam
     return ctx, n_batch
 
 
+def new_context(model: llama_cpp.llama_model_p, opts: RunnerSpec) -> tuple[llama_cpp.llama_context_p | None, int]:
+    """A context on ``model`` made as the runner's own are (the draft model's, runner/draft.py)."""
+    return _new_context(model, opts)
+
+
 def _effective_kv_type(model: llama_cpp.llama_model_p, opts: RunnerSpec) -> str:
     """As Ollama: a quantized KV cache needs flash attention and head sizes that fit its 32-wide
     blocks; otherwise the cache stays f16 (with a warning) instead of failing the load. With

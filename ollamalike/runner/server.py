@@ -24,6 +24,7 @@ from aiohttp import web
 
 from ollamalike.errors import BadRequest
 from ollamalike.jsontypes import JSONObject
+from ollamalike.runner.draft import DraftModel, load_draft
 from ollamalike.runner.embed import EmbedJob
 from ollamalike.runner.engine import Engine
 from ollamalike.runner.llama import Loaded, LoadError, load_model
@@ -50,6 +51,7 @@ class RunnerServer:
         self.engine: Engine | None = None
         self.vision: Vision | None = None
         self.outbox: Outbox | None = None
+        self.draft: DraftModel | None = None
         self.stopping = asyncio.Event()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -59,7 +61,12 @@ class RunnerServer:
             self.loaded = await loop.run_in_executor(None, load_model, self.opts, self.progress, self.verbose)
             if self.opts.projectors:
                 self.vision = await loop.run_in_executor(None, _open_vision, self.loaded, self.opts, self.verbose)
+            if self.opts.draft_model_path and self.opts.speculative != "off":
+                self.draft = await loop.run_in_executor(None, load_draft, self.loaded, self.opts, self.verbose)
         except LoadError as e:
+            if self.vision is not None:
+                self.vision.close()
+                self.vision = None
             if self.loaded is not None:
                 self.loaded.close()
                 self.loaded = None
@@ -69,7 +76,8 @@ class RunnerServer:
             return
         self.outbox = Outbox(loop)
         self.engine = Engine(self.loaded, self.opts.num_parallel, self.vision, self.outbox,
-                             prompt_cache=0 if self.opts.embedding else self.opts.prompt_cache)
+                             prompt_cache=0 if self.opts.embedding else self.opts.prompt_cache,
+                             speculative=self.opts.speculative, drafter=self.draft)
         self.engine.start()
         self.status = "ok"
 
@@ -78,6 +86,8 @@ class RunnerServer:
             self.engine.stop()
         if self.vision is not None:
             self.vision.close()
+        if self.draft is not None:
+            self.draft.close()
         if self.loaded is not None:
             self.loaded.close()
 
@@ -115,6 +125,10 @@ class RunnerServer:
             )
             if self.engine.prompt_cache is not None:
                 body["prompt_cache"] = self.engine.prompt_cache.report()
+            spec = self.engine.spec
+            if spec is not None:
+                body.update(draft_model=self.draft is not None, spec_drafts=spec.stats.drafts,
+                            spec_proposed=spec.stats.proposed, spec_accepted=spec.stats.accepted)
         return web.json_response(body)
 
     async def tokenize(self, request: web.Request) -> web.Response:

@@ -18,8 +18,10 @@ from ollamalike.config import (
     DEFAULT_PROMPT_CACHE,
     FLASH_ATTENTION_MODES,
     KV_CACHE_TYPES,
+    SPECULATIVE_MODES,
     FlashAttention,
     KVCacheType,
+    SpeculativeMode,
 )
 from ollamalike.errors import RunnerError
 
@@ -44,6 +46,8 @@ class RunnerSpec:
     tensor_split: tuple[float, ...] = ()  # share of the offloaded layers per GPU; () lets llama.cpp choose
     model_splits: tuple[str, ...] = ()  # a split GGUF's other shards, in order (model_path is the first)
     prompt_cache: int = DEFAULT_PROMPT_CACHE  # bytes of host RAM for evicted slots' states (runner/promptcache.py); 0: off
+    speculative: SpeculativeMode = "on"  # prompt lookup (and the draft model): runner/speculate.py
+    draft_model_path: str = ""  # a draft model's GGUF (the Modelfile's DRAFT layer); "" for none
 
     def __post_init__(self) -> None:
         # A spec is made from trusted values (the scheduler's plan); these are invariants, and the
@@ -69,6 +73,9 @@ class RunnerSpec:
         if self.kv_cache_type not in KV_CACHE_TYPES:
             raise RunnerError(f"runner spec: invalid choice: {self.kv_cache_type!r} for kv_cache_type "
                               f"(choose from {', '.join(KV_CACHE_TYPES)})")
+        if self.speculative not in SPECULATIVE_MODES:
+            raise RunnerError(f"runner spec: invalid choice: {self.speculative!r} for speculative "
+                              f"(choose from {', '.join(SPECULATIVE_MODES)})")
         split = self.tensor_split
         if split and (len(split) > MAX_GPUS or not all(x >= 0 and math.isfinite(x) for x in split) or not any(split)):
             raise RunnerError(f"runner spec: tensor_split must be 1-{MAX_GPUS} non-negative shares, not all zero")

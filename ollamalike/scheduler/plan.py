@@ -89,6 +89,8 @@ def plan_load(model: ResolvedModel, options: Options, config: Config, embedding:
         main_gpu=int_option(options, "main_gpu") or 0,
         tensor_split=(),  # chosen with the GPU layout at load
         prompt_cache=0 if embedding or info.is_embedding_model else config.prompt_cache_bytes,
+        speculative=config.speculative,
+        draft_model_path=str(model.draft_path) if config.speculative != "off" and model.draft_path is not None else "",
     )
     return LoadPlan(num_ctx=num_ctx, gpu_layers=gpu_layers, size=size, size_vram=0, processor="100% CPU", spec=spec)
 
