@@ -110,7 +110,7 @@ async def main() -> None:
     for on in (True, False):
         # One slot: a single stream; the prompt and answer fit the slot's context.
         spec = RunnerSpec(str(path), ctx_size=4096, num_parallel=1, threads=args.threads,
-                          speculative=args.mode if on else "off", flash_attn=args.flash_attn)
+                          speculative=args.mode if on else "off", flash_attn="on" if args.flash_attn else "off")
         procs[on] = await RunnerProcess.start(spec, config)
     try:
         workloads = {"edit this code": [chat(f"{e}\n\n```python\n{CODE}```") for e in EDITS[: args.edits]],

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
 
-from ollamalike.config import SpeculativeMode
+from ollamalike.config import FlashAttention, SpeculativeMode
 from ollamalike.runner.draft import DraftModel, load_draft
 from ollamalike.runner.engine import Engine
 from ollamalike.runner.llama import load_model
@@ -35,9 +36,24 @@ class Result:
     chunks: int
 
 
+class StepLock:
+    """The engine's StepGate in these tests: held through each step, so that what a test inspects after a
+    request's last event (the KV cache, the slots) is not mid-step. The runner's Outbox gives the daemon
+    the same guarantee: a step's events are delivered at its end."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def hold(self) -> None:
+        self.lock.acquire()
+
+    def release(self) -> None:
+        self.lock.release()
+
+
 @contextlib.contextmanager
 def loaded_engine(path: Path, speculative: SpeculativeMode, parallel: int = 2, ctx_slot: int = 512, threads: int = 1,
-                  draft: Path | None = None, flash_attn: bool = False) -> Iterator[Engine]:
+                  draft: Path | None = None, flash_attn: FlashAttention = "off") -> Iterator[Engine]:
     spec = RunnerSpec(str(path), ctx_size=ctx_slot * parallel, num_parallel=parallel, threads=threads,
                       speculative=speculative, flash_attn=flash_attn, draft_model_path=str(draft) if draft else "")
     m = load_model(spec, [0.0])
@@ -48,7 +64,7 @@ def loaded_engine(path: Path, speculative: SpeculativeMode, parallel: int = 2, c
         except BaseException:
             m.close()
             raise
-    engine = Engine(m, parallel, speculative=speculative, drafter=drafter)
+    engine = Engine(m, parallel, gate=StepLock(), speculative=speculative, drafter=drafter)
     engine.start()
     try:
         yield engine
@@ -109,6 +125,15 @@ def wait_idle(engine: Engine, started: Callable[[], bool]) -> None:
 
 def kv_matches_cache(engine: Engine) -> None:
     """Each slot's KV cache holds positions 0..len(cache)-1, nothing past them."""
+    gate = engine.gate
+    if isinstance(gate, StepLock):
+        with gate.lock:  # not while a step is still trimming rejected drafts
+            kv_matches_cache_now(engine)
+    else:
+        kv_matches_cache_now(engine)
+
+
+def kv_matches_cache_now(engine: Engine) -> None:
     for slot in engine.slots:
         pos_max = llama_cpp.llama_memory_seq_pos_max(engine.m.mem, slot.seq)
         assert pos_max == len(slot.cache) - 1, (slot.seq, pos_max, len(slot.cache))

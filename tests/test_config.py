@@ -151,7 +151,7 @@ def test_environment(env: dict[str, str], attr: str, expected: object) -> None:
         ({"OLLAMA_HOST": "h:99999"}, "invalid port"),
         ({"OLLAMALIKE_REGISTRY_AUTH": "nopassword"}, "host=user:password"),
         ({"OLLAMALIKE_API_KEY": "@/nonexistent/keys.txt"}, "cannot read API key file"),
-        ({"OLLAMALIKE_FLASH_ATTENTION": "maybe"}, "FLASH_ATTENTION must be 1, 0 or auto"),
+        ({"OLLAMALIKE_FLASH_ATTENTION": "maybe"}, "FLASH_ATTENTION must be on, off or auto"),
     ],
 )
 def test_environment_errors(env: dict[str, str], message: str) -> None:

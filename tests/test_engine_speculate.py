@@ -192,7 +192,7 @@ def test_a_draft_with_another_vocabulary_is_refused(tiny_chat_gguf: Path, tiny_e
 
 
 def test_speculation_off_in_the_spec_leaves_the_engine_plain(tiny_chat_gguf: Path) -> None:
-    spec = RunnerSpec(str(tiny_chat_gguf), ctx_size=256, threads=1, speculative="off")
+    spec = RunnerSpec(str(tiny_chat_gguf), ctx_size=256, threads=1, speculative="off", flash_attn="off")
     m = load_model(spec, [0.0])
     try:
         assert Engine(m, 1, speculative=spec.speculative).spec is None

@@ -44,9 +44,9 @@ PROMPTS = [
 @pytest.fixture(scope="module")
 def engines(qwen_gguf: Path) -> Iterator[dict[str, Engine]]:
     # "exact" needs flash attention; "off" runs with it too, to be compared with.
-    with loaded_engine(qwen_gguf, speculative="off", parallel=2, ctx_slot=1024, threads=2, flash_attn=True) as off, \
+    with loaded_engine(qwen_gguf, speculative="off", parallel=2, ctx_slot=1024, threads=2, flash_attn="on") as off, \
             loaded_engine(qwen_gguf, speculative="exact", parallel=2, ctx_slot=1024, threads=2,
-                          flash_attn=True) as exact, \
+                          flash_attn="on") as exact, \
             loaded_engine(qwen_gguf, speculative="on", parallel=2, ctx_slot=1024, threads=2) as on:
         yield {"off": off, "exact": exact, "on": on}
 

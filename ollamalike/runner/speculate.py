@@ -262,7 +262,7 @@ def speculator(loaded: Loaded, n_slots: int, mode: str, drafter: Drafter | None)
         return None
     if loaded.model and (llama_cpp.llama_model_is_recurrent(loaded.model) or llama_cpp.llama_model_is_hybrid(loaded.model)):
         return None
-    if mode == "exact" and not (loaded.opts is not None and loaded.opts.flash_attn):
+    if mode == "exact" and (loaded.opts is None or loaded.opts.flash_attn == "off"):
         print('warning: speculative decoding "exact" needs flash attention: not speculating', file=sys.stderr, flush=True)
         return None
     return Speculator(n_slots, loaded.n_ctx_slot, drafter, exact=mode == "exact")
