@@ -195,13 +195,3 @@ def test_render_cli_on_a_terminal_without_body(tmp_path: Path) -> None:
     child.close()
     assert child.exitstatus == 1
 
-
-async def test_version_is_the_compatible_ollama_release_and_ours_is_a_header(client: Any) -> None:
-    from ollamalike import OLLAMA_VERSION, __version__
-
-    resp = await client.get("/api/version")
-    assert resp.status == 200
-    # Clients compare this with Ollama releases (feature gates), so it must not be our own 0.x.
-    assert await resp.json() == {"version": OLLAMA_VERSION}
-    assert tuple(int(p) for p in OLLAMA_VERSION.split(".")) >= (0, 12, 0)
-    assert resp.headers["X-Ollamalike-Version"] == __version__

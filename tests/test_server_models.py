@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from ollamalike import __version__
+from ollamalike import OLLAMA_VERSION, __version__
 from ollamalike.config import load_config
 from ollamalike.errors import BadRequest, ModelNotFound
 from ollamalike.server.app import make_app
@@ -42,7 +42,10 @@ async def test_root_get_and_head(client: Any) -> None:
 async def test_version(client: Any) -> None:
     resp = await client.get("/api/version")
     assert resp.status == 200
-    assert await resp.json() == {"version": __version__}
+    # Clients compare this with Ollama releases (feature gates), so it is the Ollama version we match.
+    assert await resp.json() == {"version": OLLAMA_VERSION}
+    assert tuple(int(p) for p in OLLAMA_VERSION.split(".")) >= (0, 12, 0)
+    assert resp.headers["X-Ollamalike-Version"] == __version__
 
 
 async def test_unknown_route_is_json_404(client: Any) -> None:
