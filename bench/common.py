@@ -170,7 +170,12 @@ async def sse(resp: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any]]:
 
 async def post_stream(session: aiohttp.ClientSession, url: str, body: dict[str, Any],
                       headers: dict[str, str] | None = None) -> aiohttp.ClientResponse:
-    resp = await session.post(url, json=body, headers=headers)
+    try:
+        resp = await session.post(url, json=body, headers=headers)
+    except aiohttp.ServerDisconnectedError:
+        # A pooled connection the server closed while idle (uvicorn drops keep-alive after 5 s, and the
+        # quiet-machine waits are longer): nothing was sent on it, so once more on a new connection.
+        resp = await session.post(url, json=body, headers=headers)
     if resp.status != 200:
         text = await resp.text()
         resp.release()

@@ -118,3 +118,36 @@ def test_plan_carries_the_knob_and_the_draft_layer(tmp_path: Path) -> None:
     assert a.speculative == "on" and a.draft_model_path == ""
     assert b.draft_model_path == "/blobs/sha256-dd" and b != a and b != c
     assert d.speculative == "off" and d.draft_model_path == ""  # off: neither prompt lookup nor the draft
+
+
+def test_on_a_cpu_several_streams_in_a_step_get_no_drafts() -> None:
+    """A batch's cost grows with its rows on a CPU, so drafts are added only when one stream generates."""
+    from typing import Any
+
+    from ollamalike.runner.slots import Slot
+
+    sp: Speculator[Any] = Speculator(2, 512, max_streams=1)
+    a: Slot[Any] = Slot(seq=0, req=object(), logit_index=0)
+    b: Slot[Any] = Slot(seq=1, req=object(), logit_index=1)
+    asked: list[int] = []
+
+    def history(slot: Slot[Any]) -> tuple[list[int], list[int]] | None:
+        asked.append(slot.seq)
+        return None  # a slot that may not speculate: the batch is never touched
+
+    assert sp.add_drafts([a, b], None, 2, 512, history) == 2  # type: ignore[arg-type]
+    assert asked == []  # two streams: not even looked at
+    b.logit_index = -1
+    assert sp.add_drafts([a, b], None, 1, 512, history) == 1  # type: ignore[arg-type]
+    assert asked == [0]  # a lone stream is considered
+    unbounded: Speculator[Any] = Speculator(2, 512)
+    b.logit_index = 1
+    assert unbounded.add_drafts([a, b], None, 2, 512, history) == 2  # type: ignore[arg-type]
+    assert asked == [0, 0, 1]
+
+
+def test_the_engine_on_a_cpu_drafts_for_a_lone_stream(tiny_chat_gguf: Path) -> None:
+    from tests.engine_helpers import loaded_engine
+
+    with loaded_engine(tiny_chat_gguf, speculative="on") as engine:
+        assert engine.spec is not None and engine.spec.max_streams == 1
