@@ -23,6 +23,8 @@ from ollamalike.config_cli import connect_host
 from ollamalike.config_cli import env_value as _get
 from ollamalike.config_cli import parse_host as parse_host
 from ollamalike.config_cli import parse_keys as _keys
+from ollamalike.config_values import as_bool, env_byte_size, env_int, env_positive, switch
+from ollamalike.config_values import parse_duration as parse_duration
 from ollamalike.errors import BadRequest
 
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
@@ -62,43 +64,6 @@ DEFAULT_ORIGINS: tuple[str, ...] = (
     "vscode-webview://*",
     "vscode-file://*",
 )
-
-_DURATION_RE = re.compile(r"(-?\d+(?:\.\d+)?|-?\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(value: str | int | float) -> float:
-    """Seconds from a number of seconds or a Go duration string ("5m", "1h30m", "-1").
-
-    A negative result means "forever"; 0 means "at once". Used for keep_alive everywhere.
-    """
-    if isinstance(value, bool):
-        raise BadRequest(f"invalid duration: {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = value.strip()
-    if not text:
-        raise BadRequest("invalid duration: empty string")
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    sign = 1.0
-    if text[0] in "+-":
-        sign = -1.0 if text[0] == "-" else 1.0
-        text = text[1:]
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(text):
-        # Only the leading sign applies, as in Go: "1h-5m" and "--5m" are invalid.
-        if m.start() != pos or m.group(1).startswith("-"):
-            pos = -1
-            break
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or pos == 0:
-        raise BadRequest(f"invalid duration: {value!r}")
-    return sign * total
-
 
 @dataclass(frozen=True)
 class Proxies:
@@ -224,46 +189,6 @@ class Config:
         return self.home / "run"
 
 
-def _bool(value: str | None, default: bool = False) -> bool:
-    if value is None:
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _get(env, name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"OLLAMALIKE_{name} must be an integer, got {value!r}") from None
-
-
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _int(env, name, default)
-    if value < 1:
-        raise BadRequest(f"OLLAMALIKE_{name} must be a positive integer, got {value}")
-    return value
-
-
-_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*([kmgt]i?b|b)?", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def _byte_size(env: Mapping[str, str], name: str, default: int) -> int:
-    """Bytes: a whole number, or a number with a unit (``512MiB``, ``2GiB``, ``1.5GB``); 0 is allowed."""
-    value = _get(env, name)
-    if value is None or not value.strip():
-        return default
-    m = _SIZE_RE.fullmatch(value.strip())
-    if m is None:
-        raise BadRequest(f"OLLAMALIKE_{name} must be a size in bytes (like 1073741824, 512MiB or 2GiB; "
-                         f"0 turns it off), got {value!r}")
-    return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
-
-
 def _registry_auth(value: str | None) -> tuple[tuple[str, str, str], ...]:
     """``host=user:password`` entries separated by commas."""
     if not value:
@@ -323,41 +248,41 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         home=home,
         models_dir=Path(models).expanduser() if models else home / "models",
         keep_alive=parse_duration(keep_alive) if keep_alive else 300.0,
-        num_parallel=max(1, _int(env, "NUM_PARALLEL", 4)),
-        max_loaded_models=max(1, _int(env, "MAX_LOADED_MODELS", 3)),
-        max_queue=max(1, _int(env, "MAX_QUEUE", 512)),
-        context_length=max(0, _int(env, "CONTEXT_LENGTH", 0)),
+        num_parallel=max(1, env_int(env, "NUM_PARALLEL", 4)),
+        max_loaded_models=max(1, env_int(env, "MAX_LOADED_MODELS", 3)),
+        max_queue=max(1, env_int(env, "MAX_QUEUE", 512)),
+        context_length=max(0, env_int(env, "CONTEXT_LENGTH", 0)),
         origins=extra_origins + DEFAULT_ORIGINS,
         allowed_hosts=tuple(h.strip() for h in (env.get("OLLAMALIKE_ALLOWED_HOSTS") or "").split(",") if h.strip()),
         api_keys=_keys(env.get("OLLAMALIKE_API_KEY")),
         admin_keys=_keys(env.get("OLLAMALIKE_ADMIN_KEY")),
-        insecure_no_auth=_bool(env.get("OLLAMALIKE_INSECURE_NO_AUTH")),
-        debug=_bool(_get(env, "DEBUG")),
-        log_prompts=_bool(env.get("OLLAMALIKE_LOG_PROMPTS")),
+        insecure_no_auth=as_bool(env.get("OLLAMALIKE_INSECURE_NO_AUTH")),
+        debug=as_bool(_get(env, "DEBUG")),
+        log_prompts=as_bool(env.get("OLLAMALIKE_LOG_PROMPTS")),
         flash_attention=_flash_attention(_get(env, "FLASH_ATTENTION")),
         speculative=_speculative(_get(env, "SPECULATIVE")),
         kv_cache_type=_kv_cache_type(_get(env, "KV_CACHE_TYPE")),
-        num_threads=max(0, _int(env, "NUM_THREADS", 0)),
-        prompt_cache_bytes=_byte_size(env, "PROMPT_CACHE", DEFAULT_PROMPT_CACHE),
-        max_body_bytes=max(1024, _int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
-        max_embed_inputs=_positive(env, "MAX_EMBED_INPUTS", 2048),
-        max_image_pixels=_positive(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
-        max_concurrent_pulls=max(1, _int(env, "MAX_CONCURRENT_PULLS", 3)),
+        num_threads=max(0, env_int(env, "NUM_THREADS", 0)),
+        prompt_cache_bytes=env_byte_size(env, "PROMPT_CACHE", DEFAULT_PROMPT_CACHE),
+        max_body_bytes=max(1024, env_int(env, "MAX_BODY_BYTES", 64 * 1024 * 1024)),
+        max_embed_inputs=env_positive(env, "MAX_EMBED_INPUTS", 2048),
+        max_image_pixels=env_positive(env, "MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS),
+        max_concurrent_pulls=max(1, env_int(env, "MAX_CONCURRENT_PULLS", 3)),
         load_timeout=parse_duration(_get(env, "LOAD_TIMEOUT") or "5m"),
         drain_timeout=_drain_timeout(_get(env, "DRAIN_TIMEOUT")),
         registry_auth=_registry_auth(env.get("OLLAMALIKE_REGISTRY_AUTH")),
         registries=_registries(_get(env, "REGISTRIES")),
-        nopush=_bool(_get(env, "NOPUSH")),
+        nopush=as_bool(_get(env, "NOPUSH")),
         pull_stall_timeout=_stall_timeout(_get(env, "PULL_STALL_TIMEOUT")),
         engine_connect_timeout=_positive_duration(env, "ENGINE_CONNECT_TIMEOUT", 10.0),
         engine_read_timeout=_positive_duration(env, "ENGINE_READ_TIMEOUT", 300.0),
         proxies=_proxies(env),
         cuda_visible_devices=env.get("CUDA_VISIBLE_DEVICES"),
         hip_visible_devices=env.get("HIP_VISIBLE_DEVICES"),
-        gpu_overhead_bytes=max(0, _int(env, "GPU_OVERHEAD", 0)),
+        gpu_overhead_bytes=max(0, env_int(env, "GPU_OVERHEAD", 0)),
         runner_python=env.get("OLLAMALIKE_RUNNER_PYTHON") or sys.executable,
         backend_override=env.get("OLLAMALIKE_BACKEND"),
-        noprune=_bool(_get(env, "NOPRUNE")),
+        noprune=as_bool(_get(env, "NOPRUNE")),
         model_cache=_model_cache(env),
     )
 
@@ -393,26 +318,13 @@ def _drain_timeout(value: str | None) -> float:
     return seconds
 
 
-def _switch(value: str | None, name: str, default: str, third: str) -> str:
-    """Ollama's boolean (1/true/yes/on, 0/false/no/off) as "on"/"off", or the setting's ``third`` word;
-    unset or empty: ``default``."""
-    text = (value or default).strip().lower() or default
-    if text in ("1", "true", "yes", "on"):
-        return "on"
-    if text in ("0", "false", "no", "off"):
-        return "off"
-    if text != third:
-        raise BadRequest(f"OLLAMALIKE_{name} must be on, off or {third} (1/0 and true/false too), got {value!r}")
-    return third
-
-
 def _flash_attention(value: str | None) -> FlashAttention:
     """Forced on or off, or "auto" (unset): llama.cpp decides."""
-    return cast(FlashAttention, _switch(value, "FLASH_ATTENTION", "auto", "auto"))
+    return cast(FlashAttention, switch(value, "FLASH_ATTENTION", "auto", "auto"))
 
 
 def _speculative(value: str | None) -> SpeculativeMode:
-    return cast(SpeculativeMode, _switch(value, "SPECULATIVE", "on", "exact"))
+    return cast(SpeculativeMode, switch(value, "SPECULATIVE", "on", "exact"))
 
 
 def _kv_cache_type(value: str | None) -> KVCacheType:
