@@ -83,7 +83,8 @@ def test_tool_use_round_trip(client: anthropic.Anthropic) -> None:
         question,
         {"role": "assistant", "content": msg.content},  # type: ignore[typeddict-item]
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,  # type: ignore[union-attr]
-                                      "content": json.dumps({"city": "Paris", "temperature_c": 23, "condition": "sunny"})}]}])
+                                      "content": json.dumps({"city": "Paris", "temperature_c": 23, "condition": "sunny"})},
+                                     {"type": "text", "text": "Now answer me in one sentence."}]}])
     assert answer.stop_reason == "end_turn"
     text = "".join(b.text for b in answer.content if b.type == "text")  # type: ignore[union-attr]
     assert "23" in text, text

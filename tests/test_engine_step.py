@@ -72,7 +72,7 @@ def _greedy_both_ways(m: Loaded, prompts: list[str], n: int) -> tuple[list[list[
     out: list[list[list[int]]] = []
     for fast in (True, False):
         llama_cpp.llama_memory_clear(m.mem, True)
-        engine = Engine(m, 4)
+        engine = Engine(m, 4, speculative="off")  # the picker alone: drafts change the batches
         engine.picker.fast = fast
         engine.start()
         try:
