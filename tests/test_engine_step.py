@@ -76,8 +76,8 @@ def _greedy_both_ways(m: Loaded, prompts: list[str], n: int) -> tuple[list[list[
         engine.picker.fast = fast
         engine.start()
         try:
-            runs = [_submit(engine, tokenize(m, p), num_predict=n) for p in prompts]
-            out.append([r.tokens() for r in runs])
+            # One at a time: requests sharing a step change its batch, and with it a quantized model's logits.
+            out.append([_submit(engine, tokenize(m, p), num_predict=n).tokens() for p in prompts])
         finally:
             engine.stop()
     return out[0], out[1]
