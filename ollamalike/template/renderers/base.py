@@ -111,11 +111,12 @@ def description_of(tool: Tool) -> str:
     return value if isinstance(value, str) else ""
 
 
-def spaced(compact: str) -> str:
-    """Compact JSON with a space after every ``:`` and ``,`` outside strings (Python's json.dumps look)."""
+def spaced(compact: str, keep_existing: bool = False) -> str:
+    """Compact JSON with a space after every ``:`` and ``,`` outside strings (Python's json.dumps look);
+    ``keep_existing``: none where whitespace already follows."""
     out: list[str] = []
     in_str = escaped = False
-    for ch in compact:
+    for i, ch in enumerate(compact):
         out.append(ch)
         if in_str:
             if escaped:
@@ -126,7 +127,7 @@ def spaced(compact: str) -> str:
                 in_str = False
         elif ch == '"':
             in_str = True
-        elif ch in ":,":
+        elif ch in ":," and not (keep_existing and (i + 1 == len(compact) or compact[i + 1] in " \n\r\t")):
             out.append(" ")
     return "".join(out)
 

@@ -20,6 +20,7 @@ from ollamalike.template.renderers.base import (
     Think,
     json_of,
     parameters,
+    spaced,
     think_on,
     thinking_of,
 )
@@ -37,23 +38,7 @@ _UNESCAPED = {"3c": "<", "3e": ">", "26": "&"}
 
 
 def lfm2_json(value: GoValue) -> str:
-    text = _HTML_ESCAPE.sub(lambda m: m.group(1) + _UNESCAPED[m.group(2)], json_of(value))
-    out: list[str] = []
-    in_str = escaped = False
-    for i, ch in enumerate(text):
-        out.append(ch)
-        if in_str:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in ":," and i + 1 < len(text) and text[i + 1] not in " \n\r\t":
-            out.append(" ")
-    return "".join(out)
+    return spaced(_HTML_ESCAPE.sub(lambda m: m.group(1) + _UNESCAPED[m.group(2)], json_of(value)), keep_existing=True)
 
 
 def _function_schema(tool: Tool) -> Struct:
