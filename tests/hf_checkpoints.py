@@ -119,7 +119,17 @@ def _unigram() -> Any:
     tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
     trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False)
     tok.train_from_iterator(CORPUS, trainer)
-    return tok
+    # The trainer's scores differ in the last bits from run to run and so does the order of pieces with
+    # equal scores; rounded and sorted, every run gives the same checkpoint.
+    raw = json.loads(tok.to_str())
+    pieces: list[list[Any]] = raw["model"]["vocab"]
+    specials = [p for p in pieces if p[0] in SPECIALS]
+    rest = sorted(([p, round(score, 6)] for p, score in pieces if p not in SPECIALS), key=lambda p: (-p[1], p[0]))
+    raw["model"]["vocab"] = specials + rest
+    raw["model"]["unk_id"] = [p[0] for p in raw["model"]["vocab"]].index("<unk>")
+    for added in raw["added_tokens"]:
+        added["id"] = [p[0] for p in raw["model"]["vocab"]].index(added["content"])
+    return Tokenizer.from_str(json.dumps(raw))
 
 
 def tokenizer_for(kind: Kind) -> Any:
@@ -268,15 +278,20 @@ def expected_tensors(name: str, n_vocab: int) -> dict[str, tuple[int, ...]]:
 
 
 def _wordpiece() -> Any:
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials,
-                                                              show_progress=False))
+    # Written out rather than trained: the WordPiece trainer breaks ties between equally frequent pieces
+    # in hash order, so each run would learn another vocabulary and the checkpoint would differ.
+    words = {w for line in CORPUS for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(line))}
+    chars = sorted({c for w in words for c in w})
+    learnt = sorted(words | set(chars) | {"##" + c for c in chars} | {"##" + w[1:] for w in words if len(w) > 2})
+    tok.model = models.WordPiece({t: i for i, t in enumerate(specials + learnt)}, unk_token="[UNK]")
+    tok.add_special_tokens(specials)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
