@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -93,6 +94,25 @@ def proc_status_kib(pid: int, field: str) -> int:
 def memory_mib(pids: list[int]) -> tuple[float, float]:
     """(sum of VmHWM, sum of VmRSS) in MiB over the processes."""
     return (sum(proc_status_kib(p, "VmHWM") for p in pids) / 1024, sum(proc_status_kib(p, "VmRSS") for p in pids) / 1024)
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset a process's VmHWM to its current RSS (Linux: "5" into /proc/<pid>/clear_refs), so that a
+    later peak is the peak since now. False where the kernel does not allow it."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def tool_env(binary: Path) -> dict[str, str]:
+    """The environment to run a built llama.cpp tool in: its shared libraries are beside it (the
+    build's RUNPATH names the directory it was built in, which may since have moved)."""
+    env = dict(os.environ)
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (str(binary.parent), env.get("LD_LIBRARY_PATH", "")) if p)
+    return env
 
 
 def stop_process(proc: subprocess.Popen[bytes]) -> None:

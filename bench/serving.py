@@ -37,6 +37,7 @@ from common import (  # type: ignore[import-not-found]
     Quiet,
     describe_model,
     memory_mib,
+    reset_peak_rss,
     resolve_model,
     run_concurrent,
     stop_process,
@@ -171,6 +172,12 @@ async def main_phase(args: argparse.Namespace, path: Path, home: Path, llama: An
         timeout = aiohttp.ClientTimeout(total=1800)
         async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
             await create_model(session, daemon.base_url, path, args.ctx)
+            # The peak compared is the serving one: reading the GGUF's metadata at create (its whole
+            # vocabulary as Python strings) is a passing peak of the daemon's, reported apart.
+            create_peak = memory_mib([daemon.proc.pid])[0]
+            if reset_peak_rss(daemon.proc.pid):
+                notes.append(f"ours: the daemon's peak RSS while creating the model was {create_peak:.0f} MiB; "
+                             "its peak below counts from after the create (the runner starts after it)")
             run = runners(session, daemon.base_url, urls, raw, raw.count, args.ours_options)
             single, conc, rates = await measure(run, prompts, args, quiet, bench)
             daemon.note_children()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import OUT, Timed, proc_status_kib, timed_ollama, timed_openai  # type: ignore[import-not-found]
+from common import OUT, Timed, proc_status_kib, timed_ollama, timed_openai, tool_env  # type: ignore[import-not-found]
 
 MODEL = "bench-serving"
 SEED = 42
@@ -116,7 +116,8 @@ def start_llama_server(binary: Path, path: Path, port: int, ctx: int, parallel: 
     args = [str(binary), "-m", str(path), "--host", "127.0.0.1", "--port", str(port), "-c", str(ctx * parallel),
             "--parallel", str(parallel), "-t", str(threads), "-tb", str(threads), "--seed", str(SEED)]
     with log.open("ab") as f:
-        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT)
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
+                                env=tool_env(binary))
 
 
 async def create_model(session: aiohttp.ClientSession, base: str, path: Path, ctx: int) -> None:

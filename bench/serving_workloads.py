@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import Quiet, Timed, markdown_table, median, run_concurrent  # type: ignore[import-not-found]
+from common import Quiet, Timed, markdown_table, median, run_concurrent, tool_env  # type: ignore[import-not-found]
 from serving_contenders import NAME, ChatRunner, Messages  # type: ignore[import-not-found]
 from serving_report import Targets  # type: ignore[import-not-found]
 
@@ -29,7 +29,7 @@ from serving_report import Targets  # type: ignore[import-not-found]
 def llama_bench(binary: Path, model: Path, threads: int, pp: int, tg: int) -> dict[str, float]:
     """{"pp<PP>": tokens/s, "tg<TG>": tokens/s} of one llama-bench run (its defaults otherwise)."""
     out = subprocess.run([str(binary), "-m", str(model), "-t", str(threads), "-p", str(pp), "-n", str(tg), "-r", "1",
-                          "-o", "json"], check=True, capture_output=True, text=True).stdout
+                          "-o", "json"], check=True, capture_output=True, text=True, env=tool_env(binary)).stdout
     rates: dict[str, float] = {}
     for test in json.loads(out):
         name = f"pp{test['n_prompt']}" if test["n_prompt"] else f"tg{test['n_gen']}"

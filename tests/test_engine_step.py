@@ -144,14 +144,28 @@ def test_prefill_budget_is_the_batch_when_idle_and_a_share_while_generating() ->
 
 
 def test_prefill_plan_is_oldest_first_within_the_budget() -> None:
-    # Admitted in the order a, b, c (sequence ids deliberately out of that order).
+    # Admitted in the order a, b, c (sequence ids deliberately out of that order). Two prompts share
+    # these steps: a chunk that ends its prompt takes the last token too.
     a, b, c = _slot(2, 100), _slot(0, 50), _slot(1, 30)
-    assert plan_prefill([b, c, a], 120) == {2: 99, 0: 21}  # a's body (not its last token), then b's share
-    assert plan_prefill([b, c, a], 1000) == {2: 99, 0: 49, 1: 29}
+    assert plan_prefill([b, c, a], 120) == {2: 100, 0: 20}  # all of a, then b's share
+    assert plan_prefill([b, c, a], 1000) == {2: 100, 0: 50, 1: 30}
     b.prompt_done = 49
     b.next_token = 49  # b's body is done; its last token waits for the next step: no chunk for it
-    assert plan_prefill([b, c, a], 120) == {2: 99, 1: 21}
+    assert plan_prefill([b, c, a], 120) == {2: 100, 1: 20}
     assert plan_prefill([b, c, a], 0) == {}
+
+
+def test_a_lone_prompt_leaves_its_last_token_for_a_step_of_its_own() -> None:
+    # Nothing else in the step: the last token is decoded alone, as when the rest came from the cache.
+    a = _slot(0, 100)
+    assert plan_prefill([a], 1000) == {0: 99}
+    assert plan_prefill([a], 60) == {0: 60}  # a chunk short of the end is the same either way
+    # A stream generating beside it: the step is shared, so the prompt ends in this step, with logits.
+    assert plan_prefill([a], 1000, shared=True) == {0: 100}
+    # Two prompts: the one that ends in this step takes its last token; the other is cut by the budget.
+    b = _slot(1, 50)
+    assert plan_prefill([a, b], 120) == {0: 100, 1: 20}
+    assert plan_prefill([a, b], 100) == {0: 100}  # b waits for the next step; a ends in this one
 
 
 def test_engine_steps_respect_the_prefill_budget_oldest_first(tiny: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,6 +208,43 @@ def test_engine_steps_respect_the_prefill_budget_oldest_first(tiny: Loaded, monk
     last_first = max(i for i, s in enumerate(order) if s == first_seq)
     first_second = min(i for i, s in enumerate(order) if s == second_seq)
     assert last_first < first_second
+
+
+def test_a_prompt_ends_in_its_chunk_beside_a_stream_and_in_a_step_of_its_own_alone(
+        tiny: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps: list[list[tuple[int, bool]]] = []  # per step: (sequence, logits) of every row
+    real_decode = llama_cpp.llama_decode
+
+    def decode(ctx: llama_cpp.llama_context_p, batch: llama_cpp.llama_batch) -> int:
+        steps.append([(batch.seq_id[i][0], bool(batch.logits[i])) for i in range(batch.n_tokens)])
+        return int(real_decode(ctx, batch))
+
+    llama_cpp.llama_memory_clear(tiny.mem, True)
+    monkeypatch.setattr(llama_cpp, "llama_decode", decode)
+    engine = Engine(tiny, 4, speculative="off")
+    engine.start()
+    try:
+        lone_prompt = tokenize(tiny, "a lone prompt of several words")
+        lone = _submit(engine, lone_prompt, num_predict=200)
+        while not lone.events:
+            assert not lone.done.is_set()
+            lone.done.wait(0.01)
+        mark = len(steps)
+        joining_prompt = tokenize(tiny, "another prompt joins the stream")
+        joining = _submit(engine, joining_prompt, num_predict=2)
+        joining.tokens()
+    finally:
+        engine.stop()
+    # Alone: the prompt but its last token in the first step (no logits), the last token alone next.
+    first, second = steps[0], steps[1]
+    assert len(first) == len(lone_prompt) - 1 and not any(lg for _, lg in first)
+    assert second == [(first[0][0], True)]
+    # Beside the generating stream: the whole prompt in one step, logits at its last token only.
+    seq = next(s for step in steps[mark:] for s, _ in step if s != first[0][0])
+    step = next(step for step in steps[mark:] if any(s == seq for s, _ in step))
+    mine = [lg for s, lg in step if s == seq]
+    assert len(mine) == len(joining_prompt) and mine[-1] and not any(mine[:-1])
+    assert any(s != seq for s, _ in step)  # the stream's token shared the step
 
 
 # --- the outbox --------------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ import signal
 import stat
 import sys
 import threading
+from typing import TYPE_CHECKING
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from ollamalike.runner.llama import Preload
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -67,10 +69,12 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> No
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, preload: Preload) -> int:
+    from aiohttp import web
+
     from ollamalike.runner.server import RunnerServer
 
-    server = RunnerServer(args.spec, verbose=args.verbose)
+    server = RunnerServer(args.spec, verbose=args.verbose, preload=preload)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stopping.set)
@@ -102,7 +106,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return info_main()
     _die_with_parent()
-    return asyncio.run(_serve(args))
+    # The weights start loading before the server's imports (aiohttp, the engine: about half a
+    # second), which run while llama.cpp reads the file.
+    from ollamalike.runner.llama import start_loading
+
+    preload = start_loading(args.spec, args.verbose)
+    return asyncio.run(_serve(args, preload))
 
 
 if __name__ == "__main__":

@@ -226,7 +226,7 @@ class Engine:
             if len(slot.cache) >= m.n_ctx_slot and not self._make_room(slot):
                 continue
             singles.add(slot.seq)
-        chunks = plan_prefill(self.slots, prefill_budget(m.n_batch, len(singles)))
+        chunks = plan_prefill(self.slots, prefill_budget(m.n_batch, len(singles)), shared=bool(singles))
         # Written in sequence order: over per-slot KV streams llama.cpp splits a batch into micro-batches
         # of consecutive sequences with equal token counts, and tokens out of order make more of them
         # (each one a pass over the weights).
@@ -298,19 +298,21 @@ class Engine:
     def _put_chunk(self, slot: Slot[Request], take: int, n: int, now: int) -> int:
         """``take`` more of the slot's prompt into the batch at ``n``; returns the next free index.
 
-        The prompt's last token is never in a chunk (prefill.plan_prefill): it is decoded on its own in
-        a later step, as a generated token is, exactly as when the rest of the prompt was cached. A
-        token's logits depend on the size of the batch it is computed in, so this keeps greedy output
-        the same whether the prompt came from the prefix cache or not."""
+        A chunk that ends the prompt (a shared step, prefill.plan_prefill) has logits at its last token;
+        otherwise a chunk that reaches the prompt's last token leaves it for a later step, decoded on its
+        own as a generated token is, exactly as when the rest of the prompt was cached."""
         if slot.t_prompt == 0:
             slot.t_prompt = now
         base, done = slot.next_pos, slot.prompt_done
+        last = done + take == len(slot.prompt)
         for i in range(take):
-            self._put(n + i, slot.prompt[done + i], base + i, slot.seq, False)
+            self._put(n + i, slot.prompt[done + i], base + i, slot.seq, last and i == take - 1)
         slot.cache.extend(slot.prompt[done : done + take])
         slot.prompt_done += take
         slot.prompt_evaluated += take
-        if slot.prompt_done == len(slot.prompt) - 1:
+        if last:
+            slot.logit_index = n + take - 1
+        elif slot.prompt_done == len(slot.prompt) - 1:
             self._queue_last_prompt_token(slot)
         return n + take
 

@@ -6,6 +6,7 @@ or raises ``LoadError`` carrying llama.cpp's own reason, taken from its log.
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import sys
 import threading
@@ -183,6 +184,29 @@ def load_model(opts: RunnerSpec, progress: list[float], verbose: bool = False) -
         add_bos=bool(llama_cpp.llama_vocab_get_add_bos(vocab)), size=size, size_vram=vram, adapters=adapters,
         opts=opts,
     )
+
+
+@dataclass
+class Preload:
+    """A model load begun in a thread before the runner's server exists, so that importing the
+    server (aiohttp, the engine) overlaps llama.cpp reading the weights."""
+
+    future: concurrent.futures.Future[Loaded]
+    progress: list[float]
+
+
+def start_loading(opts: RunnerSpec, verbose: bool = False) -> Preload:
+    future: concurrent.futures.Future[Loaded] = concurrent.futures.Future()
+    progress = [0.0]
+
+    def work() -> None:
+        try:
+            future.set_result(load_model(opts, progress, verbose))
+        except BaseException as e:  # the server reports it; a thread has nowhere else to raise
+            future.set_exception(e)
+
+    threading.Thread(target=work, name="load", daemon=True).start()
+    return Preload(future, progress)
 
 
 def embedding_context(m: Loaded, n_ctx: int) -> llama_cpp.llama_context_p | None:

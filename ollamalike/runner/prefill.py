@@ -3,9 +3,13 @@
 While streams generate, a step's length is their time between tokens, so prompt chunks get a bounded
 share of the batch (``prefill_budget``); with nothing generating, the whole batch. Prompts are served
 in admission order, the oldest first: a request that came later never overtakes an earlier one, and
-several short prompts share one step. A prompt is chunked up to, not including, its last token (the
-engine decodes that one in a later step, as it does when the rest came from the prefix cache), and a
-chunk stops where the prompt's next image starts (that is decoded on its own). Pure Python.
+several short prompts share one step. When the step is shared anyway (a stream generates beside it, or
+several prompts share it), a prompt's last chunk takes its last token too, with logits, so the request
+gets its first token from this step rather than the next. A lone prompt stops before its last token,
+which the engine decodes in a step of its own, as it does when the rest came from the prefix cache: a
+token's logits depend on the batch it is computed in, so a lone request's greedy output is the same
+fresh and cached. A chunk stops where the prompt's next image starts (that is decoded on its own), and
+a prompt with images always leaves its last token for a step of its own. Pure Python.
 """
 
 from __future__ import annotations
@@ -30,17 +34,23 @@ def prefill_budget(n_batch: int, generating: int) -> int:
     return min(room, max(1, n_batch // PREFILL_SHARE))
 
 
-def plan_prefill(slots: Sequence[Slot[Request]], budget: int) -> dict[int, int]:
-    """How many prompt tokens each slot (by sequence id) evaluates this step, within ``budget``."""
+def plan_prefill(slots: Sequence[Slot[Request]], budget: int, shared: bool = False) -> dict[int, int]:
+    """How many prompt tokens each slot (by sequence id) evaluates this step, within ``budget``.
+
+    ``shared``: a stream generates in this step. Then, or when several prompts wait, a chunk that
+    reaches its prompt's end includes the last token (see the module's docstring)."""
+    waiting = sorted((s for s in slots if s.req is not None and s.in_prompt and s.next_token is None
+                      and s.prompt_done < len(s.prompt)), key=lambda s: s.admitted)
+    finish = shared or len(waiting) > 1
     plan: dict[int, int] = {}
-    for slot in sorted((s for s in slots if s.req is not None and s.in_prompt), key=lambda s: s.admitted):
-        body = len(slot.prompt) - 1
-        if slot.next_token is not None or slot.prompt_done >= body:
+    for slot in waiting:
+        media = slot.req.media if slot.req is not None else None
+        body = len(slot.prompt) - (0 if finish and media is None else 1)
+        if slot.prompt_done >= body:
             continue
         if budget <= 0:
             break
         take = min(budget, body - slot.prompt_done)
-        media = slot.req.media if slot.req is not None else None
         if media is not None:
             take = min(take, media.next_start(slot.prompt_done) - slot.prompt_done)
             if take <= 0:

@@ -5,8 +5,8 @@ Routes: GET /health (status loading|ok, load progress, memory, slots), POST /com
 {"done": true, ...} object, or an {"error"} line), POST /tokenize,
 POST /detokenize, POST /embedding (completion and tokenize take ``images``: decoded RGB pixels, placed
 at the prompt's ``[img-N]`` tags; see runner/vision.py) (an embedding model's runner, or beside the generations of a
-chat model's), POST /shutdown. The model loads in a worker thread while
-/health already answers; the engine runs in its own thread and talks back through one
+chat model's), POST /shutdown. The model loads in a worker thread (started by ``__main__`` before
+this module is imported: ``llama.Preload``) while /health already answers; the engine runs in its own thread and talks back through one
 ``outbox.Outbox`` (one loop wake-up per engine step for all streams). A client that goes away cancels
 its sequence.
 """
@@ -27,7 +27,7 @@ from ollamalike.jsontypes import JSONObject
 from ollamalike.runner.draft import DraftModel, load_draft
 from ollamalike.runner.embed import EmbedJob
 from ollamalike.runner.engine import Engine
-from ollamalike.runner.llama import Loaded, LoadError, load_model
+from ollamalike.runner.llama import Loaded, LoadError, Preload, load_model
 from ollamalike.runner.logprobs import MAX_TOP_LOGPROBS
 from ollamalike.runner.outbox import Outbox
 from ollamalike.runner.request import Event, Request
@@ -41,12 +41,13 @@ HEARTBEAT = 0.25  # seconds between the spaces an embed answer starts with while
 
 
 class RunnerServer:
-    def __init__(self, spec: RunnerSpec, verbose: bool = False) -> None:
+    def __init__(self, spec: RunnerSpec, verbose: bool = False, preload: Preload | None = None) -> None:
         self.opts = spec
         self.verbose = verbose
         self.status = "loading"
         self.error: str | None = None
-        self.progress = [0.0]
+        self.preload = preload
+        self.progress = preload.progress if preload is not None else [0.0]
         self.loaded: Loaded | None = None
         self.engine: Engine | None = None
         self.vision: Vision | None = None
@@ -58,7 +59,10 @@ class RunnerServer:
     async def load(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.loaded = await loop.run_in_executor(None, load_model, self.opts, self.progress, self.verbose)
+            if self.preload is not None:
+                self.loaded = await asyncio.wrap_future(self.preload.future)
+            else:
+                self.loaded = await loop.run_in_executor(None, load_model, self.opts, self.progress, self.verbose)
             if self.opts.projectors:
                 self.vision = await loop.run_in_executor(None, _open_vision, self.loaded, self.opts, self.verbose)
             if self.opts.draft_model_path and self.opts.speculative != "off":
